@@ -1,0 +1,400 @@
+package kafkatransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// ClientConn carries unary gRPC calls over Kafka. It implements
+// grpc.ClientConnInterface, so the standard generated clients run over it:
+// usersv1.NewUserServiceClient(conn). Generated New<Service>KafkaClient
+// helpers add each service's topic and partition keys.
+//
+// A ClientConn reads its replies from one partition of the shared reply topic
+// by direct assignment, never through a consumer group, so it starts at once
+// and any number of instances can run. It is safe for concurrent use; Close
+// releases it.
+type ClientConn struct {
+	cfg            config
+	producer       *kafka.Producer
+	consumer       *kafka.Consumer
+	admin          *kafka.AdminClient
+	topics         *topicEnsurer
+	replyTopic     string
+	replyPartition int32
+	replyPartText  []byte
+	idPrefix       string
+	seq            atomic.Uint64
+
+	mu      sync.Mutex
+	pending map[string]chan callResult
+	closed  bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// callResult is what ends a pending call: a reply record or a transport
+// error.
+type callResult struct {
+	msg *kafka.Message
+	err error
+}
+
+// Dial connects a client to the brokers (a librdkafka bootstrap.servers
+// list). It creates the reply topic when missing, picks its reply partition
+// and starts reading it; ctx bounds that start.
+func Dial(ctx context.Context, brokers string, opts ...Option) (*ClientConn, error) {
+	cfg := newConfig(brokers, opts)
+	c := &ClientConn{
+		cfg:        cfg,
+		replyTopic: cfg.topic(cfg.replyTopic),
+		idPrefix:   cfg.instanceID + "-",
+		pending:    map[string]chan callResult{},
+		stop:       make(chan struct{}),
+	}
+	var err error
+	if c.producer, err = kafka.NewProducer(c.cfg.producerConfig(kafka.ConfigMap{
+		// Successful deliveries need no report: the reply confirms them.
+		"delivery.report.only.error": true,
+	})); err != nil {
+		return nil, fmt.Errorf("kafkatransport: new producer: %w", err)
+	}
+	fail := func(err error) (*ClientConn, error) {
+		if c.consumer != nil {
+			_ = c.consumer.Close()
+		}
+		if c.admin != nil {
+			c.admin.Close()
+		}
+		c.producer.Close()
+		return nil, err
+	}
+	if c.admin, err = kafka.NewAdminClientFromProducer(c.producer); err != nil {
+		return fail(fmt.Errorf("kafkatransport: new admin client: %w", err))
+	}
+	c.topics = newTopicEnsurer(c.admin, &c.cfg)
+	if err := c.topics.ensure(ctx, cfg.replyPartitions, c.replyTopic); err != nil {
+		return fail(fmt.Errorf("kafkatransport: %w", err))
+	}
+	n, err := partitionCount(c.admin, c.replyTopic, timeoutMs(ctx, 10*time.Second))
+	if err != nil {
+		return fail(fmt.Errorf("kafkatransport: %w", err))
+	}
+	c.replyPartition = cfg.replyPartition
+	if c.replyPartition < 0 {
+		c.replyPartition = int32(rand.IntN(n))
+	} else if int(c.replyPartition) >= n {
+		return fail(fmt.Errorf("kafkatransport: reply partition %d out of range: %q has %d partitions", c.replyPartition, c.replyTopic, n))
+	}
+	c.replyPartText = itoa(int64(c.replyPartition))
+	c.consumer, err = kafka.NewConsumer(c.cfg.consumerConfig("kgrpc-reply-"+cfg.instanceID, kafka.ConfigMap{
+		"enable.auto.commit":       false,
+		"enable.auto.offset.store": false,
+	}))
+	if err != nil {
+		return fail(fmt.Errorf("kafkatransport: new reply consumer: %w", err))
+	}
+	// Start at the partition's end as it is now: every reply to a call made
+	// from here on lands at or after it.
+	_, high, err := c.consumer.QueryWatermarkOffsets(c.replyTopic, c.replyPartition, timeoutMs(ctx, 10*time.Second))
+	if err != nil {
+		return fail(fmt.Errorf("kafkatransport: reply partition end: %w", err))
+	}
+	if err := c.consumer.Assign([]kafka.TopicPartition{{Topic: &c.replyTopic, Partition: c.replyPartition, Offset: kafka.Offset(high)}}); err != nil {
+		return fail(fmt.Errorf("kafkatransport: assign reply partition: %w", err))
+	}
+	c.wg.Add(2)
+	go c.readReplies()
+	go c.readDeliveries()
+	cfg.logger.Info("kafkatransport client ready", "reply_topic", c.replyTopic, "reply_partition", c.replyPartition, "instance", cfg.instanceID)
+	return c, nil
+}
+
+// timeoutMs returns the time left before ctx's deadline in milliseconds, or
+// def when it has none.
+func timeoutMs(ctx context.Context, def time.Duration) int {
+	if d, ok := ctx.Deadline(); ok {
+		left := time.Until(d)
+		if left < time.Millisecond {
+			left = time.Millisecond
+		}
+		return int(left / time.Millisecond)
+	}
+	return int(def / time.Millisecond)
+}
+
+// ReplyPartition returns the partition of the reply topic this client reads.
+func (c *ClientConn) ReplyPartition() int32 { return c.replyPartition }
+
+// Close stops reading replies, fails the calls still waiting with
+// Unavailable, and closes the Kafka clients. It is safe to call more than
+// once.
+func (c *ClientConn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	for id, ch := range c.pending {
+		ch <- callResult{err: status.Error(codes.Unavailable, "kafkatransport: client closed")}
+		delete(c.pending, id)
+	}
+	c.mu.Unlock()
+	close(c.stop)
+	c.producer.Flush(5000)
+	c.admin.Close()
+	c.producer.Close() // closes the Events channel, ending readDeliveries
+	c.wg.Wait()
+	return c.consumer.Close()
+}
+
+// readReplies hands each reply record to the call waiting for it. Replies to
+// other clients sharing the partition, and late replies, are ignored.
+func (c *ClientConn) readReplies() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		switch e := c.consumer.Poll(100).(type) {
+		case *kafka.Message:
+			id, _ := header(e.Headers, hdrID)
+			c.mu.Lock()
+			ch, ok := c.pending[id]
+			if ok {
+				delete(c.pending, id)
+			}
+			c.mu.Unlock()
+			if ok {
+				ch <- callResult{msg: e}
+			}
+		case kafka.Error:
+			c.cfg.logger.Warn("kafkatransport reply consumer", "err", e)
+		}
+	}
+}
+
+// readDeliveries fails a call whose request the broker did not accept.
+func (c *ClientConn) readDeliveries() {
+	defer c.wg.Done()
+	for ev := range c.producer.Events() {
+		m, ok := ev.(*kafka.Message)
+		if !ok {
+			if e, ok := ev.(kafka.Error); ok {
+				c.cfg.logger.Warn("kafkatransport producer", "err", e)
+			}
+			continue
+		}
+		if m.TopicPartition.Error == nil {
+			continue
+		}
+		id, _ := m.Opaque.(string)
+		c.finish(id, callResult{err: produceError(m.TopicPartition.Error)})
+	}
+}
+
+// finish ends a pending call, if it is still pending.
+func (c *ClientConn) finish(id string, r callResult) {
+	c.mu.Lock()
+	ch, ok := c.pending[id]
+	if ok {
+		delete(c.pending, id)
+	}
+	c.mu.Unlock()
+	if ok {
+		ch <- r
+	}
+}
+
+// Invoke implements grpc.ClientConnInterface. The request goes to the topic
+// named after the method's service (plus any TopicPrefix) without a key; use
+// Service, or the generated New<Service>KafkaClient, for topic overrides and
+// keys.
+func (c *ClientConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	return c.invoke(ctx, route{topic: c.cfg.topic(serviceOf(method))}, method, args, reply, opts)
+}
+
+// NewStream implements grpc.ClientConnInterface. Streaming is not carried
+// over Kafka yet: it returns an Unimplemented error.
+func (c *ClientConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, status.Error(codes.Unimplemented, "kafkatransport: streaming calls are not supported")
+}
+
+// Service returns a grpc.ClientConnInterface that routes the calls of one
+// service as its spec says: to its topic, keyed per method.
+func (c *ClientConn) Service(spec ServiceSpec) grpc.ClientConnInterface {
+	return &serviceConn{c: c, spec: spec, topic: c.cfg.topic(spec.topic())}
+}
+
+type serviceConn struct {
+	c     *ClientConn
+	spec  ServiceSpec
+	topic string
+}
+
+func (s *serviceConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	rt := route{topic: s.topic}
+	if serviceOf(method) != s.spec.Name {
+		rt.topic = s.c.cfg.topic(serviceOf(method))
+	}
+	rt.key = s.spec.Keys[method]
+	return s.c.invoke(ctx, rt, method, args, reply, opts)
+}
+
+func (s *serviceConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return s.c.NewStream(ctx, desc, method, opts...)
+}
+
+// route says where a call's request goes.
+type route struct {
+	topic string
+	key   KeyFunc
+}
+
+func (c *ClientConn) invoke(ctx context.Context, rt route, method string, args, reply any, opts []grpc.CallOption) error {
+	if len(c.cfg.clientInterceptors) == 0 {
+		return c.call(ctx, rt, method, args, reply, opts)
+	}
+	invoker := func(ctx context.Context, method string, args, reply any, _ *grpc.ClientConn, opts ...grpc.CallOption) error {
+		return c.call(ctx, rt, method, args, reply, opts)
+	}
+	return chainClient(c.cfg.clientInterceptors, invoker)(ctx, method, args, reply, nil, opts...)
+}
+
+// chainClient composes interceptors so that ics[0] is the outermost.
+func chainClient(ics []grpc.UnaryClientInterceptor, final grpc.UnaryInvoker) grpc.UnaryInvoker {
+	for i := len(ics) - 1; i >= 0; i-- {
+		ic, next := ics[i], final
+		final = func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+			return ic(ctx, method, req, reply, cc, next, opts...)
+		}
+	}
+	return final
+}
+
+// call sends one request and waits for its reply, the context's end, or a
+// transport failure.
+func (c *ClientConn) call(ctx context.Context, rt route, method string, args, reply any, opts []grpc.CallOption) error {
+	req, ok := args.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "kafkatransport: request %T is not a proto.Message", args)
+	}
+	if _, ok := reply.(proto.Message); !ok {
+		return status.Errorf(codes.Internal, "kafkatransport: reply %T is not a proto.Message", reply)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.defaultTimeout)
+		defer cancel()
+	}
+	if err := ctx.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	value, err := proto.Marshal(req)
+	if err != nil {
+		return status.Errorf(codes.Internal, "kafkatransport: marshal request: %v", err)
+	}
+	if err := c.topics.ensure(ctx, c.cfg.partitions, rt.topic); err != nil {
+		if ctx.Err() != nil {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		return status.Errorf(codes.Unavailable, "kafkatransport: %v", err)
+	}
+	deadline, _ := ctx.Deadline()
+	id := c.idPrefix + strconv.FormatUint(c.seq.Add(1), 36)
+	headers := make([]kafka.Header, 0, 8)
+	headers = append(headers,
+		kafka.Header{Key: hdrMethod, Value: []byte(method)},
+		kafka.Header{Key: hdrID, Value: []byte(id)},
+		kafka.Header{Key: hdrReplyTopic, Value: []byte(c.replyTopic)},
+		kafka.Header{Key: hdrReplyPartition, Value: c.replyPartText},
+		kafka.Header{Key: hdrDeadline, Value: itoa(deadline.UnixMilli())},
+	)
+	if md, ok := metadata.FromOutgoingContext(ctx); ok {
+		headers = appendMD(headers, prefixMD, md)
+	}
+	msg := &kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &rt.topic, Partition: kafka.PartitionAny},
+		Value:          value,
+		Headers:        headers,
+		Opaque:         id,
+	}
+	if rt.key != nil {
+		msg.Key = rt.key(req)
+	}
+
+	ch := make(chan callResult, 1)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return status.Error(codes.Unavailable, "kafkatransport: client closed")
+	}
+	c.pending[id] = ch
+	c.mu.Unlock()
+
+	if err := c.producer.Produce(msg, nil); err != nil {
+		c.finish(id, callResult{})
+		return produceError(err)
+	}
+	var res callResult
+	select {
+	case res = <-ch:
+	case <-ctx.Done():
+		c.finish(id, callResult{})
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	if res.err != nil {
+		return res.err
+	}
+	return decodeReply(res.msg, reply, opts)
+}
+
+// produceError maps a producer error to a status error.
+func produceError(err error) error {
+	var ke kafka.Error
+	if errors.As(err, &ke) && (ke.Code() == kafka.ErrMsgSizeTooLarge) {
+		return status.Errorf(codes.ResourceExhausted, "kafkatransport: request too large: %v", err)
+	}
+	return status.Errorf(codes.Unavailable, "kafkatransport: produce request: %v", err)
+}
+
+// decodeReply turns a reply record into the call's result: the response
+// message or a status error, plus header and trailer metadata.
+func decodeReply(m *kafka.Message, reply any, opts []grpc.CallOption) error {
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			*o.HeaderAddr = readMD(m.Headers, prefixMD)
+		case grpc.TrailerCallOption:
+			*o.TrailerAddr = readMD(m.Headers, prefixTrailer)
+		}
+	}
+	st, err := replyStatus(m.Headers)
+	if err != nil {
+		return err
+	}
+	if st.Code() != codes.OK {
+		return st.Err()
+	}
+	if err := proto.Unmarshal(m.Value, reply.(proto.Message)); err != nil {
+		return status.Errorf(codes.Internal, "kafkatransport: unmarshal response: %v", err)
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+// Package kafkatransport carries gRPC-style calls over Apache Kafka with
+// confluent-kafka-go (librdkafka): request-reply for unary calls and
+// fire-and-forget events.
+//
+// # Using it
+//
+// ClientConn implements grpc.ClientConnInterface and Server implements
+// grpc.ServiceRegistrar, so the code protoc-gen-go-grpc generates runs over
+// Kafka unchanged:
+//
+//	conn, err := kafkatransport.Dial(ctx, "localhost:9092")
+//	client := usersv1.NewUserServiceKafkaClient(conn) // or NewUserServiceClient(conn)
+//
+//	srv := kafkatransport.NewServer("localhost:9092")
+//	usersv1.RegisterUserServiceKafkaServer(srv, impl)
+//	err = srv.Serve(ctx) // returns after a graceful drain once ctx ends
+//
+// Events are published and consumed through the typed publishers and
+// Subscribe functions protoc-gen-go-kafka generates on top of Publisher and
+// Subscriber.
+//
+// # Topics
+//
+//   - Request topic: one per service, named by the service's full protobuf
+//     name ("shop.users.v1.UserService") unless the service option
+//     (kgrpc.kafka.v1.kafka).topic overrides it. All instances of a service
+//     consume it in one consumer group named like the topic.
+//   - Reply topic: one shared topic, "kgrpc.replies" by default (16
+//     partitions). Each client reads one partition of it by direct assignment
+//     (no consumer group, no rebalance), starting at the partition's end as it
+//     is when the client starts. Clients sharing a partition ignore each
+//     other's replies.
+//   - Event topic: one per event message, named by its full protobuf name
+//     unless (kgrpc.kafka.v1.event).topic overrides it; keyed by the field
+//     the option names, normally the aggregate id.
+//   - Dead-letter topic: "<group>.dlq", one per subscribing consumer group.
+//
+// Every name above, consumer groups included, is preceded by the
+// WithTopicPrefix prefix. Missing topics are created at start with the
+// WithPartitions count (6 by default; the reply topic has its own count).
+//
+// # Request record
+//
+// Key: the value of the method's (kgrpc.kafka.v1.kafka_method).partition_key
+// field as text (integers in decimal, bools as "true"/"false", bytes as is),
+// or none. Value: the request message in protobuf binary encoding. Headers:
+//
+//	rpc-method           full method name, "/pkg.v1.Service/Method"
+//	rpc-id               correlation id, unique per call ("<instance>-<seq>")
+//	rpc-reply-topic      topic the reply must go to
+//	rpc-reply-partition  partition of that topic, decimal
+//	rpc-deadline         absolute deadline, Unix milliseconds, decimal
+//	md-<key>             one header per outgoing metadata value; keys are
+//	                     lower case; values of "-bin" keys are base64
+//	                     (unpadded when sent, either accepted)
+//	traceparent          W3C trace context, from the "traceparent" metadata
+//	tracestate           W3C trace state, from the "tracestate" metadata
+//
+// A call whose context has no deadline gets one of WithDefaultTimeout (30s).
+// A server drops, without running the handler or replying, a request whose
+// deadline has passed when it is fetched: its caller has given up. Clocks of
+// clients and servers are assumed to agree to well within a deadline. A
+// request without a reply address or correlation id is logged and dropped.
+//
+// # Reply record
+//
+// Topic and partition: those of the request's rpc-reply-* headers. Key: none.
+// Value: the response message in protobuf binary encoding when the status is
+// OK, else empty. Headers:
+//
+//	rpc-id               the request's rpc-id
+//	rpc-status           gRPC status code, decimal ("0" for OK)
+//	rpc-message          status message, absent when empty
+//	rpc-status-details   google.rpc.Status in protobuf binary encoding,
+//	                     present only when the status has details
+//	md-<key>             response header metadata (grpc.SetHeader,
+//	                     grpc.SendHeader), encoded as in requests
+//	mdt-<key>            response trailer metadata (grpc.SetTrailer)
+//
+// # Status codes
+//
+// Handler errors travel as they are: a status error keeps its code, message
+// and details; any other error becomes Unknown, as in grpc-go. A handler
+// panic becomes Internal. A request value that does not decode as the
+// method's request type is answered InvalidArgument; an unknown method
+// Unimplemented. On the client, a request the broker does not take (broker
+// down, topic missing, delivery timeout) fails with Unavailable, one over the
+// broker's message size with ResourceExhausted, the context's deadline with
+// DeadlineExceeded and its cancellation with Canceled. A reply without a
+// valid rpc-status is Internal.
+//
+// # Event record
+//
+// Key: the event's key field. Value: the event in protobuf binary encoding.
+// Headers: ev-type (the message's full name), ev-id (unique per publish), and
+// traceparent/tracestate when the publishing context carries them.
+//
+// A subscriber handles the records of a partition in order. A handler error
+// is retried (WithEventRetry: 4 attempts, backoff from 100ms doubling up to
+// 5s); a record that still fails, or that does not decode, or whose ev-type
+// names another message, is copied to the dead-letter topic with its key,
+// value and headers plus dlq-error (the error text), dlq-attempts,
+// dlq-topic, dlq-partition, dlq-offset and dlq-group, and the subscriber
+// moves on.
+//
+// # Delivery guarantees
+//
+// A server stores a request's offset for commit only after its reply was
+// acknowledged by the broker and every earlier request of its partition is
+// finished, so requests run at least once: after a crash the uncommitted ones
+// are served again by another instance. Handlers run concurrently (at most
+// WithMaxConcurrency), also within a partition, so one slow call does not hold
+// up the others. Stopping drains: fetching stops, in-flight handlers finish
+// (at most WithDrainTimeout), replies are flushed, offsets committed, and the
+// consumer group is left, handing partitions to the other instances at once.
+//
+// # librdkafka settings
+//
+// Producers start from linger.ms=0, socket.nagle.disable=true, acks=all and
+// enable.idempotence=true; consumers from fetch.wait.max.ms=100,
+// fetch.min.bytes=1, cooperative-sticky assignment, session.timeout.ms=10000
+// and auto commit of explicitly stored offsets every 500ms. WithKafkaConfig
+// overrides any of them and adds others (security.protocol, sasl.*, ssl.*,
+// ...); properties of one client kind are not given to the other.
+package kafkatransport

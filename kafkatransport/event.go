@@ -1,0 +1,361 @@
+package kafkatransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+)
+
+// Publisher publishes events. Generated <Event>Publisher types wrap it; one
+// Publisher serves any number of event types. It is safe for concurrent use.
+type Publisher struct {
+	cfg      config
+	producer *kafka.Producer
+	admin    *kafka.AdminClient
+	topics   *topicEnsurer
+}
+
+// NewPublisher returns a publisher for the brokers.
+func NewPublisher(brokers string, opts ...Option) (*Publisher, error) {
+	cfg := newConfig(brokers, opts)
+	p, err := kafka.NewProducer(cfg.producerConfig(nil))
+	if err != nil {
+		return nil, fmt.Errorf("kafkatransport: new producer: %w", err)
+	}
+	a, err := kafka.NewAdminClientFromProducer(p)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("kafkatransport: new admin client: %w", err)
+	}
+	pub := &Publisher{cfg: cfg, producer: p, admin: a}
+	pub.topics = newTopicEnsurer(a, &pub.cfg)
+	go func() {
+		// Per-message delivery channels carry the reports; drain the rest.
+		for ev := range p.Events() {
+			if e, ok := ev.(kafka.Error); ok {
+				cfg.logger.Warn("kafkatransport publisher", "err", e)
+			}
+		}
+	}()
+	return pub, nil
+}
+
+// Close flushes queued events (bounded by ctx) and closes the publisher.
+func (p *Publisher) Close(ctx context.Context) error {
+	left := p.producer.Flush(timeoutMs(ctx, 10*time.Second))
+	p.admin.Close()
+	p.producer.Close()
+	if left > 0 {
+		return fmt.Errorf("kafkatransport: %d events not delivered before close", left)
+	}
+	return nil
+}
+
+// Publish publishes ev on its topic, keyed per spec, and returns once the
+// broker has acknowledged it, or ctx ends first (the event may then still be
+// delivered). The W3C trace context in ctx's outgoing metadata goes along.
+func Publish[T proto.Message](ctx context.Context, p *Publisher, spec EventSpec[T], ev T) error {
+	value, err := proto.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("kafkatransport: marshal %s: %w", spec.Name, err)
+	}
+	topic := p.cfg.topic(spec.topic())
+	if err := p.topics.ensure(ctx, p.cfg.partitions, topic); err != nil {
+		return fmt.Errorf("kafkatransport: %w", err)
+	}
+	headers := []kafka.Header{
+		{Key: hdrEventType, Value: []byte(spec.Name)},
+		{Key: hdrEventID, Value: []byte(p.cfg.instanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36))},
+	}
+	if md, ok := metadata.FromOutgoingContext(ctx); ok {
+		for _, k := range []string{hdrTraceparent, hdrTracestate} {
+			if v := md.Get(k); len(v) > 0 {
+				headers = append(headers, kafka.Header{Key: k, Value: []byte(v[0])})
+			}
+		}
+	}
+	msg := &kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+		Value:          value,
+		Headers:        headers,
+	}
+	if spec.Key != nil {
+		msg.Key = spec.Key(ev)
+	}
+	delivered := make(chan kafka.Event, 1)
+	if err := p.producer.Produce(msg, delivered); err != nil {
+		return fmt.Errorf("kafkatransport: publish %s: %w", spec.Name, err)
+	}
+	select {
+	case e := <-delivered:
+		if m, ok := e.(*kafka.Message); ok && m.TopicPartition.Error != nil {
+			return fmt.Errorf("kafkatransport: publish %s: %w", spec.Name, m.TopicPartition.Error)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kafkatransport: publish %s: %w", spec.Name, ctx.Err())
+	}
+}
+
+// EventInfo describes the record an event handler is running for.
+type EventInfo struct {
+	// Topic, Partition and Offset locate the record.
+	Topic     string
+	Partition int32
+	Offset    int64
+	// ID is the event id the publisher gave it.
+	ID string
+	// Time is the record's timestamp.
+	Time time.Time
+	// Attempt counts the handler runs for this record, from 1.
+	Attempt int
+}
+
+type eventInfoKey struct{}
+
+// EventFromContext returns the record an event handler is running for.
+func EventFromContext(ctx context.Context) (EventInfo, bool) {
+	e, ok := ctx.Value(eventInfoKey{}).(EventInfo)
+	return e, ok
+}
+
+// Subscriber consumes events as one consumer group, normally named after the
+// subscribing service, so every instance of that service shares the work and
+// each event reaches the service once (at-least-once). Records of one
+// partition are handled in order. A handler error is retried with backoff a
+// bounded number of times; then, or at once for a record that cannot be
+// decoded, the record goes to the group's dead-letter topic "<group>.dlq"
+// with the error in its headers, and the subscriber moves on.
+type Subscriber struct {
+	cfg   config
+	group string
+
+	mu       sync.Mutex
+	handlers map[string]func(ctx context.Context, m *kafka.Message) error // by topic
+	started  bool
+	ready    chan struct{}
+}
+
+// NewSubscriber returns a subscriber in consumer group group. Subscribe
+// handlers, then call Run.
+func NewSubscriber(brokers, group string, opts ...Option) *Subscriber {
+	return &Subscriber{
+		cfg:      newConfig(brokers, opts),
+		group:    group,
+		handlers: map[string]func(context.Context, *kafka.Message) error{},
+		ready:    make(chan struct{}),
+	}
+}
+
+// errUndecodable marks a record that no retry can fix.
+var errUndecodable = errors.New("undecodable event")
+
+// Subscribe registers h for the events of spec. It panics when the topic has
+// a handler already or Run has started.
+func Subscribe[T proto.Message](s *Subscriber, spec EventSpec[T], h func(context.Context, T) error) {
+	topic := s.cfg.topic(spec.topic())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		panic("kafkatransport: Subscribe after Run")
+	}
+	if _, dup := s.handlers[topic]; dup {
+		panic(fmt.Sprintf("kafkatransport: topic %q subscribed twice", topic))
+	}
+	s.handlers[topic] = func(ctx context.Context, m *kafka.Message) error {
+		ev := spec.New()
+		if err := proto.Unmarshal(m.Value, ev); err != nil {
+			return fmt.Errorf("%w: %s: %v", errUndecodable, spec.Name, err)
+		}
+		if t, ok := header(m.Headers, hdrEventType); ok && t != spec.Name {
+			return fmt.Errorf("%w: record of type %q on the topic of %s", errUndecodable, t, spec.Name)
+		}
+		return h(ctx, ev)
+	}
+}
+
+// DeadLetterTopic returns the subscriber's dead-letter topic.
+func (s *Subscriber) DeadLetterTopic() string { return s.cfg.topic(s.group + ".dlq") }
+
+// Ready is closed once Run has subscribed and starts fetching.
+func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
+
+// Run creates missing event and dead-letter topics, then consumes until ctx
+// ends. The record being handled then finishes (bounded by the drain
+// timeout), offsets are committed, and Run returns nil.
+func (s *Subscriber) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("kafkatransport: Run called twice")
+	}
+	s.started = true
+	topics := make([]string, 0, len(s.handlers))
+	for t := range s.handlers {
+		topics = append(topics, t)
+	}
+	s.mu.Unlock()
+	if len(topics) == 0 {
+		return errors.New("kafkatransport: no event subscribed")
+	}
+	sort.Strings(topics)
+
+	producer, err := kafka.NewProducer(s.cfg.producerConfig(nil))
+	if err != nil {
+		return fmt.Errorf("kafkatransport: new producer: %w", err)
+	}
+	defer producer.Close()
+	go func() {
+		for range producer.Events() {
+		}
+	}()
+	admin, err := kafka.NewAdminClientFromProducer(producer)
+	if err != nil {
+		return fmt.Errorf("kafkatransport: new admin client: %w", err)
+	}
+	defer admin.Close()
+	ens := newTopicEnsurer(admin, &s.cfg)
+	if err := ens.ensure(ctx, s.cfg.partitions, append([]string{s.DeadLetterTopic()}, topics...)...); err != nil {
+		return fmt.Errorf("kafkatransport: %w", err)
+	}
+	consumer, err := kafka.NewConsumer(s.cfg.consumerConfig(s.cfg.topic(s.group), nil))
+	if err != nil {
+		return fmt.Errorf("kafkatransport: new consumer: %w", err)
+	}
+	defer consumer.Close()
+	if err := consumer.SubscribeTopics(topics, nil); err != nil {
+		return fmt.Errorf("kafkatransport: subscribe %v: %w", topics, err)
+	}
+	close(s.ready)
+	s.cfg.logger.Info("kafkatransport subscriber running", "group", s.group, "topics", topics)
+
+	// Handlers outlive ctx for the drain; hardStop ends them after it.
+	base, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(s.cfg.drainTimeout, hardStop) })
+	defer stopAfter()
+	for ctx.Err() == nil {
+		switch e := consumer.Poll(100).(type) {
+		case *kafka.Message:
+			if !s.handle(ctx, base, producer, e) {
+				continue // stopping: left uncommitted for the next owner
+			}
+			if _, err := consumer.StoreMessage(e); err != nil {
+				s.cfg.logger.Warn("kafkatransport store offset", "topic", *e.TopicPartition.Topic, "err", err)
+			}
+		case kafka.Error:
+			if e.IsFatal() {
+				return fmt.Errorf("kafkatransport: subscriber %s: %w", s.group, e)
+			}
+			s.cfg.logger.Warn("kafkatransport subscriber", "group", s.group, "err", e)
+		}
+	}
+	if _, err := consumer.Commit(); err != nil && !isNoOffset(err) {
+		s.cfg.logger.Warn("kafkatransport subscriber commit", "group", s.group, "err", err)
+	}
+	s.cfg.logger.Info("kafkatransport subscriber stopped", "group", s.group)
+	return nil
+}
+
+// handle runs the record's handler with bounded retries, then dead-letters
+// it if it still fails. It reports whether the record is finished with. When
+// ctx ends between attempts it gives up and reports false: the record is
+// then left uncommitted for the next owner of its partition.
+func (s *Subscriber) handle(ctx, base context.Context, producer *kafka.Producer, m *kafka.Message) bool {
+	topic := *m.TopicPartition.Topic
+	h := s.handlers[topic]
+	info := EventInfo{Topic: topic, Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset), Time: m.Timestamp}
+	info.ID, _ = header(m.Headers, hdrEventID)
+	hctx := base
+	if md := readMD(m.Headers, prefixMD); md != nil {
+		hctx = metadata.NewIncomingContext(hctx, md)
+	}
+	backoff := s.cfg.eventBackoff
+	var err error
+	for attempt := 1; attempt <= s.cfg.eventAttempts; attempt++ {
+		info.Attempt = attempt
+		actx, cancel := context.WithTimeout(context.WithValue(hctx, eventInfoKey{}, info), s.cfg.defaultTimeout)
+		err = s.safeCall(actx, h, m)
+		cancel()
+		if err == nil || errors.Is(err, errUndecodable) {
+			break
+		}
+		s.cfg.logger.Warn("kafkatransport event handler failed", "topic", topic, "offset", info.Offset, "attempt", attempt, "err", err)
+		if attempt == s.cfg.eventAttempts {
+			break
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return false
+		}
+		backoff = min(backoff*2, s.cfg.eventMaxBackoff)
+	}
+	if err == nil {
+		return true
+	}
+	return s.deadLetter(ctx, producer, m, info, err)
+}
+
+func (s *Subscriber) safeCall(ctx context.Context, h func(context.Context, *kafka.Message) error, m *kafka.Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("handler panic: %v", p)
+		}
+	}()
+	return h(ctx, m)
+}
+
+// deadLetter copies m to the dead-letter topic with the error and where it
+// came from, and waits for the broker to take it. It reports false when ctx
+// ended first.
+func (s *Subscriber) deadLetter(ctx context.Context, producer *kafka.Producer, m *kafka.Message, info EventInfo, cause error) bool {
+	dlq := s.DeadLetterTopic()
+	headers := append([]kafka.Header{}, m.Headers...)
+	headers = append(headers,
+		kafka.Header{Key: hdrDLQError, Value: []byte(cause.Error())},
+		kafka.Header{Key: hdrDLQAttempts, Value: itoa(int64(info.Attempt))},
+		kafka.Header{Key: hdrDLQTopic, Value: []byte(info.Topic)},
+		kafka.Header{Key: hdrDLQPartition, Value: itoa(int64(info.Partition))},
+		kafka.Header{Key: hdrDLQOffset, Value: itoa(info.Offset)},
+		kafka.Header{Key: hdrDLQGroup, Value: []byte(s.group)},
+	)
+	// The dead letter must not be lost: retry until the broker takes it or
+	// the subscriber stops (then the record stays uncommitted).
+	for ctx.Err() == nil {
+		delivered := make(chan kafka.Event, 1)
+		err := producer.Produce(&kafka.Message{
+			TopicPartition: kafka.TopicPartition{Topic: &dlq, Partition: kafka.PartitionAny},
+			Key:            m.Key,
+			Value:          m.Value,
+			Headers:        headers,
+		}, delivered)
+		if err == nil {
+			select {
+			case e := <-delivered:
+				if dm, ok := e.(*kafka.Message); ok && dm.TopicPartition.Error == nil {
+					s.cfg.logger.Error("kafkatransport event dead-lettered", "topic", info.Topic, "offset", info.Offset, "dlq", dlq, "err", cause)
+					return true
+				} else if ok {
+					err = dm.TopicPartition.Error
+				}
+			case <-ctx.Done():
+				return false
+			}
+		}
+		s.cfg.logger.Error("kafkatransport dead-letter produce failed; retrying", "dlq", dlq, "err", err)
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+		}
+	}
+	return false
+}

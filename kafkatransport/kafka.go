@@ -1,0 +1,161 @@
+package kafkatransport
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// producerDefaults are the librdkafka producer settings the transport starts
+// from; WithKafkaConfig overrides any of them. They favour latency: no linger,
+// Nagle off, acknowledged by all in-sync replicas, idempotent.
+var producerDefaults = kafka.ConfigMap{
+	"linger.ms":              0,
+	"socket.nagle.disable":   true,
+	"acks":                   "all",
+	"enable.idempotence":     true,
+	"go.logs.channel.enable": false,
+}
+
+// consumerDefaults are the librdkafka consumer settings the transport starts
+// from; WithKafkaConfig overrides any of them. Fetches return as soon as one
+// byte is there, and the broker holds an empty fetch for at most 100ms.
+var consumerDefaults = kafka.ConfigMap{
+	"socket.nagle.disable":               true,
+	"fetch.wait.max.ms":                  100,
+	"fetch.min.bytes":                    1,
+	"fetch.queue.backoff.ms":             0,
+	"enable.partition.eof":               false,
+	"go.logs.channel.enable":             false,
+	"auto.offset.reset":                  "earliest",
+	"enable.auto.commit":                 true,
+	"enable.auto.offset.store":           false,
+	"auto.commit.interval.ms":            500,
+	"session.timeout.ms":                 10000,
+	"heartbeat.interval.ms":              1000,
+	"partition.assignment.strategy":      "cooperative-sticky",
+	"topic.metadata.refresh.interval.ms": 10000,
+}
+
+// producerOnly and consumerOnly name librdkafka properties that the other
+// kind of client rejects or warns about, so WithKafkaConfig can hold both.
+var producerOnly = []string{"linger.ms", "queue.buffering.max.ms", "acks", "request.required.acks",
+	"enable.idempotence", "batch.size", "batch.num.messages", "compression.type", "compression.codec",
+	"message.timeout.ms", "delivery.timeout.ms", "retries", "message.send.max.retries",
+	"queue.buffering.max.messages", "queue.buffering.max.kbytes", "go.delivery.reports", "go.produce.channel.size"}
+
+var consumerOnly = []string{"fetch.wait.max.ms", "fetch.min.bytes", "fetch.queue.backoff.ms",
+	"enable.partition.eof", "auto.offset.reset", "enable.auto.commit", "enable.auto.offset.store",
+	"auto.commit.interval.ms", "session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy",
+	"group.id", "group.instance.id", "max.poll.interval.ms", "isolation.level", "go.application.rebalance.enable",
+	"go.events.channel.size", "fetch.max.bytes", "max.partition.fetch.bytes"}
+
+// clientConfig merges defaults, the caller's properties and the fixed
+// settings of one client, dropping properties meant for the other kind.
+func (c *config) clientConfig(defaults kafka.ConfigMap, drop []string, fixed kafka.ConfigMap) *kafka.ConfigMap {
+	m := kafka.ConfigMap{}
+	maps.Copy(m, defaults)
+	maps.Copy(m, c.kafka)
+	for _, k := range drop {
+		delete(m, k)
+	}
+	maps.Copy(m, fixed)
+	m["bootstrap.servers"] = c.brokers
+	if _, ok := m["client.id"]; !ok {
+		m["client.id"] = "kgrpc-" + c.instanceID
+	}
+	return &m
+}
+
+func (c *config) producerConfig(fixed kafka.ConfigMap) *kafka.ConfigMap {
+	return c.clientConfig(producerDefaults, consumerOnly, fixed)
+}
+
+func (c *config) consumerConfig(group string, fixed kafka.ConfigMap) *kafka.ConfigMap {
+	f := kafka.ConfigMap{"group.id": group}
+	maps.Copy(f, fixed)
+	return c.clientConfig(consumerDefaults, producerOnly, f)
+}
+
+// topic returns name with the configured prefix.
+func (c *config) topic(name string) string { return c.topicPrefix + name }
+
+// newInstanceID returns 8 random bytes in hex.
+func newInstanceID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// topicEnsurer creates missing topics once per topic and name.
+type topicEnsurer struct {
+	admin *kafka.AdminClient
+	cfg   *config
+	mu    sync.Mutex
+	done  map[string]bool
+}
+
+func newTopicEnsurer(admin *kafka.AdminClient, cfg *config) *topicEnsurer {
+	return &topicEnsurer{admin: admin, cfg: cfg, done: map[string]bool{}}
+}
+
+// ensure creates each missing topic with the given partition count. Topics
+// that exist already are left as they are.
+func (e *topicEnsurer) ensure(ctx context.Context, partitions int, topics ...string) error {
+	e.mu.Lock()
+	var specs []kafka.TopicSpecification
+	for _, t := range topics {
+		if !e.done[t] {
+			specs = append(specs, kafka.TopicSpecification{Topic: t, NumPartitions: partitions, ReplicationFactor: e.cfg.replicationFactor})
+		}
+	}
+	e.mu.Unlock()
+	if len(specs) == 0 {
+		return nil
+	}
+	res, err := e.admin.CreateTopics(ctx, specs)
+	if err != nil {
+		return fmt.Errorf("create topics %v: %w", topics, err)
+	}
+	var errs []error
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range res {
+		code := r.Error.Code()
+		if code == kafka.ErrNoError || code == kafka.ErrTopicAlreadyExists {
+			e.done[r.Topic] = true
+			continue
+		}
+		errs = append(errs, fmt.Errorf("create topic %q: %w", r.Topic, r.Error))
+	}
+	return errors.Join(errs...)
+}
+
+// partitionCount returns the number of partitions of topic.
+func partitionCount(admin *kafka.AdminClient, topic string, timeoutMs int) (int, error) {
+	md, err := admin.GetMetadata(&topic, false, timeoutMs)
+	if err != nil {
+		return 0, fmt.Errorf("metadata of %q: %w", topic, err)
+	}
+	t, ok := md.Topics[topic]
+	if !ok || t.Error.Code() != kafka.ErrNoError || len(t.Partitions) == 0 {
+		return 0, fmt.Errorf("metadata of %q: topic not found (%v)", topic, t.Error)
+	}
+	return len(t.Partitions), nil
+}
+
+// serviceOf returns "pkg.Service" of "/pkg.Service/Method".
+func serviceOf(fullMethod string) string {
+	s := strings.TrimPrefix(fullMethod, "/")
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -1,0 +1,560 @@
+package kafkatransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Server serves gRPC services over Kafka. It implements
+// grpc.ServiceRegistrar, so the standard generated Register<Service>Server
+// functions work with it; the generated Register<Service>KafkaServer helpers
+// also apply each service's topic.
+//
+// Each service's instances share one consumer group on the service's request
+// topic, so starting more instances adds throughput. Handlers run
+// concurrently, also within a partition; a record's offset is committed only
+// once its reply is produced and every earlier record of its partition is
+// finished.
+type Server struct {
+	cfg config
+
+	mu       sync.Mutex
+	services map[string]*service
+	specs    map[string]ServiceSpec
+	started  bool
+	ready    chan struct{}
+
+	handler grpc.UnaryServerInterceptor
+}
+
+// service is one registered gRPC service.
+type service struct {
+	desc    *grpc.ServiceDesc
+	impl    any
+	methods map[string]*grpc.MethodDesc // by full method name
+}
+
+// NewServer returns a server for the brokers (a librdkafka
+// bootstrap.servers list). Register services, then call Serve.
+func NewServer(brokers string, opts ...Option) *Server {
+	return &Server{
+		cfg:      newConfig(brokers, opts),
+		services: map[string]*service{},
+		specs:    map[string]ServiceSpec{},
+		ready:    make(chan struct{}),
+	}
+}
+
+// RegisterService implements grpc.ServiceRegistrar. It panics when called
+// after Serve or twice for one service, as grpc.Server does.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		panic("kafkatransport: RegisterService after Serve")
+	}
+	if _, dup := s.services[desc.ServiceName]; dup {
+		panic(fmt.Sprintf("kafkatransport: service %s registered twice", desc.ServiceName))
+	}
+	svc := &service{desc: desc, impl: impl, methods: map[string]*grpc.MethodDesc{}}
+	for i := range desc.Methods {
+		m := &desc.Methods[i]
+		svc.methods["/"+desc.ServiceName+"/"+m.MethodName] = m
+	}
+	s.services[desc.ServiceName] = svc
+}
+
+// Describe applies a service's Kafka spec (its topic). Generated
+// Register<Service>KafkaServer functions call it; call it before Serve.
+func (s *Server) Describe(spec ServiceSpec) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.specs[spec.Name] = spec
+}
+
+// Ready is closed once Serve has joined every service's consumer group and
+// started fetching requests.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Serve creates missing request topics, consumes requests and answers them
+// until ctx ends. It then stops fetching, lets in-flight handlers finish and
+// their replies be produced (for at most the drain timeout, after which their
+// contexts are cancelled), commits, leaves the consumer groups and returns.
+// It returns nil after such a graceful stop.
+func (s *Server) Serve(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("kafkatransport: Serve called twice")
+	}
+	s.started = true
+	names := make([]string, 0, len(s.services))
+	for n := range s.services {
+		names = append(names, n)
+	}
+	s.mu.Unlock()
+	if len(names) == 0 {
+		return errors.New("kafkatransport: no service registered")
+	}
+	sort.Strings(names)
+	s.handler = chainServer(s.cfg.serverInterceptors)
+
+	producer, err := kafka.NewProducer(s.cfg.producerConfig(nil))
+	if err != nil {
+		return fmt.Errorf("kafkatransport: new producer: %w", err)
+	}
+	defer producer.Close()
+	admin, err := kafka.NewAdminClientFromProducer(producer)
+	if err != nil {
+		return fmt.Errorf("kafkatransport: new admin client: %w", err)
+	}
+	defer admin.Close()
+
+	// Handlers outlive ctx during the drain; hardStop cancels them after it.
+	base, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+	r := &run{
+		s:        s,
+		producer: producer,
+		base:     base,
+		sem:      make(chan struct{}, s.cfg.maxConcurrency),
+		stopping: make(chan struct{}),
+	}
+	topics := newTopicEnsurer(admin, &s.cfg)
+	for _, n := range names {
+		spec, ok := s.specs[n]
+		if !ok {
+			spec = ServiceSpec{Name: n}
+		}
+		topic := s.cfg.topic(spec.topic())
+		if err := topics.ensure(ctx, s.cfg.partitions, topic); err != nil {
+			r.closeLanes()
+			return fmt.Errorf("kafkatransport: %w", err)
+		}
+		l, err := r.newLane(s.services[n], topic)
+		if err != nil {
+			r.closeLanes()
+			return err
+		}
+		r.lanes = append(r.lanes, l)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); r.readDeliveries() }()
+	errc := make(chan error, len(r.lanes))
+	for _, l := range r.lanes {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- l.poll() }()
+	}
+	close(s.ready)
+	s.cfg.logger.Info("kafkatransport server serving", "services", names, "instance", s.cfg.instanceID)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	close(r.stopping)
+	s.cfg.logger.Info("kafkatransport server draining", "in_flight", r.inflightCount())
+	if !waitTimeout(&r.inflight, s.cfg.drainTimeout) {
+		s.cfg.logger.Warn("kafkatransport drain timeout: cancelling handlers")
+		hardStop()
+		waitTimeout(&r.inflight, 5*time.Second)
+	}
+	producer.Flush(int(s.cfg.drainTimeout / time.Millisecond))
+	r.closeLanes()
+	producer.Close() // ends readDeliveries
+	wg.Wait()
+	s.cfg.logger.Info("kafkatransport server stopped")
+	return runErr
+}
+
+// waitTimeout waits for wg for at most d and reports whether it finished.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// run is the state of one Serve call.
+type run struct {
+	s        *Server
+	producer *kafka.Producer
+	base     context.Context
+	sem      chan struct{}
+	stopping chan struct{}
+	lanes    []*lane
+
+	inflight sync.WaitGroup // records dispatched and not yet finished
+	mu       sync.Mutex
+	count    int
+}
+
+func (r *run) inflightCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count
+}
+
+func (r *run) add(n int) {
+	r.mu.Lock()
+	r.count += n
+	r.mu.Unlock()
+	r.inflight.Add(n)
+}
+
+func (r *run) closeLanes() {
+	for _, l := range r.lanes {
+		// Close commits the offsets stored so far and leaves the group.
+		if err := l.consumer.Close(); err != nil {
+			r.s.cfg.logger.Warn("kafkatransport close consumer", "topic", l.topic, "err", err)
+		}
+	}
+}
+
+// lane consumes one service's request topic.
+type lane struct {
+	r        *run
+	svc      *service
+	topic    string
+	consumer *kafka.Consumer
+	tracker  *tracker
+}
+
+func (r *run) newLane(svc *service, topic string) (*lane, error) {
+	c, err := kafka.NewConsumer(r.s.cfg.consumerConfig(topic, nil))
+	if err != nil {
+		return nil, fmt.Errorf("kafkatransport: new consumer for %q: %w", topic, err)
+	}
+	l := &lane{r: r, svc: svc, topic: topic, consumer: c, tracker: newTracker(topic, c)}
+	if err := c.SubscribeTopics([]string{topic}, l.rebalance); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("kafkatransport: subscribe %q: %w", topic, err)
+	}
+	return l, nil
+}
+
+// rebalance runs on the poll goroutine. Before partitions go to another
+// instance it waits (boundedly) for their in-flight calls and commits, so
+// that a rebalance redelivers as little as possible.
+func (l *lane) rebalance(c *kafka.Consumer, ev kafka.Event) error {
+	log := l.r.s.cfg.logger
+	switch e := ev.(type) {
+	case kafka.AssignedPartitions:
+		log.Info("kafkatransport partitions assigned", "topic", l.topic, "partitions", partitionList(e.Partitions))
+	case kafka.RevokedPartitions:
+		stopping := false
+		select {
+		case <-l.r.stopping:
+			stopping = true // Serve has drained already.
+		default:
+		}
+		if !c.AssignmentLost() {
+			if !stopping && !l.tracker.waitIdle(e.Partitions, min(l.r.s.cfg.drainTimeout, 10*time.Second)) {
+				log.Warn("kafkatransport revoking partitions with calls in flight", "topic", l.topic)
+			}
+			if _, err := c.Commit(); err != nil && !isNoOffset(err) {
+				log.Warn("kafkatransport commit on revoke", "topic", l.topic, "err", err)
+			}
+		}
+		l.tracker.forget(e.Partitions)
+		log.Info("kafkatransport partitions revoked", "topic", l.topic, "partitions", partitionList(e.Partitions), "lost", c.AssignmentLost())
+	}
+	return nil
+}
+
+func isNoOffset(err error) bool {
+	var ke kafka.Error
+	return errors.As(err, &ke) && ke.Code() == kafka.ErrNoOffset
+}
+
+func partitionList(ps []kafka.TopicPartition) []int32 {
+	out := make([]int32, len(ps))
+	for i, p := range ps {
+		out[i] = p.Partition
+	}
+	return out
+}
+
+// poll fetches requests and dispatches them until the run stops.
+func (l *lane) poll() error {
+	for {
+		select {
+		case <-l.r.stopping:
+			return nil
+		default:
+		}
+		switch e := l.consumer.Poll(100).(type) {
+		case *kafka.Message:
+			l.dispatch(e)
+		case kafka.Error:
+			if e.IsFatal() {
+				return fmt.Errorf("kafkatransport: consumer of %q: %w", l.topic, e)
+			}
+			l.r.s.cfg.logger.Warn("kafkatransport consumer", "topic", l.topic, "err", e)
+		}
+	}
+}
+
+// request is one call being served.
+type request struct {
+	lane           *lane
+	ticket         *ticket
+	method         string
+	id             string
+	replyTopic     string
+	replyPartition int32
+	deadline       time.Time
+	msg            *kafka.Message
+}
+
+// dispatch validates a request record and starts its handler. Records that
+// cannot be answered (no reply address) or whose deadline has passed are
+// finished without running anything.
+func (l *lane) dispatch(m *kafka.Message) {
+	log := l.r.s.cfg.logger
+	tk := l.tracker.start(m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
+	l.r.add(1)
+	req := &request{lane: l, ticket: tk, msg: m}
+	var partText, deadlineText string
+	var haveReply bool
+	for _, h := range m.Headers {
+		switch h.Key {
+		case hdrMethod:
+			req.method = string(h.Value)
+		case hdrID:
+			req.id = string(h.Value)
+		case hdrReplyTopic:
+			req.replyTopic, haveReply = string(h.Value), true
+		case hdrReplyPartition:
+			partText = string(h.Value)
+		case hdrDeadline:
+			deadlineText = string(h.Value)
+		}
+	}
+	p, err := strconv.ParseInt(partText, 10, 32)
+	if !haveReply || req.replyTopic == "" || req.id == "" || err != nil || p < 0 {
+		log.Warn("kafkatransport dropping request without reply address", "topic", l.topic,
+			"partition", m.TopicPartition.Partition, "offset", int64(m.TopicPartition.Offset))
+		l.done(req)
+		return
+	}
+	req.replyPartition = int32(p)
+	if deadlineText != "" {
+		ms, err := strconv.ParseInt(deadlineText, 10, 64)
+		if err != nil {
+			l.reply(req, nil, status.Errorf(codes.InvalidArgument, "kafkatransport: malformed %s header %q", hdrDeadline, deadlineText), nil)
+			return
+		}
+		req.deadline = time.UnixMilli(ms)
+		if !time.Now().Before(req.deadline) {
+			log.Debug("kafkatransport dropping expired request", "method", req.method, "id", req.id)
+			l.done(req)
+			return
+		}
+	}
+	select {
+	case l.r.sem <- struct{}{}:
+	case <-l.r.stopping:
+		// Not started: left unfinished, so its offset is not committed and
+		// another instance will serve it.
+		l.r.add(-1)
+		return
+	}
+	go l.handle(req)
+}
+
+// done finishes a request that produced no reply.
+func (l *lane) done(req *request) {
+	l.tracker.finish(req.ticket)
+	l.r.add(-1)
+}
+
+// handle runs the method handler and produces the reply.
+func (l *lane) handle(req *request) {
+	defer func() { <-l.r.sem }()
+	s := l.r.s
+	deadline := req.deadline
+	if deadline.IsZero() {
+		deadline = time.Now().Add(s.cfg.defaultTimeout)
+	}
+	ctx, cancel := context.WithDeadline(l.r.base, deadline)
+	defer cancel()
+	if md := readMD(req.msg.Headers, prefixMD); md != nil {
+		ctx = metadata.NewIncomingContext(ctx, md)
+	}
+	stream := &serverStream{method: req.method}
+	ctx = grpc.NewContextWithServerTransportStream(ctx, stream)
+
+	resp, err := l.invoke(ctx, req)
+	l.reply(req, resp, err, stream)
+}
+
+// invoke finds and runs the method's handler, turning panics into Internal
+// errors and context errors into their status codes.
+func (l *lane) invoke(ctx context.Context, req *request) (resp any, err error) {
+	md, ok := l.svc.methods[req.method]
+	if !ok {
+		return nil, status.Errorf(codes.Unimplemented, "kafkatransport: unknown method %q on %s", req.method, l.svc.desc.ServiceName)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			l.r.s.cfg.logger.Error("kafkatransport handler panic", "method", req.method, "panic", p, "stack", string(debug.Stack()))
+			resp, err = nil, status.Errorf(codes.Internal, "handler panic: %v", p)
+		}
+	}()
+	dec := func(v any) error {
+		m, ok := v.(proto.Message)
+		if !ok {
+			return status.Errorf(codes.Internal, "kafkatransport: request %T is not a proto.Message", v)
+		}
+		if err := proto.Unmarshal(req.msg.Value, m); err != nil {
+			return status.Errorf(codes.InvalidArgument, "kafkatransport: undecodable request for %s: %v", req.method, err)
+		}
+		return nil
+	}
+	resp, err = md.Handler(l.svc.impl, ctx, dec, l.r.s.handler)
+	if err != nil {
+		if _, isStatus := status.FromError(err); !isStatus {
+			if ce := ctx.Err(); ce != nil && errors.Is(err, ce) {
+				err = status.FromContextError(err).Err()
+			}
+		}
+	}
+	return resp, err
+}
+
+// reply produces the reply of req; its delivery finishes req.
+func (l *lane) reply(req *request, resp any, err error, stream *serverStream) {
+	headers := make([]kafka.Header, 0, 6)
+	headers = append(headers, kafka.Header{Key: hdrID, Value: []byte(req.id)})
+	if stream != nil {
+		h, t := stream.metadata()
+		headers = appendMD(headers, prefixMD, h)
+		headers = appendMD(headers, prefixTrailer, t)
+	}
+	var value []byte
+	if err == nil {
+		m, ok := resp.(proto.Message)
+		if !ok {
+			err = status.Errorf(codes.Internal, "kafkatransport: response %T is not a proto.Message", resp)
+		} else if value, err = proto.Marshal(m); err != nil {
+			err = status.Errorf(codes.Internal, "kafkatransport: marshal response: %v", err)
+		}
+	}
+	headers = statusHeaders(headers, status.Convert(err))
+	msg := &kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &req.replyTopic, Partition: req.replyPartition},
+		Value:          value,
+		Headers:        headers,
+		Opaque:         req,
+	}
+	if perr := l.r.producer.Produce(msg, nil); perr != nil {
+		var ke kafka.Error
+		if errors.As(perr, &ke) && ke.Code() == kafka.ErrMsgSizeTooLarge && err == nil {
+			l.reply(req, nil, status.Errorf(codes.ResourceExhausted, "kafkatransport: response too large: %v", perr), stream)
+			return
+		}
+		l.r.s.cfg.logger.Error("kafkatransport produce reply", "method", req.method, "id", req.id, "err", perr)
+		l.done(req)
+	}
+}
+
+// readDeliveries finishes each request whose reply the broker acknowledged.
+func (r *run) readDeliveries() {
+	for ev := range r.producer.Events() {
+		m, ok := ev.(*kafka.Message)
+		if !ok {
+			if e, ok := ev.(kafka.Error); ok {
+				r.s.cfg.logger.Warn("kafkatransport producer", "err", e)
+			}
+			continue
+		}
+		req, ok := m.Opaque.(*request)
+		if !ok {
+			continue
+		}
+		if err := m.TopicPartition.Error; err != nil {
+			// The client has timed out by now; serving again would not help.
+			r.s.cfg.logger.Error("kafkatransport reply not delivered", "method", req.method, "id", req.id, "err", err)
+		}
+		req.lane.done(req)
+	}
+}
+
+// chainServer composes interceptors so that ics[0] is the outermost. It
+// returns nil for none, which generated handlers treat as no interceptor.
+func chainServer(ics []grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	switch len(ics) {
+	case 0:
+		return nil
+	case 1:
+		return ics[0]
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		var next func(i int) grpc.UnaryHandler
+		next = func(i int) grpc.UnaryHandler {
+			if i == len(ics) {
+				return handler
+			}
+			return func(ctx context.Context, req any) (any, error) {
+				return ics[i](ctx, req, info, next(i+1))
+			}
+		}
+		return ics[0](ctx, req, info, next(1))
+	}
+}
+
+// serverStream collects the header and trailer metadata a handler sets with
+// grpc.SetHeader, grpc.SendHeader and grpc.SetTrailer; they travel with the
+// reply.
+type serverStream struct {
+	method string
+
+	mu      sync.Mutex
+	header  metadata.MD
+	trailer metadata.MD
+}
+
+func (s *serverStream) Method() string { return s.method }
+
+func (s *serverStream) SetHeader(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.header = metadata.Join(s.header, md)
+	return nil
+}
+
+func (s *serverStream) SendHeader(md metadata.MD) error { return s.SetHeader(md) }
+
+func (s *serverStream) SetTrailer(md metadata.MD) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trailer = metadata.Join(s.trailer, md)
+	return nil
+}
+
+func (s *serverStream) metadata() (metadata.MD, metadata.MD) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.header, s.trailer
+}

@@ -1,0 +1,112 @@
+package kafkatransport
+
+import (
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// tracker follows the records of one topic's assigned partitions from fetch
+// to completion, and stores for commit the offset below which every record is
+// finished. Records complete in any order; the stored offset never passes
+// the lowest unfinished one, so a crash redelivers everything not finished
+// (at-least-once) and skips nothing.
+type tracker struct {
+	topic    string
+	consumer *kafka.Consumer
+
+	mu    sync.Mutex
+	parts map[int32]*partState
+}
+
+// partState is one partition's records in flight, in fetch order. A new
+// partState is made on each assignment, so completions of records fetched
+// under an earlier assignment are recognised and ignored.
+type partState struct {
+	pending []int64 // offsets in fetch order
+	done    map[int64]bool
+	stored  int64 // last offset stored for commit, -1 for none
+}
+
+// ticket is one record being processed.
+type ticket struct {
+	ps        *partState
+	partition int32
+	offset    int64
+}
+
+func newTracker(topic string, consumer *kafka.Consumer) *tracker {
+	return &tracker{topic: topic, consumer: consumer, parts: map[int32]*partState{}}
+}
+
+// start records that the record at offset of partition is being processed.
+func (t *tracker) start(partition int32, offset int64) *ticket {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.parts[partition]
+	if ps == nil {
+		ps = &partState{done: map[int64]bool{}, stored: -1}
+		t.parts[partition] = ps
+	}
+	ps.pending = append(ps.pending, offset)
+	return &ticket{ps: ps, partition: partition, offset: offset}
+}
+
+// finish records that tk's record is done and stores the new commit offset
+// when it moved. It returns false when the partition was revoked meanwhile.
+func (t *tracker) finish(tk *ticket) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.parts[tk.partition]
+	if ps != tk.ps {
+		return false
+	}
+	ps.done[tk.offset] = true
+	next := int64(-1)
+	for len(ps.pending) > 0 && ps.done[ps.pending[0]] {
+		next = ps.pending[0] + 1
+		delete(ps.done, ps.pending[0])
+		ps.pending = ps.pending[1:]
+	}
+	if next > ps.stored {
+		ps.stored = next
+		// Storing under the lock keeps stored offsets in order.
+		_, _ = t.consumer.StoreOffsets([]kafka.TopicPartition{{Topic: &t.topic, Partition: tk.partition, Offset: kafka.Offset(next)}})
+	}
+	return true
+}
+
+// inFlight returns how many records of the partitions are unfinished.
+func (t *tracker) inFlight(parts []kafka.TopicPartition) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, p := range parts {
+		if ps := t.parts[p.Partition]; ps != nil {
+			n += len(ps.pending)
+		}
+	}
+	return n
+}
+
+// waitIdle waits until the partitions have no unfinished record, or timeout.
+func (t *tracker) waitIdle(parts []kafka.TopicPartition, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for t.inFlight(parts) > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// forget drops the partitions' state; later completions are ignored.
+func (t *tracker) forget(parts []kafka.TopicPartition) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range parts {
+		delete(t.parts, p.Partition)
+	}
+}
