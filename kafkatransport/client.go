@@ -43,8 +43,9 @@ type ClientConn struct {
 	pending map[string]chan callResult
 	closed  bool
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	stopLogs func()
 }
 
 // callResult is what ends a pending call: a reply record or a transport
@@ -66,11 +67,10 @@ func Dial(ctx context.Context, brokers string, opts ...Option) (*ClientConn, err
 		pending:    map[string]chan callResult{},
 		stop:       make(chan struct{}),
 	}
+	c.stopLogs = c.cfg.forwardLogs()
 	var err error
-	if c.producer, err = kafka.NewProducer(c.cfg.producerConfig(kafka.ConfigMap{
-		// Successful deliveries need no report: the reply confirms them.
-		"delivery.report.only.error": true,
-	})); err != nil {
+	if c.producer, err = kafka.NewProducer(c.cfg.producerConfig(nil)); err != nil {
+		c.stopLogs()
 		return nil, fmt.Errorf("kafkatransport: new producer: %w", err)
 	}
 	fail := func(err error) (*ClientConn, error) {
@@ -81,6 +81,7 @@ func Dial(ctx context.Context, brokers string, opts ...Option) (*ClientConn, err
 			c.admin.Close()
 		}
 		c.producer.Close()
+		c.stopLogs()
 		return nil, err
 	}
 	if c.admin, err = kafka.NewAdminClientFromProducer(c.producer); err != nil {
@@ -160,7 +161,9 @@ func (c *ClientConn) Close() error {
 	c.admin.Close()
 	c.producer.Close() // closes the Events channel, ending readDeliveries
 	c.wg.Wait()
-	return c.consumer.Close()
+	err := c.consumer.Close()
+	c.stopLogs()
+	return err
 }
 
 // readReplies hands each reply record to the call waiting for it. Replies to

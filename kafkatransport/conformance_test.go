@@ -348,7 +348,7 @@ func TestCancellation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
 	start := time.Now()
-	_, err := c.Sleep(ctx, &testingv1.SleepRequest{Id: "cancel-me", DurationMs: 10000})
+	_, err := c.Sleep(ctx, &testingv1.SleepRequest{Id: "cancel-me", DurationMs: 3000})
 	if status.Code(err) != codes.Canceled {
 		t.Fatalf("Sleep = %v, want Canceled", err)
 	}
@@ -418,20 +418,15 @@ func TestInterceptorOrder(t *testing.T) {
 	}
 }
 
-func TestInstancesShareLoad(t *testing.T) {
-	e := newEnv(t)
-	impls := []*echo{newEcho("a"), newEcho("b"), newEcho("c")}
-	for _, impl := range impls {
-		e.serve(impl)
-	}
-	c := testingv1.NewEchoServiceKafkaClient(e.dial())
-	waitServing(t, c)
-	// Settle: wait until every instance has been given partitions and
-	// served something, bounded.
+// settle calls until every named instance has served at least one call,
+// so that the consumer group has spread the partitions over all of them. It
+// returns how many calls each instance served.
+func settle(t *testing.T, c testingv1.EchoServiceClient, names ...string) map[string]int {
+	t.Helper()
 	servedBy := map[string]int{}
 	var mu sync.Mutex
 	deadline := time.Now().Add(60 * time.Second)
-	for len(servedBy) < 3 && time.Now().Before(deadline) {
+	for len(servedBy) < len(names) && time.Now().Before(deadline) {
 		var wg sync.WaitGroup
 		for i := range 60 {
 			wg.Add(1)
@@ -452,10 +447,21 @@ func TestInstancesShareLoad(t *testing.T) {
 		}
 		wg.Wait()
 	}
-	if len(servedBy) != 3 {
-		t.Fatalf("served by %v, want all three instances", servedBy)
+	for _, n := range names {
+		if servedBy[n] == 0 {
+			t.Fatalf("served by %v, want every one of %v", servedBy, names)
+		}
 	}
-	t.Logf("served by %v", servedBy)
+	return servedBy
+}
+
+func TestInstancesShareLoad(t *testing.T) {
+	e := newEnv(t)
+	for _, n := range []string{"a", "b", "c"} {
+		e.serve(newEcho(n))
+	}
+	c := testingv1.NewEchoServiceKafkaClient(e.dial())
+	t.Logf("served by %v", settle(t, c, "a", "b", "c"))
 }
 
 // load runs n Sleep calls of sleepMs with the given concurrency and returns
@@ -490,15 +496,28 @@ func load(t *testing.T, c testingv1.EchoServiceClient, n, conc int, sleepMs int6
 
 func TestInstanceStopsMidLoad(t *testing.T) {
 	e := newEnv(t)
-	stopA := e.serve(newEcho("a"))
+	a := newEcho("a")
+	stopA := e.serve(a)
 	e.serve(newEcho("b"))
 	e.serve(newEcho("c"))
 	c := testingv1.NewEchoServiceKafkaClient(e.dial())
-	waitServing(t, c)
-	time.AfterFunc(500*time.Millisecond, stopA)
+	settle(t, c, "a", "b", "c")
+	before := a.calls.Load()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for a.calls.Load() < before+20 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		stopA() // graceful: drains a's in-flight calls, hands over its partitions
+	}()
 	errs, served := load(t, c, 300, 32, 50, 45*time.Second)
+	<-stopped
 	if len(errs) > 0 {
 		t.Fatalf("%d calls failed, first: %v", len(errs), errs[0])
+	}
+	if served["a"] == 0 || served["b"]+served["c"] == 0 {
+		t.Fatalf("served by %v, want a before its stop and b, c after", served)
 	}
 	t.Logf("served by %v", served)
 }

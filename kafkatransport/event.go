@@ -21,21 +21,25 @@ type Publisher struct {
 	producer *kafka.Producer
 	admin    *kafka.AdminClient
 	topics   *topicEnsurer
+	stopLogs func()
 }
 
 // NewPublisher returns a publisher for the brokers.
 func NewPublisher(brokers string, opts ...Option) (*Publisher, error) {
 	cfg := newConfig(brokers, opts)
+	stopLogs := cfg.forwardLogs()
 	p, err := kafka.NewProducer(cfg.producerConfig(nil))
 	if err != nil {
+		stopLogs()
 		return nil, fmt.Errorf("kafkatransport: new producer: %w", err)
 	}
 	a, err := kafka.NewAdminClientFromProducer(p)
 	if err != nil {
 		p.Close()
+		stopLogs()
 		return nil, fmt.Errorf("kafkatransport: new admin client: %w", err)
 	}
-	pub := &Publisher{cfg: cfg, producer: p, admin: a}
+	pub := &Publisher{cfg: cfg, producer: p, admin: a, stopLogs: stopLogs}
 	pub.topics = newTopicEnsurer(a, &pub.cfg)
 	go func() {
 		// Per-message delivery channels carry the reports; drain the rest.
@@ -53,6 +57,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 	left := p.producer.Flush(timeoutMs(ctx, 10*time.Second))
 	p.admin.Close()
 	p.producer.Close()
+	p.stopLogs()
 	if left > 0 {
 		return fmt.Errorf("kafkatransport: %d events not delivered before close", left)
 	}
@@ -207,6 +212,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		return errors.New("kafkatransport: no event subscribed")
 	}
 	sort.Strings(topics)
+	defer s.cfg.forwardLogs()() // stops last, after every client closed
 
 	producer, err := kafka.NewProducer(s.cfg.producerConfig(nil))
 	if err != nil {

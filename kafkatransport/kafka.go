@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"strings"
 	"sync"
@@ -17,11 +18,10 @@ import (
 // from; WithKafkaConfig overrides any of them. They favour latency: no linger,
 // Nagle off, acknowledged by all in-sync replicas, idempotent.
 var producerDefaults = kafka.ConfigMap{
-	"linger.ms":              0,
-	"socket.nagle.disable":   true,
-	"acks":                   "all",
-	"enable.idempotence":     true,
-	"go.logs.channel.enable": false,
+	"linger.ms":            0,
+	"socket.nagle.disable": true,
+	"acks":                 "all",
+	"enable.idempotence":   true,
 }
 
 // consumerDefaults are the librdkafka consumer settings the transport starts
@@ -68,6 +68,8 @@ func (c *config) clientConfig(defaults kafka.ConfigMap, drop []string, fixed kaf
 	}
 	maps.Copy(m, fixed)
 	m["bootstrap.servers"] = c.brokers
+	m["go.logs.channel.enable"] = true
+	m["go.logs.channel"] = c.logs
 	if _, ok := m["client.id"]; !ok {
 		m["client.id"] = "kgrpc-" + c.instanceID
 	}
@@ -82,6 +84,33 @@ func (c *config) consumerConfig(group string, fixed kafka.ConfigMap) *kafka.Conf
 	f := kafka.ConfigMap{"group.id": group}
 	maps.Copy(f, fixed)
 	return c.clientConfig(consumerDefaults, producerOnly, f)
+}
+
+// forwardLogs copies librdkafka's log lines to the logger until the returned
+// stop function is called, after every Kafka client of the role is closed.
+// Informational lines are logged at debug level.
+func (c *config) forwardLogs() (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case e := <-c.logs:
+				level := slog.LevelDebug
+				switch {
+				case e.Level <= 3:
+					level = slog.LevelError
+				case e.Level == 4:
+					level = slog.LevelWarn
+				}
+				c.logger.Log(context.Background(), level, "librdkafka: "+e.Message, "client", e.Name, "tag", e.Tag)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 // topic returns name with the configured prefix.

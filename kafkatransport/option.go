@@ -39,6 +39,7 @@ type config struct {
 	eventAttempts      int
 	eventBackoff       time.Duration
 	eventMaxBackoff    time.Duration
+	logs               chan kafka.LogEvent
 }
 
 func newConfig(brokers string, opts []Option) config {
@@ -56,6 +57,7 @@ func newConfig(brokers string, opts []Option) config {
 		eventAttempts:     4,
 		eventBackoff:      100 * time.Millisecond,
 		eventMaxBackoff:   5 * time.Second,
+		logs:              make(chan kafka.LogEvent, 256),
 	}
 	for _, o := range opts {
 		o.apply(&c)

@@ -111,6 +111,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	sort.Strings(names)
 	s.handler = chainServer(s.cfg.serverInterceptors)
+	defer s.cfg.forwardLogs()() // stops last, after every client closed
 
 	producer, err := kafka.NewProducer(s.cfg.producerConfig(nil))
 	if err != nil {
