@@ -1,0 +1,158 @@
+// Package outbox makes a service's events as durable as its data: events are
+// written to an outbox table in the same transaction as the change they
+// describe, and a relay publishes them afterwards, retrying until the broker
+// takes them (at-least-once, in the order they were written). A crash between
+// commit and publish loses nothing; the relay resumes on restart.
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// Schema creates the outbox table (SQLite). Include it in a service's first
+// migration.
+const Schema = `CREATE TABLE IF NOT EXISTS outbox (
+	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	event_type TEXT NOT NULL,
+	payload BLOB NOT NULL,
+	created_at INTEGER NOT NULL
+)`
+
+// Add writes ev to the outbox within tx.
+func Add(ctx context.Context, tx *sql.Tx, ev proto.Message) error {
+	payload, err := proto.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("outbox: marshal %s: %w", ev.ProtoReflect().Descriptor().FullName(), err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO outbox (event_type, payload, created_at) VALUES ($1, $2, $3)`,
+		string(ev.ProtoReflect().Descriptor().FullName()), payload, time.Now().UnixMilli())
+	if err != nil {
+		return fmt.Errorf("outbox: add %s: %w", ev.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return nil
+}
+
+// PublishFunc publishes one event; the relay retries it until it returns nil.
+type PublishFunc func(ctx context.Context, ev proto.Message) error
+
+// Relay publishes the outbox's events in order and deletes each once
+// published.
+type Relay struct {
+	db       *sql.DB
+	publish  PublishFunc
+	logger   *slog.Logger
+	wake     chan struct{}
+	interval time.Duration
+}
+
+// NewRelay returns a relay for db's outbox.
+func NewRelay(db *sql.DB, publish PublishFunc, logger *slog.Logger) *Relay {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{db: db, publish: publish, logger: logger, wake: make(chan struct{}, 1), interval: 500 * time.Millisecond}
+}
+
+// Notify wakes the relay: call it after committing a transaction that added
+// events, so they go out at once rather than at the next poll.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx ends. It polls every 500ms and whenever Notify is
+// called. A failed publish is retried with backoff up to 5s; later events
+// wait, so order is kept.
+func (r *Relay) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		n, err := r.flush(ctx)
+		wait := r.interval
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.logger.Warn("outbox relay", "err", err, "retry_in", backoff)
+			wait, backoff = backoff, min(backoff*2, 5*time.Second)
+		} else {
+			backoff = 100 * time.Millisecond
+			if n > 0 {
+				continue // there may be more
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.wake:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// flush publishes up to a batch of events in order, deleting each after it
+// is published, and returns how many it published.
+func (r *Relay) flush(ctx context.Context) (int, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT id, event_type, payload FROM outbox ORDER BY id LIMIT 100`)
+	if err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	type entry struct {
+		id      int64
+		typ     string
+		payload []byte
+	}
+	var batch []entry
+	for rows.Next() {
+		var e entry
+		if err := rows.Scan(&e.id, &e.typ, &e.payload); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("read outbox: %w", err)
+		}
+		batch = append(batch, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("read outbox: %w", err)
+	}
+	for i, e := range batch {
+		ev, err := decode(e.typ, e.payload)
+		if err != nil {
+			// No retry can fix it; keep it out of the way of the rest.
+			r.logger.Error("outbox: dropping undecodable event", "id", e.id, "type", e.typ, "err", err)
+		} else if err := r.publish(ctx, ev); err != nil {
+			return i, fmt.Errorf("publish %s #%d: %w", e.typ, e.id, err)
+		}
+		if _, err := r.db.ExecContext(ctx, `DELETE FROM outbox WHERE id = $1`, e.id); err != nil {
+			return i, fmt.Errorf("delete outbox #%d: %w", e.id, err)
+		}
+	}
+	return len(batch), nil
+}
+
+// decode returns the event message of type typ.
+func decode(typ string, payload []byte) (proto.Message, error) {
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(typ))
+	if err != nil {
+		return nil, fmt.Errorf("unknown event type: %w", err)
+	}
+	m := mt.New().Interface()
+	if err := proto.Unmarshal(payload, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ErrUnknownEvent is returned by publish functions for event types they do
+// not handle; the relay retries those like any other failure.
+var ErrUnknownEvent = errors.New("outbox: no publisher for event type")
