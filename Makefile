@@ -22,8 +22,8 @@ lint:
 
 # check-generated fails when gen/ differs from what the protos generate.
 check-generated: generate
-	git diff --exit-code -- gen/
-	@untracked="$$(git ls-files --others --exclude-standard -- gen/)"; \
+	git diff --exit-code -- gen/ gateway/openapiv2/
+	@untracked="$$(git ls-files --others --exclude-standard -- gen/ gateway/openapiv2/)"; \
 	if [ -n "$$untracked" ]; then echo "untracked generated files:"; echo "$$untracked"; exit 1; fi
 
 # breaking checks the protos for breaking changes against the main branch.

@@ -138,6 +138,14 @@ func timeoutMs(ctx context.Context, def time.Duration) int {
 	return int(def / time.Millisecond)
 }
 
+// Ping checks that the brokers answer a metadata request within ctx.
+func (c *ClientConn) Ping(ctx context.Context) error {
+	if _, err := c.admin.GetMetadata(&c.replyTopic, false, timeoutMs(ctx, 5*time.Second)); err != nil {
+		return status.Errorf(codes.Unavailable, "kafkatransport: brokers unreachable: %v", err)
+	}
+	return nil
+}
+
 // ReplyPartition returns the partition of the reply topic this client reads.
 func (c *ClientConn) ReplyPartition() int32 { return c.replyPartition }
 

@@ -1,0 +1,78 @@
+package usersvc
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kgrpc/platform/internal/auth"
+)
+
+// ErrNotFound is returned by a Repository when no user matches.
+var ErrNotFound = errors.New("usersvc: user not found")
+
+// ErrEmailTaken is returned by Repository.Create when another user has the
+// same normalized email.
+var ErrEmailTaken = errors.New("usersvc: email already registered")
+
+// User is a stored account.
+type User struct {
+	// ID is the immutable user id.
+	ID string
+	// Email is the sign-in address as the user typed it (trimmed).
+	Email string
+	// EmailNormalized is the lower-cased Email; it is unique.
+	EmailNormalized string
+	// DisplayName is how the shop addresses the user.
+	DisplayName string
+	// Role is auth.RoleCustomer or auth.RoleAdmin.
+	Role auth.Role
+	// PasswordHash is the bcrypt hash of the password.
+	PasswordHash string
+	// CreateTime is when the account was created (microsecond precision).
+	CreateTime time.Time
+	// UpdateTime is when the account last changed (microsecond precision).
+	UpdateTime time.Time
+}
+
+// UserPatch lists the fields of an update; nil fields are left unchanged.
+type UserPatch struct {
+	// DisplayName, when set, replaces the display name.
+	DisplayName *string
+	// PasswordHash, when set, replaces the password hash.
+	PasswordHash *string
+	// Role, when set, replaces the role.
+	Role *auth.Role
+	// UpdateTime is the new update time; it is always written.
+	UpdateTime time.Time
+}
+
+// Cursor is a position in the (CreateTime, ID) order of users: a page starts
+// right after it.
+type Cursor struct {
+	// CreateTime is the create time of the last user seen.
+	CreateTime time.Time
+	// ID is the id of the last user seen.
+	ID string
+}
+
+// Repository stores users. Implementations must be safe for concurrent use
+// and must report ErrNotFound and ErrEmailTaken as documented.
+type Repository interface {
+	// Create stores u and adds events to the outbox in the same transaction.
+	// It fails with ErrEmailTaken when u.EmailNormalized is taken.
+	Create(ctx context.Context, u User, events ...proto.Message) error
+	// Get returns the user with id, or ErrNotFound.
+	Get(ctx context.Context, id string) (User, error)
+	// GetByEmail returns the user whose normalized email is emailNormalized,
+	// or ErrNotFound.
+	GetByEmail(ctx context.Context, emailNormalized string) (User, error)
+	// Update applies p to the user with id and returns the user after the
+	// update, or ErrNotFound.
+	Update(ctx context.Context, id string, p UserPatch) (User, error)
+	// List returns up to limit users in (CreateTime, ID) order, starting
+	// after the cursor, or from the first user when after is nil.
+	List(ctx context.Context, after *Cursor, limit int) ([]User, error)
+}
