@@ -25,7 +25,10 @@
 //   - CreateUser writes the user and a shop.users.v1.UserCreated event to the
 //     outbox in one transaction, then calls Config.Notify.
 //   - EnsureAdmin creates an admin account or promotes an existing one; it
-//     never changes the password of an existing account.
+//     never changes the password or display name of an existing account, but
+//     checks every input as CreateUser would (an empty display name means
+//     DefaultAdminDisplayName).
+//   - Login answers InvalidArgument to an empty email or password.
 //   - Storage failures are logged and answered with Internal and a generic
 //     message.
 package usersvc
