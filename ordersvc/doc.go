@@ -1,0 +1,56 @@
+// Package ordersvc is the orders domain of the shop: placing, tracking and
+// cancelling orders. Service implements ordersv1.OrderServiceServer on top of
+// a Repository; SQLiteRepository is the embedded store. Stock is held by the
+// product service, which Service calls through productsv1.ProductServiceClient
+// with its own service token (subject "ordersvc", role service, cached and
+// renewed two minutes before it expires).
+//
+// # Decisions callers rely on
+//
+//   - Order ids are "o_" followed by 16 lower-case hex digits (64 random bits
+//     from crypto/rand). The order id is also the stock reservation id.
+//   - CreateOrder is for signed-in customers and admins, always for
+//     themselves; service tokens get PermissionDenied. An order has 1 to 50
+//     distinct products; each line needs a product_id (at most 128 bytes) and
+//     a quantity of 1 to 1000. Lines of the same product are merged into the
+//     first one (request order is kept) and the merged quantity must also be
+//     at most 1000.
+//   - CreateOrder reserves stock first (ProductService.ReserveStock, bounded
+//     by Config.CallTimeout), then stores the order PENDING with names and
+//     prices captured from the reservation and a shop.orders.v1.OrderCreated
+//     event in the outbox, in one transaction. FailedPrecondition (short
+//     stock), NotFound (unknown product) and InvalidArgument from the product
+//     service reach the caller unchanged, message and details included. Other
+//     reservation failures answer Unavailable (or the caller's own
+//     DeadlineExceeded/Canceled); since the reservation may have happened,
+//     Service then calls ReleaseStock, best effort. When storing fails after
+//     a reservation, Service calls ReleaseStock (best effort, logged) and
+//     answers Internal. A release that reaches the product service before a
+//     delayed reservation cannot undo it: such a leak is logged only.
+//   - GetOrder and CancelOrder reach the caller's own orders, or any order
+//     for admins. Someone else's order is NotFound, exactly like an unknown
+//     one, so order ids cannot be probed.
+//   - ListUserOrders lists the caller's orders (user_id "me" or their id), or
+//     anyone's for admins; others get PermissionDenied. Orders come newest
+//     first, ordered by (create_time desc, id desc). page_size defaults to 20
+//     and is capped at 100; negative is InvalidArgument. page_token is
+//     opaque: unpadded base64url of "<create_time unix microseconds>:<id>" of
+//     the last order of the previous page; a malformed one is
+//     InvalidArgument. total_size counts all the user's orders.
+//   - Status changes follow PENDING -> CONFIRMED -> SHIPPED -> DELIVERED, and
+//     PENDING or CONFIRMED -> CANCELLED. Anything else, including a change to
+//     the current status (so cancelling twice), is FailedPrecondition;
+//     UNSPECIFIED or unknown enum values are InvalidArgument.
+//     UpdateOrderStatus is for admins; CancelOrder for the owner and admins.
+//   - Every status change is a conditional update (WHERE status = the status
+//     read) written with a shop.orders.v1.OrderStatusChanged event (items
+//     included) in one transaction, so concurrent changes cannot both win and
+//     each change yields exactly one event. A change that loses a race is
+//     re-read and re-checked, up to three times, then answered Aborted.
+//   - CancelOrder does not call ReleaseStock: the product service releases
+//     the reservation when it consumes the OrderStatusChanged event to
+//     CANCELLED (at-least-once delivery, released exactly once there).
+//   - After committing events Service calls Config.Notify.
+//   - Storage failures are logged and answered with Internal and a generic
+//     message.
+package ordersvc

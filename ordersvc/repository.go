@@ -1,0 +1,117 @@
+package ordersvc
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// ErrNotFound is returned by a Repository when no order matches.
+var ErrNotFound = errors.New("ordersvc: order not found")
+
+// ErrAlreadyExists is returned by Repository.Create when an order with the
+// same id is stored.
+var ErrAlreadyExists = errors.New("ordersvc: order already exists")
+
+// ErrStatusConflict is returned by Repository.UpdateStatus when the order
+// exists but its status is no longer the expected one (a concurrent change
+// won).
+var ErrStatusConflict = errors.New("ordersvc: order status changed concurrently")
+
+// Status is where an order is in its life cycle, as stored.
+type Status string
+
+// The stored statuses. They mirror ordersv1.OrderStatus without the
+// unspecified value.
+const (
+	StatusPending   Status = "PENDING"
+	StatusConfirmed Status = "CONFIRMED"
+	StatusShipped   Status = "SHIPPED"
+	StatusDelivered Status = "DELIVERED"
+	StatusCancelled Status = "CANCELLED"
+)
+
+// transitions lists, for each status, the statuses an order may move to.
+var transitions = map[Status][]Status{
+	StatusPending:   {StatusConfirmed, StatusCancelled},
+	StatusConfirmed: {StatusShipped, StatusCancelled},
+	StatusShipped:   {StatusDelivered},
+}
+
+// CanTransition reports whether an order in status s may move to status to:
+// PENDING to CONFIRMED to SHIPPED to DELIVERED, and to CANCELLED from
+// PENDING or CONFIRMED. Staying in the same status is not a transition.
+func (s Status) CanTransition(to Status) bool {
+	for _, t := range transitions[s] {
+		if t == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Item is one line of a stored order.
+type Item struct {
+	// ProductID is the ordered product's id.
+	ProductID string
+	// ProductName is the product's name at order time.
+	ProductName string
+	// UnitPriceCents is the product's unit price at order time.
+	UnitPriceCents int64
+	// Quantity is the number of units ordered; positive.
+	Quantity int32
+}
+
+// Order is a stored order. Its items never change after creation.
+type Order struct {
+	// ID is the immutable order id; it is also the stock reservation id.
+	ID string
+	// UserID is the id of the user who placed the order.
+	UserID string
+	// Items are the order's lines, in the order they were placed.
+	Items []Item
+	// TotalCents is the sum of UnitPriceCents times Quantity over Items.
+	TotalCents int64
+	// Status is where the order is in its life cycle.
+	Status Status
+	// CreateTime is when the order was placed (microsecond precision).
+	CreateTime time.Time
+	// UpdateTime is when the order last changed (microsecond precision).
+	UpdateTime time.Time
+}
+
+// Cursor is a position in the newest-first (CreateTime desc, ID desc) order
+// of one user's orders: a page starts right after it.
+type Cursor struct {
+	// CreateTime is the create time of the last order seen.
+	CreateTime time.Time
+	// ID is the id of the last order seen.
+	ID string
+}
+
+// Repository stores orders. Implementations must be safe for concurrent use
+// and report ErrNotFound, ErrAlreadyExists and ErrStatusConflict as
+// documented. Events passed to a write are added to the outbox in the same
+// transaction as the write: both happen or neither does.
+type Repository interface {
+	// Create stores o with its items and adds events to the outbox. It fails
+	// with ErrAlreadyExists when o.ID is taken.
+	Create(ctx context.Context, o Order, events ...proto.Message) error
+	// Get returns the order with id, items included, or ErrNotFound.
+	Get(ctx context.Context, id string) (Order, error)
+	// ListByUser returns up to limit orders of userID, items included,
+	// newest first (CreateTime desc, ID desc), starting after the cursor, or
+	// from the newest when after is nil.
+	ListByUser(ctx context.Context, userID string, after *Cursor, limit int) ([]Order, error)
+	// CountByUser returns how many orders userID has.
+	CountByUser(ctx context.Context, userID string) (int, error)
+	// UpdateStatus moves the order with id from status from to status to,
+	// sets its update time to at, adds events to the outbox, and returns the
+	// order after the change. The change is conditional on the stored status
+	// still being from: otherwise nothing is written and it fails with
+	// ErrStatusConflict (ErrNotFound when there is no such order). It does not
+	// check that the transition is allowed; callers do.
+	UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events ...proto.Message) (Order, error)
+}

@@ -1,0 +1,797 @@
+package ordersvc
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
+	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	"github.com/kgrpc/platform/internal/auth"
+)
+
+// fakeProducts is an in-memory product service: a catalogue with stock,
+// all-or-nothing reservations idempotent by id, and injectable failures. It
+// checks the caller's token like the real one. Methods the order service
+// does not call panic (nil embedded interface).
+type fakeProducts struct {
+	productsv1.ProductServiceClient
+
+	signer *auth.Signer
+
+	mu           sync.Mutex
+	catalog      map[string]*fakeProduct
+	reservations map[string][]*productsv1.ReservedItem
+	// reserveErr, when set, fails ReserveStock; with reserveThenFail the
+	// stock is reserved first (a reply lost after the work was done).
+	reserveErr      error
+	reserveThenFail bool
+	reserveCalls    []*productsv1.ReserveStockRequest
+	releaseCalls    []string
+	callers         []auth.Claims
+	deadlines       []bool
+}
+
+type fakeProduct struct {
+	name  string
+	price int64
+	stock int32
+}
+
+func newFakeProducts(signer *auth.Signer) *fakeProducts {
+	return &fakeProducts{
+		signer: signer,
+		catalog: map[string]*fakeProduct{
+			"p_anvil": {"Anvil", 9900, 5},
+			"p_bolt":  {"Bolt", 25, 1000},
+			"p_cog":   {"Cog", 150, 1},
+			"p_gear":  {"Gear", 1234, 1 << 30},
+		},
+		reservations: map[string][]*productsv1.ReservedItem{},
+	}
+}
+
+// authorize checks the outgoing token as the product service would.
+func (f *fakeProducts) authorize(ctx context.Context) error {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	c, err := f.signer.Verify(auth.BearerFromMetadata(md))
+	if err != nil {
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	_, hasDeadline := ctx.Deadline()
+	f.callers = append(f.callers, c)
+	f.deadlines = append(f.deadlines, hasDeadline)
+	if c.Role != auth.RoleService && c.Role != auth.RoleAdmin {
+		return status.Error(codes.PermissionDenied, "service role required")
+	}
+	return nil
+}
+
+func (f *fakeProducts) ReserveStock(ctx context.Context, req *productsv1.ReserveStockRequest, _ ...grpc.CallOption) (*productsv1.ReserveStockResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.authorize(ctx); err != nil {
+		return nil, err
+	}
+	f.reserveCalls = append(f.reserveCalls, proto.Clone(req).(*productsv1.ReserveStockRequest))
+	if f.reserveErr != nil && !f.reserveThenFail {
+		return nil, f.reserveErr
+	}
+	if items, ok := f.reservations[req.GetReservationId()]; ok {
+		return &productsv1.ReserveStockResponse{Items: items}, nil
+	}
+	var items []*productsv1.ReservedItem
+	for _, it := range req.GetItems() {
+		p, ok := f.catalog[it.GetProductId()]
+		switch {
+		case !ok:
+			return nil, status.Errorf(codes.NotFound, "product %q not found", it.GetProductId())
+		case p.stock < it.GetQuantity():
+			return nil, status.Errorf(codes.FailedPrecondition, "insufficient stock for product %q", it.GetProductId())
+		}
+		items = append(items, &productsv1.ReservedItem{
+			ProductId: it.GetProductId(), ProductName: p.name, UnitPriceCents: p.price, Quantity: it.GetQuantity(),
+		})
+	}
+	for _, it := range items {
+		f.catalog[it.ProductId].stock -= it.Quantity
+	}
+	f.reservations[req.GetReservationId()] = items
+	if f.reserveErr != nil {
+		return nil, f.reserveErr
+	}
+	return &productsv1.ReserveStockResponse{Items: items}, nil
+}
+
+func (f *fakeProducts) ReleaseStock(ctx context.Context, req *productsv1.ReleaseStockRequest, _ ...grpc.CallOption) (*productsv1.ReleaseStockResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.authorize(ctx); err != nil {
+		return nil, err
+	}
+	f.releaseCalls = append(f.releaseCalls, req.GetReservationId())
+	items, ok := f.reservations[req.GetReservationId()]
+	if !ok || items == nil {
+		return &productsv1.ReleaseStockResponse{}, nil
+	}
+	for _, it := range items {
+		f.catalog[it.ProductId].stock += it.Quantity
+	}
+	f.reservations[req.GetReservationId()] = nil // released; stays known
+	return &productsv1.ReleaseStockResponse{Released: true}, nil
+}
+
+func (f *fakeProducts) stock(id string) int32 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.catalog[id].stock
+}
+
+func (f *fakeProducts) releases() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.releaseCalls)
+}
+
+// failingCreate is a Repository whose Create fails, as a broken disk would.
+type failingCreate struct {
+	Repository
+}
+
+func (failingCreate) Create(context.Context, Order, ...proto.Message) error {
+	return errors.New("disk I/O error at /var/lib/orders.db")
+}
+
+// env is a Service on a real SQLite store with a fake product service.
+type env struct {
+	svc      *Service
+	repo     *SQLiteRepository
+	db       *sql.DB
+	products *fakeProducts
+	signer   *auth.Signer
+	notified atomic.Int32
+	clock    time.Time // next time the service's clock returns; advances 1ms per read
+	clockMu  sync.Mutex
+}
+
+type envOption func(*Config)
+
+func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	r, err := OpenSQLite(t.Context(), t.TempDir()+"/orders.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	signer, err := auth.NewSigner([]byte("test-secret-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{repo: r, db: r.DB(), products: newFakeProducts(signer), signer: signer, clock: t0}
+	cfg := Config{Repo: r, Products: e.products, Signer: signer, Notify: func() { e.notified.Add(1) }}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	svc, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.now = func() time.Time {
+		e.clockMu.Lock()
+		defer e.clockMu.Unlock()
+		now := e.clock
+		e.clock = e.clock.Add(time.Millisecond)
+		return now
+	}
+	e.svc = svc
+	return e
+}
+
+func as(subject string, role auth.Role) context.Context {
+	return auth.NewContext(context.Background(), auth.Claims{Subject: subject, Role: role})
+}
+
+var (
+	alice   = as("u_alice", auth.RoleCustomer)
+	bob     = as("u_bob", auth.RoleCustomer)
+	admin   = as("u_admin", auth.RoleAdmin)
+	service = as(ServiceSubject, auth.RoleService)
+	anon    = context.Background()
+)
+
+func items(kv ...any) []*ordersv1.CreateOrderItem {
+	var out []*ordersv1.CreateOrderItem
+	for i := 0; i < len(kv); i += 2 {
+		out = append(out, &ordersv1.CreateOrderItem{ProductId: kv[i].(string), Quantity: int32(kv[i+1].(int))})
+	}
+	return out
+}
+
+// place creates an order for ctx's user, failing the test on error.
+func (e *env) place(t *testing.T, ctx context.Context, kv ...any) *ordersv1.Order {
+	t.Helper()
+	if len(kv) == 0 {
+		kv = []any{"p_bolt", 1}
+	}
+	resp, err := e.svc.CreateOrder(ctx, &ordersv1.CreateOrderRequest{Items: items(kv...)})
+	if err != nil {
+		t.Fatalf("CreateOrder: %v", err)
+	}
+	return resp.GetOrder()
+}
+
+func wantCode(t *testing.T, err error, want codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Fatalf("code = %v (%v), want %v", got, err, want)
+	}
+}
+
+func countOrders(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM orders`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestNewValidatesConfig(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"no repo", Config{Products: e.products, Signer: e.signer}},
+		{"no products", Config{Repo: e.repo, Signer: e.signer}},
+		{"no signer", Config{Repo: e.repo, Products: e.products}},
+		{"negative timeout", Config{Repo: e.repo, Products: e.products, Signer: e.signer, CallTimeout: -1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.cfg); err == nil {
+				t.Fatal("New accepted an invalid config")
+			}
+		})
+	}
+}
+
+func TestCreateOrder(t *testing.T) {
+	e := newEnv(t)
+	resp, err := e.svc.CreateOrder(alice, &ordersv1.CreateOrderRequest{Items: items("p_anvil", 2, "p_bolt", 3, "p_anvil", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := resp.GetOrder()
+	wantItems := []*ordersv1.OrderItem{
+		{ProductId: "p_anvil", ProductName: "Anvil", UnitPriceCents: 9900, Quantity: 3},
+		{ProductId: "p_bolt", ProductName: "Bolt", UnitPriceCents: 25, Quantity: 3},
+	}
+	switch {
+	case len(o.GetId()) != 18 || o.GetId()[:2] != "o_":
+		t.Errorf("id = %q", o.GetId())
+	case o.GetUserId() != "u_alice":
+		t.Errorf("user_id = %q", o.GetUserId())
+	case o.GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_PENDING:
+		t.Errorf("status = %v", o.GetStatus())
+	case o.GetTotalCents() != 3*9900+3*25:
+		t.Errorf("total_cents = %d", o.GetTotalCents())
+	case !o.GetCreateTime().AsTime().Equal(t0) || !o.GetUpdateTime().AsTime().Equal(t0):
+		t.Errorf("times = %v, %v", o.GetCreateTime(), o.GetUpdateTime())
+	case !slices.EqualFunc(o.GetItems(), wantItems, func(a, b *ordersv1.OrderItem) bool { return proto.Equal(a, b) }):
+		t.Errorf("items = %v", o.GetItems())
+	}
+
+	// Reserved under the order id, merged, with a service token and a deadline.
+	f := e.products
+	if len(f.reserveCalls) != 1 || f.reserveCalls[0].GetReservationId() != o.GetId() || len(f.reserveCalls[0].GetItems()) != 2 {
+		t.Fatalf("ReserveStock calls = %v", f.reserveCalls)
+	}
+	if c := f.callers[0]; c.Subject != ServiceSubject || c.Role != auth.RoleService || !f.deadlines[0] {
+		t.Fatalf("ReserveStock caller = %+v, deadline %v", c, f.deadlines[0])
+	}
+	if got := f.stock("p_anvil"); got != 2 {
+		t.Fatalf("anvil stock = %d, want 2", got)
+	}
+
+	// Stored as answered, with its event.
+	got, err := e.svc.GetOrder(alice, &ordersv1.GetOrderRequest{Id: o.GetId()})
+	if err != nil || !proto.Equal(got.GetOrder(), o) {
+		t.Fatalf("GetOrder = %v, %v, want %v", got.GetOrder(), err, o)
+	}
+	evs := outboxEvents(t, e.db)
+	if len(evs) != 1 || !proto.Equal(evs[0], &ordersv1.OrderCreated{Order: o}) {
+		t.Fatalf("outbox = %v, want OrderCreated of %v", evs, o)
+	}
+	if e.notified.Load() != 1 {
+		t.Fatalf("Notify called %d times, want 1", e.notified.Load())
+	}
+
+	// A second order reuses the cached service token.
+	e.place(t, bob)
+	if len(f.callers) != 2 || f.callers[1] != f.callers[0] {
+		t.Fatalf("callers = %+v, want one cached token", f.callers)
+	}
+}
+
+func TestCreateOrderRejects(t *testing.T) {
+	many := func(n int) []*ordersv1.CreateOrderItem {
+		out := make([]*ordersv1.CreateOrderItem, n)
+		for i := range out {
+			out[i] = &ordersv1.CreateOrderItem{ProductId: fmt.Sprintf("p_%d", i), Quantity: 1}
+		}
+		return out
+	}
+	long := string(make([]byte, MaxProductIDLen+1))
+	tests := []struct {
+		name  string
+		ctx   context.Context
+		items []*ordersv1.CreateOrderItem
+		want  codes.Code
+	}{
+		{"no token", anon, items("p_bolt", 1), codes.Unauthenticated},
+		{"service role", service, items("p_bolt", 1), codes.PermissionDenied},
+		{"no items", alice, nil, codes.InvalidArgument},
+		{"too many items", alice, many(MaxItems + 1), codes.InvalidArgument},
+		{"empty product id", alice, items("", 1), codes.InvalidArgument},
+		{"long product id", alice, items(long, 1), codes.InvalidArgument},
+		{"zero quantity", alice, items("p_bolt", 0), codes.InvalidArgument},
+		{"negative quantity", alice, items("p_bolt", -1), codes.InvalidArgument},
+		{"quantity too large", alice, items("p_bolt", MaxQuantity+1), codes.InvalidArgument},
+		{"merged quantity too large", alice, items("p_bolt", 600, "p_bolt", 401), codes.InvalidArgument},
+	}
+	e := newEnv(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.svc.CreateOrder(tc.ctx, &ordersv1.CreateOrderRequest{Items: tc.items})
+			wantCode(t, err, tc.want)
+		})
+	}
+	if len(e.products.reserveCalls) != 0 || countOrders(t, e.db) != 0 {
+		t.Fatalf("rejected orders reached the product service or the store")
+	}
+	// Exactly at the limits is fine.
+	e.products.catalog["p_many"] = &fakeProduct{"Many", 1, 10000}
+	e.place(t, alice, "p_many", MaxQuantity)
+}
+
+func TestCreateOrderReserveFailures(t *testing.T) {
+	tests := []struct {
+		name        string
+		items       []*ordersv1.CreateOrderItem
+		reserveErr  error
+		thenFail    bool
+		want        codes.Code
+		wantMessage string
+		wantRelease bool
+	}{
+		{"insufficient stock", items("p_bolt", 1, "p_cog", 2), nil, false,
+			codes.FailedPrecondition, `insufficient stock for product "p_cog"`, false},
+		{"unknown product", items("p_nope", 1), nil, false,
+			codes.NotFound, `product "p_nope" not found`, false},
+		{"invalid argument", items("p_bolt", 1), status.Error(codes.InvalidArgument, "bad item"), false,
+			codes.InvalidArgument, "bad item", false},
+		{"product service down", items("p_bolt", 1), status.Error(codes.Unavailable, "no broker"), false,
+			codes.Unavailable, "", true},
+		{"reply lost after reserving", items("p_bolt", 7), status.Error(codes.DeadlineExceeded, "timeout"), true,
+			codes.Unavailable, "", true},
+		{"token refused", items("p_bolt", 1), status.Error(codes.PermissionDenied, "service role required"), false,
+			codes.Internal, "internal error", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.products.reserveErr, e.products.reserveThenFail = tc.reserveErr, tc.thenFail
+			_, err := e.svc.CreateOrder(alice, &ordersv1.CreateOrderRequest{Items: tc.items})
+			wantCode(t, err, tc.want)
+			if tc.wantMessage != "" && status.Convert(err).Message() != tc.wantMessage {
+				t.Fatalf("message = %q, want %q", status.Convert(err).Message(), tc.wantMessage)
+			}
+			if n := countOrders(t, e.db); n != 0 {
+				t.Fatalf("%d orders stored", n)
+			}
+			if evs := outboxEvents(t, e.db); len(evs) != 0 {
+				t.Fatalf("outbox = %v", evs)
+			}
+			rel := e.products.releases()
+			if tc.wantRelease != (len(rel) == 1) || (tc.wantRelease && rel[0] != e.products.reserveCalls[0].GetReservationId()) {
+				t.Fatalf("ReleaseStock calls = %v, want release: %v", rel, tc.wantRelease)
+			}
+			if got := e.products.stock("p_bolt"); got != 1000 {
+				t.Fatalf("bolt stock = %d, want 1000 (nothing kept)", got)
+			}
+		})
+	}
+}
+
+func TestCreateOrderCompensatesWhenStoreFails(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Repo = failingCreate{c.Repo} })
+	_, err := e.svc.CreateOrder(alice, &ordersv1.CreateOrderRequest{Items: items("p_anvil", 2)})
+	wantCode(t, err, codes.Internal)
+	if msg := status.Convert(err).Message(); msg != "internal error" {
+		t.Fatalf("message = %q leaks details", msg)
+	}
+	rel := e.products.releases()
+	if len(rel) != 1 || rel[0] != e.products.reserveCalls[0].GetReservationId() {
+		t.Fatalf("ReleaseStock calls = %v, want the order's reservation", rel)
+	}
+	if c := e.products.callers[1]; c.Role != auth.RoleService {
+		t.Fatalf("ReleaseStock caller = %+v", c)
+	}
+	if got := e.products.stock("p_anvil"); got != 5 {
+		t.Fatalf("anvil stock = %d, want 5 after compensation", got)
+	}
+	if e.notified.Load() != 0 || countOrders(t, e.db) != 0 {
+		t.Fatal("a failed order was stored or notified")
+	}
+}
+
+func TestGetOrder(t *testing.T) {
+	e := newEnv(t)
+	o := e.place(t, alice)
+	tests := []struct {
+		name string
+		ctx  context.Context
+		id   string
+		want codes.Code
+	}{
+		{"owner", alice, o.GetId(), codes.OK},
+		{"admin", admin, o.GetId(), codes.OK},
+		{"other user", bob, o.GetId(), codes.NotFound},
+		{"service role", service, o.GetId(), codes.NotFound},
+		{"unknown", alice, "o_0000000000000000", codes.NotFound},
+		{"unknown as admin", admin, "o_0000000000000000", codes.NotFound},
+		{"empty id", alice, "", codes.InvalidArgument},
+		{"no token", anon, o.GetId(), codes.Unauthenticated},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := e.svc.GetOrder(tc.ctx, &ordersv1.GetOrderRequest{Id: tc.id})
+			wantCode(t, err, tc.want)
+			if err == nil && !proto.Equal(resp.GetOrder(), o) {
+				t.Fatalf("GetOrder = %v, want %v", resp.GetOrder(), o)
+			}
+		})
+	}
+	// Someone else's order and an unknown one are indistinguishable.
+	_, errOther := e.svc.GetOrder(bob, &ordersv1.GetOrderRequest{Id: o.GetId()})
+	_, errUnknown := e.svc.GetOrder(bob, &ordersv1.GetOrderRequest{Id: "o_ffffffffffffffff"})
+	if a, b := status.Convert(errOther).Message(), status.Convert(errUnknown).Message(); a != fmt.Sprintf("order %q not found", o.GetId()) || b != `order "o_ffffffffffffffff" not found` {
+		t.Fatalf("messages differ in form: %q, %q", a, b)
+	}
+}
+
+func TestListUserOrders(t *testing.T) {
+	e := newEnv(t)
+	var placed []*ordersv1.Order // alice's
+	for i := range 23 {
+		if i%5 == 0 {
+			e.clockMu.Lock()
+			e.clock = e.clock.Add(-time.Millisecond) // a create-time tie with the previous order
+			e.clockMu.Unlock()
+		}
+		placed = append(placed, e.place(t, alice, "p_gear", 1))
+		if i%4 == 0 {
+			e.place(t, bob, "p_gear", 1)
+		}
+	}
+	// Newest first, ties broken by id desc.
+	slices.SortFunc(placed, func(a, b *ordersv1.Order) int {
+		if c := b.GetCreateTime().AsTime().Compare(a.GetCreateTime().AsTime()); c != 0 {
+			return c
+		}
+		return strings.Compare(b.GetId(), a.GetId())
+	})
+	want := make([]string, len(placed))
+	ties := 0
+	for i, o := range placed {
+		want[i] = o.GetId()
+		if i > 0 && o.GetCreateTime().AsTime().Equal(placed[i-1].GetCreateTime().AsTime()) {
+			ties++
+		}
+	}
+	if ties == 0 {
+		t.Fatal("no create-time ties: the tie-break is untested")
+	}
+
+	t.Run("walk all pages", func(t *testing.T) {
+		for _, size := range []int32{1, 7, 23, 100} {
+			t.Run(fmt.Sprint(size), func(t *testing.T) {
+				var got []string
+				tok := ""
+				for page := 0; ; page++ {
+					if page > 30 {
+						t.Fatal("pagination does not end")
+					}
+					resp, err := e.svc.ListUserOrders(alice, &ordersv1.ListUserOrdersRequest{UserId: "me", PageSize: size, PageToken: tok})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if resp.GetTotalSize() != 23 {
+						t.Fatalf("total_size = %d, want 23", resp.GetTotalSize())
+					}
+					for _, o := range resp.GetOrders() {
+						if o.GetUserId() != "u_alice" || len(o.GetItems()) != 1 {
+							t.Fatalf("listed %v", o)
+						}
+						got = append(got, o.GetId())
+					}
+					if tok = resp.GetNextPageToken(); tok == "" {
+						break
+					}
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("listed %v\nwant   %v", got, want)
+				}
+			})
+		}
+	})
+
+	tests := []struct {
+		name      string
+		ctx       context.Context
+		req       *ordersv1.ListUserOrdersRequest
+		want      codes.Code
+		wantCount int
+		wantTotal int32
+	}{
+		{"me, default page size", alice, &ordersv1.ListUserOrdersRequest{UserId: "me"}, codes.OK, DefaultPageSize, 23},
+		{"own id", alice, &ordersv1.ListUserOrdersRequest{UserId: "u_alice", PageSize: 5}, codes.OK, 5, 23},
+		{"admin lists someone", admin, &ordersv1.ListUserOrdersRequest{UserId: "u_bob", PageSize: 100}, codes.OK, 6, 6},
+		{"page size capped", bob, &ordersv1.ListUserOrdersRequest{UserId: "me", PageSize: 100000}, codes.OK, 6, 6},
+		{"user without orders", as("u_new", auth.RoleCustomer), &ordersv1.ListUserOrdersRequest{UserId: "me"}, codes.OK, 0, 0},
+		{"someone else", bob, &ordersv1.ListUserOrdersRequest{UserId: "u_alice"}, codes.PermissionDenied, 0, 0},
+		{"service role", service, &ordersv1.ListUserOrdersRequest{UserId: "u_alice"}, codes.PermissionDenied, 0, 0},
+		{"no token", anon, &ordersv1.ListUserOrdersRequest{UserId: "u_alice"}, codes.Unauthenticated, 0, 0},
+		{"empty user id", alice, &ordersv1.ListUserOrdersRequest{}, codes.InvalidArgument, 0, 0},
+		{"negative page size", alice, &ordersv1.ListUserOrdersRequest{UserId: "me", PageSize: -1}, codes.InvalidArgument, 0, 0},
+		{"token not base64", alice, &ordersv1.ListUserOrdersRequest{UserId: "me", PageToken: "!!"}, codes.InvalidArgument, 0, 0},
+		{"token without id", alice, &ordersv1.ListUserOrdersRequest{UserId: "me", PageToken: "MTIz"}, codes.InvalidArgument, 0, 0},
+		{"token bad time", alice, &ordersv1.ListUserOrdersRequest{UserId: "me", PageToken: "eDpvXzE"}, codes.InvalidArgument, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := e.svc.ListUserOrders(tc.ctx, tc.req)
+			wantCode(t, err, tc.want)
+			if err == nil && (len(resp.GetOrders()) != tc.wantCount || resp.GetTotalSize() != tc.wantTotal) {
+				t.Fatalf("got %d orders, total %d; want %d, %d", len(resp.GetOrders()), resp.GetTotalSize(), tc.wantCount, tc.wantTotal)
+			}
+		})
+	}
+}
+
+var allStatuses = []Status{StatusPending, StatusConfirmed, StatusShipped, StatusDelivered, StatusCancelled}
+
+// orderIn places an order for alice and moves it to st directly in the
+// store (the store does not check transitions).
+func (e *env) orderIn(t *testing.T, st Status) *ordersv1.Order {
+	t.Helper()
+	o := e.place(t, alice, "p_bolt", 2, "p_gear", 1)
+	if st != StatusPending {
+		if _, err := e.repo.UpdateStatus(t.Context(), o.GetId(), StatusPending, st, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return o
+}
+
+// lastStatusChange returns the newest OrderStatusChanged in the outbox.
+func (e *env) lastStatusChange(t *testing.T) *ordersv1.OrderStatusChanged {
+	t.Helper()
+	evs := outboxEvents(t, e.db)
+	for i := len(evs) - 1; i >= 0; i-- {
+		if ev, ok := evs[i].(*ordersv1.OrderStatusChanged); ok {
+			return ev
+		}
+	}
+	return nil
+}
+
+func TestUpdateOrderStatusTransitions(t *testing.T) {
+	allowed := map[[2]Status]bool{
+		{StatusPending, StatusConfirmed}:   true,
+		{StatusConfirmed, StatusShipped}:   true,
+		{StatusShipped, StatusDelivered}:   true,
+		{StatusPending, StatusCancelled}:   true,
+		{StatusConfirmed, StatusCancelled}: true,
+	}
+	e := newEnv(t)
+	for _, from := range allStatuses {
+		for _, to := range allStatuses {
+			want := codes.FailedPrecondition
+			if allowed[[2]Status{from, to}] {
+				want = codes.OK
+			}
+			t.Run(fmt.Sprintf("%s to %s", from, to), func(t *testing.T) {
+				o := e.orderIn(t, from)
+				events := len(outboxEvents(t, e.db))
+				resp, err := e.svc.UpdateOrderStatus(admin, &ordersv1.UpdateOrderStatusRequest{Id: o.GetId(), Status: toProtoStatus(to)})
+				wantCode(t, err, want)
+				stored, _ := e.repo.Get(t.Context(), o.GetId())
+				if err != nil {
+					if stored.Status != from || len(outboxEvents(t, e.db)) != events {
+						t.Fatalf("refused change wrote: status %v", stored.Status)
+					}
+					return
+				}
+				got := resp.GetOrder()
+				if got.GetStatus() != toProtoStatus(to) || stored.Status != to || !got.GetUpdateTime().AsTime().After(got.GetCreateTime().AsTime()) {
+					t.Fatalf("order after change = %v (stored %v)", got, stored.Status)
+				}
+				ev := e.lastStatusChange(t)
+				wantEv := &ordersv1.OrderStatusChanged{
+					OrderId:    o.GetId(),
+					UserId:     "u_alice",
+					OldStatus:  toProtoStatus(from),
+					NewStatus:  toProtoStatus(to),
+					Items:      o.GetItems(),
+					ChangeTime: got.GetUpdateTime(),
+				}
+				if len(outboxEvents(t, e.db)) != events+1 || !proto.Equal(ev, wantEv) {
+					t.Fatalf("event = %v, want %v", ev, wantEv)
+				}
+			})
+		}
+	}
+
+	o := e.orderIn(t, StatusPending)
+	tests := []struct {
+		name   string
+		ctx    context.Context
+		id     string
+		status ordersv1.OrderStatus
+		want   codes.Code
+	}{
+		{"unspecified", admin, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_UNSPECIFIED, codes.InvalidArgument},
+		{"unknown enum", admin, o.GetId(), ordersv1.OrderStatus(99), codes.InvalidArgument},
+		{"empty id", admin, "", ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED, codes.InvalidArgument},
+		{"unknown order", admin, "o_0000000000000000", ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED, codes.NotFound},
+		{"owner is not admin", alice, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED, codes.PermissionDenied},
+		{"service is not admin", service, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED, codes.PermissionDenied},
+		{"no token", anon, o.GetId(), ordersv1.OrderStatus_ORDER_STATUS_CONFIRMED, codes.Unauthenticated},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.svc.UpdateOrderStatus(tc.ctx, &ordersv1.UpdateOrderStatusRequest{Id: tc.id, Status: tc.status})
+			wantCode(t, err, tc.want)
+		})
+	}
+}
+
+func TestCancelOrder(t *testing.T) {
+	tests := []struct {
+		name string
+		ctx  context.Context
+		from Status
+		want codes.Code
+	}{
+		{"owner, pending", alice, StatusPending, codes.OK},
+		{"owner, confirmed", alice, StatusConfirmed, codes.OK},
+		{"admin, pending", admin, StatusPending, codes.OK},
+		{"admin, confirmed", admin, StatusConfirmed, codes.OK},
+		{"other user", bob, StatusPending, codes.NotFound},
+		{"service role", service, StatusPending, codes.NotFound},
+		{"no token", anon, StatusPending, codes.Unauthenticated},
+		{"shipped", alice, StatusShipped, codes.FailedPrecondition},
+		{"delivered", admin, StatusDelivered, codes.FailedPrecondition},
+		{"already cancelled", alice, StatusCancelled, codes.FailedPrecondition},
+	}
+	e := newEnv(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := e.orderIn(t, tc.from)
+			events := len(outboxEvents(t, e.db))
+			resp, err := e.svc.CancelOrder(tc.ctx, &ordersv1.CancelOrderRequest{Id: o.GetId()})
+			wantCode(t, err, tc.want)
+			if err != nil {
+				if n := len(outboxEvents(t, e.db)); n != events {
+					t.Fatalf("refused cancel wrote %d events", n-events)
+				}
+				return
+			}
+			if resp.GetOrder().GetStatus() != ordersv1.OrderStatus_ORDER_STATUS_CANCELLED {
+				t.Fatalf("status = %v", resp.GetOrder().GetStatus())
+			}
+			ev := e.lastStatusChange(t)
+			if ev.GetOrderId() != o.GetId() || ev.GetOldStatus() != toProtoStatus(tc.from) ||
+				ev.GetNewStatus() != ordersv1.OrderStatus_ORDER_STATUS_CANCELLED || len(ev.GetItems()) != 2 {
+				t.Fatalf("event = %v", ev)
+			}
+		})
+	}
+	t.Run("empty id", func(t *testing.T) {
+		_, err := e.svc.CancelOrder(alice, &ordersv1.CancelOrderRequest{})
+		wantCode(t, err, codes.InvalidArgument)
+	})
+	t.Run("unknown", func(t *testing.T) {
+		_, err := e.svc.CancelOrder(admin, &ordersv1.CancelOrderRequest{Id: "o_0000000000000000"})
+		wantCode(t, err, codes.NotFound)
+	})
+	// Stock comes back through the event, never by a direct call.
+	if rel := e.products.releases(); len(rel) != 0 {
+		t.Fatalf("CancelOrder called ReleaseStock %v", rel)
+	}
+}
+
+func TestConcurrentStatusChanges(t *testing.T) {
+	e := newEnv(t)
+	o := e.place(t, alice)
+	const n = 10
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			ctx := alice
+			if i%2 == 1 {
+				ctx = admin
+			}
+			_, errs[i] = e.svc.CancelOrder(ctx, &ordersv1.CancelOrderRequest{Id: o.GetId()})
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch status.Code(err) {
+		case codes.OK:
+			won++
+		case codes.FailedPrecondition:
+		default:
+			t.Errorf("CancelOrder = %v, want OK or FailedPrecondition", err)
+		}
+	}
+	var changes int
+	for _, ev := range outboxEvents(t, e.db) {
+		if _, ok := ev.(*ordersv1.OrderStatusChanged); ok {
+			changes++
+		}
+	}
+	if won != 1 || changes != 1 {
+		t.Fatalf("%d cancels won, %d events; want 1 and 1", won, changes)
+	}
+}
+
+func TestStorageFailureIsInternal(t *testing.T) {
+	e := newEnv(t)
+	o := e.place(t, alice)
+	e.repo.Close()
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"get", func() error { _, err := e.svc.GetOrder(alice, &ordersv1.GetOrderRequest{Id: o.GetId()}); return err }},
+		{"list", func() error {
+			_, err := e.svc.ListUserOrders(alice, &ordersv1.ListUserOrdersRequest{UserId: "me"})
+			return err
+		}},
+		{"cancel", func() error {
+			_, err := e.svc.CancelOrder(alice, &ordersv1.CancelOrderRequest{Id: o.GetId()})
+			return err
+		}},
+		{"create", func() error {
+			_, err := e.svc.CreateOrder(alice, &ordersv1.CreateOrderRequest{Items: items("p_bolt", 1)})
+			return err
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call()
+			wantCode(t, err, codes.Internal)
+			if msg := status.Convert(err).Message(); msg != "internal error" {
+				t.Fatalf("message %q leaks details", msg)
+			}
+		})
+	}
+}

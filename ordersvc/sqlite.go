@@ -1,0 +1,296 @@
+package ordersvc
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/kgrpc/platform/internal/outbox"
+	"github.com/kgrpc/platform/internal/sqlstore"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations returns the schema migrations of the orders store, the outbox
+// table included.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the embed pattern guarantees the directory
+	}
+	return sub
+}
+
+// SQLiteRepository is a Repository in a SQLite database file.
+type SQLiteRepository struct {
+	db *sql.DB
+}
+
+var _ Repository = (*SQLiteRepository)(nil)
+
+// OpenSQLite opens (creating it when missing) the orders database at path
+// and applies its migrations.
+func OpenSQLite(ctx context.Context, path string) (*SQLiteRepository, error) {
+	db, err := sqlstore.OpenSQLite(ctx, path, Migrations())
+	if err != nil {
+		return nil, fmt.Errorf("ordersvc: %w", err)
+	}
+	return &SQLiteRepository{db: db}, nil
+}
+
+// DB returns the underlying database, for the outbox relay.
+func (r *SQLiteRepository) DB() *sql.DB { return r.db }
+
+// Close closes the database.
+func (r *SQLiteRepository) Close() error { return r.db.Close() }
+
+const orderColumns = `id, user_id, status, total_cents, create_time, update_time`
+
+// Create implements Repository.
+func (r *SQLiteRepository) Create(ctx context.Context, o Order, events ...proto.Message) (err error) {
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("ordersvc: create order: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	_, err = tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+		o.ID, o.UserID, string(o.Status), o.TotalCents, toMicros(o.CreateTime), toMicros(o.UpdateTime))
+	if err != nil {
+		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
+			return ErrAlreadyExists
+		}
+		return fmt.Errorf("ordersvc: create order: %w", err)
+	}
+	for i, it := range o.Items {
+		_, err = tx.ExecContext(ctx, `INSERT INTO order_items
+			(order_id, line, product_id, product_name, unit_price_cents, quantity)
+			VALUES ($1, $2, $3, $4, $5, $6)`,
+			o.ID, i, it.ProductID, it.ProductName, it.UnitPriceCents, it.Quantity)
+		if err != nil {
+			return fmt.Errorf("ordersvc: create order: item %d: %w", i, err)
+		}
+	}
+	for _, ev := range events {
+		if err = outbox.Add(ctx, tx, ev); err != nil {
+			return fmt.Errorf("ordersvc: create order: %w", err)
+		}
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("ordersvc: create order: commit: %w", err)
+	}
+	return nil
+}
+
+// Get implements Repository.
+func (r *SQLiteRepository) Get(ctx context.Context, id string) (Order, error) {
+	o, err := get(ctx, r.db, id)
+	if err != nil {
+		return Order{}, fmt.Errorf("ordersvc: get order: %w", err)
+	}
+	return o, nil
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// get reads one order with its items; sql.ErrNoRows becomes ErrNotFound.
+func get(ctx context.Context, q querier, id string) (Order, error) {
+	o, err := scanOrder(q.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
+	if err != nil {
+		return Order{}, err
+	}
+	orders := []Order{o}
+	if err := loadItems(ctx, q, orders); err != nil {
+		return Order{}, err
+	}
+	return orders[0], nil
+}
+
+// ListByUser implements Repository.
+func (r *SQLiteRepository) ListByUser(ctx context.Context, userID string, after *Cursor, limit int) ([]Order, error) {
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if after == nil {
+		rows, err = r.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
+			WHERE user_id = $1
+			ORDER BY create_time DESC, id DESC LIMIT $2`, userID, limit)
+	} else {
+		// (create_time, id) < ($2, $3), spelled out for planners that do not
+		// use an index for row-value comparisons.
+		rows, err = r.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
+			WHERE user_id = $1 AND (create_time < $2 OR (create_time = $2 AND id < $3))
+			ORDER BY create_time DESC, id DESC LIMIT $4`,
+			userID, toMicros(after.CreateTime), after.ID, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ordersvc: list orders: %w", err)
+	}
+	var orders []Order
+	for rows.Next() {
+		o, err := scanOrder(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("ordersvc: list orders: %w", err)
+		}
+		orders = append(orders, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ordersvc: list orders: %w", err)
+	}
+	if err := loadItems(ctx, r.db, orders); err != nil {
+		return nil, fmt.Errorf("ordersvc: list orders: %w", err)
+	}
+	return orders, nil
+}
+
+// CountByUser implements Repository.
+func (r *SQLiteRepository) CountByUser(ctx context.Context, userID string) (int, error) {
+	var n int
+	if err := r.db.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE user_id = $1`, userID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("ordersvc: count orders: %w", err)
+	}
+	return n, nil
+}
+
+// UpdateStatus implements Repository.
+func (r *SQLiteRepository) UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events ...proto.Message) (o Order, err error) {
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Order{}, fmt.Errorf("ordersvc: update order status: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	res, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, update_time = $2 WHERE id = $3 AND status = $4`,
+		string(to), toMicros(at), id, string(from))
+	if err != nil {
+		return Order{}, fmt.Errorf("ordersvc: update order status: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return Order{}, fmt.Errorf("ordersvc: update order status: %w", err)
+	}
+	if n == 0 {
+		var exists int
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE id = $1`, id).Scan(&exists)
+		switch {
+		case err != nil:
+			return Order{}, fmt.Errorf("ordersvc: update order status: %w", err)
+		case exists == 0:
+			err = ErrNotFound
+		default:
+			err = ErrStatusConflict
+		}
+		return Order{}, err
+	}
+	for _, ev := range events {
+		if err = outbox.Add(ctx, tx, ev); err != nil {
+			return Order{}, fmt.Errorf("ordersvc: update order status: %w", err)
+		}
+	}
+	if o, err = get(ctx, tx, id); err != nil {
+		return Order{}, fmt.Errorf("ordersvc: update order status: %w", err)
+	}
+	if err = tx.Commit(); err != nil {
+		return Order{}, fmt.Errorf("ordersvc: update order status: commit: %w", err)
+	}
+	return o, nil
+}
+
+// loadItems fills in the items of orders with one query.
+func loadItems(ctx context.Context, q querier, orders []Order) error {
+	if len(orders) == 0 {
+		return nil
+	}
+	byID := make(map[string]*Order, len(orders))
+	var ph strings.Builder
+	args := make([]any, len(orders))
+	for i := range orders {
+		byID[orders[i].ID] = &orders[i]
+		if i > 0 {
+			ph.WriteString(", ")
+		}
+		ph.WriteString("$" + strconv.Itoa(i+1))
+		args[i] = orders[i].ID
+	}
+	rows, err := q.QueryContext(ctx, `SELECT order_id, product_id, product_name, unit_price_cents, quantity
+		FROM order_items WHERE order_id IN (`+ph.String()+`) ORDER BY order_id, line`, args...)
+	if err != nil {
+		return fmt.Errorf("read items: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			orderID string
+			it      Item
+		)
+		if err := rows.Scan(&orderID, &it.ProductID, &it.ProductName, &it.UnitPriceCents, &it.Quantity); err != nil {
+			return fmt.Errorf("read items: %w", err)
+		}
+		if o := byID[orderID]; o != nil {
+			o.Items = append(o.Items, it)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read items: %w", err)
+	}
+	return nil
+}
+
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// scanOrder reads one row of orderColumns; sql.ErrNoRows becomes
+// ErrNotFound.
+func scanOrder(s scanner) (Order, error) {
+	var (
+		o                Order
+		st               string
+		created, updated int64
+	)
+	err := s.Scan(&o.ID, &o.UserID, &st, &o.TotalCents, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Order{}, ErrNotFound
+	}
+	if err != nil {
+		return Order{}, err
+	}
+	o.Status = Status(st)
+	o.CreateTime = fromMicros(created)
+	o.UpdateTime = fromMicros(updated)
+	return o, nil
+}
+
+// isConstraint reports whether err is the SQLite constraint failure code.
+func isConstraint(err error, code int) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == code
+}
+
+func toMicros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
