@@ -4,7 +4,25 @@
 
 BUF := go tool -modfile=tools/go.mod buf
 
-.PHONY: generate lint check-generated breaking
+.PHONY: run test check bench generate lint check-generated breaking
+
+# run starts the whole shop on embedded defaults (see README.md).
+run:
+	go run ./cmd/platform
+
+# test runs every test: unit, repository, plugin golden files, the transport
+# conformance suite and the shop's end-to-end suite. The broker is an
+# in-process kfake unless KAFKA_BROKERS names a real cluster.
+test:
+	go test -race -count=1 -timeout 20m ./...
+
+# check is what CI runs before the tests: generated code fresh, lint clean.
+check: check-generated lint
+
+# bench prints the transport's round-trip numbers next to the raw
+# confluent-kafka-go ping-pong floor on the same broker.
+bench:
+	go test ./kafkatransport -run '^$$' -bench 'RawPingPong|Transport|StartToFirstCall' -benchtime 3s -count 1
 
 # generate rebuilds gen/ from proto/. protoc-gen-go-kafka is built into .bin/
 # first because it imports gen/kgrpc/kafka/v1, which buf generate deletes

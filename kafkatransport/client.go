@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 )
 
 // ClientConn carries unary gRPC calls over Kafka. It implements
@@ -35,7 +37,6 @@ type ClientConn struct {
 	topics         *topicEnsurer
 	replyTopic     string
 	replyPartition int32
-	replyPartText  []byte
 	idPrefix       string
 	seq            atomic.Uint64
 
@@ -48,11 +49,11 @@ type ClientConn struct {
 	stopLogs func()
 }
 
-// callResult is what ends a pending call: a reply record or a transport
-// error.
+// callResult is what ends a pending call: a reply or a transport error.
 type callResult struct {
-	msg *kafka.Message
-	err error
+	reply *kafkav1.ReplyEnvelope
+	value []byte
+	err   error
 }
 
 // Dial connects a client to the brokers (a librdkafka bootstrap.servers
@@ -101,7 +102,6 @@ func Dial(ctx context.Context, brokers string, opts ...Option) (*ClientConn, err
 	} else if int(c.replyPartition) >= n {
 		return fail(fmt.Errorf("kafkatransport: reply partition %d out of range: %q has %d partitions", c.replyPartition, c.replyTopic, n))
 	}
-	c.replyPartText = itoa(int64(c.replyPartition))
 	c.consumer, err = kafka.NewConsumer(c.cfg.consumerConfig("kgrpc-reply-"+cfg.instanceID, kafka.ConfigMap{
 		"enable.auto.commit":       false,
 		"enable.auto.offset.store": false,
@@ -186,16 +186,16 @@ func (c *ClientConn) readReplies() {
 		}
 		switch e := c.consumer.Poll(100).(type) {
 		case *kafka.Message:
-			id, _ := header(e.Headers, hdrID)
-			c.mu.Lock()
-			ch, ok := c.pending[id]
-			if ok {
-				delete(c.pending, id)
+			raw, ok := header(e.Headers, hdrRPC)
+			if !ok {
+				continue
 			}
-			c.mu.Unlock()
-			if ok {
-				ch <- callResult{msg: e}
+			env := &kafkav1.ReplyEnvelope{}
+			if err := proto.Unmarshal(raw, env); err != nil {
+				c.cfg.logger.Warn("kafkatransport undecodable reply envelope", "partition", e.TopicPartition.Partition, "offset", int64(e.TopicPartition.Offset), "err", err)
+				continue
 			}
+			c.finish(env.GetId(), callResult{reply: env, value: e.Value})
 		case kafka.Error:
 			c.cfg.logger.Warn("kafkatransport reply consumer", "err", e)
 		}
@@ -330,17 +330,23 @@ func (c *ClientConn) call(ctx context.Context, rt route, method string, args, re
 	}
 	deadline, _ := ctx.Deadline()
 	id := c.idPrefix + strconv.FormatUint(c.seq.Add(1), 36)
-	headers := make([]kafka.Header, 0, 8)
-	headers = append(headers,
-		kafka.Header{Key: hdrMethod, Value: []byte(method)},
-		kafka.Header{Key: hdrID, Value: []byte(id)},
-		kafka.Header{Key: hdrReplyTopic, Value: []byte(c.replyTopic)},
-		kafka.Header{Key: hdrReplyPartition, Value: c.replyPartText},
-		kafka.Header{Key: hdrDeadline, Value: itoa(deadline.UnixMilli())},
-	)
-	if md, ok := metadata.FromOutgoingContext(ctx); ok {
-		headers = appendMD(headers, prefixMD, md)
+	env := &kafkav1.RequestEnvelope{
+		Method:         method,
+		Id:             id,
+		ReplyTopic:     c.replyTopic,
+		ReplyPartition: c.replyPartition,
+		DeadlineUnixMs: deadline.UnixMilli(),
 	}
+	headers := make([]kafka.Header, 1, 3)
+	if md, ok := metadata.FromOutgoingContext(ctx); ok {
+		env.Metadata = mdEntries(md)
+		headers = traceHeaders(headers, md)
+	}
+	rawEnv, err := proto.Marshal(env)
+	if err != nil {
+		return status.Errorf(codes.Internal, "kafkatransport: marshal envelope: %v", err)
+	}
+	headers[0] = kafka.Header{Key: hdrRPC, Value: rawEnv}
 	msg := &kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &rt.topic, Partition: kafka.PartitionAny},
 		Value:          value,
@@ -374,7 +380,7 @@ func (c *ClientConn) call(ctx context.Context, rt route, method string, args, re
 	if res.err != nil {
 		return res.err
 	}
-	return decodeReply(res.msg, reply, opts)
+	return decodeReply(res.reply, res.value, reply, opts)
 }
 
 // produceError maps a producer error to a status error.
@@ -386,25 +392,21 @@ func produceError(err error) error {
 	return status.Errorf(codes.Unavailable, "kafkatransport: produce request: %v", err)
 }
 
-// decodeReply turns a reply record into the call's result: the response
-// message or a status error, plus header and trailer metadata.
-func decodeReply(m *kafka.Message, reply any, opts []grpc.CallOption) error {
+// decodeReply turns a reply into the call's result: the response message
+// or a status error, plus header and trailer metadata.
+func decodeReply(env *kafkav1.ReplyEnvelope, value []byte, reply any, opts []grpc.CallOption) error {
 	for _, o := range opts {
 		switch o := o.(type) {
 		case grpc.HeaderCallOption:
-			*o.HeaderAddr = readMD(m.Headers, prefixMD)
+			*o.HeaderAddr = entriesMD(env.GetHeader())
 		case grpc.TrailerCallOption:
-			*o.TrailerAddr = readMD(m.Headers, prefixTrailer)
+			*o.TrailerAddr = entriesMD(env.GetTrailer())
 		}
 	}
-	st, err := replyStatus(m.Headers)
-	if err != nil {
-		return err
+	if env.GetCode() != int32(codes.OK) {
+		return replyStatus(env).Err()
 	}
-	if st.Code() != codes.OK {
-		return st.Err()
-	}
-	if err := proto.Unmarshal(m.Value, reply.(proto.Message)); err != nil {
+	if err := proto.Unmarshal(value, reply.(proto.Message)); err != nil {
 		return status.Errorf(codes.Internal, "kafkatransport: unmarshal response: %v", err)
 	}
 	return nil

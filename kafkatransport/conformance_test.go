@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
 	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/kafkatransport"
@@ -659,16 +660,21 @@ func TestUndecodableRequest(t *testing.T) {
 			t.Fatal(m.TopicPartition.Error)
 		}
 	}
-	// A record with no headers at all is dropped; one with garbage for a
-	// value is answered InvalidArgument.
+	// Records with no envelope or a garbage one are dropped; one with
+	// garbage for a value is answered InvalidArgument.
 	produce([]byte("not a request"))
-	produce([]byte{0xff, 0xff, 0xff, 0xff},
-		kafka.Header{Key: "rpc-method", Value: []byte(testingv1.EchoService_Echo_FullMethodName)},
-		kafka.Header{Key: "rpc-id", Value: []byte("raw-1")},
-		kafka.Header{Key: "rpc-reply-topic", Value: []byte(replyTopic)},
-		kafka.Header{Key: "rpc-reply-partition", Value: []byte("0")},
-		kafka.Header{Key: "rpc-deadline", Value: []byte(fmt.Sprint(time.Now().Add(30 * time.Second).UnixMilli()))},
-	)
+	produce([]byte("not a request"), kafka.Header{Key: "rpc", Value: []byte{0xff, 0xff}})
+	env, err := proto.Marshal(&kafkav1.RequestEnvelope{
+		Method:         testingv1.EchoService_Echo_FullMethodName,
+		Id:             "raw-1",
+		ReplyTopic:     replyTopic,
+		ReplyPartition: 0,
+		DeadlineUnixMs: time.Now().Add(30 * time.Second).UnixMilli(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce([]byte{0xff, 0xff, 0xff, 0xff}, kafka.Header{Key: "rpc", Value: env})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if time.Now().After(deadline) {
@@ -678,20 +684,19 @@ func TestUndecodableRequest(t *testing.T) {
 		if err != nil {
 			continue
 		}
-		var id, code string
+		var reply kafkav1.ReplyEnvelope
 		for _, h := range m.Headers {
-			switch h.Key {
-			case "rpc-id":
-				id = string(h.Value)
-			case "rpc-status":
-				code = string(h.Value)
+			if h.Key == "rpc" {
+				if err := proto.Unmarshal(h.Value, &reply); err != nil {
+					t.Fatalf("reply envelope: %v", err)
+				}
 			}
 		}
-		if id != "raw-1" {
+		if reply.GetId() != "raw-1" {
 			continue
 		}
-		if code != fmt.Sprint(int(codes.InvalidArgument)) {
-			t.Fatalf("undecodable request answered with rpc-status %q, want %d", code, codes.InvalidArgument)
+		if codes.Code(reply.GetCode()) != codes.InvalidArgument || !strings.Contains(reply.GetMessage(), "undecodable") {
+			t.Fatalf("undecodable request answered with %v %q, want InvalidArgument", codes.Code(reply.GetCode()), reply.GetMessage())
 		}
 		break
 	}

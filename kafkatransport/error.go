@@ -1,58 +1,34 @@
 package kafkatransport
 
 import (
-	"strconv"
-
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 )
 
-// replyStatus reads the status of a reply record. A reply without a valid
-// rpc-status header is a protocol error, reported as Internal.
-func replyStatus(hs []kafka.Header) (*status.Status, error) {
-	var code, msg string
-	var details []byte
-	var haveCode bool
-	for _, h := range hs {
-		switch h.Key {
-		case hdrStatus:
-			code, haveCode = string(h.Value), true
-		case hdrMessage:
-			msg = string(h.Value)
-		case hdrStatusDetails:
-			details = h.Value
-		}
-	}
-	if !haveCode {
-		return nil, status.Error(codes.Internal, "kafkatransport: reply without rpc-status header")
-	}
-	n, err := strconv.ParseUint(code, 10, 32)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "kafkatransport: reply with malformed rpc-status %q", code)
-	}
-	if len(details) > 0 {
+// replyStatus reads the status of a reply envelope. Details travel as a
+// whole google.rpc.Status; when they do not decode, or disagree with the
+// code, code and message alone are kept.
+func replyStatus(env *kafkav1.ReplyEnvelope) *status.Status {
+	if d := env.GetStatusDetails(); len(d) > 0 {
 		var p spb.Status
-		if err := proto.Unmarshal(details, &p); err == nil && p.Code == int32(n) {
-			return status.FromProto(&p), nil
+		if err := proto.Unmarshal(d, &p); err == nil && p.Code == env.GetCode() {
+			return status.FromProto(&p)
 		}
 	}
-	return status.New(codes.Code(n), msg), nil
+	return status.New(codes.Code(env.GetCode()), env.GetMessage())
 }
 
-// statusHeaders encodes st as reply headers: the code, the message, and the
-// whole google.rpc.Status when it carries details.
-func statusHeaders(hs []kafka.Header, st *status.Status) []kafka.Header {
-	hs = append(hs, kafka.Header{Key: hdrStatus, Value: itoa(int64(st.Code()))})
-	if st.Message() != "" {
-		hs = append(hs, kafka.Header{Key: hdrMessage, Value: []byte(st.Message())})
-	}
+// setStatus puts st into a reply envelope.
+func setStatus(env *kafkav1.ReplyEnvelope, st *status.Status) {
+	env.Code = int32(st.Code())
+	env.Message = st.Message()
 	if p := st.Proto(); len(p.GetDetails()) > 0 {
 		if b, err := proto.Marshal(p); err == nil {
-			hs = append(hs, kafka.Header{Key: hdrStatusDetails, Value: b})
+			env.StatusDetails = b
 		}
 	}
-	return hs
 }

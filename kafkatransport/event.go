@@ -81,11 +81,7 @@ func Publish[T proto.Message](ctx context.Context, p *Publisher, spec EventSpec[
 		{Key: hdrEventID, Value: []byte(p.cfg.instanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36))},
 	}
 	if md, ok := metadata.FromOutgoingContext(ctx); ok {
-		for _, k := range []string{hdrTraceparent, hdrTracestate} {
-			if v := md.Get(k); len(v) > 0 {
-				headers = append(headers, kafka.Header{Key: k, Value: []byte(v[0])})
-			}
-		}
+		headers = traceHeaders(headers, md)
 	}
 	msg := &kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
@@ -180,7 +176,7 @@ func Subscribe[T proto.Message](s *Subscriber, spec EventSpec[T], h func(context
 		if err := proto.Unmarshal(m.Value, ev); err != nil {
 			return fmt.Errorf("%w: %s: %v", errUndecodable, spec.Name, err)
 		}
-		if t, ok := header(m.Headers, hdrEventType); ok && t != spec.Name {
+		if t, ok := header(m.Headers, hdrEventType); ok && string(t) != spec.Name {
 			return fmt.Errorf("%w: record of type %q on the topic of %s", errUndecodable, t, spec.Name)
 		}
 		return h(ctx, ev)
@@ -279,9 +275,11 @@ func (s *Subscriber) handle(ctx, base context.Context, producer *kafka.Producer,
 	topic := *m.TopicPartition.Topic
 	h := s.handlers[topic]
 	info := EventInfo{Topic: topic, Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset), Time: m.Timestamp}
-	info.ID, _ = header(m.Headers, hdrEventID)
+	if id, ok := header(m.Headers, hdrEventID); ok {
+		info.ID = string(id)
+	}
 	hctx := base
-	if md := readMD(m.Headers, prefixMD); md != nil {
+	if md := traceMD(m.Headers); md != nil {
 		hctx = metadata.NewIncomingContext(hctx, md)
 	}
 	backoff := s.cfg.eventBackoff

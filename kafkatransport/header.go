@@ -1,28 +1,19 @@
 package kafkatransport
 
 import (
-	"encoding/base64"
 	"strconv"
-	"strings"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc/metadata"
+
+	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 )
 
 // Header names of the wire format; doc.go specifies them.
 const (
-	hdrMethod         = "rpc-method"
-	hdrID             = "rpc-id"
-	hdrReplyTopic     = "rpc-reply-topic"
-	hdrReplyPartition = "rpc-reply-partition"
-	hdrDeadline       = "rpc-deadline"
-	hdrStatus         = "rpc-status"
-	hdrMessage        = "rpc-message"
-	hdrStatusDetails  = "rpc-status-details"
-	hdrTraceparent    = "traceparent"
-	hdrTracestate     = "tracestate"
-	prefixMD          = "md-"
-	prefixTrailer     = "mdt-"
+	hdrRPC         = "rpc"
+	hdrTraceparent = "traceparent"
+	hdrTracestate  = "tracestate"
 
 	hdrEventType = "ev-type"
 	hdrEventID   = "ev-id"
@@ -36,73 +27,72 @@ const (
 )
 
 // header returns the first value of the header named key.
-func header(hs []kafka.Header, key string) (string, bool) {
+func header(hs []kafka.Header, key string) ([]byte, bool) {
 	for _, h := range hs {
 		if h.Key == key {
-			return string(h.Value), true
+			return h.Value, true
 		}
 	}
-	return "", false
+	return nil, false
 }
 
-// appendMD appends md as headers named prefix+key, one per value. Binary
-// ("-bin") values are base64 encoded as in gRPC over HTTP/2. The W3C trace
-// context keys travel as their own headers.
-func appendMD(hs []kafka.Header, prefix string, md metadata.MD) []kafka.Header {
+// mdEntries encodes metadata for an envelope.
+func mdEntries(md metadata.MD) []*kafkav1.MetadataEntry {
+	if len(md) == 0 {
+		return nil
+	}
+	out := make([]*kafkav1.MetadataEntry, 0, len(md))
 	for k, vs := range md {
-		for _, v := range vs {
-			if prefix == prefixMD && (k == hdrTraceparent || k == hdrTracestate) {
-				hs = append(hs, kafka.Header{Key: k, Value: []byte(v)})
-				continue
-			}
-			if strings.HasSuffix(k, "-bin") {
-				v = base64.RawStdEncoding.EncodeToString([]byte(v))
-			}
-			hs = append(hs, kafka.Header{Key: prefix + k, Value: []byte(v)})
+		e := &kafkav1.MetadataEntry{Key: k, Values: make([][]byte, len(vs))}
+		for i, v := range vs {
+			e.Values[i] = []byte(v)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// entriesMD decodes an envelope's metadata; nil for none.
+func entriesMD(es []*kafkav1.MetadataEntry) metadata.MD {
+	if len(es) == 0 {
+		return nil
+	}
+	md := make(metadata.MD, len(es))
+	for _, e := range es {
+		if e.GetKey() == "" {
+			continue
+		}
+		for _, v := range e.GetValues() {
+			md.Append(e.GetKey(), string(v))
+		}
+	}
+	return md
+}
+
+// traceHeaders returns the W3C trace context of md as record headers, which
+// Kafka tracing tools read from records.
+func traceHeaders(hs []kafka.Header, md metadata.MD) []kafka.Header {
+	for _, k := range []string{hdrTraceparent, hdrTracestate} {
+		if v := md.Get(k); len(v) > 0 {
+			hs = append(hs, kafka.Header{Key: k, Value: []byte(v[0])})
 		}
 	}
 	return hs
 }
 
-// readMD collects the headers named prefix+key into metadata. It returns nil
-// when there are none. A binary value that is not valid base64 is dropped.
-func readMD(hs []kafka.Header, prefix string) metadata.MD {
+// traceMD returns the W3C trace context headers of a record as metadata, or
+// nil.
+func traceMD(hs []kafka.Header) metadata.MD {
 	var md metadata.MD
 	for _, h := range hs {
-		var k string
-		switch {
-		case strings.HasPrefix(h.Key, prefix):
-			k = strings.ToLower(h.Key[len(prefix):])
-		case prefix == prefixMD && (h.Key == hdrTraceparent || h.Key == hdrTracestate):
-			k = h.Key
-		default:
-			continue
-		}
-		if k == "" {
-			continue
-		}
-		v := string(h.Value)
-		if strings.HasSuffix(k, "-bin") {
-			b, err := decodeBinHeader(v)
-			if err != nil {
-				continue
+		if h.Key == hdrTraceparent || h.Key == hdrTracestate {
+			if md == nil {
+				md = metadata.MD{}
 			}
-			v = string(b)
+			md.Append(h.Key, string(h.Value))
 		}
-		if md == nil {
-			md = metadata.MD{}
-		}
-		md[k] = append(md[k], v)
 	}
 	return md
-}
-
-// decodeBinHeader accepts padded and unpadded base64, as gRPC does.
-func decodeBinHeader(v string) ([]byte, error) {
-	if len(v)%4 == 0 {
-		return base64.StdEncoding.DecodeString(v)
-	}
-	return base64.RawStdEncoding.DecodeString(v)
 }
 
 func itoa(i int64) []byte { return strconv.AppendInt(nil, i, 10) }

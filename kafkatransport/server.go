@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -16,6 +15,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 )
 
 // Server serves gRPC services over Kafka. It implements
@@ -318,60 +319,35 @@ func (l *lane) poll() error {
 
 // request is one call being served.
 type request struct {
-	lane           *lane
-	ticket         *ticket
-	method         string
-	id             string
-	replyTopic     string
-	replyPartition int32
-	deadline       time.Time
-	msg            *kafka.Message
+	lane   *lane
+	ticket *ticket
+	env    *kafkav1.RequestEnvelope
+	msg    *kafka.Message
 }
 
 // dispatch validates a request record and starts its handler. Records that
-// cannot be answered (no reply address) or whose deadline has passed are
-// finished without running anything.
+// cannot be answered (no decodable envelope, no reply address) or whose
+// deadline has passed are finished without running anything.
 func (l *lane) dispatch(m *kafka.Message) {
 	log := l.r.s.cfg.logger
 	tk := l.tracker.start(m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
 	l.r.add(1)
-	req := &request{lane: l, ticket: tk, msg: m}
-	var partText, deadlineText string
-	var haveReply bool
-	for _, h := range m.Headers {
-		switch h.Key {
-		case hdrMethod:
-			req.method = string(h.Value)
-		case hdrID:
-			req.id = string(h.Value)
-		case hdrReplyTopic:
-			req.replyTopic, haveReply = string(h.Value), true
-		case hdrReplyPartition:
-			partText = string(h.Value)
-		case hdrDeadline:
-			deadlineText = string(h.Value)
-		}
+	req := &request{lane: l, ticket: tk, msg: m, env: &kafkav1.RequestEnvelope{}}
+	raw, ok := header(m.Headers, hdrRPC)
+	var err error
+	if ok {
+		err = proto.Unmarshal(raw, req.env)
 	}
-	p, err := strconv.ParseInt(partText, 10, 32)
-	if !haveReply || req.replyTopic == "" || req.id == "" || err != nil || p < 0 {
-		log.Warn("kafkatransport dropping request without reply address", "topic", l.topic,
-			"partition", m.TopicPartition.Partition, "offset", int64(m.TopicPartition.Offset))
+	if !ok || err != nil || req.env.GetId() == "" || req.env.GetReplyTopic() == "" || req.env.GetReplyPartition() < 0 {
+		log.Warn("kafkatransport dropping request without a valid rpc envelope", "topic", l.topic,
+			"partition", m.TopicPartition.Partition, "offset", int64(m.TopicPartition.Offset), "err", err)
 		l.done(req)
 		return
 	}
-	req.replyPartition = int32(p)
-	if deadlineText != "" {
-		ms, err := strconv.ParseInt(deadlineText, 10, 64)
-		if err != nil {
-			l.reply(req, nil, status.Errorf(codes.InvalidArgument, "kafkatransport: malformed %s header %q", hdrDeadline, deadlineText), nil)
-			return
-		}
-		req.deadline = time.UnixMilli(ms)
-		if !time.Now().Before(req.deadline) {
-			log.Debug("kafkatransport dropping expired request", "method", req.method, "id", req.id)
-			l.done(req)
-			return
-		}
+	if ms := req.env.GetDeadlineUnixMs(); ms > 0 && !time.Now().Before(time.UnixMilli(ms)) {
+		log.Debug("kafkatransport dropping expired request", "method", req.env.GetMethod(), "id", req.env.GetId())
+		l.done(req)
+		return
 	}
 	select {
 	case l.r.sem <- struct{}{}:
@@ -394,16 +370,16 @@ func (l *lane) done(req *request) {
 func (l *lane) handle(req *request) {
 	defer func() { <-l.r.sem }()
 	s := l.r.s
-	deadline := req.deadline
-	if deadline.IsZero() {
-		deadline = time.Now().Add(s.cfg.defaultTimeout)
+	deadline := time.Now().Add(s.cfg.defaultTimeout)
+	if ms := req.env.GetDeadlineUnixMs(); ms > 0 {
+		deadline = time.UnixMilli(ms)
 	}
 	ctx, cancel := context.WithDeadline(l.r.base, deadline)
 	defer cancel()
-	if md := readMD(req.msg.Headers, prefixMD); md != nil {
+	if md := entriesMD(req.env.GetMetadata()); md != nil {
 		ctx = metadata.NewIncomingContext(ctx, md)
 	}
-	stream := &serverStream{method: req.method}
+	stream := &serverStream{method: req.env.GetMethod()}
 	ctx = grpc.NewContextWithServerTransportStream(ctx, stream)
 
 	resp, err := l.invoke(ctx, req)
@@ -413,13 +389,14 @@ func (l *lane) handle(req *request) {
 // invoke finds and runs the method's handler, turning panics into Internal
 // errors and context errors into their status codes.
 func (l *lane) invoke(ctx context.Context, req *request) (resp any, err error) {
-	md, ok := l.svc.methods[req.method]
+	method := req.env.GetMethod()
+	md, ok := l.svc.methods[method]
 	if !ok {
-		return nil, status.Errorf(codes.Unimplemented, "kafkatransport: unknown method %q on %s", req.method, l.svc.desc.ServiceName)
+		return nil, status.Errorf(codes.Unimplemented, "kafkatransport: unknown method %q on %s", method, l.svc.desc.ServiceName)
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			l.r.s.cfg.logger.Error("kafkatransport handler panic", "method", req.method, "panic", p, "stack", string(debug.Stack()))
+			l.r.s.cfg.logger.Error("kafkatransport handler panic", "method", method, "panic", p, "stack", string(debug.Stack()))
 			resp, err = nil, status.Errorf(codes.Internal, "handler panic: %v", p)
 		}
 	}()
@@ -429,7 +406,7 @@ func (l *lane) invoke(ctx context.Context, req *request) (resp any, err error) {
 			return status.Errorf(codes.Internal, "kafkatransport: request %T is not a proto.Message", v)
 		}
 		if err := proto.Unmarshal(req.msg.Value, m); err != nil {
-			return status.Errorf(codes.InvalidArgument, "kafkatransport: undecodable request for %s: %v", req.method, err)
+			return status.Errorf(codes.InvalidArgument, "kafkatransport: undecodable request for %s: %v", method, err)
 		}
 		return nil
 	}
@@ -446,12 +423,10 @@ func (l *lane) invoke(ctx context.Context, req *request) (resp any, err error) {
 
 // reply produces the reply of req; its delivery finishes req.
 func (l *lane) reply(req *request, resp any, err error, stream *serverStream) {
-	headers := make([]kafka.Header, 0, 6)
-	headers = append(headers, kafka.Header{Key: hdrID, Value: []byte(req.id)})
+	env := &kafkav1.ReplyEnvelope{Id: req.env.GetId()}
 	if stream != nil {
 		h, t := stream.metadata()
-		headers = appendMD(headers, prefixMD, h)
-		headers = appendMD(headers, prefixTrailer, t)
+		env.Header, env.Trailer = mdEntries(h), mdEntries(t)
 	}
 	var value []byte
 	if err == nil {
@@ -462,11 +437,18 @@ func (l *lane) reply(req *request, resp any, err error, stream *serverStream) {
 			err = status.Errorf(codes.Internal, "kafkatransport: marshal response: %v", err)
 		}
 	}
-	headers = statusHeaders(headers, status.Convert(err))
+	setStatus(env, status.Convert(err))
+	rawEnv, merr := proto.Marshal(env)
+	if merr != nil {
+		l.r.s.cfg.logger.Error("kafkatransport marshal reply envelope", "err", merr)
+		l.done(req)
+		return
+	}
+	replyTopic := req.env.GetReplyTopic()
 	msg := &kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &req.replyTopic, Partition: req.replyPartition},
+		TopicPartition: kafka.TopicPartition{Topic: &replyTopic, Partition: req.env.GetReplyPartition()},
 		Value:          value,
-		Headers:        headers,
+		Headers:        []kafka.Header{{Key: hdrRPC, Value: rawEnv}},
 		Opaque:         req,
 	}
 	if perr := l.r.producer.Produce(msg, nil); perr != nil {
@@ -475,7 +457,7 @@ func (l *lane) reply(req *request, resp any, err error, stream *serverStream) {
 			l.reply(req, nil, status.Errorf(codes.ResourceExhausted, "kafkatransport: response too large: %v", perr), stream)
 			return
 		}
-		l.r.s.cfg.logger.Error("kafkatransport produce reply", "method", req.method, "id", req.id, "err", perr)
+		l.r.s.cfg.logger.Error("kafkatransport produce reply", "method", req.env.GetMethod(), "id", req.env.GetId(), "err", perr)
 		l.done(req)
 	}
 }
@@ -496,7 +478,7 @@ func (r *run) readDeliveries() {
 		}
 		if err := m.TopicPartition.Error; err != nil {
 			// The client has timed out by now; serving again would not help.
-			r.s.cfg.logger.Error("kafkatransport reply not delivered", "method", req.method, "id", req.id, "err", err)
+			r.s.cfg.logger.Error("kafkatransport reply not delivered", "method", req.env.GetMethod(), "id", req.env.GetId(), "err", err)
 		}
 		req.lane.done(req)
 	}

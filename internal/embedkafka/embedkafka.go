@@ -151,7 +151,8 @@ func Start(cfg Config) (*Broker, error) {
 func (b *Broker) Addr() string { return b.addr }
 
 // Cluster returns the underlying kfake cluster, for tests that inject faults
-// or control requests. Most callers never need it.
+// or control requests. Most callers never need it. Adding nodes through it is
+// not supported: every node would try to listen on [Config.Addr].
 func (b *Broker) Cluster() *kfake.Cluster { return b.cluster }
 
 // Close stops the broker, closing client connections. With a data directory

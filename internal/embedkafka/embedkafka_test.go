@@ -360,7 +360,9 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	ready := make(chan string, 1)
-	go func() { done <- embedkafka.Run(ctx, embedkafka.Config{}, func(b *embedkafka.Broker) { ready <- b.Addr() }) }()
+	go func() {
+		done <- embedkafka.Run(ctx, embedkafka.Config{}, func(b *embedkafka.Broker) { ready <- b.Addr() })
+	}()
 	addr := <-ready
 	admin, err := kafka.NewAdminClient(clientConfig(addr, nil))
 	if err != nil {

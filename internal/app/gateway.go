@@ -1,0 +1,73 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
+	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
+	"github.com/kgrpc/platform/gateway"
+	"github.com/kgrpc/platform/kafkatransport"
+)
+
+// GatewayConfig configures the gateway unit.
+type GatewayConfig struct {
+	// HTTPAddr is the listen address.
+	HTTPAddr string
+	// RequestTimeout bounds each API request. Default: 10s.
+	RequestTimeout time.Duration
+	// Listening, when set, is called with the bound address once the
+	// gateway accepts connections.
+	Listening func(addr string)
+}
+
+// RunGateway serves the REST API until ctx ends, then stops accepting,
+// finishes in-flight requests (at most 15s) and closes its Kafka client.
+func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
+	log := c.Logger.With("unit", "gateway")
+	conn, err := kafkatransport.Dial(ctx, c.Brokers, c.kafkaOptions(log)...)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	h, err := gateway.New(ctx, gateway.Config{
+		Users:          usersv1.NewUserServiceKafkaClient(conn),
+		Products:       productsv1.NewProductServiceKafkaClient(conn),
+		Orders:         ordersv1.NewOrderServiceKafkaClient(conn),
+		Signer:         c.Signer,
+		Ping:           conn.Ping,
+		OpenAPI:        gateway.OpenAPI,
+		RequestTimeout: cfg.RequestTimeout,
+		Logger:         log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("gateway: listen: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("gateway listening", "addr", "http://"+ln.Addr().String())
+	if cfg.Listening != nil {
+		cfg.Listening(ln.Addr().String())
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("gateway: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("gateway: shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
+	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
+	"github.com/kgrpc/platform/internal/outbox"
+	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/ordersvc"
+	"github.com/kgrpc/platform/productsvc"
+	"github.com/kgrpc/platform/usersvc"
+)
+
+// AdminSeed names an admin account to create (or promote) at start. Empty
+// Email means none.
+type AdminSeed struct {
+	Email, Password, DisplayName string
+}
+
+// UsersConfig configures the users service unit.
+type UsersConfig struct {
+	// DBPath is the SQLite file.
+	DBPath string
+	// Admin is seeded at start when set.
+	Admin AdminSeed
+	// Ready, when set, is called once the service consumes requests.
+	Ready func()
+}
+
+// RunUsers serves the users service until ctx ends.
+func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
+	log := c.Logger.With("unit", "usersvc")
+	repo, err := usersvc.OpenSQLite(ctx, cfg.DBPath)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log)...)
+	if err != nil {
+		return err
+	}
+	defer pub.Close(context.WithoutCancel(ctx))
+	relay := outbox.NewRelay(repo.DB(), publishEvents(pub), log)
+	svc, err := usersvc.New(usersvc.Config{Repo: repo, Signer: c.Signer, Logger: log, Notify: relay.Notify})
+	if err != nil {
+		return err
+	}
+	if cfg.Admin.Email != "" {
+		name := cfg.Admin.DisplayName
+		if name == "" {
+			name = "Admin"
+		}
+		if err := svc.EnsureAdmin(ctx, cfg.Admin.Email, cfg.Admin.Password, name); err != nil {
+			return fmt.Errorf("seed admin %s: %w", cfg.Admin.Email, err)
+		}
+		log.Info("admin account ready", "email", cfg.Admin.Email)
+	}
+	srv := c.newServer(log)
+	usersv1.RegisterUserServiceKafkaServer(srv, svc)
+	return runAll(ctx, srv.Serve, relay.Run, readyWhen(srv.Ready(), cfg.Ready))
+}
+
+// ProductsConfig configures the products service unit.
+type ProductsConfig struct {
+	// DBPath is the SQLite file.
+	DBPath string
+	// SeedDemo loads the demo catalog when the catalog is empty.
+	SeedDemo bool
+	// Ready, when set, is called once the service consumes requests.
+	Ready func()
+}
+
+// RunProducts serves the products service, and releases the stock of
+// cancelled orders from their OrderStatusChanged events, until ctx ends.
+func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
+	log := c.Logger.With("unit", "productsvc")
+	repo, err := productsvc.OpenSQLite(ctx, cfg.DBPath)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log)...)
+	if err != nil {
+		return err
+	}
+	defer pub.Close(context.WithoutCancel(ctx))
+	relay := outbox.NewRelay(repo.DB(), publishEvents(pub), log)
+	svc, err := productsvc.New(productsvc.Config{Repo: repo, Logger: log, Notify: relay.Notify})
+	if err != nil {
+		return err
+	}
+	if cfg.SeedDemo {
+		seeded, err := svc.SeedDemoCatalog(ctx)
+		if err != nil {
+			return fmt.Errorf("seed demo catalog: %w", err)
+		}
+		if seeded {
+			log.Info("demo catalog loaded")
+		}
+	}
+	srv := c.newServer(log)
+	productsv1.RegisterProductServiceKafkaServer(srv, svc)
+	sub := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", c.kafkaOptions(log)...)
+	ordersv1.SubscribeOrderStatusChanged(sub, svc.HandleOrderStatusChanged)
+	return runAll(ctx, srv.Serve, relay.Run, sub.Run, readyWhen(srv.Ready(), cfg.Ready))
+}
+
+// OrdersConfig configures the orders service unit.
+type OrdersConfig struct {
+	// DBPath is the SQLite file.
+	DBPath string
+	// Ready, when set, is called once the service consumes requests.
+	Ready func()
+}
+
+// RunOrders serves the orders service until ctx ends. It calls the products
+// service over Kafka to reserve stock.
+func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
+	log := c.Logger.With("unit", "ordersvc")
+	repo, err := ordersvc.OpenSQLite(ctx, cfg.DBPath)
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log)...)
+	if err != nil {
+		return err
+	}
+	defer pub.Close(context.WithoutCancel(ctx))
+	conn, err := kafkatransport.Dial(ctx, c.Brokers, c.kafkaOptions(log)...)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	relay := outbox.NewRelay(repo.DB(), publishEvents(pub), log)
+	svc, err := ordersvc.New(ordersvc.Config{
+		Repo:     repo,
+		Products: productsv1.NewProductServiceKafkaClient(conn),
+		Signer:   c.Signer,
+		Logger:   log,
+		Notify:   relay.Notify,
+	})
+	if err != nil {
+		return err
+	}
+	srv := c.newServer(log)
+	ordersv1.RegisterOrderServiceKafkaServer(srv, svc)
+	return runAll(ctx, srv.Serve, relay.Run, readyWhen(srv.Ready(), cfg.Ready))
+}
+
+// readyWhen returns a run function that calls ready once ch is closed.
+func readyWhen(ch <-chan struct{}, ready func()) func(context.Context) error {
+	return func(ctx context.Context) error {
+		select {
+		case <-ch:
+			if ready != nil {
+				ready()
+			}
+		case <-ctx.Done():
+		}
+		return nil
+	}
+}
+
+// DBPaths returns the SQLite files of the three services in dataDir.
+func DBPaths(dataDir string) (users, products, orders string) {
+	return filepath.Join(dataDir, "users.db"), filepath.Join(dataDir, "products.db"), filepath.Join(dataDir, "orders.db")
+}

@@ -1,0 +1,69 @@
+// Package productsvc is the products domain of the shop: the catalogue and
+// its stock, including the stock reservations orders make. Service
+// implements productsv1.ProductServiceServer on top of a Repository;
+// SQLiteRepository is the embedded store.
+//
+// # Decisions callers rely on
+//
+//   - Product ids are "p_" followed by 16 lower-case hex digits (64 random
+//     bits from crypto/rand).
+//   - CreateProduct, UpdateProduct, DeleteProduct and AdjustStock are for
+//     admins (Unauthenticated without a token, PermissionDenied otherwise).
+//     ReserveStock and ReleaseStock are for the service and admin roles.
+//     GetProduct and ListProducts need no token.
+//   - Fields are trimmed. A SKU is 1 to 64 ASCII letters, digits, '-', '_'
+//     or '.', starting with a letter or digit; it is stored as given and
+//     unique among live products ignoring case (AlreadyExists). Names are
+//     required, at most 200 characters; descriptions at most 5000; categories
+//     at most 100, stored as given. Prices are 0 to 10^10 cents, stock 0 to
+//     10^9. Text must be valid UTF-8 without control characters (descriptions
+//     may hold newlines and tabs). Violations are InvalidArgument.
+//   - UpdateProduct changes the optional fields that are set; none set is
+//     InvalidArgument. Setting category to "" clears it.
+//   - DeleteProduct is a soft delete: the product is NotFound everywhere
+//     afterwards and its SKU can be reused, but reservations keep pointing at
+//     it and releasing them still returns the stock to it (without events).
+//   - AdjustStock needs a non-zero delta; a result below zero (or above 10^9)
+//     is FailedPrecondition and changes nothing.
+//   - ListProducts: query is a case-insensitive literal substring of name or
+//     description ('%' and '_' are not wildcards); category matches ignoring
+//     case; min/max price are inclusive, negative or min > max is
+//     InvalidArgument; in_stock keeps stock > 0. order_by is "name" (the
+//     default, case-insensitive), "price" or "create_time", with "-" for
+//     descending; anything else is InvalidArgument. The product id breaks
+//     ties in the same direction. page_size defaults to 20, is capped at 100,
+//     negative is InvalidArgument.
+//   - Paging is keyset paging, so inserts and deletes between pages neither
+//     skip nor repeat products. page_token is opaque: unpadded base64url of a
+//     JSON object holding a hash of the filters and order, the sort key and
+//     the id of the last product. A malformed token, or a token used with
+//     other filters or order, is InvalidArgument; page_size may change.
+//   - ReserveStock: 1 to 100 distinct products, quantity >= 1; lines of the
+//     same product are merged into the first one. Everything happens in one
+//     transaction with conditional updates (stock >= quantity), so stock
+//     never goes negative: an unknown or deleted product is NotFound, a short
+//     one FailedPrecondition naming the product (with a PreconditionFailure
+//     detail of type "STOCK", subject the product id), and nothing is
+//     reserved. Items come back in request order with the name and price the
+//     product had at reservation time.
+//   - ReserveStock is idempotent by reservation_id: repeating it with the
+//     same items returns the stored result (even once released) and reserves
+//     nothing. The same id with other items is FailedPrecondition.
+//   - ReleaseStock returns released=true exactly once per reservation;
+//     repeats and unknown ids answer released=false. An unknown id is
+//     remembered as released, so a reservation that arrives after its own
+//     release (a retried call overtaking a slow one) is refused with
+//     FailedPrecondition instead of leaking stock.
+//   - HandleOrderStatusChanged releases the reservation named by the order id
+//     when the new status is ORDER_STATUS_CANCELLED and ignores the others;
+//     it is safe under redelivery.
+//   - Events go to the outbox in the write's transaction: ProductChanged for
+//     create, update, delete (deleted=true, product as it was) and
+//     AdjustStock; StockChanged for AdjustStock, for a create with initial
+//     stock, and per item of a reservation or release (reservation_id set).
+//     Config.Notify is called after such commits.
+//   - SeedDemoCatalog loads ten demo products in three categories when the
+//     store has never held a product.
+//   - Storage failures are logged and answered with Internal and a generic
+//     message (Canceled or DeadlineExceeded when the caller's context ended).
+package productsvc

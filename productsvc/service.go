@@ -1,0 +1,529 @@
+package productsvc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
+	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	"github.com/kgrpc/platform/internal/auth"
+)
+
+// Config configures a Service.
+type Config struct {
+	// Repo stores products and reservations. Required.
+	Repo Repository
+	// Logger receives storage failures; nil discards them.
+	Logger *slog.Logger
+	// Notify, when not nil, is called after a transaction that added outbox
+	// events commits (typically outbox.Relay.Notify).
+	Notify func()
+}
+
+// Service implements productsv1.ProductServiceServer.
+type Service struct {
+	productsv1.UnimplementedProductServiceServer
+
+	repo   Repository
+	logger *slog.Logger
+	notify func()
+	now    func() time.Time
+}
+
+var _ productsv1.ProductServiceServer = (*Service)(nil)
+
+// New returns a Service for cfg.
+func New(cfg Config) (*Service, error) {
+	if cfg.Repo == nil {
+		return nil, errors.New("productsvc: Config.Repo is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Notify == nil {
+		cfg.Notify = func() {}
+	}
+	return &Service{
+		repo:   cfg.Repo,
+		logger: cfg.Logger,
+		notify: cfg.Notify,
+		now:    func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
+	}, nil
+}
+
+// CreateProduct adds a product to the catalogue. Admins only.
+func (s *Service) CreateProduct(ctx context.Context, req *productsv1.CreateProductRequest) (*productsv1.CreateProductResponse, error) {
+	if _, err := auth.RequireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	sku, err := parseSKU(req.GetSku())
+	if err != nil {
+		return nil, invalid(err)
+	}
+	name, err := parseName(req.GetName())
+	if err != nil {
+		return nil, invalid(err)
+	}
+	desc, err := parseDescription(req.GetDescription())
+	if err != nil {
+		return nil, invalid(err)
+	}
+	cat, err := parseCategory(req.GetCategory())
+	if err != nil {
+		return nil, invalid(err)
+	}
+	if err := checkPrice("price_cents", req.GetPriceCents()); err != nil {
+		return nil, invalid(err)
+	}
+	if req.GetStock() < 0 || req.GetStock() > MaxStock {
+		return nil, status.Errorf(codes.InvalidArgument, "stock must be between 0 and %d", int64(MaxStock))
+	}
+	now := s.now()
+	p := Product{
+		ID: newID(), SKU: sku, Name: name, Description: desc, Category: cat,
+		PriceCents: req.GetPriceCents(), Stock: req.GetStock(), CreateTime: now, UpdateTime: now,
+	}
+	err = s.repo.CreateProduct(ctx, p, createdEvents(now))
+	if errors.Is(err, ErrSKUTaken) {
+		return nil, status.Errorf(codes.AlreadyExists, "a product with sku %q already exists", sku)
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "create product", err)
+	}
+	s.notify()
+	return &productsv1.CreateProductResponse{Product: toProto(p)}, nil
+}
+
+// GetProduct returns one product. Anyone may call it.
+func (s *Service) GetProduct(ctx context.Context, req *productsv1.GetProductRequest) (*productsv1.GetProductResponse, error) {
+	if err := checkID("id", req.GetId()); err != nil {
+		return nil, invalid(err)
+	}
+	p, err := s.repo.GetProduct(ctx, req.GetId())
+	if errors.Is(err, ErrNotFound) {
+		return nil, notFound(req.GetId())
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "get product", err)
+	}
+	return &productsv1.GetProductResponse{Product: toProto(p)}, nil
+}
+
+// orderBy maps ListProductsRequest.order_by to a sort.
+var orderBy = map[string]struct {
+	sort SortField
+	desc bool
+}{
+	"":             {SortName, false},
+	"name":         {SortName, false},
+	"-name":        {SortName, true},
+	"price":        {SortPrice, false},
+	"-price":       {SortPrice, true},
+	"create_time":  {SortCreateTime, false},
+	"-create_time": {SortCreateTime, true},
+}
+
+// ListProducts searches and pages through the catalogue. Anyone may call it.
+func (s *Service) ListProducts(ctx context.Context, req *productsv1.ListProductsRequest) (*productsv1.ListProductsResponse, error) {
+	text, err := parseText("query", req.GetQuery(), MaxQueryLen, false)
+	if err != nil {
+		return nil, invalid(err)
+	}
+	cat, err := parseCategory(req.GetCategory())
+	if err != nil {
+		return nil, invalid(err)
+	}
+	q := ListQuery{Text: text, Category: cat, MinPriceCents: req.MinPriceCents, MaxPriceCents: req.MaxPriceCents, InStock: req.GetInStock()}
+	if q.MinPriceCents != nil && *q.MinPriceCents < 0 {
+		return nil, status.Error(codes.InvalidArgument, "min_price_cents must not be negative")
+	}
+	if q.MaxPriceCents != nil && *q.MaxPriceCents < 0 {
+		return nil, status.Error(codes.InvalidArgument, "max_price_cents must not be negative")
+	}
+	if q.MinPriceCents != nil && q.MaxPriceCents != nil && *q.MinPriceCents > *q.MaxPriceCents {
+		return nil, status.Error(codes.InvalidArgument, "min_price_cents must not exceed max_price_cents")
+	}
+	ob, ok := orderBy[strings.TrimSpace(req.GetOrderBy())]
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "order_by %q is not one of name, price, create_time, optionally prefixed with '-'", req.GetOrderBy())
+	}
+	q.Sort, q.Desc = ob.sort, ob.desc
+	switch size := req.GetPageSize(); {
+	case size < 0:
+		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
+	case size == 0:
+		q.Limit = DefaultPageSize
+	default:
+		q.Limit = min(int(size), MaxPageSize)
+	}
+	if tok := req.GetPageToken(); tok != "" {
+		if q.After, err = decodePageToken(q, tok); err != nil {
+			return nil, invalid(err)
+		}
+	}
+	want := q.Limit
+	q.Limit++ // one more tells whether there is a next page
+	ps, err := s.repo.ListProducts(ctx, q)
+	if err != nil {
+		return nil, s.internal(ctx, "list products", err)
+	}
+	resp := &productsv1.ListProductsResponse{}
+	if len(ps) > want {
+		ps = ps[:want]
+		resp.NextPageToken = encodePageToken(q, ps[want-1])
+	}
+	resp.Products = make([]*productsv1.Product, len(ps))
+	for i, p := range ps {
+		resp.Products[i] = toProto(p)
+	}
+	return resp, nil
+}
+
+// UpdateProduct changes the fields set in the request. Admins only.
+func (s *Service) UpdateProduct(ctx context.Context, req *productsv1.UpdateProductRequest) (*productsv1.UpdateProductResponse, error) {
+	if _, err := auth.RequireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkID("id", req.GetId()); err != nil {
+		return nil, invalid(err)
+	}
+	patch := ProductPatch{UpdateTime: s.now()}
+	if req.Name != nil {
+		name, err := parseName(req.GetName())
+		if err != nil {
+			return nil, invalid(err)
+		}
+		patch.Name = &name
+	}
+	if req.Description != nil {
+		desc, err := parseDescription(req.GetDescription())
+		if err != nil {
+			return nil, invalid(err)
+		}
+		patch.Description = &desc
+	}
+	if req.Category != nil {
+		cat, err := parseCategory(req.GetCategory())
+		if err != nil {
+			return nil, invalid(err)
+		}
+		patch.Category = &cat
+	}
+	if req.PriceCents != nil {
+		if err := checkPrice("price_cents", req.GetPriceCents()); err != nil {
+			return nil, invalid(err)
+		}
+		price := req.GetPriceCents()
+		patch.PriceCents = &price
+	}
+	if patch.Name == nil && patch.Description == nil && patch.Category == nil && patch.PriceCents == nil {
+		return nil, status.Error(codes.InvalidArgument, "nothing to update: set at least one of name, description, category, price_cents")
+	}
+	p, err := s.repo.UpdateProduct(ctx, req.GetId(), patch, changedEvents(patch.UpdateTime, false))
+	if errors.Is(err, ErrNotFound) {
+		return nil, notFound(req.GetId())
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "update product", err)
+	}
+	s.notify()
+	return &productsv1.UpdateProductResponse{Product: toProto(p)}, nil
+}
+
+// DeleteProduct removes a product from the catalogue. Admins only. The
+// product is soft-deleted: it is NotFound afterwards and its SKU is free, but
+// existing reservations still release their stock to it.
+func (s *Service) DeleteProduct(ctx context.Context, req *productsv1.DeleteProductRequest) (*productsv1.DeleteProductResponse, error) {
+	if _, err := auth.RequireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkID("id", req.GetId()); err != nil {
+		return nil, invalid(err)
+	}
+	now := s.now()
+	_, err := s.repo.DeleteProduct(ctx, req.GetId(), now, changedEvents(now, true))
+	if errors.Is(err, ErrNotFound) {
+		return nil, notFound(req.GetId())
+	}
+	if err != nil {
+		return nil, s.internal(ctx, "delete product", err)
+	}
+	s.notify()
+	return &productsv1.DeleteProductResponse{}, nil
+}
+
+// AdjustStock adds delta to a product's stock. Admins only.
+func (s *Service) AdjustStock(ctx context.Context, req *productsv1.AdjustStockRequest) (*productsv1.AdjustStockResponse, error) {
+	if _, err := auth.RequireAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkID("id", req.GetId()); err != nil {
+		return nil, invalid(err)
+	}
+	delta := req.GetDelta()
+	if delta == 0 {
+		return nil, status.Error(codes.InvalidArgument, "delta must not be zero")
+	}
+	if delta < -MaxStock || delta > MaxStock {
+		return nil, status.Errorf(codes.InvalidArgument, "delta must be between %d and %d", -int64(MaxStock), int64(MaxStock))
+	}
+	now := s.now()
+	p, err := s.repo.AdjustStock(ctx, req.GetId(), delta, now, adjustedEvents(now, delta))
+	var ie *ItemError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, notFound(req.GetId())
+	case errors.As(err, &ie) && errors.Is(err, ErrInsufficientStock):
+		return nil, shortStock(ie, "stock of product %q would go negative: it is %d, delta %d", ie.ProductID, ie.Available, delta)
+	case errors.Is(err, ErrStockLimit):
+		return nil, status.Errorf(codes.FailedPrecondition, "stock of product %q would exceed %d", req.GetId(), int64(MaxStock))
+	case err != nil:
+		return nil, s.internal(ctx, "adjust stock", err)
+	}
+	s.notify()
+	return &productsv1.AdjustStockResponse{Product: toProto(p)}, nil
+}
+
+// requireService admits callers with the service or admin role.
+func requireService(ctx context.Context) error {
+	c, err := auth.Require(ctx)
+	if err != nil {
+		return err
+	}
+	if c.Role != auth.RoleService && c.Role != auth.RoleAdmin {
+		return status.Error(codes.PermissionDenied, "service or admin role required")
+	}
+	return nil
+}
+
+// ReserveStock takes stock for every item, all or nothing, idempotently by
+// reservation id. Service and admin callers only.
+func (s *Service) ReserveStock(ctx context.Context, req *productsv1.ReserveStockRequest) (*productsv1.ReserveStockResponse, error) {
+	if err := requireService(ctx); err != nil {
+		return nil, err
+	}
+	id := req.GetReservationId()
+	if err := checkID("reservation_id", id); err != nil {
+		return nil, invalid(err)
+	}
+	items, err := mergeItems(req.GetItems())
+	if err != nil {
+		return nil, invalid(err)
+	}
+	now := s.now()
+	res, replayed, err := s.repo.Reserve(ctx, id, items, now, stockEvents(now))
+	var ie *ItemError
+	switch {
+	case errors.As(err, &ie) && errors.Is(err, ErrNotFound):
+		return nil, notFound(ie.ProductID)
+	case errors.As(err, &ie) && errors.Is(err, ErrInsufficientStock):
+		return nil, shortStock(ie, "insufficient stock for product %q: requested %d, available %d", ie.ProductID, ie.Requested, ie.Available)
+	case errors.Is(err, ErrReservationConflict):
+		return nil, status.Errorf(codes.FailedPrecondition, "reservation %q already exists with other items or was released", id)
+	case err != nil:
+		return nil, s.internal(ctx, "reserve stock", err)
+	}
+	if !replayed {
+		s.notify()
+	}
+	resp := &productsv1.ReserveStockResponse{Items: make([]*productsv1.ReservedItem, len(res.Items))}
+	for i, it := range res.Items {
+		resp.Items[i] = &productsv1.ReservedItem{
+			ProductId: it.ProductID, ProductName: it.ProductName,
+			UnitPriceCents: it.UnitPriceCents, Quantity: int32(it.Quantity),
+		}
+	}
+	return resp, nil
+}
+
+// mergeItems checks items and merges lines of the same product into the
+// first one, keeping request order.
+func mergeItems(items []*productsv1.StockItem) ([]StockRequest, error) {
+	if len(items) == 0 {
+		return nil, errors.New("items must not be empty")
+	}
+	out := make([]StockRequest, 0, len(items))
+	at := make(map[string]int, len(items))
+	for i, it := range items {
+		if err := checkID(fmt.Sprintf("items[%d].product_id", i), it.GetProductId()); err != nil {
+			return nil, err
+		}
+		if it.GetQuantity() < 1 {
+			return nil, fmt.Errorf("items[%d].quantity must be at least 1", i)
+		}
+		if j, ok := at[it.GetProductId()]; ok {
+			out[j].Quantity += int64(it.GetQuantity())
+		} else {
+			at[it.GetProductId()] = len(out)
+			out = append(out, StockRequest{ProductID: it.GetProductId(), Quantity: int64(it.GetQuantity())})
+		}
+	}
+	if len(out) > MaxReservationItems {
+		return nil, fmt.Errorf("a reservation holds at most %d distinct products", MaxReservationItems)
+	}
+	for _, it := range out {
+		// The response carries quantities as int32.
+		if it.Quantity > MaxStock {
+			return nil, fmt.Errorf("quantity of product %q must be at most %d", it.ProductID, int64(MaxStock))
+		}
+	}
+	return out, nil
+}
+
+// ReleaseStock gives back the stock of a reservation, exactly once. Service
+// and admin callers only. Unknown or released reservations answer
+// released=false.
+func (s *Service) ReleaseStock(ctx context.Context, req *productsv1.ReleaseStockRequest) (*productsv1.ReleaseStockResponse, error) {
+	if err := requireService(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkID("reservation_id", req.GetReservationId()); err != nil {
+		return nil, invalid(err)
+	}
+	released, err := s.release(ctx, req.GetReservationId())
+	if err != nil {
+		return nil, s.internal(ctx, "release stock", err)
+	}
+	return &productsv1.ReleaseStockResponse{Released: released}, nil
+}
+
+func (s *Service) release(ctx context.Context, id string) (bool, error) {
+	now := s.now()
+	released, err := s.repo.Release(ctx, id, now, stockEvents(now))
+	if err != nil {
+		return false, err
+	}
+	if released {
+		s.notify()
+	}
+	return released, nil
+}
+
+// HandleOrderStatusChanged releases the reservation of an order that was
+// cancelled (the reservation id is the order id), exactly once however often
+// the event is delivered. Other statuses are ignored. It runs as an event
+// handler, without user claims; a returned error asks for redelivery.
+func (s *Service) HandleOrderStatusChanged(ctx context.Context, ev *ordersv1.OrderStatusChanged) error {
+	if ev.GetNewStatus() != ordersv1.OrderStatus_ORDER_STATUS_CANCELLED {
+		return nil
+	}
+	id := ev.GetOrderId()
+	if err := checkID("order_id", id); err != nil {
+		// Redelivery cannot fix it.
+		s.logger.WarnContext(ctx, "productsvc: ignoring OrderStatusChanged with a bad order id", "err", err)
+		return nil
+	}
+	released, err := s.release(ctx, id)
+	if err != nil {
+		s.logger.ErrorContext(ctx, "productsvc: release stock of cancelled order", "order_id", id, "err", err)
+		return fmt.Errorf("productsvc: release stock of cancelled order %s: %w", id, err)
+	}
+	s.logger.InfoContext(ctx, "productsvc: cancelled order", "order_id", id, "released", released)
+	return nil
+}
+
+// newID returns a product id: "p_" and 16 lower-case hex digits.
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails
+	return "p_" + hex.EncodeToString(b[:])
+}
+
+// toProto converts p to its message.
+func toProto(p Product) *productsv1.Product {
+	return &productsv1.Product{
+		Id: p.ID, Sku: p.SKU, Name: p.Name, Description: p.Description, Category: p.Category,
+		PriceCents: p.PriceCents, Stock: p.Stock,
+		CreateTime: timestamppb.New(p.CreateTime), UpdateTime: timestamppb.New(p.UpdateTime),
+	}
+}
+
+// createdEvents describes a new product: ProductChanged, and StockChanged
+// when it starts with stock.
+func createdEvents(t time.Time) ProductEvents {
+	return func(p Product) []proto.Message {
+		evs := []proto.Message{productChanged(p, false, t)}
+		if p.Stock > 0 {
+			evs = append(evs, &productsv1.StockChanged{ProductId: p.ID, Delta: p.Stock, Stock: p.Stock, ChangeTime: timestamppb.New(t)})
+		}
+		return evs
+	}
+}
+
+// changedEvents describes an update or (deleted) a deletion.
+func changedEvents(t time.Time, deleted bool) ProductEvents {
+	return func(p Product) []proto.Message { return []proto.Message{productChanged(p, deleted, t)} }
+}
+
+// adjustedEvents describes a manual stock adjustment.
+func adjustedEvents(t time.Time, delta int64) ProductEvents {
+	return func(p Product) []proto.Message {
+		return []proto.Message{
+			productChanged(p, false, t),
+			&productsv1.StockChanged{ProductId: p.ID, Delta: delta, Stock: p.Stock, ChangeTime: timestamppb.New(t)},
+		}
+	}
+}
+
+// stockEvents describes a reservation or release: one StockChanged per
+// product that is not deleted.
+func stockEvents(t time.Time) StockEvents {
+	return func(r Reservation, changes []StockChange) []proto.Message {
+		evs := make([]proto.Message, 0, len(changes))
+		for _, c := range changes {
+			if c.Deleted {
+				continue
+			}
+			evs = append(evs, &productsv1.StockChanged{
+				ProductId: c.ProductID, Delta: c.Delta, Stock: c.Stock, ReservationId: r.ID, ChangeTime: timestamppb.New(t),
+			})
+		}
+		return evs
+	}
+}
+
+func productChanged(p Product, deleted bool, t time.Time) *productsv1.ProductChanged {
+	return &productsv1.ProductChanged{ProductId: p.ID, Product: toProto(p), Deleted: deleted, ChangeTime: timestamppb.New(t)}
+}
+
+func invalid(err error) error { return status.Error(codes.InvalidArgument, err.Error()) }
+
+func notFound(id string) error { return status.Errorf(codes.NotFound, "product %q not found", id) }
+
+// shortStock returns FailedPrecondition with a PreconditionFailure detail of
+// type "STOCK" whose subject is the product id.
+func shortStock(ie *ItemError, format string, args ...any) error {
+	st := status.Newf(codes.FailedPrecondition, format, args...)
+	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
+		Type: "STOCK", Subject: ie.ProductID,
+		Description: fmt.Sprintf("requested %d, available %d", ie.Requested, ie.Available),
+	}}}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// internal logs a storage failure and returns a status without its details:
+// Canceled or DeadlineExceeded when ctx ended, Internal otherwise.
+func (s *Service) internal(ctx context.Context, op string, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	s.logger.ErrorContext(ctx, "productsvc: "+op, "err", err)
+	return status.Error(codes.Internal, "internal error")
+}
