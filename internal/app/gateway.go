@@ -8,10 +8,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kgrpc/platform/gateway"
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
-	"github.com/kgrpc/platform/gateway"
 	"github.com/kgrpc/platform/kafkatransport"
 )
 
