@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -196,6 +197,9 @@ func (c *ClientConn) readReplies() {
 				continue
 			}
 			c.finish(env.GetId(), callResult{reply: env, value: e.Value})
+			// Let the woken caller run before the next Poll blocks this
+			// goroutine in cgo with the caller queued behind it.
+			runtime.Gosched()
 		case kafka.Error:
 			c.cfg.logger.Warn("kafkatransport reply consumer", "err", e)
 		}

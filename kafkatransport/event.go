@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"sync"
@@ -13,6 +14,15 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 )
+
+// publisherDefaults keep the events of one key in order through retries:
+// the idempotent producer.
+var publisherDefaults = func() kafka.ConfigMap {
+	m := maps.Clone(producerDefaults)
+	m["enable.idempotence"] = true
+	delete(m, "max.in.flight.requests.per.connection")
+	return m
+}()
 
 // Publisher publishes events. Generated <Event>Publisher types wrap it; one
 // Publisher serves any number of event types. It is safe for concurrent use.
@@ -28,7 +38,7 @@ type Publisher struct {
 func NewPublisher(brokers string, opts ...Option) (*Publisher, error) {
 	cfg := newConfig(brokers, opts)
 	stopLogs := cfg.forwardLogs()
-	p, err := kafka.NewProducer(cfg.producerConfig(nil))
+	p, err := kafka.NewProducer(cfg.clientConfig(publisherDefaults, consumerOnly, nil))
 	if err != nil {
 		stopLogs()
 		return nil, fmt.Errorf("kafkatransport: new producer: %w", err)

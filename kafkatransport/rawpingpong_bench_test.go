@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,70 +26,40 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/kgrpc/platform/internal/kafkatest"
+	"github.com/kgrpc/platform/kafkatransport"
 )
 
 // rawIDHeader carries the correlation id of a ping and its pong.
 const rawIDHeader = "rpc-id"
 
 // rawLowLatencyProducer returns the librdkafka producer settings of the
-// ping-pong floor; the transport's producer defaults mirror them.
-//
-//   - linger.ms=0: send each record at once instead of waiting to batch.
-//     Under concurrency librdkafka still batches whatever queued while a
-//     request was in flight, so throughput at conc=64 does not need linger.
-//   - socket.nagle.disable=true: no 40ms Nagle/delayed-ACK stalls on small
-//     requests.
-//   - acks=all, enable.idempotence=true: the durability the transport uses;
-//     on one broker they cost nothing measurable.
+// ping-pong floor: exactly the transport's defaults
+// (kafkatransport.DefaultProducerConfig documents them), so the comparison
+// measures the transport's own cost and not different settings.
 func rawLowLatencyProducer(brokers string) kafka.ConfigMap {
-	return rawWithOverrides(kafka.ConfigMap{
-		"bootstrap.servers":    brokers,
-		"socket.nagle.disable": true,
-		"linger.ms":            0,
-		"acks":                 "all",
-		"enable.idempotence":   true,
-		"log_level":            3,
-	})
+	m := kafkatransport.DefaultProducerConfig()
+	m["bootstrap.servers"] = brokers
+	m["log_level"] = 3
+	return rawWithOverrides(m)
 }
 
 // rawLowLatencyConsumer returns the librdkafka consumer settings of the
-// ping-pong floor; the transport's consumer defaults mirror them.
-//
-//   - fetch.min.bytes=1: the broker answers a fetch as soon as one record is
-//     there.
-//   - fetch.wait.max.ms=100: how long the broker holds an empty fetch. A
-//     record arriving during the wait completes the fetch at once (Kafka and
-//     kfake both wake parked fetches on produce), so this bounds idle
-//     traffic, not latency.
-//   - fetch.queue.backoff.ms=0: never delay the next fetch because records
-//     are still queued locally.
-//   - socket.nagle.disable=true, as for the producer.
-//   - enable.auto.commit=false: ping-pong commits nothing; an assign-only
-//     consumer with auto-commit on would commit into its (unused) group on
-//     Close.
-//   - enable.partition.eof=false: no EOF events on the hot path.
-//
-// librdkafka needs a group.id even for a consumer that only uses Assign; the
-// group is never joined.
+// ping-pong floor: the transport's defaults, with auto-commit off since the
+// floor commits nothing. librdkafka needs a group.id even for a consumer
+// that only uses Assign; that group is never joined.
 func rawLowLatencyConsumer(brokers, group string) kafka.ConfigMap {
-	return rawWithOverrides(kafka.ConfigMap{
-		"bootstrap.servers":      brokers,
-		"group.id":               group,
-		"socket.nagle.disable":   true,
-		"fetch.min.bytes":        1,
-		"fetch.wait.max.ms":      100,
-		"fetch.queue.backoff.ms": 0,
-		"enable.auto.commit":     false,
-		"enable.partition.eof":   false,
-		"auto.offset.reset":      "earliest",
-		"log_level":              3,
-	})
+	m := kafkatransport.DefaultConsumerConfig()
+	m["bootstrap.servers"] = brokers
+	m["group.id"] = group
+	m["enable.auto.commit"] = false
+	m["log_level"] = 3
+	return rawWithOverrides(m)
 }
 
 // rawProducerOnly and rawConsumerOnly are the properties of
 // RAW_PINGPONG_CONFIG that apply to one kind of client only.
 var (
-	rawProducerOnly = map[string]bool{"linger.ms": true, "queue.buffering.max.ms": true, "acks": true,
+	rawProducerOnly = map[string]bool{"linger.ms": true, "sticky.partitioning.linger.ms": true, "max.in.flight.requests.per.connection": true, "queue.buffering.max.ms": true, "acks": true,
 		"enable.idempotence": true, "batch.num.messages": true, "batch.size": true, "compression.type": true}
 	rawConsumerOnly = map[string]bool{"fetch.wait.max.ms": true, "fetch.min.bytes": true,
 		"fetch.queue.backoff.ms": true, "fetch.error.backoff.ms": true, "queued.min.messages": true}
@@ -150,7 +121,7 @@ func BenchmarkRawPingPong(b *testing.B) {
 }
 
 // rawCreateTopics creates one-partition topics with the admin client.
-func rawCreateTopics(b *testing.B, brokers string, topics ...string) {
+func rawCreateTopics(b testing.TB, brokers string, topics ...string) {
 	b.Helper()
 	cfg := kafka.ConfigMap{"bootstrap.servers": brokers, "log_level": 3}
 	admin, err := kafka.NewAdminClient(&cfg)
@@ -184,7 +155,7 @@ type rawServer struct {
 	failure  atomic.Pointer[error]
 }
 
-func rawNewServer(b *testing.B, brokers, group, ping, pong string) *rawServer {
+func rawNewServer(b testing.TB, brokers, group, ping, pong string) *rawServer {
 	b.Helper()
 	cc := rawLowLatencyConsumer(brokers, group)
 	c, err := kafka.NewConsumer(&cc)
@@ -261,7 +232,7 @@ type rawClient struct {
 	pending map[string]chan error // by correlation id
 }
 
-func rawNewClient(b *testing.B, brokers, group, ping, pong string) *rawClient {
+func rawNewClient(b testing.TB, brokers, group, ping, pong string) *rawClient {
 	b.Helper()
 	pc := rawLowLatencyProducer(brokers)
 	p, err := kafka.NewProducer(&pc)
@@ -315,6 +286,10 @@ func (c *rawClient) run(ctx context.Context) {
 		c.mu.Unlock()
 		if ch != nil {
 			ch <- nil // buffered; unknown ids are ignored
+			// As in the transport: let the caller run before the next
+			// Poll blocks this goroutine in cgo with the caller queued
+			// behind it (about 100µs a call otherwise).
+			runtime.Gosched()
 		}
 	}
 }
