@@ -45,37 +45,37 @@
 // field as text (integers in decimal, bools as "true"/"false", bytes as is),
 // or none. Value: the request message in protobuf binary encoding. Headers:
 //
-//	rpc-method           full method name, "/pkg.v1.Service/Method"
-//	rpc-id               correlation id, unique per call ("<instance>-<seq>")
-//	rpc-reply-topic      topic the reply must go to
-//	rpc-reply-partition  partition of that topic, decimal
-//	rpc-deadline         absolute deadline, Unix milliseconds, decimal
-//	md-<key>             one header per outgoing metadata value; keys are
-//	                     lower case; values of "-bin" keys are base64
-//	                     (unpadded when sent, either accepted)
-//	traceparent          W3C trace context, from the "traceparent" metadata
-//	tracestate           W3C trace state, from the "tracestate" metadata
+//	rpc          kgrpc.kafka.v1.RequestEnvelope, protobuf binary:
+//	             method ("/pkg.v1.Service/Method"), id (correlation id,
+//	             "<instance>-<seq>"), reply_topic, reply_partition,
+//	             deadline_unix_ms (absolute deadline), metadata (the call's
+//	             outgoing gRPC metadata, values as raw bytes)
+//	traceparent  W3C trace context, copied from the "traceparent" metadata
+//	tracestate   W3C trace state, copied from the "tracestate" metadata
+//
+// The envelope is one header rather than one header per field because
+// confluent-kafka-go converts every header through cgo with C allocations in
+// both directions; five headers per request cost a quarter of the round-trip
+// throughput. kgrpc/kafka/v1/envelope.proto defines it.
 //
 // A call whose context has no deadline gets one of WithDefaultTimeout (30s).
 // A server drops, without running the handler or replying, a request whose
 // deadline has passed when it is fetched: its caller has given up. Clocks of
 // clients and servers are assumed to agree to well within a deadline. A
-// request without a reply address or correlation id is logged and dropped.
+// request without a decodable envelope, correlation id or reply address is
+// logged and dropped.
 //
 // # Reply record
 //
-// Topic and partition: those of the request's rpc-reply-* headers. Key: none.
-// Value: the response message in protobuf binary encoding when the status is
-// OK, else empty. Headers:
+// Topic and partition: those of the request's envelope. Key: none. Value:
+// the response message in protobuf binary encoding when the status is OK,
+// else empty. Headers:
 //
-//	rpc-id               the request's rpc-id
-//	rpc-status           gRPC status code, decimal ("0" for OK)
-//	rpc-message          status message, absent when empty
-//	rpc-status-details   google.rpc.Status in protobuf binary encoding,
-//	                     present only when the status has details
-//	md-<key>             response header metadata (grpc.SetHeader,
-//	                     grpc.SendHeader), encoded as in requests
-//	mdt-<key>            response trailer metadata (grpc.SetTrailer)
+//	rpc  kgrpc.kafka.v1.ReplyEnvelope, protobuf binary: id (the request's),
+//	     code (gRPC status code, 0 for OK), message, status_details (a
+//	     google.rpc.Status in protobuf binary encoding, only when the status
+//	     has details), header and trailer (response metadata set with
+//	     grpc.SetHeader, grpc.SendHeader and grpc.SetTrailer)
 //
 // # Status codes
 //
@@ -86,8 +86,8 @@
 // Unimplemented. On the client, a request the broker does not take (broker
 // down, topic missing, delivery timeout) fails with Unavailable, one over the
 // broker's message size with ResourceExhausted, the context's deadline with
-// DeadlineExceeded and its cancellation with Canceled. A reply without a
-// valid rpc-status is Internal.
+// DeadlineExceeded and its cancellation with Canceled. A reply whose
+// envelope does not decode is logged and ignored (the call then times out).
 //
 // # Event record
 //
@@ -116,10 +116,14 @@
 //
 // # librdkafka settings
 //
-// Producers start from linger.ms=0, socket.nagle.disable=true, acks=all and
-// enable.idempotence=true; consumers from fetch.wait.max.ms=100,
-// fetch.min.bytes=1, cooperative-sticky assignment, session.timeout.ms=10000
-// and auto commit of explicitly stored offsets every 500ms. WithKafkaConfig
-// overrides any of them and adds others (security.protocol, sasl.*, ssl.*,
-// ...); properties of one client kind are not given to the other.
+// DefaultProducerConfig and DefaultConsumerConfig return the settings the
+// transport starts from, each explained where it is defined: producers send
+// at once (linger.ms=0) with at most two requests in flight so that records
+// batch under load, keyless records stick to a partition for 10ms, acks=all,
+// idempotence on for event publishers only; consumers fetch with
+// fetch.min.bytes=1 and fetch.wait.max.ms=100, use cooperative-sticky
+// assignment, session.timeout.ms=10000, and auto-commit explicitly stored
+// offsets every 500ms. WithKafkaConfig overrides any of them and adds others
+// (security.protocol, sasl.*, ssl.*, ...); properties of one client kind are
+// not given to the other.
 package kafkatransport
