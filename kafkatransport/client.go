@@ -45,6 +45,10 @@ type ClientConn struct {
 	pending map[string]chan callResult
 	closed  bool
 
+	// produceMu is held shared around Produce and exclusively while the
+	// producer closes, so no call produces on a closed producer.
+	produceMu sync.RWMutex
+
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	stopLogs func()
@@ -166,6 +170,8 @@ func (c *ClientConn) Close() error {
 	}
 	c.mu.Unlock()
 	close(c.stop)
+	c.produceMu.Lock() // waits for calls inside Produce; later ones see closed
+	defer c.produceMu.Unlock()
 	c.producer.Flush(5000)
 	c.admin.Close()
 	c.producer.Close() // closes the Events channel, ending readDeliveries
@@ -370,9 +376,9 @@ func (c *ClientConn) call(ctx context.Context, rt route, method string, args, re
 	c.pending[id] = ch
 	c.mu.Unlock()
 
-	if err := c.producer.Produce(msg, nil); err != nil {
+	if err := c.produce(msg); err != nil {
 		c.finish(id, callResult{})
-		return produceError(err)
+		return err
 	}
 	var res callResult
 	select {
@@ -385,6 +391,22 @@ func (c *ClientConn) call(ctx context.Context, rt route, method string, args, re
 		return res.err
 	}
 	return decodeReply(res.reply, res.value, reply, opts)
+}
+
+// produce sends msg unless the client is closing.
+func (c *ClientConn) produce(msg *kafka.Message) error {
+	c.produceMu.RLock()
+	defer c.produceMu.RUnlock()
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return status.Error(codes.Unavailable, "kafkatransport: client closed")
+	}
+	if err := c.producer.Produce(msg, nil); err != nil {
+		return produceError(err)
+	}
+	return nil
 }
 
 // produceError maps a producer error to a status error.

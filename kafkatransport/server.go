@@ -155,13 +155,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		r.lanes = append(r.lanes, l)
 	}
 
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); r.readDeliveries() }()
+	var deliveries, polls sync.WaitGroup
+	deliveries.Go(r.readDeliveries)
 	errc := make(chan error, len(r.lanes))
 	for _, l := range r.lanes {
-		wg.Add(1)
-		go func() { defer wg.Done(); errc <- l.poll() }()
+		polls.Go(func() { errc <- l.poll() })
 	}
 	close(s.ready)
 	s.cfg.logger.Info("kafkatransport server serving", "services", names, "instance", s.cfg.instanceID)
@@ -172,6 +170,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	close(r.stopping)
+	polls.Wait() // no more dispatches, so waiting on r.inflight is sound
 	s.cfg.logger.Info("kafkatransport server draining", "in_flight", r.inflightCount())
 	if !waitTimeout(&r.inflight, s.cfg.drainTimeout) {
 		s.cfg.logger.Warn("kafkatransport drain timeout: cancelling handlers")
@@ -180,8 +179,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	producer.Flush(int(s.cfg.drainTimeout / time.Millisecond))
 	r.closeLanes()
+	r.produceMu.Lock()
+	r.closed = true  // a handler that outlived the drain cannot reply now
 	producer.Close() // ends readDeliveries
-	wg.Wait()
+	r.produceMu.Unlock()
+	deliveries.Wait()
 	s.cfg.logger.Info("kafkatransport server stopped")
 	return runErr
 }
@@ -210,6 +212,11 @@ type run struct {
 	inflight sync.WaitGroup // records dispatched and not yet finished
 	mu       sync.Mutex
 	count    int
+
+	// produceMu is held shared around Produce and exclusively when the
+	// producer closes; closed is set then, and replies after it are dropped.
+	produceMu sync.RWMutex
+	closed    bool
 }
 
 func (r *run) inflightCount() int {
@@ -228,6 +235,7 @@ func (r *run) add(n int) {
 func (r *run) closeLanes() {
 	for _, l := range r.lanes {
 		// Close commits the offsets stored so far and leaves the group.
+		l.tracker.close()
 		if err := l.consumer.Close(); err != nil {
 			r.s.cfg.logger.Warn("kafkatransport close consumer", "topic", l.topic, "err", err)
 		}
@@ -456,7 +464,16 @@ func (l *lane) reply(req *request, resp any, err error, stream *serverStream) {
 		Headers:        []kafka.Header{{Key: hdrRPC, Value: rawEnv}},
 		Opaque:         req,
 	}
-	if perr := l.r.producer.Produce(msg, nil); perr != nil {
+	l.r.produceMu.RLock()
+	if l.r.closed {
+		l.r.produceMu.RUnlock()
+		l.r.s.cfg.logger.Warn("kafkatransport handler finished after shutdown; reply dropped", "method", req.env.GetMethod(), "id", req.env.GetId())
+		l.done(req)
+		return
+	}
+	perr := l.r.producer.Produce(msg, nil)
+	l.r.produceMu.RUnlock()
+	if perr != nil {
 		var ke kafka.Error
 		if errors.As(perr, &ke) && ke.Code() == kafka.ErrMsgSizeTooLarge && err == nil {
 			l.reply(req, nil, status.Errorf(codes.ResourceExhausted, "kafkatransport: response too large: %v", perr), stream)

@@ -16,8 +16,9 @@ type tracker struct {
 	topic    string
 	consumer *kafka.Consumer
 
-	mu    sync.Mutex
-	parts map[int32]*partState
+	mu     sync.Mutex
+	parts  map[int32]*partState
+	closed bool // the consumer is closing: store nothing more
 }
 
 // partState is one partition's records in flight, in fetch order. A new
@@ -59,7 +60,7 @@ func (t *tracker) finish(tk *ticket) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ps := t.parts[tk.partition]
-	if ps != tk.ps {
+	if ps != tk.ps || t.closed {
 		return false
 	}
 	ps.done[tk.offset] = true
@@ -100,6 +101,13 @@ func (t *tracker) waitIdle(parts []kafka.TopicPartition, timeout time.Duration) 
 		time.Sleep(5 * time.Millisecond)
 	}
 	return true
+}
+
+// close stops storing offsets, before the consumer closes.
+func (t *tracker) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
 }
 
 // forget drops the partitions' state; later completions are ignored.
