@@ -207,7 +207,7 @@ func (c *ClientConn) readReplies() {
 			// goroutine in cgo with the caller queued behind it.
 			runtime.Gosched()
 		case kafka.Error:
-			c.cfg.logger.Warn("kafkatransport reply consumer", "err", e)
+			c.cfg.logger.Debug("kafkatransport reply consumer", "err", e) // librdkafka's own log has it
 		}
 	}
 }
@@ -219,7 +219,7 @@ func (c *ClientConn) readDeliveries() {
 		m, ok := ev.(*kafka.Message)
 		if !ok {
 			if e, ok := ev.(kafka.Error); ok {
-				c.cfg.logger.Warn("kafkatransport producer", "err", e)
+				c.cfg.logger.Debug("kafkatransport producer", "err", e) // librdkafka's own log has it
 			}
 			continue
 		}

@@ -55,7 +55,7 @@ func NewPublisher(brokers string, opts ...Option) (*Publisher, error) {
 		// Per-message delivery channels carry the reports; drain the rest.
 		for ev := range p.Events() {
 			if e, ok := ev.(kafka.Error); ok {
-				cfg.logger.Warn("kafkatransport publisher", "err", e)
+				cfg.logger.Debug("kafkatransport publisher", "err", e) // librdkafka's own log has it
 			}
 		}
 	}()

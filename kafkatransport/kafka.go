@@ -10,6 +10,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
@@ -145,6 +146,11 @@ func newInstanceID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// adminTimeout bounds an admin request whose context has no deadline, so
+// that a start against unreachable brokers fails with a clear error instead
+// of waiting forever.
+const adminTimeout = 30 * time.Second
+
 // topicEnsurer creates missing topics once per topic and name.
 type topicEnsurer struct {
 	admin *kafka.AdminClient
@@ -171,9 +177,14 @@ func (e *topicEnsurer) ensure(ctx context.Context, partitions int, topics ...str
 	if len(specs) == 0 {
 		return nil
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, adminTimeout)
+		defer cancel()
+	}
 	res, err := e.admin.CreateTopics(ctx, specs)
 	if err != nil {
-		return fmt.Errorf("create topics %v: %w", topics, err)
+		return fmt.Errorf("create topics %v on %s (are the brokers reachable?): %w", topics, e.cfg.brokers, err)
 	}
 	var errs []error
 	e.mu.Lock()

@@ -490,7 +490,7 @@ func (r *run) readDeliveries() {
 		m, ok := ev.(*kafka.Message)
 		if !ok {
 			if e, ok := ev.(kafka.Error); ok {
-				r.s.cfg.logger.Warn("kafkatransport producer", "err", e)
+				r.s.cfg.logger.Debug("kafkatransport producer", "err", e) // librdkafka's own log has it
 			}
 			continue
 		}
