@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -67,9 +69,14 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		}),
 		runtime.WithErrorHandler(g.errorHandler),
 		runtime.WithRoutingErrorHandler(g.routingErrorHandler),
-		// Only the Authorization header becomes call metadata
-		// (grpc-gateway forwards it as "authorization").
-		runtime.WithIncomingHeaderMatcher(func(string) (string, bool) { return "", false }),
+		// Only Authorization (grpc-gateway forwards it as "authorization")
+		// and Idempotency-Key become call metadata.
+		runtime.WithIncomingHeaderMatcher(func(h string) (string, bool) {
+			if strings.EqualFold(h, IdempotencyHeader) {
+				return IdempotencyMetadataKey, true
+			}
+			return "", false
+		}),
 	)
 	if err := usersv1.RegisterUserServiceHandlerClient(ctx, g.mux, cfg.Users); err != nil {
 		return nil, fmt.Errorf("gateway: register users: %w", err)
@@ -97,6 +104,20 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	return g.logRequests(root), nil
 }
 
+// IdempotencyHeader is the HTTP header a client may set on a POST so that
+// retrying it does the work once; the gateway makes up a key for POSTs
+// without one. It reaches services as IdempotencyMetadataKey metadata.
+const IdempotencyHeader = "Idempotency-Key"
+
+// IdempotencyMetadataKey is the gRPC metadata key of the idempotency key.
+const IdempotencyMetadataKey = "idempotency-key"
+
+func newIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "gw-" + hex.EncodeToString(b[:])
+}
+
 type gateway struct {
 	cfg Config
 	mux *runtime.ServeMux
@@ -118,6 +139,12 @@ func (g *gateway) authenticate(next http.Handler) http.Handler {
 				g.writeError(w, r, status.Error(codes.Unauthenticated, err.Error()))
 				return
 			}
+		}
+		if r.Method == http.MethodPost && r.Header.Get(IdempotencyHeader) == "" {
+			// One key per HTTP request: if Kafka delivers the call twice
+			// (a service instance crashed mid-call), the service sees the
+			// same key and does the work once.
+			r.Header.Set(IdempotencyHeader, newIdempotencyKey())
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.RequestTimeout)
 		defer cancel()

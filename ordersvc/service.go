@@ -3,6 +3,7 @@ package ordersvc
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -147,6 +149,22 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	id := newID()
+	key, err := idempotencyKey(ctx)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if key != "" {
+		// The same key from the same user always names the same order, so
+		// a retried or redelivered request finds the order it made.
+		id = orderIDFor(c.Subject, key)
+		o, err := s.repo.Get(ctx, id)
+		switch {
+		case err == nil:
+			return s.replay(o, c.Subject, lines)
+		case !errors.Is(err, ErrNotFound):
+			return nil, s.internal(ctx, "get order", err)
+		}
+	}
 	log := s.logger.With("order_id", id, "user_id", c.Subject)
 
 	callCtx, err := s.serviceContext(ctx)
@@ -188,6 +206,13 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 		UpdateTime: now,
 	}
 	if err := s.repo.Create(ctx, o, &ordersv1.OrderCreated{Order: toProto(o)}); err != nil {
+		if key != "" && errors.Is(err, ErrAlreadyExists) {
+			// A concurrent run of the same request stored it first; the
+			// reservation is shared, so it must not be released.
+			if prev, gerr := s.repo.Get(ctx, id); gerr == nil {
+				return s.replay(prev, c.Subject, lines)
+			}
+		}
 		s.release(ctx, log, id)
 		return nil, s.internal(ctx, "create order", err)
 	}
@@ -483,6 +508,46 @@ func (s *Service) internal(ctx context.Context, op string, err error) error {
 }
 
 // newID returns a new order id: "o_" and 16 hex digits.
+// IdempotencyMetadataKey is the call metadata key of an idempotency key. The
+// gateway sets it from the HTTP Idempotency-Key header, or makes one up per
+// HTTP request, so that a request delivered twice creates one order.
+const IdempotencyMetadataKey = "idempotency-key"
+
+// MaxIdempotencyKeyLen bounds an idempotency key.
+const MaxIdempotencyKeyLen = 200
+
+// idempotencyKey returns the call's idempotency key, or "".
+func idempotencyKey(ctx context.Context) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vs := md.Get(IdempotencyMetadataKey)
+	if len(vs) == 0 || vs[0] == "" {
+		return "", nil
+	}
+	if len(vs[0]) > MaxIdempotencyKeyLen {
+		return "", fmt.Errorf("idempotency key longer than %d bytes", MaxIdempotencyKeyLen)
+	}
+	return vs[0], nil
+}
+
+// orderIDFor derives the order id of a user's idempotency key.
+func orderIDFor(userID, key string) string {
+	h := sha256.Sum256([]byte(userID + "\x00" + key))
+	return "o_" + hex.EncodeToString(h[:8])
+}
+
+// replay answers a repeated CreateOrder with the order the first one made,
+// provided it is the same request.
+func (s *Service) replay(o Order, userID string, lines []Item) (*ordersv1.CreateOrderResponse, error) {
+	same := o.UserID == userID && len(o.Items) == len(lines)
+	for i := 0; same && i < len(lines); i++ {
+		same = o.Items[i].ProductID == lines[i].ProductID && o.Items[i].Quantity == lines[i].Quantity
+	}
+	if !same {
+		return nil, status.Error(codes.FailedPrecondition, "idempotency key already used for a different order")
+	}
+	return &ordersv1.CreateOrderResponse{Order: toProto(o)}, nil
+}
+
 func newID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand.Read documents it)

@@ -795,3 +795,35 @@ func TestStorageFailureIsInternal(t *testing.T) {
 		})
 	}
 }
+
+func TestCreateOrderIdempotencyKey(t *testing.T) {
+	e := newEnv(t)
+	withKey := func(ctx context.Context, key string) context.Context {
+		return metadata.NewIncomingContext(ctx, metadata.Pairs(IdempotencyMetadataKey, key))
+	}
+	first := e.place(t, withKey(alice, "k1"), "p_bolt", 2)
+	// The same request again (a client retry, or Kafka redelivering it after
+	// a crash) answers the same order and reserves nothing more.
+	again := e.place(t, withKey(alice, "k1"), "p_bolt", 2)
+	if again.GetId() != first.GetId() {
+		t.Fatalf("retry made order %s, want %s", again.GetId(), first.GetId())
+	}
+	if n := countOrders(t, e.db); n != 1 {
+		t.Fatalf("%d orders stored, want 1", n)
+	}
+	if n := len(e.products.reserveCalls); n != 1 {
+		t.Fatalf("%d reservations, want 1", n)
+	}
+	// Another user's identical key is another order.
+	if bobs := e.place(t, withKey(bob, "k1"), "p_bolt", 2); bobs.GetId() == first.GetId() {
+		t.Fatal("two users' keys named the same order")
+	}
+	// The key reused for a different order is refused and changes nothing.
+	_, err := e.svc.CreateOrder(withKey(alice, "k1"), &ordersv1.CreateOrderRequest{Items: items("p_bolt", 3)})
+	wantCode(t, err, codes.FailedPrecondition)
+	_, err = e.svc.CreateOrder(withKey(alice, strings.Repeat("k", MaxIdempotencyKeyLen+1)), &ordersv1.CreateOrderRequest{Items: items("p_bolt", 1)})
+	wantCode(t, err, codes.InvalidArgument)
+	if n := countOrders(t, e.db); n != 2 {
+		t.Fatalf("%d orders stored, want 2", n)
+	}
+}
