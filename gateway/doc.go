@@ -13,4 +13,9 @@
 // (InvalidArgument, FailedPrecondition and OutOfRange 400, Unauthenticated
 // 401, PermissionDenied 403, NotFound 404, AlreadyExists 409,
 // ResourceExhausted 429, Unavailable 503, DeadlineExceeded 504).
+//
+// A POST may carry an Idempotency-Key header; the gateway makes up one for
+// each POST without. Services receive it as "idempotency-key" metadata, so a
+// client retry with the same key, or Kafka delivering one call twice after a
+// crash, does the work once (the order service creates one order).
 package gateway
