@@ -10,11 +10,12 @@ BUF := go tool -modfile=tools/go.mod buf
 run:
 	go run ./cmd/platform
 
-# test runs every test: unit, repository, plugin golden files, the transport
-# conformance suite and the shop's end-to-end suite. The broker is an
-# in-process kfake unless KAFKA_BROKERS names a real cluster.
+# test runs every test (scripts/test.sh): all packages on the in-process
+# kfake broker with the race detector, then the transport conformance suite
+# and the shop's end-to-end suite again on a real Apache Kafka
+# (scripts/kafka.sh) when Java and Maven are present or CI=true.
 test:
-	go test -race -count=1 -timeout 20m ./...
+	bash scripts/test.sh
 
 # check is what CI runs before the tests: generated code fresh, lint clean.
 check: check-generated lint

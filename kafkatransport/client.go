@@ -97,7 +97,14 @@ func Dial(ctx context.Context, brokers string, opts ...Option) (*ClientConn, err
 	if err := c.topics.ensure(ctx, cfg.replyPartitions, c.replyTopic); err != nil {
 		return fail(fmt.Errorf("kafkatransport: %w", err))
 	}
-	n, err := partitionCount(c.admin, c.replyTopic, timeoutMs(ctx, 10*time.Second))
+	// A topic just created takes a moment to have leaders on real Kafka.
+	startCtx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	var n int
+	err = retry(startCtx, func() (err error) {
+		n, err = partitionCount(c.admin, c.replyTopic, timeoutMs(startCtx, 5*time.Second))
+		return err
+	})
 	if err != nil {
 		return fail(fmt.Errorf("kafkatransport: %w", err))
 	}
@@ -116,7 +123,11 @@ func Dial(ctx context.Context, brokers string, opts ...Option) (*ClientConn, err
 	}
 	// Start at the partition's end as it is now: every reply to a call made
 	// from here on lands at or after it.
-	_, high, err := c.consumer.QueryWatermarkOffsets(c.replyTopic, c.replyPartition, timeoutMs(ctx, 10*time.Second))
+	var high int64
+	err = retry(startCtx, func() (err error) {
+		_, high, err = c.consumer.QueryWatermarkOffsets(c.replyTopic, c.replyPartition, timeoutMs(startCtx, 5*time.Second))
+		return err
+	})
 	if err != nil {
 		return fail(fmt.Errorf("kafkatransport: reply partition end: %w", err))
 	}

@@ -213,6 +213,25 @@ func partitionCount(admin *kafka.AdminClient, topic string, timeoutMs int) (int,
 	return len(t.Partitions), nil
 }
 
+// retry runs fn until it succeeds or ctx ends, backing off from 20ms to 1s,
+// and returns fn's last error. It covers what a freshly created topic lacks
+// for a moment on real Kafka: metadata and partition leaders.
+func retry(ctx context.Context, fn func() error) error {
+	backoff := 20 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
 // serviceOf returns "pkg.Service" of "/pkg.Service/Method".
 func serviceOf(fullMethod string) string {
 	s := strings.TrimPrefix(fullMethod, "/")

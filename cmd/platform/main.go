@@ -26,6 +26,7 @@ import (
 	"github.com/kgrpc/platform/internal/app"
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/embedkafka"
+	"github.com/kgrpc/platform/kafkatransport"
 )
 
 type options struct {
@@ -37,6 +38,7 @@ type options struct {
 	authSecret    string
 	noDemo        bool
 	logLevel      string
+	topicPrefix   string
 
 	// listening, when set, is called with the API's address once it
 	// accepts requests (for tests).
@@ -84,6 +86,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.authSecret, "auth-secret", env("PLATFORM_AUTH_SECRET", ""), "token signing secret, at least 16 bytes; generated and kept in the data directory when empty (PLATFORM_AUTH_SECRET)")
 	noDemo := env("PLATFORM_NO_DEMO", "") != ""
 	fs.BoolVar(&o.noDemo, "no-demo", noDemo, "do not load the demo catalog into a new data directory (PLATFORM_NO_DEMO)")
+	fs.StringVar(&o.topicPrefix, "topic-prefix", env("PLATFORM_TOPIC_PREFIX", ""), "prefix of every Kafka topic and consumer group, to share a cluster (PLATFORM_TOPIC_PREFIX)")
 	fs.StringVar(&o.logLevel, "log-level", env("PLATFORM_LOG_LEVEL", "info"), "debug, info, warn or error (PLATFORM_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -134,6 +137,9 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	}
 
 	common := app.Common{Brokers: brokers, Signer: signer, Logger: logger}
+	if o.topicPrefix != "" {
+		common.Kafka = append(common.Kafka, kafkatransport.WithTopicPrefix(o.topicPrefix))
+	}
 	usersDB, productsDB, ordersDB := app.DBPaths(o.dataDir)
 	start := time.Now()
 	err = runUnits(ctx, logger,

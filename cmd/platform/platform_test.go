@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -51,6 +52,12 @@ func startShop(t *testing.T, dataDir string, mod ...func(*options)) *shop {
 		adminPassword: adminPassword,
 		logLevel:      "warn",
 		brokers:       os.Getenv("KAFKA_BROKERS"),
+	}
+	if o.brokers != "" {
+		// A shared cluster: topics of their own per data directory, so
+		// tests do not see each other's calls and a restart on the same
+		// directory finds its own.
+		o.topicPrefix = fmt.Sprintf("e2e-%x-", sha256.Sum256([]byte(dataDir)))[:20] + "-"
 	}
 	for _, m := range mod {
 		m(&o)
