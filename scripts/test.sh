@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The suites that take their broker from KAFKA_BROKERS.
-REAL_KAFKA_PACKAGES=(./kafkatransport ./cmd/platform)
+REAL_KAFKA_PACKAGES=(./kafkatransport ./cmd/platform ./internal/scaletest)
 
 summary=()
 finish() {

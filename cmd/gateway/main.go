@@ -1,0 +1,52 @@
+// Command gateway serves the shop's REST API and calls the services over
+// Kafka, for deployments with one process per service. Any number of
+// gateways can run: each reads its own reply partition by direct
+// assignment.
+//
+//	gateway --brokers kafka:9092 --auth-secret "$SECRET" --http-addr :8080
+//
+// Flags (each with a KGRPC_ variable; the flag wins): the shared ones of
+// every deployable (see --help), and --http-addr (KGRPC_HTTP_ADDR),
+// --request-timeout (KGRPC_REQUEST_TIMEOUT), --reply-partition
+// (KGRPC_REPLY_PARTITION: -1 picks one at random; a StatefulSet ordinal keeps
+// gateways off each other's partitions). SIGINT or SIGTERM finishes
+// in-flight requests and stops.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/kgrpc/platform/internal/app"
+	"github.com/kgrpc/platform/kafkatransport"
+)
+
+func main() {
+	var httpAddr string
+	var timeout time.Duration
+	var replyPartition int
+	app.Main("gateway", os.Args[1:], func(fs *flag.FlagSet) {
+		fs.StringVar(&httpAddr, "http-addr", app.Env("KGRPC_HTTP_ADDR", ":8080"), "REST API listen address (KGRPC_HTTP_ADDR)")
+		def, err := time.ParseDuration(app.Env("KGRPC_REQUEST_TIMEOUT", "10s"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gateway: KGRPC_REQUEST_TIMEOUT:", err)
+			os.Exit(2)
+		}
+		fs.DurationVar(&timeout, "request-timeout", def, "deadline of each API request, Kafka calls included (KGRPC_REQUEST_TIMEOUT)")
+		p, err := strconv.Atoi(app.Env("KGRPC_REPLY_PARTITION", "-1"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gateway: KGRPC_REPLY_PARTITION:", err)
+			os.Exit(2)
+		}
+		fs.IntVar(&replyPartition, "reply-partition", p, "reply partition to read, -1 for a random one (KGRPC_REPLY_PARTITION)")
+	}, func(ctx context.Context, c app.Common) error {
+		if replyPartition >= 0 {
+			c.Kafka = append(c.Kafka, kafkatransport.WithReplyPartition(int32(replyPartition)))
+		}
+		return app.RunGateway(ctx, c, app.GatewayConfig{HTTPAddr: httpAddr, RequestTimeout: timeout})
+	})
+}

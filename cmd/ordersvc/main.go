@@ -1,0 +1,34 @@
+// Command ordersvc serves the orders service (order creation with stock
+// reservation, history, status flow) over Kafka, for deployments with one
+// process per service. Instances started with the same brokers share the
+// work as one consumer group.
+//
+//	ordersvc --brokers kafka:9092 --auth-secret "$SECRET" --db postgres://... (or a SQLite path)
+//
+// Flags (each with a KGRPC_ variable; the flag wins): the shared ones of
+// every deployable (see --help), and --db (KGRPC_DB), --http-addr
+// (KGRPC_HTTP_ADDR, /healthz and /readyz). SIGINT or SIGTERM drains
+// in-flight calls and stops.
+package main
+
+import (
+	"context"
+	"flag"
+	"os"
+	"sync/atomic"
+
+	"github.com/kgrpc/platform/internal/app"
+)
+
+func main() {
+	var db, httpAddr string
+	app.Main("ordersvc", os.Args[1:], func(fs *flag.FlagSet) {
+		fs.StringVar(&db, "db", app.Env("KGRPC_DB", "./data/orders.db"), "SQLite file path or PostgreSQL DSN (KGRPC_DB)")
+		fs.StringVar(&httpAddr, "http-addr", app.Env("KGRPC_HTTP_ADDR", ":9090"), "address of /healthz and /readyz (KGRPC_HTTP_ADDR)")
+	}, func(ctx context.Context, c app.Common) error {
+		var ready atomic.Bool
+		return app.RunWithHealth(ctx, httpAddr, &ready, c.Logger, func(ctx context.Context) error {
+			return app.RunOrders(ctx, c, app.OrdersConfig{DBPath: db, Ready: func() { ready.Store(true) }})
+		})
+	})
+}
