@@ -37,6 +37,9 @@ var producerDefaults = kafka.ConfigMap{
 	"socket.nagle.disable":                  true,
 	"acks":                                  "all",
 	"enable.idempotence":                    false,
+	// Delivery reports only need the error and our opaque: copying key and
+	// value back into Go for each one is wasted work.
+	"go.delivery.report.fields": "none",
 }
 
 // DefaultProducerConfig returns a copy of the librdkafka settings the
@@ -72,7 +75,8 @@ var consumerDefaults = kafka.ConfigMap{
 var producerOnly = []string{"linger.ms", "sticky.partitioning.linger.ms", "max.in.flight.requests.per.connection", "max.in.flight", "queue.buffering.max.ms", "acks", "request.required.acks",
 	"enable.idempotence", "batch.size", "batch.num.messages", "compression.type", "compression.codec",
 	"message.timeout.ms", "delivery.timeout.ms", "retries", "message.send.max.retries",
-	"queue.buffering.max.messages", "queue.buffering.max.kbytes", "go.delivery.reports", "go.produce.channel.size"}
+	"queue.buffering.max.messages", "queue.buffering.max.kbytes", "go.delivery.reports", "go.produce.channel.size",
+	"go.delivery.report.fields"}
 
 var consumerOnly = []string{"fetch.wait.max.ms", "fetch.min.bytes", "fetch.queue.backoff.ms",
 	"enable.partition.eof", "auto.offset.reset", "enable.auto.commit", "enable.auto.offset.store",

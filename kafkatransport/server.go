@@ -283,6 +283,7 @@ func (l *lane) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 			if !stopping && !l.tracker.waitIdle(e.Partitions, min(l.r.s.cfg.drainTimeout, 10*time.Second)) {
 				log.Warn("kafkatransport revoking partitions with calls in flight", "topic", l.topic)
 			}
+			l.tracker.flush()
 			if _, err := c.Commit(); err != nil && !isNoOffset(err) {
 				log.Warn("kafkatransport commit on revoke", "topic", l.topic, "err", err)
 			}
@@ -308,11 +309,16 @@ func partitionList(ps []kafka.TopicPartition) []int32 {
 
 // poll fetches requests and dispatches them until the run stops.
 func (l *lane) poll() error {
+	lastFlush := time.Now()
 	for {
 		select {
 		case <-l.r.stopping:
 			return nil
 		default:
+		}
+		if time.Since(lastFlush) >= 20*time.Millisecond {
+			l.tracker.flush()
+			lastFlush = time.Now()
 		}
 		switch e := l.consumer.Poll(100).(type) {
 		case *kafka.Message:

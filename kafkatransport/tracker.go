@@ -9,7 +9,8 @@ import (
 
 // tracker follows the records of one topic's assigned partitions from fetch
 // to completion, and stores for commit the offset below which every record is
-// finished. Records complete in any order; the stored offset never passes
+// finished. Offsets are stored in batches by flush (the poll loop calls it
+// every 20ms), one cgo call for all partitions rather than one per record. Records complete in any order; the stored offset never passes
 // the lowest unfinished one, so a crash redelivers everything not finished
 // (at-least-once) and skips nothing.
 type tracker struct {
@@ -18,7 +19,8 @@ type tracker struct {
 
 	mu     sync.Mutex
 	parts  map[int32]*partState
-	closed bool // the consumer is closing: store nothing more
+	dirty  map[int32]int64 // partition -> offset to store at the next flush
+	closed bool            // the consumer is closing: store nothing more
 }
 
 // partState is one partition's records in flight, in fetch order. A new
@@ -38,7 +40,7 @@ type ticket struct {
 }
 
 func newTracker(topic string, consumer *kafka.Consumer) *tracker {
-	return &tracker{topic: topic, consumer: consumer, parts: map[int32]*partState{}}
+	return &tracker{topic: topic, consumer: consumer, parts: map[int32]*partState{}, dirty: map[int32]int64{}}
 }
 
 // start records that the record at offset of partition is being processed.
@@ -72,10 +74,26 @@ func (t *tracker) finish(tk *ticket) bool {
 	}
 	if next > ps.stored {
 		ps.stored = next
-		// Storing under the lock keeps stored offsets in order.
-		_, _ = t.consumer.StoreOffsets([]kafka.TopicPartition{{Topic: &t.topic, Partition: tk.partition, Offset: kafka.Offset(next)}})
+		t.dirty[tk.partition] = next
 	}
 	return true
+}
+
+// flush stores the offsets finished since the last flush.
+func (t *tracker) flush() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.dirty) == 0 || t.closed {
+		return
+	}
+	offs := make([]kafka.TopicPartition, 0, len(t.dirty))
+	for p, o := range t.dirty {
+		offs = append(offs, kafka.TopicPartition{Topic: &t.topic, Partition: p, Offset: kafka.Offset(o)})
+	}
+	clear(t.dirty)
+	// Storing under the lock keeps stored offsets in order. A partition
+	// revoked meanwhile is refused by librdkafka, which is right.
+	_, _ = t.consumer.StoreOffsets(offs)
 }
 
 // inFlight returns how many records of the partitions are unfinished.
@@ -103,8 +121,10 @@ func (t *tracker) waitIdle(parts []kafka.TopicPartition, timeout time.Duration) 
 	return true
 }
 
-// close stops storing offsets, before the consumer closes.
+// close stores what is finished and stops storing offsets, before the
+// consumer closes.
 func (t *tracker) close() {
+	t.flush()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.closed = true
@@ -116,5 +136,6 @@ func (t *tracker) forget(parts []kafka.TopicPartition) {
 	defer t.mu.Unlock()
 	for _, p := range parts {
 		delete(t.parts, p.Partition)
+		delete(t.dirty, p.Partition)
 	}
 }

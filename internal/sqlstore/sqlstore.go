@@ -48,6 +48,9 @@ func OpenSQLite(ctx context.Context, path string, migrations fs.FS) (*sql.DB, er
 
 // Migrate applies, in name order, every "*.sql" file of migrations that the
 // schema_migrations table does not list yet, each in its own transaction.
+// Instances starting together on one database are safe: each migration is
+// checked and applied inside one write transaction, which SQLite (opened by
+// OpenSQLite, BEGIN IMMEDIATE) runs one at a time.
 func Migrate(ctx context.Context, db *sql.DB, migrations fs.FS) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY)`); err != nil {
 		return fmt.Errorf("sqlstore: create schema_migrations: %w", err)
@@ -58,37 +61,45 @@ func Migrate(ctx context.Context, db *sql.DB, migrations fs.FS) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		var n int
-		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE name = $1`, name).Scan(&n); err != nil {
-			return fmt.Errorf("sqlstore: read schema_migrations: %w", err)
+		if err := apply(ctx, db, migrations, name); err != nil {
+			return err
 		}
-		if n > 0 {
+	}
+	return nil
+}
+
+// apply runs one migration unless it is recorded as applied, checking and
+// applying in the same transaction.
+func apply(ctx context.Context, db *sql.DB, migrations fs.FS, name string) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlstore: migration %s: %w", name, err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE name = $1`, name).Scan(&n); err != nil {
+		return fmt.Errorf("sqlstore: read schema_migrations: %w", err)
+	}
+	if n > 0 {
+		return nil
+	}
+	body, err := fs.ReadFile(migrations, name)
+	if err != nil {
+		return fmt.Errorf("sqlstore: read migration %s: %w", name, err)
+	}
+	for _, stmt := range strings.Split(string(body), ";\n") {
+		if strings.TrimSpace(stmt) == "" {
 			continue
 		}
-		body, err := fs.ReadFile(migrations, name)
-		if err != nil {
-			return fmt.Errorf("sqlstore: read migration %s: %w", name, err)
-		}
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("sqlstore: migration %s: %w", name, err)
 		}
-		for _, stmt := range strings.Split(string(body), ";\n") {
-			if strings.TrimSpace(stmt) == "" {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
-				tx.Rollback()
-				return fmt.Errorf("sqlstore: migration %s: %w", name, err)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, name); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("sqlstore: migration %s: %w", name, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("sqlstore: migration %s: %w", name, err)
-		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name) VALUES ($1)`, name); err != nil {
+		return fmt.Errorf("sqlstore: migration %s: %w", name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlstore: migration %s: %w", name, err)
 	}
 	return nil
 }

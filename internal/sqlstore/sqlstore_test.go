@@ -38,3 +38,26 @@ func TestOpenSQLiteMigratesOnce(t *testing.T) {
 		t.Fatal("bad migration accepted")
 	}
 }
+
+func TestConcurrentOpensMigrateOnce(t *testing.T) {
+	// Instances of one service starting together on one fresh database,
+	// each with its own connection pool, as separate processes would.
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "shared.db")
+	migs := fstest.MapFS{"001_init.sql": {Data: []byte("CREATE TABLE a (id TEXT PRIMARY KEY);\nCREATE TABLE b (id TEXT PRIMARY KEY);\n")}}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			db, err := OpenSQLite(ctx, path, migs)
+			if err == nil {
+				db.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent open: %v", err)
+		}
+	}
+}
