@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Reproduces the numbers in BENCHMARKS.md on a real Apache Kafka broker
+# (scripts/kafka.sh): the transport against the raw confluent-kafka-go
+# ping-pong floor, REST rates and latencies through the gateway, start time to
+# the first served request of each binary, and resident memory at rest and
+# under load. Bounded: about five minutes. Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DUR="${BENCH_DURATION:-15s}"
+OUT="$(mktemp -d)"
+BIN=".cache/bin"
+SECRET="bench-secret-0123456789abcdef0123"
+PREFIX="bench-$(date +%s)-"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+scripts/kafka.sh start
+BROKERS="$(scripts/kafka.sh brokers)"
+echo "== building the binaries" >&2
+go build -o "$BIN/" ./cmd/gateway ./cmd/usersvc ./cmd/productsvc ./cmd/ordersvc ./cmd/bench
+
+echo "== transport vs raw ping-pong (go test -bench, 3 runs)" >&2
+KAFKA_BROKERS="$BROKERS" go test ./kafkatransport -run '^$' -bench 'RawPingPong|Transport|StartToFirstCall' \
+	-benchtime 5s -count 3 | grep -E '^Benchmark' | tee "$OUT/transport.txt"
+
+now_ms() { date +%s%3N; }
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+wait_http() { # url, timeout seconds
+	local deadline=$(($(date +%s) + $2))
+	until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+		(($(date +%s) < deadline)) || { echo "timeout waiting for $1" >&2; return 1; }
+		sleep 0.02
+	done
+}
+
+declare -A started port
+port[usersvc]=19191; port[productsvc]=19192; port[ordersvc]=19193; port[gateway]=18088
+common=(--brokers "$BROKERS" --auth-secret "$SECRET" --topic-prefix "$PREFIX" --log-level warn)
+start() { # name, args...
+	local name=$1; shift
+	local t0; t0=$(now_ms)
+	"$BIN/$name" "${common[@]}" --http-addr "127.0.0.1:${port[$name]}" "$@" 2>>"$OUT/$name.log" &
+	pids+=($!)
+	eval "pid_$name=$!"
+	started[$name]=$t0
+}
+echo "== starting gateway and services (SQLite in $OUT)" >&2
+start usersvc --db "$OUT/users.db" --admin-email admin@example.com --admin-password admin-pass-123
+start productsvc --db "$OUT/products.db" --seed-demo
+start ordersvc --db "$OUT/orders.db"
+start gateway
+for s in usersvc productsvc ordersvc; do
+	wait_http "http://127.0.0.1:${port[$s]}/readyz" 60
+	echo "start_to_ready_ms $s $(($(now_ms) - ${started[$s]}))" | tee -a "$OUT/start.txt"
+done
+# The gateway's first served request: a product read answered end to end.
+wait_http "http://127.0.0.1:${port[gateway]}/v1/products?pageSize=1" 60
+echo "start_to_first_request_ms gateway $(($(now_ms) - ${started[gateway]}))" | tee -a "$OUT/start.txt"
+
+sleep 3
+for s in gateway usersvc productsvc ordersvc; do
+	p="pid_$s"
+	echo "rss_rest_kb $s $(rss_kb "${!p}")" | tee -a "$OUT/rss.txt"
+done
+
+sample_rss() { # while the load runs, keep each process's peak RSS
+	while sleep 0.5; do
+		for s in gateway usersvc productsvc ordersvc; do
+			p="pid_$s"
+			echo "$s $(rss_kb "${!p}")"
+		done
+	done
+}
+API="http://127.0.0.1:${port[gateway]}"
+sample_rss >"$OUT/rss-load.raw" &
+sampler=$!
+echo "== REST through the gateway, $DUR each" >&2
+"$BIN/bench" rest --url "$API" --scenario get-product -c 32 -d "$DUR" | tee -a "$OUT/rest.txt"
+"$BIN/bench" rest --url "$API" --scenario create-order -c 16 -d "$DUR" \
+	--admin-email admin@example.com --admin-password admin-pass-123 | tee -a "$OUT/rest.txt"
+kill "$sampler"
+awk '{ if ($2 > peak[$1]) peak[$1] = $2 } END { for (s in peak) print "rss_load_peak_kb", s, peak[s] }' \
+	"$OUT/rss-load.raw" | sort | tee -a "$OUT/rss.txt"
+echo "results in $OUT" >&2
