@@ -91,6 +91,11 @@ start() {
 		say "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
 		return
 	fi
+	for p in "$PORT" "$CPORT"; do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			die "port $p is taken by another process (not this checkout's broker): stop it, or set KAFKA_PORT and KAFKA_CONTROLLER_PORT"
+		fi
+	done
 	fetch
 	configure
 	format
