@@ -179,6 +179,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	producer.Flush(int(s.cfg.drainTimeout / time.Millisecond))
 	r.closeLanes()
+	admin.Close()
 	r.produceMu.Lock()
 	r.closed = true  // a handler that outlived the drain cannot reply now
 	producer.Close() // ends readDeliveries
