@@ -35,7 +35,7 @@ type proc struct {
 	name   string
 	cmd    *exec.Cmd
 	health string // base URL of /healthz and /readyz, or the API
-	log    *bytes.Buffer
+	log    *lockedBuffer
 	exited chan struct{}
 }
 
@@ -65,8 +65,8 @@ func (c *cluster) start(name, binary string, args ...string) *proc {
 	args = append([]string{"--brokers", c.brokers, "--auth-secret", secret, "--topic-prefix", c.prefix,
 		"--instance-id", name, "--log-format", "text", "--log-level", "debug", "--http-addr", addr}, args...)
 	cmd := exec.Command(filepath.Join(c.bin, binary), args...)
-	p := &proc{name: name, cmd: cmd, health: "http://" + addr, log: &bytes.Buffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = &lockedWriter{w: p.log}, &lockedWriter{w: p.log}
+	p := &proc{name: name, cmd: cmd, health: "http://" + addr, log: &lockedBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
 	}
@@ -75,16 +75,23 @@ func (c *cluster) start(name, binary string, args ...string) *proc {
 	return p
 }
 
-// lockedWriter serialises writes to a buffer shared by stdout and stderr.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+// lockedBuffer is a process's output, written by its stdout and stderr
+// copiers and read by the test.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
-func (l *lockedWriter) Write(b []byte) (int, error) {
+func (l *lockedBuffer) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(b)
+	return l.buf.Write(b)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // waitOK polls url until it answers 200.
