@@ -507,12 +507,15 @@ func TestInstanceStopsMidLoad(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		for a.calls.Load() < before+20 {
+		// Stop a once it is busy with the load (bounded, in case the
+		// partitioner sends a little to it).
+		deadline := time.Now().Add(3 * time.Second)
+		for a.calls.Load() < before+20 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		stopA() // graceful: drains a's in-flight calls, hands over its partitions
 	}()
-	errs, served := load(t, c, 300, 32, 50, 45*time.Second)
+	errs, served := load(t, c, 600, 32, 50, 45*time.Second)
 	<-stopped
 	if len(errs) > 0 {
 		t.Fatalf("%d calls failed, first: %v", len(errs), errs[0])

@@ -4,49 +4,119 @@
 #
 #   scripts/kafka.sh start     fetch (once), format (once), start, wait until it answers
 #   scripts/kafka.sh stop      stop it (SIGTERM, then SIGKILL after 30s)
-#   scripts/kafka.sh status    say whether it runs
-#   scripts/kafka.sh brokers   print the bootstrap address
+#   scripts/kafka.sh status    say whether it runs and answers (exit 1 when not running)
+#   scripts/kafka.sh brokers   print the bootstrap address (the only output on stdout)
+#   scripts/kafka.sh reset     stop it and delete its data (topics, offsets); keeps the jars
 #
-# The broker comes from Maven Central (scripts/kafka/pom.xml pins it) into
-# .cache/kafka/libs; its data and logs live in .cache/kafka. Needs Java 17+
-# and Maven. KAFKA_PORT (default 39092) and KAFKA_CONTROLLER_PORT (default
-# 39093) choose the ports. Progress goes to stderr; `brokers` prints to stdout.
+# The broker comes from Maven Central (scripts/kafka/pom.xml pins the versions)
+# into .cache/kafka/libs, fetched again only when the pom changes; its data
+# and logs live in .cache/kafka. Needs Java 17+ and, for the first fetch,
+# Maven. Environment:
+#
+#   KAFKA_PORT             broker port (default 39092)
+#   KAFKA_CONTROLLER_PORT  KRaft controller port (default 39093)
+#   KAFKA_CACHE            cache directory (default <repo>/.cache/kafka)
+#   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 90)
+#
+# Starting a running broker is a no-op. Progress goes to stderr.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-CACHE="$ROOT/.cache/kafka"
+POM="$ROOT/scripts/kafka/pom.xml"
+LOG4J="$ROOT/scripts/kafka/log4j2.properties"
+CACHE="${KAFKA_CACHE:-$ROOT/.cache/kafka}"
 LIBS="$CACHE/libs"
 DATA="$CACHE/data"
 LOGS="$CACHE/logs"
 PORT="${KAFKA_PORT:-39092}"
 CPORT="${KAFKA_CONTROLLER_PORT:-39093}"
+TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 PIDFILE="$CACHE/kafka.pid"
 PROPS="$CACHE/server.properties"
+HEAP="-Xms512m -Xmx512m"
 
 say() { echo "kafka.sh: $*" >&2; }
-die() { say "ERROR: $*"; exit 1; }
-
-running() {
-	[[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
+die() {
+	say "ERROR: $*"
+	exit 1
 }
 
+# show_logs prints the end of the broker's logs to stderr, for failures.
+show_logs() {
+	local f
+	for f in "$LOGS/stdout.log" "$LOGS/server.log"; do
+		if [[ -s "$f" ]]; then
+			say "---- last lines of $f"
+			tail -n "${1:-40}" "$f" >&2
+		fi
+	done
+}
+
+# running succeeds when the pid file names a live broker of this cache (a
+# stale pid file, say after a reboot, may name an unrelated process).
+running() {
+	local pid
+	[[ -f "$PIDFILE" ]] || return 1
+	pid="$(cat "$PIDFILE")"
+	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $PROPS"
+}
+
+# answers succeeds when the broker answers a Kafka Metadata request (v4, all
+# topics) with at least one broker in it. The broker's listener serves
+# requests only once the node has caught up with the metadata log and is
+# unfenced, so this means clients can work, not merely that the port is open.
+answers() {
+	local out
+	out="$(timeout 5 bash -c '
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		# size 19 | api_key 3 | version 4 | correlation id 42 | client id "ping" | topics null | no auto-create
+		printf "\x00\x00\x00\x13\x00\x03\x00\x04\x00\x00\x00\x2a\x00\x04ping\xff\xff\xff\xff\x00" >&3
+		# size | correlation id | throttle ms | broker count
+		od -An -tu1 -N16 <&3
+	' _ "$PORT" 2>/dev/null)" || return 1
+	read -r -a b <<<"$out"
+	((${#b[@]} == 16)) || return 1
+	# correlation id 42, and a broker count above zero
+	[[ "${b[4]} ${b[5]} ${b[6]} ${b[7]}" == "0 0 0 42" ]] || return 1
+	((b[12] + b[13] + b[14] + b[15] > 0))
+}
+
+need_java() {
+	command -v java >/dev/null || die "java not found: the real Kafka broker needs Java 17+ (apt-get install openjdk-17-jre-headless)"
+	local v
+	v="$(java -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p' | head -1)"
+	[[ -n "$v" && "$v" -ge 17 ]] || die "Java 17+ needed, found: $(java -version 2>&1 | head -1)"
+}
+
+# fetch copies the broker's jars from Maven Central into $LIBS, once per
+# version of the pom.
 fetch() {
-	if [[ -f "$LIBS/.complete" ]]; then
+	local stamp
+	stamp="$(sha256sum "$POM" | cut -d' ' -f1)"
+	if [[ -f "$LIBS/.complete" && "$(cat "$LIBS/.complete")" == "$stamp" ]]; then
 		return
 	fi
-	command -v java >/dev/null || die "java not found: the real-Kafka tests need Java 17+"
-	command -v mvn >/dev/null || die "mvn not found: the real-Kafka tests need Maven to fetch the broker"
-	say "fetching the Kafka broker from Maven Central into $LIBS (once)"
+	command -v mvn >/dev/null || die "mvn not found: Maven fetches the Kafka broker (apt-get install maven)"
+	say "fetching Apache Kafka $(kafka_version) from Maven Central into $LIBS (once; about a minute on a cold Maven cache)"
+	rm -rf "$LIBS"
 	mkdir -p "$LIBS"
-	mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
-		-DoutputDirectory="$LIBS" -DincludeScope=runtime >&2 || die "mvn could not fetch the broker"
-	touch "$LIBS/.complete"
-	say "fetched $(ls "$LIBS" | wc -l) jars"
+	local started=$SECONDS
+	mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+		-DoutputDirectory="$LIBS" -DincludeScope=runtime >&2 || die "mvn could not fetch the broker (see above)"
+	ls "$LIBS"/kafka_2.13-*.jar >/dev/null 2>&1 || die "mvn ran but $LIBS has no kafka_2.13 jar"
+	echo "$stamp" >"$LIBS/.complete"
+	say "fetched $(find "$LIBS" -name '*.jar' | wc -l) jars in $((SECONDS - started))s"
+}
+
+kafka_version() {
+	sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM"
 }
 
 configure() {
 	mkdir -p "$DATA" "$LOGS"
 	cat >"$PROPS" <<PROPS
+# Written by scripts/kafka.sh; edits are lost at the next start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CPORT
@@ -62,19 +132,24 @@ offsets.topic.replication.factor=1
 offsets.topic.num.partitions=6
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
-min.insync.replicas=1
-group.initial.rebalance.delay.ms=0
+transaction.state.log.num.partitions=6
 share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+min.insync.replicas=1
+default.replication.factor=1
+group.initial.rebalance.delay.ms=0
 log.retention.hours=2
+log.segment.bytes=16777216
 PROPS
 }
 
 java_cmd() {
-	java -Xms512m -Xmx512m -Dkafka.logs.dir="$LOGS" \
-		-Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+	# shellcheck disable=SC2086 # HEAP is two words on purpose
+	java $HEAP -Dkafka.logs.dir="$LOGS" -Dlog4j2.configurationFile="$LOG4J" \
 		-cp "$LIBS/*" "$@"
 }
 
+# format writes the KRaft metadata into an empty log directory, once.
 format() {
 	if [[ -f "$DATA/meta.properties" ]]; then
 		return
@@ -82,48 +157,64 @@ format() {
 	say "formatting the KRaft log directory $DATA (once)"
 	local id
 	id="$(java_cmd kafka.tools.StorageTool random-uuid 2>>"$LOGS/tool.log" | tail -1)"
-	java_cmd kafka.tools.StorageTool format -t "$id" -c "$PROPS" >>"$LOGS/tool.log" 2>&1 ||
-		{ tail -20 "$LOGS/tool.log" >&2; die "formatting failed"; }
+	[[ -n "$id" ]] || {
+		tail -20 "$LOGS/tool.log" >&2
+		die "kafka.tools.StorageTool random-uuid printed nothing"
+	}
+	java_cmd kafka.tools.StorageTool format --cluster-id "$id" --config "$PROPS" >>"$LOGS/tool.log" 2>&1 || {
+		tail -20 "$LOGS/tool.log" >&2
+		die "formatting $DATA failed"
+	}
 }
 
 start() {
 	if running; then
-		say "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
-		return
+		if answers; then
+			say "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"
+			return
+		fi
+		say "pid $(cat "$PIDFILE") runs but does not answer yet; waiting"
+	else
+		rm -f "$PIDFILE"
+		for p in "$PORT" "$CPORT"; do
+			if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+				die "port $p is taken by another process (not this checkout's broker): stop it, or set KAFKA_PORT and KAFKA_CONTROLLER_PORT"
+			fi
+		done
+		need_java
+		fetch
+		configure
+		format
+		say "starting Apache Kafka $(kafka_version) on 127.0.0.1:$PORT (controller on $CPORT, logs in $LOGS)"
+		: >"$LOGS/server.log"
+		: >"$LOGS/stdout.log"
+		# setsid: the broker outlives this shell and is not hit by its job's signals.
+		# shellcheck disable=SC2086
+		setsid java $HEAP -Dkafka.logs.dir="$LOGS" -Dlog4j2.configurationFile="$LOG4J" \
+			-cp "$LIBS/*" kafka.Kafka "$PROPS" </dev/null >"$LOGS/stdout.log" 2>&1 &
+		echo $! >"$PIDFILE"
 	fi
-	for p in "$PORT" "$CPORT"; do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			die "port $p is taken by another process (not this checkout's broker): stop it, or set KAFKA_PORT and KAFKA_CONTROLLER_PORT"
-		fi
-	done
-	fetch
-	configure
-	format
-	say "starting Kafka on 127.0.0.1:$PORT"
-	: >"$LOGS/server.log"
 	local started=$SECONDS
-	nohup bash -c "exec java -Xms512m -Xmx512m -Dkafka.logs.dir='$LOGS' \
-		-Dlog4j2.configurationFile='$ROOT/scripts/kafka/log4j2.properties' \
-		-cp '$LIBS/*' kafka.Kafka '$PROPS'" >"$LOGS/stdout.log" 2>&1 &
-	echo $! >"$PIDFILE"
-	while ! grep -q "Kafka Server started" "$LOGS/server.log" 2>/dev/null; do
+	until answers; do
 		if ! running; then
-			tail -30 "$LOGS/stdout.log" "$LOGS/server.log" >&2 || true
-			die "the broker exited during start"
+			show_logs
+			rm -f "$PIDFILE"
+			die "the broker exited during start (logs above)"
 		fi
-		if ((SECONDS - started > 90)); then
-			tail -30 "$LOGS/server.log" >&2 || true
+		if ((SECONDS - started >= TIMEOUT)); then
+			show_logs
 			stop
-			die "the broker did not start within 90s"
+			die "the broker did not answer on 127.0.0.1:$PORT within ${TIMEOUT}s (logs above)"
 		fi
-		sleep 0.2
+		sleep 0.25
 	done
-	say "Kafka is up after $((SECONDS - started))s (pid $(cat "$PIDFILE"), logs in $LOGS)"
+	say "Kafka answers on 127.0.0.1:$PORT after $((SECONDS - started))s (pid $(cat "$PIDFILE"))"
 }
 
 stop() {
 	if ! running; then
 		rm -f "$PIDFILE"
+		say "not running"
 		return
 	fi
 	local pid
@@ -131,7 +222,11 @@ stop() {
 	say "stopping Kafka (pid $pid)"
 	kill "$pid" 2>/dev/null || true
 	for _ in $(seq 150); do
-		kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; return; }
+		if ! kill -0 "$pid" 2>/dev/null; then
+			rm -f "$PIDFILE"
+			say "stopped"
+			return
+		fi
 		sleep 0.2
 	done
 	say "still running after 30s: SIGKILL"
@@ -142,7 +237,25 @@ stop() {
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
-status) if running; then say "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$PORT"; else say "not running"; exit 1; fi ;;
+status)
+	if ! running; then
+		say "not running"
+		exit 1
+	fi
+	if answers; then
+		say "running (pid $(cat "$PIDFILE")) and answering on 127.0.0.1:$PORT"
+	else
+		say "running (pid $(cat "$PIDFILE")) but not answering on 127.0.0.1:$PORT"
+	fi
+	;;
 brokers) echo "127.0.0.1:$PORT" ;;
-*) echo "usage: $0 start|stop|status|brokers" >&2; exit 2 ;;
+reset)
+	stop
+	say "deleting $DATA"
+	rm -rf "$DATA"
+	;;
+*)
+	echo "usage: $0 start|stop|status|brokers|reset" >&2
+	exit 2
+	;;
 esac
