@@ -47,13 +47,16 @@
 //     reserved. Items come back in request order with the name and price the
 //     product had at reservation time.
 //   - ReserveStock is idempotent by reservation_id: repeating it with the
-//     same items returns the stored result (even once released) and reserves
-//     nothing. The same id with other items is FailedPrecondition.
+//     same items returns the stored result and reserves nothing. The same id
+//     with other items, and any reservation of a released id, is
+//     FailedPrecondition with a PreconditionFailure violation of type
+//     "RESERVATION" (subject the reservation id): a released id never holds
+//     stock again.
 //   - ReleaseStock returns released=true exactly once per reservation;
 //     repeats and unknown ids answer released=false. An unknown id is
 //     remembered as released, so a reservation that arrives after its own
-//     release (a retried call overtaking a slow one) is refused with
-//     FailedPrecondition instead of leaking stock.
+//     release (a retried call overtaking a slow one) is refused instead of
+//     leaking stock.
 //   - HandleOrderStatusChanged releases the reservation named by the order id
 //     when the new status is ORDER_STATUS_CANCELLED and ignores the others;
 //     it is safe under redelivery.

@@ -27,9 +27,13 @@ var ErrInsufficientStock = errors.New("productsvc: insufficient stock")
 var ErrStockLimit = errors.New("productsvc: stock limit exceeded")
 
 // ErrReservationConflict is returned by Repository.Reserve when a reservation
-// with the same id exists with other items, or was released before it was
-// ever made (see Repository.Release).
+// with the same id exists with other items.
 var ErrReservationConflict = errors.New("productsvc: reservation id already used")
+
+// ErrReservationReleased is returned by Repository.Reserve when reservation
+// id was released already, or was released before it was ever made (see
+// Repository.Release): a released id never holds stock again.
+var ErrReservationReleased = errors.New("productsvc: reservation already released")
 
 // ItemError tells which product of a reservation failed. Its Err is
 // ErrNotFound or ErrInsufficientStock.
@@ -230,14 +234,15 @@ type Repository interface {
 	// nothing, capturing each product's current name and price. Items must
 	// name distinct products. When reservation id exists already it changes
 	// nothing and returns the stored reservation with replayed true, or
-	// ErrReservationConflict when the stored items differ (or it is a release
-	// marker). A missing or deleted product fails with an *ItemError wrapping
+	// ErrReservationReleased when it was released (or it is a release
+	// marker), or ErrReservationConflict when the stored items differ. A
+	// missing or deleted product fails with an *ItemError wrapping
 	// ErrNotFound, short stock with one wrapping ErrInsufficientStock.
 	Reserve(ctx context.Context, id string, items []StockRequest, now time.Time, events StockEvents) (r Reservation, replayed bool, err error)
 	// Release gives back the stock of reservation id and marks it released,
 	// exactly once: it returns true only for the call that released it. An
 	// unknown id is stored as a release marker, so that a reservation
-	// arriving after its own release is refused with ErrReservationConflict
+	// arriving after its own release is refused with ErrReservationReleased
 	// instead of leaking stock; Release still returns false for it.
 	Release(ctx context.Context, id string, now time.Time, events StockEvents) (bool, error)
 	// SeedProducts stores products when the store has never held any product

@@ -229,16 +229,20 @@ func testRepoReservations(t *testing.T, s store) {
 	if fmt.Sprint(gotChanges) != fmt.Sprint([]StockChange{{"b", 1, 1, true}, {"a", 2, 5, false}}) {
 		t.Fatalf("release changes = %+v", gotChanges)
 	}
-	// Released reservations still replay.
-	if _, replayed, err := s.repo.Reserve(ctx, "r1", []StockRequest{{"b", 1}, {"a", 2}}, t0, events); err != nil || !replayed {
-		t.Fatalf("replay after release: %v, %v", replayed, err)
+	// A released reservation never holds stock again, even when its
+	// reservation is repeated exactly.
+	if _, _, err := s.repo.Reserve(ctx, "r1", []StockRequest{{"b", 1}, {"a", 2}}, t0, events); !errors.Is(err, ErrReservationReleased) {
+		t.Fatalf("replay after release: %v, want ErrReservationReleased", err)
+	}
+	if stock("a") != 5 || stock("b") != 1 {
+		t.Fatalf("after refused replay: a=%d b=%d", stock("a"), stock("b"))
 	}
 
 	// Releasing an unknown id leaves a marker that refuses a late reservation.
 	if ok, err := s.repo.Release(ctx, "r2", t0, events); err != nil || ok {
 		t.Fatalf("release unknown = %v, %v", ok, err)
 	}
-	if _, _, err := s.repo.Reserve(ctx, "r2", []StockRequest{{"a", 1}}, t0, events); !errors.Is(err, ErrReservationConflict) {
+	if _, _, err := s.repo.Reserve(ctx, "r2", []StockRequest{{"a", 1}}, t0, events); !errors.Is(err, ErrReservationReleased) {
 		t.Fatalf("reserve after release: %v", err)
 	}
 	if stock("a") != 5 {

@@ -330,8 +330,10 @@ func (s *Service) ReserveStock(ctx context.Context, req *productsv1.ReserveStock
 		return nil, notFound(ie.ProductID)
 	case errors.As(err, &ie) && errors.Is(err, ErrInsufficientStock):
 		return nil, shortStock(ie, "insufficient stock for product %q: requested %d, available %d", ie.ProductID, ie.Requested, ie.Available)
+	case errors.Is(err, ErrReservationReleased):
+		return nil, reservationFailure(id, "reservation %q was released and cannot hold stock again", id)
 	case errors.Is(err, ErrReservationConflict):
-		return nil, status.Errorf(codes.FailedPrecondition, "reservation %q already exists with other items or was released", id)
+		return nil, reservationFailure(id, "reservation %q already exists with other items", id)
 	case err != nil:
 		return nil, s.internal(ctx, "reserve stock", err)
 	}
@@ -509,6 +511,23 @@ func shortStock(ie *ItemError, format string, args ...any) error {
 	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
 		Type: "STOCK", Subject: ie.ProductID,
 		Description: fmt.Sprintf("requested %d, available %d", ie.Requested, ie.Available),
+	}}}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// ReservationViolation is the PreconditionFailure violation type of a
+// ReserveStock refused because its reservation id is taken or released
+// (shortage is "STOCK").
+const ReservationViolation = "RESERVATION"
+
+// reservationFailure is FailedPrecondition with a RESERVATION violation for
+// reservation id.
+func reservationFailure(id, format string, args ...any) error {
+	st := status.Newf(codes.FailedPrecondition, format, args...)
+	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
+		Type: ReservationViolation, Subject: id, Description: st.Message(),
 	}}}); err == nil {
 		st = d
 	}

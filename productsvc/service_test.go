@@ -527,9 +527,28 @@ func TestReleaseStockExactlyOnce(t *testing.T) {
 	_, err := e.svc.ReleaseStock(service, &productsv1.ReleaseStockRequest{})
 	wantCode(t, err, codes.InvalidArgument)
 
-	// A reservation arriving after its own release is refused.
-	_, err = e.svc.ReserveStock(service, &productsv1.ReserveStockRequest{ReservationId: "o_never", Items: []*productsv1.StockItem{{ProductId: a.GetId(), Quantity: 1}}})
-	wantCode(t, err, codes.FailedPrecondition)
+	// A reservation arriving after its own release is refused, and so is a
+	// repeat of a released one: a released id never holds stock again. Both
+	// carry a RESERVATION violation naming the id.
+	for _, tc := range []struct {
+		id string
+		q  int32
+	}{{"o_never", 1}, {"o_1", 2}} {
+		_, err = e.svc.ReserveStock(service, &productsv1.ReserveStockRequest{ReservationId: tc.id, Items: []*productsv1.StockItem{{ProductId: a.GetId(), Quantity: tc.q}}})
+		wantCode(t, err, codes.FailedPrecondition)
+		var v *errdetails.PreconditionFailure_Violation
+		for _, d := range status.Convert(err).Details() {
+			if pf, ok := d.(*errdetails.PreconditionFailure); ok && len(pf.GetViolations()) == 1 {
+				v = pf.GetViolations()[0]
+			}
+		}
+		if v.GetType() != ReservationViolation || v.GetSubject() != tc.id {
+			t.Fatalf("reserve released %s: violation %v, want type %s subject %s", tc.id, v, ReservationViolation, tc.id)
+		}
+		if got := e.stock(t, a.GetId()); got != 2 {
+			t.Fatalf("stock = %d after a refused reservation of %s, want 2", got, tc.id)
+		}
+	}
 
 	t.Run("via OrderStatusChanged", func(t *testing.T) {
 		ev := func(id string, st ordersv1.OrderStatus) *ordersv1.OrderStatusChanged {

@@ -344,6 +344,9 @@ func (r *SQLiteRepository) Reserve(ctx context.Context, id string, items []Stock
 			if err != nil {
 				return fmt.Errorf("productsvc: reserve stock: %w", err)
 			}
+			if stored.Released {
+				return ErrReservationReleased
+			}
 			if !sameItems(stored.Items, items) {
 				return ErrReservationConflict
 			}
