@@ -15,18 +15,36 @@
 //     a quantity of 1 to 1000. Lines of the same product are merged into the
 //     first one (request order is kept) and the merged quantity must also be
 //     at most 1000.
-//   - CreateOrder reserves stock first (ProductService.ReserveStock, bounded
-//     by Config.CallTimeout), then stores the order PENDING with names and
-//     prices captured from the reservation and a shop.orders.v1.OrderCreated
-//     event in the outbox, in one transaction. FailedPrecondition (short
-//     stock), NotFound (unknown product) and InvalidArgument from the product
-//     service reach the caller unchanged, message and details included. Other
-//     reservation failures answer Unavailable (or the caller's own
-//     DeadlineExceeded/Canceled); since the reservation may have happened,
-//     Service then calls ReleaseStock, best effort. When storing fails after
-//     a reservation, Service calls ReleaseStock (best effort, logged) and
-//     answers Internal. A release that reaches the product service before a
-//     delayed reservation cannot undo it: such a leak is logged only.
+//   - CreateOrder first records a pending reservation (the order id, due
+//     for recovery Config.RecoverAfter later, default 30s), then reserves
+//     stock (ProductService.ReserveStock, bounded by Config.CallTimeout),
+//     then stores the order PENDING with names and prices captured from the
+//     reservation and a shop.orders.v1.OrderCreated event in the outbox,
+//     deleting the pending reservation in the same transaction. The order's
+//     create time is when its attempt began. FailedPrecondition (short
+//     stock), NotFound (unknown product) and InvalidArgument from the
+//     product service reach the caller unchanged, message and details
+//     included. Other reservation failures answer Unavailable (or the
+//     caller's own DeadlineExceeded/Canceled); since the reservation may
+//     have happened, Service then calls ReleaseStock at once, best effort.
+//     When storing fails after a reservation, Service calls ReleaseStock
+//     (best effort) and answers Internal.
+//   - Nothing is lost when an instance dies or a release fails: every
+//     instance runs RecoverReservations, which every Config.RecoverEvery
+//     (default RecoverAfter/6) claims the pending reservations that are due
+//     and have no order, releases their stock (again, which is harmless)
+//     and forgets them; one whose order exists is only forgotten. Claims are
+//     conditional writes, so each is handled by one instance; a release that
+//     fails is retried after a lease of twice the call timeout. RecoverAfter
+//     must exceed the call timeout (plus clock skew between hosts): a
+//     reservation request can reach the product service until its deadline,
+//     and the product service refuses a reservation of a released id, so a
+//     late one cannot leak stock either.
+//   - An attempt whose pending reservation the sweep has taken cannot store
+//     its order (Aborted, "rolled back"); a retry of its idempotency key
+//     during the rollback is Unavailable, and after it FailedPrecondition
+//     asking for a new idempotency key (the key names the order id, whose
+//     reservation was released for good).
 //   - GetOrder and CancelOrder reach the caller's own orders, or any order
 //     for admins. Someone else's order is NotFound, exactly like an unknown
 //     one, so order ids cannot be probed.

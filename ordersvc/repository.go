@@ -20,6 +20,25 @@ var ErrAlreadyExists = errors.New("ordersvc: order already exists")
 // won).
 var ErrStatusConflict = errors.New("ordersvc: order status changed concurrently")
 
+// ErrRecovering is returned by Repository.BeginReservation when the recovery
+// sweep is releasing the pending reservation of that id.
+var ErrRecovering = errors.New("ordersvc: the pending reservation is being released")
+
+// Claim is the outcome of Repository.ClaimRecovery.
+type Claim int
+
+// The outcomes of Repository.ClaimRecovery.
+const (
+	// ClaimLost: the pending reservation is gone or not due; do nothing.
+	ClaimLost Claim = iota
+	// ClaimOrderStored: the order exists, so its reservation is in use; the
+	// pending record was deleted and nothing must be released.
+	ClaimOrderStored
+	// ClaimRelease: the caller owns the release until its lease ends; it
+	// releases the reservation and then calls FinishRecovery.
+	ClaimRelease
+)
+
 // Status is where an order is in its life cycle, as stored.
 type Status string
 
@@ -95,10 +114,37 @@ type Cursor struct {
 // and report ErrNotFound, ErrAlreadyExists and ErrStatusConflict as
 // documented. Events passed to a write are added to the outbox in the same
 // transaction as the write: both happen or neither does.
+//
+// Pending reservations make order creation crash-safe: CreateOrder records
+// one (BeginReservation) before it asks the product service for stock, and
+// Create deletes it with the order. A record that outlives its recover time
+// belongs to an attempt that died or failed; the recovery sweep finds it
+// (DueReservations), takes it over (ClaimRecovery), releases the stock and
+// deletes it (FinishRecovery).
 type Repository interface {
-	// Create stores o with its items and adds events to the outbox. It fails
-	// with ErrAlreadyExists when o.ID is taken.
+	// Create stores o with its items, adds events to the outbox and deletes
+	// the pending reservation o.ID, which must exist and not be releasing:
+	// otherwise its stock is (being) given back, and Create stores nothing
+	// and fails with ErrRecovering. It fails with ErrAlreadyExists when o.ID
+	// is taken.
 	Create(ctx context.Context, o Order, events ...proto.Message) error
+	// BeginReservation records pending reservation id of userID, which the
+	// recovery sweep may release from recoverAt on. When it is recorded
+	// already (a retry of the same idempotency key) its recover time moves
+	// to recoverAt, unless the sweep is releasing it: then it fails with
+	// ErrRecovering and changes nothing.
+	BeginReservation(ctx context.Context, id, userID string, now, recoverAt time.Time) error
+	// DueReservations returns up to limit ids of pending reservations whose
+	// recover time is before now, earliest first.
+	DueReservations(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// ClaimRecovery takes over pending reservation id if its recover time is
+	// before now, in one transaction: when order id exists it deletes the
+	// record (ClaimOrderStored); otherwise it marks it releasing with recover
+	// time leaseUntil, so that another sweeper retries if this one dies
+	// (ClaimRelease). A record that is missing or not due is ClaimLost.
+	ClaimRecovery(ctx context.Context, id string, now, leaseUntil time.Time) (Claim, error)
+	// FinishRecovery deletes pending reservation id after its release.
+	FinishRecovery(ctx context.Context, id string) error
 	// Get returns the order with id, items included, or ErrNotFound.
 	Get(ctx context.Context, id string) (Order, error)
 	// ListByUser returns up to limit orders of userID, items included,

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,8 +49,18 @@ func TestRepository(t *testing.T) {
 			t.Run("ListByUser", func(t *testing.T) { testListByUser(t, open(t)) })
 			t.Run("UpdateStatus", func(t *testing.T) { testUpdateStatus(t, open(t)) })
 			t.Run("UpdateStatusConcurrent", func(t *testing.T) { testUpdateStatusConcurrent(t, open(t)) })
+			t.Run("PendingReservations", func(t *testing.T) { testPendingReservations(t, open(t)) })
+			t.Run("ClaimRecoveryConcurrent", func(t *testing.T) { testClaimRecoveryConcurrent(t, open(t)) })
 		})
 	}
+}
+
+// create begins o's pending reservation and stores o, as CreateOrder does.
+func create(ctx context.Context, r Repository, o Order, events ...proto.Message) error {
+	if err := r.BeginReservation(ctx, o.ID, o.UserID, o.CreateTime, o.CreateTime.Add(time.Minute)); err != nil {
+		return err
+	}
+	return r.Create(ctx, o, events...)
 }
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 123456000, time.UTC)
@@ -72,7 +83,7 @@ func sampleOrder(id, user string, created time.Time) Order {
 func testCreateGet(t *testing.T, s store) {
 	ctx := t.Context()
 	want := sampleOrder("o_1", "u_1", t0)
-	if err := s.repo.Create(ctx, want, &ordersv1.OrderCreated{Order: toProto(want)}); err != nil {
+	if err := create(ctx, s.repo, want, &ordersv1.OrderCreated{Order: toProto(want)}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.repo.Get(ctx, "o_1")
@@ -93,7 +104,7 @@ func testCreateGet(t *testing.T, s store) {
 	}{
 		{"get unknown", func() error { _, err := s.repo.Get(ctx, "o_x"); return err }, ErrNotFound},
 		{"duplicate id", func() error {
-			return s.repo.Create(ctx, sampleOrder("o_1", "u_2", t0), &ordersv1.OrderCreated{})
+			return create(ctx, s.repo, sampleOrder("o_1", "u_2", t0), &ordersv1.OrderCreated{})
 		}, ErrAlreadyExists},
 	}
 	for _, tc := range tests {
@@ -116,11 +127,11 @@ func testListByUser(t *testing.T, s store) {
 	var want []string // newest first
 	for i, d := range times {
 		id := fmt.Sprintf("o_%02d", i)
-		if err := s.repo.Create(ctx, sampleOrder(id, "u_1", t0.Add(d*time.Second))); err != nil {
+		if err := create(ctx, s.repo, sampleOrder(id, "u_1", t0.Add(d*time.Second))); err != nil {
 			t.Fatal(err)
 		}
 		want = append([]string{id}, want...)
-		if err := s.repo.Create(ctx, sampleOrder(fmt.Sprintf("o_u2_%d", i), "u_2", t0.Add(d*time.Second))); err != nil {
+		if err := create(ctx, s.repo, sampleOrder(fmt.Sprintf("o_u2_%d", i), "u_2", t0.Add(d*time.Second))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -166,7 +177,7 @@ func testListByUser(t *testing.T, s store) {
 
 func testUpdateStatus(t *testing.T, s store) {
 	ctx := t.Context()
-	if err := s.repo.Create(ctx, sampleOrder("o_1", "u_1", t0)); err != nil {
+	if err := create(ctx, s.repo, sampleOrder("o_1", "u_1", t0)); err != nil {
 		t.Fatal(err)
 	}
 	later := t0.Add(time.Minute)
@@ -209,7 +220,7 @@ func testUpdateStatus(t *testing.T, s store) {
 
 func testUpdateStatusConcurrent(t *testing.T, s store) {
 	ctx := t.Context()
-	if err := s.repo.Create(ctx, sampleOrder("o_1", "u_1", t0)); err != nil {
+	if err := create(ctx, s.repo, sampleOrder("o_1", "u_1", t0)); err != nil {
 		t.Fatal(err)
 	}
 	const n = 8
@@ -269,4 +280,124 @@ func outboxEvents(t *testing.T, db *sql.DB) []proto.Message {
 		t.Fatal(err)
 	}
 	return evs
+}
+
+func testPendingReservations(t *testing.T, s store) {
+	ctx := t.Context()
+	due := func(at time.Time) []string {
+		t.Helper()
+		ids, err := s.repo.DueReservations(ctx, at, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if err := s.repo.BeginReservation(ctx, "o_a", "u_1", t0, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.repo.BeginReservation(ctx, "o_b", "u_1", t0, t0.Add(2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := due(t0.Add(time.Minute)); len(got) != 0 {
+		t.Fatalf("due at the recover time = %v, want none (strictly before)", got)
+	}
+	if got := due(t0.Add(3 * time.Minute)); !reflect.DeepEqual(got, []string{"o_a", "o_b"}) {
+		t.Fatalf("due = %v, want o_a, o_b", got)
+	}
+	// A retry moves the recover time on.
+	if err := s.repo.BeginReservation(ctx, "o_a", "u_1", t0.Add(time.Second), t0.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := due(t0.Add(3 * time.Minute)); !reflect.DeepEqual(got, []string{"o_b"}) {
+		t.Fatalf("due after the retry = %v, want o_b", got)
+	}
+	if c, err := s.repo.ClaimRecovery(ctx, "o_a", t0.Add(3*time.Minute), t0.Add(4*time.Minute)); err != nil || c != ClaimLost {
+		t.Fatalf("claim not due = %v, %v; want ClaimLost", c, err)
+	}
+	if c, err := s.repo.ClaimRecovery(ctx, "o_missing", t0.Add(time.Hour), t0.Add(time.Hour)); err != nil || c != ClaimLost {
+		t.Fatalf("claim missing = %v, %v; want ClaimLost", c, err)
+	}
+
+	// Claimed for release: retries and the order itself are refused.
+	now := t0.Add(3 * time.Minute)
+	if c, err := s.repo.ClaimRecovery(ctx, "o_b", now, now.Add(time.Minute)); err != nil || c != ClaimRelease {
+		t.Fatalf("claim = %v, %v; want ClaimRelease", c, err)
+	}
+	if err := s.repo.BeginReservation(ctx, "o_b", "u_1", now, now.Add(time.Minute)); !errors.Is(err, ErrRecovering) {
+		t.Fatalf("begin while releasing = %v, want ErrRecovering", err)
+	}
+	if err := s.repo.Create(ctx, sampleOrder("o_b", "u_1", now), &ordersv1.OrderCreated{}); !errors.Is(err, ErrRecovering) {
+		t.Fatalf("create while releasing = %v, want ErrRecovering", err)
+	}
+	if _, err := s.repo.Get(ctx, "o_b"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("refused order stored: %v", err)
+	}
+	if n := len(outboxEvents(t, s.db)); n != 0 {
+		t.Fatalf("outbox rows = %d after a refused create", n)
+	}
+	// The lease: due again once it ends, claimable again.
+	if got := due(now.Add(30 * time.Second)); len(got) != 0 {
+		t.Fatalf("due within the lease = %v", got)
+	}
+	if got := due(now.Add(2 * time.Minute)); !reflect.DeepEqual(got, []string{"o_b"}) {
+		t.Fatalf("due after the lease = %v, want o_b", got)
+	}
+	if err := s.repo.FinishRecovery(ctx, "o_b"); err != nil {
+		t.Fatal(err)
+	}
+	// Without its pending reservation an order cannot be stored.
+	if err := s.repo.Create(ctx, sampleOrder("o_b", "u_1", now)); !errors.Is(err, ErrRecovering) {
+		t.Fatalf("create after the release = %v, want ErrRecovering", err)
+	}
+	// FinishRecovery leaves a pending reservation that is not releasing.
+	if err := s.repo.FinishRecovery(ctx, "o_a"); err != nil {
+		t.Fatal(err)
+	}
+	// Storing the order deletes its pending reservation.
+	if err := s.repo.Create(ctx, sampleOrder("o_a", "u_1", now)); err != nil {
+		t.Fatal(err)
+	}
+	if got := due(t0.Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("due after storing = %v, want none", got)
+	}
+	// A leftover pending record of a stored order is forgotten, not
+	// released.
+	if err := s.repo.BeginReservation(ctx, "o_a", "u_1", now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.repo.ClaimRecovery(ctx, "o_a", t0.Add(time.Hour), t0.Add(2*time.Hour)); err != nil || c != ClaimOrderStored {
+		t.Fatalf("claim of a stored order = %v, %v; want ClaimOrderStored", c, err)
+	}
+	if got := due(t0.Add(24 * time.Hour)); len(got) != 0 {
+		t.Fatalf("due after ClaimOrderStored = %v, want none", got)
+	}
+}
+
+// Sweepers of several instances race for the same pending reservation:
+// exactly one wins it.
+func testClaimRecoveryConcurrent(t *testing.T, s store) {
+	ctx := t.Context()
+	if err := s.repo.BeginReservation(ctx, "o_race", "u_1", t0, t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(2 * time.Minute)
+	var (
+		wg   sync.WaitGroup
+		wins atomic.Int32
+	)
+	for range 8 {
+		wg.Go(func() {
+			c, err := s.repo.ClaimRecovery(ctx, "o_race", now, now.Add(time.Minute))
+			if err != nil {
+				t.Error(err)
+			}
+			if c == ClaimRelease {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := wins.Load(); n != 1 {
+		t.Fatalf("%d sweepers won the claim, want exactly 1", n)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -42,6 +43,10 @@ const (
 	// DefaultCallTimeout bounds each call to the product service unless
 	// Config says otherwise.
 	DefaultCallTimeout = 10 * time.Second
+	// DefaultRecoverAfter is how long after an order attempt began the
+	// recovery sweep may release its stock when no order was stored, unless
+	// Config says otherwise.
+	DefaultRecoverAfter = 30 * time.Second
 	// ServiceSubject is the subject of the service tokens the order service
 	// presents to the product service.
 	ServiceSubject = "ordersvc"
@@ -78,19 +83,33 @@ type Config struct {
 	// CallTimeout bounds each call to Products (the caller's deadline applies
 	// too when it is earlier); zero means DefaultCallTimeout.
 	CallTimeout time.Duration
+	// RecoverAfter is how long after an order attempt began RecoverDue may
+	// release its stock reservation when the attempt stored no order (it
+	// crashed or failed). It must exceed CallTimeout plus the clock skew
+	// between hosts, since a reservation request can reach the product
+	// service until its deadline. Zero means DefaultRecoverAfter.
+	RecoverAfter time.Duration
+	// RecoverEvery is the pause between sweeps of RecoverReservations; zero
+	// means RecoverAfter/6.
+	RecoverEvery time.Duration
 }
+
+// recoverBatch bounds the pending reservations one sweep handles.
+const recoverBatch = 100
 
 // Service implements ordersv1.OrderServiceServer.
 type Service struct {
 	ordersv1.UnimplementedOrderServiceServer
 
-	repo        Repository
-	products    productsv1.ProductServiceClient
-	signer      *auth.Signer
-	logger      *slog.Logger
-	notify      func()
-	callTimeout time.Duration
-	now         func() time.Time
+	repo         Repository
+	products     productsv1.ProductServiceClient
+	signer       *auth.Signer
+	logger       *slog.Logger
+	notify       func()
+	callTimeout  time.Duration
+	recoverAfter time.Duration
+	recoverEvery time.Duration
+	now          func() time.Time
 
 	mu       sync.Mutex // guards token and tokenExp
 	token    string
@@ -114,6 +133,18 @@ func New(cfg Config) (*Service, error) {
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = DefaultCallTimeout
 	}
+	if cfg.RecoverAfter == 0 {
+		cfg.RecoverAfter = DefaultRecoverAfter
+	}
+	if cfg.RecoverAfter <= cfg.CallTimeout {
+		return nil, fmt.Errorf("ordersvc: Config.RecoverAfter %v must exceed Config.CallTimeout %v", cfg.RecoverAfter, cfg.CallTimeout)
+	}
+	switch {
+	case cfg.RecoverEvery < 0:
+		return nil, fmt.Errorf("ordersvc: negative Config.RecoverEvery %v", cfg.RecoverEvery)
+	case cfg.RecoverEvery == 0:
+		cfg.RecoverEvery = cfg.RecoverAfter / 6
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -121,13 +152,15 @@ func New(cfg Config) (*Service, error) {
 		cfg.Notify = func() {}
 	}
 	return &Service{
-		repo:        cfg.Repo,
-		products:    cfg.Products,
-		signer:      cfg.Signer,
-		logger:      cfg.Logger,
-		notify:      cfg.Notify,
-		callTimeout: cfg.CallTimeout,
-		now:         func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
+		repo:         cfg.Repo,
+		products:     cfg.Products,
+		signer:       cfg.Signer,
+		logger:       cfg.Logger,
+		notify:       cfg.Notify,
+		callTimeout:  cfg.CallTimeout,
+		recoverAfter: cfg.RecoverAfter,
+		recoverEvery: cfg.RecoverEvery,
+		now:          func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 	}, nil
 }
 
@@ -167,6 +200,15 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 	}
 	log := s.logger.With("order_id", id, "user_id", c.Subject)
 
+	// Record the reservation before making it: if this attempt dies or
+	// fails before the order is stored, RecoverDue gives the stock back.
+	begun := s.now()
+	switch err := s.repo.BeginReservation(ctx, id, c.Subject, begun, begun.Add(s.recoverAfter)); {
+	case errors.Is(err, ErrRecovering):
+		return nil, status.Error(codes.Unavailable, "an earlier attempt of this order is being rolled back, try again in a few seconds")
+	case err != nil:
+		return nil, s.internal(ctx, "begin reservation", err)
+	}
 	callCtx, err := s.serviceContext(ctx)
 	if err != nil {
 		return nil, s.internal(ctx, "mint service token", err)
@@ -174,15 +216,22 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 	reserved, err := s.reserve(callCtx, id, lines)
 	if err != nil {
 		switch status.Code(err) {
-		case codes.FailedPrecondition, codes.NotFound, codes.InvalidArgument:
+		case codes.FailedPrecondition:
+			if why, ok := reservationRefused(err); ok {
+				return nil, refusedReservation(why, key)
+			}
+			return nil, status.Convert(err).Err()
+		case codes.NotFound, codes.InvalidArgument:
 			return nil, status.Convert(err).Err()
 		case codes.PermissionDenied, codes.Unauthenticated:
 			// Our own service token was refused: nothing was reserved.
 			log.ErrorContext(ctx, "ordersvc: product service refused the service token", "err", err)
 			return nil, status.Error(codes.Internal, "internal error")
 		}
-		// The reservation may or may not have happened: give it back.
-		s.release(ctx, log, id)
+		// The reservation may or may not have happened: give it back now
+		// (RecoverDue releases it again later, in case a delayed request
+		// still reserves after this).
+		s.releaseNow(ctx, log, id)
 		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
@@ -191,11 +240,11 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 	}
 	items, total, err := captureItems(lines, reserved.GetItems())
 	if err != nil {
-		s.release(ctx, log, id)
+		s.releaseNow(ctx, log, id)
 		log.ErrorContext(ctx, "ordersvc: unexpected reservation", "err", err)
 		return nil, status.Error(codes.Internal, "internal error")
 	}
-	now := s.now()
+	now := begun // the order is placed when its attempt began
 	o := Order{
 		ID:         id,
 		UserID:     c.Subject,
@@ -213,7 +262,13 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 				return s.replay(prev, c.Subject, lines)
 			}
 		}
-		s.release(ctx, log, id)
+		if errors.Is(err, ErrRecovering) {
+			// This attempt outlived its recover time and the sweep took
+			// its stock back: storing the order now would oversell.
+			log.WarnContext(ctx, "ordersvc: order attempt outlived its recover time, rolled back", "began", begun)
+			return nil, status.Error(codes.Aborted, "the order took too long and was rolled back, try again")
+		}
+		s.releaseNow(ctx, log, id)
 		return nil, s.internal(ctx, "create order", err)
 	}
 	s.notify()
@@ -387,20 +442,118 @@ func (s *Service) reserve(ctx context.Context, id string, lines []Item) (*produc
 	return s.products.ReserveStock(ctx, req)
 }
 
-// release gives back reservation id, best effort: it runs even when ctx is
-// done (within the call timeout) and only logs a failure.
-func (s *Service) release(ctx context.Context, log *slog.Logger, id string) {
+// release gives back reservation id within the call timeout, even when ctx
+// is done.
+func (s *Service) release(ctx context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.callTimeout)
 	defer cancel()
 	ctx, err := s.serviceContext(ctx)
-	if err == nil {
-		_, err = s.products.ReleaseStock(ctx, &productsv1.ReleaseStockRequest{ReservationId: id})
-	}
 	if err != nil {
-		log.ErrorContext(ctx, "ordersvc: release stock after failed order, reservation may leak", "err", err)
+		return err
+	}
+	_, err = s.products.ReleaseStock(ctx, &productsv1.ReleaseStockRequest{ReservationId: id})
+	return err
+}
+
+// releaseNow gives back the reservation of a failed order attempt at once,
+// best effort: a failure is only logged, since the attempt's pending
+// reservation stays for RecoverDue.
+func (s *Service) releaseNow(ctx context.Context, log *slog.Logger, id string) {
+	if err := s.release(ctx, id); err != nil {
+		log.WarnContext(ctx, "ordersvc: release stock after failed order; the recovery sweep retries", "err", err)
 		return
 	}
 	log.InfoContext(ctx, "ordersvc: released stock of failed order")
+}
+
+// RecoverReservations runs the recovery sweep (RecoverDue) every
+// Config.RecoverEvery until ctx ends. Every instance runs one; they share
+// the work through the repository's claims.
+func (s *Service) RecoverReservations(ctx context.Context) error {
+	t := time.NewTicker(s.recoverEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if _, err := s.RecoverDue(ctx); err != nil && ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "ordersvc: recovery sweep", "err", err)
+		}
+	}
+}
+
+// RecoverDue releases the stock of pending reservations whose recover time
+// has passed and whose order was never stored, at most recoverBatch of them,
+// and returns how many it released. A pending reservation whose order exists
+// is only forgotten. A failed release stays pending and is retried by a
+// later sweep once its lease (twice the call timeout) ends.
+func (s *Service) RecoverDue(ctx context.Context) (int, error) {
+	now := s.now()
+	ids, err := s.repo.DueReservations(ctx, now, recoverBatch)
+	if err != nil {
+		return 0, err
+	}
+	released := 0
+	var errs []error
+	for _, id := range ids {
+		claim, err := s.repo.ClaimRecovery(ctx, id, now, s.now().Add(2*s.callTimeout))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if claim != ClaimRelease {
+			continue
+		}
+		if err := s.release(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("release %s: %w", id, err))
+			continue
+		}
+		if err := s.repo.FinishRecovery(ctx, id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		released++
+		s.logger.InfoContext(ctx, "ordersvc: released the stock of an order attempt that stored no order", "order_id", id)
+	}
+	return released, errors.Join(errs...)
+}
+
+// The ReserveStock refusal for the reservation id itself, as the product
+// service documents it: a PreconditionFailure violation of this type whose
+// description is "released" or "other items".
+const (
+	reservationViolation  = "RESERVATION"
+	reservationOtherItems = "other items"
+)
+
+// reservationRefused reports whether err is a ReserveStock refusal for the
+// reservation id itself (a PreconditionFailure violation of type
+// RESERVATION), and its reason.
+func reservationRefused(err error) (string, bool) {
+	for _, d := range status.Convert(err).Details() {
+		if pf, ok := d.(*errdetails.PreconditionFailure); ok {
+			for _, v := range pf.GetViolations() {
+				if v.GetType() == reservationViolation {
+					return v.GetDescription(), true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+// refusedReservation is the caller's error for a reservation refused for its
+// id: the order id, and so the reservation id, comes from the idempotency key.
+func refusedReservation(why, key string) error {
+	if why == reservationOtherItems {
+		return status.Error(codes.FailedPrecondition, "idempotency key already used for a different order")
+	}
+	if key != "" {
+		return status.Error(codes.FailedPrecondition, "an earlier attempt with this idempotency key failed and was rolled back; place the order again with a new idempotency key")
+	}
+	return status.Error(codes.Aborted, "the stock reservation was rolled back, try again")
 }
 
 // serviceContext returns ctx carrying the order service's token, minting a

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -39,6 +40,7 @@ type fakeProducts struct {
 	// stock is reserved first (a reply lost after the work was done).
 	reserveErr      error
 	reserveThenFail bool
+	releaseErr      error
 	reserveCalls    []*productsv1.ReserveStockRequest
 	releaseCalls    []string
 	callers         []auth.Claims
@@ -91,6 +93,11 @@ func (f *fakeProducts) ReserveStock(ctx context.Context, req *productsv1.Reserve
 		return nil, f.reserveErr
 	}
 	if items, ok := f.reservations[req.GetReservationId()]; ok {
+		if items == nil { // released: refused as the product service does
+			st, _ := status.New(codes.FailedPrecondition, "reservation was released").WithDetails(&errdetails.PreconditionFailure{
+				Violations: []*errdetails.PreconditionFailure_Violation{{Type: "RESERVATION", Subject: req.GetReservationId(), Description: "released"}}})
+			return nil, st.Err()
+		}
 		return &productsv1.ReserveStockResponse{Items: items}, nil
 	}
 	var items []*productsv1.ReservedItem
@@ -123,8 +130,12 @@ func (f *fakeProducts) ReleaseStock(ctx context.Context, req *productsv1.Release
 		return nil, err
 	}
 	f.releaseCalls = append(f.releaseCalls, req.GetReservationId())
+	if f.releaseErr != nil {
+		return nil, f.releaseErr
+	}
 	items, ok := f.reservations[req.GetReservationId()]
 	if !ok || items == nil {
+		f.reservations[req.GetReservationId()] = nil // a marker refuses a late reservation
 		return &productsv1.ReleaseStockResponse{}, nil
 	}
 	for _, it := range items {
@@ -259,6 +270,8 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"no products", Config{Repo: e.repo, Signer: e.signer}},
 		{"no signer", Config{Repo: e.repo, Products: e.products}},
 		{"negative timeout", Config{Repo: e.repo, Products: e.products, Signer: e.signer, CallTimeout: -1}},
+		{"recover before the call timeout", Config{Repo: e.repo, Products: e.products, Signer: e.signer, CallTimeout: time.Minute, RecoverAfter: 30 * time.Second}},
+		{"negative sweep interval", Config{Repo: e.repo, Products: e.products, Signer: e.signer, RecoverEvery: -1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -825,5 +838,150 @@ func TestCreateOrderIdempotencyKey(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument)
 	if n := countOrders(t, e.db); n != 2 {
 		t.Fatalf("%d orders stored, want 2", n)
+	}
+}
+
+// advance moves the service's clock forward by d.
+func (e *env) advance(d time.Duration) {
+	e.clockMu.Lock()
+	defer e.clockMu.Unlock()
+	e.clock = e.clock.Add(d)
+}
+
+func pendingCount(t *testing.T, db *sql.DB) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM pending_reservations`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A crash between reserving and storing leaves a pending reservation; the
+// sweep gives its stock back once it is due, and only then.
+func TestRecoverDueReleasesAbandonedReservations(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	// An attempt that reserved and died: what CreateOrder does before it
+	// stores the order.
+	if err := e.repo.BeginReservation(ctx, "o_dead", "u_alice", t0, t0.Add(DefaultRecoverAfter)); err != nil {
+		t.Fatal(err)
+	}
+	callCtx, err := e.svc.serviceContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.reserve(callCtx, "o_dead", []Item{{ProductID: "p_anvil", Quantity: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	// An order stored normally, and a leftover pending record of its id (a
+	// duplicate attempt that died after the first one stored the order).
+	stored := e.place(t, alice, "p_anvil", 1)
+	if err := e.repo.BeginReservation(ctx, stored.GetId(), "u_alice", t0, t0.Add(DefaultRecoverAfter)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.products.stock("p_anvil"); got != 2 {
+		t.Fatalf("anvil stock = %d, want 2", got)
+	}
+
+	if n, err := e.svc.RecoverDue(ctx); err != nil || n != 0 {
+		t.Fatalf("RecoverDue before due = %d, %v; want nothing released", n, err)
+	}
+	e.advance(DefaultRecoverAfter)
+	if n, err := e.svc.RecoverDue(ctx); err != nil || n != 1 {
+		t.Fatalf("RecoverDue = %d, %v; want 1 released", n, err)
+	}
+	if rel := e.products.releases(); !slices.Equal(rel, []string{"o_dead"}) {
+		t.Fatalf("ReleaseStock calls = %v, want only the abandoned o_dead", rel)
+	}
+	if got := e.products.stock("p_anvil"); got != 4 {
+		t.Fatalf("anvil stock = %d, want 4 (the stored order keeps its unit)", got)
+	}
+	if n := pendingCount(t, e.db); n != 0 {
+		t.Fatalf("%d pending reservations left", n)
+	}
+	if _, err := e.svc.GetOrder(alice, &ordersv1.GetOrderRequest{Id: stored.GetId()}); err != nil {
+		t.Fatalf("stored order after the sweep: %v", err)
+	}
+	e.advance(time.Hour)
+	if n, err := e.svc.RecoverDue(ctx); err != nil || n != 0 {
+		t.Fatalf("second RecoverDue = %d, %v", n, err)
+	}
+}
+
+// A release that fails stays pending and is retried after its lease.
+func TestRecoverDueRetriesFailedReleases(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.products.reserveErr, e.products.reserveThenFail = status.Error(codes.DeadlineExceeded, "reply lost"), true
+	e.products.releaseErr = status.Error(codes.Unavailable, "no broker")
+	_, err := e.svc.CreateOrder(alice, &ordersv1.CreateOrderRequest{Items: items("p_cog", 1)})
+	wantCode(t, err, codes.Unavailable)
+	if got := e.products.stock("p_cog"); got != 0 {
+		t.Fatalf("cog stock = %d, want 0 (held, release failed)", got)
+	}
+	e.advance(DefaultRecoverAfter)
+	if n, err := e.svc.RecoverDue(ctx); err == nil || n != 0 {
+		t.Fatalf("RecoverDue with the product service down = %d, %v; want an error", n, err)
+	}
+	e.products.mu.Lock()
+	e.products.releaseErr = nil
+	e.products.mu.Unlock()
+	if n, err := e.svc.RecoverDue(ctx); err != nil || n != 0 {
+		t.Fatalf("RecoverDue within the lease = %d, %v; want nothing", n, err)
+	}
+	e.advance(2 * DefaultCallTimeout)
+	if n, err := e.svc.RecoverDue(ctx); err != nil || n != 1 {
+		t.Fatalf("RecoverDue after the lease = %d, %v; want 1", n, err)
+	}
+	if got := e.products.stock("p_cog"); got != 1 {
+		t.Fatalf("cog stock = %d, want 1 after recovery", got)
+	}
+}
+
+// A retry of an idempotency key meets the rollback of its earlier attempt:
+// while it runs, and after it.
+func TestCreateOrderRetryAfterRollback(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	keyed := metadata.NewIncomingContext(alice, metadata.Pairs(IdempotencyMetadataKey, "k-retry"))
+	id := orderIDFor("u_alice", "k-retry")
+	req := &ordersv1.CreateOrderRequest{Items: items("p_cog", 1)}
+
+	// The first attempt reserved and died.
+	if err := e.repo.BeginReservation(ctx, id, "u_alice", t0, t0.Add(DefaultRecoverAfter)); err != nil {
+		t.Fatal(err)
+	}
+	callCtx, _ := e.svc.serviceContext(ctx)
+	if _, err := e.svc.reserve(callCtx, id, []Item{{ProductID: "p_cog", Quantity: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	// The sweep has claimed it: a retry now is told to come back.
+	e.advance(DefaultRecoverAfter + time.Second)
+	if c, err := e.repo.ClaimRecovery(ctx, id, e.svc.now(), e.svc.now().Add(time.Minute)); err != nil || c != ClaimRelease {
+		t.Fatalf("ClaimRecovery = %v, %v", c, err)
+	}
+	_, err := e.svc.CreateOrder(keyed, req)
+	wantCode(t, err, codes.Unavailable)
+	// The sweep finishes; the retry learns the key's attempt was rolled
+	// back, and nothing is held or stored.
+	if err := e.svc.release(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.repo.FinishRecovery(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.CreateOrder(keyed, req)
+	wantCode(t, err, codes.FailedPrecondition)
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "new idempotency key") {
+		t.Fatalf("message = %q, want advice to use a new idempotency key", msg)
+	}
+	if got := e.products.stock("p_cog"); got != 1 || countOrders(t, e.db) != 0 {
+		t.Fatalf("cog stock = %d, orders = %d; want 1, 0", got, countOrders(t, e.db))
+	}
+	// A new key places the order.
+	fresh := metadata.NewIncomingContext(alice, metadata.Pairs(IdempotencyMetadataKey, "k-new"))
+	if _, err := e.svc.CreateOrder(fresh, req); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -90,8 +90,110 @@ func (r *SQLiteRepository) Create(ctx context.Context, o Order, events ...proto.
 			return fmt.Errorf("ordersvc: create order: %w", err)
 		}
 	}
+	del, err := tx.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1 AND releasing = FALSE`, o.ID)
+	if err != nil {
+		return fmt.Errorf("ordersvc: create order: delete pending reservation: %w", err)
+	}
+	if n, rerr := del.RowsAffected(); rerr != nil {
+		err = rerr
+		return fmt.Errorf("ordersvc: create order: delete pending reservation: %w", err)
+	} else if n == 0 {
+		err = ErrRecovering
+		return err
+	}
 	if err = tx.Commit(); err != nil {
 		return fmt.Errorf("ordersvc: create order: commit: %w", err)
+	}
+	return nil
+}
+
+// BeginReservation implements Repository.
+func (r *SQLiteRepository) BeginReservation(ctx context.Context, id, userID string, now, recoverAt time.Time) error {
+	// One statement: insert, or move the recover time of a record that is
+	// not being released. No row touched means the sweep owns it.
+	res, err := r.db.ExecContext(ctx, `INSERT INTO pending_reservations (id, user_id, releasing, create_time, recover_time)
+		VALUES ($1, $2, FALSE, $3, $4)
+		ON CONFLICT (id) DO UPDATE SET recover_time = excluded.recover_time
+		WHERE pending_reservations.releasing = FALSE`, id, userID, toMicros(now), toMicros(recoverAt))
+	if err != nil {
+		return fmt.Errorf("ordersvc: begin reservation: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("ordersvc: begin reservation: %w", err)
+	}
+	if n == 0 {
+		return ErrRecovering
+	}
+	return nil
+}
+
+// DueReservations implements Repository.
+func (r *SQLiteRepository) DueReservations(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT id FROM pending_reservations
+		WHERE recover_time < $1 ORDER BY recover_time, id LIMIT $2`, toMicros(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("ordersvc: due reservations: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("ordersvc: due reservations: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ordersvc: due reservations: %w", err)
+	}
+	return ids, nil
+}
+
+// ClaimRecovery implements Repository.
+func (r *SQLiteRepository) ClaimRecovery(ctx context.Context, id string, now, leaseUntil time.Time) (c Claim, err error) {
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return ClaimLost, fmt.Errorf("ordersvc: claim recovery: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	res, err := tx.ExecContext(ctx, `UPDATE pending_reservations SET releasing = TRUE, recover_time = $1
+		WHERE id = $2 AND recover_time < $3`, toMicros(leaseUntil), id, toMicros(now))
+	if err != nil {
+		return ClaimLost, fmt.Errorf("ordersvc: claim recovery: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return ClaimLost, fmt.Errorf("ordersvc: claim recovery: %w", err)
+	}
+	c = ClaimLost
+	if n == 1 {
+		c = ClaimRelease
+		var stored int
+		if err = tx.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE id = $1`, id).Scan(&stored); err != nil {
+			return ClaimLost, fmt.Errorf("ordersvc: claim recovery: %w", err)
+		}
+		if stored > 0 {
+			c = ClaimOrderStored
+			if _, err = tx.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1`, id); err != nil {
+				return ClaimLost, fmt.Errorf("ordersvc: claim recovery: %w", err)
+			}
+		}
+	}
+	if err = tx.Commit(); err != nil {
+		return ClaimLost, fmt.Errorf("ordersvc: claim recovery: commit: %w", err)
+	}
+	return c, nil
+}
+
+// FinishRecovery implements Repository.
+func (r *SQLiteRepository) FinishRecovery(ctx context.Context, id string) error {
+	if _, err := r.db.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1 AND releasing = TRUE`, id); err != nil {
+		return fmt.Errorf("ordersvc: finish recovery: %w", err)
 	}
 	return nil
 }

@@ -331,9 +331,9 @@ func (s *Service) ReserveStock(ctx context.Context, req *productsv1.ReserveStock
 	case errors.As(err, &ie) && errors.Is(err, ErrInsufficientStock):
 		return nil, shortStock(ie, "insufficient stock for product %q: requested %d, available %d", ie.ProductID, ie.Requested, ie.Available)
 	case errors.Is(err, ErrReservationReleased):
-		return nil, reservationFailure(id, "reservation %q was released and cannot hold stock again", id)
+		return nil, reservationFailure(id, ReservationReleased, "reservation %q was released and cannot hold stock again", id)
 	case errors.Is(err, ErrReservationConflict):
-		return nil, reservationFailure(id, "reservation %q already exists with other items", id)
+		return nil, reservationFailure(id, ReservationOtherItems, "reservation %q already exists with other items", id)
 	case err != nil:
 		return nil, s.internal(ctx, "reserve stock", err)
 	}
@@ -519,15 +519,24 @@ func shortStock(ie *ItemError, format string, args ...any) error {
 
 // ReservationViolation is the PreconditionFailure violation type of a
 // ReserveStock refused because its reservation id is taken or released
-// (shortage is "STOCK").
+// (shortage is "STOCK"). The violation's description is ReservationReleased
+// or ReservationOtherItems.
 const ReservationViolation = "RESERVATION"
+
+// The descriptions of a RESERVATION violation.
+const (
+	// ReservationReleased: the id was released and never holds stock again.
+	ReservationReleased = "released"
+	// ReservationOtherItems: the id holds other items.
+	ReservationOtherItems = "other items"
+)
 
 // reservationFailure is FailedPrecondition with a RESERVATION violation for
 // reservation id.
-func reservationFailure(id, format string, args ...any) error {
+func reservationFailure(id, why, format string, args ...any) error {
 	st := status.Newf(codes.FailedPrecondition, format, args...)
 	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
-		Type: ReservationViolation, Subject: id, Description: st.Message(),
+		Type: ReservationViolation, Subject: id, Description: why,
 	}}}); err == nil {
 		st = d
 	}

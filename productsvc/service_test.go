@@ -528,12 +528,14 @@ func TestReleaseStockExactlyOnce(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument)
 
 	// A reservation arriving after its own release is refused, and so is a
-	// repeat of a released one: a released id never holds stock again. Both
-	// carry a RESERVATION violation naming the id.
+	// repeat of a released one: a released id never holds stock again. So is
+	// a held id with other items. Each carries a RESERVATION violation naming
+	// the id and the reason.
 	for _, tc := range []struct {
-		id string
-		q  int32
-	}{{"o_never", 1}, {"o_1", 2}} {
+		id  string
+		q   int32
+		why string
+	}{{"o_never", 1, ReservationReleased}, {"o_1", 2, ReservationReleased}, {"o_2", 1, ReservationOtherItems}} {
 		_, err = e.svc.ReserveStock(service, &productsv1.ReserveStockRequest{ReservationId: tc.id, Items: []*productsv1.StockItem{{ProductId: a.GetId(), Quantity: tc.q}}})
 		wantCode(t, err, codes.FailedPrecondition)
 		var v *errdetails.PreconditionFailure_Violation
@@ -542,8 +544,8 @@ func TestReleaseStockExactlyOnce(t *testing.T) {
 				v = pf.GetViolations()[0]
 			}
 		}
-		if v.GetType() != ReservationViolation || v.GetSubject() != tc.id {
-			t.Fatalf("reserve released %s: violation %v, want type %s subject %s", tc.id, v, ReservationViolation, tc.id)
+		if v.GetType() != ReservationViolation || v.GetSubject() != tc.id || v.GetDescription() != tc.why {
+			t.Fatalf("reserve %s: violation %v, want type %s subject %s description %q", tc.id, v, ReservationViolation, tc.id, tc.why)
 		}
 		if got := e.stock(t, a.GetId()); got != 2 {
 			t.Fatalf("stock = %d after a refused reservation of %s, want 2", got, tc.id)

@@ -31,12 +31,7 @@ func main() {
 	var replyPartition int
 	app.Main("gateway", os.Args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&httpAddr, "http-addr", app.Env("KGRPC_HTTP_ADDR", ":8080"), "REST API listen address (KGRPC_HTTP_ADDR)")
-		def, err := time.ParseDuration(app.Env("KGRPC_REQUEST_TIMEOUT", "10s"))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "gateway: KGRPC_REQUEST_TIMEOUT:", err)
-			os.Exit(2)
-		}
-		fs.DurationVar(&timeout, "request-timeout", def, "deadline of each API request, Kafka calls included (KGRPC_REQUEST_TIMEOUT)")
+		app.DurationVar(fs, &timeout, "request-timeout", "KGRPC_REQUEST_TIMEOUT", 10*time.Second, "deadline of each API request, Kafka calls included (KGRPC_REQUEST_TIMEOUT)")
 		p, err := strconv.Atoi(app.Env("KGRPC_REPLY_PARTITION", "-1"))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "gateway: KGRPC_REPLY_PARTITION:", err)

@@ -7,7 +7,9 @@
 //
 // Flags (each with a KGRPC_ variable; the flag wins): the shared ones of
 // every deployable (see --help), and --db (KGRPC_DB), --http-addr
-// (KGRPC_HTTP_ADDR, /healthz and /readyz). SIGINT or SIGTERM drains
+// (KGRPC_HTTP_ADDR, /healthz and /readyz), --recover-after
+// (KGRPC_RECOVER_AFTER, default 30s: when the stock of an order attempt that
+// crashed or failed before storing its order is given back). SIGINT or SIGTERM drains
 // in-flight calls and stops.
 package main
 
@@ -16,19 +18,26 @@ import (
 	"flag"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/kgrpc/platform/internal/app"
+	"github.com/kgrpc/platform/ordersvc"
 )
 
 func main() {
-	var db, httpAddr string
+	var (
+		db, httpAddr string
+		recoverAfter time.Duration
+	)
 	app.Main("ordersvc", os.Args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&db, "db", app.Env("KGRPC_DB", "./data/orders.db"), "SQLite file path or PostgreSQL DSN (KGRPC_DB)")
 		fs.StringVar(&httpAddr, "http-addr", app.Env("KGRPC_HTTP_ADDR", ":9090"), "address of /healthz and /readyz (KGRPC_HTTP_ADDR)")
+		app.DurationVar(fs, &recoverAfter, "recover-after", "KGRPC_RECOVER_AFTER", ordersvc.DefaultRecoverAfter,
+			"release the stock of an order attempt that stored no order (it crashed or failed) this long after it began; must exceed the 10s call timeout plus clock skew (KGRPC_RECOVER_AFTER)")
 	}, func(ctx context.Context, c app.Common) error {
 		var ready atomic.Bool
 		return app.RunWithHealth(ctx, httpAddr, &ready, c.Logger, func(ctx context.Context) error {
-			return app.RunOrders(ctx, c, app.OrdersConfig{DBPath: db, Ready: func() { ready.Store(true) }})
+			return app.RunOrders(ctx, c, app.OrdersConfig{DBPath: db, RecoverAfter: recoverAfter, Ready: func() { ready.Store(true) }})
 		})
 	})
 }

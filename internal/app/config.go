@@ -27,6 +27,22 @@ func Env(name, def string) string {
 	return def
 }
 
+// DurationVar defines duration flag name on fs whose default comes from
+// environment variable env (a Go duration such as "30s"), else def. A
+// malformed variable ends the process with exit code 2, as a malformed flag
+// does.
+func DurationVar(fs *flag.FlagSet, p *time.Duration, name, env string, def time.Duration, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %s=%q: %v\n", fs.Name(), env, v, err)
+			os.Exit(2)
+		}
+		def = d
+	}
+	fs.DurationVar(p, name, def, usage)
+}
+
 // Flags are the settings every deployable binary (cmd/gateway, cmd/usersvc,
 // cmd/productsvc, cmd/ordersvc) shares. Each flag has a KGRPC_ variable;
 // the flag wins.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"time"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
@@ -113,6 +114,10 @@ func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 type OrdersConfig struct {
 	// DBPath is the SQLite file.
 	DBPath string
+	// RecoverAfter is ordersvc.Config.RecoverAfter: how long after an order
+	// attempt began its stock is released when it stored no order. Zero
+	// means ordersvc.DefaultRecoverAfter.
+	RecoverAfter time.Duration
 	// Ready, when set, is called once the service consumes requests.
 	Ready func()
 }
@@ -121,6 +126,10 @@ type OrdersConfig struct {
 // service over Kafka to reserve stock.
 func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 	log := c.Logger.With("unit", "ordersvc")
+	if cfg.RecoverAfter < 0 || (cfg.RecoverAfter != 0 && cfg.RecoverAfter <= ordersvc.DefaultCallTimeout) {
+		// Checked before connecting, so a bad flag fails at once.
+		return fmt.Errorf("--recover-after %v must exceed the %v call timeout to the product service", cfg.RecoverAfter, ordersvc.DefaultCallTimeout)
+	}
 	repo, err := ordersvc.OpenSQLite(ctx, cfg.DBPath)
 	if err != nil {
 		return err
@@ -143,13 +152,15 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 		Signer:   c.Signer,
 		Logger:   log,
 		Notify:   relay.Notify,
+
+		RecoverAfter: cfg.RecoverAfter,
 	})
 	if err != nil {
 		return err
 	}
 	srv := c.newServer(log)
 	ordersv1.RegisterOrderServiceKafkaServer(srv, svc)
-	return runAll(ctx, srv.Serve, relay.Run, readyWhen(srv.Ready(), cfg.Ready))
+	return runAll(ctx, srv.Serve, relay.Run, svc.RecoverReservations, readyWhen(srv.Ready(), cfg.Ready))
 }
 
 // readyWhen returns a run function that calls ready once ch is closed.

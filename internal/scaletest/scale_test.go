@@ -28,6 +28,7 @@ const (
 	loadFor       = 8 * time.Second
 	killAfter     = 3 * time.Second
 	callTimeout   = 15 * time.Second // the gateways' request timeout is 10s
+	recoverAfter  = 12 * time.Second // ordersvc --recover-after; more than its 10s call timeout
 )
 
 // proc is one running binary.
@@ -182,7 +183,12 @@ func TestScaleOutAndCrash(t *testing.T) {
 	services := map[string][2]*proc{}
 	services["users"] = [2]*proc{users1, c.start("users-2", "usersvc", "--db", db("users"))}
 	services["products"] = [2]*proc{c.start("products-1", "productsvc", "--db", db("products")), c.start("products-2", "productsvc", "--db", db("products"))}
-	services["orders"] = [2]*proc{c.start("orders-1", "ordersvc", "--db", db("orders")), c.start("orders-2", "ordersvc", "--db", db("orders"))}
+	// A short recover time: the stock of order attempts that died with
+	// orders-2 comes back within the test.
+	services["orders"] = [2]*proc{
+		c.start("orders-1", "ordersvc", "--db", db("orders"), "--recover-after", recoverAfter.String()),
+		c.start("orders-2", "ordersvc", "--db", db("orders"), "--recover-after", recoverAfter.String()),
+	}
 	gateways := []*proc{c.start("gateway-1", "gateway"), c.start("gateway-2", "gateway")}
 	for _, pair := range services {
 		waitOK(t, pair[0], "/readyz")
@@ -340,11 +346,26 @@ func TestScaleOutAndCrash(t *testing.T) {
 	if unacked > orderFails {
 		t.Errorf("%d orders exist that were not acknowledged, but only %d order requests failed", unacked, orderFails)
 	}
-	code, body, err := api(ctx, gw(1), "GET", "/v1/products/"+product, "", nil)
-	if err != nil || code != 200 {
-		t.Fatalf("get product = %d %v %v", code, body, err)
+	// Order attempts that died mid-way held stock; the surviving orders
+	// instance's recovery sweep gives it back once their recover time has
+	// passed (sweeping every recoverAfter/6).
+	var stock int64
+	settle := time.Now()
+	for deadline := time.Now().Add(recoverAfter + 15*time.Second); ; time.Sleep(500 * time.Millisecond) {
+		code, body, err := api(ctx, gw(1), "GET", "/v1/products/"+product, "", nil)
+		if err != nil || code != 200 {
+			t.Fatalf("get product = %d %v %v", code, body, err)
+		}
+		stock = num(body["stock"])
+		if stock == initialStock-reserved || time.Now().After(deadline) {
+			break
+		}
 	}
-	stock := num(body["stock"])
+	recovered := 0
+	for _, p := range services["orders"] {
+		recovered += strings.Count(p.log.String(), "released the stock of an order attempt")
+	}
+	t.Logf("stock settled after %v; the recovery sweep released %d abandoned reservations", time.Since(settle).Round(time.Millisecond), recovered)
 	t.Logf("stock %d: initial %d, acknowledged orders reserved %d, all stored orders reserved %d (%d stored but not acknowledged)",
 		stock, initialStock, ackedQty, reserved, unacked)
 	if stock != initialStock-reserved {
