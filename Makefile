@@ -10,10 +10,12 @@ BUF := go tool -modfile=tools/go.mod buf
 run:
 	go run ./cmd/platform
 
-# test runs every test (scripts/test.sh): all packages on the in-process
-# kfake broker with the race detector, then the transport conformance suite
-# and the shop's end-to-end suite again on a real Apache Kafka
-# (scripts/kafka.sh) when Java and Maven are present or CI=true.
+# test runs every test (scripts/test.sh): with a throwaway PostgreSQL
+# (scripts/postgres.sh) for the repository suites, all packages on the
+# in-process kfake broker with the race detector, then the transport
+# conformance suite, the shop's end-to-end suite and the scale-out test again
+# on a real Apache Kafka (scripts/kafka.sh) when Java and Maven are present
+# or CI=true.
 test:
 	bash scripts/test.sh
 

@@ -1,6 +1,6 @@
 // Package ordersvc is the orders domain of the shop: placing, tracking and
 // cancelling orders. Service implements ordersv1.OrderServiceServer on top of
-// a Repository; SQLiteRepository is the embedded store. Stock is held by the
+// a Repository; SQLRepository is the embedded store. Stock is held by the
 // product service, which Service calls through productsv1.ProductServiceClient
 // with its own service token (subject "ordersvc", role service, cached and
 // renewed two minutes before it expires).

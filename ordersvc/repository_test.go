@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
+	"github.com/kgrpc/platform/internal/sqlstore/sqltest"
 )
 
 // store is a Repository under test with the database holding its outbox.
@@ -28,7 +29,13 @@ type store struct {
 // openSQLite opens a fresh SQLite store in t.TempDir().
 func openSQLite(t *testing.T) store {
 	t.Helper()
-	r, err := OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "orders.db"))
+	return openStore(t, filepath.Join(t.TempDir(), "orders.db"))
+}
+
+// openStore opens the store of dsn, closed when t ends.
+func openStore(t *testing.T, dsn string) store {
+	t.Helper()
+	r, err := Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,10 +43,14 @@ func openSQLite(t *testing.T) store {
 	return store{repo: r, db: r.DB()}
 }
 
-// stores lists the stores the repository suite runs against. A PostgreSQL
-// store joins here once it exists.
-var stores = map[string]func(*testing.T) store{
-	"sqlite": openSQLite,
+// stores lists the stores the repository suite runs against: SQLite, and
+// PostgreSQL (see sqltest.Postgres).
+var stores = map[string]func(*testing.T) store{}
+
+func init() {
+	for name, dsn := range sqltest.DSNs() {
+		stores[name] = func(t *testing.T) store { return openStore(t, dsn(t)) }
+	}
 }
 
 func TestRepository(t *testing.T) {

@@ -169,7 +169,7 @@ func (failingCreate) Create(context.Context, Order, ...proto.Message) error {
 // env is a Service on a real SQLite store with a fake product service.
 type env struct {
 	svc      *Service
-	repo     *SQLiteRepository
+	repo     *SQLRepository
 	db       *sql.DB
 	products *fakeProducts
 	signer   *auth.Signer
@@ -182,7 +182,7 @@ type envOption func(*Config)
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	r, err := OpenSQLite(t.Context(), t.TempDir()+"/orders.db")
+	r, err := Open(t.Context(), t.TempDir()+"/orders.db")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 // Package productsvc is the products domain of the shop: the catalogue and
 // its stock, including the stock reservations orders make. Service
 // implements productsv1.ProductServiceServer on top of a Repository;
-// SQLiteRepository is the embedded store.
+// SQLRepository is the embedded store.
 //
 // # Decisions callers rely on
 //

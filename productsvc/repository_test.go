@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/kgrpc/platform/internal/sqlstore/sqltest"
 )
 
 // store is a Repository under test with the database holding its outbox.
@@ -21,7 +23,13 @@ type store struct {
 // openSQLite opens a fresh SQLite store in t.TempDir().
 func openSQLite(t *testing.T) store {
 	t.Helper()
-	r, err := OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "products.db"))
+	return openStore(t, filepath.Join(t.TempDir(), "products.db"))
+}
+
+// openStore opens the store of dsn, closed when t ends.
+func openStore(t *testing.T, dsn string) store {
+	t.Helper()
+	r, err := Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,10 +37,14 @@ func openSQLite(t *testing.T) store {
 	return store{repo: r, db: r.DB()}
 }
 
-// stores lists the stores the repository suite runs against. A PostgreSQL
-// store joins here once it exists.
-var stores = map[string]func(*testing.T) store{
-	"sqlite": openSQLite,
+// stores lists the stores the repository suite runs against: SQLite, and
+// PostgreSQL (see sqltest.Postgres).
+var stores = map[string]func(*testing.T) store{}
+
+func init() {
+	for name, dsn := range sqltest.DSNs() {
+		stores[name] = func(t *testing.T) store { return openStore(t, dsn(t)) }
+	}
 }
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)

@@ -24,7 +24,7 @@ import (
 
 type testEnv struct {
 	svc      *Service
-	repo     *SQLiteRepository
+	repo     *SQLRepository
 	notified *atomic.Int64
 	logs     *bytes.Buffer
 }
@@ -32,14 +32,19 @@ type testEnv struct {
 // newEnv returns a Service on a fresh SQLite store.
 func newEnv(t *testing.T) testEnv {
 	t.Helper()
-	s := openSQLite(t)
+	return newEnvOn(t, openSQLite(t))
+}
+
+// newEnvOn returns a Service on store s.
+func newEnvOn(t *testing.T, s store) testEnv {
+	t.Helper()
 	var n atomic.Int64
 	logs := &bytes.Buffer{}
 	svc, err := New(Config{Repo: s.repo, Logger: slog.New(slog.NewTextHandler(logs, nil)), Notify: func() { n.Add(1) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testEnv{svc: svc, repo: s.repo.(*SQLiteRepository), notified: &n, logs: logs}
+	return testEnv{svc: svc, repo: s.repo.(*SQLRepository), notified: &n, logs: logs}
 }
 
 // as returns a context carrying the claims of subject with role.
@@ -589,8 +594,15 @@ func TestReleaseStockExactlyOnce(t *testing.T) {
 	}
 }
 
+// Stock never goes negative and a reservation id reserves once, whatever the
+// concurrency, on every store.
 func TestReserveStockConcurrency(t *testing.T) {
-	e := newEnv(t)
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) { testReserveStockConcurrency(t, newEnvOn(t, open(t))) })
+	}
+}
+
+func testReserveStockConcurrency(t *testing.T, e testEnv) {
 	p := e.create(t, "HOT", "Hot item", "", 100, 10)
 	const callers = 50
 	var (
@@ -640,6 +652,34 @@ func TestReserveStockConcurrency(t *testing.T) {
 	}
 	if n != 2+10+1 { // two creates with stock, ten reservations, one duplicated reservation
 		t.Fatalf("StockChanged events = %d, want 13", n)
+	}
+}
+
+// Instances starting together seed the catalog once, on every store.
+func TestSeedDemoCatalogConcurrent(t *testing.T) {
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			e := newEnvOn(t, open(t))
+			var (
+				wg     sync.WaitGroup
+				seeded atomic.Int32
+			)
+			for range 4 {
+				wg.Go(func() {
+					ok, err := e.svc.SeedDemoCatalog(t.Context())
+					if err != nil {
+						t.Errorf("SeedDemoCatalog: %v", err)
+					}
+					if ok {
+						seeded.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			if n := seeded.Load(); n != 1 {
+				t.Fatalf("%d instances seeded the catalog, want 1", n)
+			}
+		})
 	}
 }
 

@@ -50,6 +50,10 @@ show_logs() {
 			tail -n "${1:-40}" "$f" >&2
 		fi
 	done
+	if grep -qE '\] (ERROR|FATAL) ' "$LOGS/server.log" 2>/dev/null; then
+		say "---- last errors in $LOGS/server.log"
+		grep -E '\] (ERROR|FATAL) ' "$LOGS/server.log" | tail -5 >&2
+	fi
 }
 
 # running succeeds when the pid file names a live broker of this cache (a
@@ -98,12 +102,15 @@ fetch() {
 		return
 	fi
 	command -v mvn >/dev/null || die "mvn not found: Maven fetches the Kafka broker (apt-get install maven)"
-	say "fetching Apache Kafka $(kafka_version) from Maven Central into $LIBS (once; about a minute on a cold Maven cache)"
+	say "fetching Apache Kafka $(kafka_version) from Maven Central into $LIBS (once; under a minute)"
 	rm -rf "$LIBS"
-	mkdir -p "$LIBS"
+	mkdir -p "$LIBS" "$LOGS"
 	local started=$SECONDS
-	mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
-		-DoutputDirectory="$LIBS" -DincludeScope=runtime >&2 || die "mvn could not fetch the broker (see above)"
+	if ! mvn -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+		-DoutputDirectory="$LIBS" -DincludeScope=runtime >"$LOGS/mvn.log" 2>&1; then
+		tail -40 "$LOGS/mvn.log" >&2
+		die "mvn could not fetch the broker (output above; all of it in $LOGS/mvn.log)"
+	fi
 	ls "$LIBS"/kafka_2.13-*.jar >/dev/null 2>&1 || die "mvn ran but $LIBS has no kafka_2.13 jar"
 	echo "$stamp" >"$LIBS/.complete"
 	say "fetched $(find "$LIBS" -name '*.jar' | wc -l) jars in $((SECONDS - started))s"

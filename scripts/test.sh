@@ -1,49 +1,158 @@
 #!/usr/bin/env bash
 # Every test, as `make test` (the README's test command) and CI run it:
 #
+#   0. PostgreSQL, when scripts/postgres.sh exists: `scripts/postgres.sh start`
+#      prints a DSN, exported as TEST_POSTGRES_DSN for every pass (a
+#      TEST_POSTGRES_DSN already in the environment is used as it is);
 #   1. go test -race ./... with the in-process kfake broker;
-#   2. the Kafka-dependent suites again against a real Apache Kafka broker
-#      (scripts/kafka.sh), when Java and Maven are present or CI=true.
+#   2. the suites of REAL_KAFKA_PACKAGES again against a real Apache Kafka
+#      broker (scripts/kafka.sh), when Java and Maven are present or CI=true.
 #
-# When the real broker is expected and cannot start, this fails loudly; it
-# never reports the real-Kafka pass as run when it was not.
+# When CI=true, or when Java and Maven are present, a real broker that cannot
+# start fails the run; so does a PostgreSQL that cannot start in CI. A pass
+# that did not run is reported as NOT RUN in the closing summary, never as
+# passed. Both passes run even when the first fails, so one CI log shows
+# everything. SKIP_REAL_KAFKA=1 skips pass 2 outside CI.
+#
+# A broker that was already running (scripts/kafka.sh start) is used and left
+# running; otherwise this starts one on an empty data directory and stops it
+# at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The suites that take their broker from KAFKA_BROKERS.
 REAL_KAFKA_PACKAGES=(./kafkatransport ./cmd/platform ./internal/scaletest)
 
-summary=()
-finish() {
+GO_TIMEOUT=20m
+CI="${CI:-}"
+LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/kgrpc-test.XXXXXX")"
+
+status_kfake="NOT RUN"
+status_real="NOT RUN"
+status_pg="NOT RUN (no scripts/postgres.sh, no TEST_POSTGRES_DSN)"
+failed=0
+pkgs_ok=0
+pkgs_failed=0
+started_kafka=false
+started_pg=false
+started_at=$SECONDS
+
+say() { echo "test.sh: $*" >&2; }
+banner() {
 	echo
-	echo "== test summary"
-	for line in "${summary[@]}"; do echo "   $line"; done
+	echo "================================================================"
+	echo "== $*"
+	echo "================================================================"
+}
+
+# gotest runs go test with the given arguments, shows its output, and counts
+# the packages that passed and failed.
+gotest() {
+	local log="$LOGDIR/pass$((pkgs_ok + pkgs_failed)).log" rc=0
+	go test "$@" 2>&1 | tee "$log" || rc=$?
+	pkgs_ok=$((pkgs_ok + $(grep -cE '^ok[[:space:]]' "$log" || true)))
+	pkgs_failed=$((pkgs_failed + $(grep -cE '^FAIL[[:space:]]' "$log" || true)))
+	if ((rc != 0)); then
+		echo "---- failed tests:"
+		grep -E '^(--- FAIL|FAIL|panic:)' "$log" || echo "(no test failed: build error or timeout? see above)"
+	fi
+	return "$rc"
+}
+
+finish() {
+	local rc=$?
+	set +e
+	if [[ "$started_kafka" == true ]]; then
+		scripts/kafka.sh stop
+	fi
+	if [[ "$started_pg" == true ]]; then
+		bash scripts/postgres.sh stop >&2
+	fi
+	rm -rf "$LOGDIR"
+	((rc != 0)) && failed=1
+	banner "test summary ($((SECONDS - started_at))s)"
+	echo "kfake pass (go test -race ./...):        $status_kfake"
+	echo "real Apache Kafka pass:                  $status_real"
+	echo "PostgreSQL (TEST_POSTGRES_DSN):          $status_pg"
+	if ((failed)); then
+		echo "RESULT: FAILED"
+	else
+		echo "RESULT: ok"
+	fi
+	echo "packages: $pkgs_ok passed, $pkgs_failed failed"
+	exit "$failed"
 }
 trap finish EXIT
+trap 'exit 130' INT TERM
 
-echo "== pass 1: every package, in-process kfake broker, race detector"
-env -u KAFKA_BROKERS go test -race -count=1 -timeout 20m ./...
-summary+=("kfake pass: every package passed")
-
-want_real=false
-if [[ "${CI:-}" == "true" ]] || { command -v java >/dev/null && command -v mvn >/dev/null; }; then
-	want_real=true
+# ---- PostgreSQL
+if [[ -n "${TEST_POSTGRES_DSN:-}" ]]; then
+	status_pg="used TEST_POSTGRES_DSN from the environment"
+elif [[ -f scripts/postgres.sh ]]; then
+	banner "PostgreSQL: scripts/postgres.sh start"
+	if dsn="$(bash scripts/postgres.sh start)" && dsn="$(printf '%s\n' "$dsn" | sed '/^[[:space:]]*$/d' | tail -1)" && [[ -n "$dsn" ]]; then
+		started_pg=true
+		export TEST_POSTGRES_DSN="$dsn"
+		status_pg="ran: scripts/postgres.sh started PostgreSQL for every pass"
+		echo "TEST_POSTGRES_DSN is set for every pass"
+	elif [[ "$CI" == true ]]; then
+		status_pg="FAILED: scripts/postgres.sh start failed (CI=true needs it)"
+		say "ERROR: scripts/postgres.sh start failed or printed no DSN; CI needs PostgreSQL"
+		exit 1
+	else
+		started_pg=true # stop whatever it may have left half-started
+		status_pg="NOT RUN: scripts/postgres.sh start failed (see above); the PostgreSQL tests were skipped"
+		say "WARNING: scripts/postgres.sh start failed; the PostgreSQL tests will skip"
+	fi
 fi
-if [[ "${SKIP_REAL_KAFKA:-}" == "1" && "${CI:-}" != "true" ]]; then
-	want_real=false
-	summary+=("real Kafka pass: NOT RUN (SKIP_REAL_KAFKA=1)")
-elif [[ "$want_real" != true ]]; then
-	summary+=("real Kafka pass: NOT RUN (no Java 17 and Maven here)")
+
+# ---- pass 1: kfake
+banner "pass 1: every package, in-process kfake broker, race detector"
+unset KAFKA_BROKERS # pass 2 sets it explicitly
+if gotest -race -count=1 -timeout "$GO_TIMEOUT" ./...; then
+	status_kfake="passed"
+else
+	status_kfake="FAILED (see the failed tests above)"
+	failed=1
+fi
+
+# ---- pass 2: real Apache Kafka
+want_real=false
+if [[ "$CI" == true ]]; then
+	want_real=true
+elif [[ "${SKIP_REAL_KAFKA:-}" == 1 ]]; then
+	status_real="NOT RUN (SKIP_REAL_KAFKA=1)"
+elif command -v java >/dev/null && command -v mvn >/dev/null; then
+	want_real=true
+else
+	status_real="NOT RUN: no Java 17 and Maven on this machine (CI always runs it)"
+	say "WARNING: java or mvn missing: the real Apache Kafka pass does not run here"
 fi
 
 if [[ "$want_real" == true ]]; then
-	echo "== pass 2: ${REAL_KAFKA_PACKAGES[*]} against real Apache Kafka"
-	stop_kafka() { scripts/kafka.sh stop || true; }
-	trap 'stop_kafka; finish' EXIT
-	if ! scripts/kafka.sh start; then
-		summary+=("real Kafka pass: FAILED TO START the broker")
-		exit 1
+	banner "pass 2: ${REAL_KAFKA_PACKAGES[*]} against real Apache Kafka"
+	kafka_ok=true
+	if scripts/kafka.sh status 2>/dev/null; then
+		say "using the broker that is already running (left running afterwards)"
+	else
+		started_kafka=true
+		# An empty data directory: old test topics only slow the start down.
+		scripts/kafka.sh reset
+		scripts/kafka.sh start || kafka_ok=false
 	fi
-	KAFKA_BROKERS="$(scripts/kafka.sh brokers)" go test -count=1 -timeout 20m "${REAL_KAFKA_PACKAGES[@]}"
-	summary+=("real Kafka pass: ${REAL_KAFKA_PACKAGES[*]} passed on Apache Kafka $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)")
+	if [[ "$kafka_ok" != true ]]; then
+		status_real="FAILED: the Kafka broker did not start (scripts/kafka.sh output above)"
+		failed=1
+	else
+		brokers="$(scripts/kafka.sh brokers)"
+		version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
+		if KAFKA_BROKERS="$brokers" gotest -count=1 -timeout "$GO_TIMEOUT" "${REAL_KAFKA_PACKAGES[@]}"; then
+			status_real="passed on Apache Kafka $version at $brokers: ${REAL_KAFKA_PACKAGES[*]}"
+		else
+			status_real="FAILED on Apache Kafka $version at $brokers (see the failed tests above)"
+			failed=1
+			echo "---- last warnings and errors of the broker (${KAFKA_CACHE:-.cache/kafka}/logs/server.log):"
+			grep -E '\] (WARN|ERROR) ' "${KAFKA_CACHE:-.cache/kafka}/logs/server.log" | tail -40 || true
+		fi
+	fi
 fi

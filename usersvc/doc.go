@@ -1,6 +1,6 @@
 // Package usersvc is the users domain of the shop: accounts, sign-in and
 // roles. Service implements usersv1.UserServiceServer on top of a
-// Repository; SQLiteRepository is the embedded store.
+// Repository; SQLRepository is the embedded store.
 //
 // # Decisions callers rely on
 //

@@ -21,7 +21,7 @@ import (
 
 type testEnv struct {
 	svc     *Service
-	repo    *SQLiteRepository
+	repo    *SQLRepository
 	signer  *auth.Signer
 	notices *atomic.Int64
 }

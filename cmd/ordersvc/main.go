@@ -30,14 +30,14 @@ func main() {
 		recoverAfter time.Duration
 	)
 	app.Main("ordersvc", os.Args[1:], func(fs *flag.FlagSet) {
-		fs.StringVar(&db, "db", app.Env("KGRPC_DB", "./data/orders.db"), "SQLite file path or PostgreSQL DSN (KGRPC_DB)")
+		fs.StringVar(&db, "db", app.Env("KGRPC_DB", "./data/orders.db"), "database: a SQLite file path, or a PostgreSQL URL postgres://user:password@host:5432/db (KGRPC_DB)")
 		fs.StringVar(&httpAddr, "http-addr", app.Env("KGRPC_HTTP_ADDR", ":9090"), "address of /healthz and /readyz (KGRPC_HTTP_ADDR)")
 		app.DurationVar(fs, &recoverAfter, "recover-after", "KGRPC_RECOVER_AFTER", ordersvc.DefaultRecoverAfter,
 			"release the stock of an order attempt that stored no order (it crashed or failed) this long after it began; must exceed the 10s call timeout plus clock skew (KGRPC_RECOVER_AFTER)")
 	}, func(ctx context.Context, c app.Common) error {
 		var ready atomic.Bool
 		return app.RunWithHealth(ctx, httpAddr, &ready, c.Logger, func(ctx context.Context) error {
-			return app.RunOrders(ctx, c, app.OrdersConfig{DBPath: db, RecoverAfter: recoverAfter, Ready: func() { ready.Store(true) }})
+			return app.RunOrders(ctx, c, app.OrdersConfig{DB: db, RecoverAfter: recoverAfter, Ready: func() { ready.Store(true) }})
 		})
 	})
 }

@@ -144,14 +144,14 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	start := time.Now()
 	err = runUnits(ctx, logger,
 		func(ctx context.Context) error {
-			return app.RunUsers(ctx, common, app.UsersConfig{DBPath: usersDB,
+			return app.RunUsers(ctx, common, app.UsersConfig{DB: usersDB,
 				Admin: app.AdminSeed{Email: o.adminEmail, Password: o.adminPassword}})
 		},
 		func(ctx context.Context) error {
-			return app.RunProducts(ctx, common, app.ProductsConfig{DBPath: productsDB, SeedDemo: fresh && !o.noDemo})
+			return app.RunProducts(ctx, common, app.ProductsConfig{DB: productsDB, SeedDemo: fresh && !o.noDemo})
 		},
 		func(ctx context.Context) error {
-			return app.RunOrders(ctx, common, app.OrdersConfig{DBPath: ordersDB})
+			return app.RunOrders(ctx, common, app.OrdersConfig{DB: ordersDB})
 		},
 		func(ctx context.Context) error {
 			return app.RunGateway(ctx, common, app.GatewayConfig{HTTPAddr: o.httpAddr, Listening: func(addr string) {

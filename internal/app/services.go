@@ -24,8 +24,8 @@ type AdminSeed struct {
 
 // UsersConfig configures the users service unit.
 type UsersConfig struct {
-	// DBPath is the SQLite file.
-	DBPath string
+	// DB is the database: a SQLite file path or a postgres:// URL.
+	DB string
 	// Admin is seeded at start when set.
 	Admin AdminSeed
 	// Ready, when set, is called once the service consumes requests.
@@ -35,7 +35,7 @@ type UsersConfig struct {
 // RunUsers serves the users service until ctx ends.
 func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
 	log := c.Logger.With("unit", "usersvc")
-	repo, err := usersvc.OpenSQLite(ctx, cfg.DBPath)
+	repo, err := usersvc.Open(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}
@@ -67,8 +67,8 @@ func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
 
 // ProductsConfig configures the products service unit.
 type ProductsConfig struct {
-	// DBPath is the SQLite file.
-	DBPath string
+	// DB is the database: a SQLite file path or a postgres:// URL.
+	DB string
 	// SeedDemo loads the demo catalog when the catalog is empty.
 	SeedDemo bool
 	// Ready, when set, is called once the service consumes requests.
@@ -79,7 +79,7 @@ type ProductsConfig struct {
 // cancelled orders from their OrderStatusChanged events, until ctx ends.
 func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 	log := c.Logger.With("unit", "productsvc")
-	repo, err := productsvc.OpenSQLite(ctx, cfg.DBPath)
+	repo, err := productsvc.Open(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}
@@ -112,8 +112,8 @@ func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 
 // OrdersConfig configures the orders service unit.
 type OrdersConfig struct {
-	// DBPath is the SQLite file.
-	DBPath string
+	// DB is the database: a SQLite file path or a postgres:// URL.
+	DB string
 	// RecoverAfter is ordersvc.Config.RecoverAfter: how long after an order
 	// attempt began its stock is released when it stored no order. Zero
 	// means ordersvc.DefaultRecoverAfter.
@@ -130,7 +130,7 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 		// Checked before connecting, so a bad flag fails at once.
 		return fmt.Errorf("--recover-after %v must exceed the %v call timeout to the product service", cfg.RecoverAfter, ordersvc.DefaultCallTimeout)
 	}
-	repo, err := ordersvc.OpenSQLite(ctx, cfg.DBPath)
+	repo, err := ordersvc.Open(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}

@@ -18,13 +18,14 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
-// Schema creates the outbox table (SQLite). Include it in a service's first
-// migration.
+// Schema creates the outbox table, in sqlstore's migration dialect (its
+// placeholders expand for SQLite and PostgreSQL). Include it in a service's
+// first migration.
 const Schema = `CREATE TABLE IF NOT EXISTS outbox (
-	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	id {{id}},
 	event_type TEXT NOT NULL,
-	payload BLOB NOT NULL,
-	created_at INTEGER NOT NULL
+	payload {{bytes}} NOT NULL,
+	created_at BIGINT NOT NULL
 )`
 
 // Add writes ev to the outbox within tx.

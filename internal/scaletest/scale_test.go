@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/kgrpc/platform/internal/kafkatest"
+	"github.com/kgrpc/platform/internal/sqlstore"
+	"github.com/kgrpc/platform/internal/sqlstore/sqltest"
 )
 
 const (
@@ -164,6 +167,19 @@ func TestScaleOutAndCrash(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	// On real Kafka with a PostgreSQL server at hand the services use
+	// PostgreSQL, as in production; otherwise shared SQLite files. The
+	// databases are made first so that they are dropped after the
+	// processes are killed.
+	dbs := map[string]string{}
+	for _, name := range []string{"users", "products", "orders"} {
+		if os.Getenv("KAFKA_BROKERS") != "" && os.Getenv(sqltest.EnvPostgres) != "" {
+			dbs[name] = sqltest.Postgres(t)
+		} else {
+			dbs[name] = filepath.Join(c.dir, name+".db")
+		}
+	}
+	t.Logf("databases: %s", sqlstore.DialectOf(dbs["users"]))
 	t.Cleanup(func() {
 		for _, p := range c.procs {
 			_ = p.cmd.Process.Signal(syscall.SIGKILL)
@@ -175,7 +191,7 @@ func TestScaleOutAndCrash(t *testing.T) {
 			}
 		}
 	})
-	db := func(name string) string { return filepath.Join(c.dir, name+".db") }
+	db := func(name string) string { return dbs[name] }
 
 	// The first users instance seeds the admin alone; the rest then join.
 	users1 := c.start("users-1", "usersvc", "--db", db("users"), "--admin-email", adminEmail, "--admin-password", adminPassword)

@@ -17,8 +17,8 @@ CREATE TABLE order_items (
 	PRIMARY KEY (order_id, line)
 );
 CREATE TABLE IF NOT EXISTS outbox (
-	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	id {{id}},
 	event_type TEXT NOT NULL,
-	payload BLOB NOT NULL,
-	created_at INTEGER NOT NULL
+	payload {{bytes}} NOT NULL,
+	created_at BIGINT NOT NULL
 );

@@ -35,8 +35,8 @@ CREATE TABLE reservation_items (
 	PRIMARY KEY (reservation_id, position)
 );
 CREATE TABLE IF NOT EXISTS outbox (
-	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	id {{id}},
 	event_type TEXT NOT NULL,
-	payload BLOB NOT NULL,
-	created_at INTEGER NOT NULL
+	payload {{bytes}} NOT NULL,
+	created_at BIGINT NOT NULL
 );

@@ -10,8 +10,8 @@ CREATE TABLE users (
 );
 CREATE INDEX users_create_time_id ON users (create_time, id);
 CREATE TABLE IF NOT EXISTS outbox (
-	id INTEGER PRIMARY KEY AUTOINCREMENT,
+	id {{id}},
 	event_type TEXT NOT NULL,
-	payload BLOB NOT NULL,
-	created_at INTEGER NOT NULL
+	payload {{bytes}} NOT NULL,
+	created_at BIGINT NOT NULL
 );

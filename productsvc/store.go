@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/kgrpc/platform/internal/outbox"
 	"github.com/kgrpc/platform/internal/sqlstore"
@@ -31,51 +29,48 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// SQLiteRepository is a Repository in a SQLite database file. Its SQL uses
-// $n placeholders and portable constructs so that a PostgreSQL Repository can
-// share it.
-type SQLiteRepository struct {
-	db *sql.DB
+// SQLRepository is a Repository in a SQLite file or a PostgreSQL database:
+// one SQL text for both ($n placeholders, portable constructs).
+type SQLRepository struct {
+	db *sqlstore.DB
 }
 
-var _ Repository = (*SQLiteRepository)(nil)
+var _ Repository = (*SQLRepository)(nil)
 
-// OpenSQLite opens (creating it when missing) the products database at path
-// and applies its migrations.
-func OpenSQLite(ctx context.Context, path string) (*SQLiteRepository, error) {
-	db, err := sqlstore.OpenSQLite(ctx, path, Migrations())
+// Open opens the products database of dsn, a PostgreSQL URL or a SQLite file
+// path (created when missing; see sqlstore.Open), and applies its migrations.
+func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
+	db, err := sqlstore.Open(ctx, dsn, Migrations())
 	if err != nil {
 		return nil, fmt.Errorf("productsvc: %w", err)
 	}
-	return &SQLiteRepository{db: db}, nil
+	return &SQLRepository{db: db}, nil
 }
 
 // DB returns the underlying database, for the outbox relay.
-func (r *SQLiteRepository) DB() *sql.DB { return r.db }
+func (r *SQLRepository) DB() *sql.DB { return r.db.DB }
 
 // Close closes the database.
-func (r *SQLiteRepository) Close() error { return r.db.Close() }
+func (r *SQLRepository) Close() error { return r.db.Close() }
 
 const productColumns = `id, sku, name, description, category, price_cents, stock, create_time, update_time`
 
 // inTx runs fn in a write transaction and commits it when fn succeeds.
-func (r *SQLiteRepository) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) (err error) {
-	tx, err := r.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("productsvc: %s: begin: %w", op, err)
+func (r *SQLRepository) inTx(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	return r.inLockedTx(ctx, op, "", fn)
+}
+
+// inLockedTx is inTx holding sqlstore lock (see sqlstore.InTx) when not empty.
+func (r *SQLRepository) inLockedTx(ctx context.Context, op, lock string, fn func(tx *sql.Tx) error) error {
+	var fnErr error
+	err := sqlstore.InTx(ctx, r.db, lock, func(tx *sql.Tx) error {
+		fnErr = fn(tx)
+		return fnErr
+	})
+	if err != nil && fnErr == nil {
+		return fmt.Errorf("productsvc: %s: %w", op, err)
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
-	if err = fn(tx); err != nil {
-		return err
-	}
-	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("productsvc: %s: commit: %w", op, err)
-	}
-	return nil
+	return err
 }
 
 // addEvents adds evs to the outbox within tx.
@@ -95,14 +90,14 @@ func insertProduct(ctx context.Context, tx *sql.Tx, p Product) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		p.ID, p.SKU, foldCase(p.SKU), p.Name, foldCase(p.Name), p.Description, foldCase(p.Description),
 		p.Category, foldCase(p.Category), p.PriceCents, p.Stock, toMicros(p.CreateTime), toMicros(p.UpdateTime))
-	if isUniqueViolation(err, "products.sku_key") {
+	if sqlstore.IsUniqueViolation(err, "products", "sku_key") {
 		return ErrSKUTaken
 	}
 	return err
 }
 
 // CreateProduct implements Repository.
-func (r *SQLiteRepository) CreateProduct(ctx context.Context, p Product, events ProductEvents) error {
+func (r *SQLRepository) CreateProduct(ctx context.Context, p Product, events ProductEvents) error {
 	return r.inTx(ctx, "create product", func(tx *sql.Tx) error {
 		if err := insertProduct(ctx, tx, p); err != nil {
 			if errors.Is(err, ErrSKUTaken) {
@@ -120,7 +115,7 @@ func (r *SQLiteRepository) CreateProduct(ctx context.Context, p Product, events 
 }
 
 // GetProduct implements Repository.
-func (r *SQLiteRepository) GetProduct(ctx context.Context, id string) (Product, error) {
+func (r *SQLRepository) GetProduct(ctx context.Context, id string) (Product, error) {
 	p, err := scanProduct(r.db.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products
 		WHERE id = $1 AND delete_time IS NULL`, id))
 	if err != nil {
@@ -130,7 +125,7 @@ func (r *SQLiteRepository) GetProduct(ctx context.Context, id string) (Product, 
 }
 
 // ListProducts implements Repository.
-func (r *SQLiteRepository) ListProducts(ctx context.Context, q ListQuery) ([]Product, error) {
+func (r *SQLRepository) ListProducts(ctx context.Context, q ListQuery) ([]Product, error) {
 	if q.Limit <= 0 {
 		return nil, fmt.Errorf("productsvc: list products: limit %d is not positive", q.Limit)
 	}
@@ -213,7 +208,7 @@ func escapeLike(s string) string {
 }
 
 // UpdateProduct implements Repository.
-func (r *SQLiteRepository) UpdateProduct(ctx context.Context, id string, patch ProductPatch, events ProductEvents) (Product, error) {
+func (r *SQLRepository) UpdateProduct(ctx context.Context, id string, patch ProductPatch, events ProductEvents) (Product, error) {
 	var nameKey, descKey, catKey *string
 	if patch.Name != nil {
 		s := foldCase(*patch.Name)
@@ -257,7 +252,7 @@ func (r *SQLiteRepository) UpdateProduct(ctx context.Context, id string, patch P
 }
 
 // DeleteProduct implements Repository.
-func (r *SQLiteRepository) DeleteProduct(ctx context.Context, id string, deleteTime time.Time, events ProductEvents) (Product, error) {
+func (r *SQLRepository) DeleteProduct(ctx context.Context, id string, deleteTime time.Time, events ProductEvents) (Product, error) {
 	var p Product
 	err := r.inTx(ctx, "delete product", func(tx *sql.Tx) error {
 		var err error
@@ -269,8 +264,16 @@ func (r *SQLiteRepository) DeleteProduct(ctx context.Context, id string, deleteT
 		if err != nil {
 			return fmt.Errorf("productsvc: delete product: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE products SET delete_time = $1 WHERE id = $2`, toMicros(deleteTime), id); err != nil {
+		// Conditional, so that of two concurrent deletes only one wins (and
+		// writes events) at any isolation level.
+		res, err := tx.ExecContext(ctx, `UPDATE products SET delete_time = $1 WHERE id = $2 AND delete_time IS NULL`, toMicros(deleteTime), id)
+		if err != nil {
 			return fmt.Errorf("productsvc: delete product: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("productsvc: delete product: %w", err)
+		} else if n == 0 {
+			return ErrNotFound
 		}
 		if events != nil {
 			if err := addEvents(ctx, tx, events(p)); err != nil {
@@ -283,7 +286,7 @@ func (r *SQLiteRepository) DeleteProduct(ctx context.Context, id string, deleteT
 }
 
 // AdjustStock implements Repository.
-func (r *SQLiteRepository) AdjustStock(ctx context.Context, id string, delta int64, updateTime time.Time, events ProductEvents) (Product, error) {
+func (r *SQLRepository) AdjustStock(ctx context.Context, id string, delta int64, updateTime time.Time, events ProductEvents) (Product, error) {
 	if delta < -MaxStock || delta > MaxStock {
 		return Product{}, fmt.Errorf("productsvc: adjust stock: %w", ErrStockLimit)
 	}
@@ -324,7 +327,7 @@ func (r *SQLiteRepository) AdjustStock(ctx context.Context, id string, delta int
 }
 
 // Reserve implements Repository.
-func (r *SQLiteRepository) Reserve(ctx context.Context, id string, items []StockRequest, now time.Time, events StockEvents) (Reservation, bool, error) {
+func (r *SQLRepository) Reserve(ctx context.Context, id string, items []StockRequest, now time.Time, events StockEvents) (Reservation, bool, error) {
 	var (
 		res      Reservation
 		replayed bool
@@ -457,7 +460,7 @@ func readReservation(ctx context.Context, q interface {
 }
 
 // Release implements Repository.
-func (r *SQLiteRepository) Release(ctx context.Context, id string, now time.Time, events StockEvents) (bool, error) {
+func (r *SQLRepository) Release(ctx context.Context, id string, now time.Time, events StockEvents) (bool, error) {
 	var released bool
 	err := r.inTx(ctx, "release stock", func(tx *sql.Tx) error {
 		// The conditional update is the exactly-once guard.
@@ -509,9 +512,11 @@ func (r *SQLiteRepository) Release(ctx context.Context, id string, now time.Time
 }
 
 // SeedProducts implements Repository.
-func (r *SQLiteRepository) SeedProducts(ctx context.Context, products []Product, events ProductEvents) (bool, error) {
+func (r *SQLRepository) SeedProducts(ctx context.Context, products []Product, events ProductEvents) (bool, error) {
 	var seeded bool
-	err := r.inTx(ctx, "seed products", func(tx *sql.Tx) error {
+	// The count and the inserts are one step: instances seeding together
+	// wait for each other and only the first one seeds.
+	err := r.inLockedTx(ctx, "seed products", "productsvc.seed", func(tx *sql.Tx) error {
 		var n int64
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM products`).Scan(&n); err != nil {
 			return fmt.Errorf("productsvc: seed products: %w", err)
@@ -556,16 +561,6 @@ func scanProduct(s scanner) (Product, error) {
 	p.CreateTime = fromMicros(created)
 	p.UpdateTime = fromMicros(updated)
 	return p, nil
-}
-
-// isUniqueViolation reports whether err is SQLite's UNIQUE constraint
-// failure on column, named "table.column" as in SQLite's message.
-func isUniqueViolation(err error, column string) bool {
-	var se *sqlite.Error
-	if !errors.As(err, &se) || se.Code() != sqlite3.SQLITE_CONSTRAINT_UNIQUE {
-		return false
-	}
-	return strings.Contains(se.Error(), column)
 }
 
 func toMicros(t time.Time) int64 { return t.UnixMicro() }

@@ -7,12 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/outbox"
@@ -32,33 +29,34 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// SQLiteRepository is a Repository in a SQLite database file.
-type SQLiteRepository struct {
-	db *sql.DB
+// SQLRepository is a Repository in a SQLite file or a PostgreSQL database:
+// one SQL text for both ($n placeholders, portable constructs).
+type SQLRepository struct {
+	db *sqlstore.DB
 }
 
-var _ Repository = (*SQLiteRepository)(nil)
+var _ Repository = (*SQLRepository)(nil)
 
-// OpenSQLite opens (creating it when missing) the users database at path and
-// applies its migrations.
-func OpenSQLite(ctx context.Context, path string) (*SQLiteRepository, error) {
-	db, err := sqlstore.OpenSQLite(ctx, path, Migrations())
+// Open opens the users database of dsn, a PostgreSQL URL or a SQLite file
+// path (created when missing; see sqlstore.Open), and applies its migrations.
+func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
+	db, err := sqlstore.Open(ctx, dsn, Migrations())
 	if err != nil {
 		return nil, fmt.Errorf("usersvc: %w", err)
 	}
-	return &SQLiteRepository{db: db}, nil
+	return &SQLRepository{db: db}, nil
 }
 
 // DB returns the underlying database, for the outbox relay.
-func (r *SQLiteRepository) DB() *sql.DB { return r.db }
+func (r *SQLRepository) DB() *sql.DB { return r.db.DB }
 
 // Close closes the database.
-func (r *SQLiteRepository) Close() error { return r.db.Close() }
+func (r *SQLRepository) Close() error { return r.db.Close() }
 
 const userColumns = `id, email, email_normalized, display_name, role, password_hash, create_time, update_time`
 
 // Create implements Repository.
-func (r *SQLiteRepository) Create(ctx context.Context, u User, events ...proto.Message) (err error) {
+func (r *SQLRepository) Create(ctx context.Context, u User, events ...proto.Message) (err error) {
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("usersvc: create user: begin: %w", err)
@@ -72,7 +70,7 @@ func (r *SQLiteRepository) Create(ctx context.Context, u User, events ...proto.M
 		u.ID, u.Email, u.EmailNormalized, u.DisplayName, string(u.Role), u.PasswordHash,
 		toMicros(u.CreateTime), toMicros(u.UpdateTime))
 	if err != nil {
-		if isUniqueViolation(err, "users.email_normalized") {
+		if sqlstore.IsUniqueViolation(err, "users", "email_normalized") {
 			return ErrEmailTaken
 		}
 		return fmt.Errorf("usersvc: create user: %w", err)
@@ -89,7 +87,7 @@ func (r *SQLiteRepository) Create(ctx context.Context, u User, events ...proto.M
 }
 
 // Get implements Repository.
-func (r *SQLiteRepository) Get(ctx context.Context, id string) (User, error) {
+func (r *SQLRepository) Get(ctx context.Context, id string) (User, error) {
 	u, err := scanUser(r.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 	if err != nil {
 		return User{}, fmt.Errorf("usersvc: get user: %w", err)
@@ -98,7 +96,7 @@ func (r *SQLiteRepository) Get(ctx context.Context, id string) (User, error) {
 }
 
 // GetByEmail implements Repository.
-func (r *SQLiteRepository) GetByEmail(ctx context.Context, emailNormalized string) (User, error) {
+func (r *SQLRepository) GetByEmail(ctx context.Context, emailNormalized string) (User, error) {
 	u, err := scanUser(r.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email_normalized = $1`, emailNormalized))
 	if err != nil {
 		return User{}, fmt.Errorf("usersvc: get user by email: %w", err)
@@ -107,7 +105,7 @@ func (r *SQLiteRepository) GetByEmail(ctx context.Context, emailNormalized strin
 }
 
 // Update implements Repository.
-func (r *SQLiteRepository) Update(ctx context.Context, id string, p UserPatch) (User, error) {
+func (r *SQLRepository) Update(ctx context.Context, id string, p UserPatch) (User, error) {
 	var role *string
 	if p.Role != nil {
 		s := string(*p.Role)
@@ -128,7 +126,7 @@ func (r *SQLiteRepository) Update(ctx context.Context, id string, p UserPatch) (
 }
 
 // List implements Repository.
-func (r *SQLiteRepository) List(ctx context.Context, after *Cursor, limit int) ([]User, error) {
+func (r *SQLRepository) List(ctx context.Context, after *Cursor, limit int) ([]User, error) {
 	var (
 		rows *sql.Rows
 		err  error
@@ -183,16 +181,6 @@ func scanUser(s scanner) (User, error) {
 	u.CreateTime = fromMicros(created)
 	u.UpdateTime = fromMicros(updated)
 	return u, nil
-}
-
-// isUniqueViolation reports whether err is SQLite's UNIQUE constraint
-// failure on column, named "table.column" as in SQLite's message.
-func isUniqueViolation(err error, column string) bool {
-	var se *sqlite.Error
-	if !errors.As(err, &se) || se.Code() != sqlite3.SQLITE_CONSTRAINT_UNIQUE {
-		return false
-	}
-	return strings.Contains(se.Error(), column)
 }
 
 func toMicros(t time.Time) int64 { return t.UnixMicro() }

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/kgrpc/platform/internal/outbox"
 	"github.com/kgrpc/platform/internal/sqlstore"
@@ -32,33 +30,34 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// SQLiteRepository is a Repository in a SQLite database file.
-type SQLiteRepository struct {
-	db *sql.DB
+// SQLRepository is a Repository in a SQLite file or a PostgreSQL database:
+// one SQL text for both ($n placeholders, portable constructs).
+type SQLRepository struct {
+	db *sqlstore.DB
 }
 
-var _ Repository = (*SQLiteRepository)(nil)
+var _ Repository = (*SQLRepository)(nil)
 
-// OpenSQLite opens (creating it when missing) the orders database at path
-// and applies its migrations.
-func OpenSQLite(ctx context.Context, path string) (*SQLiteRepository, error) {
-	db, err := sqlstore.OpenSQLite(ctx, path, Migrations())
+// Open opens the orders database of dsn, a PostgreSQL URL or a SQLite file
+// path (created when missing; see sqlstore.Open), and applies its migrations.
+func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
+	db, err := sqlstore.Open(ctx, dsn, Migrations())
 	if err != nil {
 		return nil, fmt.Errorf("ordersvc: %w", err)
 	}
-	return &SQLiteRepository{db: db}, nil
+	return &SQLRepository{db: db}, nil
 }
 
 // DB returns the underlying database, for the outbox relay.
-func (r *SQLiteRepository) DB() *sql.DB { return r.db }
+func (r *SQLRepository) DB() *sql.DB { return r.db.DB }
 
 // Close closes the database.
-func (r *SQLiteRepository) Close() error { return r.db.Close() }
+func (r *SQLRepository) Close() error { return r.db.Close() }
 
 const orderColumns = `id, user_id, status, total_cents, create_time, update_time`
 
 // Create implements Repository.
-func (r *SQLiteRepository) Create(ctx context.Context, o Order, events ...proto.Message) (err error) {
+func (r *SQLRepository) Create(ctx context.Context, o Order, events ...proto.Message) (err error) {
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("ordersvc: create order: begin: %w", err)
@@ -71,7 +70,7 @@ func (r *SQLiteRepository) Create(ctx context.Context, o Order, events ...proto.
 	_, err = tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
 		o.ID, o.UserID, string(o.Status), o.TotalCents, toMicros(o.CreateTime), toMicros(o.UpdateTime))
 	if err != nil {
-		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
+		if sqlstore.IsUniqueViolation(err, "orders", "id") {
 			return ErrAlreadyExists
 		}
 		return fmt.Errorf("ordersvc: create order: %w", err)
@@ -108,7 +107,7 @@ func (r *SQLiteRepository) Create(ctx context.Context, o Order, events ...proto.
 }
 
 // BeginReservation implements Repository.
-func (r *SQLiteRepository) BeginReservation(ctx context.Context, id, userID string, now, recoverAt time.Time) error {
+func (r *SQLRepository) BeginReservation(ctx context.Context, id, userID string, now, recoverAt time.Time) error {
 	// One statement: insert, or move the recover time of a record that is
 	// not being released. No row touched means the sweep owns it.
 	res, err := r.db.ExecContext(ctx, `INSERT INTO pending_reservations (id, user_id, releasing, create_time, recover_time)
@@ -129,7 +128,7 @@ func (r *SQLiteRepository) BeginReservation(ctx context.Context, id, userID stri
 }
 
 // DueReservations implements Repository.
-func (r *SQLiteRepository) DueReservations(ctx context.Context, now time.Time, limit int) ([]string, error) {
+func (r *SQLRepository) DueReservations(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT id FROM pending_reservations
 		WHERE recover_time < $1 ORDER BY recover_time, id LIMIT $2`, toMicros(now), limit)
 	if err != nil {
@@ -151,7 +150,7 @@ func (r *SQLiteRepository) DueReservations(ctx context.Context, now time.Time, l
 }
 
 // ClaimRecovery implements Repository.
-func (r *SQLiteRepository) ClaimRecovery(ctx context.Context, id string, now, leaseUntil time.Time) (c Claim, err error) {
+func (r *SQLRepository) ClaimRecovery(ctx context.Context, id string, now, leaseUntil time.Time) (c Claim, err error) {
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
 		return ClaimLost, fmt.Errorf("ordersvc: claim recovery: begin: %w", err)
@@ -191,7 +190,7 @@ func (r *SQLiteRepository) ClaimRecovery(ctx context.Context, id string, now, le
 }
 
 // FinishRecovery implements Repository.
-func (r *SQLiteRepository) FinishRecovery(ctx context.Context, id string) error {
+func (r *SQLRepository) FinishRecovery(ctx context.Context, id string) error {
 	if _, err := r.db.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1 AND releasing = TRUE`, id); err != nil {
 		return fmt.Errorf("ordersvc: finish recovery: %w", err)
 	}
@@ -199,7 +198,7 @@ func (r *SQLiteRepository) FinishRecovery(ctx context.Context, id string) error 
 }
 
 // Get implements Repository.
-func (r *SQLiteRepository) Get(ctx context.Context, id string) (Order, error) {
+func (r *SQLRepository) Get(ctx context.Context, id string) (Order, error) {
 	o, err := get(ctx, r.db, id)
 	if err != nil {
 		return Order{}, fmt.Errorf("ordersvc: get order: %w", err)
@@ -227,7 +226,7 @@ func get(ctx context.Context, q querier, id string) (Order, error) {
 }
 
 // ListByUser implements Repository.
-func (r *SQLiteRepository) ListByUser(ctx context.Context, userID string, after *Cursor, limit int) ([]Order, error) {
+func (r *SQLRepository) ListByUser(ctx context.Context, userID string, after *Cursor, limit int) ([]Order, error) {
 	var (
 		rows *sql.Rows
 		err  error
@@ -267,7 +266,7 @@ func (r *SQLiteRepository) ListByUser(ctx context.Context, userID string, after 
 }
 
 // CountByUser implements Repository.
-func (r *SQLiteRepository) CountByUser(ctx context.Context, userID string) (int, error) {
+func (r *SQLRepository) CountByUser(ctx context.Context, userID string) (int, error) {
 	var n int
 	if err := r.db.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE user_id = $1`, userID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("ordersvc: count orders: %w", err)
@@ -276,7 +275,7 @@ func (r *SQLiteRepository) CountByUser(ctx context.Context, userID string) (int,
 }
 
 // UpdateStatus implements Repository.
-func (r *SQLiteRepository) UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events ...proto.Message) (o Order, err error) {
+func (r *SQLRepository) UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events ...proto.Message) (o Order, err error) {
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Order{}, fmt.Errorf("ordersvc: update order status: begin: %w", err)
@@ -385,12 +384,6 @@ func scanOrder(s scanner) (Order, error) {
 	o.CreateTime = fromMicros(created)
 	o.UpdateTime = fromMicros(updated)
 	return o, nil
-}
-
-// isConstraint reports whether err is the SQLite constraint failure code.
-func isConstraint(err error, code int) bool {
-	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code() == code
 }
 
 func toMicros(t time.Time) int64 { return t.UnixMicro() }
