@@ -1,9 +1,10 @@
 // Package ordersvc is the orders domain of the shop: placing, tracking and
 // cancelling orders. Service implements ordersv1.OrderServiceServer on top of
-// a Repository; SQLRepository is the embedded store. Stock is held by the
-// product service, which Service calls through productsv1.ProductServiceClient
-// with its own service token (subject "ordersvc", role service, cached and
-// renewed two minutes before it expires).
+// a Repository; SQLRepository is the store (SQLite or PostgreSQL, chosen by
+// the DSN given to Open). Stock is held by the product service, which Service
+// calls through productsv1.ProductServiceClient with its own service token
+// (subject "ordersvc", role service, cached and renewed two minutes before it
+// expires).
 //
 // # Decisions callers rely on
 //

@@ -1,7 +1,7 @@
 // Package productsvc is the products domain of the shop: the catalogue and
-// its stock, including the stock reservations orders make. Service
-// implements productsv1.ProductServiceServer on top of a Repository;
-// SQLRepository is the embedded store.
+// its stock, including the stock reservations orders make. Service implements
+// productsv1.ProductServiceServer on top of a Repository; SQLRepository is
+// the store (SQLite or PostgreSQL, chosen by the DSN given to Open).
 //
 // # Decisions callers rely on
 //

@@ -1,6 +1,7 @@
 // Package usersvc is the users domain of the shop: accounts, sign-in and
-// roles. Service implements usersv1.UserServiceServer on top of a
-// Repository; SQLRepository is the embedded store.
+// roles. Service implements usersv1.UserServiceServer on top of a Repository;
+// SQLRepository is the store (SQLite or PostgreSQL, chosen by the DSN given
+// to Open).
 //
 // # Decisions callers rely on
 //
