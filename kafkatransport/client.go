@@ -69,7 +69,7 @@ func Dial(ctx context.Context, brokers string, opts ...Option) (*ClientConn, err
 	c := &ClientConn{
 		cfg:        cfg,
 		replyTopic: cfg.topic(cfg.replyTopic),
-		idPrefix:   cfg.instanceID + "-",
+		idPrefix:   cfg.instanceID + "-" + runID() + "-",
 		pending:    map[string]chan callResult{},
 		stop:       make(chan struct{}),
 	}
@@ -447,4 +447,12 @@ func decodeReply(env *kafkav1.ReplyEnvelope, value []byte, reply any, opts []grp
 		return status.Errorf(codes.Internal, "kafkatransport: unmarshal response: %v", err)
 	}
 	return nil
+}
+
+// runID returns 8 random hex digits naming this ClientConn, so that a
+// restarted instance (same instance id, same reply partition, a sequence
+// starting again at 1) never takes a late reply to its previous run's call
+// for one of its own.
+func runID() string {
+	return fmt.Sprintf("%08x", rand.Uint32()) // math/rand/v2: seeded from the OS
 }

@@ -47,7 +47,9 @@
 //
 //	rpc          kgrpc.kafka.v1.RequestEnvelope, protobuf binary:
 //	             method ("/pkg.v1.Service/Method"), id (correlation id,
-//	             "<instance>-<seq>"), reply_topic, reply_partition,
+//	             "<instance>-<run>-<seq>": run is 8 random hex digits
+//	             per ClientConn, seq counts calls in base 36), reply_topic,
+//	             reply_partition,
 //	             deadline_unix_ms (absolute deadline), metadata (the call's
 //	             outgoing gRPC metadata, values as raw bytes)
 //	traceparent  W3C trace context, copied from the "traceparent" metadata

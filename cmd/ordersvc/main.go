@@ -31,6 +31,7 @@ func main() {
 	)
 	app.Main("ordersvc", os.Args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&db, "db", app.Env("KGRPC_DB", "./data/orders.db"), "database: a SQLite file path, or a PostgreSQL URL postgres://user:password@host:5432/db (KGRPC_DB)")
+		app.HideSecret(fs, "db", "KGRPC_DB") // a URL may hold a password
 		fs.StringVar(&httpAddr, "http-addr", app.Env("KGRPC_HTTP_ADDR", ":9090"), "address of /healthz and /readyz (KGRPC_HTTP_ADDR)")
 		app.DurationVar(fs, &recoverAfter, "recover-after", "KGRPC_RECOVER_AFTER", ordersvc.DefaultRecoverAfter,
 			"release the stock of an order attempt that stored no order (it crashed or failed) this long after it began; must exceed the 10s call timeout plus clock skew (KGRPC_RECOVER_AFTER)")

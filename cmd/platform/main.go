@@ -84,6 +84,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.adminEmail, "admin-email", env("PLATFORM_ADMIN_EMAIL", ""), "create or promote this admin account at start (PLATFORM_ADMIN_EMAIL)")
 	fs.StringVar(&o.adminPassword, "admin-password", env("PLATFORM_ADMIN_PASSWORD", ""), "password of a newly created admin account (PLATFORM_ADMIN_PASSWORD)")
 	fs.StringVar(&o.authSecret, "auth-secret", env("PLATFORM_AUTH_SECRET", ""), "token signing secret, at least 16 bytes; generated and kept in the data directory when empty (PLATFORM_AUTH_SECRET)")
+	app.HideSecret(fs, "admin-password", "PLATFORM_ADMIN_PASSWORD")
+	app.HideSecret(fs, "auth-secret", "PLATFORM_AUTH_SECRET")
 	noDemo := env("PLATFORM_NO_DEMO", "") != ""
 	fs.BoolVar(&o.noDemo, "no-demo", noDemo, "do not load the demo catalog into a new data directory (PLATFORM_NO_DEMO)")
 	fs.StringVar(&o.topicPrefix, "topic-prefix", env("PLATFORM_TOPIC_PREFIX", ""), "prefix of every Kafka topic and consumer group, to share a cluster (PLATFORM_TOPIC_PREFIX)")

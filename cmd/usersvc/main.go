@@ -25,9 +25,11 @@ func main() {
 	var db, httpAddr, adminEmail, adminPassword string
 	app.Main("usersvc", os.Args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&db, "db", app.Env("KGRPC_DB", "./data/users.db"), "database: a SQLite file path, or a PostgreSQL URL postgres://user:password@host:5432/db (KGRPC_DB)")
+		app.HideSecret(fs, "db", "KGRPC_DB") // a URL may hold a password
 		fs.StringVar(&httpAddr, "http-addr", app.Env("KGRPC_HTTP_ADDR", ":9090"), "address of /healthz and /readyz (KGRPC_HTTP_ADDR)")
 		fs.StringVar(&adminEmail, "admin-email", app.Env("KGRPC_ADMIN_EMAIL", ""), "create or promote this admin account at start (KGRPC_ADMIN_EMAIL)")
 		fs.StringVar(&adminPassword, "admin-password", app.Env("KGRPC_ADMIN_PASSWORD", ""), "password of a newly created admin account (KGRPC_ADMIN_PASSWORD)")
+		app.HideSecret(fs, "admin-password", "KGRPC_ADMIN_PASSWORD")
 	}, func(ctx context.Context, c app.Common) error {
 		var ready atomic.Bool
 		return app.RunWithHealth(ctx, httpAddr, &ready, c.Logger, func(ctx context.Context) error {

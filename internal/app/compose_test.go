@@ -460,7 +460,7 @@ func sharedVars(t *testing.T) map[string]*flag.Flag {
 		fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 		new(app.Flags).Register(fs)
 		fs.VisitAll(func(f *flag.Flag) {
-			if f.DefValue == sentinel {
+			if f.Value.String() == sentinel { // not DefValue: secrets hide it from --help
 				vars[v] = f
 				covered[f.Name] = true
 			}

@@ -43,6 +43,15 @@ func DurationVar(fs *flag.FlagSet, p *time.Duration, name, env string, def time.
 	fs.DurationVar(p, name, def, usage)
 }
 
+// HideSecret keeps the value that flag name of fs took from environment
+// variable env out of --help, which then shows the variable's name as the
+// default instead. For flags that may carry passwords or keys.
+func HideSecret(fs *flag.FlagSet, name, env string) {
+	if f := fs.Lookup(name); f != nil && os.Getenv(env) != "" {
+		f.DefValue = "$" + env
+	}
+}
+
 // Flags are the settings every deployable binary (cmd/gateway, cmd/usersvc,
 // cmd/productsvc, cmd/ordersvc) shares. Each flag has a KGRPC_ variable;
 // the flag wins.
@@ -66,6 +75,8 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.KafkaConfig, "kafka-config", Env("KGRPC_KAFKA_CONFIG", ""), "extra librdkafka properties as k=v,k=v, e.g. security.protocol=SASL_SSL (KGRPC_KAFKA_CONFIG)")
 	fs.StringVar(&f.LogLevel, "log-level", Env("KGRPC_LOG_LEVEL", "info"), "debug, info, warn or error (KGRPC_LOG_LEVEL)")
 	fs.StringVar(&f.LogFormat, "log-format", Env("KGRPC_LOG_FORMAT", "json"), "json or text (KGRPC_LOG_FORMAT)")
+	HideSecret(fs, "auth-secret", "KGRPC_AUTH_SECRET")
+	HideSecret(fs, "kafka-config", "KGRPC_KAFKA_CONFIG") // may hold a SASL password
 }
 
 // Common checks the flags and builds what every unit needs.
