@@ -13,8 +13,13 @@
 # and logs live in .cache/kafka. Needs Java 17+ and, for the first fetch,
 # Maven. Environment:
 #
-#   KAFKA_PORT             broker port (default 39092)
-#   KAFKA_CONTROLLER_PORT  KRaft controller port (default 39093)
+#   KAFKA_PORT             broker port (default 19092)
+#   KAFKA_CONTROLLER_PORT  KRaft controller port (default 19093)
+#
+# The default ports lie below Linux's ephemeral range (32768-60999): a port
+# in it can be held, at the moment the broker binds, as the local end of any
+# outgoing connection (tests running alongside), and the broker then dies
+# with "Address already in use".
 #   KAFKA_CACHE            cache directory (default <repo>/.cache/kafka)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 90)
 #
@@ -28,8 +33,8 @@ CACHE="${KAFKA_CACHE:-$ROOT/.cache/kafka}"
 LIBS="$CACHE/libs"
 DATA="$CACHE/data"
 LOGS="$CACHE/logs"
-PORT="${KAFKA_PORT:-39092}"
-CPORT="${KAFKA_CONTROLLER_PORT:-39093}"
+PORT="${KAFKA_PORT:-19092}"
+CPORT="${KAFKA_CONTROLLER_PORT:-19093}"
 TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 PIDFILE="$CACHE/kafka.pid"
 PROPS="$CACHE/server.properties"

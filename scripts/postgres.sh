@@ -8,15 +8,16 @@
 #   scripts/postgres.sh dsn      print the DSN
 #   scripts/postgres.sh reset    stop it and delete its data
 #
-# The server listens on 127.0.0.1:${PG_PORT:-55432} with its data in
+# The server listens on 127.0.0.1:${PG_PORT:-15432} with its data in
 # ${PG_CACHE:-.cache/postgres} (gitignored), runs as the postgres system user
 # (PostgreSQL refuses root) and trusts loopback connections: it is for tests
-# only. Installing needs root (apt-get install postgresql), as on CI. Only the
+# only. The port lies below Linux's ephemeral range (see scripts/kafka.sh).
+# Installing needs root (apt-get install postgresql), as on CI. Only the
 # DSN goes to stdout; progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PORT="${PG_PORT:-55432}"
+PORT="${PG_PORT:-15432}"
 CACHE="$(mkdir -p "${PG_CACHE:-.cache/postgres}" && cd "${PG_CACHE:-.cache/postgres}" && pwd)"
 DATA="$CACHE/data"
 LOG="$CACHE/server.log"
