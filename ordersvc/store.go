@@ -93,12 +93,12 @@ func (r *SQLRepository) Create(ctx context.Context, o Order, events ...proto.Mes
 	if err != nil {
 		return fmt.Errorf("ordersvc: create order: delete pending reservation: %w", err)
 	}
-	if n, rerr := del.RowsAffected(); rerr != nil {
-		err = rerr
+	n, err := del.RowsAffected()
+	if err != nil {
 		return fmt.Errorf("ordersvc: create order: delete pending reservation: %w", err)
-	} else if n == 0 {
-		err = ErrRecovering
-		return err
+	}
+	if n == 0 {
+		return ErrRecovering // the named result makes the deferred rollback run
 	}
 	if err = tx.Commit(); err != nil {
 		return fmt.Errorf("ordersvc: create order: commit: %w", err)
@@ -150,41 +150,31 @@ func (r *SQLRepository) DueReservations(ctx context.Context, now time.Time, limi
 }
 
 // ClaimRecovery implements Repository.
-func (r *SQLRepository) ClaimRecovery(ctx context.Context, id string, now, leaseUntil time.Time) (c Claim, err error) {
-	tx, err := r.db.BeginTx(ctx, nil)
-	if err != nil {
-		return ClaimLost, fmt.Errorf("ordersvc: claim recovery: begin: %w", err)
-	}
-	defer func() {
+func (r *SQLRepository) ClaimRecovery(ctx context.Context, id string, now, leaseUntil time.Time) (Claim, error) {
+	c := ClaimLost
+	err := sqlstore.InTx(ctx, r.db, "", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE pending_reservations SET releasing = TRUE, recover_time = $1
+			WHERE id = $2 AND recover_time < $3`, toMicros(leaseUntil), id, toMicros(now))
 		if err != nil {
-			_ = tx.Rollback()
+			return err
 		}
-	}()
-	res, err := tx.ExecContext(ctx, `UPDATE pending_reservations SET releasing = TRUE, recover_time = $1
-		WHERE id = $2 AND recover_time < $3`, toMicros(leaseUntil), id, toMicros(now))
-	if err != nil {
-		return ClaimLost, fmt.Errorf("ordersvc: claim recovery: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return ClaimLost, fmt.Errorf("ordersvc: claim recovery: %w", err)
-	}
-	c = ClaimLost
-	if n == 1 {
-		c = ClaimRelease
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return err // not due, or gone: ClaimLost
+		}
 		var stored int
-		if err = tx.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE id = $1`, id).Scan(&stored); err != nil {
-			return ClaimLost, fmt.Errorf("ordersvc: claim recovery: %w", err)
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE id = $1`, id).Scan(&stored); err != nil {
+			return err
 		}
-		if stored > 0 {
-			c = ClaimOrderStored
-			if _, err = tx.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1`, id); err != nil {
-				return ClaimLost, fmt.Errorf("ordersvc: claim recovery: %w", err)
-			}
+		if stored == 0 {
+			c = ClaimRelease
+			return nil
 		}
-	}
-	if err = tx.Commit(); err != nil {
-		return ClaimLost, fmt.Errorf("ordersvc: claim recovery: commit: %w", err)
+		c = ClaimOrderStored
+		_, err = tx.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1`, id)
+		return err
+	})
+	if err != nil {
+		return ClaimLost, fmt.Errorf("ordersvc: claim recovery: %w", err)
 	}
 	return c, nil
 }
