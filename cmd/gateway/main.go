@@ -16,13 +16,10 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/kgrpc/platform/internal/app"
-	"github.com/kgrpc/platform/kafkatransport"
 )
 
 func main() {
@@ -32,16 +29,9 @@ func main() {
 	app.Main("gateway", os.Args[1:], func(fs *flag.FlagSet) {
 		fs.StringVar(&httpAddr, "http-addr", app.Env("KGRPC_HTTP_ADDR", ":8080"), "REST API listen address (KGRPC_HTTP_ADDR)")
 		app.DurationVar(fs, &timeout, "request-timeout", "KGRPC_REQUEST_TIMEOUT", 10*time.Second, "deadline of each API request, Kafka calls included (KGRPC_REQUEST_TIMEOUT)")
-		p, err := strconv.Atoi(app.Env("KGRPC_REPLY_PARTITION", "-1"))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "gateway: KGRPC_REPLY_PARTITION:", err)
-			os.Exit(2)
-		}
-		fs.IntVar(&replyPartition, "reply-partition", p, "reply partition to read, -1 for a random one (KGRPC_REPLY_PARTITION)")
+		app.IntVar(fs, &replyPartition, "reply-partition", "KGRPC_REPLY_PARTITION", -1, app.ReplyPartitionUsage)
 	}, func(ctx context.Context, c app.Common) error {
-		if replyPartition >= 0 {
-			c.Kafka = append(c.Kafka, kafkatransport.WithReplyPartition(int32(replyPartition)))
-		}
+		c.PinReplyPartition(replyPartition)
 		return app.RunGateway(ctx, c, app.GatewayConfig{HTTPAddr: httpAddr, RequestTimeout: timeout})
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,33 @@ func DurationVar(fs *flag.FlagSet, p *time.Duration, name, env string, def time.
 		def = d
 	}
 	fs.DurationVar(p, name, def, usage)
+}
+
+// IntVar defines int flag name on fs whose default comes from environment
+// variable env, else def; a malformed variable ends the process with exit
+// code 2, as a malformed flag does.
+func IntVar(fs *flag.FlagSet, p *int, name, env string, def int, usage string) {
+	if v, ok := os.LookupEnv(env); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %s=%q: not an integer\n", fs.Name(), env, v)
+			os.Exit(2)
+		}
+		def = n
+	}
+	fs.IntVar(p, name, def, usage)
+}
+
+// ReplyPartitionUsage is the --reply-partition help of the binaries that
+// make calls over Kafka.
+const ReplyPartitionUsage = "partition of the shared reply topic to read replies from, -1 for a random one; give each calling instance its own (KGRPC_REPLY_PARTITION)"
+
+// PinReplyPartition adds the reply partition p to c's Kafka options unless
+// it is negative (random).
+func (c *Common) PinReplyPartition(p int) {
+	if p >= 0 {
+		c.Kafka = append(c.Kafka, kafkatransport.WithReplyPartition(int32(p)))
+	}
 }
 
 // HideSecret keeps the value that flag name of fs took from environment
