@@ -4,12 +4,20 @@
 # ping-pong floor, REST rates and latencies through the gateway, start time to
 # the first served request of each binary, and resident memory at rest and
 # under load. Bounded: about five minutes. Loopback only.
+#
+#   BENCH_DB=postgres    the services keep their data in PostgreSQL
+#                        (scripts/postgres.sh) instead of SQLite files
+#   BENCH_TRANSPORT=0    skip the transport benchmarks
+#   BENCH_DURATION=15s   length of each REST run
+#   BENCH_BIN=DIR        use the binaries in DIR (gateway, usersvc, productsvc,
+#                        ordersvc, bench) instead of building them, e.g. to
+#                        compare two commits on the same broker
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DUR="${BENCH_DURATION:-15s}"
 OUT="$(mktemp -d)"
-BIN=".cache/bin"
+BIN="${BENCH_BIN:-.cache/bin}"
 SECRET="bench-secret-0123456789abcdef0123"
 PREFIX="bench-$(date +%s)-"
 pids=()
@@ -21,12 +29,29 @@ trap cleanup EXIT
 
 scripts/kafka.sh start
 BROKERS="$(scripts/kafka.sh brokers)"
-echo "== building the binaries" >&2
-go build -o "$BIN/" ./cmd/gateway ./cmd/usersvc ./cmd/productsvc ./cmd/ordersvc ./cmd/bench
+if [[ -z "${BENCH_BIN:-}" ]]; then
+	echo "== building the binaries" >&2
+	go build -o "$BIN/" ./cmd/gateway ./cmd/usersvc ./cmd/productsvc ./cmd/ordersvc ./cmd/bench
+fi
 
-echo "== transport vs raw ping-pong (go test -bench, 3 runs)" >&2
-KAFKA_BROKERS="$BROKERS" go test ./kafkatransport -run '^$' -bench 'RawPingPong|Transport|StartToFirstCall' \
-	-benchtime 5s -count 3 | grep -E '^Benchmark' | tee "$OUT/transport.txt"
+if [[ "${BENCH_TRANSPORT:-1}" != 0 ]]; then
+	echo "== transport vs raw ping-pong (go test -bench, 3 runs)" >&2
+	KAFKA_BROKERS="$BROKERS" go test ./kafkatransport -run '^$' -bench 'RawPingPong|Transport|StartToFirstCall' \
+		-benchtime 5s -count 3 | grep -E '^Benchmark' | tee "$OUT/transport.txt"
+fi
+
+# db NAME: the --db of service NAME.
+if [[ "${BENCH_DB:-sqlite}" == postgres ]]; then
+	PG="$(scripts/postgres.sh start)"
+	db() {
+		local name="bench_$1_$(date +%s)"
+		psql -q "$PG" -c "CREATE DATABASE $name" >&2
+		local server="${PG%%\?*}" # postgres://user@host:port/postgres
+		echo "${server%/*}/$name?sslmode=disable"
+	}
+else
+	db() { echo "$OUT/$1.db"; }
+fi
 
 now_ms() { date +%s%3N; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -49,10 +74,11 @@ start() { # name, args...
 	eval "pid_$name=$!"
 	started[$name]=$t0
 }
-echo "== starting gateway and services (SQLite in $OUT)" >&2
-start usersvc --db "$OUT/users.db" --admin-email admin@example.com --admin-password admin-pass-123
-start productsvc --db "$OUT/products.db" --seed-demo
-start ordersvc --db "$OUT/orders.db"
+echo "== starting gateway and services (${BENCH_DB:-sqlite})" >&2
+usersdb="$(db users)" productsdb="$(db products)" ordersdb="$(db orders)"
+start usersvc --db "$usersdb" --admin-email admin@example.com --admin-password admin-pass-123
+start productsvc --db "$productsdb" --seed-demo
+start ordersvc --db "$ordersdb"
 start gateway
 for s in usersvc productsvc ordersvc; do
 	wait_http "http://127.0.0.1:${port[$s]}/readyz" 60
