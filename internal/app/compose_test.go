@@ -454,8 +454,12 @@ func sharedVars(t *testing.T) map[string]*flag.Flag {
 	}
 	vars := map[string]*flag.Flag{}
 	covered := map[string]bool{}
+	probe := 7331000
 	for v := range candidates {
-		sentinel := "sentinel-" + v
+		// A number, unique per variable: string and integer flags both
+		// take it (an integer variable that does not parse ends the process).
+		probe++
+		sentinel := strconv.Itoa(probe)
 		t.Setenv(v, sentinel)
 		fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 		new(app.Flags).Register(fs)

@@ -91,6 +91,7 @@ type Flags struct {
 	KafkaConfig string
 	LogLevel    string
 	LogFormat   string
+	Partitions  int
 }
 
 // Register defines the shared flags on fs.
@@ -103,6 +104,7 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.KafkaConfig, "kafka-config", Env("KGRPC_KAFKA_CONFIG", ""), "extra librdkafka properties as k=v,k=v, e.g. security.protocol=SASL_SSL (KGRPC_KAFKA_CONFIG)")
 	fs.StringVar(&f.LogLevel, "log-level", Env("KGRPC_LOG_LEVEL", "info"), "debug, info, warn or error (KGRPC_LOG_LEVEL)")
 	fs.StringVar(&f.LogFormat, "log-format", Env("KGRPC_LOG_FORMAT", "json"), "json or text (KGRPC_LOG_FORMAT)")
+	IntVar(fs, &f.Partitions, "partitions", "KGRPC_PARTITIONS", 0, "partitions of the request and event topics this unit creates when they are missing, 0 for 6; instances of a service beyond it stand by (KGRPC_PARTITIONS)")
 	HideSecret(fs, "auth-secret", "KGRPC_AUTH_SECRET")
 	HideSecret(fs, "kafka-config", "KGRPC_KAFKA_CONFIG") // may hold a SASL password
 }
@@ -136,7 +138,10 @@ func (f *Flags) Common() (Common, error) {
 	if err != nil {
 		return Common{}, fmt.Errorf("--kafka-config: %w", err)
 	}
-	opts := []kafkatransport.Option{kafkatransport.WithInstanceID(f.InstanceID), kafkatransport.WithKafkaConfig(cfg)}
+	if f.Partitions < 0 {
+		return Common{}, fmt.Errorf("--partitions %d: want 0 (the default, 6) or more", f.Partitions)
+	}
+	opts := []kafkatransport.Option{kafkatransport.WithInstanceID(f.InstanceID), kafkatransport.WithKafkaConfig(cfg), kafkatransport.WithPartitions(f.Partitions)}
 	if f.TopicPrefix != "" {
 		opts = append(opts, kafkatransport.WithTopicPrefix(f.TopicPrefix))
 	}
