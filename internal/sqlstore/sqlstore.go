@@ -79,8 +79,9 @@ func Open(ctx context.Context, dsn string, migrations fs.FS) (*DB, error) {
 const postgresConnectWait = 30 * time.Second
 
 // OpenPostgres connects to the PostgreSQL database of the URL dsn, waiting
-// up to 30s for a server that is still starting, and applies the
-// migrations. Concurrent instances migrate one at a time under an advisory
+// up to 30s for a server that does not answer yet (but not when it answers
+// with an error, such as a wrong password or an unknown database), and
+// applies the migrations. Concurrent instances migrate one at a time under an advisory
 // lock.
 func OpenPostgres(ctx context.Context, dsn string, migrations fs.FS) (*DB, error) {
 	safe := redact(dsn)
@@ -97,6 +98,12 @@ func OpenPostgres(ctx context.Context, dsn string, migrations fs.FS) (*DB, error
 		err = db.PingContext(wait)
 		if err == nil {
 			break
+		}
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) {
+			// The server answered (a wrong password, no such database):
+			// waiting will not help.
+			db.Close()
+			return nil, fmt.Errorf("sqlstore: connect to %s: %w", safe, err)
 		}
 		select {
 		case <-wait.Done():

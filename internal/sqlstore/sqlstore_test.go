@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -146,5 +147,24 @@ func TestOpenPostgresReportsUnreachableServer(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "secret-pw") {
 		t.Fatalf("error leaks the password: %v", err)
+	}
+}
+
+// A server that answers with an error (here: no such database) fails at
+// once rather than after the 30s wait for a starting server.
+func TestOpenPostgresFailsFastOnServerErrors(t *testing.T) {
+	dsn := sqltest.Postgres(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/no_such_database_here"
+	start := time.Now()
+	_, err = Open(t.Context(), u.String(), fstest.MapFS{})
+	if err == nil || !strings.Contains(err.Error(), "no_such_database_here") {
+		t.Fatalf("Open of an unknown database = %v, want an error naming it", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Open took %v to report a server error, want it at once", d)
 	}
 }
