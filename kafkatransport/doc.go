@@ -124,7 +124,7 @@
 // batch under load, keyless records stick to a partition for 10ms, acks=all,
 // idempotence on for event publishers only; consumers fetch with
 // fetch.min.bytes=1 and fetch.wait.max.ms=100, use cooperative-sticky
-// assignment, session.timeout.ms=10000, and auto-commit explicitly stored
+// assignment, session.timeout.ms=6000, and auto-commit explicitly stored
 // offsets every 500ms. WithKafkaConfig overrides any of them and adds others
 // (security.protocol, sasl.*, ssl.*, ...); properties of one client kind are
 // not given to the other.

@@ -53,6 +53,10 @@ func DefaultConsumerConfig() kafka.ConfigMap { return maps.Clone(consumerDefault
 // consumerDefaults are the librdkafka consumer settings the transport starts
 // from; WithKafkaConfig overrides any of them. Fetches return as soon as one
 // byte is there, and the broker holds an empty fetch for at most 100ms.
+// session.timeout.ms=6000, the least a broker accepts by default
+// (group.min.session.timeout.ms), bounds how long the partitions of an
+// instance that died stay unserved; heartbeats come from librdkafka's own
+// thread, so Go pauses do not count against it.
 var consumerDefaults = kafka.ConfigMap{
 	"socket.nagle.disable":               true,
 	"fetch.wait.max.ms":                  100,
@@ -64,7 +68,7 @@ var consumerDefaults = kafka.ConfigMap{
 	"enable.auto.commit":                 true,
 	"enable.auto.offset.store":           false,
 	"auto.commit.interval.ms":            500,
-	"session.timeout.ms":                 10000,
+	"session.timeout.ms":                 6000,
 	"heartbeat.interval.ms":              1000,
 	"partition.assignment.strategy":      "cooperative-sticky",
 	"topic.metadata.refresh.interval.ms": 10000,
