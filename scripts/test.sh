@@ -16,7 +16,7 @@
 #
 # A broker that was already running (scripts/kafka.sh start) is used and left
 # running; otherwise this starts one on an empty data directory and stops it
-# at the end.
+# at the end. The same goes for PostgreSQL (scripts/postgres.sh start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -90,8 +90,11 @@ if [[ -n "${TEST_POSTGRES_DSN:-}" ]]; then
 	status_pg="used TEST_POSTGRES_DSN from the environment"
 elif [[ -f scripts/postgres.sh ]]; then
 	banner "PostgreSQL: scripts/postgres.sh start"
+	already=false
+	bash scripts/postgres.sh status 2>/dev/null && already=true
 	if dsn="$(bash scripts/postgres.sh start)" && dsn="$(printf '%s\n' "$dsn" | sed '/^[[:space:]]*$/d' | tail -1)" && [[ -n "$dsn" ]]; then
-		started_pg=true
+		# One that was already running is used and left running.
+		[[ "$already" == true ]] || started_pg=true
 		export TEST_POSTGRES_DSN="$dsn"
 		status_pg="ran: scripts/postgres.sh started PostgreSQL for every pass"
 		echo "TEST_POSTGRES_DSN is set for every pass"
