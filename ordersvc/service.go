@@ -94,7 +94,7 @@ type Config struct {
 	RecoverEvery time.Duration
 }
 
-// recoverBatch bounds the pending reservations one sweep handles.
+// recoverBatch is how many pending reservations RecoverDue reads at a time.
 const recoverBatch = 100
 
 // Service implements ordersv1.OrderServiceServer.
@@ -484,18 +484,45 @@ func (s *Service) RecoverReservations(ctx context.Context) error {
 	}
 }
 
-// RecoverDue releases the stock of pending reservations whose recover time
-// has passed and whose order was never stored, at most recoverBatch of them,
-// and returns how many it released. A pending reservation whose order exists
-// is only forgotten. A failed release stays pending and is retried by a
-// later sweep once its lease (twice the call timeout) ends.
+// RecoverDue releases the stock of the pending reservations whose recover
+// time has passed and whose order was never stored, and returns how many it
+// released. It works in batches of recoverBatch until none is due, at most
+// maxRecoverBatches per call, so a backlog (many failed orders at once)
+// drains at the speed of the release calls. A pending reservation whose
+// order exists is only forgotten. A failed release stays pending and is
+// retried by a later call once its lease (twice the call timeout) ends.
 func (s *Service) RecoverDue(ctx context.Context) (int, error) {
+	released := 0
+	var errs []error
+	for range maxRecoverBatches {
+		n, due, err := s.recoverOnce(ctx)
+		released += n
+		if err != nil {
+			errs = append(errs, err)
+		}
+		// A short batch drained the backlog; a failing one would only fail
+		// again.
+		if due < recoverBatch || err != nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if released > 0 {
+		s.logger.InfoContext(ctx, "ordersvc: recovery sweep released abandoned reservations", "released", released)
+	}
+	return released, errors.Join(errs...)
+}
+
+// maxRecoverBatches bounds the batches of one RecoverDue call.
+const maxRecoverBatches = 50
+
+// recoverOnce handles up to recoverBatch due pending reservations and
+// returns how many it released and how many were due.
+func (s *Service) recoverOnce(ctx context.Context) (released, due int, err error) {
 	now := s.now()
 	ids, err := s.repo.DueReservations(ctx, now, recoverBatch)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	released := 0
 	var errs []error
 	for _, id := range ids {
 		claim, err := s.repo.ClaimRecovery(ctx, id, now, s.now().Add(2*s.callTimeout))
@@ -515,9 +542,9 @@ func (s *Service) RecoverDue(ctx context.Context) (int, error) {
 			continue
 		}
 		released++
-		s.logger.InfoContext(ctx, "ordersvc: released the stock of an order attempt that stored no order", "order_id", id)
+		s.logger.DebugContext(ctx, "ordersvc: released the stock of an order attempt that stored no order", "order_id", id)
 	}
-	return released, errors.Join(errs...)
+	return released, len(ids), errors.Join(errs...)
 }
 
 // The ReserveStock refusal for the reservation id itself, as the product

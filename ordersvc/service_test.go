@@ -985,3 +985,26 @@ func TestCreateOrderRetryAfterRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A backlog larger than one batch (many failed orders at once) drains in one
+// sweep.
+func TestRecoverDueDrainsABacklog(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	const n = 2*recoverBatch + 17
+	for i := range n {
+		if err := e.repo.BeginReservation(ctx, fmt.Sprintf("o_backlog_%03d", i), "u_alice", t0, t0.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.advance(time.Minute)
+	if got, err := e.svc.RecoverDue(ctx); err != nil || got != n {
+		t.Fatalf("RecoverDue = %d, %v; want all %d released", got, err, n)
+	}
+	if left := pendingCount(t, e.db); left != 0 {
+		t.Fatalf("%d pending reservations left after one sweep", left)
+	}
+	if calls := len(e.products.releases()); calls != n {
+		t.Fatalf("%d ReleaseStock calls, want %d", calls, n)
+	}
+}
