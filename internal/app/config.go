@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -84,14 +85,15 @@ func HideSecret(fs *flag.FlagSet, name, env string) {
 // cmd/productsvc, cmd/ordersvc) shares. Each flag has a KGRPC_ variable;
 // the flag wins.
 type Flags struct {
-	Brokers     string
-	AuthSecret  string
-	InstanceID  string
-	TopicPrefix string
-	KafkaConfig string
-	LogLevel    string
-	LogFormat   string
-	Partitions  int
+	Brokers         string
+	AuthSecret      string
+	InstanceID      string
+	TopicPrefix     string
+	KafkaConfig     string
+	KafkaConfigFile string
+	LogLevel        string
+	LogFormat       string
+	Partitions      int
 }
 
 // Register defines the shared flags on fs.
@@ -101,7 +103,8 @@ func (f *Flags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.AuthSecret, "auth-secret", Env("KGRPC_AUTH_SECRET", ""), "token signing secret shared by the gateway and the services, at least 16 bytes, required (KGRPC_AUTH_SECRET)")
 	fs.StringVar(&f.InstanceID, "instance-id", Env("KGRPC_INSTANCE_ID", host), "this instance's name in logs and Kafka client ids (KGRPC_INSTANCE_ID)")
 	fs.StringVar(&f.TopicPrefix, "topic-prefix", Env("KGRPC_TOPIC_PREFIX", ""), "prefix of every topic and consumer group (KGRPC_TOPIC_PREFIX)")
-	fs.StringVar(&f.KafkaConfig, "kafka-config", Env("KGRPC_KAFKA_CONFIG", ""), "extra librdkafka properties as k=v,k=v, e.g. security.protocol=SASL_SSL (KGRPC_KAFKA_CONFIG)")
+	fs.StringVar(&f.KafkaConfig, "kafka-config", Env("KGRPC_KAFKA_CONFIG", ""), "extra librdkafka properties as k=v,k=v, e.g. security.protocol=SASL_SSL; they win over --kafka-config-file (KGRPC_KAFKA_CONFIG)")
+	fs.StringVar(&f.KafkaConfigFile, "kafka-config-file", Env("KGRPC_KAFKA_CONFIG_FILE", ""), "file of extra librdkafka properties, one key=value per line, # comments; values may hold commas (KGRPC_KAFKA_CONFIG_FILE)")
 	fs.StringVar(&f.LogLevel, "log-level", Env("KGRPC_LOG_LEVEL", "info"), "debug, info, warn or error (KGRPC_LOG_LEVEL)")
 	fs.StringVar(&f.LogFormat, "log-format", Env("KGRPC_LOG_FORMAT", "json"), "json or text (KGRPC_LOG_FORMAT)")
 	IntVar(fs, &f.Partitions, "partitions", "KGRPC_PARTITIONS", 0, "partitions of the request and event topics this unit creates when they are missing, 0 for 6; instances of a service beyond it stand by (KGRPC_PARTITIONS)")
@@ -134,9 +137,9 @@ func (f *Flags) Common() (Common, error) {
 	default:
 		return Common{}, fmt.Errorf("--log-format %q: want json or text", f.LogFormat)
 	}
-	cfg, err := parseKafkaConfig(f.KafkaConfig)
+	cfg, err := f.kafkaProperties()
 	if err != nil {
-		return Common{}, fmt.Errorf("--kafka-config: %w", err)
+		return Common{}, err
 	}
 	if f.Partitions < 0 {
 		return Common{}, fmt.Errorf("--partitions %d: want 0 (the default, 6) or more", f.Partitions)
@@ -146,6 +149,46 @@ func (f *Flags) Common() (Common, error) {
 		opts = append(opts, kafkatransport.WithTopicPrefix(f.TopicPrefix))
 	}
 	return Common{Brokers: f.Brokers, Signer: signer, Logger: slog.New(handler).With("instance", f.InstanceID), Kafka: opts}, nil
+}
+
+// kafkaProperties returns the librdkafka properties of --kafka-config-file
+// and --kafka-config, the latter winning.
+func (f *Flags) kafkaProperties() (kafka.ConfigMap, error) {
+	cfg := kafka.ConfigMap{}
+	if f.KafkaConfigFile != "" {
+		body, err := os.ReadFile(f.KafkaConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("--kafka-config-file: %w", err)
+		}
+		if cfg, err = parseKafkaConfigFile(string(body)); err != nil {
+			return nil, fmt.Errorf("--kafka-config-file %s: %w", f.KafkaConfigFile, err)
+		}
+	}
+	inline, err := parseKafkaConfig(f.KafkaConfig)
+	if err != nil {
+		return nil, fmt.Errorf("--kafka-config: %w", err)
+	}
+	maps.Copy(cfg, inline)
+	return cfg, nil
+}
+
+// parseKafkaConfigFile parses librdkafka properties, one "key=value" per
+// line; blank lines and lines starting with # are skipped, and a value runs
+// to the end of its line, commas included.
+func parseKafkaConfigFile(body string) (kafka.ConfigMap, error) {
+	m := kafka.ConfigMap{}
+	for i, line := range strings.Split(body, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("line %d: %q is not key=value", i+1, line)
+		}
+		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return m, nil
 }
 
 // parseKafkaConfig parses "k=v,k=v".
