@@ -40,6 +40,12 @@ var producerDefaults = kafka.ConfigMap{
 	// Delivery reports only need the error and our opaque: copying key and
 	// value back into Go for each one is wasted work.
 	"go.delivery.report.fields": "none",
+	// confluent-kafka-go allocates both channels whole, a million entries
+	// (16 MB) each by default, and the garbage collector scans them on every
+	// cycle. Delivery reports are read as they come, and Produce does not
+	// use the produce channel at all.
+	"go.events.channel.size":  8192,
+	"go.produce.channel.size": 1,
 }
 
 // DefaultProducerConfig returns a copy of the librdkafka settings the
@@ -79,14 +85,14 @@ var consumerDefaults = kafka.ConfigMap{
 var producerOnly = []string{"linger.ms", "sticky.partitioning.linger.ms", "max.in.flight.requests.per.connection", "max.in.flight", "queue.buffering.max.ms", "acks", "request.required.acks",
 	"enable.idempotence", "batch.size", "batch.num.messages", "compression.type", "compression.codec",
 	"message.timeout.ms", "delivery.timeout.ms", "retries", "message.send.max.retries",
-	"queue.buffering.max.messages", "queue.buffering.max.kbytes", "go.delivery.reports", "go.produce.channel.size",
+	"queue.buffering.max.messages", "queue.buffering.max.kbytes", "go.delivery.reports", "go.produce.channel.size", "go.events.channel.size",
 	"go.delivery.report.fields"}
 
 var consumerOnly = []string{"fetch.wait.max.ms", "fetch.min.bytes", "fetch.queue.backoff.ms",
 	"enable.partition.eof", "auto.offset.reset", "enable.auto.commit", "enable.auto.offset.store",
 	"auto.commit.interval.ms", "session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy",
 	"group.id", "group.instance.id", "max.poll.interval.ms", "isolation.level", "go.application.rebalance.enable",
-	"go.events.channel.size", "fetch.max.bytes", "max.partition.fetch.bytes"}
+	"fetch.max.bytes", "max.partition.fetch.bytes"}
 
 // clientConfig merges defaults, the caller's properties and the fixed
 // settings of one client, dropping properties meant for the other kind.

@@ -247,7 +247,13 @@ func rawNewClient(b testing.TB, brokers, group, ping, pong string) *rawClient {
 	}
 	// Start at the explicit end offset: Assign at kafka.OffsetEnd resolves
 	// the end lazily and could skip a pong produced in between.
-	_, high, err := c.QueryWatermarkOffsets(pong, 0, 10000)
+	// A topic just created has no leader for a moment on real Kafka.
+	var high int64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, high, err = c.QueryWatermarkOffsets(pong, 0, 10000); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err == nil {
 		err = c.Assign([]kafka.TopicPartition{{Topic: &pong, Partition: 0, Offset: kafka.Offset(high)}})
 	}
