@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"strconv"
@@ -17,8 +18,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-
-	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 )
 
 // ClientConn carries unary gRPC calls over Kafka. It implements
@@ -40,9 +39,10 @@ type ClientConn struct {
 	replyPartition int32
 	idPrefix       string
 	seq            atomic.Uint64
+	bufs           bufferPool
 
 	mu      sync.Mutex
-	pending map[string]chan callResult
+	pending map[uint64]*pendingCall // by sequence number
 	closed  bool
 
 	// produceMu is held shared around Produce and exclusively while the
@@ -54,9 +54,16 @@ type ClientConn struct {
 	stopLogs func()
 }
 
+// pendingCall is a call waiting for its reply. It is also the opaque of
+// its request record, so a failed delivery finds it.
+type pendingCall struct {
+	seq uint64
+	ch  chan callResult // buffered: finish never blocks
+}
+
 // callResult is what ends a pending call: a reply or a transport error.
 type callResult struct {
-	reply *kafkav1.ReplyEnvelope
+	reply replyEnvelope
 	value []byte
 	err   error
 }
@@ -70,7 +77,7 @@ func Dial(ctx context.Context, brokers string, opts ...Option) (*ClientConn, err
 		cfg:        cfg,
 		replyTopic: cfg.topic(cfg.replyTopic),
 		idPrefix:   cfg.instanceID + "-" + runID() + "-",
-		pending:    map[string]chan callResult{},
+		pending:    map[uint64]*pendingCall{},
 		stop:       make(chan struct{}),
 	}
 	c.stopLogs = c.cfg.forwardLogs()
@@ -175,9 +182,9 @@ func (c *ClientConn) Close() error {
 		return nil
 	}
 	c.closed = true
-	for id, ch := range c.pending {
-		ch <- callResult{err: status.Error(codes.Unavailable, "kafkatransport: client closed")}
-		delete(c.pending, id)
+	for seq, pc := range c.pending {
+		pc.ch <- callResult{err: status.Error(codes.Unavailable, "kafkatransport: client closed")}
+		delete(c.pending, seq)
 	}
 	c.mu.Unlock()
 	close(c.stop)
@@ -208,12 +215,16 @@ func (c *ClientConn) readReplies() {
 			if !ok {
 				continue
 			}
-			env := &kafkav1.ReplyEnvelope{}
-			if err := proto.Unmarshal(raw, env); err != nil {
+			var env replyEnvelope
+			if err := env.decode(raw); err != nil {
 				c.cfg.logger.Warn("kafkatransport undecodable reply envelope", "partition", e.TopicPartition.Partition, "offset", int64(e.TopicPartition.Offset), "err", err)
 				continue
 			}
-			c.finish(env.GetId(), callResult{reply: env, value: e.Value})
+			seq, ok := c.seqOf(env.id)
+			if !ok {
+				continue // a reply to another client reading this partition
+			}
+			c.finish(seq, callResult{reply: env, value: e.Value})
 			// Let the woken caller run before the next Poll blocks this
 			// goroutine in cgo with the caller queued behind it.
 			runtime.Gosched()
@@ -237,22 +248,49 @@ func (c *ClientConn) readDeliveries() {
 		if m.TopicPartition.Error == nil {
 			continue
 		}
-		id, _ := m.Opaque.(string)
-		c.finish(id, callResult{err: produceError(m.TopicPartition.Error)})
+		if pc, ok := m.Opaque.(*pendingCall); ok {
+			c.finish(pc.seq, callResult{err: produceError(m.TopicPartition.Error)})
+		}
 	}
 }
 
 // finish ends a pending call, if it is still pending.
-func (c *ClientConn) finish(id string, r callResult) {
+func (c *ClientConn) finish(seq uint64, r callResult) {
 	c.mu.Lock()
-	ch, ok := c.pending[id]
+	pc, ok := c.pending[seq]
 	if ok {
-		delete(c.pending, id)
+		delete(c.pending, seq)
 	}
 	c.mu.Unlock()
 	if ok {
-		ch <- r
+		pc.ch <- r
 	}
+}
+
+// seqOf returns the sequence number of one of this client's correlation
+// ids (idPrefix followed by the number in base 36), or false for an id
+// that is not this client's.
+func (c *ClientConn) seqOf(id []byte) (uint64, bool) {
+	if len(id) <= len(c.idPrefix) || string(id[:len(c.idPrefix)]) != c.idPrefix {
+		return 0, false
+	}
+	var seq uint64
+	for _, ch := range id[len(c.idPrefix):] {
+		var d byte
+		switch {
+		case ch >= '0' && ch <= '9':
+			d = ch - '0'
+		case ch >= 'a' && ch <= 'z':
+			d = ch - 'a' + 10
+		default:
+			return 0, false
+		}
+		if seq > (math.MaxUint64-uint64(d))/36 {
+			return 0, false
+		}
+		seq = seq*36 + uint64(d)
+	}
+	return seq, true
 }
 
 // Invoke implements grpc.ClientConnInterface. The request goes to the topic
@@ -339,69 +377,72 @@ func (c *ClientConn) call(ctx context.Context, rt route, method string, args, re
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
-	value, err := proto.Marshal(req)
-	if err != nil {
-		return status.Errorf(codes.Internal, "kafkatransport: marshal request: %v", err)
-	}
 	if err := c.topics.ensure(ctx, c.cfg.partitions, rt.topic); err != nil {
 		if ctx.Err() != nil {
 			return status.FromContextError(ctx.Err()).Err()
 		}
 		return status.Errorf(codes.Unavailable, "kafkatransport: %v", err)
 	}
-	deadline, _ := ctx.Deadline()
-	id := c.idPrefix + strconv.FormatUint(c.seq.Add(1), 36)
-	env := &kafkav1.RequestEnvelope{
-		Method:         method,
-		Id:             id,
-		ReplyTopic:     c.replyTopic,
-		ReplyPartition: c.replyPartition,
-		DeadlineUnixMs: deadline.UnixMilli(),
-	}
-	headers := make([]kafka.Header, 1, 3)
-	if md, ok := metadata.FromOutgoingContext(ctx); ok {
-		env.Metadata = mdEntries(md)
-		headers = traceHeaders(headers, md)
-	}
-	rawEnv, err := proto.Marshal(env)
-	if err != nil {
-		return status.Errorf(codes.Internal, "kafkatransport: marshal envelope: %v", err)
-	}
-	headers[0] = kafka.Header{Key: hdrRPC, Value: rawEnv}
-	msg := &kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &rt.topic, Partition: kafka.PartitionAny},
-		Value:          value,
-		Headers:        headers,
-		Opaque:         id,
-	}
-	if rt.key != nil {
-		msg.Key = rt.key(req)
-	}
-
-	ch := make(chan callResult, 1)
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return status.Error(codes.Unavailable, "kafkatransport: client closed")
-	}
-	c.pending[id] = ch
-	c.mu.Unlock()
-
-	if err := c.produce(msg); err != nil {
-		c.finish(id, callResult{})
+	pc := &pendingCall{seq: c.seq.Add(1), ch: make(chan callResult, 1)}
+	if err := c.send(ctx, rt, method, req, pc); err != nil {
 		return err
 	}
 	var res callResult
 	select {
-	case res = <-ch:
+	case res = <-pc.ch:
 	case <-ctx.Done():
-		c.finish(id, callResult{})
+		c.finish(pc.seq, callResult{})
 		return status.FromContextError(ctx.Err()).Err()
 	}
 	if res.err != nil {
 		return res.err
 	}
-	return decodeReply(res.reply, res.value, reply, opts)
+	return decodeReply(&res.reply, res.value, reply, opts)
+}
+
+// send registers pc and produces its request. The encoding buffers go back
+// to the pool once Produce has copied them.
+func (c *ClientConn) send(ctx context.Context, rt route, method string, req proto.Message, pc *pendingCall) error {
+	value, env := c.bufs.get(), c.bufs.get()
+	defer c.bufs.put(value)
+	defer c.bufs.put(env)
+	var err error
+	if *value, err = (proto.MarshalOptions{}).MarshalAppend(*value, req); err != nil {
+		return status.Errorf(codes.Internal, "kafkatransport: marshal request: %v", err)
+	}
+	deadline, _ := ctx.Deadline()
+	var idBuf [64]byte
+	id := strconv.AppendUint(append(idBuf[:0], c.idPrefix...), pc.seq, 36)
+	headers := make([]kafka.Header, 1, 3)
+	md, _ := metadata.FromOutgoingContext(ctx)
+	if len(md) > 0 {
+		headers = traceHeaders(headers, md)
+	}
+	*env = appendRequestEnvelope(*env, method, id, c.replyTopic, c.replyPartition, deadline.UnixMilli(), md)
+	headers[0] = kafka.Header{Key: hdrRPC, Value: *env}
+	msg := &kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &rt.topic, Partition: kafka.PartitionAny},
+		Value:          *value,
+		Headers:        headers,
+		Opaque:         pc,
+	}
+	if rt.key != nil {
+		msg.Key = rt.key(req)
+	}
+
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return status.Error(codes.Unavailable, "kafkatransport: client closed")
+	}
+	c.pending[pc.seq] = pc
+	c.mu.Unlock()
+
+	if err := c.produce(msg); err != nil {
+		c.finish(pc.seq, callResult{})
+		return err
+	}
+	return nil
 }
 
 // produce sends msg unless the client is closing.
@@ -431,16 +472,16 @@ func produceError(err error) error {
 
 // decodeReply turns a reply into the call's result: the response message
 // or a status error, plus header and trailer metadata.
-func decodeReply(env *kafkav1.ReplyEnvelope, value []byte, reply any, opts []grpc.CallOption) error {
+func decodeReply(env *replyEnvelope, value []byte, reply any, opts []grpc.CallOption) error {
 	for _, o := range opts {
 		switch o := o.(type) {
 		case grpc.HeaderCallOption:
-			*o.HeaderAddr = entriesMD(env.GetHeader())
+			*o.HeaderAddr = env.header
 		case grpc.TrailerCallOption:
-			*o.TrailerAddr = entriesMD(env.GetTrailer())
+			*o.TrailerAddr = env.trailer
 		}
 	}
-	if env.GetCode() != int32(codes.OK) {
+	if env.code != int32(codes.OK) {
 		return replyStatus(env).Err()
 	}
 	if err := proto.Unmarshal(value, reply.(proto.Message)); err != nil {

@@ -5,30 +5,32 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-
-	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 )
 
 // replyStatus reads the status of a reply envelope. Details travel as a
 // whole google.rpc.Status; when they do not decode, or disagree with the
 // code, code and message alone are kept.
-func replyStatus(env *kafkav1.ReplyEnvelope) *status.Status {
-	if d := env.GetStatusDetails(); len(d) > 0 {
+func replyStatus(env *replyEnvelope) *status.Status {
+	if len(env.details) > 0 {
 		var p spb.Status
-		if err := proto.Unmarshal(d, &p); err == nil && p.Code == env.GetCode() {
+		if err := proto.Unmarshal(env.details, &p); err == nil && p.Code == env.code {
 			return status.FromProto(&p)
 		}
 	}
-	return status.New(codes.Code(env.GetCode()), env.GetMessage())
+	return status.New(codes.Code(env.code), string(env.message))
 }
 
-// setStatus puts st into a reply envelope.
-func setStatus(env *kafkav1.ReplyEnvelope, st *status.Status) {
-	env.Code = int32(st.Code())
-	env.Message = st.Message()
-	if p := st.Proto(); len(p.GetDetails()) > 0 {
-		if b, err := proto.Marshal(p); err == nil {
-			env.StatusDetails = b
-		}
+// statusDetails returns st as a google.rpc.Status in protobuf binary
+// encoding when it carries details, and nil otherwise: code and message
+// travel in their own envelope fields.
+func statusDetails(st *status.Status) []byte {
+	p := st.Proto()
+	if len(p.GetDetails()) == 0 {
+		return nil
 	}
+	b, err := proto.Marshal(p)
+	if err != nil {
+		return nil
+	}
+	return b
 }

@@ -5,8 +5,6 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc/metadata"
-
-	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 )
 
 // Header names of the wire format; doc.go specifies them.
@@ -34,39 +32,6 @@ func header(hs []kafka.Header, key string) ([]byte, bool) {
 		}
 	}
 	return nil, false
-}
-
-// mdEntries encodes metadata for an envelope.
-func mdEntries(md metadata.MD) []*kafkav1.MetadataEntry {
-	if len(md) == 0 {
-		return nil
-	}
-	out := make([]*kafkav1.MetadataEntry, 0, len(md))
-	for k, vs := range md {
-		e := &kafkav1.MetadataEntry{Key: k, Values: make([][]byte, len(vs))}
-		for i, v := range vs {
-			e.Values[i] = []byte(v)
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
-// entriesMD decodes an envelope's metadata; nil for none.
-func entriesMD(es []*kafkav1.MetadataEntry) metadata.MD {
-	if len(es) == 0 {
-		return nil
-	}
-	md := make(metadata.MD, len(es))
-	for _, e := range es {
-		if e.GetKey() == "" {
-			continue
-		}
-		for _, v := range e.GetValues() {
-			md.Append(e.GetKey(), string(v))
-		}
-	}
-	return md
 }
 
 // traceHeaders returns the W3C trace context of md as record headers, which

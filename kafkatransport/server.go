@@ -16,8 +16,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-
-	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 )
 
 // Server serves gRPC services over Kafka. It implements
@@ -46,7 +44,13 @@ type Server struct {
 type service struct {
 	desc    *grpc.ServiceDesc
 	impl    any
-	methods map[string]*grpc.MethodDesc // by full method name
+	methods map[string]method // by full method name
+}
+
+// method is one method of a registered service.
+type method struct {
+	name string // full method name, "/pkg.Service/Method"
+	desc *grpc.MethodDesc
 }
 
 // NewServer returns a server for the brokers (a librdkafka
@@ -71,10 +75,11 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	if _, dup := s.services[desc.ServiceName]; dup {
 		panic(fmt.Sprintf("kafkatransport: service %s registered twice", desc.ServiceName))
 	}
-	svc := &service{desc: desc, impl: impl, methods: map[string]*grpc.MethodDesc{}}
+	svc := &service{desc: desc, impl: impl, methods: map[string]method{}}
 	for i := range desc.Methods {
 		m := &desc.Methods[i]
-		svc.methods["/"+desc.ServiceName+"/"+m.MethodName] = m
+		name := "/" + desc.ServiceName + "/" + m.MethodName
+		svc.methods[name] = method{name: name, desc: m}
 	}
 	s.services[desc.ServiceName] = svc
 }
@@ -213,6 +218,7 @@ type run struct {
 	inflight sync.WaitGroup // records dispatched and not yet finished
 	mu       sync.Mutex
 	count    int
+	bufs     bufferPool
 
 	// produceMu is held shared around Produce and exclusively when the
 	// producer closes; closed is set then, and replies after it are dropped.
@@ -250,14 +256,23 @@ type lane struct {
 	topic    string
 	consumer *kafka.Consumer
 	tracker  *tracker
+
+	// replyTopics interns the reply topics of requests, so that a request
+	// does not allocate its reply topic's name. Only dispatch, on the poll
+	// goroutine, uses it.
+	replyTopics map[string]string
 }
+
+// maxReplyTopics bounds a lane's replyTopics; past it, names are not
+// interned.
+const maxReplyTopics = 256
 
 func (r *run) newLane(svc *service, topic string) (*lane, error) {
 	c, err := kafka.NewConsumer(r.s.cfg.consumerConfig(topic, nil))
 	if err != nil {
 		return nil, fmt.Errorf("kafkatransport: new consumer for %q: %w", topic, err)
 	}
-	l := &lane{r: r, svc: svc, topic: topic, consumer: c, tracker: newTracker(topic, c)}
+	l := &lane{r: r, svc: svc, topic: topic, consumer: c, tracker: newTracker(topic, c), replyTopics: map[string]string{}}
 	if err := c.SubscribeTopics([]string{topic}, l.rebalance); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("kafkatransport: subscribe %q: %w", topic, err)
@@ -335,10 +350,13 @@ func (l *lane) poll() error {
 
 // request is one call being served.
 type request struct {
-	lane   *lane
-	ticket *ticket
-	env    *kafkav1.RequestEnvelope
-	msg    *kafka.Message
+	lane       *lane
+	ticket     ticket
+	env        requestEnvelope
+	method     method // desc is nil for a method the service does not have
+	replyTopic string
+	msg        *kafka.Message
+	stream     serverStream
 }
 
 // dispatch validates a request record and starts its handler. Records that
@@ -346,22 +364,28 @@ type request struct {
 // deadline has passed are finished without running anything.
 func (l *lane) dispatch(m *kafka.Message) {
 	log := l.r.s.cfg.logger
-	tk := l.tracker.start(m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
+	req := &request{lane: l, msg: m}
+	l.tracker.start(&req.ticket, m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
 	l.r.add(1)
-	req := &request{lane: l, ticket: tk, msg: m, env: &kafkav1.RequestEnvelope{}}
 	raw, ok := header(m.Headers, hdrRPC)
 	var err error
 	if ok {
-		err = proto.Unmarshal(raw, req.env)
+		err = req.env.decode(raw)
 	}
-	if !ok || err != nil || req.env.GetId() == "" || req.env.GetReplyTopic() == "" || req.env.GetReplyPartition() < 0 {
+	if !ok || err != nil || len(req.env.id) == 0 || len(req.env.replyTopic) == 0 || req.env.replyPartition < 0 {
 		log.Warn("kafkatransport dropping request without a valid rpc envelope", "topic", l.topic,
 			"partition", m.TopicPartition.Partition, "offset", int64(m.TopicPartition.Offset), "err", err)
 		l.done(req)
 		return
 	}
-	if ms := req.env.GetDeadlineUnixMs(); ms > 0 && !time.Now().Before(time.UnixMilli(ms)) {
-		log.Debug("kafkatransport dropping expired request", "method", req.env.GetMethod(), "id", req.env.GetId())
+	req.method, ok = l.svc.methods[string(req.env.method)]
+	if !ok {
+		req.method.name = string(req.env.method)
+	}
+	req.stream.method = req.method.name
+	req.replyTopic = l.internReplyTopic(req.env.replyTopic)
+	if ms := req.env.deadlineUnixMs; ms > 0 && !time.Now().Before(time.UnixMilli(ms)) {
+		log.Debug("kafkatransport dropping expired request", "method", req.method.name, "id", string(req.env.id))
 		l.done(req)
 		return
 	}
@@ -380,9 +404,22 @@ func (l *lane) dispatch(m *kafka.Message) {
 	runtime.Gosched()
 }
 
+// internReplyTopic returns topic as a string, the same string for every
+// request naming it.
+func (l *lane) internReplyTopic(topic []byte) string {
+	if s, ok := l.replyTopics[string(topic)]; ok {
+		return s
+	}
+	s := string(topic)
+	if len(l.replyTopics) < maxReplyTopics {
+		l.replyTopics[s] = s
+	}
+	return s
+}
+
 // done finishes a request that produced no reply.
 func (l *lane) done(req *request) {
-	l.tracker.finish(req.ticket)
+	l.tracker.finish(&req.ticket)
 	l.r.add(-1)
 }
 
@@ -391,27 +428,25 @@ func (l *lane) handle(req *request) {
 	defer func() { <-l.r.sem }()
 	s := l.r.s
 	deadline := time.Now().Add(s.cfg.defaultTimeout)
-	if ms := req.env.GetDeadlineUnixMs(); ms > 0 {
+	if ms := req.env.deadlineUnixMs; ms > 0 {
 		deadline = time.UnixMilli(ms)
 	}
 	ctx, cancel := context.WithDeadline(l.r.base, deadline)
 	defer cancel()
-	if md := entriesMD(req.env.GetMetadata()); md != nil {
+	if md := req.env.metadata; md != nil {
 		ctx = metadata.NewIncomingContext(ctx, md)
 	}
-	stream := &serverStream{method: req.env.GetMethod()}
-	ctx = grpc.NewContextWithServerTransportStream(ctx, stream)
+	ctx = grpc.NewContextWithServerTransportStream(ctx, &req.stream)
 
 	resp, err := l.invoke(ctx, req)
-	l.reply(req, resp, err, stream)
+	l.reply(req, resp, err)
 }
 
 // invoke finds and runs the method's handler, turning panics into Internal
 // errors and context errors into their status codes.
 func (l *lane) invoke(ctx context.Context, req *request) (resp any, err error) {
-	method := req.env.GetMethod()
-	md, ok := l.svc.methods[method]
-	if !ok {
+	method, md := req.method.name, req.method.desc
+	if md == nil {
 		return nil, status.Errorf(codes.Unimplemented, "kafkatransport: unknown method %q on %s", method, l.svc.desc.ServiceName)
 	}
 	defer func() {
@@ -442,39 +477,42 @@ func (l *lane) invoke(ctx context.Context, req *request) (resp any, err error) {
 }
 
 // reply produces the reply of req; its delivery finishes req.
-func (l *lane) reply(req *request, resp any, err error, stream *serverStream) {
-	env := &kafkav1.ReplyEnvelope{Id: req.env.GetId()}
-	if stream != nil {
-		h, t := stream.metadata()
-		env.Header, env.Trailer = mdEntries(h), mdEntries(t)
-	}
-	var value []byte
+func (l *lane) reply(req *request, resp any, err error) {
+	value, env := l.r.bufs.get(), l.r.bufs.get()
+	defer l.r.bufs.put(value)
+	defer l.r.bufs.put(env)
 	if err == nil {
 		m, ok := resp.(proto.Message)
 		if !ok {
 			err = status.Errorf(codes.Internal, "kafkatransport: response %T is not a proto.Message", resp)
-		} else if value, err = proto.Marshal(m); err != nil {
+		} else if *value, err = (proto.MarshalOptions{}).MarshalAppend(*value, m); err != nil {
 			err = status.Errorf(codes.Internal, "kafkatransport: marshal response: %v", err)
 		}
 	}
-	setStatus(env, status.Convert(err))
-	rawEnv, merr := proto.Marshal(env)
-	if merr != nil {
-		l.r.s.cfg.logger.Error("kafkatransport marshal reply envelope", "err", merr)
-		l.done(req)
-		return
+	var (
+		code    codes.Code
+		message string
+		details []byte
+	)
+	if err != nil {
+		st := status.Convert(err)
+		code, message, details = st.Code(), st.Message(), statusDetails(st)
 	}
-	replyTopic := req.env.GetReplyTopic()
+	h, t := req.stream.metadata()
+	*env = appendReplyEnvelope(*env, req.env.id, int32(code), message, details, h, t)
 	msg := &kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &replyTopic, Partition: req.env.GetReplyPartition()},
-		Value:          value,
-		Headers:        []kafka.Header{{Key: hdrRPC, Value: rawEnv}},
+		TopicPartition: kafka.TopicPartition{Topic: &req.replyTopic, Partition: req.env.replyPartition},
+		Value:          *value,
+		Headers:        []kafka.Header{{Key: hdrRPC, Value: *env}},
 		Opaque:         req,
+	}
+	if err != nil {
+		msg.Value = nil
 	}
 	l.r.produceMu.RLock()
 	if l.r.closed {
 		l.r.produceMu.RUnlock()
-		l.r.s.cfg.logger.Warn("kafkatransport handler finished after shutdown; reply dropped", "method", req.env.GetMethod(), "id", req.env.GetId())
+		l.r.s.cfg.logger.Warn("kafkatransport handler finished after shutdown; reply dropped", "method", req.method.name, "id", string(req.env.id))
 		l.done(req)
 		return
 	}
@@ -483,10 +521,10 @@ func (l *lane) reply(req *request, resp any, err error, stream *serverStream) {
 	if perr != nil {
 		var ke kafka.Error
 		if errors.As(perr, &ke) && ke.Code() == kafka.ErrMsgSizeTooLarge && err == nil {
-			l.reply(req, nil, status.Errorf(codes.ResourceExhausted, "kafkatransport: response too large: %v", perr), stream)
+			l.reply(req, nil, status.Errorf(codes.ResourceExhausted, "kafkatransport: response too large: %v", perr))
 			return
 		}
-		l.r.s.cfg.logger.Error("kafkatransport produce reply", "method", req.env.GetMethod(), "id", req.env.GetId(), "err", perr)
+		l.r.s.cfg.logger.Error("kafkatransport produce reply", "method", req.method.name, "id", string(req.env.id), "err", perr)
 		l.done(req)
 	}
 }
@@ -507,7 +545,7 @@ func (r *run) readDeliveries() {
 		}
 		if err := m.TopicPartition.Error; err != nil {
 			// The client has timed out by now; serving again would not help.
-			r.s.cfg.logger.Error("kafkatransport reply not delivered", "method", req.env.GetMethod(), "id", req.env.GetId(), "err", err)
+			r.s.cfg.logger.Error("kafkatransport reply not delivered", "method", req.method.name, "id", string(req.env.id), "err", err)
 		}
 		req.lane.done(req)
 	}

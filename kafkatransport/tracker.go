@@ -43,8 +43,9 @@ func newTracker(topic string, consumer *kafka.Consumer) *tracker {
 	return &tracker{topic: topic, consumer: consumer, parts: map[int32]*partState{}, dirty: map[int32]int64{}}
 }
 
-// start records that the record at offset of partition is being processed.
-func (t *tracker) start(partition int32, offset int64) *ticket {
+// start records in tk that the record at offset of partition is being
+// processed.
+func (t *tracker) start(tk *ticket, partition int32, offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ps := t.parts[partition]
@@ -53,7 +54,7 @@ func (t *tracker) start(partition int32, offset int64) *ticket {
 		t.parts[partition] = ps
 	}
 	ps.pending = append(ps.pending, offset)
-	return &ticket{ps: ps, partition: partition, offset: offset}
+	*tk = ticket{ps: ps, partition: partition, offset: offset}
 }
 
 // finish records that tk's record is done and stores the new commit offset
