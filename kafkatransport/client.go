@@ -209,29 +209,52 @@ func (c *ClientConn) readReplies() {
 			return
 		default:
 		}
-		switch e := c.consumer.Poll(100).(type) {
-		case *kafka.Message:
-			raw, ok := header(e.Headers, hdrRPC)
-			if !ok {
-				continue
+		// Take every reply already fetched (up to pollBurst), then let
+		// the woken callers run before the next Poll blocks this goroutine
+		// in cgo with them queued behind it. Woken together, they produce
+		// their next requests together, and librdkafka sends those in one
+		// request.
+		woke := false
+		for n, ev := 1, c.consumer.Poll(100); ev != nil; n++ {
+			woke = c.handleReply(ev) || woke
+			if n == pollBurst {
+				break
 			}
-			var env replyEnvelope
-			if err := env.decode(raw); err != nil {
-				c.cfg.logger.Warn("kafkatransport undecodable reply envelope", "partition", e.TopicPartition.Partition, "offset", int64(e.TopicPartition.Offset), "err", err)
-				continue
-			}
-			seq, ok := c.seqOf(env.id)
-			if !ok {
-				continue // a reply to another client reading this partition
-			}
-			c.finish(seq, callResult{reply: env, value: e.Value})
-			// Let the woken caller run before the next Poll blocks this
-			// goroutine in cgo with the caller queued behind it.
+			ev = c.consumer.Poll(0)
+		}
+		if woke {
 			runtime.Gosched()
-		case kafka.Error:
-			c.cfg.logger.Debug("kafkatransport reply consumer", "err", e) // librdkafka's own log has it
 		}
 	}
+}
+
+// pollBurst bounds how many records a poll loop takes without blocking
+// before it lets the goroutines it woke run.
+const pollBurst = 64
+
+// handleReply hands a reply record to the call waiting for it and reports
+// whether there was one.
+func (c *ClientConn) handleReply(ev kafka.Event) bool {
+	switch e := ev.(type) {
+	case *kafka.Message:
+		raw, ok := header(e.Headers, hdrRPC)
+		if !ok {
+			return false
+		}
+		var env replyEnvelope
+		if err := env.decode(raw); err != nil {
+			c.cfg.logger.Warn("kafkatransport undecodable reply envelope", "partition", e.TopicPartition.Partition, "offset", int64(e.TopicPartition.Offset), "err", err)
+			return false
+		}
+		seq, ok := c.seqOf(env.id)
+		if !ok {
+			return false // a reply to another client reading this partition
+		}
+		return c.finish(seq, callResult{reply: env, value: e.Value})
+	case kafka.Error:
+		c.cfg.logger.Debug("kafkatransport reply consumer", "err", e) // librdkafka's own log has it
+	}
+	return false
 }
 
 // readDeliveries fails a call whose request the broker did not accept.
@@ -254,8 +277,9 @@ func (c *ClientConn) readDeliveries() {
 	}
 }
 
-// finish ends a pending call, if it is still pending.
-func (c *ClientConn) finish(seq uint64, r callResult) {
+// finish ends a pending call, if it is still pending, and reports whether
+// it was.
+func (c *ClientConn) finish(seq uint64, r callResult) bool {
 	c.mu.Lock()
 	pc, ok := c.pending[seq]
 	if ok {
@@ -265,6 +289,7 @@ func (c *ClientConn) finish(seq uint64, r callResult) {
 	if ok {
 		pc.ch <- r
 	}
+	return ok
 }
 
 // seqOf returns the sequence number of one of this client's correlation

@@ -336,14 +336,29 @@ func (l *lane) poll() error {
 			l.tracker.flush()
 			lastFlush = time.Now()
 		}
-		switch e := l.consumer.Poll(100).(type) {
-		case *kafka.Message:
-			l.dispatch(e)
-		case kafka.Error:
-			if e.IsFatal() {
-				return fmt.Errorf("kafkatransport: consumer of %q: %w", l.topic, e)
+		// Dispatch every request already fetched (up to pollBurst), then
+		// let the handlers start before the next Poll blocks this goroutine
+		// in cgo with them queued behind it (about 100µs a call otherwise).
+		// Started together, they reply together, and librdkafka sends the
+		// replies in one request.
+		started := false
+		for n, ev := 1, l.consumer.Poll(100); ev != nil; n++ {
+			switch e := ev.(type) {
+			case *kafka.Message:
+				started = l.dispatch(e) || started
+			case kafka.Error:
+				if e.IsFatal() {
+					return fmt.Errorf("kafkatransport: consumer of %q: %w", l.topic, e)
+				}
+				l.r.s.cfg.logger.Warn("kafkatransport consumer", "topic", l.topic, "err", e)
 			}
-			l.r.s.cfg.logger.Warn("kafkatransport consumer", "topic", l.topic, "err", e)
+			if n == pollBurst {
+				break
+			}
+			ev = l.consumer.Poll(0)
+		}
+		if started {
+			runtime.Gosched()
 		}
 	}
 }
@@ -359,10 +374,11 @@ type request struct {
 	stream     serverStream
 }
 
-// dispatch validates a request record and starts its handler. Records that
-// cannot be answered (no decodable envelope, no reply address) or whose
-// deadline has passed are finished without running anything.
-func (l *lane) dispatch(m *kafka.Message) {
+// dispatch validates a request record and starts its handler, and reports
+// whether it did. Records that cannot be answered (no decodable envelope, no
+// reply address) or whose deadline has passed are finished without running
+// anything.
+func (l *lane) dispatch(m *kafka.Message) bool {
 	log := l.r.s.cfg.logger
 	req := &request{lane: l, msg: m}
 	l.tracker.start(&req.ticket, m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
@@ -376,7 +392,7 @@ func (l *lane) dispatch(m *kafka.Message) {
 		log.Warn("kafkatransport dropping request without a valid rpc envelope", "topic", l.topic,
 			"partition", m.TopicPartition.Partition, "offset", int64(m.TopicPartition.Offset), "err", err)
 		l.done(req)
-		return
+		return false
 	}
 	req.method, ok = l.svc.methods[string(req.env.method)]
 	if !ok {
@@ -387,7 +403,7 @@ func (l *lane) dispatch(m *kafka.Message) {
 	if ms := req.env.deadlineUnixMs; ms > 0 && !time.Now().Before(time.UnixMilli(ms)) {
 		log.Debug("kafkatransport dropping expired request", "method", req.method.name, "id", string(req.env.id))
 		l.done(req)
-		return
+		return false
 	}
 	select {
 	case l.r.sem <- struct{}{}:
@@ -395,13 +411,10 @@ func (l *lane) dispatch(m *kafka.Message) {
 		// Not started: left unfinished, so its offset is not committed and
 		// another instance will serve it.
 		l.r.add(-1)
-		return
+		return false
 	}
 	go l.handle(req)
-	// Let the handler start now: the next Poll blocks this goroutine in
-	// cgo, and a goroutine queued behind it waits until the scheduler takes
-	// the processor back, which costs about 100µs a call.
-	runtime.Gosched()
+	return true
 }
 
 // internReplyTopic returns topic as a string, the same string for every
