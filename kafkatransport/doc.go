@@ -58,7 +58,10 @@
 // The envelope is one header rather than one header per field because
 // confluent-kafka-go converts every header through cgo with C allocations in
 // both directions; five headers per request cost a quarter of the round-trip
-// throughput. kgrpc/kafka/v1/envelope.proto defines it.
+// throughput. kgrpc/kafka/v1/envelope.proto defines it; any protobuf
+// library reads and writes it. The transport itself encodes and decodes both
+// envelopes without reflection (wire.go), byte for byte as the generated
+// code does.
 //
 // A call whose context has no deadline gets one of WithDefaultTimeout (30s).
 // A server drops, without running the handler or replying, a request whose
@@ -125,7 +128,9 @@
 // idempotence on for event publishers only; consumers fetch with
 // fetch.min.bytes=1 and fetch.wait.max.ms=100, use cooperative-sticky
 // assignment, session.timeout.ms=6000, and auto-commit explicitly stored
-// offsets every 500ms. WithKafkaConfig overrides any of them and adds others
+// offsets every 500ms. confluent-kafka-go's producer channels are bounded
+// (go.events.channel.size=8192, go.produce.channel.size=1) instead of a
+// million entries each, which the garbage collector would scan. WithKafkaConfig overrides any of them and adds others
 // (security.protocol, sasl.*, ssl.*, ...); properties of one client kind are
 // not given to the other.
 package kafkatransport

@@ -58,6 +58,7 @@ func startShop(t *testing.T, dataDir string, mod ...func(*options)) *shop {
 		// tests do not see each other's calls and a restart on the same
 		// directory finds its own.
 		o.topicPrefix = fmt.Sprintf("e2e-%x-", sha256.Sum256([]byte(dataDir)))[:20] + "-"
+		kafkatest.CleanupTopics(t, o.brokers, o.topicPrefix)
 	}
 	for _, m := range mod {
 		m(&o)

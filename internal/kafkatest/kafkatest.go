@@ -1,12 +1,16 @@
 package kafkatest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/kgrpc/platform/internal/embedkafka"
 )
@@ -50,14 +54,65 @@ func Embedded(t testing.TB, cfg embedkafka.Config) *embedkafka.Broker {
 
 // TopicPrefix returns a prefix unique to this run of t, such as
 // "t-testechoroundtrip-3f9a1c-", for the topics and consumer groups the test
-// creates. It holds only characters legal in topic names.
+// creates. It holds only characters legal in topic names. On a real broker
+// (KAFKA_BROKERS), the topics are deleted when t has finished.
 func TopicPrefix(t testing.TB) string {
 	t.Helper()
 	var rnd [3]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		t.Fatalf("kafkatest: random prefix: %v", err)
 	}
-	return "t-" + sanitize(t.Name()) + "-" + hex.EncodeToString(rnd[:]) + "-"
+	prefix := "t-" + sanitize(t.Name()) + "-" + hex.EncodeToString(rnd[:]) + "-"
+	if b := os.Getenv(EnvBrokers); b != "" {
+		CleanupTopics(t, b, prefix)
+	}
+	return prefix
+}
+
+// CleanupTopics deletes, once t has finished, the topics on brokers whose
+// names start with prefix. A real broker outlives its tests: without this,
+// every run leaves its topics behind, and a broker with thousands of
+// partitions slows down, and skews benchmarks, over a day of runs. Call it
+// before starting what creates the topics, so that it runs after their
+// cleanup. Failures are logged, not fatal: the test's own outcome stands.
+func CleanupTopics(t testing.TB, brokers, prefix string) {
+	t.Cleanup(func() { deleteTopics(t, brokers, prefix) })
+}
+
+// deleteTopics deletes the topics whose names start with prefix.
+func deleteTopics(t testing.TB, brokers, prefix string) {
+	admin, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": brokers, "log_level": 3})
+	if err != nil {
+		t.Logf("kafkatest: delete topics %s*: %v", prefix, err)
+		return
+	}
+	defer admin.Close()
+	md, err := admin.GetMetadata(nil, true, 10_000)
+	if err != nil {
+		t.Logf("kafkatest: delete topics %s*: %v", prefix, err)
+		return
+	}
+	var names []string
+	for name := range md.Topics {
+		if strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := admin.DeleteTopics(ctx, names)
+	if err != nil {
+		t.Logf("kafkatest: delete topics %s*: %v", prefix, err)
+		return
+	}
+	for _, r := range res {
+		if r.Error.Code() != kafka.ErrNoError && r.Error.Code() != kafka.ErrUnknownTopicOrPart {
+			t.Logf("kafkatest: delete topic %s: %v", r.Topic, r.Error)
+		}
+	}
 }
 
 // maxNameLen bounds the test-name part of a prefix, leaving most of Kafka's
