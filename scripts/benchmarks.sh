@@ -8,6 +8,7 @@
 #   BENCH_DB=postgres    the services keep their data in PostgreSQL
 #                        (scripts/postgres.sh) instead of SQLite files
 #   BENCH_TRANSPORT=0    skip the transport benchmarks
+#   BENCH_ROUNDS=3       rounds of the transport-versus-floor comparison
 #   BENCH_DURATION=15s   length of each REST run
 #   BENCH_BIN=DIR        use the binaries in DIR (gateway, usersvc, productsvc,
 #                        ordersvc, bench) instead of building them, e.g. to
@@ -16,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DUR="${BENCH_DURATION:-15s}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 OUT="$(mktemp -d)"
 BIN="${BENCH_BIN:-.cache/bin}"
 SECRET="bench-secret-0123456789abcdef0123"
@@ -35,17 +37,24 @@ if [[ -z "${BENCH_BIN:-}" ]]; then
 fi
 
 if [[ "${BENCH_TRANSPORT:-1}" != 0 ]]; then
-	echo "== transport vs raw ping-pong (go test -bench, 3 interleaved rounds)" >&2
-	# Rounds rather than -count 3: each round measures the transport and
+	echo "== transport vs raw ping-pong (go test -bench, $ROUNDS interleaved rounds)" >&2
+	# Rounds rather than -count: each round measures the transport and
 	# the floor a minute apart, so a machine that slows down for a while
 	# (the broker's own GC, a neighbour) slows both of a pair.
 	go test -c -o "$OUT/kafkatransport.test" ./kafkatransport
 	: >"$OUT/transport.txt"
-	for round in 1 2 3; do
-		echo "   round $round of 3" >&2
+	for round in $(seq "$ROUNDS"); do
+		echo "   round $round of $ROUNDS" >&2
 		KAFKA_BROKERS="$BROKERS" "$OUT/kafkatransport.test" -test.run '^$' -test.bench 'RawPingPong|Transport$' \
 			-test.benchtime 5s | grep -E '^Benchmark' | tee -a "$OUT/transport.txt"
 	done
+	# Per round: transport throughput at concurrency 64 as a share of the
+	# floor's (target: at least 70 %), and p50 at concurrency 1 as a
+	# multiple of the floor's (target: at most 1.3).
+	awk '/^BenchmarkTransport\/conc=64/ {t64=$3} /^BenchmarkTransport\/conc=1-/ {t1=$7}
+		/^BenchmarkRawPingPong\/conc=1-/ {r1=$7}
+		/^BenchmarkRawPingPong\/conc=64/ {n++; printf "   round %d: throughput at 64 %.0f %% of the floor, p50 at 1 %.2fx the floor\n", n, 100*t64/$3, t1/r1}' \
+		"$OUT/transport.txt" | tee -a "$OUT/transport.txt" >&2
 	KAFKA_BROKERS="$BROKERS" "$OUT/kafkatransport.test" -test.run '^$' -test.bench 'StartToFirstCall' \
 		-test.count 3 | grep -E '^Benchmark' | tee -a "$OUT/transport.txt"
 fi
