@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc"
@@ -435,11 +436,14 @@ func (c *ClientConn) send(ctx context.Context, rt route, method string, req prot
 	if *value, err = (proto.MarshalOptions{}).MarshalAppend(*value, req); err != nil {
 		return status.Errorf(codes.Internal, "kafkatransport: marshal request: %v", err)
 	}
+	md, _ := metadata.FromOutgoingContext(ctx)
+	if !utf8.ValidString(method) {
+		return status.Errorf(codes.Internal, "kafkatransport: method name %q is not UTF-8", method)
+	}
 	deadline, _ := ctx.Deadline()
 	var idBuf [64]byte
 	id := strconv.AppendUint(append(idBuf[:0], c.idPrefix...), pc.seq, 36)
 	headers := make([]kafka.Header, 1, 3)
-	md, _ := metadata.FromOutgoingContext(ctx)
 	if len(md) > 0 {
 		headers = traceHeaders(headers, md)
 	}

@@ -79,6 +79,9 @@ func newEcho(name string) *echo { return &echo{name: name, started: map[string]i
 
 func (e *echo) Echo(ctx context.Context, req *testingv1.EchoRequest) (*testingv1.EchoResponse, error) {
 	e.calls.Add(1)
+	if req.GetMessage() == "bad-header-key" {
+		_ = grpc.SetHeader(ctx, metadata.MD{"x-\xff": {"v"}, "x-ok": {"v"}})
+	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get("x-in"); len(v) > 0 {
 			_ = grpc.SetHeader(ctx, metadata.Pairs("x-header", "h:"+v[0]))
@@ -92,6 +95,10 @@ func (e *echo) Echo(ctx context.Context, req *testingv1.EchoRequest) (*testingv1
 }
 
 func (e *echo) Fail(ctx context.Context, req *testingv1.FailRequest) (*testingv1.FailResponse, error) {
+	if req.GetMessage() == "not-utf8" {
+		// A message built from raw bytes, as a careless handler might.
+		return nil, status.Error(codes.Code(req.GetCode()), "bad \xff byte")
+	}
 	st := status.New(codes.Code(req.GetCode()), req.GetMessage())
 	if req.GetDetail() != "" {
 		var err error
@@ -281,6 +288,39 @@ func TestStatusCodesAndDetails(t *testing.T) {
 		st := status.Convert(err)
 		if st.Code() != codes.ResourceExhausted || st.Message() != "plain" || len(st.Details()) != 0 {
 			t.Fatalf("status = %v", st)
+		}
+	})
+	t.Run("message not UTF-8", func(t *testing.T) {
+		// Protobuf strings are UTF-8: the server repairs the message
+		// rather than send a reply no client can decode.
+		_, err := c.Fail(ctxTimeout(t, 20*time.Second), &testingv1.FailRequest{Code: int32(codes.DataLoss), Message: "not-utf8"})
+		st := status.Convert(err)
+		if st.Code() != codes.DataLoss || st.Message() != "bad \uFFFD byte" {
+			t.Fatalf("status = %v %q, want DataLoss %q", st.Code(), st.Message(), "bad \uFFFD byte")
+		}
+	})
+	t.Run("method name not UTF-8", func(t *testing.T) {
+		// Refused at once on the client, not sent to be dropped by the
+		// server while the caller waits out its deadline.
+		start := time.Now()
+		err := e.dialRaw(t, "/kgrpc.testing.v1.EchoService/\xff")
+		if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "not UTF-8") {
+			t.Fatalf("err = %v, want Internal about UTF-8", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("refused after %v, want at once", d)
+		}
+	})
+	t.Run("response metadata key not UTF-8", func(t *testing.T) {
+		// grpc.SetHeader takes keys as they are; one that protobuf cannot
+		// carry is dropped, and the reply still arrives.
+		var header metadata.MD
+		resp, err := c.Echo(ctxTimeout(t, 20*time.Second), &testingv1.EchoRequest{Message: "bad-header-key"}, grpc.Header(&header))
+		if err != nil || resp.GetMessage() != "bad-header-key" {
+			t.Fatalf("Echo = %v, %v", resp, err)
+		}
+		if len(header) != 1 || header.Get("x-ok")[0] != "v" {
+			t.Fatalf("header = %v, want only x-ok", header)
 		}
 	})
 	t.Run("unimplemented method", func(t *testing.T) {

@@ -7,8 +7,10 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc"
@@ -226,6 +228,16 @@ type run struct {
 	closed    bool
 }
 
+// isStopping reports whether Serve has begun to stop.
+func (r *run) isStopping() bool {
+	select {
+	case <-r.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
 func (r *run) inflightCount() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -352,7 +364,7 @@ func (l *lane) poll() error {
 				}
 				l.r.s.cfg.logger.Warn("kafkatransport consumer", "topic", l.topic, "err", e)
 			}
-			if n == pollBurst {
+			if n == pollBurst || l.r.isStopping() {
 				break
 			}
 			ev = l.consumer.Poll(0)
@@ -405,11 +417,19 @@ func (l *lane) dispatch(m *kafka.Message) bool {
 		l.done(req)
 		return false
 	}
-	select {
-	case l.r.sem <- struct{}{}:
-	case <-l.r.stopping:
-		// Not started: left unfinished, so its offset is not committed and
-		// another instance will serve it.
+	// Once the run is stopping, nothing more starts, even where a
+	// concurrency slot is free (select would pick at random).
+	start := !l.r.isStopping()
+	if start {
+		select {
+		case l.r.sem <- struct{}{}:
+		case <-l.r.stopping:
+			start = false
+		}
+	}
+	if !start {
+		// Left unfinished, so its offset is not committed and another
+		// instance will serve it.
 		l.r.add(-1)
 		return false
 	}
@@ -509,9 +529,12 @@ func (l *lane) reply(req *request, resp any, err error) {
 	)
 	if err != nil {
 		st := status.Convert(err)
-		code, message, details = st.Code(), st.Message(), statusDetails(st)
+		// Protobuf strings are UTF-8; a message built from raw bytes would
+		// make the reply undecodable and leave the caller to time out.
+		code, message, details = st.Code(), strings.ToValidUTF8(st.Message(), "\uFFFD"), statusDetails(st)
 	}
 	h, t := req.stream.metadata()
+	h, t = l.validMetadata(req, h), l.validMetadata(req, t)
 	*env = appendReplyEnvelope(*env, req.env.id, int32(code), message, details, h, t)
 	msg := &kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &req.replyTopic, Partition: req.env.replyPartition},
@@ -540,6 +563,23 @@ func (l *lane) reply(req *request, resp any, err error) {
 		l.r.s.cfg.logger.Error("kafkatransport produce reply", "method", req.method.name, "id", string(req.env.id), "err", perr)
 		l.done(req)
 	}
+}
+
+// validMetadata returns md without keys that are not UTF-8, which no
+// client could decode, logging what it drops.
+func (l *lane) validMetadata(req *request, md metadata.MD) metadata.MD {
+	if invalidMetadataKey(md) == "" {
+		return md
+	}
+	out := metadata.MD{}
+	for k, vs := range md {
+		if utf8.ValidString(k) {
+			out[k] = vs
+			continue
+		}
+		l.r.s.cfg.logger.Warn("kafkatransport dropping response metadata key that is not UTF-8", "method", req.method.name, "key", []byte(k))
+	}
+	return out
 }
 
 // readDeliveries finishes each request whose reply the broker acknowledged.

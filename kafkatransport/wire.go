@@ -248,7 +248,8 @@ func consumeMetadata(b []byte, md *metadata.MD) (int, error) {
 		}
 		return protowire.ConsumeFieldValue(num, typ, b), nil
 	})
-	if err != nil || len(key) == 0 {
+	// As metadata.MD.Append: a key without values is no entry at all.
+	if err != nil || len(key) == 0 || len(values) == 0 {
 		return n, err
 	}
 	if *md == nil {
@@ -257,6 +258,17 @@ func consumeMetadata(b []byte, md *metadata.MD) (int, error) {
 	k := strings.ToLower(string(key))
 	(*md)[k] = append((*md)[k], values...)
 	return n, nil
+}
+
+// invalidMetadataKey returns the first key of md that is not UTF-8, which
+// protobuf cannot carry in a string field, or "".
+func invalidMetadataKey(md metadata.MD) string {
+	for k := range md {
+		if !utf8.ValidString(k) {
+			return k
+		}
+	}
+	return ""
 }
 
 // bufferPool holds encoding buffers. Produce copies a record's value and

@@ -198,12 +198,13 @@ func FuzzRequestEnvelope(f *testing.F) {
 	})
 }
 
-// entriesToMD is how metadata.MD reads MetadataEntry values: keys
-// lower-cased, values in order, entries without a key dropped.
+// entriesToMD is how metadata.MD.Append reads MetadataEntry values: keys
+// lower-cased, values in order, entries without a key or without values
+// dropped.
 func entriesToMD(es []*kafkav1.MetadataEntry) metadata.MD {
 	var md metadata.MD
 	for _, e := range es {
-		if e.GetKey() == "" {
+		if e.GetKey() == "" || len(e.GetValues()) == 0 {
 			continue
 		}
 		if md == nil {
@@ -213,17 +214,19 @@ func entriesToMD(es []*kafkav1.MetadataEntry) metadata.MD {
 		for _, v := range e.GetValues() {
 			md[k] = append(md[k], string(v))
 		}
-		if _, ok := md[k]; !ok {
-			md[k] = nil
-		}
 	}
 	return md
 }
 
-// assertMD compares metadata, treating a key without values like an absent
-// key and nil like empty.
+// assertMD compares decoded metadata with what was sent: a key sent without
+// values must not appear at all, and nil equals empty.
 func assertMD(t *testing.T, what string, got, want metadata.MD) {
 	t.Helper()
+	for k, vs := range got {
+		if len(vs) == 0 {
+			t.Errorf("%s has key %q without values: %v", what, k, got)
+		}
+	}
 	norm := func(md metadata.MD) map[string]string {
 		out := map[string]string{}
 		for k, vs := range md {
