@@ -43,6 +43,12 @@ if [[ "${BENCH_TRANSPORT:-1}" != 0 ]]; then
 	# (the broker's own GC, a neighbour) slows both of a pair.
 	go test -c -o "$OUT/kafkatransport.test" ./kafkatransport
 	: >"$OUT/transport.txt"
+	# A broker just started runs slowly until the JVM has compiled its hot
+	# paths, and the transport goes first in each round: one round to warm
+	# it up, not counted.
+	echo "   warm-up round (not counted)" >&2
+	KAFKA_BROKERS="$BROKERS" "$OUT/kafkatransport.test" -test.run '^$' -test.bench 'RawPingPong|Transport$' \
+		-test.benchtime 3s >/dev/null
 	for round in $(seq "$ROUNDS"); do
 		echo "   round $round of $ROUNDS" >&2
 		KAFKA_BROKERS="$BROKERS" "$OUT/kafkatransport.test" -test.run '^$' -test.bench 'RawPingPong|Transport$' \
