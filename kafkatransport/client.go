@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -210,52 +209,34 @@ func (c *ClientConn) readReplies() {
 			return
 		default:
 		}
-		// Take every reply already fetched (up to pollBurst), then let
-		// the woken callers run before the next Poll blocks this goroutine
-		// in cgo with them queued behind it. Woken together, they produce
-		// their next requests together, and librdkafka sends those in one
-		// request.
-		woke := false
-		for n, ev := 1, c.consumer.Poll(100); ev != nil; n++ {
-			woke = c.handleReply(ev) || woke
-			if n == pollBurst {
-				break
-			}
-			ev = c.consumer.Poll(0)
-		}
-		if woke {
-			runtime.Gosched()
-		}
+		_ = pollBurst(c.consumer, nil, c.handleReply) // handleReply returns no error
 	}
 }
 
-// pollBurst bounds how many records a poll loop takes without blocking
-// before it lets the goroutines it woke run.
-const pollBurst = 64
-
 // handleReply hands a reply record to the call waiting for it and reports
-// whether there was one.
-func (c *ClientConn) handleReply(ev kafka.Event) bool {
+// whether there was one. Its error is always nil: a bad reply is logged and
+// ignored.
+func (c *ClientConn) handleReply(ev kafka.Event) (bool, error) {
 	switch e := ev.(type) {
 	case *kafka.Message:
 		raw, ok := header(e.Headers, hdrRPC)
 		if !ok {
-			return false
+			return false, nil
 		}
 		var env replyEnvelope
 		if err := env.decode(raw); err != nil {
 			c.cfg.logger.Warn("kafkatransport undecodable reply envelope", "partition", e.TopicPartition.Partition, "offset", int64(e.TopicPartition.Offset), "err", err)
-			return false
+			return false, nil
 		}
 		seq, ok := c.seqOf(env.id)
 		if !ok {
-			return false // a reply to another client reading this partition
+			return false, nil // a reply to another client reading this partition
 		}
-		return c.finish(seq, callResult{reply: env, value: e.Value})
+		return c.finish(seq, callResult{reply: env, value: e.Value}), nil
 	case kafka.Error:
 		c.cfg.logger.Debug("kafkatransport reply consumer", "err", e) // librdkafka's own log has it
 	}
-	return false
+	return false, nil
 }
 
 // readDeliveries fails a call whose request the broker did not accept.

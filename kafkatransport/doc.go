@@ -51,7 +51,8 @@
 //	             per ClientConn, seq counts calls in base 36), reply_topic,
 //	             reply_partition,
 //	             deadline_unix_ms (absolute deadline), metadata (the call's
-//	             outgoing gRPC metadata, values as raw bytes)
+//	             outgoing gRPC metadata, one entry per key, values as raw
+//	             bytes; a receiver drops entries without key or values)
 //	traceparent  W3C trace context, copied from the "traceparent" metadata
 //	tracestate   W3C trace state, copied from the "tracestate" metadata
 //
@@ -60,8 +61,8 @@
 // both directions; five headers per request cost a quarter of the round-trip
 // throughput. kgrpc/kafka/v1/envelope.proto defines it; any protobuf
 // library reads and writes it. The transport itself encodes and decodes both
-// envelopes without reflection (wire.go), byte for byte as the generated
-// code does.
+// envelopes without reflection (wire.go), in the encoding the generated code
+// produces; wire_test.go checks both directions against it.
 //
 // A call whose context has no deadline gets one of WithDefaultTimeout (30s).
 // A server drops, without running the handler or replying, a request whose
@@ -77,10 +78,12 @@
 // else empty. Headers:
 //
 //	rpc  kgrpc.kafka.v1.ReplyEnvelope, protobuf binary: id (the request's),
-//	     code (gRPC status code, 0 for OK), message, status_details (a
-//	     google.rpc.Status in protobuf binary encoding, only when the status
-//	     has details), header and trailer (response metadata set with
-//	     grpc.SetHeader, grpc.SendHeader and grpc.SetTrailer)
+//	     code (gRPC status code, 0 for OK), message (bytes that are not
+//	     UTF-8 replaced by U+FFFD, as protobuf strings must be UTF-8),
+//	     status_details (a google.rpc.Status in protobuf binary encoding,
+//	     only when the status has details), header and trailer (response
+//	     metadata set with grpc.SetHeader, grpc.SendHeader and
+//	     grpc.SetTrailer; keys that are not UTF-8 are dropped and logged)
 //
 // # Status codes
 //
@@ -88,7 +91,8 @@
 // and details; any other error becomes Unknown, as in grpc-go. A handler
 // panic becomes Internal. A request value that does not decode as the
 // method's request type is answered InvalidArgument; an unknown method
-// Unimplemented. On the client, a request the broker does not take (broker
+// Unimplemented. On the client, a method name that is not UTF-8 fails with
+// Internal before anything is sent, a request the broker does not take (broker
 // down, topic missing, delivery timeout) fails with Unavailable, one over the
 // broker's message size with ResourceExhausted, the context's deadline with
 // DeadlineExceeded and its cancellation with Canceled. A reply whose
@@ -130,7 +134,8 @@
 // assignment, session.timeout.ms=6000, and auto-commit explicitly stored
 // offsets every 500ms. confluent-kafka-go's producer channels are bounded
 // (go.events.channel.size=8192, go.produce.channel.size=1) instead of a
-// million entries each, which the garbage collector would scan. WithKafkaConfig overrides any of them and adds others
-// (security.protocol, sasl.*, ssl.*, ...); properties of one client kind are
-// not given to the other.
+// million entries each, which the garbage collector would scan.
+// WithKafkaConfig overrides any of them and adds others (security.protocol,
+// sasl.*, ssl.*, ...); properties of one client kind are not given to the
+// other.
 package kafkatransport

@@ -292,9 +292,11 @@ func (c *rawClient) run(ctx context.Context) {
 		c.mu.Unlock()
 		if ch != nil {
 			ch <- nil // buffered; unknown ids are ignored
-			// As in the transport: let the caller run before the next
-			// Poll blocks this goroutine in cgo with the caller queued
-			// behind it (about 100µs a call otherwise).
+			// Let the caller run before the next Poll blocks this
+			// goroutine in cgo with the caller queued behind it (about
+			// 100µs a call otherwise). The transport does this once per
+			// burst of records (pollBurst); the floor stays the plain
+			// one-record-at-a-time loop.
 			runtime.Gosched()
 		}
 	}
