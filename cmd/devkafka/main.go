@@ -7,8 +7,9 @@
 //
 //	devkafka [--addr 127.0.0.1:9092] [--data-dir DIR] [--partitions 1] [--log-level info]
 //
-// Every flag can also come from the environment: DEVKAFKA_ADDR,
-// DEVKAFKA_DATA_DIR, DEVKAFKA_PARTITIONS, DEVKAFKA_LOG_LEVEL; flags win. With a
+// Every flag can also come from the environment: KGRPC_ADDR, KGRPC_DATA_DIR,
+// KGRPC_ADVERTISED_HOST, KGRPC_PARTITIONS, KGRPC_LOG_LEVEL (or, when unset,
+// the DEVKAFKA_ names it read first); flags win. With a
 // data directory the broker's topics, records and committed offsets survive
 // restarts. SIGINT or SIGTERM stops the broker gracefully, writing its state to
 // the data directory.
@@ -26,13 +27,14 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/kgrpc/platform/internal/cli"
 	"github.com/kgrpc/platform/internal/embedkafka"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
+	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stderr, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -41,11 +43,11 @@ func main() {
 	}
 }
 
-// run parses args (with defaults from getenv), starts the broker, logs to
+// run parses args (with defaults from env), starts the broker, logs to
 // stderr where it listens and serves until ctx is done. ready, when not nil,
 // is told the broker's address once it accepts connections.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready func(addr string)) error {
-	cfg, level, err := parseFlags(args, getenv, stderr)
+func run(ctx context.Context, args []string, env cli.Lookup, stderr io.Writer, ready func(addr string)) error {
+	cfg, level, err := parseFlags(args, env, stderr)
 	if err != nil {
 		return err
 	}
@@ -64,40 +66,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return nil
 }
 
-// parseFlags reads the command line, taking defaults from the DEVKAFKA_*
-// environment variables.
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (embedkafka.Config, slog.Level, error) {
-	envOr := func(key, def string) string {
-		if v := getenv(key); v != "" {
-			return v
-		}
-		return def
+// parseFlags reads the command line, taking defaults from the KGRPC_
+// variables (KGRPC_ADDR, KGRPC_DATA_DIR, KGRPC_ADVERTISED_HOST,
+// KGRPC_PARTITIONS, KGRPC_LOG_LEVEL) or, when those are unset, the DEVKAFKA_
+// ones this command read first.
+func parseFlags(args []string, env cli.Lookup, stderr io.Writer) (embedkafka.Config, slog.Level, error) {
+	var cfg embedkafka.Config
+	var level string
+	flags := []cli.Flag{
+		{Name: "addr", Value: &cfg.Addr, Default: "127.0.0.1:9092", Usage: "listen host:port"},
+		{Name: "data-dir", Value: &cfg.DataDir, Usage: "directory that keeps topics, records and offsets across restarts; empty keeps them in memory"},
+		{Name: "advertised-host", Value: &cfg.AdvertisedHost, Usage: "host advertised to clients; default the listen host, or 127.0.0.1 for 0.0.0.0"},
+		{Name: "partitions", Value: &cfg.Partitions, Default: strconv.Itoa(embedkafka.DefaultPartitions),
+			Usage: "partition count of auto-created topics and of CreateTopics asking for the default"},
+		{Name: "log-level", Value: &level, Default: "info", Usage: "log level: debug (every request), info, warn, error"},
 	}
-	fs := flag.NewFlagSet("devkafka", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", envOr("DEVKAFKA_ADDR", "127.0.0.1:9092"), "listen `host:port` (env DEVKAFKA_ADDR)")
-	dataDir := fs.String("data-dir", envOr("DEVKAFKA_DATA_DIR", ""), "`directory` that keeps topics, records and offsets across restarts; empty keeps them in memory (env DEVKAFKA_DATA_DIR)")
-	advertised := fs.String("advertised-host", envOr("DEVKAFKA_ADVERTISED_HOST", ""), "`host` advertised to clients; default the listen host, or 127.0.0.1 for 0.0.0.0 (env DEVKAFKA_ADVERTISED_HOST)")
-	defParts, err := strconv.Atoi(envOr("DEVKAFKA_PARTITIONS", strconv.Itoa(embedkafka.DefaultPartitions)))
-	if err != nil {
-		return embedkafka.Config{}, 0, fmt.Errorf("DEVKAFKA_PARTITIONS: %w", err)
+	for i := range flags {
+		flags[i] = flags[i].WithAlias("DEVKAFKA_")
 	}
-	partitions := fs.Int("partitions", defParts, "partition `count` of auto-created topics and of CreateTopics asking for the default (env DEVKAFKA_PARTITIONS)")
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(envOr("DEVKAFKA_LOG_LEVEL", "info"))); err != nil {
-		return embedkafka.Config{}, 0, fmt.Errorf("DEVKAFKA_LOG_LEVEL: %w", err)
-	}
-	fs.TextVar(&level, "log-level", level, "log `level`: debug (every request), info, warn, error (env DEVKAFKA_LOG_LEVEL)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse("devkafka", flags, args, env, stderr); err != nil {
 		return embedkafka.Config{}, 0, err
 	}
-	if fs.NArg() > 0 {
-		return embedkafka.Config{}, 0, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return embedkafka.Config{}, 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	return embedkafka.Config{
-		Addr:           *addr,
-		AdvertisedHost: *advertised,
-		DataDir:        *dataDir,
-		Partitions:     *partitions,
-	}, level, nil
+	return cfg, l, nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kgrpc/platform/internal/cli"
 	"github.com/kgrpc/platform/internal/embedkafka"
 )
 
@@ -34,13 +35,18 @@ func TestParseFlags(t *testing.T) {
 			env:  map[string]string{"DEVKAFKA_ADDR": "0.0.0.0:19092", "DEVKAFKA_DATA_DIR": "/d"},
 			want: embedkafka.Config{Addr: "127.0.0.1:1", DataDir: "/f", Partitions: 2, AdvertisedHost: "kafka"}, wantLevel: slog.LevelWarn,
 		},
+		{
+			name: "KGRPC_ names win over DEVKAFKA_",
+			env:  map[string]string{"KGRPC_ADDR": "127.0.0.1:2", "DEVKAFKA_ADDR": "0.0.0.0:19092", "KGRPC_PARTITIONS": "3", "KGRPC_LOG_LEVEL": "error"},
+			want: embedkafka.Config{Addr: "127.0.0.1:2", Partitions: 3}, wantLevel: slog.LevelError,
+		},
 		{name: "bad partitions env", env: map[string]string{"DEVKAFKA_PARTITIONS": "x"}, wantErr: true},
 		{name: "bad level", args: []string{"--log-level", "loud"}, wantErr: true},
 		{name: "stray argument", args: []string{"extra"}, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, level, err := parseFlags(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+			got, level, err := parseFlags(tt.args, cli.MapLookup(tt.env), io.Discard)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}
@@ -63,7 +69,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, func(string) string { return "" }, &stderr, func(a string) { ready <- a })
+		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, cli.MapLookup(nil), &stderr, func(a string) { ready <- a })
 	}()
 	var addr string
 	select {

@@ -13,25 +13,6 @@
 // in-flight requests and stops.
 package main
 
-import (
-	"context"
-	"flag"
-	"os"
-	"time"
+import "github.com/kgrpc/platform/internal/app"
 
-	"github.com/kgrpc/platform/internal/app"
-)
-
-func main() {
-	var httpAddr string
-	var timeout time.Duration
-	var replyPartition int
-	app.Main("gateway", os.Args[1:], func(fs *flag.FlagSet) {
-		fs.StringVar(&httpAddr, "http-addr", app.Env("KGRPC_HTTP_ADDR", ":8080"), "REST API listen address (KGRPC_HTTP_ADDR)")
-		app.DurationVar(fs, &timeout, "request-timeout", "KGRPC_REQUEST_TIMEOUT", 10*time.Second, "deadline of each API request, Kafka calls included (KGRPC_REQUEST_TIMEOUT)")
-		app.IntVar(fs, &replyPartition, "reply-partition", "KGRPC_REPLY_PARTITION", -1, app.ReplyPartitionUsage)
-	}, func(ctx context.Context, c app.Common) error {
-		c.PinReplyPartition(replyPartition)
-		return app.RunGateway(ctx, c, app.GatewayConfig{HTTPAddr: httpAddr, RequestTimeout: timeout})
-	})
-}
+func main() { app.Main(app.Gateway) }

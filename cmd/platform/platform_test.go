@@ -45,20 +45,21 @@ type shop struct {
 // of its own.
 func startShop(t *testing.T, dataDir string, mod ...func(*options)) *shop {
 	t.Helper()
-	o := options{
-		httpAddr:      "127.0.0.1:0",
-		dataDir:       dataDir,
-		adminEmail:    adminEmail,
-		adminPassword: adminPassword,
-		logLevel:      "warn",
-		brokers:       os.Getenv("KAFKA_BROKERS"),
-	}
-	if o.brokers != "" {
+	o := options{Settings: app.Settings{
+		HTTPAddr:      "127.0.0.1:0",
+		DataDir:       dataDir,
+		AdminEmail:    adminEmail,
+		AdminPassword: adminPassword,
+		LogLevel:      "warn",
+		LogFormat:     "text",
+		Brokers:       os.Getenv("KAFKA_BROKERS"),
+	}}
+	if o.Brokers != "" {
 		// A shared cluster: topics of their own per data directory, so
 		// tests do not see each other's calls and a restart on the same
 		// directory finds its own.
-		o.topicPrefix = fmt.Sprintf("e2e-%x-", sha256.Sum256([]byte(dataDir)))[:20] + "-"
-		kafkatest.CleanupTopics(t, o.brokers, o.topicPrefix)
+		o.TopicPrefix = fmt.Sprintf("e2e-%x-", sha256.Sum256([]byte(dataDir)))[:20] + "-"
+		kafkatest.CleanupTopics(t, o.Brokers, o.TopicPrefix)
 	}
 	for _, m := range mod {
 		m(&o)
@@ -362,7 +363,7 @@ func TestErrorClasses(t *testing.T) {
 }
 
 func TestConcurrentOrdersOnScarceStock(t *testing.T) {
-	s := startShop(t, t.TempDir(), func(o *options) { o.noDemo = true })
+	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true })
 	admin := s.adminToken()
 	const stock, buyers = 7, 40
 	pid := s.product(admin, "SCARCE-1", 500, stock)
@@ -396,7 +397,7 @@ func TestConcurrentOrdersOnScarceStock(t *testing.T) {
 }
 
 func TestStatusTransitions(t *testing.T) {
-	s := startShop(t, t.TempDir(), func(o *options) { o.noDemo = true })
+	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true })
 	admin := s.adminToken()
 	_, tok := s.register("carol@example.com")
 	pid := s.product(admin, "FLOW-1", 100, 10)
@@ -438,7 +439,7 @@ func TestStatusTransitions(t *testing.T) {
 }
 
 func TestPagination(t *testing.T) {
-	s := startShop(t, t.TempDir(), func(o *options) { o.noDemo = true })
+	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true })
 	admin := s.adminToken()
 	for i := range 23 {
 		s.product(admin, fmt.Sprintf("PAGE-%02d", i), 100+i, 100)

@@ -1,16 +1,16 @@
 // Package app wires the shop's services, the gateway and the embedded broker
-// into runnable units. The binaries in cmd/ are thin: they parse flags and
-// call these functions. Each Run function blocks until its context ends and
+// into runnable units. The binaries in cmd/ are thin: each is a Unit (its
+// name, its rows of the one flag table in settings.go, and its Run), and its
+// main is app.Main(app.Gateway) and so on; cmd/platform picks its own rows
+// of the same table. Each Run function blocks until its context ends and
 // then shuts its unit down gracefully: in-flight calls drain, outbox events
 // keep their place, databases close.
 package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -94,24 +94,10 @@ func publishEvents(pub *kafkatransport.Publisher) outbox.PublishFunc {
 	}
 }
 
-// runAll runs every function until ctx ends or one fails; a failure stops
-// the others. It returns when all have returned, with the first error.
-func runAll(ctx context.Context, fns ...func(ctx context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for _, fn := range fns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				once.Do(func() { first = err })
-				cancel()
-			}
-		}()
+// PinReplyPartition adds the reply partition p to c's Kafka options unless
+// it is negative (random).
+func (c *Common) PinReplyPartition(p int) {
+	if p >= 0 {
+		c.Kafka = append(c.Kafka, kafkatransport.WithReplyPartition(int32(p)))
 	}
-	wg.Wait()
-	return first
 }

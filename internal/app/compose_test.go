@@ -1,12 +1,10 @@
 package app_test
 
 import (
-	"flag"
 	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -14,21 +12,17 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kgrpc/platform/internal/app"
+	"github.com/kgrpc/platform/internal/cli"
 )
 
 // repoRoot is the module root, seen from this package's directory.
 const repoRoot = "../.."
-
-// appImport is the import path whose Main gives a binary the shared flags.
-const appImport = "github.com/kgrpc/platform/internal/app"
 
 // TestCompose checks docker-compose.yml against the binaries it runs and the
 // Dockerfile that builds them: every KGRPC_ variable a unit sets is one its
@@ -39,7 +33,6 @@ const appImport = "github.com/kgrpc/platform/internal/app"
 func TestCompose(t *testing.T) {
 	cf := loadCompose(t)
 	df := loadDockerfile(t)
-	shared := sharedVars(t)
 
 	if len(cf.Services) == 0 {
 		t.Fatal("docker-compose.yml: no services")
@@ -97,27 +90,22 @@ func TestCompose(t *testing.T) {
 				t.Fatal("no command: the image's default command is not a per-service unit")
 			}
 			bin := svc.Command[0]
-			b, err := readBinary(bin)
+			u, err := readBinary(bin)
 			if err != nil {
 				t.Fatalf("command %q: %v", bin, err)
 			}
 			if !df.builds[bin] {
 				t.Errorf("the Dockerfile does not build ./cmd/%s (it builds %v)", bin, sortedKeys(df.builds))
 			}
-			reads := maps.Clone(b.vars)
-			if b.usesApp {
-				for v, fl := range shared {
-					reads[v] = envVar{def: fl.DefValue}
-				}
+			var probe app.Settings
+			reads := map[string]cli.Flag{}
+			for _, f := range u.FlagTable(&probe) {
+				reads[f.Env()] = f
 			}
 			env := svc.env(t)
-			for k, v := range env {
-				r, ok := reads[k]
-				if !ok {
+			for k := range env {
+				if _, ok := reads[k]; !ok {
 					t.Errorf("sets %s, which %s does not read (it reads %v)", k, bin, sortedKeys(reads))
-				}
-				if err := r.check(v); err != nil {
-					t.Errorf("%s=%q: %v", k, v, err)
 				}
 			}
 			if _, ok := env["KGRPC_INSTANCE_ID"]; ok {
@@ -129,25 +117,27 @@ func TestCompose(t *testing.T) {
 			if len(svc.Ports) > 0 && bin != "gateway" {
 				t.Errorf("publishes host ports %v: replicas would collide on them", svc.Ports)
 			}
-
-			if b.usesApp {
-				checkCommon(t, shared, env)
-				secrets[name] = env["KGRPC_AUTH_SECRET"]
+			// The binary's own parsing and checks, with exactly the unit's
+			// environment: every value parses, required settings (brokers,
+			// auth secret) are there, the secret is long enough, log level
+			// and format and the librdkafka properties are valid.
+			settings, err := u.Parse(nil, cli.MapLookup(env))
+			if err != nil {
+				t.Fatalf("the binary would refuse its environment: %v", err)
 			}
-			if _, ok := reads["KGRPC_DB"]; ok {
+			if _, err := settings.Common(); err != nil {
+				t.Errorf("the binary would refuse to start: %v", err)
+			}
+			secrets[name] = env["KGRPC_AUTH_SECRET"]
+			if db, ok := reads["KGRPC_DB"]; ok {
 				dsn, ok := env["KGRPC_DB"]
 				if !ok {
-					t.Errorf("KGRPC_DB is not set: %s would keep its data in %s inside the container", bin, reads["KGRPC_DB"].def)
+					t.Errorf("KGRPC_DB is not set: %s would keep its data in %s inside the container", bin, db.Default)
 				} else {
 					databases[name] = checkPostgres(t, cf, name, dsn)
 				}
 			}
-
-			addr, ok := env["KGRPC_HTTP_ADDR"]
-			if !ok {
-				addr = reads["KGRPC_HTTP_ADDR"].def
-			}
-			checkHealth(t, svc, addr, df)
+			checkHealth(t, svc, settings.HTTPAddr, df)
 		})
 	}
 	t.Run("shared settings", func(t *testing.T) {
@@ -182,30 +172,6 @@ func TestCompose(t *testing.T) {
 			t.Errorf("docker compose config -q: %v\n%s", err, out)
 		}
 	})
-}
-
-// checkCommon runs the shared flags of every deployable through the
-// binaries' own Register and Common with exactly the unit's environment:
-// required settings (brokers, auth secret) present, the secret long enough,
-// log level and format and the librdkafka properties valid.
-func checkCommon(t *testing.T, shared map[string]*flag.Flag, env map[string]string) {
-	t.Helper()
-	for v := range shared {
-		if val, ok := env[v]; ok {
-			t.Setenv(v, val)
-		} else {
-			unsetenv(t, v)
-		}
-	}
-	fs := flag.NewFlagSet("compose", flag.ContinueOnError)
-	var f app.Flags
-	f.Register(fs)
-	if err := fs.Parse(nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Common(); err != nil {
-		t.Errorf("the binary would refuse to start: %v", err)
-	}
 }
 
 // checkPostgres checks a unit's KGRPC_DB: a PostgreSQL DSN naming a compose
@@ -428,276 +394,84 @@ func loadDockerfile(t *testing.T) *dockerfile {
 		t.Fatal("Dockerfile: no `go build ... -o /out/ ./cmd/...`")
 	}
 	for name := range df.builds {
-		if _, err := readBinary(name); err != nil {
+		if err := isCommand(name); err != nil {
 			t.Errorf("Dockerfile builds ./cmd/%s: %v", name, err)
 		}
 	}
 	return df
 }
 
-// sharedVars returns the KGRPC_ variables of the flags every deployable
-// shares, each with the flag it sets. The candidates are the KGRPC_ names
-// internal/app passes to Env; each is confirmed by setting it and seeing
-// which flag Flags.Register (what app.Main calls) takes its default from,
-// and every flag Register defines must have one.
-func sharedVars(t *testing.T) map[string]*flag.Flag {
-	t.Helper()
-	candidates, err := envReads(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(candidates) == 0 {
-		t.Fatal("internal/app reads no KGRPC_ variable")
-	}
-	for v := range candidates {
-		unsetenv(t, v)
-	}
-	vars := map[string]*flag.Flag{}
-	covered := map[string]bool{}
-	probe := 7331000
-	for v := range candidates {
-		// A number, unique per variable: string and integer flags both
-		// take it (an integer variable that does not parse ends the process).
-		probe++
-		sentinel := strconv.Itoa(probe)
-		t.Setenv(v, sentinel)
-		fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-		new(app.Flags).Register(fs)
-		fs.VisitAll(func(f *flag.Flag) {
-			if f.Value.String() == sentinel { // not DefValue: secrets hide it from --help
-				vars[v] = f
-				covered[f.Name] = true
-			}
-		})
-		unsetenv(t, v)
-	}
-	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	new(app.Flags).Register(fs)
-	fs.VisitAll(func(f *flag.Flag) {
-		if !covered[f.Name] {
-			t.Errorf("shared flag --%s takes its default from no KGRPC_ variable found in internal/app", f.Name)
-		}
-		for v, g := range vars {
-			if g.Name == f.Name {
-				vars[v] = f // the default with the variable unset
-			}
-		}
-	})
-	if len(vars) == 0 {
-		t.Fatal("Flags.Register takes no default from a KGRPC_ variable")
-	}
-	return vars
-}
-
-// envVar is a variable a binary reads: its default when known, and the
-// kind of value it must parse as ("duration", "int", "bool"; "" for any).
-type envVar struct {
-	def, kind string
-}
-
-// binary is what a cmd/ package reads from the environment.
-type binary struct {
-	vars    map[string]envVar // KGRPC_ variables it reads itself
-	usesApp bool              // it runs through app.Main, so it has the shared flags
-}
-
-// readBinary reads cmd/NAME's source: the KGRPC_ variables it reads and
-// whether it runs through app.Main.
-func readBinary(name string) (binary, error) {
-	dir := filepath.Join(repoRoot, "cmd", name)
+// readBinary returns the Unit that cmd/NAME runs: its main must be
+// app.Main of an exported Unit whose Name is NAME.
+func readBinary(name string) (app.Unit, error) {
 	if name == "" || strings.ContainsAny(name, `/\`) {
-		return binary{}, fmt.Errorf("not a command name")
+		return app.Unit{}, fmt.Errorf("not a command name")
 	}
-	files, err := parseDir(dir)
-	if err != nil {
-		return binary{}, err
+	u, ok := app.Deployables[name]
+	if !ok {
+		return app.Unit{}, fmt.Errorf("not a deployable unit (those are %v)", sortedKeys(app.Deployables))
 	}
-	var b binary
-	for _, f := range files {
-		if f.Name.Name != "main" {
-			return binary{}, fmt.Errorf("%s is package %s, not a command", dir, f.Name.Name)
-		}
-	}
-	for _, f := range files {
-		alias := ""
-		for _, imp := range f.Imports {
-			if p, _ := strconv.Unquote(imp.Path.Value); p == appImport {
-				alias = "app"
-				if imp.Name != nil {
-					alias = imp.Name.Name
-				}
-			}
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			if call, ok := n.(*ast.CallExpr); ok && alias != "" {
-				if sel, ok := call.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Main" {
-					if id, ok := sel.X.(*ast.Ident); ok && id.Name == alias {
-						b.usesApp = true
-					}
-				}
-			}
-			return true
-		})
-	}
-	b.vars = envReadsIn(files)
-	return b, nil
-}
-
-// envReads returns the KGRPC_ variables the package in dir reads.
-func envReads(dir string) (map[string]envVar, error) {
-	files, err := parseDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	return envReadsIn(files), nil
-}
-
-// envVarName is the shape of a variable name the binaries read.
-var envVarName = regexp.MustCompile(`^KGRPC_[A-Z0-9_]+$`)
-
-// envReadsIn finds the KGRPC_ variables a package reads: every call argument
-// that is exactly a KGRPC_ name (a literal or a package constant), whatever
-// the function (Env, os.Getenv, DurationVar, ...). When the next argument is
-// a string it is the default. A variable passed to DurationVar, or read
-// inside time.ParseDuration, strconv.Atoi or strconv.ParseBool, has to parse
-// as one.
-func envReadsIn(files []*ast.File) map[string]envVar {
-	consts := map[string]string{}
-	for _, f := range files {
-		for _, d := range f.Decls {
-			gd, ok := d.(*ast.GenDecl)
-			if !ok || gd.Tok != token.CONST {
-				continue
-			}
-			for _, spec := range gd.Specs {
-				vs := spec.(*ast.ValueSpec)
-				for i, n := range vs.Names {
-					if i < len(vs.Values) {
-						if s, ok := stringLit(vs.Values[i], nil); ok {
-							consts[n.Name] = s
-						}
-					}
-				}
-			}
-		}
-	}
-	kinds := map[string]string{"DurationVar": "duration", "ParseDuration": "duration", "Atoi": "int", "ParseBool": "bool"}
-	vars := map[string]envVar{}
-	// names returns the KGRPC_ names among call's arguments, recording them.
-	names := func(call *ast.CallExpr) []string {
-		var found []string
-		for i, arg := range call.Args {
-			name, ok := stringLit(arg, consts)
-			if !ok || !envVarName.MatchString(name) {
-				continue
-			}
-			v := vars[name]
-			if i+1 < len(call.Args) {
-				if def, ok := stringLit(call.Args[i+1], consts); ok {
-					v.def = def
-				}
-			}
-			vars[name] = v
-			found = append(found, name)
-		}
-		return found
-	}
-	for _, f := range files {
-		ast.Inspect(f, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok {
-				return true
-			}
-			kind := kinds[funcName(call)]
-			for _, name := range names(call) {
-				if kind != "" {
-					vars[name] = envVar{def: vars[name].def, kind: kind}
-				}
-			}
-			if kind != "" && len(call.Args) > 0 {
-				if inner, ok := call.Args[0].(*ast.CallExpr); ok {
-					for _, name := range names(inner) {
-						vars[name] = envVar{def: vars[name].def, kind: kind}
-					}
-				}
-			}
-			return true
-		})
-	}
-	return vars
-}
-
-// check reports whether value parses as the variable's kind.
-func (v envVar) check(value string) error {
-	var err error
-	switch v.kind {
-	case "duration":
-		_, err = time.ParseDuration(value)
-	case "int":
-		_, err = strconv.Atoi(value)
-	case "bool":
-		_, err = strconv.ParseBool(value)
-	}
-	return err
-}
-
-// funcName is the name of the function call calls, without its qualifier.
-func funcName(call *ast.CallExpr) string {
-	switch x := call.Fun.(type) {
-	case *ast.Ident:
-		return x.Name
-	case *ast.SelectorExpr:
-		return x.Sel.Name
-	}
-	return ""
-}
-
-func stringLit(e ast.Expr, consts map[string]string) (string, bool) {
-	switch x := e.(type) {
-	case *ast.BasicLit:
-		if x.Kind == token.STRING {
-			s, err := strconv.Unquote(x.Value)
-			return s, err == nil
-		}
-	case *ast.Ident:
-		s, ok := consts[x.Name]
-		return s, ok
-	}
-	return "", false
-}
-
-// parseDir parses the non-test Go files of dir.
-func parseDir(dir string) ([]*ast.File, error) {
+	dir := filepath.Join(repoRoot, "cmd", name)
 	paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
-		return nil, err
+		return app.Unit{}, err
 	}
 	fset := token.NewFileSet()
-	var files []*ast.File
 	for _, p := range paths {
 		if strings.HasSuffix(p, "_test.go") {
 			continue
 		}
 		f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
 		if err != nil {
-			return nil, err
+			return app.Unit{}, err
 		}
-		files = append(files, f)
+		var runs string
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) != 1 {
+				return true
+			}
+			if fn, ok := call.Fun.(*ast.SelectorExpr); ok && fn.Sel.Name == "Main" {
+				if arg, ok := call.Args[0].(*ast.SelectorExpr); ok {
+					runs = arg.Sel.Name
+				}
+			}
+			return true
+		})
+		if runs != "" {
+			if got := exportedUnits[runs]; got.Name != name {
+				return app.Unit{}, fmt.Errorf("%s runs app.Main(app.%s), the unit %q", p, runs, got.Name)
+			}
+			return u, nil
+		}
 	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no Go files in %s", dir)
-	}
-	return files, nil
+	return app.Unit{}, fmt.Errorf("no app.Main call in %s", dir)
 }
 
-// unsetenv unsets v for the rest of the test and restores it afterwards.
-func unsetenv(t *testing.T, v string) {
-	t.Helper()
-	t.Setenv(v, "")
-	if err := os.Unsetenv(v); err != nil {
-		t.Fatal(err)
+// isCommand reports whether cmd/NAME holds a main package.
+func isCommand(name string) error {
+	if name == "" || strings.ContainsAny(name, `/\`) {
+		return fmt.Errorf("not a command name")
 	}
+	paths, err := filepath.Glob(filepath.Join(repoRoot, "cmd", name, "*.go"))
+	if err != nil || len(paths) == 0 {
+		return fmt.Errorf("no Go files in cmd/%s", name)
+	}
+	fset := token.NewFileSet()
+	for _, p := range paths {
+		f, err := parser.ParseFile(fset, p, nil, parser.PackageClauseOnly)
+		if err != nil {
+			return err
+		}
+		if f.Name.Name != "main" && !strings.HasSuffix(f.Name.Name, "_test") {
+			return fmt.Errorf("%s is package %s, not a command", p, f.Name.Name)
+		}
+	}
+	return nil
 }
+
+// exportedUnits are internal/app's Unit variables by name.
+var exportedUnits = map[string]app.Unit{"Gateway": app.Gateway, "Users": app.Users, "Products": app.Products, "Orders": app.Orders}
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))

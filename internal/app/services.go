@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
@@ -28,8 +30,8 @@ type UsersConfig struct {
 	DB string
 	// Admin is seeded at start when set.
 	Admin AdminSeed
-	// Ready, when set, is called once the service consumes requests.
-	Ready func()
+	// Ready, when not nil, is set once the service consumes requests.
+	Ready *Ready
 }
 
 // RunUsers serves the users service until ctx ends.
@@ -62,7 +64,11 @@ func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
 	}
 	srv := c.newServer(log)
 	usersv1.RegisterUserServiceKafkaServer(srv, svc)
-	return runAll(ctx, srv.Serve, relay.Run, readyWhen(srv.Ready(), cfg.Ready))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx) })
+	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return cfg.Ready.follow(gctx, srv.Ready()) })
+	return ignoreCanceled(g.Wait())
 }
 
 // ProductsConfig configures the products service unit.
@@ -71,8 +77,8 @@ type ProductsConfig struct {
 	DB string
 	// SeedDemo loads the demo catalog when the catalog is empty.
 	SeedDemo bool
-	// Ready, when set, is called once the service consumes requests.
-	Ready func()
+	// Ready, when not nil, is set once the service consumes requests.
+	Ready *Ready
 }
 
 // RunProducts serves the products service, and releases the stock of
@@ -107,7 +113,12 @@ func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 	productsv1.RegisterProductServiceKafkaServer(srv, svc)
 	sub := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", c.kafkaOptions(log)...)
 	ordersv1.SubscribeOrderStatusChanged(sub, svc.HandleOrderStatusChanged)
-	return runAll(ctx, srv.Serve, relay.Run, sub.Run, readyWhen(srv.Ready(), cfg.Ready))
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx) })
+	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return sub.Run(gctx) })
+	g.Go(func() error { return cfg.Ready.follow(gctx, srv.Ready()) })
+	return ignoreCanceled(g.Wait())
 }
 
 // OrdersConfig configures the orders service unit.
@@ -118,8 +129,8 @@ type OrdersConfig struct {
 	// attempt began its stock is released when it stored no order. Zero
 	// means ordersvc.DefaultRecoverAfter.
 	RecoverAfter time.Duration
-	// Ready, when set, is called once the service consumes requests.
-	Ready func()
+	// Ready, when not nil, is set once the service consumes requests.
+	Ready *Ready
 }
 
 // RunOrders serves the orders service until ctx ends. It calls the products
@@ -160,21 +171,12 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 	}
 	srv := c.newServer(log)
 	ordersv1.RegisterOrderServiceKafkaServer(srv, svc)
-	return runAll(ctx, srv.Serve, relay.Run, svc.RecoverReservations, readyWhen(srv.Ready(), cfg.Ready))
-}
-
-// readyWhen returns a run function that calls ready once ch is closed.
-func readyWhen(ch <-chan struct{}, ready func()) func(context.Context) error {
-	return func(ctx context.Context) error {
-		select {
-		case <-ch:
-			if ready != nil {
-				ready()
-			}
-		case <-ctx.Done():
-		}
-		return nil
-	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(gctx) })
+	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return svc.RecoverReservations(gctx) })
+	g.Go(func() error { return cfg.Ready.follow(gctx, srv.Ready()) })
+	return ignoreCanceled(g.Wait())
 }
 
 // DBPaths returns the SQLite files of the three services in dataDir.

@@ -1,0 +1,104 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Ready is a unit's readiness: false until Set, then true for good. A nil
+// *Ready ignores Set, for callers that do not watch readiness.
+type Ready struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+// NewReady returns a Ready that is not set.
+func NewReady() *Ready { return &Ready{ch: make(chan struct{})} }
+
+// Set marks the unit ready; later calls do nothing.
+func (r *Ready) Set() {
+	if r != nil {
+		r.once.Do(func() { close(r.ch) })
+	}
+}
+
+// IsSet reports whether Set was called.
+func (r *Ready) IsSet() bool {
+	select {
+	case <-r.ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// follow sets r once serving is closed, or returns when ctx ends: a member
+// of a unit's errgroup, fed with the transport server's Ready channel.
+func (r *Ready) follow(ctx context.Context, serving <-chan struct{}) error {
+	select {
+	case <-serving:
+		r.Set()
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// RunWithHealth runs unit and serves /healthz (200 while the process runs)
+// and /readyz (200 once ready is set, 503 before and once the unit is
+// stopping) on addr. The endpoints keep answering while the unit drains and
+// stop after it; if they fail (say, addr is taken) the unit is stopped and
+// the error returned.
+func RunWithHealth(ctx context.Context, addr string, ready *Ready, logger *slog.Logger, unit func(context.Context) error) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("health listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	g, gctx := errgroup.WithContext(ctx)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !ready.IsSet() || gctx.Err() != nil {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	logger.Info("health endpoints listening", "addr", ln.Addr().String())
+	unitDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(unitDone)
+		return unit(gctx)
+	})
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("health endpoints: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-unitDone
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	return g.Wait()
+}
+
+// ignoreCanceled is err unless it only says that the unit was stopped.
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,212 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/cli"
+	"github.com/kgrpc/platform/kafkatransport"
+)
+
+// Settings hold the value of every flag of every binary. Each binary takes
+// the rows of the flag table its Unit names; the others keep their zero
+// values.
+type Settings struct {
+	Brokers         string
+	AuthSecret      string
+	InstanceID      string
+	TopicPrefix     string
+	KafkaConfig     string
+	KafkaConfigFile string
+	LogLevel        string
+	LogFormat       string
+	Partitions      int
+
+	HTTPAddr       string
+	DB             string
+	AdminEmail     string
+	AdminPassword  string
+	SeedDemo       bool
+	RequestTimeout time.Duration
+	ReplyPartition int
+	RecoverAfter   time.Duration
+
+	DataDir string
+	NoDemo  bool
+}
+
+// Shared are the flags every deployable binary takes, in --help order.
+var Shared = []string{"brokers", "auth-secret", "instance-id", "topic-prefix", "partitions",
+	"kafka-config", "kafka-config-file", "log-level", "log-format"}
+
+// table is the one flag table of the repository: every setting, its flag,
+// its variable (derived from the flag's name, see cli.Flag.Env), its default
+// and whether it is secret. A Unit picks rows by name and may give them
+// another default.
+func (s *Settings) table() []cli.Flag {
+	host, _ := os.Hostname()
+	return []cli.Flag{
+		{Name: "brokers", Value: &s.Brokers, Usage: "Kafka bootstrap servers, required"},
+		{Name: "auth-secret", Value: &s.AuthSecret, Secret: true,
+			Usage: "token signing secret shared by the gateway and the services, at least 16 bytes, required"},
+		{Name: "instance-id", Value: &s.InstanceID, Default: host, Usage: "this instance's name in logs, correlation ids and Kafka client ids"},
+		{Name: "topic-prefix", Value: &s.TopicPrefix,
+			Usage: "prefix of every topic and consumer group, to share a cluster"},
+		{Name: "partitions", Value: &s.Partitions, Default: "0",
+			Usage: "partitions of the request and event topics this unit creates when they are missing, 0 for 6; instances of a service beyond it stand by"},
+		{Name: "kafka-config", Value: &s.KafkaConfig, Secret: true, // may hold a SASL password
+			Usage: "extra librdkafka properties as k=v,k=v, e.g. security.protocol=SASL_SSL; they win over --kafka-config-file"},
+		{Name: "kafka-config-file", Value: &s.KafkaConfigFile,
+			Usage: "file of extra librdkafka properties, one key=value per line, # comments; values may hold commas"},
+		{Name: "log-level", Value: &s.LogLevel, Default: "info", Usage: "debug, info, warn or error"},
+		{Name: "log-format", Value: &s.LogFormat, Default: "json", Usage: "json or text"},
+
+		{Name: "http-addr", Value: &s.HTTPAddr, Default: ":9090", Usage: "listen address: of the REST API (gateway, platform), of /healthz and /readyz (services)"},
+		{Name: "db", Value: &s.DB, Secret: true, // a URL may hold a password
+			Usage: "database: a SQLite file path, or a PostgreSQL URL postgres://user:password@host:5432/db"},
+		{Name: "admin-email", Value: &s.AdminEmail, Usage: "create or promote this admin account at start"},
+		{Name: "admin-password", Value: &s.AdminPassword, Secret: true, Usage: "password of a newly created admin account"},
+		{Name: "seed-demo", Value: &s.SeedDemo, Default: "false", Usage: "load the demo catalog into an empty store"},
+		{Name: "request-timeout", Value: &s.RequestTimeout, Default: "10s", Usage: "deadline of each API request, Kafka calls included"},
+		{Name: "reply-partition", Value: &s.ReplyPartition, Default: "-1",
+			Usage: "partition of the shared reply topic to read replies from, -1 for a random one; give each calling instance its own"},
+		{Name: "recover-after", Value: &s.RecoverAfter,
+			Usage: "release the stock of an order attempt that stored no order (it crashed or failed) this long after it began; must exceed the 10s call timeout plus clock skew"},
+
+		{Name: "data-dir", Value: &s.DataDir, Default: "./data",
+			Usage: "directory for the databases, the embedded broker's log and the generated auth secret"},
+		{Name: "no-demo", Value: &s.NoDemo, Default: "false",
+			Usage: "do not load the demo catalog into a new data directory"},
+	}
+}
+
+// Flags returns the rows of the flag table that names select, bound to s.
+// A name may carry another default as "name=default".
+func (s *Settings) Flags(names ...string) []cli.Flag {
+	rows := map[string]cli.Flag{}
+	for _, f := range s.table() {
+		rows[f.Name] = f
+	}
+	out := make([]cli.Flag, 0, len(names))
+	for _, n := range names {
+		name, def, override := strings.Cut(n, "=")
+		f, ok := rows[name]
+		if !ok {
+			panic("app: no flag --" + name + " in the table") // a bug in a Unit
+		}
+		if override {
+			f = f.WithDefault(def)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// Common checks the shared settings of a deployable binary and builds what
+// every unit needs. Its errors are cli.UsageErrors.
+func (s Settings) Common() (Common, error) {
+	if s.Brokers == "" {
+		return Common{}, cli.Usagef("--brokers (KGRPC_BROKERS) is required")
+	}
+	if s.AuthSecret == "" {
+		return Common{}, cli.Usagef("--auth-secret (KGRPC_AUTH_SECRET) is required")
+	}
+	signer, err := auth.NewSigner([]byte(s.AuthSecret))
+	if err != nil {
+		return Common{}, cli.Usagef("--auth-secret: %w", err)
+	}
+	return s.common(s.Brokers, signer)
+}
+
+// Logger returns the logger --log-level and --log-format describe, on
+// stderr.
+func (s Settings) Logger() (*slog.Logger, error) {
+	logger, err := cli.NewLogger(s.LogLevel, s.LogFormat, os.Stderr)
+	if err != nil {
+		return nil, cli.UsageError{Err: err}
+	}
+	return logger, nil
+}
+
+// common builds Common with the brokers and signer given and the other
+// settings from s.
+func (s Settings) common(brokers string, signer *auth.Signer) (Common, error) {
+	logger, err := s.Logger()
+	if err != nil {
+		return Common{}, err
+	}
+	return s.CommonWith(brokers, signer, logger)
+}
+
+// CommonWith builds Common from the brokers, signer and logger given and the
+// Kafka settings of s (properties, partitions, instance id, topic prefix):
+// for cmd/platform, which may start its own broker and keep its own secret.
+func (s Settings) CommonWith(brokers string, signer *auth.Signer, logger *slog.Logger) (Common, error) {
+	cfg, err := s.kafkaProperties()
+	if err != nil {
+		return Common{}, cli.UsageError{Err: err}
+	}
+	if s.Partitions < 0 {
+		return Common{}, cli.Usagef("--partitions %d: want 0 (the default, 6) or more", s.Partitions)
+	}
+	opts := []kafkatransport.Option{kafkatransport.WithKafkaConfig(cfg), kafkatransport.WithPartitions(s.Partitions)}
+	if s.InstanceID != "" {
+		opts = append(opts, kafkatransport.WithInstanceID(s.InstanceID))
+		logger = logger.With("instance", s.InstanceID)
+	}
+	if s.TopicPrefix != "" {
+		opts = append(opts, kafkatransport.WithTopicPrefix(s.TopicPrefix))
+	}
+	return Common{Brokers: brokers, Signer: signer, Logger: logger, Kafka: opts}, nil
+}
+
+// kafkaProperties returns the librdkafka properties of --kafka-config-file
+// and --kafka-config, the latter winning.
+func (s Settings) kafkaProperties() (kafka.ConfigMap, error) {
+	cfg := kafka.ConfigMap{}
+	if s.KafkaConfigFile != "" {
+		body, err := os.ReadFile(s.KafkaConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("--kafka-config-file: %w", err)
+		}
+		if cfg, err = parseProperties(string(body), "\n"); err != nil {
+			return nil, fmt.Errorf("--kafka-config-file %s: %w", s.KafkaConfigFile, err)
+		}
+	}
+	inline, err := parseProperties(s.KafkaConfig, ",")
+	if err != nil {
+		return nil, fmt.Errorf("--kafka-config: %w", err)
+	}
+	maps.Copy(cfg, inline)
+	return cfg, nil
+}
+
+// parseProperties parses librdkafka properties "key=value" separated by sep:
+// a line of a properties file ("\n": values run to the end of their line,
+// commas included; lines starting with # are comments) or an item of
+// --kafka-config (","). Blank entries are skipped.
+func parseProperties(body, sep string) (kafka.ConfigMap, error) {
+	m := kafka.ConfigMap{}
+	for i, entry := range strings.Split(body, sep) {
+		entry = strings.TrimSpace(entry)
+		if entry == "" || (sep == "\n" && strings.HasPrefix(entry, "#")) {
+			continue
+		}
+		k, v, ok := strings.Cut(entry, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			if sep == "\n" {
+				return nil, fmt.Errorf("line %d: %q is not key=value", i+1, entry)
+			}
+			return nil, fmt.Errorf("%q is not key=value", entry)
+		}
+		m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return m, nil
+}

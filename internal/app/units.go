@@ -1,0 +1,115 @@
+package app
+
+import (
+	"context"
+
+	"github.com/kgrpc/platform/internal/cli"
+	"github.com/kgrpc/platform/ordersvc"
+)
+
+// Unit is a binary of cmd/: its name, the flags it takes beyond Shared (rows
+// of the flag table, "name=default" where its default differs) and what it
+// runs with the parsed settings.
+type Unit struct {
+	// Name is the binary's name, as in cmd/<Name>.
+	Name string
+	// Flags are the table rows the binary takes besides Shared.
+	Flags []string
+	// NoShared leaves out the Shared flags (cmd/platform picks its own).
+	NoShared bool
+	// Run runs the unit until ctx ends. A cli.UsageError exits with code 2.
+	Run func(ctx context.Context, s Settings) error
+}
+
+// FlagTable returns the unit's flags bound to s: Shared first, then its own.
+func (u Unit) FlagTable(s *Settings) []cli.Flag {
+	names := u.Flags
+	if !u.NoShared {
+		names = append(append([]string(nil), Shared...), u.Flags...)
+	}
+	return s.Flags(names...)
+}
+
+// Parse parses args with defaults from env, as the binary does.
+func (u Unit) Parse(args []string, env cli.Lookup) (Settings, error) {
+	var s Settings
+	err := cli.Parse(u.Name, u.FlagTable(&s), args, env, discard{})
+	return s, err
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// Main is the main function of the unit's binary: flags and variables, then
+// Run until SIGINT or SIGTERM.
+func Main(u Unit) {
+	var s Settings
+	cli.Main(u.Name, u.FlagTable(&s), func(ctx context.Context) error { return u.Run(ctx, s) })
+}
+
+// deployable returns the Run of a one-unit binary: it checks the shared
+// settings, runs the unit (with /healthz and /readyz on --http-addr when
+// health is set), and logs how it ended.
+func deployable(name string, health bool, run func(ctx context.Context, s Settings, c Common, ready *Ready) error) func(context.Context, Settings) error {
+	return func(ctx context.Context, s Settings) error {
+		c, err := s.Common()
+		if err != nil {
+			return err
+		}
+		ready := NewReady()
+		unit := func(ctx context.Context) error { return run(ctx, s, c, ready) }
+		if health {
+			err = RunWithHealth(ctx, s.HTTPAddr, ready, c.Logger, unit)
+		} else {
+			err = unit(ctx)
+		}
+		if err != nil {
+			c.Logger.Error(name+" failed", "err", err)
+			return cli.Logged(err)
+		}
+		c.Logger.Info(name + " stopped")
+		return nil
+	}
+}
+
+// Gateway is cmd/gateway: the REST API.
+var Gateway = Unit{
+	Name:  "gateway",
+	Flags: []string{"http-addr=:8080", "request-timeout", "reply-partition"},
+	Run: deployable("gateway", false, func(ctx context.Context, s Settings, c Common, _ *Ready) error {
+		c.PinReplyPartition(s.ReplyPartition)
+		return RunGateway(ctx, c, GatewayConfig{HTTPAddr: s.HTTPAddr, RequestTimeout: s.RequestTimeout})
+	}),
+}
+
+// Users is cmd/usersvc: the users service.
+var Users = Unit{
+	Name:  "usersvc",
+	Flags: []string{"db=./data/users.db", "http-addr", "admin-email", "admin-password"},
+	Run: deployable("usersvc", true, func(ctx context.Context, s Settings, c Common, ready *Ready) error {
+		return RunUsers(ctx, c, UsersConfig{DB: s.DB, Ready: ready, Admin: AdminSeed{Email: s.AdminEmail, Password: s.AdminPassword}})
+	}),
+}
+
+// Products is cmd/productsvc: the products service.
+var Products = Unit{
+	Name:  "productsvc",
+	Flags: []string{"db=./data/products.db", "http-addr", "seed-demo"},
+	Run: deployable("productsvc", true, func(ctx context.Context, s Settings, c Common, ready *Ready) error {
+		return RunProducts(ctx, c, ProductsConfig{DB: s.DB, SeedDemo: s.SeedDemo, Ready: ready})
+	}),
+}
+
+// Orders is cmd/ordersvc: the orders service.
+var Orders = Unit{
+	Name:  "ordersvc",
+	Flags: []string{"db=./data/orders.db", "http-addr", "recover-after=" + ordersvc.DefaultRecoverAfter.String(), "reply-partition"},
+	Run: deployable("ordersvc", true, func(ctx context.Context, s Settings, c Common, ready *Ready) error {
+		c.PinReplyPartition(s.ReplyPartition)
+		return RunOrders(ctx, c, OrdersConfig{DB: s.DB, RecoverAfter: s.RecoverAfter, Ready: ready})
+	}),
+}
+
+// Deployables are the one-unit binaries by name.
+var Deployables = map[string]Unit{Gateway.Name: Gateway, Users.Name: Users, Products.Name: Products, Orders.Name: Orders}
