@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -29,7 +30,9 @@ type call struct {
 	authed bool
 }
 
-// recorder remembers the last call of each method and counts the calls.
+// recorder remembers the last call of each method that reached its handler,
+// and counts the calls that reached the server, before the token
+// interceptor.
 type recorder struct {
 	mu    sync.Mutex
 	last  map[string]call
@@ -40,23 +43,32 @@ func newRecorder() *recorder {
 	return &recorder{last: map[string]call{}, count: map[string]int{}}
 }
 
+// interceptor counts the calls of each method; put it first.
+func (r *recorder) interceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	method := info.FullMethod[strings.LastIndex(info.FullMethod, "/")+1:]
+	r.mu.Lock()
+	r.count[method]++
+	r.mu.Unlock()
+	return handler(ctx, req)
+}
+
 func (r *recorder) seen(ctx context.Context, method string) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	c, ok := auth.FromContext(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.last[method] = call{md: md.Copy(), claims: c, authed: ok}
-	r.count[method]++
 }
 
-// lastCall returns the last call of method and how many there were.
+// lastCall returns the last call of method that reached its handler, and
+// how many reached the server.
 func (r *recorder) lastCall(method string) (call, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.last[method], r.count[method]
 }
 
-// calls returns how many calls method had.
+// calls returns how many calls of method reached the server.
 func (r *recorder) calls(method string) int {
 	_, n := r.lastCall(method)
 	return n

@@ -8,16 +8,19 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc"
 
 	"github.com/kgrpc/platform/gateway"
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
@@ -47,11 +50,11 @@ func newBackend(t *testing.T) *backend {
 		t.Fatal(err)
 	}
 	rec := newRecorder()
-	conn := serveOverKafka(t, signer, func(s *kafkatransport.Server) {
+	conn := serveOverKafka(t, func(s *kafkatransport.Server) {
 		usersv1.RegisterUserServiceKafkaServer(s, &testUsers{rec: rec})
 		productsv1.RegisterProductServiceKafkaServer(s, &testProducts{rec: rec})
 		ordersv1.RegisterOrderServiceKafkaServer(s, &testOrders{rec: rec})
-	})
+	}, rec.interceptor, auth.UnaryServerInterceptor(signer))
 	return &backend{
 		signer:   signer,
 		rec:      rec,
@@ -63,34 +66,33 @@ func newBackend(t *testing.T) *backend {
 }
 
 // serveOverKafka serves what register registers on a kafkatransport server
-// with the services' token interceptor, until t ends, and returns a client
-// connection to it. It is the one place these tests build transport servers
-// and clients.
-func serveOverKafka(t *testing.T, signer *auth.Signer, register func(*kafkatransport.Server)) *kafkatransport.ClientConn {
+// with the interceptors, until t ends, and returns a client connection to
+// it. It is the one place these tests build transport servers and clients.
+func serveOverKafka(t *testing.T, register func(*kafkatransport.Server), ics ...grpc.UnaryServerInterceptor) *kafkatransport.ClientConn {
 	t.Helper()
 	brokers := kafkatest.Brokers(t)
 	prefix := kafkatest.TopicPrefix(t)
 	fastGroup := kafkatransport.WithKafkaConfig(kafka.ConfigMap{"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
 	srv := kafkatransport.NewServer(brokers, kafkatransport.WithTopicPrefix(prefix), fastGroup,
-		kafkatransport.WithUnaryServerInterceptors(auth.UnaryServerInterceptor(signer)))
+		kafkatransport.WithUnaryServerInterceptors(ics...))
 	register(srv)
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
+	go func() { done <- srv.Serve(t.Context()) }()
+	select {
+	case <-time.After(60 * time.Second):
+		t.Fatal("server not ready after 60s")
+	case err := <-done:
+		t.Fatalf("server stopped before it was ready: %v", err)
+	case <-srv.Ready():
+	}
+	// t.Context ends before the cleanups run: the server drains while the
+	// client closes, and this cleanup, the last, waits for it.
 	t.Cleanup(func() {
-		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("server not ready after 60s")
-	}
-	conn, err := kafkatransport.Dial(ctx, brokers, kafkatransport.WithTopicPrefix(prefix))
+	conn, err := kafkatransport.Dial(t.Context(), brokers, kafkatransport.WithTopicPrefix(prefix))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,4 +215,39 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// captureHandler is a slog.Handler keeping "method path status" of each
+// request line.
+type captureHandler struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (h *captureHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *captureHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *captureHandler) WithGroup(string) slog.Handler            { return h }
+
+func (h *captureHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "http request" {
+		return nil
+	}
+	a := map[string]string{}
+	r.Attrs(func(at slog.Attr) bool {
+		a[at.Key] = at.Value.String()
+		return true
+	})
+	if a["duration"] == "" {
+		return fmt.Errorf("no duration in %v", a)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.got = append(h.got, a["method"]+" "+a["path"]+" "+a["status"])
+	return nil
+}
+
+func (h *captureHandler) lines() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.got...)
 }
