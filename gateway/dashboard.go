@@ -24,7 +24,7 @@ const dashboardRecentOrders = 5
 func (g *gateway) dashboard(w http.ResponseWriter, r *http.Request, params map[string]string) {
 	ctx, err := runtime.AnnotateContext(r.Context(), g.mux, r, usersv1.UserService_GetUser_FullMethodName)
 	if err != nil {
-		g.writeError(w, r, err)
+		writeError(w, r, err)
 		return
 	}
 	id := params["id"]
@@ -46,11 +46,11 @@ func (g *gateway) dashboard(w http.ResponseWriter, r *http.Request, params map[s
 	}()
 	wg.Wait()
 	if userErr != nil {
-		g.writeError(w, r, userErr)
+		writeError(w, r, userErr)
 		return
 	}
 	if orderErr != nil {
-		g.writeError(w, r, orderErr)
+		writeError(w, r, orderErr)
 		return
 	}
 	writeJSON(w, http.StatusOK, dashboardBody(ctx, user.GetUser(), orders))

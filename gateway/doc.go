@@ -4,6 +4,28 @@
 // health and readiness endpoints, the OpenAPI document and one aggregate
 // endpoint (the user dashboard).
 //
+// [New] builds it as the grpc-gateway examples do: a ServeMux with its
+// options (errors.go, idempotency.go), one Register...HandlerClient per
+// service, then a chain of small func(http.Handler) http.Handler
+// middlewares, each in the file of its concern, outermost first:
+//
+//   - logRequests (middleware.go): one log line per request, around
+//     everything, /healthz, /readyz and /openapi.json included;
+//   - verifyBearer (auth.go): a request with an Authorization header that
+//     is not "Bearer <token>", or whose token does not verify (malformed,
+//     forged, expired), gets 401 UNAUTHENTICATED and is not forwarded; one
+//     without the header goes on, since some routes are public, and the
+//     services, which verify the forwarded token again, refuse the others
+//     (401, or 403 PERMISSION_DENIED for a non-admin on an admin route);
+//   - addIdempotencyKey (idempotency.go): see below;
+//   - withTimeout (middleware.go): Config.RequestTimeout (10s) bounds each
+//     request and its calls over Kafka; past it, 504 DEADLINE_EXCEEDED;
+//   - limitBody (middleware.go): Config.MaxBodyBytes (1 MiB) bounds request
+//     bodies; a longer one gets 400 INVALID_ARGUMENT "http: request body
+//     too large" and is not forwarded.
+//
+// All but logRequests apply to the API (the ServeMux) only.
+//
 // Errors are always JSON of the form
 //
 //	{"code": "FAILED_PRECONDITION", "message": "...", "details": [...]}
@@ -12,10 +34,14 @@
 // (each with its "@type"), and the HTTP status grpc-gateway maps the code to
 // (InvalidArgument, FailedPrecondition and OutOfRange 400, Unauthenticated
 // 401, PermissionDenied 403, NotFound 404, AlreadyExists 409,
-// ResourceExhausted 429, Unavailable 503, DeadlineExceeded 504).
+// ResourceExhausted 429, Unavailable 503, DeadlineExceeded 504). A 401 has a
+// `WWW-Authenticate: Bearer realm="shop"` header. A path no route takes is
+// 404 NOT_FOUND; a route's path with another method, 405 UNIMPLEMENTED.
 //
 // A POST may carry an Idempotency-Key header; the gateway makes up one for
 // each POST without. Services receive it as "idempotency-key" metadata, so a
 // client retry with the same key, or Kafka delivering one call twice after a
-// crash, does the work once (the order service creates one order).
+// crash, does the work once (the order service creates one order). Of the
+// request's headers, only Authorization and Idempotency-Key (on any method)
+// become call metadata.
 package gateway

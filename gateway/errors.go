@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	rpccode "google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// errorBody is the one JSON error format of the API.
+type errorBody struct {
+	Code    string            `json:"code"`
+	Message string            `json:"message"`
+	Details []json.RawMessage `json:"details"`
+}
+
+// errorHandler is the ServeMux's error handler: every error of a call, or
+// of decoding its request, in the API's format.
+func errorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, r, err)
+}
+
+// routingErrorHandler is the ServeMux's handler of requests no route takes:
+// 404 NOT_FOUND naming the method and path, 405 UNIMPLEMENTED for a path
+// without the method.
+func routingErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	switch httpStatus {
+	case http.StatusMethodNotAllowed:
+		writeJSON(w, httpStatus, errorBody{Code: "UNIMPLEMENTED", Message: "method not allowed", Details: []json.RawMessage{}})
+	case http.StatusNotFound:
+		writeError(w, r, status.Errorf(codes.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+	default:
+		writeError(w, r, status.Error(codes.InvalidArgument, http.StatusText(httpStatus)))
+	}
+}
+
+// writeError writes err in the API's error format with the status code's
+// HTTP status. An error without a gRPC code (Unknown) of a request whose
+// context ended is that context's error: DEADLINE_EXCEEDED or CANCELLED.
+// A 401 carries a WWW-Authenticate challenge.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	st := status.Convert(err)
+	if ctxErr := r.Context().Err(); ctxErr != nil && st.Code() == codes.Unknown {
+		st = status.FromContextError(ctxErr)
+	}
+	body := errorBody{Code: rpccode.Code(st.Code()).String(), Message: st.Message(), Details: []json.RawMessage{}}
+	for _, d := range st.Proto().GetDetails() {
+		if b, err := protojson.Marshal(d); err == nil {
+			body.Details = append(body.Details, b)
+		}
+	}
+	if st.Code() == codes.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="shop"`)
+	}
+	writeJSON(w, runtime.HTTPStatusFromCode(st.Code()), body)
+}
+
+// writeJSON writes v as JSON with the HTTP status code.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
