@@ -102,7 +102,7 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 	// Step 2: reserve and capture.
 	reserved, err := s.reserve(ctx, id, lines)
 	if err != nil {
-		err, compensate = s.reserveFailed(ctx, log, err, key)
+		compensate, err = s.reserveFailed(ctx, log, err, key)
 		return nil, err
 	}
 	compensate = true

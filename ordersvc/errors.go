@@ -25,9 +25,9 @@ func (s *Service) internal(ctx context.Context, op string, err error) error {
 	return status.Error(codes.Internal, "internal error")
 }
 
-// reserveFailed maps a failed ReserveStock of an order attempt with
-// idempotency key key (or "") to the caller's error, and reports whether
-// the stock may be held all the same, so that the attempt must give it back.
+// reserveFailed reports whether a failed ReserveStock of an order attempt
+// with idempotency key key (or "") may have reserved all the same, so that
+// the attempt must give the stock back, and maps err to the caller's error.
 //
 // The caller's mistakes (FailedPrecondition, NotFound, InvalidArgument)
 // reserved nothing and come back unchanged, message and details included,
@@ -36,24 +36,24 @@ func (s *Service) internal(ctx context.Context, op string, err error) error {
 // nothing either and is our fault: Internal. Any other failure (the product
 // service unavailable, a reply lost after the work was done) may have
 // reserved: Unavailable, or the status of ctx's end when ctx is done.
-func (s *Service) reserveFailed(ctx context.Context, log *slog.Logger, err error, key string) (_ error, mayHold bool) {
+func (s *Service) reserveFailed(ctx context.Context, log *slog.Logger, err error, key string) (mayHold bool, _ error) {
 	switch status.Code(err) {
 	case codes.FailedPrecondition:
 		if why, ok := reservationRefusal(err); ok {
-			return refusedReservation(why, key), false
+			return false, refusedReservation(why, key)
 		}
-		return status.Convert(err).Err(), false
+		return false, status.Convert(err).Err()
 	case codes.NotFound, codes.InvalidArgument:
-		return status.Convert(err).Err(), false
+		return false, status.Convert(err).Err()
 	case codes.PermissionDenied, codes.Unauthenticated:
 		log.ErrorContext(ctx, "ordersvc: product service refused the service token", "err", err)
-		return status.Error(codes.Internal, "internal error"), false
+		return false, status.Error(codes.Internal, "internal error")
 	}
 	if ctx.Err() != nil {
-		return status.FromContextError(ctx.Err()).Err(), true
+		return true, status.FromContextError(ctx.Err()).Err()
 	}
 	log.WarnContext(ctx, "ordersvc: reserve stock", "err", err)
-	return status.Error(codes.Unavailable, "product service unavailable, try again later"), true
+	return true, status.Error(codes.Unavailable, "product service unavailable, try again later")
 }
 
 // reservationRefusal reports whether err is a ReserveStock refusal of the

@@ -484,6 +484,38 @@ func TestCreateOrderCompensatesWhenStoreFails(t *testing.T) {
 	}
 }
 
+// sweptCreate is a Repository whose Create comes too late: the recovery
+// sweep has claimed the attempt's pending reservation, as when an attempt
+// outlives its recover time.
+type sweptCreate struct {
+	Repository
+}
+
+func (r sweptCreate) Create(ctx context.Context, o Order, events ...proto.Message) error {
+	late := o.CreateTime.Add(time.Hour)
+	if c, err := r.Repository.ClaimRecovery(ctx, o.ID, late, late.Add(time.Minute)); err != nil || c != ClaimRelease {
+		return fmt.Errorf("sweep claim = %v, %v", c, err)
+	}
+	return r.Repository.Create(ctx, o, events...)
+}
+
+// An attempt whose stock the sweep took over is rolled back, and does not
+// release the stock itself: the sweep owns the release.
+func TestCreateOrderTooLate(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Repo = sweptCreate{c.Repo} })
+	_, err := e.svc.CreateOrder(alice, &ordersv1.CreateOrderRequest{Items: items("p_anvil", 2)})
+	wantCode(t, err, codes.Aborted)
+	if rel := e.products.releases(); len(rel) != 0 {
+		t.Fatalf("ReleaseStock calls = %v, want none (the sweep releases)", rel)
+	}
+	if got := e.products.stock("p_anvil"); got != 3 {
+		t.Fatalf("anvil stock = %d, want 3 until the sweep releases", got)
+	}
+	if e.notified.Load() != 0 || countOrders(t, e.db) != 0 {
+		t.Fatal("a rolled back order was stored or notified")
+	}
+}
+
 func TestGetOrder(t *testing.T) {
 	e := newEnv(t)
 	o := e.place(t, alice)
