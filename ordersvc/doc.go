@@ -2,9 +2,18 @@
 // cancelling orders. Service implements ordersv1.OrderServiceServer on top of
 // a Repository; SQLRepository is the store (SQLite or PostgreSQL, chosen by
 // the DSN given to Open). Stock is held by the product service, which Service
-// calls through productsv1.ProductServiceClient with its own service token
-// (subject "ordersvc", role service, cached and renewed two minutes before it
-// expires).
+// calls through Config.Products, a productsv1.ProductServiceClient. Service
+// mints no tokens: the composition root (internal/app) builds that client
+// with NewProductsClient, whose connection is wrapped with
+// auth.WithServiceToken and so presents the order service's own token
+// (subject "ordersvc", role service, valid ten minutes, cached and renewed
+// two minutes before it expires).
+//
+// The code is split by concern: service.go (Service, Config, the simple
+// RPCs), create.go (the CreateOrder saga, whose doc comment names every
+// place stock is given back), stock.go (the product service calls),
+// recovery.go (the recovery sweep), idempotency.go, errors.go and
+// convert.go (messages and page tokens).
 //
 // # Decisions callers rely on
 //
@@ -29,7 +38,13 @@
 //     caller's own DeadlineExceeded/Canceled); since the reservation may
 //     have happened, Service then calls ReleaseStock at once, best effort.
 //     When storing fails after a reservation, Service calls ReleaseStock
-//     (best effort) and answers Internal.
+//     (best effort) and answers Internal. Both are the saga's one
+//     compensation path (a deferred release in CreateOrder).
+//   - A reservation refused for its id (shop.products.v1.ReservationRefusal:
+//     a "RESERVATION" violation, "released" or "other items") answers
+//     FailedPrecondition "idempotency key already used for a different
+//     order" for other items; for a released id, FailedPrecondition asking
+//     for a new idempotency key when the call had one, Aborted otherwise.
 //   - Nothing is lost when an instance dies or a release fails: every
 //     instance runs RecoverReservations, which every Config.RecoverEvery
 //     (default RecoverAfter/6) claims the pending reservations that are due

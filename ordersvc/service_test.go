@@ -157,6 +157,35 @@ func (f *fakeProducts) releases() []string {
 	return slices.Clone(f.releaseCalls)
 }
 
+// fakeConn carries the calls of a generated ProductServiceClient to f, as a
+// connection to the product service would, so that the order service's
+// client is built as in production (NewProductsClient).
+type fakeConn struct{ f *fakeProducts }
+
+func (c fakeConn) Invoke(ctx context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+	var (
+		resp proto.Message
+		err  error
+	)
+	switch method {
+	case productsv1.ProductService_ReserveStock_FullMethodName:
+		resp, err = c.f.ReserveStock(ctx, args.(*productsv1.ReserveStockRequest))
+	case productsv1.ProductService_ReleaseStock_FullMethodName:
+		resp, err = c.f.ReleaseStock(ctx, args.(*productsv1.ReleaseStockRequest))
+	default:
+		return status.Errorf(codes.Unimplemented, "fake product service: %s", method)
+	}
+	if err != nil {
+		return err
+	}
+	proto.Merge(reply.(proto.Message), resp)
+	return nil
+}
+
+func (fakeConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, status.Error(codes.Unimplemented, "fake product service: no streams")
+}
+
 // failingCreate is a Repository whose Create fails, as a broken disk would.
 type failingCreate struct {
 	Repository
@@ -192,7 +221,11 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	e := &env{repo: r, db: r.DB(), products: newFakeProducts(signer), signer: signer, clock: t0}
-	cfg := Config{Repo: r, Products: e.products, Signer: signer, Notify: func() { e.notified.Add(1) }}
+	products, err := NewProductsClient(fakeConn{e.products}, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Repo: r, Products: products, Notify: func() { e.notified.Add(1) }}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -266,12 +299,11 @@ func TestNewValidatesConfig(t *testing.T) {
 		name string
 		cfg  Config
 	}{
-		{"no repo", Config{Products: e.products, Signer: e.signer}},
-		{"no products", Config{Repo: e.repo, Signer: e.signer}},
-		{"no signer", Config{Repo: e.repo, Products: e.products}},
-		{"negative timeout", Config{Repo: e.repo, Products: e.products, Signer: e.signer, CallTimeout: -1}},
-		{"recover before the call timeout", Config{Repo: e.repo, Products: e.products, Signer: e.signer, CallTimeout: time.Minute, RecoverAfter: 30 * time.Second}},
-		{"negative sweep interval", Config{Repo: e.repo, Products: e.products, Signer: e.signer, RecoverEvery: -1}},
+		{"no repo", Config{Products: e.products}},
+		{"no products", Config{Repo: e.repo}},
+		{"negative timeout", Config{Repo: e.repo, Products: e.products, CallTimeout: -1}},
+		{"recover before the call timeout", Config{Repo: e.repo, Products: e.products, CallTimeout: time.Minute, RecoverAfter: 30 * time.Second}},
+		{"negative sweep interval", Config{Repo: e.repo, Products: e.products, RecoverEvery: -1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -449,6 +481,38 @@ func TestCreateOrderCompensatesWhenStoreFails(t *testing.T) {
 	}
 	if e.notified.Load() != 0 || countOrders(t, e.db) != 0 {
 		t.Fatal("a failed order was stored or notified")
+	}
+}
+
+// sweptCreate is a Repository whose Create comes too late: the recovery
+// sweep has claimed the attempt's pending reservation, as when an attempt
+// outlives its recover time.
+type sweptCreate struct {
+	Repository
+}
+
+func (r sweptCreate) Create(ctx context.Context, o Order, events ...proto.Message) error {
+	late := o.CreateTime.Add(time.Hour)
+	if c, err := r.Repository.ClaimRecovery(ctx, o.ID, late, late.Add(time.Minute)); err != nil || c != ClaimRelease {
+		return fmt.Errorf("sweep claim = %v, %v", c, err)
+	}
+	return r.Repository.Create(ctx, o, events...)
+}
+
+// An attempt whose stock the sweep took over is rolled back, and does not
+// release the stock itself: the sweep owns the release.
+func TestCreateOrderTooLate(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Repo = sweptCreate{c.Repo} })
+	_, err := e.svc.CreateOrder(alice, &ordersv1.CreateOrderRequest{Items: items("p_anvil", 2)})
+	wantCode(t, err, codes.Aborted)
+	if rel := e.products.releases(); len(rel) != 0 {
+		t.Fatalf("ReleaseStock calls = %v, want none (the sweep releases)", rel)
+	}
+	if got := e.products.stock("p_anvil"); got != 3 {
+		t.Fatalf("anvil stock = %d, want 3 until the sweep releases", got)
+	}
+	if e.notified.Load() != 0 || countOrders(t, e.db) != 0 {
+		t.Fatal("a rolled back order was stored or notified")
 	}
 }
 
@@ -867,11 +931,7 @@ func TestRecoverDueReleasesAbandonedReservations(t *testing.T) {
 	if err := e.repo.BeginReservation(ctx, "o_dead", "u_alice", t0, t0.Add(DefaultRecoverAfter)); err != nil {
 		t.Fatal(err)
 	}
-	callCtx, err := e.svc.serviceContext(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.svc.reserve(callCtx, "o_dead", []Item{{ProductID: "p_anvil", Quantity: 2}}); err != nil {
+	if _, err := e.svc.reserve(ctx, "o_dead", []Item{{ProductID: "p_anvil", Quantity: 2}}); err != nil {
 		t.Fatal(err)
 	}
 	// An order stored normally, and a leftover pending record of its id (a
@@ -952,8 +1012,7 @@ func TestCreateOrderRetryAfterRollback(t *testing.T) {
 	if err := e.repo.BeginReservation(ctx, id, "u_alice", t0, t0.Add(DefaultRecoverAfter)); err != nil {
 		t.Fatal(err)
 	}
-	callCtx, _ := e.svc.serviceContext(ctx)
-	if _, err := e.svc.reserve(callCtx, id, []Item{{ProductID: "p_cog", Quantity: 1}}); err != nil {
+	if _, err := e.svc.reserve(ctx, id, []Item{{ProductID: "p_cog", Quantity: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	// The sweep has claimed it: a retry now is told to come back.

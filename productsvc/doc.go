@@ -50,8 +50,10 @@
 //     same items returns the stored result and reserves nothing. The same id
 //     with other items, and any reservation of a released id, is
 //     FailedPrecondition with a PreconditionFailure violation of type
-//     "RESERVATION" (subject the reservation id): a released id never holds
-//     stock again.
+//     "RESERVATION" (subject the reservation id, description "other items"
+//     or "released"), as shop.products.v1.ReservationRefusal defines it in
+//     proto/shop/products/v1/errors.proto: a released id never holds stock
+//     again.
 //   - ReleaseStock returns released=true exactly once per reservation;
 //     repeats and unknown ids answer released=false. An unknown id is
 //     remembered as released, so a reservation that arrives after its own

@@ -331,9 +331,9 @@ func (s *Service) ReserveStock(ctx context.Context, req *productsv1.ReserveStock
 	case errors.As(err, &ie) && errors.Is(err, ErrInsufficientStock):
 		return nil, shortStock(ie, "insufficient stock for product %q: requested %d, available %d", ie.ProductID, ie.Requested, ie.Available)
 	case errors.Is(err, ErrReservationReleased):
-		return nil, reservationFailure(id, ReservationReleased, "reservation %q was released and cannot hold stock again", id)
+		return nil, reservationFailure(id, productsv1.ReservationRefusal_RESERVATION_REFUSAL_RELEASED, "reservation %q was released and cannot hold stock again", id)
 	case errors.Is(err, ErrReservationConflict):
-		return nil, reservationFailure(id, ReservationOtherItems, "reservation %q already exists with other items", id)
+		return nil, reservationFailure(id, productsv1.ReservationRefusal_RESERVATION_REFUSAL_OTHER_ITEMS, "reservation %q already exists with other items", id)
 	case err != nil:
 		return nil, s.internal(ctx, "reserve stock", err)
 	}
@@ -507,37 +507,31 @@ func notFound(id string) error { return status.Errorf(codes.NotFound, "product %
 // shortStock returns FailedPrecondition with a PreconditionFailure detail of
 // type "STOCK" whose subject is the product id.
 func shortStock(ie *ItemError, format string, args ...any) error {
-	st := status.Newf(codes.FailedPrecondition, format, args...)
-	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
+	return failedPrecondition(&errdetails.PreconditionFailure_Violation{
 		Type: "STOCK", Subject: ie.ProductID,
 		Description: fmt.Sprintf("requested %d, available %d", ie.Requested, ie.Available),
-	}}}); err == nil {
-		st = d
-	}
-	return st.Err()
+	}, format, args...)
 }
 
-// ReservationViolation is the PreconditionFailure violation type of a
-// ReserveStock refused because its reservation id is taken or released
-// (shortage is "STOCK"). The violation's description is ReservationReleased
-// or ReservationOtherItems.
-const ReservationViolation = "RESERVATION"
+// reservationFailure returns FailedPrecondition refusing reservation id for
+// reason why, with the PreconditionFailure violation that
+// productsv1.ReservationRefusal defines (proto/shop/products/v1/errors.proto):
+// type "RESERVATION" (the enum's violation_type), subject id, description
+// the value's violation_description ("released", "other items").
+func reservationFailure(id string, why productsv1.ReservationRefusal, format string, args ...any) error {
+	refusals := why.Descriptor()
+	return failedPrecondition(&errdetails.PreconditionFailure_Violation{
+		Type:        proto.GetExtension(refusals.Options(), productsv1.E_ViolationType).(string),
+		Subject:     id,
+		Description: proto.GetExtension(refusals.Values().ByNumber(why.Number()).Options(), productsv1.E_ViolationDescription).(string),
+	}, format, args...)
+}
 
-// The descriptions of a RESERVATION violation.
-const (
-	// ReservationReleased: the id was released and never holds stock again.
-	ReservationReleased = "released"
-	// ReservationOtherItems: the id holds other items.
-	ReservationOtherItems = "other items"
-)
-
-// reservationFailure is FailedPrecondition with a RESERVATION violation for
-// reservation id.
-func reservationFailure(id, why, format string, args ...any) error {
+// failedPrecondition returns FailedPrecondition with a PreconditionFailure
+// detail holding v.
+func failedPrecondition(v *errdetails.PreconditionFailure_Violation, format string, args ...any) error {
 	st := status.Newf(codes.FailedPrecondition, format, args...)
-	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
-		Type: ReservationViolation, Subject: id, Description: why,
-	}}}); err == nil {
+	if d, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{v}}); err == nil {
 		st = d
 	}
 	return st.Err()

@@ -540,7 +540,7 @@ func TestReleaseStockExactlyOnce(t *testing.T) {
 		id  string
 		q   int32
 		why string
-	}{{"o_never", 1, ReservationReleased}, {"o_1", 2, ReservationReleased}, {"o_2", 1, ReservationOtherItems}} {
+	}{{"o_never", 1, "released"}, {"o_1", 2, "released"}, {"o_2", 1, "other items"}} {
 		_, err = e.svc.ReserveStock(service, &productsv1.ReserveStockRequest{ReservationId: tc.id, Items: []*productsv1.StockItem{{ProductId: a.GetId(), Quantity: tc.q}}})
 		wantCode(t, err, codes.FailedPrecondition)
 		var v *errdetails.PreconditionFailure_Violation
@@ -549,8 +549,8 @@ func TestReleaseStockExactlyOnce(t *testing.T) {
 				v = pf.GetViolations()[0]
 			}
 		}
-		if v.GetType() != ReservationViolation || v.GetSubject() != tc.id || v.GetDescription() != tc.why {
-			t.Fatalf("reserve %s: violation %v, want type %s subject %s description %q", tc.id, v, ReservationViolation, tc.id, tc.why)
+		if v.GetType() != "RESERVATION" || v.GetSubject() != tc.id || v.GetDescription() != tc.why {
+			t.Fatalf("reserve %s: violation %v, want type RESERVATION subject %s description %q", tc.id, v, tc.id, tc.why)
 		}
 		if got := e.stock(t, a.GetId()); got != 2 {
 			t.Fatalf("stock = %d after a refused reservation of %s, want 2", got, tc.id)

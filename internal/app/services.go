@@ -156,11 +156,14 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 		return err
 	}
 	defer conn.Close()
+	products, err := ordersvc.NewProductsClient(conn.Service(productsv1.ProductServiceKafkaSpec), c.Signer)
+	if err != nil {
+		return err
+	}
 	relay := outbox.NewRelay(repo.DB(), publishEvents(pub), log)
 	svc, err := ordersvc.New(ordersvc.Config{
 		Repo:     repo,
-		Products: productsv1.NewProductServiceKafkaClient(conn),
-		Signer:   c.Signer,
+		Products: products,
 		Logger:   log,
 		Notify:   relay.Notify,
 

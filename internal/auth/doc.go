@@ -6,4 +6,11 @@
 // Tokens are compact JWTs signed with HMAC-SHA256 (alg HS256) carrying the
 // subject (user id), role, issue and expiry times. Services share the signing
 // secret; see the platform's --auth-secret flag.
+//
+// A service that calls another as itself (the order service reserving stock
+// with the product service) does not mint tokens in its handlers: its client
+// carries ServiceTokenInterceptor, or is wrapped with WithServiceToken, which
+// mints a RoleService token for the service's subject, caches it, renews it
+// shortly before it expires and sets it as the call's "authorization"
+// metadata for UnaryServerInterceptor on the other side.
 package auth

@@ -57,7 +57,9 @@ type ProductServiceClient interface {
 	// ReserveStock takes stock for every item of an order, all or nothing: it
 	// fails with FAILED_PRECONDITION and reserves nothing when any item is short.
 	// It is idempotent by reservation_id: repeating a reservation returns the
-	// first result. Internal; not exposed over REST.
+	// first result. A reservation_id that holds other items or was released is
+	// refused with FAILED_PRECONDITION as ReservationRefusal (errors.proto)
+	// describes. Internal; not exposed over REST.
 	ReserveStock(ctx context.Context, in *ReserveStockRequest, opts ...grpc.CallOption) (*ReserveStockResponse, error)
 	// ReleaseStock gives back the stock of a reservation. It is idempotent by
 	// reservation_id; releasing an unknown or released reservation does
@@ -178,7 +180,9 @@ type ProductServiceServer interface {
 	// ReserveStock takes stock for every item of an order, all or nothing: it
 	// fails with FAILED_PRECONDITION and reserves nothing when any item is short.
 	// It is idempotent by reservation_id: repeating a reservation returns the
-	// first result. Internal; not exposed over REST.
+	// first result. A reservation_id that holds other items or was released is
+	// refused with FAILED_PRECONDITION as ReservationRefusal (errors.proto)
+	// describes. Internal; not exposed over REST.
 	ReserveStock(context.Context, *ReserveStockRequest) (*ReserveStockResponse, error)
 	// ReleaseStock gives back the stock of a reservation. It is idempotent by
 	// reservation_id; releasing an unknown or released reservation does

@@ -1,0 +1,57 @@
+package ordersvc
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
+)
+
+// This file holds the idempotency of CreateOrder: an idempotency key names
+// the order id, so a retried or redelivered request finds the order it made.
+
+// IdempotencyMetadataKey is the call metadata key of an idempotency key. The
+// gateway sets it from the HTTP Idempotency-Key header, or makes one up per
+// HTTP request, so that a request delivered twice creates one order.
+const IdempotencyMetadataKey = "idempotency-key"
+
+// MaxIdempotencyKeyLen bounds an idempotency key.
+const MaxIdempotencyKeyLen = 200
+
+// idempotencyKey returns the call's idempotency key, or "".
+func idempotencyKey(ctx context.Context) (string, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vs := md.Get(IdempotencyMetadataKey)
+	if len(vs) == 0 || vs[0] == "" {
+		return "", nil
+	}
+	if len(vs[0]) > MaxIdempotencyKeyLen {
+		return "", fmt.Errorf("idempotency key longer than %d bytes", MaxIdempotencyKeyLen)
+	}
+	return vs[0], nil
+}
+
+// orderIDFor derives the order id of a user's idempotency key.
+func orderIDFor(userID, key string) string {
+	h := sha256.Sum256([]byte(userID + "\x00" + key))
+	return "o_" + hex.EncodeToString(h[:8])
+}
+
+// replay answers a repeated CreateOrder with the order the first one made,
+// provided it is the same request.
+func (s *Service) replay(o Order, userID string, lines []Item) (*ordersv1.CreateOrderResponse, error) {
+	same := o.UserID == userID && len(o.Items) == len(lines)
+	for i := 0; same && i < len(lines); i++ {
+		same = o.Items[i].ProductID == lines[i].ProductID && o.Items[i].Quantity == lines[i].Quantity
+	}
+	if !same {
+		return nil, status.Error(codes.FailedPrecondition, "idempotency key already used for a different order")
+	}
+	return &ordersv1.CreateOrderResponse{Order: toProto(o)}, nil
+}
