@@ -70,9 +70,13 @@ type callResult struct {
 
 // Dial connects a client to the brokers (a librdkafka bootstrap.servers
 // list). It creates the reply topic when missing, picks its reply partition
-// and starts reading it; ctx bounds that start.
-func Dial(ctx context.Context, brokers string, opts ...Option) (*ClientConn, error) {
-	cfg := newConfig(brokers, opts)
+// and starts reading it; ctx bounds that start. An invalid option is an
+// error.
+func Dial(ctx context.Context, brokers string, opts ...ClientOption) (*ClientConn, error) {
+	cfg, err := newConfig(brokers, opts, ClientOption.applyClient)
+	if err != nil {
+		return nil, err
+	}
 	c := &ClientConn{
 		cfg:        cfg,
 		replyTopic: cfg.topic(cfg.replyTopic),
@@ -81,7 +85,6 @@ func Dial(ctx context.Context, brokers string, opts ...Option) (*ClientConn, err
 		stop:       make(chan struct{}),
 	}
 	c.stopLogs = c.cfg.forwardLogs()
-	var err error
 	if c.producer, err = kafka.NewProducer(c.cfg.producerConfig(nil)); err != nil {
 		c.stopLogs()
 		return nil, fmt.Errorf("kafkatransport: new producer: %w", err)

@@ -49,7 +49,11 @@ func TestMain(m *testing.M) {
 // runHelperServer serves the echo service until the process is killed.
 func runHelperServer(brokers, prefix string) int {
 	ctx := context.Background()
-	srv := kafkatransport.NewServer(brokers, kafkatransport.WithTopicPrefix(prefix), kafkatransport.WithKafkaConfig(fastGroup))
+	srv, err := kafkatransport.NewServer(brokers, kafkatransport.WithTopicPrefix(prefix), kafkatransport.WithKafkaConfig(fastGroup))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	testingv1.RegisterEchoServiceKafkaServer(srv, newEcho("helper"))
 	go func() {
 		<-srv.Ready()
@@ -141,15 +145,20 @@ func newEnv(t *testing.T) *env {
 	return &env{t: t, brokers: kafkatest.Brokers(t), prefix: kafkatest.TopicPrefix(t)}
 }
 
-func (e *env) opts(extra ...kafkatransport.Option) []kafkatransport.Option {
-	return append([]kafkatransport.Option{kafkatransport.WithTopicPrefix(e.prefix), kafkatransport.WithKafkaConfig(fastGroup)}, extra...)
+// common returns the options of every role in the test: its topic prefix
+// and quick group membership.
+func (e *env) common() kafkatransport.Option {
+	return kafkatransport.WithOptions(kafkatransport.WithTopicPrefix(e.prefix), kafkatransport.WithKafkaConfig(fastGroup))
 }
 
 // serve starts a server for impl and returns a function that stops it
 // gracefully and waits for Serve to return.
-func (e *env) serve(impl testingv1.EchoServiceServer, extra ...kafkatransport.Option) (stop func()) {
+func (e *env) serve(impl testingv1.EchoServiceServer, extra ...kafkatransport.ServerOption) (stop func()) {
 	e.t.Helper()
-	srv := kafkatransport.NewServer(e.brokers, e.opts(extra...)...)
+	srv, err := kafkatransport.NewServer(e.brokers, append([]kafkatransport.ServerOption{e.common()}, extra...)...)
+	if err != nil {
+		e.t.Fatalf("NewServer: %v", err)
+	}
 	testingv1.RegisterEchoServiceKafkaServer(srv, impl)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -181,11 +190,11 @@ func (e *env) serve(impl testingv1.EchoServiceServer, extra ...kafkatransport.Op
 	return stop
 }
 
-func (e *env) dial(extra ...kafkatransport.Option) *kafkatransport.ClientConn {
+func (e *env) dial(extra ...kafkatransport.ClientOption) *kafkatransport.ClientConn {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cc, err := kafkatransport.Dial(ctx, e.brokers, e.opts(extra...)...)
+	cc, err := kafkatransport.Dial(ctx, e.brokers, append([]kafkatransport.ClientOption{e.common()}, extra...)...)
 	if err != nil {
 		e.t.Fatalf("Dial: %v", err)
 	}
@@ -246,7 +255,10 @@ func TestPlainGeneratedClientWithoutSpec(t *testing.T) {
 	// The standard protoc-gen-go-grpc client on the bare ClientConn, and the
 	// standard Register function on the Server, agree on the default topic.
 	e := newEnv(t)
-	srv := kafkatransport.NewServer(e.brokers, e.opts()...)
+	srv, err := kafkatransport.NewServer(e.brokers, e.common())
+	if err != nil {
+		t.Fatal(err)
+	}
 	testingv1.RegisterEchoServiceServer(srv, newEcho("plain"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -630,7 +642,7 @@ func TestClientsReceiveOnlyTheirReplies(t *testing.T) {
 		t.Run(fmt.Sprintf("shared partition %v", shared), func(t *testing.T) {
 			var clients []testingv1.EchoServiceClient
 			for i := range 3 {
-				var opts []kafkatransport.Option
+				var opts []kafkatransport.ClientOption
 				if shared {
 					opts = append(opts, kafkatransport.WithReplyPartition(0))
 				} else {
@@ -787,7 +799,7 @@ func (r *pingRecorder) handle(ctx context.Context, p *testingv1.Pinged) error {
 
 func TestEvents(t *testing.T) {
 	e := newEnv(t)
-	pub, err := kafkatransport.NewPublisher(e.brokers, e.opts()...)
+	pub, err := kafkatransport.NewPublisher(e.brokers, e.common())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -795,8 +807,11 @@ func TestEvents(t *testing.T) {
 	pinged := testingv1.NewPingedPublisher(pub)
 
 	rec := &pingRecorder{attempts: map[string]int{}, handled: map[string][]int64{}}
-	sub := kafkatransport.NewSubscriber(e.brokers, "echo-test-subscriber",
-		e.opts(kafkatransport.WithEventRetry(3, 10*time.Millisecond, 50*time.Millisecond))...)
+	sub, err := kafkatransport.NewSubscriber(e.brokers, "echo-test-subscriber",
+		e.common(), kafkatransport.WithEventRetry(3, 10*time.Millisecond, 50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
 	testingv1.SubscribePinged(sub, rec.handle)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -11,9 +11,20 @@
 //	conn, err := kafkatransport.Dial(ctx, "localhost:9092")
 //	client := usersv1.NewUserServiceKafkaClient(conn) // or NewUserServiceClient(conn)
 //
-//	srv := kafkatransport.NewServer("localhost:9092")
+//	srv, err := kafkatransport.NewServer("localhost:9092", kafkatransport.WithMaxConcurrency(64))
 //	usersv1.RegisterUserServiceKafkaServer(srv, impl)
 //	err = srv.Serve(ctx) // returns after a graceful drain once ctx ends
+//
+// Options are typed by role, as in connect-go: Dial takes ClientOption,
+// NewServer ServerOption, NewPublisher PublisherOption and NewSubscriber
+// SubscriberOption. An Option (WithLogger, WithKafkaConfig, WithTopicPrefix,
+// WithInstanceID, WithReplicationFactor, WithOptions) applies to every role;
+// WithPartitions to the roles that create request and event topics (server,
+// publisher, subscriber), WithDrainTimeout to those that run handlers
+// (server, subscriber), WithDefaultTimeout to all but the publisher. An option
+// of another role does not compile, and an invalid value (a negative count,
+// a non-positive duration, an empty name, a nil logger) makes the
+// constructor return an error naming the option.
 //
 // Events are published and consumed through the typed publishers and
 // Subscribe functions protoc-gen-go-kafka generates on top of Publisher and

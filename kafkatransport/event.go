@@ -34,9 +34,13 @@ type Publisher struct {
 	stopLogs func()
 }
 
-// NewPublisher returns a publisher for the brokers.
-func NewPublisher(brokers string, opts ...Option) (*Publisher, error) {
-	cfg := newConfig(brokers, opts)
+// NewPublisher returns a publisher for the brokers, or the error of an
+// invalid option.
+func NewPublisher(brokers string, opts ...PublisherOption) (*Publisher, error) {
+	cfg, err := newConfig(brokers, opts, PublisherOption.applyPublisher)
+	if err != nil {
+		return nil, err
+	}
 	stopLogs := cfg.forwardLogs()
 	p, err := kafka.NewProducer(cfg.clientConfig(publisherDefaults, consumerOnly, nil))
 	if err != nil {
@@ -155,15 +159,22 @@ type Subscriber struct {
 	ready    chan struct{}
 }
 
-// NewSubscriber returns a subscriber in consumer group group. Subscribe
-// handlers, then call Run.
-func NewSubscriber(brokers, group string, opts ...Option) *Subscriber {
+// NewSubscriber returns a subscriber in consumer group group, or the error
+// of an empty group or an invalid option. Subscribe handlers, then call Run.
+func NewSubscriber(brokers, group string, opts ...SubscriberOption) (*Subscriber, error) {
+	if group == "" {
+		return nil, errors.New("kafkatransport: NewSubscriber: empty consumer group")
+	}
+	cfg, err := newConfig(brokers, opts, SubscriberOption.applySubscriber)
+	if err != nil {
+		return nil, err
+	}
 	return &Subscriber{
-		cfg:      newConfig(brokers, opts),
+		cfg:      cfg,
 		group:    group,
 		handlers: map[string]func(context.Context, *kafka.Message) error{},
 		ready:    make(chan struct{}),
-	}
+	}, nil
 }
 
 // errUndecodable marks a record that no retry can fix.

@@ -55,14 +55,19 @@ type method struct {
 }
 
 // NewServer returns a server for the brokers (a librdkafka
-// bootstrap.servers list). Register services, then call Serve.
-func NewServer(brokers string, opts ...Option) *Server {
+// bootstrap.servers list), or the error of an invalid option. Register
+// services, then call Serve.
+func NewServer(brokers string, opts ...ServerOption) (*Server, error) {
+	cfg, err := newConfig(brokers, opts, ServerOption.applyServer)
+	if err != nil {
+		return nil, err
+	}
 	return &Server{
-		cfg:      newConfig(brokers, opts),
+		cfg:      cfg,
 		services: map[string]*service{},
 		specs:    map[string]ServiceSpec{},
 		ready:    make(chan struct{}),
-	}
+	}, nil
 }
 
 // RegisterService implements grpc.ServiceRegistrar. It panics when called

@@ -64,11 +64,11 @@ func IntVar(fs *flag.FlagSet, p *int, name, env string, def int, usage string) {
 // make calls over Kafka.
 const ReplyPartitionUsage = "partition of the shared reply topic to read replies from, -1 for a random one; give each calling instance its own (KGRPC_REPLY_PARTITION)"
 
-// PinReplyPartition adds the reply partition p to c's Kafka options unless
+// PinReplyPartition adds the reply partition p to c's client options unless
 // it is negative (random).
 func (c *Common) PinReplyPartition(p int) {
 	if p >= 0 {
-		c.Kafka = append(c.Kafka, kafkatransport.WithReplyPartition(int32(p)))
+		c.Client = append(c.Client, kafkatransport.WithReplyPartition(int32(p)))
 	}
 }
 
@@ -144,11 +144,14 @@ func (f *Flags) Common() (Common, error) {
 	if f.Partitions < 0 {
 		return Common{}, fmt.Errorf("--partitions %d: want 0 (the default, 6) or more", f.Partitions)
 	}
-	opts := []kafkatransport.Option{kafkatransport.WithInstanceID(f.InstanceID), kafkatransport.WithKafkaConfig(cfg), kafkatransport.WithPartitions(f.Partitions)}
+	opts := []kafkatransport.Option{kafkatransport.WithKafkaConfig(cfg)}
+	if f.InstanceID != "" { // empty: a random id
+		opts = append(opts, kafkatransport.WithInstanceID(f.InstanceID))
+	}
 	if f.TopicPrefix != "" {
 		opts = append(opts, kafkatransport.WithTopicPrefix(f.TopicPrefix))
 	}
-	return Common{Brokers: f.Brokers, Signer: signer, Logger: slog.New(handler).With("instance", f.InstanceID), Kafka: opts}, nil
+	return Common{Brokers: f.Brokers, Signer: signer, Logger: slog.New(handler).With("instance", f.InstanceID), Kafka: opts, Partitions: f.Partitions}, nil
 }
 
 // kafkaProperties returns the librdkafka properties of --kafka-config-file
