@@ -34,7 +34,6 @@ type ClientConn struct {
 	producer       *kafka.Producer
 	consumer       *kafka.Consumer
 	admin          *kafka.AdminClient
-	topics         *topicEnsurer
 	replyTopic     string
 	replyPartition int32
 	idPrefix       string
@@ -69,7 +68,8 @@ type callResult struct {
 }
 
 // Dial connects a client to the brokers (a librdkafka bootstrap.servers
-// list). It creates the reply topic when missing, picks its reply partition
+// list). It creates the reply topic when missing (never a request topic:
+// servers create those), picks its reply partition
 // and starts reading it; ctx bounds that start. An invalid option is an
 // error.
 func Dial(ctx context.Context, brokers string, opts ...ClientOption) (*ClientConn, error) {
@@ -85,7 +85,10 @@ func Dial(ctx context.Context, brokers string, opts ...ClientOption) (*ClientCon
 		stop:       make(chan struct{}),
 	}
 	c.stopLogs = c.cfg.forwardLogs()
-	if c.producer, err = kafka.NewProducer(c.cfg.producerConfig(nil)); err != nil {
+	// Never let the broker create the request topic of a service that is
+	// not running: only servers create request topics, with their own
+	// partition count.
+	if c.producer, err = kafka.NewProducer(c.cfg.producerConfig(kafka.ConfigMap{"allow.auto.create.topics": false})); err != nil {
 		c.stopLogs()
 		return nil, fmt.Errorf("kafkatransport: new producer: %w", err)
 	}
@@ -103,8 +106,7 @@ func Dial(ctx context.Context, brokers string, opts ...ClientOption) (*ClientCon
 	if c.admin, err = kafka.NewAdminClientFromProducer(c.producer); err != nil {
 		return fail(fmt.Errorf("kafkatransport: new admin client: %w", err))
 	}
-	c.topics = newTopicEnsurer(c.admin, &c.cfg)
-	if err := c.topics.ensure(ctx, cfg.replyPartitions, c.replyTopic); err != nil {
+	if err := newTopicEnsurer(c.admin, &c.cfg).ensure(ctx, cfg.replyPartitions, c.replyTopic); err != nil {
 		return fail(fmt.Errorf("kafkatransport: %w", err))
 	}
 	// A topic just created takes a moment to have leaders on real Kafka.
@@ -176,7 +178,8 @@ func (c *ClientConn) Ping(ctx context.Context) error {
 func (c *ClientConn) ReplyPartition() int32 { return c.replyPartition }
 
 // Close stops reading replies, fails the calls still waiting with
-// Unavailable, and closes the Kafka clients. It is safe to call more than
+// Unavailable, drops the requests not yet sent (no caller waits for them),
+// and closes the Kafka clients. It is safe to call more than
 // once.
 func (c *ClientConn) Close() error {
 	c.mu.Lock()
@@ -193,6 +196,9 @@ func (c *ClientConn) Close() error {
 	close(c.stop)
 	c.produceMu.Lock() // waits for calls inside Produce; later ones see closed
 	defer c.produceMu.Unlock()
+	// Every call has ended: requests still queued (for example to a
+	// service whose topic does not exist) have no caller left.
+	_ = c.producer.Purge(kafka.PurgeQueue | kafka.PurgeNonBlocking)
 	c.producer.Flush(5000)
 	c.admin.Close()
 	c.producer.Close() // closes the Events channel, ending readDeliveries
@@ -386,12 +392,6 @@ func (c *ClientConn) call(ctx context.Context, rt route, method string, args, re
 	}
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
-	}
-	if err := c.topics.ensure(ctx, c.cfg.partitions, rt.topic); err != nil {
-		if ctx.Err() != nil {
-			return status.FromContextError(ctx.Err()).Err()
-		}
-		return status.Errorf(codes.Unavailable, "kafkatransport: %v", err)
 	}
 	pc := &pendingCall{seq: c.seq.Add(1), ch: make(chan callResult, 1)}
 	if err := c.send(ctx, rt, method, req, pc); err != nil {

@@ -202,6 +202,38 @@ func (e *env) dial(extra ...kafkatransport.ClientOption) *kafkatransport.ClientC
 	return cc
 }
 
+// admin returns an admin client on the test's broker.
+func (e *env) admin() *kafka.AdminClient {
+	e.t.Helper()
+	a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": e.brokers})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(a.Close)
+	return a
+}
+
+// createTopic creates topic (without the prefix) with the given partitions.
+func (e *env) createTopic(topic string, partitions int) {
+	e.t.Helper()
+	res, err := e.admin().CreateTopics(ctxTimeout(e.t, 20*time.Second), []kafka.TopicSpecification{{Topic: e.prefix + topic, NumPartitions: partitions, ReplicationFactor: -1}})
+	if err != nil || res[0].Error.Code() != kafka.ErrNoError {
+		e.t.Fatalf("create topic %s: %v %v", topic, err, res)
+	}
+}
+
+// topicExists reports whether topic (without the prefix) exists. It lists
+// every topic: asking for one by name could make the broker create it.
+func (e *env) topicExists(topic string) bool {
+	e.t.Helper()
+	md, err := e.admin().GetMetadata(nil, true, 10_000)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	_, ok := md.Topics[e.prefix+topic]
+	return ok
+}
+
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
@@ -357,7 +389,9 @@ func TestDeadlineExceeded(t *testing.T) {
 
 	t.Run("expired before served is never run", func(t *testing.T) {
 		// No server runs yet: the request waits in the topic past its
-		// deadline.
+		// deadline. Clients do not create request topics, so the test
+		// does.
+		e.createTopic(testingv1.EchoServiceKafkaTopic, 6)
 		start := time.Now()
 		_, err := c.Sleep(ctxTimeout(t, 300*time.Millisecond), &testingv1.SleepRequest{Id: "expired", DurationMs: 1})
 		if status.Code(err) != codes.DeadlineExceeded {
@@ -391,6 +425,45 @@ func TestDeadlineExceeded(t *testing.T) {
 			t.Fatalf("returned after %v, want about 500ms", el)
 		}
 	})
+}
+
+func TestClientDoesNotCreateRequestTopic(t *testing.T) {
+	// No server has run: the service's request topic does not exist. The
+	// call fails at its deadline and leaves no topic behind, so that the
+	// server, when it starts, creates it with its own partition count.
+	e := newEnv(t)
+	c := testingv1.NewEchoServiceKafkaClient(e.dial())
+	for _, call := range []struct {
+		name string
+		do   func(ctx context.Context) error
+	}{
+		{"keyed", func(ctx context.Context) error {
+			_, err := c.Echo(ctx, &testingv1.EchoRequest{Key: "k", Message: "anyone?"})
+			return err
+		}},
+		{"unkeyed", func(ctx context.Context) error {
+			_, err := c.Sleep(ctx, &testingv1.SleepRequest{Id: "anyone?"})
+			return err
+		}},
+	} {
+		t.Run(call.name, func(t *testing.T) {
+			start := time.Now()
+			err := call.do(ctxTimeout(t, time.Second))
+			if code := status.Code(err); code != codes.DeadlineExceeded && code != codes.Unavailable {
+				t.Fatalf("call = %v, want DeadlineExceeded or Unavailable", err)
+			}
+			if el := time.Since(start); el > 5*time.Second {
+				t.Fatalf("failed after %v, want about 1s", el)
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond) // what a late metadata request would create
+	if e.topicExists(testingv1.EchoServiceKafkaTopic) {
+		t.Fatalf("the client created the request topic %s", testingv1.EchoServiceKafkaTopic)
+	}
+	if !e.topicExists("kgrpc.replies") {
+		t.Fatal("the client did not create its reply topic")
+	}
 }
 
 func TestCancellation(t *testing.T) {

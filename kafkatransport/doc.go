@@ -47,8 +47,16 @@
 //   - Dead-letter topic: "<group>.dlq", one per subscribing consumer group.
 //
 // Every name above, consumer groups included, is preceded by the
-// WithTopicPrefix prefix. Missing topics are created at start with the
-// WithPartitions count (6 by default; the reply topic has its own count).
+// WithTopicPrefix prefix. Each topic is created, when missing, by the role
+// that owns it: a server creates its request topics when it starts, a
+// publisher an event topic on its first publish, a subscriber its event and
+// dead-letter topics when it starts, all with the WithPartitions count (6
+// by default); a client creates the reply topic (WithReplyTopic: 16
+// partitions). A client never creates a request topic, nor lets the broker
+// auto-create one (its producer sets allow.auto.create.topics=false): a call
+// to a service whose topic does not exist waits for it and fails with
+// DeadlineExceeded at its deadline, or Unavailable if the producer gives up
+// first.
 //
 // # Request record
 //
