@@ -138,7 +138,22 @@
 // finished, so requests run at least once: after a crash the uncommitted ones
 // are served again by another instance. Handlers run concurrently (at most
 // WithMaxConcurrency), also within a partition, so one slow call does not hold
-// up the others. Stopping drains: fetching stops, in-flight handlers finish
+// up the others.
+//
+// Keyed requests keep their order, as in the key-ordered mode of Confluent's
+// Parallel Consumer: requests with the same record key (the partition_key
+// field) in a partition are handled one after another in offset order, the
+// next starting once the previous handler has returned and its reply was
+// handed to the producer; requests with other keys, and keyless ones, run
+// concurrently beside them. A request waiting for its key holds a
+// WithMaxConcurrency slot, so a server at its bound stops fetching rather
+// than queue without limit. A waiting request whose deadline passes is
+// dropped unrun; when the server stops or the partition is revoked, waiting
+// requests are left uncommitted for the partition's next owner. Delivery
+// stays at-least-once: after a crash or a revoke, the requests of a key from
+// the lowest uncommitted one on run again, in their order.
+//
+// Stopping drains: fetching stops, in-flight handlers finish
 // (at most WithDrainTimeout), replies are flushed, offsets committed, and the
 // consumer group is left, handing partitions to the other instances at once.
 //

@@ -26,9 +26,10 @@ import (
 //
 // Each service's instances share one consumer group on the service's request
 // topic, so starting more instances adds throughput. Handlers run
-// concurrently, also within a partition; a record's offset is committed only
-// once its reply is produced and every earlier record of its partition is
-// finished.
+// concurrently, also within a partition, except that requests with the same
+// record key in a partition run one after another, in the order they were
+// produced; a record's offset is committed only once its reply is produced
+// and every earlier record of its partition is finished.
 type Server struct {
 	cfg config
 
@@ -272,6 +273,7 @@ type lane struct {
 	topic    string
 	consumer *kafka.Consumer
 	tracker  *tracker
+	keys     *keyQueues
 
 	// replyTopics interns the reply topics of requests, so that a request
 	// does not allocate its reply topic's name. Only dispatch, on the poll
@@ -288,7 +290,7 @@ func (r *run) newLane(svc *service, topic string) (*lane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafkatransport: new consumer for %q: %w", topic, err)
 	}
-	l := &lane{r: r, svc: svc, topic: topic, consumer: c, tracker: newTracker(topic, c), replyTopics: map[string]string{}}
+	l := &lane{r: r, svc: svc, topic: topic, consumer: c, tracker: newTracker(topic, c), keys: newKeyQueues(r.stopping), replyTopics: map[string]string{}}
 	if err := c.SubscribeTopics([]string{topic}, l.rebalance); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("kafkatransport: subscribe %q: %w", topic, err)
@@ -375,6 +377,11 @@ type request struct {
 	replyTopic string
 	msg        *kafka.Message
 	stream     serverStream
+
+	// key is msg.Key as a string and next the request of the same key
+	// waiting behind this one (keyQueues); both only for keyed requests.
+	key  string
+	next *request
 }
 
 // dispatch validates a request record and starts its handler, and reports
@@ -403,8 +410,7 @@ func (l *lane) dispatch(m *kafka.Message) bool {
 	}
 	req.stream.method = req.method.name
 	req.replyTopic = l.internReplyTopic(req.env.replyTopic)
-	if ms := req.env.deadlineUnixMs; ms > 0 && !time.Now().Before(time.UnixMilli(ms)) {
-		log.Debug("kafkatransport dropping expired request", "method", req.method.name, "id", string(req.env.id))
+	if l.expired(req) {
 		l.done(req)
 		return false
 	}
@@ -424,8 +430,35 @@ func (l *lane) dispatch(m *kafka.Message) bool {
 		l.r.add(-1)
 		return false
 	}
+	if len(m.Key) > 0 {
+		switch l.keys.enqueue(req) {
+		case queued:
+			return false // the goroutine serving its key's requests will run it
+		case refused:
+			l.abandon(req)
+			return false
+		}
+	}
 	go l.handle(req)
 	return true
+}
+
+// expired reports, and logs, that req's deadline has passed: its caller
+// has given up, so it is not run.
+func (l *lane) expired(req *request) bool {
+	if ms := req.env.deadlineUnixMs; ms > 0 && !time.Now().Before(time.UnixMilli(ms)) {
+		l.r.s.cfg.logger.Debug("kafkatransport dropping expired request", "method", req.method.name, "id", string(req.env.id))
+		return true
+	}
+	return false
+}
+
+// abandon gives up a request that holds a concurrency slot without running
+// it. Left unfinished, its offset is not committed and the partition's next
+// owner serves it.
+func (l *lane) abandon(*request) {
+	l.r.add(-1)
+	<-l.r.sem
 }
 
 // internReplyTopic returns topic as a string, the same string for every
@@ -447,9 +480,44 @@ func (l *lane) done(req *request) {
 	l.r.add(-1)
 }
 
-// handle runs the method handler and produces the reply.
+// handle serves req and then, one after another, the requests of its key
+// that wait behind it.
 func (l *lane) handle(req *request) {
-	defer func() { <-l.r.sem }()
+	for req != nil {
+		l.serve(req)
+		<-l.r.sem
+		if len(req.msg.Key) == 0 {
+			return
+		}
+		req = l.nextOfKey(req)
+	}
+}
+
+// nextOfKey returns the request of req's key to serve now that req has
+// finished, or nil. Expired requests are finished without running; when
+// the server is stopping or the partition was revoked, the waiting
+// requests are abandoned, to be served by the partition's next owner.
+func (l *lane) nextOfKey(req *request) *request {
+	for {
+		next := l.keys.next(req)
+		if next == nil {
+			return nil
+		}
+		if l.r.isStopping() || !l.tracker.current(&next.ticket) {
+			l.keys.dropFrom(next, l.abandon)
+			return nil
+		}
+		if !l.expired(next) {
+			return next
+		}
+		l.done(next)
+		<-l.r.sem
+		req = next
+	}
+}
+
+// serve runs the method handler and produces the reply.
+func (l *lane) serve(req *request) {
 	s := l.r.s
 	deadline := time.Now().Add(s.cfg.defaultTimeout)
 	if ms := req.env.deadlineUnixMs; ms > 0 {

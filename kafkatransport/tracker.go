@@ -81,6 +81,14 @@ func (t *tracker) finish(tk *ticket) bool {
 	return true
 }
 
+// current reports whether tk's partition is still assigned as it was when
+// tk's record started.
+func (t *tracker) current(tk *ticket) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.parts[tk.partition] == tk.ps && !t.closed
+}
+
 // flush stores the offsets finished since the last flush.
 func (t *tracker) flush() {
 	t.mu.Lock()
