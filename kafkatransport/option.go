@@ -205,26 +205,26 @@ func WithPartitions(n int) TopicOption {
 // an event handler (subscriber). It must be positive. Default: 30s. Client,
 // Server, Subscriber.
 func WithDefaultTimeout(d time.Duration) TimeoutOption {
-	return TimeoutOption{func(c *config) error {
-		if d <= 0 {
-			return invalid("WithDefaultTimeout", d, "a positive duration")
-		}
-		c.defaultTimeout = d
-		return nil
-	}}
+	return TimeoutOption{positive("WithDefaultTimeout", d, func(c *config) *time.Duration { return &c.defaultTimeout })}
 }
 
 // WithDrainTimeout bounds how long a stopping server or subscriber waits for
 // in-flight handlers before cancelling their contexts. It must be positive.
 // Default: 30s. Server, Subscriber.
 func WithDrainTimeout(d time.Duration) HandlerOption {
-	return HandlerOption{func(c *config) error {
+	return HandlerOption{positive("WithDrainTimeout", d, func(c *config) *time.Duration { return &c.drainTimeout })}
+}
+
+// positive returns the setting of option, which sets the duration field
+// returns to d, refusing a d that is not positive.
+func positive(option string, d time.Duration, field func(*config) *time.Duration) setting {
+	return func(c *config) error {
 		if d <= 0 {
-			return invalid("WithDrainTimeout", d, "a positive duration")
+			return invalid(option, d, "a positive duration")
 		}
-		c.drainTimeout = d
+		*field(c) = d
 		return nil
-	}}
+	}
 }
 
 // WithReplyTopic sets the shared reply topic, not empty, and the partition
