@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -260,30 +261,28 @@ func WithReplyPartition(p int32) ClientOption {
 // *grpc.ClientConn argument they receive is nil. None may be nil. Default:
 // none. Client.
 func WithUnaryClientInterceptors(ics ...grpc.UnaryClientInterceptor) ClientOption {
-	return clientOption(func(c *config) error {
-		for _, ic := range ics {
-			if ic == nil {
-				return invalid("WithUnaryClientInterceptors", "nil", "no nil interceptor")
-			}
-		}
-		c.clientInterceptors = append(c.clientInterceptors, ics...)
-		return nil
-	})
+	return clientOption(interceptors("WithUnaryClientInterceptors", ics, func(c *config) *[]grpc.UnaryClientInterceptor { return &c.clientInterceptors }))
 }
 
 // WithUnaryServerInterceptors adds grpc-go unary server interceptors. The
 // first is the outermost, as with grpc.ChainUnaryInterceptor. None may be
 // nil. Default: none. Server.
 func WithUnaryServerInterceptors(ics ...grpc.UnaryServerInterceptor) ServerOption {
-	return serverOption(func(c *config) error {
+	return serverOption(interceptors("WithUnaryServerInterceptors", ics, func(c *config) *[]grpc.UnaryServerInterceptor { return &c.serverInterceptors }))
+}
+
+// interceptors returns the setting of option, which appends ics to the
+// list field returns, refusing nil interceptors.
+func interceptors[I any](option string, ics []I, field func(*config) *[]I) setting {
+	return func(c *config) error {
 		for _, ic := range ics {
-			if ic == nil {
-				return invalid("WithUnaryServerInterceptors", "nil", "no nil interceptor")
+			if reflect.ValueOf(ic).IsNil() {
+				return invalid(option, "nil", "no nil interceptor")
 			}
 		}
-		c.serverInterceptors = append(c.serverInterceptors, ics...)
+		*field(c) = append(*field(c), ics...)
 		return nil
-	})
+	}
 }
 
 // WithMaxConcurrency limits the requests a server holds at once, running or
