@@ -80,8 +80,11 @@ func processCPU() time.Duration {
 func BenchmarkTransport(b *testing.B) {
 	brokers := kafkatest.Brokers(b)
 	prefix := kafkatest.TopicPrefix(b)
-	opts := []kafkatransport.Option{kafkatransport.WithTopicPrefix(prefix)}
-	srv := kafkatransport.NewServer(brokers, opts...)
+	opt := kafkatransport.WithTopicPrefix(prefix)
+	srv, err := kafkatransport.NewServer(brokers, opt)
+	if err != nil {
+		b.Fatal(err)
+	}
 	testingv1.RegisterEchoServiceKafkaServer(srv, newEcho("bench"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -89,7 +92,7 @@ func BenchmarkTransport(b *testing.B) {
 	b.Cleanup(func() { cancel(); <-done })
 	dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer dcancel()
-	cc, err := kafkatransport.Dial(dctx, brokers, opts...)
+	cc, err := kafkatransport.Dial(dctx, brokers, opt)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -122,14 +125,17 @@ func BenchmarkStartToFirstCall(b *testing.B) {
 	var total time.Duration
 	for i := range b.N {
 		prefix := fmt.Sprintf("%sstart%d-", kafkatest.TopicPrefix(b), i)
-		opts := []kafkatransport.Option{kafkatransport.WithTopicPrefix(prefix)}
+		opt := kafkatransport.WithTopicPrefix(prefix)
 		start := time.Now()
-		srv := kafkatransport.NewServer(brokers, opts...)
+		srv, err := kafkatransport.NewServer(brokers, opt)
+		if err != nil {
+			b.Fatal(err)
+		}
 		testingv1.RegisterEchoServiceKafkaServer(srv, newEcho("bench"))
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- srv.Serve(ctx) }()
-		cc, err := kafkatransport.Dial(ctx, brokers, opts...)
+		cc, err := kafkatransport.Dial(ctx, brokers, opt)
 		if err != nil {
 			b.Fatal(err)
 		}

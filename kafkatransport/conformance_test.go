@@ -49,7 +49,11 @@ func TestMain(m *testing.M) {
 // runHelperServer serves the echo service until the process is killed.
 func runHelperServer(brokers, prefix string) int {
 	ctx := context.Background()
-	srv := kafkatransport.NewServer(brokers, kafkatransport.WithTopicPrefix(prefix), kafkatransport.WithKafkaConfig(fastGroup))
+	srv, err := kafkatransport.NewServer(brokers, kafkatransport.WithTopicPrefix(prefix), kafkatransport.WithKafkaConfig(fastGroup))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	testingv1.RegisterEchoServiceKafkaServer(srv, newEcho("helper"))
 	go func() {
 		<-srv.Ready()
@@ -141,15 +145,20 @@ func newEnv(t *testing.T) *env {
 	return &env{t: t, brokers: kafkatest.Brokers(t), prefix: kafkatest.TopicPrefix(t)}
 }
 
-func (e *env) opts(extra ...kafkatransport.Option) []kafkatransport.Option {
-	return append([]kafkatransport.Option{kafkatransport.WithTopicPrefix(e.prefix), kafkatransport.WithKafkaConfig(fastGroup)}, extra...)
+// common returns the options of every role in the test: its topic prefix
+// and quick group membership.
+func (e *env) common() kafkatransport.Option {
+	return kafkatransport.WithOptions(kafkatransport.WithTopicPrefix(e.prefix), kafkatransport.WithKafkaConfig(fastGroup))
 }
 
 // serve starts a server for impl and returns a function that stops it
 // gracefully and waits for Serve to return.
-func (e *env) serve(impl testingv1.EchoServiceServer, extra ...kafkatransport.Option) (stop func()) {
+func (e *env) serve(impl testingv1.EchoServiceServer, extra ...kafkatransport.ServerOption) (stop func()) {
 	e.t.Helper()
-	srv := kafkatransport.NewServer(e.brokers, e.opts(extra...)...)
+	srv, err := kafkatransport.NewServer(e.brokers, append([]kafkatransport.ServerOption{e.common()}, extra...)...)
+	if err != nil {
+		e.t.Fatalf("NewServer: %v", err)
+	}
 	testingv1.RegisterEchoServiceKafkaServer(srv, impl)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -181,16 +190,48 @@ func (e *env) serve(impl testingv1.EchoServiceServer, extra ...kafkatransport.Op
 	return stop
 }
 
-func (e *env) dial(extra ...kafkatransport.Option) *kafkatransport.ClientConn {
+func (e *env) dial(extra ...kafkatransport.ClientOption) *kafkatransport.ClientConn {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cc, err := kafkatransport.Dial(ctx, e.brokers, e.opts(extra...)...)
+	cc, err := kafkatransport.Dial(ctx, e.brokers, append([]kafkatransport.ClientOption{e.common()}, extra...)...)
 	if err != nil {
 		e.t.Fatalf("Dial: %v", err)
 	}
 	e.t.Cleanup(func() { _ = cc.Close() })
 	return cc
+}
+
+// admin returns an admin client on the test's broker.
+func (e *env) admin() *kafka.AdminClient {
+	e.t.Helper()
+	a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": e.brokers})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(a.Close)
+	return a
+}
+
+// createTopic creates topic (without the prefix) with the given partitions.
+func (e *env) createTopic(topic string, partitions int) {
+	e.t.Helper()
+	res, err := e.admin().CreateTopics(ctxTimeout(e.t, 20*time.Second), []kafka.TopicSpecification{{Topic: e.prefix + topic, NumPartitions: partitions, ReplicationFactor: -1}})
+	if err != nil || res[0].Error.Code() != kafka.ErrNoError {
+		e.t.Fatalf("create topic %s: %v %v", topic, err, res)
+	}
+}
+
+// topicExists reports whether topic (without the prefix) exists. It lists
+// every topic: asking for one by name could make the broker create it.
+func (e *env) topicExists(topic string) bool {
+	e.t.Helper()
+	md, err := e.admin().GetMetadata(nil, true, 10_000)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	_, ok := md.Topics[e.prefix+topic]
+	return ok
 }
 
 func ctxTimeout(t *testing.T, d time.Duration) context.Context {
@@ -246,7 +287,10 @@ func TestPlainGeneratedClientWithoutSpec(t *testing.T) {
 	// The standard protoc-gen-go-grpc client on the bare ClientConn, and the
 	// standard Register function on the Server, agree on the default topic.
 	e := newEnv(t)
-	srv := kafkatransport.NewServer(e.brokers, e.opts()...)
+	srv, err := kafkatransport.NewServer(e.brokers, e.common())
+	if err != nil {
+		t.Fatal(err)
+	}
 	testingv1.RegisterEchoServiceServer(srv, newEcho("plain"))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -345,7 +389,9 @@ func TestDeadlineExceeded(t *testing.T) {
 
 	t.Run("expired before served is never run", func(t *testing.T) {
 		// No server runs yet: the request waits in the topic past its
-		// deadline.
+		// deadline. Clients do not create request topics, so the test
+		// does.
+		e.createTopic(testingv1.EchoServiceKafkaTopic, 6)
 		start := time.Now()
 		_, err := c.Sleep(ctxTimeout(t, 300*time.Millisecond), &testingv1.SleepRequest{Id: "expired", DurationMs: 1})
 		if status.Code(err) != codes.DeadlineExceeded {
@@ -379,6 +425,45 @@ func TestDeadlineExceeded(t *testing.T) {
 			t.Fatalf("returned after %v, want about 500ms", el)
 		}
 	})
+}
+
+func TestClientDoesNotCreateRequestTopic(t *testing.T) {
+	// No server has run: the service's request topic does not exist. The
+	// call fails at its deadline and leaves no topic behind, so that the
+	// server, when it starts, creates it with its own partition count.
+	e := newEnv(t)
+	c := testingv1.NewEchoServiceKafkaClient(e.dial())
+	for _, call := range []struct {
+		name string
+		do   func(ctx context.Context) error
+	}{
+		{"keyed", func(ctx context.Context) error {
+			_, err := c.Echo(ctx, &testingv1.EchoRequest{Key: "k", Message: "anyone?"})
+			return err
+		}},
+		{"unkeyed", func(ctx context.Context) error {
+			_, err := c.Sleep(ctx, &testingv1.SleepRequest{Id: "anyone?"})
+			return err
+		}},
+	} {
+		t.Run(call.name, func(t *testing.T) {
+			start := time.Now()
+			err := call.do(ctxTimeout(t, time.Second))
+			if code := status.Code(err); code != codes.DeadlineExceeded && code != codes.Unavailable {
+				t.Fatalf("call = %v, want DeadlineExceeded or Unavailable", err)
+			}
+			if el := time.Since(start); el > 5*time.Second {
+				t.Fatalf("failed after %v, want about 1s", el)
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond) // what a late metadata request would create
+	if e.topicExists(testingv1.EchoServiceKafkaTopic) {
+		t.Fatalf("the client created the request topic %s", testingv1.EchoServiceKafkaTopic)
+	}
+	if !e.topicExists("kgrpc.replies") {
+		t.Fatal("the client did not create its reply topic")
+	}
 }
 
 func TestCancellation(t *testing.T) {
@@ -630,7 +715,7 @@ func TestClientsReceiveOnlyTheirReplies(t *testing.T) {
 		t.Run(fmt.Sprintf("shared partition %v", shared), func(t *testing.T) {
 			var clients []testingv1.EchoServiceClient
 			for i := range 3 {
-				var opts []kafkatransport.Option
+				var opts []kafkatransport.ClientOption
 				if shared {
 					opts = append(opts, kafkatransport.WithReplyPartition(0))
 				} else {
@@ -787,7 +872,7 @@ func (r *pingRecorder) handle(ctx context.Context, p *testingv1.Pinged) error {
 
 func TestEvents(t *testing.T) {
 	e := newEnv(t)
-	pub, err := kafkatransport.NewPublisher(e.brokers, e.opts()...)
+	pub, err := kafkatransport.NewPublisher(e.brokers, e.common())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -795,8 +880,11 @@ func TestEvents(t *testing.T) {
 	pinged := testingv1.NewPingedPublisher(pub)
 
 	rec := &pingRecorder{attempts: map[string]int{}, handled: map[string][]int64{}}
-	sub := kafkatransport.NewSubscriber(e.brokers, "echo-test-subscriber",
-		e.opts(kafkatransport.WithEventRetry(3, 10*time.Millisecond, 50*time.Millisecond))...)
+	sub, err := kafkatransport.NewSubscriber(e.brokers, "echo-test-subscriber",
+		e.common(), kafkatransport.WithEventRetry(3, 10*time.Millisecond, 50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
 	testingv1.SubscribePinged(sub, rec.handle)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -11,9 +11,20 @@
 //	conn, err := kafkatransport.Dial(ctx, "localhost:9092")
 //	client := usersv1.NewUserServiceKafkaClient(conn) // or NewUserServiceClient(conn)
 //
-//	srv := kafkatransport.NewServer("localhost:9092")
+//	srv, err := kafkatransport.NewServer("localhost:9092", kafkatransport.WithMaxConcurrency(64))
 //	usersv1.RegisterUserServiceKafkaServer(srv, impl)
 //	err = srv.Serve(ctx) // returns after a graceful drain once ctx ends
+//
+// Options are typed by role, as in connect-go: Dial takes ClientOption,
+// NewServer ServerOption, NewPublisher PublisherOption and NewSubscriber
+// SubscriberOption. An Option (WithLogger, WithKafkaConfig, WithTopicPrefix,
+// WithInstanceID, WithReplicationFactor, WithOptions) applies to every role;
+// WithPartitions to the roles that create request and event topics (server,
+// publisher, subscriber), WithDrainTimeout to those that run handlers
+// (server, subscriber), WithDefaultTimeout to all but the publisher. An option
+// of another role does not compile, and an invalid value (a negative count,
+// a non-positive duration, an empty name, a nil logger) makes the
+// constructor return an error naming the option.
 //
 // Events are published and consumed through the typed publishers and
 // Subscribe functions protoc-gen-go-kafka generates on top of Publisher and
@@ -36,8 +47,16 @@
 //   - Dead-letter topic: "<group>.dlq", one per subscribing consumer group.
 //
 // Every name above, consumer groups included, is preceded by the
-// WithTopicPrefix prefix. Missing topics are created at start with the
-// WithPartitions count (6 by default; the reply topic has its own count).
+// WithTopicPrefix prefix. Each topic is created, when missing, by the role
+// that owns it: a server creates its request topics when it starts, a
+// publisher an event topic on its first publish, a subscriber its event and
+// dead-letter topics when it starts, all with the WithPartitions count (6
+// by default); a client creates the reply topic (WithReplyTopic: 16
+// partitions). A client never creates a request topic, nor lets the broker
+// auto-create one (its producer sets allow.auto.create.topics=false): a call
+// to a service whose topic does not exist waits for it and fails with
+// DeadlineExceeded at its deadline, or Unavailable if the producer gives up
+// first.
 //
 // # Request record
 //
@@ -119,7 +138,22 @@
 // finished, so requests run at least once: after a crash the uncommitted ones
 // are served again by another instance. Handlers run concurrently (at most
 // WithMaxConcurrency), also within a partition, so one slow call does not hold
-// up the others. Stopping drains: fetching stops, in-flight handlers finish
+// up the others.
+//
+// Keyed requests keep their order, as in the key-ordered mode of Confluent's
+// Parallel Consumer: requests with the same record key (the partition_key
+// field) in a partition are handled one after another in offset order, the
+// next starting once the previous handler has returned and its reply was
+// handed to the producer; requests with other keys, and keyless ones, run
+// concurrently beside them. A request waiting for its key holds a
+// WithMaxConcurrency slot, so a server at its bound stops fetching rather
+// than queue without limit. A waiting request whose deadline passes is
+// dropped unrun; when the server stops or the partition is revoked, waiting
+// requests are left uncommitted for the partition's next owner. Delivery
+// stays at-least-once: after a crash or a revoke, the requests of a key from
+// the lowest uncommitted one on run again, in their order.
+//
+// Stopping drains: fetching stops, in-flight handlers finish
 // (at most WithDrainTimeout), replies are flushed, offsets committed, and the
 // consumer group is left, handing partitions to the other instances at once.
 //

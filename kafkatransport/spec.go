@@ -1,6 +1,8 @@
 package kafkatransport
 
 import (
+	"strings"
+
 	"google.golang.org/protobuf/proto"
 )
 
@@ -65,4 +67,13 @@ func (s EventSpec[T]) topic() string {
 		return s.Topic
 	}
 	return s.Name
+}
+
+// serviceOf returns "pkg.Service" of "/pkg.Service/Method".
+func serviceOf(fullMethod string) string {
+	s := strings.TrimPrefix(fullMethod, "/")
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }

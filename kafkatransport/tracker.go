@@ -10,8 +10,9 @@ import (
 // tracker follows the records of one topic's assigned partitions from fetch
 // to completion, and stores for commit the offset below which every record is
 // finished. Offsets are stored in batches by flush (the poll loop calls it
-// every 20ms), one cgo call for all partitions rather than one per record. Records complete in any order; the stored offset never passes
-// the lowest unfinished one, so a crash redelivers everything not finished
+// every 20ms), one cgo call for all partitions rather than one per record.
+// Records complete in any order; the stored offset never passes the lowest
+// unfinished one, so a crash redelivers everything not finished
 // (at-least-once) and skips nothing.
 type tracker struct {
 	topic    string
@@ -80,24 +81,42 @@ func (t *tracker) finish(tk *ticket) bool {
 	return true
 }
 
+// current reports whether tk's partition is still assigned as it was when
+// tk's record started.
+func (t *tracker) current(tk *ticket) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.parts[tk.partition] == tk.ps && !t.closed
+}
+
 // flush stores the offsets finished since the last flush.
 func (t *tracker) flush() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if offs := t.takeLocked(); len(offs) > 0 {
+		// Storing under the lock keeps stored offsets in order. A
+		// partition revoked meanwhile is refused by librdkafka, which is
+		// right.
+		_, _ = t.consumer.StoreOffsets(offs)
+	}
+}
+
+// takeLocked returns the offsets to store, one per partition whose offset
+// moved since the last call, and forgets them. t.mu is held.
+func (t *tracker) takeLocked() []kafka.TopicPartition {
 	if len(t.dirty) == 0 || t.closed {
-		return
+		return nil
 	}
 	offs := make([]kafka.TopicPartition, 0, len(t.dirty))
 	for p, o := range t.dirty {
 		offs = append(offs, kafka.TopicPartition{Topic: &t.topic, Partition: p, Offset: kafka.Offset(o)})
 	}
 	clear(t.dirty)
-	// Storing under the lock keeps stored offsets in order. A partition
-	// revoked meanwhile is refused by librdkafka, which is right.
-	_, _ = t.consumer.StoreOffsets(offs)
+	return offs
 }
 
-// inFlight returns how many records of the partitions are unfinished.
+// inFlight returns how many records of the partitions are unfinished or
+// finished behind an unfinished one: whose offsets cannot be stored yet.
 func (t *tracker) inFlight(parts []kafka.TopicPartition) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -222,16 +222,28 @@ func runTransport(ctx context.Context, args []string) error {
 		*brokers = b.Addr()
 		fmt.Fprintf(os.Stderr, "embedded broker on %s\n", *brokers)
 	}
-	opts := []kafkatransport.Option{kafkatransport.WithTopicPrefix(*prefix)}
+	opt := kafkatransport.WithTopicPrefix(*prefix)
 	if *serve {
-		srv := kafkatransport.NewServer(*brokers, opts...)
+		srv, err := kafkatransport.NewServer(*brokers, opt)
+		if err != nil {
+			return err
+		}
 		testingv1.RegisterEchoServiceKafkaServer(srv, echo{})
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan error, 1)
 		go func() { done <- srv.Serve(sctx) }()
 		defer func() { cancel(); <-done }()
+		// Servers create request topics, clients do not: wait for it.
+		select {
+		case <-srv.Ready():
+		case err := <-done:
+			done <- err // for the deferred wait
+			return fmt.Errorf("serve: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	conn, err := kafkatransport.Dial(ctx, *brokers, opts...)
+	conn, err := kafkatransport.Dial(ctx, *brokers, opt)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -36,18 +37,37 @@ type Common struct {
 	// Kafka are extra transport options for every unit (librdkafka
 	// settings, topic prefix, instance id).
 	Kafka []kafkatransport.Option
+	// Partitions is the partition count of the request and event topics a
+	// unit creates when they are missing; 0 means
+	// kafkatransport.DefaultPartitions.
+	Partitions int
+	// Client are extra transport options for the units that make calls
+	// (the reply partition).
+	Client []kafkatransport.ClientOption
 }
 
-func (c Common) kafkaOptions(logger *slog.Logger, extra ...kafkatransport.Option) []kafkatransport.Option {
-	opts := append([]kafkatransport.Option{kafkatransport.WithLogger(logger)}, c.Kafka...)
-	return append(opts, extra...)
+// kafkaOptions returns the transport options of every role a unit creates:
+// its logger, then c.Kafka.
+func (c Common) kafkaOptions(logger *slog.Logger) kafkatransport.Option {
+	return kafkatransport.WithOptions(append([]kafkatransport.Option{kafkatransport.WithLogger(logger)}, c.Kafka...)...)
+}
+
+// topicOptions returns the partition count of the topics a server,
+// publisher or subscriber creates.
+func (c Common) topicOptions() kafkatransport.TopicOption {
+	return kafkatransport.WithPartitions(cmp.Or(c.Partitions, kafkatransport.DefaultPartitions))
+}
+
+// clientOptions returns the transport options of a unit's client.
+func (c Common) clientOptions(logger *slog.Logger) []kafkatransport.ClientOption {
+	return append([]kafkatransport.ClientOption{c.kafkaOptions(logger)}, c.Client...)
 }
 
 // newServer returns a transport server with the shop's interceptors: call
 // logging outermost, then token verification.
-func (c Common) newServer(logger *slog.Logger) *kafkatransport.Server {
-	return kafkatransport.NewServer(c.Brokers, c.kafkaOptions(logger,
-		kafkatransport.WithUnaryServerInterceptors(logCalls(logger), auth.UnaryServerInterceptor(c.Signer)))...)
+func (c Common) newServer(logger *slog.Logger) (*kafkatransport.Server, error) {
+	return kafkatransport.NewServer(c.Brokers, c.kafkaOptions(logger), c.topicOptions(),
+		kafkatransport.WithUnaryServerInterceptors(logCalls(logger), auth.UnaryServerInterceptor(c.Signer)))
 }
 
 // logCalls logs every call at debug level, and failures with a server-side
@@ -94,10 +114,10 @@ func publishEvents(pub *kafkatransport.Publisher) outbox.PublishFunc {
 	}
 }
 
-// PinReplyPartition adds the reply partition p to c's Kafka options unless
+// PinReplyPartition adds the reply partition p to c's client options unless
 // it is negative (random).
 func (c *Common) PinReplyPartition(p int) {
 	if p >= 0 {
-		c.Kafka = append(c.Kafka, kafkatransport.WithReplyPartition(int32(p)))
+		c.Client = append(c.Client, kafkatransport.WithReplyPartition(int32(p)))
 	}
 }

@@ -30,7 +30,7 @@ type GatewayConfig struct {
 // finishes in-flight requests (at most 15s) and closes its Kafka client.
 func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 	log := c.Logger.With("unit", "gateway")
-	conn, err := kafkatransport.Dial(ctx, c.Brokers, c.kafkaOptions(log)...)
+	conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(log)...)
 	if err != nil {
 		return err
 	}

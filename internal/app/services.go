@@ -42,7 +42,7 @@ func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
 		return err
 	}
 	defer repo.Close()
-	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log)...)
+	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log), c.topicOptions())
 	if err != nil {
 		return err
 	}
@@ -62,7 +62,10 @@ func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
 		}
 		log.Info("admin account ready", "email", cfg.Admin.Email)
 	}
-	srv := c.newServer(log)
+	srv, err := c.newServer(log)
+	if err != nil {
+		return err
+	}
 	usersv1.RegisterUserServiceKafkaServer(srv, svc)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx) })
@@ -90,7 +93,7 @@ func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 		return err
 	}
 	defer repo.Close()
-	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log)...)
+	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log), c.topicOptions())
 	if err != nil {
 		return err
 	}
@@ -109,9 +112,15 @@ func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 			log.Info("demo catalog loaded")
 		}
 	}
-	srv := c.newServer(log)
+	srv, err := c.newServer(log)
+	if err != nil {
+		return err
+	}
 	productsv1.RegisterProductServiceKafkaServer(srv, svc)
-	sub := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", c.kafkaOptions(log)...)
+	sub, err := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", c.kafkaOptions(log), c.topicOptions())
+	if err != nil {
+		return err
+	}
 	ordersv1.SubscribeOrderStatusChanged(sub, svc.HandleOrderStatusChanged)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx) })
@@ -146,12 +155,12 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 		return err
 	}
 	defer repo.Close()
-	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log)...)
+	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log), c.topicOptions())
 	if err != nil {
 		return err
 	}
 	defer pub.Close(context.WithoutCancel(ctx))
-	conn, err := kafkatransport.Dial(ctx, c.Brokers, c.kafkaOptions(log)...)
+	conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(log)...)
 	if err != nil {
 		return err
 	}
@@ -172,7 +181,10 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 	if err != nil {
 		return err
 	}
-	srv := c.newServer(log)
+	srv, err := c.newServer(log)
+	if err != nil {
+		return err
+	}
 	ordersv1.RegisterOrderServiceKafkaServer(srv, svc)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(gctx) })

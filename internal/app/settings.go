@@ -156,15 +156,15 @@ func (s Settings) CommonWith(brokers string, signer *auth.Signer, logger *slog.L
 	if s.Partitions < 0 {
 		return Common{}, cli.Usagef("--partitions %d: want 0 (the default, 6) or more", s.Partitions)
 	}
-	opts := []kafkatransport.Option{kafkatransport.WithKafkaConfig(cfg), kafkatransport.WithPartitions(s.Partitions)}
-	if s.InstanceID != "" {
+	opts := []kafkatransport.Option{kafkatransport.WithKafkaConfig(cfg)}
+	if s.InstanceID != "" { // empty: a random id
 		opts = append(opts, kafkatransport.WithInstanceID(s.InstanceID))
 		logger = logger.With("instance", s.InstanceID)
 	}
 	if s.TopicPrefix != "" {
 		opts = append(opts, kafkatransport.WithTopicPrefix(s.TopicPrefix))
 	}
-	return Common{Brokers: brokers, Signer: signer, Logger: logger, Kafka: opts}, nil
+	return Common{Brokers: brokers, Signer: signer, Logger: logger, Kafka: opts, Partitions: s.Partitions}, nil
 }
 
 // kafkaProperties returns the librdkafka properties of --kafka-config-file

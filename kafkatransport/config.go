@@ -1,20 +1,82 @@
 package kafkatransport
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
-	"runtime"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc"
 )
+
+// DefaultPartitions is the partition count of the request and event topics
+// a Server, Publisher or Subscriber creates when WithPartitions is not given.
+const DefaultPartitions = 6
+
+// config is the union of every role's settings.
+type config struct {
+	brokers            string
+	kafka              kafka.ConfigMap
+	logger             *slog.Logger
+	topicPrefix        string
+	partitions         int
+	replicationFactor  int
+	replyTopic         string
+	replyPartitions    int
+	replyPartition     int32
+	defaultTimeout     time.Duration
+	clientInterceptors []grpc.UnaryClientInterceptor
+	serverInterceptors []grpc.UnaryServerInterceptor
+	maxConcurrency     int
+	drainTimeout       time.Duration
+	instanceID         string
+	eventAttempts      int
+	eventBackoff       time.Duration
+	eventMaxBackoff    time.Duration
+	logs               chan kafka.LogEvent
+}
+
+// newConfig returns the defaults with opts applied by apply, the method of
+// the role's option type (ServerOption.applyServer, ...). It returns the
+// errors of every invalid option together.
+func newConfig[O any](brokers string, opts []O, apply func(O, *config) error) (config, error) {
+	c := config{
+		brokers:           brokers,
+		logger:            slog.New(slog.DiscardHandler),
+		partitions:        DefaultPartitions,
+		replicationFactor: -1,
+		replyTopic:        "kgrpc.replies",
+		replyPartitions:   16,
+		replyPartition:    -1,
+		defaultTimeout:    30 * time.Second,
+		maxConcurrency:    256,
+		drainTimeout:      30 * time.Second,
+		eventAttempts:     4,
+		eventBackoff:      100 * time.Millisecond,
+		eventMaxBackoff:   5 * time.Second,
+	}
+	var errs []error
+	for _, o := range opts {
+		if any(o) == nil {
+			errs = append(errs, errors.New("kafkatransport: nil option"))
+			continue
+		}
+		if err := apply(o, &c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return config{}, err
+	}
+	if c.instanceID == "" {
+		c.instanceID = newInstanceID()
+	}
+	c.logs = make(chan kafka.LogEvent, 256)
+	return c, nil
+}
 
 // producerDefaults are the librdkafka producer settings of the transport's
 // requests and replies; WithKafkaConfig overrides any of them. They favour
@@ -48,6 +110,15 @@ var producerDefaults = kafka.ConfigMap{
 	"go.events.channel.size":  8192,
 	"go.produce.channel.size": 1,
 }
+
+// publisherDefaults keep the events of one key in order through retries:
+// the idempotent producer.
+var publisherDefaults = func() kafka.ConfigMap {
+	m := maps.Clone(producerDefaults)
+	m["enable.idempotence"] = true
+	delete(m, "max.in.flight.requests.per.connection")
+	return m
+}()
 
 // DefaultProducerConfig returns a copy of the librdkafka settings the
 // transport's request and reply producers start from.
@@ -124,33 +195,6 @@ func (c *config) consumerConfig(group string, fixed kafka.ConfigMap) *kafka.Conf
 	return c.clientConfig(consumerDefaults, producerOnly, f)
 }
 
-// forwardLogs copies librdkafka's log lines to the logger until the returned
-// stop function is called, after every Kafka client of the role is closed.
-// Informational lines are logged at debug level.
-func (c *config) forwardLogs() (stop func()) {
-	done := make(chan struct{})
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		for {
-			select {
-			case e := <-c.logs:
-				level := slog.LevelDebug
-				switch {
-				case e.Level <= 3:
-					level = slog.LevelError
-				case e.Level == 4:
-					level = slog.LevelWarn
-				}
-				c.logger.Log(context.Background(), level, "librdkafka: "+e.Message, "client", e.Name, "tag", e.Tag)
-			case <-done:
-				return
-			}
-		}
-	}()
-	return func() { close(done); <-finished }
-}
-
 // topic returns name with the configured prefix.
 func (c *config) topic(name string) string { return c.topicPrefix + name }
 
@@ -159,129 +203,4 @@ func newInstanceID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// adminTimeout bounds an admin request whose context has no deadline, so
-// that a start against unreachable brokers fails with a clear error instead
-// of waiting forever.
-const adminTimeout = 30 * time.Second
-
-// topicEnsurer creates missing topics once per topic and name.
-type topicEnsurer struct {
-	admin *kafka.AdminClient
-	cfg   *config
-	mu    sync.Mutex
-	done  map[string]bool
-}
-
-func newTopicEnsurer(admin *kafka.AdminClient, cfg *config) *topicEnsurer {
-	return &topicEnsurer{admin: admin, cfg: cfg, done: map[string]bool{}}
-}
-
-// ensure creates each missing topic with the given partition count. Topics
-// that exist already are left as they are.
-func (e *topicEnsurer) ensure(ctx context.Context, partitions int, topics ...string) error {
-	e.mu.Lock()
-	var specs []kafka.TopicSpecification
-	for _, t := range topics {
-		if !e.done[t] {
-			specs = append(specs, kafka.TopicSpecification{Topic: t, NumPartitions: partitions, ReplicationFactor: e.cfg.replicationFactor})
-		}
-	}
-	e.mu.Unlock()
-	if len(specs) == 0 {
-		return nil
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, adminTimeout)
-		defer cancel()
-	}
-	res, err := e.admin.CreateTopics(ctx, specs)
-	if err != nil {
-		return fmt.Errorf("create topics %v on %s (are the brokers reachable?): %w", topics, e.cfg.brokers, err)
-	}
-	var errs []error
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, r := range res {
-		code := r.Error.Code()
-		if code == kafka.ErrNoError || code == kafka.ErrTopicAlreadyExists {
-			e.done[r.Topic] = true
-			continue
-		}
-		errs = append(errs, fmt.Errorf("create topic %q: %w", r.Topic, r.Error))
-	}
-	return errors.Join(errs...)
-}
-
-// partitionCount returns the number of partitions of topic.
-func partitionCount(admin *kafka.AdminClient, topic string, timeoutMs int) (int, error) {
-	md, err := admin.GetMetadata(&topic, false, timeoutMs)
-	if err != nil {
-		return 0, fmt.Errorf("metadata of %q: %w", topic, err)
-	}
-	t, ok := md.Topics[topic]
-	if !ok || t.Error.Code() != kafka.ErrNoError || len(t.Partitions) == 0 {
-		return 0, fmt.Errorf("metadata of %q: topic not found (%v)", topic, t.Error)
-	}
-	return len(t.Partitions), nil
-}
-
-// retry runs fn until it succeeds or ctx ends, backing off from 20ms to 1s,
-// and returns fn's last error. It covers what a freshly created topic lacks
-// for a moment on real Kafka: metadata and partition leaders.
-func retry(ctx context.Context, fn func() error) error {
-	backoff := 20 * time.Millisecond
-	for {
-		err := fn()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, time.Second)
-	}
-}
-
-// serviceOf returns "pkg.Service" of "/pkg.Service/Method".
-func serviceOf(fullMethod string) string {
-	s := strings.TrimPrefix(fullMethod, "/")
-	if i := strings.LastIndexByte(s, '/'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-// maxPollBurst bounds how many records pollBurst takes without blocking.
-const maxPollBurst = 64
-
-// pollBurst waits up to 100ms for an event of c, then takes every event
-// already fetched (up to maxPollBurst, and none more once stop, if not nil,
-// reports true), passing each to handle. handle reports whether it woke or
-// started a goroutine; if any did, pollBurst yields the processor before
-// returning, so that they run now rather than queued behind the next Poll,
-// which blocks this goroutine in cgo (about 100µs a call otherwise). Started
-// together, they produce together, and librdkafka sends what they produce in
-// one request. A handle error ends the burst and is returned.
-func pollBurst(c *kafka.Consumer, stop func() bool, handle func(kafka.Event) (bool, error)) error {
-	woke := false
-	for n, ev := 1, c.Poll(100); ev != nil; n++ {
-		w, err := handle(ev)
-		woke = woke || w
-		if err != nil {
-			return err
-		}
-		if n == maxPollBurst || (stop != nil && stop()) {
-			break
-		}
-		ev = c.Poll(0)
-	}
-	if woke {
-		runtime.Gosched()
-	}
-	return nil
 }

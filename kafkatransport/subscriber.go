@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -14,107 +11,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 )
-
-// publisherDefaults keep the events of one key in order through retries:
-// the idempotent producer.
-var publisherDefaults = func() kafka.ConfigMap {
-	m := maps.Clone(producerDefaults)
-	m["enable.idempotence"] = true
-	delete(m, "max.in.flight.requests.per.connection")
-	return m
-}()
-
-// Publisher publishes events. Generated <Event>Publisher types wrap it; one
-// Publisher serves any number of event types. It is safe for concurrent use.
-type Publisher struct {
-	cfg      config
-	producer *kafka.Producer
-	admin    *kafka.AdminClient
-	topics   *topicEnsurer
-	stopLogs func()
-}
-
-// NewPublisher returns a publisher for the brokers.
-func NewPublisher(brokers string, opts ...Option) (*Publisher, error) {
-	cfg := newConfig(brokers, opts)
-	stopLogs := cfg.forwardLogs()
-	p, err := kafka.NewProducer(cfg.clientConfig(publisherDefaults, consumerOnly, nil))
-	if err != nil {
-		stopLogs()
-		return nil, fmt.Errorf("kafkatransport: new producer: %w", err)
-	}
-	a, err := kafka.NewAdminClientFromProducer(p)
-	if err != nil {
-		p.Close()
-		stopLogs()
-		return nil, fmt.Errorf("kafkatransport: new admin client: %w", err)
-	}
-	pub := &Publisher{cfg: cfg, producer: p, admin: a, stopLogs: stopLogs}
-	pub.topics = newTopicEnsurer(a, &pub.cfg)
-	go func() {
-		// Per-message delivery channels carry the reports; drain the rest.
-		for ev := range p.Events() {
-			if e, ok := ev.(kafka.Error); ok {
-				cfg.logger.Debug("kafkatransport publisher", "err", e) // librdkafka's own log has it
-			}
-		}
-	}()
-	return pub, nil
-}
-
-// Close flushes queued events (bounded by ctx) and closes the publisher.
-func (p *Publisher) Close(ctx context.Context) error {
-	left := p.producer.Flush(timeoutMs(ctx, 10*time.Second))
-	p.admin.Close()
-	p.producer.Close()
-	p.stopLogs()
-	if left > 0 {
-		return fmt.Errorf("kafkatransport: %d events not delivered before close", left)
-	}
-	return nil
-}
-
-// Publish publishes ev on its topic, keyed per spec, and returns once the
-// broker has acknowledged it, or ctx ends first (the event may then still be
-// delivered). The W3C trace context in ctx's outgoing metadata goes along.
-func Publish[T proto.Message](ctx context.Context, p *Publisher, spec EventSpec[T], ev T) error {
-	value, err := proto.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("kafkatransport: marshal %s: %w", spec.Name, err)
-	}
-	topic := p.cfg.topic(spec.topic())
-	if err := p.topics.ensure(ctx, p.cfg.partitions, topic); err != nil {
-		return fmt.Errorf("kafkatransport: %w", err)
-	}
-	headers := []kafka.Header{
-		{Key: hdrEventType, Value: []byte(spec.Name)},
-		{Key: hdrEventID, Value: []byte(p.cfg.instanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36))},
-	}
-	if md, ok := metadata.FromOutgoingContext(ctx); ok {
-		headers = traceHeaders(headers, md)
-	}
-	msg := &kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
-		Value:          value,
-		Headers:        headers,
-	}
-	if spec.Key != nil {
-		msg.Key = spec.Key(ev)
-	}
-	delivered := make(chan kafka.Event, 1)
-	if err := p.producer.Produce(msg, delivered); err != nil {
-		return fmt.Errorf("kafkatransport: publish %s: %w", spec.Name, err)
-	}
-	select {
-	case e := <-delivered:
-		if m, ok := e.(*kafka.Message); ok && m.TopicPartition.Error != nil {
-			return fmt.Errorf("kafkatransport: publish %s: %w", spec.Name, m.TopicPartition.Error)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("kafkatransport: publish %s: %w", spec.Name, ctx.Err())
-	}
-}
 
 // EventInfo describes the record an event handler is running for.
 type EventInfo struct {
@@ -155,15 +51,22 @@ type Subscriber struct {
 	ready    chan struct{}
 }
 
-// NewSubscriber returns a subscriber in consumer group group. Subscribe
-// handlers, then call Run.
-func NewSubscriber(brokers, group string, opts ...Option) *Subscriber {
+// NewSubscriber returns a subscriber in consumer group group, or the error
+// of an empty group or an invalid option. Subscribe handlers, then call Run.
+func NewSubscriber(brokers, group string, opts ...SubscriberOption) (*Subscriber, error) {
+	if group == "" {
+		return nil, errors.New("kafkatransport: NewSubscriber: empty consumer group")
+	}
+	cfg, err := newConfig(brokers, opts, SubscriberOption.applySubscriber)
+	if err != nil {
+		return nil, err
+	}
 	return &Subscriber{
-		cfg:      newConfig(brokers, opts),
+		cfg:      cfg,
 		group:    group,
 		handlers: map[string]func(context.Context, *kafka.Message) error{},
 		ready:    make(chan struct{}),
-	}
+	}, nil
 }
 
 // errUndecodable marks a record that no retry can fix.
@@ -203,21 +106,10 @@ func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
 // ends. The record being handled then finishes (bounded by the drain
 // timeout), offsets are committed, and Run returns nil.
 func (s *Subscriber) Run(ctx context.Context) error {
-	s.mu.Lock()
-	if s.started {
-		s.mu.Unlock()
-		return errors.New("kafkatransport: Run called twice")
+	topics, err := startOnce(&s.mu, &s.started, s.handlers, "Run", "event subscribed")
+	if err != nil {
+		return err
 	}
-	s.started = true
-	topics := make([]string, 0, len(s.handlers))
-	for t := range s.handlers {
-		topics = append(topics, t)
-	}
-	s.mu.Unlock()
-	if len(topics) == 0 {
-		return errors.New("kafkatransport: no event subscribed")
-	}
-	sort.Strings(topics)
 	defer s.cfg.forwardLogs()() // stops last, after every client closed
 
 	producer, err := kafka.NewProducer(s.cfg.producerConfig(nil))
@@ -225,10 +117,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		return fmt.Errorf("kafkatransport: new producer: %w", err)
 	}
 	defer producer.Close()
-	go func() {
-		for range producer.Events() {
-		}
-	}()
+	go readDeliveries(producer, s.cfg.logger, nil) // dead letters have delivery channels
 	admin, err := kafka.NewAdminClientFromProducer(producer)
 	if err != nil {
 		return fmt.Errorf("kafkatransport: new admin client: %w", err)

@@ -1,0 +1,198 @@
+package kafkatransport
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Invoke implements grpc.ClientConnInterface. The request goes to the topic
+// named after the method's service (plus any TopicPrefix) without a key; use
+// Service, or the generated New<Service>KafkaClient, for topic overrides and
+// keys.
+func (c *ClientConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	return c.invoke(ctx, route{topic: c.cfg.topic(serviceOf(method))}, method, args, reply, opts)
+}
+
+// NewStream implements grpc.ClientConnInterface. Streaming is not carried
+// over Kafka yet: it returns an Unimplemented error.
+func (c *ClientConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, status.Error(codes.Unimplemented, "kafkatransport: streaming calls are not supported")
+}
+
+// Service returns a grpc.ClientConnInterface that routes the calls of one
+// service as its spec says: to its topic, keyed per method.
+func (c *ClientConn) Service(spec ServiceSpec) grpc.ClientConnInterface {
+	return &serviceConn{c: c, spec: spec, topic: c.cfg.topic(spec.topic())}
+}
+
+type serviceConn struct {
+	c     *ClientConn
+	spec  ServiceSpec
+	topic string
+}
+
+func (s *serviceConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
+	rt := route{topic: s.topic}
+	if serviceOf(method) != s.spec.Name {
+		rt.topic = s.c.cfg.topic(serviceOf(method))
+	}
+	rt.key = s.spec.Keys[method]
+	return s.c.invoke(ctx, rt, method, args, reply, opts)
+}
+
+func (s *serviceConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return s.c.NewStream(ctx, desc, method, opts...)
+}
+
+// route says where a call's request goes.
+type route struct {
+	topic string
+	key   KeyFunc
+}
+
+func (c *ClientConn) invoke(ctx context.Context, rt route, method string, args, reply any, opts []grpc.CallOption) error {
+	if len(c.cfg.clientInterceptors) == 0 {
+		return c.call(ctx, rt, method, args, reply, opts)
+	}
+	invoker := func(ctx context.Context, method string, args, reply any, _ *grpc.ClientConn, opts ...grpc.CallOption) error {
+		return c.call(ctx, rt, method, args, reply, opts)
+	}
+	return chainClient(c.cfg.clientInterceptors, invoker)(ctx, method, args, reply, nil, opts...)
+}
+
+// call sends one request and waits for its reply, the context's end, or a
+// transport failure.
+func (c *ClientConn) call(ctx context.Context, rt route, method string, args, reply any, opts []grpc.CallOption) error {
+	req, ok := args.(proto.Message)
+	if !ok {
+		return status.Errorf(codes.Internal, "kafkatransport: request %T is not a proto.Message", args)
+	}
+	if _, ok := reply.(proto.Message); !ok {
+		return status.Errorf(codes.Internal, "kafkatransport: reply %T is not a proto.Message", reply)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.defaultTimeout)
+		defer cancel()
+	}
+	if err := ctx.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	pc := &pendingCall{seq: c.seq.Add(1), ch: make(chan callResult, 1)}
+	if err := c.send(ctx, rt, method, req, pc); err != nil {
+		return err
+	}
+	var res callResult
+	select {
+	case res = <-pc.ch:
+	case <-ctx.Done():
+		c.finish(pc.seq, callResult{})
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	if res.err != nil {
+		return res.err
+	}
+	return decodeReply(&res.reply, res.value, reply, opts)
+}
+
+// send registers pc and produces its request. The encoding buffers go back
+// to the pool once Produce has copied them.
+func (c *ClientConn) send(ctx context.Context, rt route, method string, req proto.Message, pc *pendingCall) error {
+	value, env := c.bufs.get(), c.bufs.get()
+	defer c.bufs.put(value)
+	defer c.bufs.put(env)
+	var err error
+	if *value, err = (proto.MarshalOptions{}).MarshalAppend(*value, req); err != nil {
+		return status.Errorf(codes.Internal, "kafkatransport: marshal request: %v", err)
+	}
+	md, _ := metadata.FromOutgoingContext(ctx)
+	if !utf8.ValidString(method) {
+		return status.Errorf(codes.Internal, "kafkatransport: method name %q is not UTF-8", method)
+	}
+	deadline, _ := ctx.Deadline()
+	var idBuf [64]byte
+	id := strconv.AppendUint(append(idBuf[:0], c.idPrefix...), pc.seq, 36)
+	headers := make([]kafka.Header, 1, 3)
+	if len(md) > 0 {
+		headers = traceHeaders(headers, md)
+	}
+	*env = appendRequestEnvelope(*env, method, id, c.replyTopic, c.replyPartition, deadline.UnixMilli(), md)
+	headers[0] = kafka.Header{Key: hdrRPC, Value: *env}
+	msg := &kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &rt.topic, Partition: kafka.PartitionAny},
+		Value:          *value,
+		Headers:        headers,
+		Opaque:         pc,
+	}
+	if rt.key != nil {
+		msg.Key = rt.key(req)
+	}
+
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return status.Error(codes.Unavailable, "kafkatransport: client closed")
+	}
+	c.pending[pc.seq] = pc
+	c.mu.Unlock()
+
+	if err := c.produce(msg); err != nil {
+		c.finish(pc.seq, callResult{})
+		return err
+	}
+	return nil
+}
+
+// produce sends msg unless the client is closing.
+func (c *ClientConn) produce(msg *kafka.Message) error {
+	c.produceMu.RLock()
+	defer c.produceMu.RUnlock()
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return status.Error(codes.Unavailable, "kafkatransport: client closed")
+	}
+	if err := c.producer.Produce(msg, nil); err != nil {
+		return produceError(err)
+	}
+	return nil
+}
+
+// produceError maps a producer error to a status error.
+func produceError(err error) error {
+	var ke kafka.Error
+	if errors.As(err, &ke) && (ke.Code() == kafka.ErrMsgSizeTooLarge) {
+		return status.Errorf(codes.ResourceExhausted, "kafkatransport: request too large: %v", err)
+	}
+	return status.Errorf(codes.Unavailable, "kafkatransport: produce request: %v", err)
+}
+
+// decodeReply turns a reply into the call's result: the response message
+// or a status error, plus header and trailer metadata.
+func decodeReply(env *replyEnvelope, value []byte, reply any, opts []grpc.CallOption) error {
+	for _, o := range opts {
+		switch o := o.(type) {
+		case grpc.HeaderCallOption:
+			*o.HeaderAddr = env.header
+		case grpc.TrailerCallOption:
+			*o.TrailerAddr = env.trailer
+		}
+	}
+	if env.code != int32(codes.OK) {
+		return replyStatus(env).Err()
+	}
+	if err := proto.Unmarshal(value, reply.(proto.Message)); err != nil {
+		return status.Errorf(codes.Internal, "kafkatransport: unmarshal response: %v", err)
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package kafkatransport
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// lane consumes one service's request topic.
+type lane struct {
+	s        *Server
+	svc      *service
+	topic    string
+	consumer *kafka.Consumer
+	tracker  *tracker
+	keys     *keyQueues
+
+	// replyTopics interns the reply topics of requests, so that a request
+	// does not allocate its reply topic's name. Only dispatch, on the poll
+	// goroutine, uses it.
+	replyTopics map[string]string
+}
+
+// maxReplyTopics bounds a lane's replyTopics; past it, names are not
+// interned.
+const maxReplyTopics = 256
+
+// newLane subscribes a consumer to topic, the request topic of svc.
+func (s *Server) newLane(svc *service, topic string) (*lane, error) {
+	c, err := kafka.NewConsumer(s.cfg.consumerConfig(topic, nil))
+	if err != nil {
+		return nil, fmt.Errorf("kafkatransport: new consumer for %q: %w", topic, err)
+	}
+	l := &lane{s: s, svc: svc, topic: topic, consumer: c, tracker: newTracker(topic, c), keys: newKeyQueues(s.stopping), replyTopics: map[string]string{}}
+	if err := c.SubscribeTopics([]string{topic}, l.rebalance); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("kafkatransport: subscribe %q: %w", topic, err)
+	}
+	return l, nil
+}
+
+// rebalance runs on the poll goroutine. Before partitions go to another
+// instance it waits (boundedly) for their in-flight calls and commits, so
+// that a rebalance redelivers as little as possible.
+func (l *lane) rebalance(c *kafka.Consumer, ev kafka.Event) error {
+	log := l.s.cfg.logger
+	switch e := ev.(type) {
+	case kafka.AssignedPartitions:
+		log.Info("kafkatransport partitions assigned", "topic", l.topic, "partitions", partitionList(e.Partitions))
+	case kafka.RevokedPartitions:
+		if !c.AssignmentLost() {
+			// A stopping server has drained already.
+			if !l.s.isStopping() && !l.tracker.waitIdle(e.Partitions, min(l.s.cfg.drainTimeout, 10*time.Second)) {
+				log.Warn("kafkatransport revoking partitions with calls in flight", "topic", l.topic)
+			}
+			l.tracker.flush()
+			if _, err := c.Commit(); err != nil && !isNoOffset(err) {
+				log.Warn("kafkatransport commit on revoke", "topic", l.topic, "err", err)
+			}
+		}
+		l.tracker.forget(e.Partitions)
+		log.Info("kafkatransport partitions revoked", "topic", l.topic, "partitions", partitionList(e.Partitions), "lost", c.AssignmentLost())
+	}
+	return nil
+}
+
+func partitionList(ps []kafka.TopicPartition) []int32 {
+	out := make([]int32, len(ps))
+	for i, p := range ps {
+		out[i] = p.Partition
+	}
+	return out
+}
+
+// poll fetches requests and dispatches them until the run stops.
+func (l *lane) poll() error {
+	handle := func(ev kafka.Event) (bool, error) {
+		switch e := ev.(type) {
+		case *kafka.Message:
+			return l.dispatch(e), nil
+		case kafka.Error:
+			if e.IsFatal() {
+				return false, fmt.Errorf("kafkatransport: consumer of %q: %w", l.topic, e)
+			}
+			l.s.cfg.logger.Warn("kafkatransport consumer", "topic", l.topic, "err", e)
+		}
+		return false, nil
+	}
+	lastFlush := time.Now()
+	for !l.s.isStopping() {
+		if time.Since(lastFlush) >= 20*time.Millisecond {
+			l.tracker.flush()
+			lastFlush = time.Now()
+		}
+		if err := pollBurst(l.consumer, l.s.isStopping, handle); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dispatch validates a request record and starts its handler, and reports
+// whether it did. Records that cannot be answered (no decodable envelope, no
+// reply address) or whose deadline has passed are finished without running
+// anything.
+func (l *lane) dispatch(m *kafka.Message) bool {
+	log := l.s.cfg.logger
+	req := &request{lane: l, msg: m}
+	l.tracker.start(&req.ticket, m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
+	l.s.add(1)
+	raw, ok := header(m.Headers, hdrRPC)
+	var err error
+	if ok {
+		err = req.env.decode(raw)
+	}
+	if !ok || err != nil || len(req.env.id) == 0 || len(req.env.replyTopic) == 0 || req.env.replyPartition < 0 {
+		log.Warn("kafkatransport dropping request without a valid rpc envelope", "topic", l.topic,
+			"partition", m.TopicPartition.Partition, "offset", int64(m.TopicPartition.Offset), "err", err)
+		l.done(req)
+		return false
+	}
+	req.method, ok = l.svc.methods[string(req.env.method)]
+	if !ok {
+		req.method.name = string(req.env.method)
+	}
+	req.stream.method = req.method.name
+	req.replyTopic = l.internReplyTopic(req.env.replyTopic)
+	if l.expired(req) {
+		l.done(req)
+		return false
+	}
+	// Once the run is stopping, nothing more starts, even where a
+	// concurrency slot is free (select would pick at random).
+	start := !l.s.isStopping()
+	if start {
+		select {
+		case l.s.sem <- struct{}{}:
+		case <-l.s.stopping:
+			start = false
+		}
+	}
+	if !start {
+		// Left unfinished, so its offset is not committed and another
+		// instance will serve it.
+		l.s.add(-1)
+		return false
+	}
+	if len(m.Key) > 0 {
+		switch l.keys.enqueue(req) {
+		case queued:
+			return false // the goroutine serving its key's requests will run it
+		case refused:
+			l.abandon(req)
+			return false
+		}
+	}
+	go l.handle(req)
+	return true
+}
+
+// expired reports, and logs, that req's deadline has passed: its caller
+// has given up, so it is not run.
+func (l *lane) expired(req *request) bool {
+	if ms := req.env.deadlineUnixMs; ms > 0 && !time.Now().Before(time.UnixMilli(ms)) {
+		l.s.cfg.logger.Debug("kafkatransport dropping expired request", "method", req.method.name, "id", string(req.env.id))
+		return true
+	}
+	return false
+}
+
+// abandon gives up a request that holds a concurrency slot without running
+// it. Left unfinished, its offset is not committed and the partition's next
+// owner serves it.
+func (l *lane) abandon(*request) {
+	l.s.add(-1)
+	<-l.s.sem
+}
+
+// internReplyTopic returns topic as a string, the same string for every
+// request naming it.
+func (l *lane) internReplyTopic(topic []byte) string {
+	if s, ok := l.replyTopics[string(topic)]; ok {
+		return s
+	}
+	s := string(topic)
+	if len(l.replyTopics) < maxReplyTopics {
+		l.replyTopics[s] = s
+	}
+	return s
+}
+
+// done finishes a request that produced no reply.
+func (l *lane) done(req *request) {
+	l.tracker.finish(&req.ticket)
+	l.s.add(-1)
+}

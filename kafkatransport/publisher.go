@@ -1,0 +1,102 @@
+package kafkatransport
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+)
+
+// Publisher publishes events. Generated <Event>Publisher types wrap it; one
+// Publisher serves any number of event types. It is safe for concurrent use.
+type Publisher struct {
+	cfg      config
+	producer *kafka.Producer
+	admin    *kafka.AdminClient
+	topics   *topicEnsurer
+	stopLogs func()
+}
+
+// NewPublisher returns a publisher for the brokers, or the error of an
+// invalid option.
+func NewPublisher(brokers string, opts ...PublisherOption) (*Publisher, error) {
+	cfg, err := newConfig(brokers, opts, PublisherOption.applyPublisher)
+	if err != nil {
+		return nil, err
+	}
+	stopLogs := cfg.forwardLogs()
+	p, err := kafka.NewProducer(cfg.clientConfig(publisherDefaults, consumerOnly, nil))
+	if err != nil {
+		stopLogs()
+		return nil, fmt.Errorf("kafkatransport: new producer: %w", err)
+	}
+	a, err := kafka.NewAdminClientFromProducer(p)
+	if err != nil {
+		p.Close()
+		stopLogs()
+		return nil, fmt.Errorf("kafkatransport: new admin client: %w", err)
+	}
+	pub := &Publisher{cfg: cfg, producer: p, admin: a, stopLogs: stopLogs}
+	pub.topics = newTopicEnsurer(a, &pub.cfg)
+	// Per-message delivery channels carry the reports; drain the rest.
+	go readDeliveries(p, cfg.logger, nil)
+	return pub, nil
+}
+
+// Close flushes queued events (bounded by ctx) and closes the publisher.
+func (p *Publisher) Close(ctx context.Context) error {
+	left := p.producer.Flush(timeoutMs(ctx, 10*time.Second))
+	p.admin.Close()
+	p.producer.Close()
+	p.stopLogs()
+	if left > 0 {
+		return fmt.Errorf("kafkatransport: %d events not delivered before close", left)
+	}
+	return nil
+}
+
+// Publish publishes ev on its topic, keyed per spec, and returns once the
+// broker has acknowledged it, or ctx ends first (the event may then still be
+// delivered). The W3C trace context in ctx's outgoing metadata goes along.
+func Publish[T proto.Message](ctx context.Context, p *Publisher, spec EventSpec[T], ev T) error {
+	value, err := proto.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("kafkatransport: marshal %s: %w", spec.Name, err)
+	}
+	topic := p.cfg.topic(spec.topic())
+	if err := p.topics.ensure(ctx, p.cfg.partitions, topic); err != nil {
+		return fmt.Errorf("kafkatransport: %w", err)
+	}
+	headers := []kafka.Header{
+		{Key: hdrEventType, Value: []byte(spec.Name)},
+		{Key: hdrEventID, Value: []byte(p.cfg.instanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36))},
+	}
+	if md, ok := metadata.FromOutgoingContext(ctx); ok {
+		headers = traceHeaders(headers, md)
+	}
+	msg := &kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: kafka.PartitionAny},
+		Value:          value,
+		Headers:        headers,
+	}
+	if spec.Key != nil {
+		msg.Key = spec.Key(ev)
+	}
+	delivered := make(chan kafka.Event, 1)
+	if err := p.producer.Produce(msg, delivered); err != nil {
+		return fmt.Errorf("kafkatransport: publish %s: %w", spec.Name, err)
+	}
+	select {
+	case e := <-delivered:
+		if m, ok := e.(*kafka.Message); ok && m.TopicPartition.Error != nil {
+			return fmt.Errorf("kafkatransport: publish %s: %w", spec.Name, m.TopicPartition.Error)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kafkatransport: publish %s: %w", spec.Name, ctx.Err())
+	}
+}

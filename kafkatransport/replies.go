@@ -1,0 +1,97 @@
+package kafkatransport
+
+import (
+	"math"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// readReplies hands each reply record to the call waiting for it. Replies to
+// other clients sharing the partition, and late replies, are ignored.
+func (c *ClientConn) readReplies() {
+	for {
+		select {
+		case <-c.stop:
+			return
+		default:
+		}
+		_ = pollBurst(c.consumer, nil, c.handleReply) // handleReply returns no error
+	}
+}
+
+// handleReply hands a reply record to the call waiting for it and reports
+// whether there was one. Its error is always nil: a bad reply is logged and
+// ignored.
+func (c *ClientConn) handleReply(ev kafka.Event) (bool, error) {
+	switch e := ev.(type) {
+	case *kafka.Message:
+		raw, ok := header(e.Headers, hdrRPC)
+		if !ok {
+			return false, nil
+		}
+		var env replyEnvelope
+		if err := env.decode(raw); err != nil {
+			c.cfg.logger.Warn("kafkatransport undecodable reply envelope", "partition", e.TopicPartition.Partition, "offset", int64(e.TopicPartition.Offset), "err", err)
+			return false, nil
+		}
+		seq, ok := c.seqOf(env.id)
+		if !ok {
+			return false, nil // a reply to another client reading this partition
+		}
+		return c.finish(seq, callResult{reply: env, value: e.Value}), nil
+	case kafka.Error:
+		c.cfg.logger.Debug("kafkatransport reply consumer", "err", e) // librdkafka's own log has it
+	}
+	return false, nil
+}
+
+// failUndelivered fails the call whose request the broker did not accept.
+func (c *ClientConn) failUndelivered(m *kafka.Message) {
+	if m.TopicPartition.Error == nil {
+		return
+	}
+	if pc, ok := m.Opaque.(*pendingCall); ok {
+		c.finish(pc.seq, callResult{err: produceError(m.TopicPartition.Error)})
+	}
+}
+
+// finish ends a pending call, if it is still pending, and reports whether
+// it was.
+func (c *ClientConn) finish(seq uint64, r callResult) bool {
+	c.mu.Lock()
+	pc, ok := c.pending[seq]
+	if ok {
+		delete(c.pending, seq)
+	}
+	c.mu.Unlock()
+	if ok {
+		pc.ch <- r
+	}
+	return ok
+}
+
+// seqOf returns the sequence number of one of this client's correlation
+// ids (idPrefix followed by the number in base 36), or false for an id
+// that is not this client's.
+func (c *ClientConn) seqOf(id []byte) (uint64, bool) {
+	if len(id) <= len(c.idPrefix) || string(id[:len(c.idPrefix)]) != c.idPrefix {
+		return 0, false
+	}
+	var seq uint64
+	for _, ch := range id[len(c.idPrefix):] {
+		var d byte
+		switch {
+		case ch >= '0' && ch <= '9':
+			d = ch - '0'
+		case ch >= 'a' && ch <= 'z':
+			d = ch - 'a' + 10
+		default:
+			return 0, false
+		}
+		if seq > (math.MaxUint64-uint64(d))/36 {
+			return 0, false
+		}
+		seq = seq*36 + uint64(d)
+	}
+	return seq, true
+}

@@ -1,0 +1,146 @@
+package kafkatransport
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// Serve creates missing request topics, consumes requests and answers them
+// until ctx ends. It then stops fetching, lets in-flight handlers finish and
+// their replies be produced (for at most the drain timeout, after which their
+// contexts are cancelled), commits, leaves the consumer groups and returns.
+// It returns nil after such a graceful stop.
+func (s *Server) Serve(ctx context.Context) error {
+	names, err := startOnce(&s.mu, &s.started, s.services, "Serve", "service registered")
+	if err != nil {
+		return err
+	}
+	s.handler = chainServer(s.cfg.serverInterceptors)
+	defer s.cfg.forwardLogs()() // stops last, after every client closed
+
+	producer, err := kafka.NewProducer(s.cfg.producerConfig(nil))
+	if err != nil {
+		return fmt.Errorf("kafkatransport: new producer: %w", err)
+	}
+	defer producer.Close()
+	admin, err := kafka.NewAdminClientFromProducer(producer)
+	if err != nil {
+		return fmt.Errorf("kafkatransport: new admin client: %w", err)
+	}
+	defer admin.Close()
+
+	// Handlers outlive ctx during the drain; hardStop cancels them after it.
+	base, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+	s.producer, s.base = producer, base
+	s.sem = make(chan struct{}, s.cfg.maxConcurrency)
+	s.stopping = make(chan struct{})
+	topics := newTopicEnsurer(admin, &s.cfg)
+	for _, n := range names {
+		spec, ok := s.specs[n]
+		if !ok {
+			spec = ServiceSpec{Name: n}
+		}
+		topic := s.cfg.topic(spec.topic())
+		if err := topics.ensure(ctx, s.cfg.partitions, topic); err != nil {
+			s.closeLanes()
+			return fmt.Errorf("kafkatransport: %w", err)
+		}
+		l, err := s.newLane(s.services[n], topic)
+		if err != nil {
+			s.closeLanes()
+			return err
+		}
+		s.lanes = append(s.lanes, l)
+	}
+
+	var deliveries, polls sync.WaitGroup
+	deliveries.Go(func() { readDeliveries(s.producer, s.cfg.logger, s.delivered) })
+	errc := make(chan error, len(s.lanes))
+	for _, l := range s.lanes {
+		polls.Go(func() { errc <- l.poll() })
+	}
+	close(s.ready)
+	s.cfg.logger.Info("kafkatransport server serving", "services", names, "instance", s.cfg.instanceID)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	close(s.stopping)
+	polls.Wait() // no more dispatches, so waiting on s.inflight is sound
+	s.cfg.logger.Info("kafkatransport server draining", "in_flight", s.count.Load())
+	if !waitTimeout(&s.inflight, s.cfg.drainTimeout) {
+		s.cfg.logger.Warn("kafkatransport drain timeout: cancelling handlers")
+		hardStop()
+		waitTimeout(&s.inflight, 5*time.Second)
+	}
+	producer.Flush(int(s.cfg.drainTimeout / time.Millisecond))
+	s.closeLanes()
+	admin.Close()
+	s.produceMu.Lock()
+	s.closed = true  // a handler that outlived the drain cannot reply now
+	producer.Close() // ends readDeliveries
+	s.produceMu.Unlock()
+	deliveries.Wait()
+	s.cfg.logger.Info("kafkatransport server stopped")
+	return runErr
+}
+
+// waitTimeout waits for wg for at most d and reports whether it finished.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// isStopping reports whether Serve has begun to stop.
+func (s *Server) isStopping() bool {
+	select {
+	case <-s.stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+// add counts n more (or fewer) requests in flight.
+func (s *Server) add(n int) {
+	s.count.Add(int64(n))
+	s.inflight.Add(n)
+}
+
+// closeLanes stores the finished requests' offsets and closes the lanes'
+// consumers, which commits them and leaves the consumer groups.
+func (s *Server) closeLanes() {
+	for _, l := range s.lanes {
+		l.tracker.close()
+		if err := l.consumer.Close(); err != nil {
+			s.cfg.logger.Warn("kafkatransport close consumer", "topic", l.topic, "err", err)
+		}
+	}
+}
+
+// delivered finishes the request whose reply the broker acknowledged, or
+// refused.
+func (s *Server) delivered(m *kafka.Message) {
+	req, ok := m.Opaque.(*request)
+	if !ok {
+		return
+	}
+	if err := m.TopicPartition.Error; err != nil {
+		// The client has timed out by now; serving again would not help.
+		s.cfg.logger.Error("kafkatransport reply not delivered", "method", req.method.name, "id", string(req.env.id), "err", err)
+	}
+	req.lane.done(req)
+}
