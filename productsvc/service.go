@@ -19,6 +19,7 @@ import (
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/rpcerr"
 )
 
 // Config configures a Service.
@@ -482,14 +483,14 @@ func adjustedEvents(t time.Time, delta int64) ProductEvents {
 // stockEvents describes a reservation or release: one StockChanged per
 // product that is not deleted.
 func stockEvents(t time.Time) StockEvents {
-	return func(r Reservation, changes []StockChange) []proto.Message {
-		evs := make([]proto.Message, 0, len(changes))
-		for _, c := range changes {
+	return func(m StockMove) []proto.Message {
+		evs := make([]proto.Message, 0, len(m.Changes))
+		for _, c := range m.Changes {
 			if c.Deleted {
 				continue
 			}
 			evs = append(evs, &productsv1.StockChanged{
-				ProductId: c.ProductID, Delta: c.Delta, Stock: c.Stock, ReservationId: r.ID, ChangeTime: timestamppb.New(t),
+				ProductId: c.ProductID, Delta: c.Delta, Stock: c.Stock, ReservationId: m.Reservation.ID, ChangeTime: timestamppb.New(t),
 			})
 		}
 		return evs
@@ -543,15 +544,8 @@ func reservationFailure(id, why, format string, args ...any) error {
 	return st.Err()
 }
 
-// internal logs a storage failure and returns a status without its details:
-// Canceled or DeadlineExceeded when ctx ended, Internal otherwise.
+// internal logs a storage failure and returns a status without its details
+// (see rpcerr.Internal).
 func (s *Service) internal(ctx context.Context, op string, err error) error {
-	switch {
-	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-		return status.Error(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	}
-	s.logger.ErrorContext(ctx, "productsvc: "+op, "err", err)
-	return status.Error(codes.Internal, "internal error")
+	return rpcerr.Internal(ctx, s.logger, "productsvc: "+op, err)
 }

@@ -28,18 +28,37 @@ const Schema = `CREATE TABLE IF NOT EXISTS outbox (
 	created_at BIGINT NOT NULL
 )`
 
-// Add writes ev to the outbox within tx.
-func Add(ctx context.Context, tx *sql.Tx, ev proto.Message) error {
-	payload, err := proto.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("outbox: marshal %s: %w", ev.ProtoReflect().Descriptor().FullName(), err)
-	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO outbox (event_type, payload, created_at) VALUES ($1, $2, $3)`,
-		string(ev.ProtoReflect().Descriptor().FullName()), payload, time.Now().UnixMilli())
-	if err != nil {
-		return fmt.Errorf("outbox: add %s: %w", ev.ProtoReflect().Descriptor().FullName(), err)
+// Add writes events, in order, to the outbox within tx. Repositories
+// normally call it through sqlstore.Tx.AddEvents.
+func Add(ctx context.Context, tx *sql.Tx, events ...proto.Message) error {
+	for _, ev := range events {
+		name := ev.ProtoReflect().Descriptor().FullName()
+		payload, err := proto.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("outbox: marshal %s: %w", name, err)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO outbox (event_type, payload, created_at) VALUES ($1, $2, $3)`,
+			string(name), payload, time.Now().UnixMilli())
+		if err != nil {
+			return fmt.Errorf("outbox: add %s: %w", name, err)
+		}
 	}
 	return nil
+}
+
+// Events returns the events that describe a change, given the state S the
+// change commits (for a deletion, the state it deletes). A repository write
+// takes one, calls it inside the change's transaction and adds what it
+// returns to the outbox, so that the events always match the stored state.
+// A nil Events adds no events.
+type Events[S any] func(state S) []proto.Message
+
+// Of returns the events of state; none when e is nil.
+func (e Events[S]) Of(state S) []proto.Message {
+	if e == nil {
+		return nil
+	}
+	return e(state)
 }
 
 // PublishFunc publishes one event; the relay retries it until it returns nil.
