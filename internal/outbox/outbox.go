@@ -174,5 +174,7 @@ func decode(typ string, payload []byte) (proto.Message, error) {
 }
 
 // ErrUnknownEvent is returned by publish functions for event types they do
-// not handle; the relay retries those like any other failure.
+// not handle, such as PublishTo's for a message type that is not an event;
+// the relay retries those like any other failure (a later build may know
+// the type), keeping the events after it waiting.
 var ErrUnknownEvent = errors.New("outbox: no publisher for event type")
