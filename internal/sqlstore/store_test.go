@@ -1,8 +1,17 @@
 package sqlstore
 
 import (
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/kgrpc/platform/internal/outbox"
+	"github.com/kgrpc/platform/internal/sqlstore/sqltest"
 )
 
 func TestCursorTokenRoundTrip(t *testing.T) {
@@ -32,6 +41,81 @@ func TestParseCursorRejects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if c, err := ParseCursor(tc.token); err == nil {
 				t.Fatalf("ParseCursor(%q) = %+v, want an error", tc.token, c)
+			}
+		})
+	}
+}
+
+// A unit of work commits its rows and its outbox events together, or
+// neither; Lock makes read-then-write steps run one at a time.
+func TestInTx(t *testing.T) {
+	migs := fstest.MapFS{"001.sql": {Data: []byte("CREATE TABLE a (k TEXT PRIMARY KEY);\n" + outbox.Schema + ";\n")}}
+	for name, newDSN := range sqltest.DSNs() {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			db, err := Open(ctx, newDSN(t), migs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			count := func(table string) int {
+				t.Helper()
+				var n int
+				if err := db.QueryRowContext(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			write := func(k string, fail error) error {
+				return db.InTx(ctx, func(tx *Tx) error {
+					if _, err := tx.ExecContext(ctx, "INSERT INTO a (k) VALUES ($1)", k); err != nil {
+						return err
+					}
+					if err := tx.AddEvents(ctx, wrapperspb.String(k+"-1"), wrapperspb.String(k+"-2")); err != nil {
+						return err
+					}
+					return fail
+				})
+			}
+			if err := write("x", nil); err != nil {
+				t.Fatal(err)
+			}
+			boom := errors.New("boom")
+			if err := write("y", boom); err != boom {
+				t.Fatalf("InTx = %v, want fn's error as is", err)
+			}
+			if a, o := count("a"), count("outbox"); a != 1 || o != 2 {
+				t.Fatalf("rows %d, events %d; want 1 and 2 (the failed unit of work left nothing)", a, o)
+			}
+
+			// Each of several concurrent steps inserts only when the table
+			// is empty: under the lock exactly one does.
+			if _, err := db.ExecContext(ctx, "DELETE FROM a"); err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			for i := range 4 {
+				wg.Go(func() {
+					err := db.InTx(ctx, func(tx *Tx) error {
+						if err := tx.Lock(ctx, "test.seed"); err != nil {
+							return err
+						}
+						var n int
+						if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM a").Scan(&n); err != nil || n > 0 {
+							return err
+						}
+						time.Sleep(20 * time.Millisecond)
+						_, err := tx.ExecContext(ctx, "INSERT INTO a (k) VALUES ($1)", fmt.Sprint(i))
+						return err
+					})
+					if err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			if n := count("a"); n != 1 {
+				t.Fatalf("%d concurrent locked steps inserted, want 1", n)
 			}
 		})
 	}
