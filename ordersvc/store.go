@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"strconv"
@@ -314,20 +313,11 @@ func loadItems(ctx context.Context, q sqlstore.Querier, orders []Order) error {
 // scanOrder reads one row of orderColumns; sql.ErrNoRows becomes
 // ErrNotFound.
 func scanOrder(s sqlstore.Scanner) (Order, error) {
-	var (
-		o                Order
-		st               string
-		created, updated int64
-	)
-	err := s.Scan(&o.ID, &o.UserID, &st, &o.TotalCents, &created, &updated)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Order{}, ErrNotFound
-	}
+	var o Order
+	err := sqlstore.ScanRow(s, ErrNotFound, &o.ID, &o.UserID, (*string)(&o.Status), &o.TotalCents,
+		sqlstore.MicrosInto(&o.CreateTime), sqlstore.MicrosInto(&o.UpdateTime))
 	if err != nil {
 		return Order{}, err
 	}
-	o.Status = Status(st)
-	o.CreateTime = sqlstore.FromMicros(created)
-	o.UpdateTime = sqlstore.FromMicros(updated)
 	return o, nil
 }

@@ -101,22 +101,11 @@ func sameItems(stored []ReservedItem, req []StockRequest) bool {
 
 // readReservation reads reservation id with its items, or ErrNotFound.
 func readReservation(ctx context.Context, q sqlstore.Querier, id string) (Reservation, error) {
-	var (
-		res      Reservation
-		created  int64
-		released sql.NullInt64
-	)
-	err := q.QueryRowContext(ctx, `SELECT id, released, create_time, release_time FROM reservations WHERE id = $1`, id).
-		Scan(&res.ID, &res.Released, &created, &released)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Reservation{}, ErrNotFound
-	}
+	var res Reservation
+	err := sqlstore.ScanRow(q.QueryRowContext(ctx, `SELECT id, released, create_time, release_time FROM reservations WHERE id = $1`, id),
+		ErrNotFound, &res.ID, &res.Released, sqlstore.MicrosInto(&res.CreateTime), sqlstore.MicrosInto(&res.ReleaseTime))
 	if err != nil {
 		return Reservation{}, err
-	}
-	res.CreateTime = sqlstore.FromMicros(created)
-	if released.Valid {
-		res.ReleaseTime = sqlstore.FromMicros(released.Int64)
 	}
 	rows, err := q.QueryContext(ctx, `SELECT product_id, product_name, unit_price_cents, quantity
 		FROM reservation_items WHERE reservation_id = $1 ORDER BY position`, id)

@@ -2,7 +2,6 @@ package productsvc
 
 import (
 	"context"
-	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -290,18 +289,11 @@ func (r *SQLRepository) SeedProducts(ctx context.Context, products []Product, ev
 // scanProduct reads one row of productColumns; sql.ErrNoRows becomes
 // ErrNotFound.
 func scanProduct(s sqlstore.Scanner) (Product, error) {
-	var (
-		p                Product
-		created, updated int64
-	)
-	err := s.Scan(&p.ID, &p.SKU, &p.Name, &p.Description, &p.Category, &p.PriceCents, &p.Stock, &created, &updated)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Product{}, ErrNotFound
-	}
+	var p Product
+	err := sqlstore.ScanRow(s, ErrNotFound, &p.ID, &p.SKU, &p.Name, &p.Description, &p.Category, &p.PriceCents, &p.Stock,
+		sqlstore.MicrosInto(&p.CreateTime), sqlstore.MicrosInto(&p.UpdateTime))
 	if err != nil {
 		return Product{}, err
 	}
-	p.CreateTime = sqlstore.FromMicros(created)
-	p.UpdateTime = sqlstore.FromMicros(updated)
 	return p, nil
 }

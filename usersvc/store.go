@@ -4,11 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 
-	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
@@ -127,20 +125,11 @@ func (r *SQLRepository) List(ctx context.Context, after *Cursor, limit int) ([]U
 
 // scanUser reads one row of userColumns; sql.ErrNoRows becomes ErrNotFound.
 func scanUser(s sqlstore.Scanner) (User, error) {
-	var (
-		u                User
-		role             string
-		created, updated int64
-	)
-	err := s.Scan(&u.ID, &u.Email, &u.EmailNormalized, &u.DisplayName, &role, &u.PasswordHash, &created, &updated)
-	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, ErrNotFound
-	}
+	var u User
+	err := sqlstore.ScanRow(s, ErrNotFound, &u.ID, &u.Email, &u.EmailNormalized, &u.DisplayName, (*string)(&u.Role),
+		&u.PasswordHash, sqlstore.MicrosInto(&u.CreateTime), sqlstore.MicrosInto(&u.UpdateTime))
 	if err != nil {
 		return User{}, err
 	}
-	u.Role = auth.Role(role)
-	u.CreateTime = sqlstore.FromMicros(created)
-	u.UpdateTime = sqlstore.FromMicros(updated)
 	return u, nil
 }

@@ -123,8 +123,10 @@ func OpenSQLite(ctx context.Context, path string, migrations fs.FS) (*sql.DB, er
 		return nil, fmt.Errorf("sqlstore: create directory of %s: %w", path, err)
 	}
 	q := url.Values{}
-	q.Add("_pragma", "journal_mode(WAL)")
+	// busy_timeout first: switching to WAL takes a lock, which instances
+	// opening a new file together must wait for rather than fail on.
 	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")

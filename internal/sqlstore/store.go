@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io/fs"
 	"strconv"
 	"strings"
@@ -53,6 +54,15 @@ type Scanner interface {
 	Scan(dest ...any) error
 }
 
+// ScanRow scans the row of s into dest; sql.ErrNoRows becomes notFound.
+func ScanRow(s Scanner, notFound error, dest ...any) error {
+	err := s.Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return notFound
+	}
+	return err
+}
+
 // Querier is what DB, Tx, *sql.DB and *sql.Tx have in common for reading:
 // code that reads the same way inside and outside a transaction takes one.
 type Querier interface {
@@ -65,6 +75,26 @@ func Micros(t time.Time) int64 { return t.UnixMicro() }
 
 // FromMicros returns the UTC time of stored Unix microseconds us.
 func FromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+// MicrosInto returns a scan destination that reads a stored time (Unix
+// microseconds, see Micros) into *t; NULL reads as the zero time.
+func MicrosInto(t *time.Time) sql.Scanner { return (*microsDest)(t) }
+
+// microsDest is a time.Time that scans from Unix microseconds.
+type microsDest time.Time
+
+// Scan implements sql.Scanner.
+func (d *microsDest) Scan(v any) error {
+	switch us := v.(type) {
+	case nil:
+		*d = microsDest{}
+	case int64:
+		*d = microsDest(FromMicros(us))
+	default:
+		return fmt.Errorf("sqlstore: scan %T as a time: want Unix microseconds", v)
+	}
+	return nil
+}
 
 // Cursor is a position in a (create_time, id) order, ascending or
 // descending: a page starts right after it.
