@@ -159,3 +159,5 @@ type Repository interface {
 	// check that the transition is allowed; callers do.
 	UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events ...proto.Message) (Order, error)
 }
+
+var _ Repository = (*SQLRepository)(nil)

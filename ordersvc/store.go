@@ -25,20 +25,12 @@ func Migrations() fs.FS { return sqlstore.Dir(migrationFiles, "migrations") }
 // SQLRepository is a Repository in a SQLite file or a PostgreSQL database:
 // one SQL text for both ($n placeholders, portable constructs). Its DB and
 // Close come from the embedded sqlstore.Store.
-type SQLRepository struct {
-	sqlstore.Store
-}
-
-var _ Repository = (*SQLRepository)(nil)
+type SQLRepository struct{ sqlstore.Store }
 
 // Open opens the orders database of dsn, a PostgreSQL URL or a SQLite file
 // path (created when missing; see sqlstore.Open), and applies its migrations.
 func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
-	s, err := sqlstore.OpenStore(ctx, dsn, Migrations())
-	if err != nil {
-		return nil, fmt.Errorf("ordersvc: %w", err)
-	}
-	return &SQLRepository{Store: s}, nil
+	return sqlstore.OpenRepository[SQLRepository](ctx, "ordersvc", dsn, Migrations())
 }
 
 const orderColumns = `id, user_id, status, total_cents, create_time, update_time`

@@ -262,3 +262,5 @@ type Repository interface {
 // foldCase is the case folding of the *_key columns: what searches, category
 // filters, name ordering and SKU uniqueness compare.
 func foldCase(s string) string { return strings.ToLower(s) }
+
+var _ Repository = (*SQLRepository)(nil)

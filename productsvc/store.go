@@ -22,20 +22,12 @@ func Migrations() fs.FS { return sqlstore.Dir(migrationFiles, "migrations") }
 // SQLRepository is a Repository in a SQLite file or a PostgreSQL database:
 // one SQL text for both ($n placeholders, portable constructs). Its DB and
 // Close come from the embedded sqlstore.Store.
-type SQLRepository struct {
-	sqlstore.Store
-}
-
-var _ Repository = (*SQLRepository)(nil)
+type SQLRepository struct{ sqlstore.Store }
 
 // Open opens the products database of dsn, a PostgreSQL URL or a SQLite file
 // path (created when missing; see sqlstore.Open), and applies its migrations.
 func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
-	s, err := sqlstore.OpenStore(ctx, dsn, Migrations())
-	if err != nil {
-		return nil, fmt.Errorf("productsvc: %w", err)
-	}
-	return &SQLRepository{Store: s}, nil
+	return sqlstore.OpenRepository[SQLRepository](ctx, "productsvc", dsn, Migrations())
 }
 
 const productColumns = `id, sku, name, description, category, price_cents, stock, create_time, update_time`

@@ -37,6 +37,9 @@ type User struct {
 	UpdateTime time.Time
 }
 
+// cursor returns the position of u in the (CreateTime, ID) order.
+func (u User) cursor() Cursor { return Cursor{CreateTime: u.CreateTime, ID: u.ID} }
+
 // UserPatch lists the fields of an update; nil fields are left unchanged.
 type UserPatch struct {
 	// DisplayName, when set, replaces the display name.
@@ -76,3 +79,5 @@ type Repository interface {
 	// after the cursor, or from the first user when after is nil.
 	List(ctx context.Context, after *Cursor, limit int) ([]User, error)
 }
+
+var _ Repository = (*SQLRepository)(nil)

@@ -284,33 +284,16 @@ func (s *Service) ListUsers(ctx context.Context, req *usersv1.ListUsersRequest) 
 	if _, err := auth.RequireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
-	}
-	var after *Cursor
-	if tok := req.GetPageToken(); tok != "" {
-		c, err := sqlstore.ParseCursor(tok)
-		if err != nil {
-			return nil, status.Error(codes.InvalidArgument, "malformed page_token")
-		}
-		after = &c
+	size, after, err := sqlstore.PageRequest(req.GetPageSize(), req.GetPageToken(), DefaultPageSize, MaxPageSize)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	users, err := s.repo.List(ctx, after, size+1)
 	if err != nil {
 		return nil, s.internal(ctx, "list users", err)
 	}
 	resp := &usersv1.ListUsersResponse{}
-	if len(users) > size {
-		users = users[:size]
-		last := users[size-1]
-		resp.NextPageToken = Cursor{CreateTime: last.CreateTime, ID: last.ID}.Token()
-	}
+	users, resp.NextPageToken = sqlstore.NextPage(users, size, User.cursor)
 	resp.Users = make([]*usersv1.User, len(users))
 	for i, u := range users {
 		resp.Users[i] = toProto(u)

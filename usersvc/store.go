@@ -20,20 +20,12 @@ func Migrations() fs.FS { return sqlstore.Dir(migrationFiles, "migrations") }
 // SQLRepository is a Repository in a SQLite file or a PostgreSQL database:
 // one SQL text for both ($n placeholders, portable constructs). Its DB and
 // Close come from the embedded sqlstore.Store.
-type SQLRepository struct {
-	sqlstore.Store
-}
-
-var _ Repository = (*SQLRepository)(nil)
+type SQLRepository struct{ sqlstore.Store }
 
 // Open opens the users database of dsn, a PostgreSQL URL or a SQLite file
 // path (created when missing; see sqlstore.Open), and applies its migrations.
 func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
-	s, err := sqlstore.OpenStore(ctx, dsn, Migrations())
-	if err != nil {
-		return nil, fmt.Errorf("usersvc: %w", err)
-	}
-	return &SQLRepository{Store: s}, nil
+	return sqlstore.OpenRepository[SQLRepository](ctx, "usersvc", dsn, Migrations())
 }
 
 const userColumns = `id, email, email_normalized, display_name, role, password_hash, create_time, update_time`

@@ -5,7 +5,7 @@
 // package holds what they have in common, and the few places where the two
 // dialects differ.
 //
-// A repository embeds a Store (see OpenStore), which gives it DB (for the
+// A repository embeds a Store (see OpenRepository), which gives it DB (for the
 // outbox relay) and Close. Every write goes through DB.InTx: the function it
 // runs gets a Tx, writes the repository's rows through it and adds the
 // outbox events that describe the change with Tx.AddEvents, so that state

@@ -13,18 +13,31 @@ import (
 )
 
 // Store is the base of a service's SQL repository, to embed: the opened and
-// migrated database, with DB for the outbox relay and Close.
+// migrated database, with DB for the outbox relay and Close. OpenRepository
+// opens a repository type that embeds it.
 type Store struct {
 	db *DB
 }
 
-// OpenStore opens dsn with Open, applying migrations, and returns its Store.
-func OpenStore(ctx context.Context, dsn string, migrations fs.FS) (Store, error) {
+// repository is a pointer to a repository type R that embeds Store.
+type repository[R any] interface {
+	*R
+	attach(db *DB)
+}
+
+func (s *Store) attach(db *DB) { s.db = db }
+
+// OpenRepository opens dsn with Open, applying migrations, and returns a
+// new R, a repository type embedding Store, on that database. Errors start
+// with service, the name of the service whose database it is.
+func OpenRepository[R any, P repository[R]](ctx context.Context, service, dsn string, migrations fs.FS) (*R, error) {
 	db, err := Open(ctx, dsn, migrations)
 	if err != nil {
-		return Store{}, err
+		return nil, fmt.Errorf("%s: %w", service, err)
 	}
-	return Store{db: db}, nil
+	r := new(R)
+	P(r).attach(db)
+	return r, nil
 }
 
 // SQL returns the database, for the repository's statements and
@@ -144,4 +157,39 @@ func ScanAll[T any](rows *sql.Rows, scan func(Scanner) (T, error)) ([]T, error) 
 		return nil, err
 	}
 	return out, nil
+}
+
+// PageRequest reads the page_size and page_token of a list request: a
+// size of 0 means def, larger sizes are capped at max, and token is a
+// Cursor's Token or "" for the first page. Its errors are fit for the
+// caller ("page_size must not be negative", "malformed page_token").
+func PageRequest(size int32, token string, def, max int) (int, *Cursor, error) {
+	n := int(size)
+	switch {
+	case n < 0:
+		return 0, nil, errors.New("page_size must not be negative")
+	case n == 0:
+		n = def
+	case n > max:
+		n = max
+	}
+	if token == "" {
+		return n, nil, nil
+	}
+	c, err := ParseCursor(token)
+	if err != nil {
+		return 0, nil, errors.New("malformed page_token")
+	}
+	return n, &c, nil
+}
+
+// NextPage cuts rows, read with a limit of size+1, to one page of size and
+// returns it with the page token of the next page: the Token of the last
+// row's cursor, or "" when rows held no more than size.
+func NextPage[T any](rows []T, size int, cursor func(T) Cursor) ([]T, string) {
+	if len(rows) <= size {
+		return rows, ""
+	}
+	rows = rows[:size]
+	return rows, cursor(rows[size-1]).Token()
 }

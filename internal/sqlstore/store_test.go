@@ -120,3 +120,69 @@ func TestInTx(t *testing.T) {
 		})
 	}
 }
+
+func TestPageRequest(t *testing.T) {
+	tok := Cursor{CreateTime: FromMicros(5), ID: "x"}.Token()
+	tests := []struct {
+		name     string
+		size     int32
+		token    string
+		wantSize int
+		wantID   string // "" for no cursor
+		wantErr  string
+	}{
+		{"default size", 0, "", 10, "", ""},
+		{"given size", 7, "", 7, "", ""},
+		{"capped size", 500, "", 100, "", ""},
+		{"negative size", -1, "", 0, "", "page_size must not be negative"},
+		{"token", 3, tok, 3, "x", ""},
+		{"bad token", 3, "!!", 0, "", "malformed page_token"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			size, after, err := PageRequest(tc.size, tc.token, 10, 100)
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			id := ""
+			if after != nil {
+				id = after.ID
+			}
+			if err != nil || size != tc.wantSize || id != tc.wantID {
+				t.Fatalf("= %d, %+v, %v; want %d and cursor %q", size, after, err, tc.wantSize, tc.wantID)
+			}
+		})
+	}
+}
+
+func TestNextPage(t *testing.T) {
+	cursor := func(id string) Cursor { return Cursor{CreateTime: FromMicros(1), ID: id} }
+	tests := []struct {
+		rows     []string
+		size     int
+		wantRows int
+		wantNext string // id of the next page's cursor, "" for none
+	}{
+		{[]string{"a", "b", "c"}, 2, 2, "b"},
+		{[]string{"a", "b"}, 2, 2, ""},
+		{nil, 2, 0, ""},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(tc.rows), func(t *testing.T) {
+			page, next := NextPage(tc.rows, tc.size, cursor)
+			if len(page) != tc.wantRows {
+				t.Fatalf("page %v, want %d rows", page, tc.wantRows)
+			}
+			want := ""
+			if tc.wantNext != "" {
+				want = cursor(tc.wantNext).Token()
+			}
+			if next != want {
+				t.Fatalf("next token %q, want %q", next, want)
+			}
+		})
+	}
+}
