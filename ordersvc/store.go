@@ -58,13 +58,11 @@ func (r *SQLRepository) Create(ctx context.Context, o Order, events ...proto.Mes
 		if err := tx.AddEvents(ctx, events...); err != nil {
 			return err
 		}
-		del, err := tx.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1 AND releasing = FALSE`, o.ID)
+		n, err := sqlstore.Affected(tx.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1 AND releasing = FALSE`, o.ID))
 		if err != nil {
 			return fmt.Errorf("delete pending reservation: %w", err)
 		}
-		if n, err := del.RowsAffected(); err != nil {
-			return fmt.Errorf("delete pending reservation: %w", err)
-		} else if n == 0 {
+		if n == 0 {
 			return ErrRecovering
 		}
 		return nil
@@ -79,14 +77,10 @@ func (r *SQLRepository) Create(ctx context.Context, o Order, events ...proto.Mes
 func (r *SQLRepository) BeginReservation(ctx context.Context, id, userID string, now, recoverAt time.Time) error {
 	// One statement: insert, or move the recover time of a record that is
 	// not being released. No row touched means the sweep owns it.
-	res, err := r.SQL().ExecContext(ctx, `INSERT INTO pending_reservations (id, user_id, releasing, create_time, recover_time)
+	n, err := sqlstore.Affected(r.SQL().ExecContext(ctx, `INSERT INTO pending_reservations (id, user_id, releasing, create_time, recover_time)
 		VALUES ($1, $2, FALSE, $3, $4)
 		ON CONFLICT (id) DO UPDATE SET recover_time = excluded.recover_time
-		WHERE pending_reservations.releasing = FALSE`, id, userID, sqlstore.Micros(now), sqlstore.Micros(recoverAt))
-	if err != nil {
-		return fmt.Errorf("ordersvc: begin reservation: %w", err)
-	}
-	n, err := res.RowsAffected()
+		WHERE pending_reservations.releasing = FALSE`, id, userID, sqlstore.Micros(now), sqlstore.Micros(recoverAt)))
 	if err != nil {
 		return fmt.Errorf("ordersvc: begin reservation: %w", err)
 	}
@@ -103,16 +97,10 @@ func (r *SQLRepository) DueReservations(ctx context.Context, now time.Time, limi
 	if err != nil {
 		return nil, fmt.Errorf("ordersvc: due reservations: %w", err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("ordersvc: due reservations: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
+	ids, err := sqlstore.ScanAll(rows, func(s sqlstore.Scanner) (id string, err error) {
+		return id, s.Scan(&id)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("ordersvc: due reservations: %w", err)
 	}
 	return ids, nil
@@ -122,13 +110,10 @@ func (r *SQLRepository) DueReservations(ctx context.Context, now time.Time, limi
 func (r *SQLRepository) ClaimRecovery(ctx context.Context, id string, now, leaseUntil time.Time) (Claim, error) {
 	c := ClaimLost
 	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE pending_reservations SET releasing = TRUE, recover_time = $1
-			WHERE id = $2 AND recover_time < $3`, sqlstore.Micros(leaseUntil), id, sqlstore.Micros(now))
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return err // not due, or gone: ClaimLost
+		n, err := sqlstore.Affected(tx.ExecContext(ctx, `UPDATE pending_reservations SET releasing = TRUE, recover_time = $1
+			WHERE id = $2 AND recover_time < $3`, sqlstore.Micros(leaseUntil), id, sqlstore.Micros(now)))
+		if err != nil || n == 0 {
+			return err // n == 0: not due, or gone: ClaimLost
 		}
 		var stored int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE id = $1`, id).Scan(&stored); err != nil {
@@ -199,17 +184,8 @@ func (r *SQLRepository) ListByUser(ctx context.Context, userID string, after *Cu
 	if err != nil {
 		return nil, fmt.Errorf("ordersvc: list orders: %w", err)
 	}
-	var orders []Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("ordersvc: list orders: %w", err)
-		}
-		orders = append(orders, o)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	orders, err := sqlstore.ScanAll(rows, scanOrder)
+	if err != nil {
 		return nil, fmt.Errorf("ordersvc: list orders: %w", err)
 	}
 	if err := loadItems(ctx, r.SQL(), orders); err != nil {
@@ -231,12 +207,8 @@ func (r *SQLRepository) CountByUser(ctx context.Context, userID string) (int, er
 func (r *SQLRepository) UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events ...proto.Message) (Order, error) {
 	var o Order
 	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, update_time = $2 WHERE id = $3 AND status = $4`,
-			string(to), sqlstore.Micros(at), id, string(from))
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
+		n, err := sqlstore.Affected(tx.ExecContext(ctx, `UPDATE orders SET status = $1, update_time = $2 WHERE id = $3 AND status = $4`,
+			string(to), sqlstore.Micros(at), id, string(from)))
 		if err != nil {
 			return err
 		}

@@ -19,14 +19,12 @@ func (r *SQLRepository) Reserve(ctx context.Context, id string, items []StockReq
 	err := r.write(ctx, "reserve stock", func(tx *sqlstore.Tx) error {
 		// Claim the id first: a concurrent duplicate waits here (or, in
 		// PostgreSQL, on the unique key) and then sees the stored one.
-		ins, err := tx.ExecContext(ctx, `INSERT INTO reservations (id, released, create_time)
-			VALUES ($1, FALSE, $2) ON CONFLICT (id) DO NOTHING`, id, sqlstore.Micros(now))
+		n, err := sqlstore.Affected(tx.ExecContext(ctx, `INSERT INTO reservations (id, released, create_time)
+			VALUES ($1, FALSE, $2) ON CONFLICT (id) DO NOTHING`, id, sqlstore.Micros(now)))
 		if err != nil {
 			return err
 		}
-		if n, err := ins.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
+		if n == 0 {
 			stored, err := readReservation(ctx, tx, id)
 			switch {
 			case err != nil:
@@ -125,12 +123,8 @@ func (r *SQLRepository) Release(ctx context.Context, id string, now time.Time, e
 	var released bool
 	err := r.write(ctx, "release stock", func(tx *sqlstore.Tx) error {
 		// The conditional update is the exactly-once guard.
-		upd, err := tx.ExecContext(ctx, `UPDATE reservations SET released = TRUE, release_time = $1
-			WHERE id = $2 AND released = FALSE`, sqlstore.Micros(now), id)
-		if err != nil {
-			return err
-		}
-		n, err := upd.RowsAffected()
+		n, err := sqlstore.Affected(tx.ExecContext(ctx, `UPDATE reservations SET released = TRUE, release_time = $1
+			WHERE id = $2 AND released = FALSE`, sqlstore.Micros(now), id))
 		if err != nil {
 			return err
 		}

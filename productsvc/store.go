@@ -201,13 +201,12 @@ func (r *SQLRepository) DeleteProduct(ctx context.Context, id string, deleteTime
 		}
 		// Conditional, so that of two concurrent deletes only one wins (and
 		// writes events) at any isolation level.
-		res, err := tx.ExecContext(ctx, `UPDATE products SET delete_time = $1 WHERE id = $2 AND delete_time IS NULL`, sqlstore.Micros(deleteTime), id)
+		n, err := sqlstore.Affected(tx.ExecContext(ctx, `UPDATE products SET delete_time = $1 WHERE id = $2 AND delete_time IS NULL`,
+			sqlstore.Micros(deleteTime), id))
 		if err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
+		if n == 0 {
 			return ErrNotFound
 		}
 		return tx.AddEvents(ctx, events.Of(p)...)

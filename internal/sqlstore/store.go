@@ -67,6 +67,17 @@ type Scanner interface {
 	Scan(dest ...any) error
 }
 
+// Affected returns how many rows the statement of res changed, or err: it
+// takes what ExecContext returns, as in
+//
+//	n, err := sqlstore.Affected(tx.ExecContext(ctx, query, args...))
+func Affected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 // ScanRow scans the row of s into dest; sql.ErrNoRows becomes notFound.
 func ScanRow(s Scanner, notFound error, dest ...any) error {
 	err := s.Scan(dest...)
