@@ -33,8 +33,6 @@ func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
 	return sqlstore.OpenRepository[SQLRepository](ctx, "ordersvc", dsn, Migrations())
 }
 
-const orderColumns = `id, user_id, status, total_cents, create_time, update_time`
-
 // Create implements Repository.
 func (r *SQLRepository) Create(ctx context.Context, o Order, events ...proto.Message) error {
 	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) error {
@@ -273,6 +271,9 @@ func loadItems(ctx context.Context, q sqlstore.Querier, orders []Order) error {
 	}
 	return nil
 }
+
+// orderColumns are the columns of a row that scanOrder reads.
+const orderColumns = `id, user_id, status, total_cents, create_time, update_time`
 
 // scanOrder reads one row of orderColumns; sql.ErrNoRows becomes
 // ErrNotFound.

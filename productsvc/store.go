@@ -30,8 +30,6 @@ func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
 	return sqlstore.OpenRepository[SQLRepository](ctx, "productsvc", dsn, Migrations())
 }
 
-const productColumns = `id, sku, name, description, category, price_cents, stock, create_time, update_time`
-
 // write runs fn as one unit of work (see sqlstore.DB.InTx) and wraps its
 // failure as op's; the errors of the Repository contract stay matchable
 // with errors.Is and errors.As.
@@ -276,6 +274,9 @@ func (r *SQLRepository) SeedProducts(ctx context.Context, products []Product, ev
 	})
 	return seeded, err
 }
+
+// productColumns are the columns of a row that scanProduct reads.
+const productColumns = `id, sku, name, description, category, price_cents, stock, create_time, update_time`
 
 // scanProduct reads one row of productColumns; sql.ErrNoRows becomes
 // ErrNotFound.

@@ -28,8 +28,6 @@ func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
 	return sqlstore.OpenRepository[SQLRepository](ctx, "usersvc", dsn, Migrations())
 }
 
-const userColumns = `id, email, email_normalized, display_name, role, password_hash, create_time, update_time`
-
 // Create implements Repository.
 func (r *SQLRepository) Create(ctx context.Context, u User, events UserEvents) error {
 	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) error {
@@ -114,6 +112,9 @@ func (r *SQLRepository) List(ctx context.Context, after *Cursor, limit int) ([]U
 	}
 	return users, nil
 }
+
+// userColumns are the columns of a row that scanUser reads.
+const userColumns = `id, email, email_normalized, display_name, role, password_hash, create_time, update_time`
 
 // scanUser reads one row of userColumns; sql.ErrNoRows becomes ErrNotFound.
 func scanUser(s sqlstore.Scanner) (User, error) {
