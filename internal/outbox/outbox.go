@@ -1,8 +1,3 @@
-// Package outbox makes a service's events as durable as its data: events are
-// written to an outbox table in the same transaction as the change they
-// describe, and a relay publishes them afterwards, retrying until the broker
-// takes them (at-least-once, in the order they were written). A crash between
-// commit and publish loses nothing; the relay resumes on restart.
 package outbox
 
 import (
