@@ -5,16 +5,24 @@
 // package holds what they have in common, and the few places where the two
 // dialects differ.
 //
-// A repository embeds a Store (see OpenRepository), which gives it DB (for the
-// outbox relay) and Close. Every write goes through DB.InTx: the function it
-// runs gets a Tx, writes the repository's rows through it and adds the
-// outbox events that describe the change with Tx.AddEvents, so that state
-// and events commit together or not at all. Tx.Lock serializes the
+// A repository type embeds Store and is opened with OpenRepository, which
+// gives it DB (for the outbox relay), Close, and SQL, the database for its
+// own statements. Every write goes through DB.InTx: the function it runs
+// gets a Tx, the unit of work, writes the repository's rows through it and
+// adds the outbox events that describe the change with Tx.AddEvents, so that
+// state and events commit together or not at all. Tx.Lock serializes the
 // read-then-write steps that one conditional statement cannot express.
-// Reads use the DB directly. Rows are scanned through Scanner, times are
-// stored as Unix microseconds (Micros, FromMicros), and lists ordered by
-// (create_time, id) page with a Cursor, whose Token is the opaque page token
-// of the API.
+// Reads use the DB directly, or a Querier to read alike inside and outside
+// a transaction.
+//
+// The rest is the row plumbing every repository needs: ScanRow and ScanAll
+// read rows through a Scanner (sql.ErrNoRows becomes the repository's own
+// not-found error), times are stored as Unix microseconds (Micros, and
+// MicrosInto to scan them back), Affected counts the rows a statement
+// changed, and lists ordered by (create_time, id) page with a Cursor: its
+// Token is the opaque page token of the API, PageRequest reads a list
+// request's page size and token, and NextPage cuts a page and makes the
+// next token.
 //
 // Migrations are written once for both dialects: plain SQL that both
 // accept, plus two placeholders that Migrate expands per dialect:
