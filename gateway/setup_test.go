@@ -73,8 +73,11 @@ func serveOverKafka(t *testing.T, register func(*kafkatransport.Server), ics ...
 	brokers := kafkatest.Brokers(t)
 	prefix := kafkatest.TopicPrefix(t)
 	fastGroup := kafkatransport.WithKafkaConfig(kafka.ConfigMap{"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
-	srv := kafkatransport.NewServer(brokers, kafkatransport.WithTopicPrefix(prefix), fastGroup,
+	srv, err := kafkatransport.NewServer(brokers, kafkatransport.WithTopicPrefix(prefix), fastGroup,
 		kafkatransport.WithUnaryServerInterceptors(ics...))
+	if err != nil {
+		t.Fatal(err)
+	}
 	register(srv)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(t.Context()) }()

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
 // ErrNotFound is returned by a Repository when no order matches.
@@ -102,13 +104,9 @@ type Order struct {
 }
 
 // Cursor is a position in the newest-first (CreateTime desc, ID desc) order
-// of one user's orders: a page starts right after it.
-type Cursor struct {
-	// CreateTime is the create time of the last order seen.
-	CreateTime time.Time
-	// ID is the id of the last order seen.
-	ID string
-}
+// of one user's orders: a page starts right after it. Its Token is the
+// ListUserOrders page token.
+type Cursor = sqlstore.Cursor
 
 // Repository stores orders. Implementations must be safe for concurrent use
 // and report ErrNotFound, ErrAlreadyExists and ErrStatusConflict as
@@ -161,3 +159,5 @@ type Repository interface {
 	// check that the transition is allowed; callers do.
 	UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events ...proto.Message) (Order, error)
 }
+
+var _ Repository = (*SQLRepository)(nil)

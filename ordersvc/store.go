@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"strconv"
@@ -13,7 +12,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/kgrpc/platform/internal/outbox"
 	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
@@ -22,86 +20,53 @@ var migrationFiles embed.FS
 
 // Migrations returns the schema migrations of the orders store, the outbox
 // table included.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embed pattern guarantees the directory
-	}
-	return sub
-}
+func Migrations() fs.FS { return sqlstore.Dir(migrationFiles, "migrations") }
 
 // SQLRepository is a Repository in a SQLite file or a PostgreSQL database:
-// one SQL text for both ($n placeholders, portable constructs).
-type SQLRepository struct {
-	db *sqlstore.DB
-}
-
-var _ Repository = (*SQLRepository)(nil)
+// one SQL text for both ($n placeholders, portable constructs). Its DB and
+// Close come from the embedded sqlstore.Store.
+type SQLRepository struct{ sqlstore.Store }
 
 // Open opens the orders database of dsn, a PostgreSQL URL or a SQLite file
 // path (created when missing; see sqlstore.Open), and applies its migrations.
 func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
-	db, err := sqlstore.Open(ctx, dsn, Migrations())
-	if err != nil {
-		return nil, fmt.Errorf("ordersvc: %w", err)
-	}
-	return &SQLRepository{db: db}, nil
+	return sqlstore.OpenRepository[SQLRepository](ctx, "ordersvc", dsn, Migrations())
 }
 
-// DB returns the underlying database, for the outbox relay.
-func (r *SQLRepository) DB() *sql.DB { return r.db.DB }
-
-// Close closes the database.
-func (r *SQLRepository) Close() error { return r.db.Close() }
-
-const orderColumns = `id, user_id, status, total_cents, create_time, update_time`
-
 // Create implements Repository.
-func (r *SQLRepository) Create(ctx context.Context, o Order, events ...proto.Message) (err error) {
-	tx, err := r.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("ordersvc: create order: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
-	_, err = tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-		o.ID, o.UserID, string(o.Status), o.TotalCents, toMicros(o.CreateTime), toMicros(o.UpdateTime))
-	if err != nil {
+func (r *SQLRepository) Create(ctx context.Context, o Order, events ...proto.Message) error {
+	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+			o.ID, o.UserID, string(o.Status), o.TotalCents, sqlstore.Micros(o.CreateTime), sqlstore.Micros(o.UpdateTime))
 		if sqlstore.IsUniqueViolation(err, "orders", "id") {
 			return ErrAlreadyExists
 		}
-		return fmt.Errorf("ordersvc: create order: %w", err)
-	}
-	for i, it := range o.Items {
-		_, err = tx.ExecContext(ctx, `INSERT INTO order_items
-			(order_id, line, product_id, product_name, unit_price_cents, quantity)
-			VALUES ($1, $2, $3, $4, $5, $6)`,
-			o.ID, i, it.ProductID, it.ProductName, it.UnitPriceCents, it.Quantity)
 		if err != nil {
-			return fmt.Errorf("ordersvc: create order: item %d: %w", i, err)
+			return err
 		}
-	}
-	for _, ev := range events {
-		if err = outbox.Add(ctx, tx, ev); err != nil {
-			return fmt.Errorf("ordersvc: create order: %w", err)
+		for i, it := range o.Items {
+			_, err = tx.ExecContext(ctx, `INSERT INTO order_items
+				(order_id, line, product_id, product_name, unit_price_cents, quantity)
+				VALUES ($1, $2, $3, $4, $5, $6)`,
+				o.ID, i, it.ProductID, it.ProductName, it.UnitPriceCents, it.Quantity)
+			if err != nil {
+				return fmt.Errorf("item %d: %w", i, err)
+			}
 		}
-	}
-	del, err := tx.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1 AND releasing = FALSE`, o.ID)
+		if err := tx.AddEvents(ctx, events...); err != nil {
+			return err
+		}
+		n, err := sqlstore.Affected(tx.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1 AND releasing = FALSE`, o.ID))
+		if err != nil {
+			return fmt.Errorf("delete pending reservation: %w", err)
+		}
+		if n == 0 {
+			return ErrRecovering
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("ordersvc: create order: delete pending reservation: %w", err)
-	}
-	n, err := del.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("ordersvc: create order: delete pending reservation: %w", err)
-	}
-	if n == 0 {
-		return ErrRecovering // the named result makes the deferred rollback run
-	}
-	if err = tx.Commit(); err != nil {
-		return fmt.Errorf("ordersvc: create order: commit: %w", err)
+		return fmt.Errorf("ordersvc: create order: %w", err)
 	}
 	return nil
 }
@@ -110,14 +75,10 @@ func (r *SQLRepository) Create(ctx context.Context, o Order, events ...proto.Mes
 func (r *SQLRepository) BeginReservation(ctx context.Context, id, userID string, now, recoverAt time.Time) error {
 	// One statement: insert, or move the recover time of a record that is
 	// not being released. No row touched means the sweep owns it.
-	res, err := r.db.ExecContext(ctx, `INSERT INTO pending_reservations (id, user_id, releasing, create_time, recover_time)
+	n, err := sqlstore.Affected(r.SQL().ExecContext(ctx, `INSERT INTO pending_reservations (id, user_id, releasing, create_time, recover_time)
 		VALUES ($1, $2, FALSE, $3, $4)
 		ON CONFLICT (id) DO UPDATE SET recover_time = excluded.recover_time
-		WHERE pending_reservations.releasing = FALSE`, id, userID, toMicros(now), toMicros(recoverAt))
-	if err != nil {
-		return fmt.Errorf("ordersvc: begin reservation: %w", err)
-	}
-	n, err := res.RowsAffected()
+		WHERE pending_reservations.releasing = FALSE`, id, userID, sqlstore.Micros(now), sqlstore.Micros(recoverAt)))
 	if err != nil {
 		return fmt.Errorf("ordersvc: begin reservation: %w", err)
 	}
@@ -129,21 +90,15 @@ func (r *SQLRepository) BeginReservation(ctx context.Context, id, userID string,
 
 // DueReservations implements Repository.
 func (r *SQLRepository) DueReservations(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT id FROM pending_reservations
-		WHERE recover_time < $1 ORDER BY recover_time, id LIMIT $2`, toMicros(now), limit)
+	rows, err := r.SQL().QueryContext(ctx, `SELECT id FROM pending_reservations
+		WHERE recover_time < $1 ORDER BY recover_time, id LIMIT $2`, sqlstore.Micros(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("ordersvc: due reservations: %w", err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("ordersvc: due reservations: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
+	ids, err := sqlstore.ScanAll(rows, func(s sqlstore.Scanner) (id string, err error) {
+		return id, s.Scan(&id)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("ordersvc: due reservations: %w", err)
 	}
 	return ids, nil
@@ -152,14 +107,11 @@ func (r *SQLRepository) DueReservations(ctx context.Context, now time.Time, limi
 // ClaimRecovery implements Repository.
 func (r *SQLRepository) ClaimRecovery(ctx context.Context, id string, now, leaseUntil time.Time) (Claim, error) {
 	c := ClaimLost
-	err := sqlstore.InTx(ctx, r.db, "", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE pending_reservations SET releasing = TRUE, recover_time = $1
-			WHERE id = $2 AND recover_time < $3`, toMicros(leaseUntil), id, toMicros(now))
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			return err // not due, or gone: ClaimLost
+	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) error {
+		n, err := sqlstore.Affected(tx.ExecContext(ctx, `UPDATE pending_reservations SET releasing = TRUE, recover_time = $1
+			WHERE id = $2 AND recover_time < $3`, sqlstore.Micros(leaseUntil), id, sqlstore.Micros(now)))
+		if err != nil || n == 0 {
+			return err // n == 0: not due, or gone: ClaimLost
 		}
 		var stored int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE id = $1`, id).Scan(&stored); err != nil {
@@ -181,7 +133,7 @@ func (r *SQLRepository) ClaimRecovery(ctx context.Context, id string, now, lease
 
 // FinishRecovery implements Repository.
 func (r *SQLRepository) FinishRecovery(ctx context.Context, id string) error {
-	if _, err := r.db.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1 AND releasing = TRUE`, id); err != nil {
+	if _, err := r.SQL().ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1 AND releasing = TRUE`, id); err != nil {
 		return fmt.Errorf("ordersvc: finish recovery: %w", err)
 	}
 	return nil
@@ -189,21 +141,15 @@ func (r *SQLRepository) FinishRecovery(ctx context.Context, id string) error {
 
 // Get implements Repository.
 func (r *SQLRepository) Get(ctx context.Context, id string) (Order, error) {
-	o, err := get(ctx, r.db, id)
+	o, err := get(ctx, r.SQL(), id)
 	if err != nil {
 		return Order{}, fmt.Errorf("ordersvc: get order: %w", err)
 	}
 	return o, nil
 }
 
-// querier is what *sql.DB and *sql.Tx have in common.
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // get reads one order with its items; sql.ErrNoRows becomes ErrNotFound.
-func get(ctx context.Context, q querier, id string) (Order, error) {
+func get(ctx context.Context, q sqlstore.Querier, id string) (Order, error) {
 	o, err := scanOrder(q.QueryRowContext(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
 	if err != nil {
 		return Order{}, err
@@ -222,34 +168,25 @@ func (r *SQLRepository) ListByUser(ctx context.Context, userID string, after *Cu
 		err  error
 	)
 	if after == nil {
-		rows, err = r.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
+		rows, err = r.SQL().QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
 			WHERE user_id = $1
 			ORDER BY create_time DESC, id DESC LIMIT $2`, userID, limit)
 	} else {
 		// (create_time, id) < ($2, $3), spelled out for planners that do not
 		// use an index for row-value comparisons.
-		rows, err = r.db.QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
+		rows, err = r.SQL().QueryContext(ctx, `SELECT `+orderColumns+` FROM orders
 			WHERE user_id = $1 AND (create_time < $2 OR (create_time = $2 AND id < $3))
 			ORDER BY create_time DESC, id DESC LIMIT $4`,
-			userID, toMicros(after.CreateTime), after.ID, limit)
+			userID, sqlstore.Micros(after.CreateTime), after.ID, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ordersvc: list orders: %w", err)
 	}
-	var orders []Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("ordersvc: list orders: %w", err)
-		}
-		orders = append(orders, o)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	orders, err := sqlstore.ScanAll(rows, scanOrder)
+	if err != nil {
 		return nil, fmt.Errorf("ordersvc: list orders: %w", err)
 	}
-	if err := loadItems(ctx, r.db, orders); err != nil {
+	if err := loadItems(ctx, r.SQL(), orders); err != nil {
 		return nil, fmt.Errorf("ordersvc: list orders: %w", err)
 	}
 	return orders, nil
@@ -258,61 +195,45 @@ func (r *SQLRepository) ListByUser(ctx context.Context, userID string, after *Cu
 // CountByUser implements Repository.
 func (r *SQLRepository) CountByUser(ctx context.Context, userID string) (int, error) {
 	var n int
-	if err := r.db.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE user_id = $1`, userID).Scan(&n); err != nil {
+	if err := r.SQL().QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE user_id = $1`, userID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("ordersvc: count orders: %w", err)
 	}
 	return n, nil
 }
 
 // UpdateStatus implements Repository.
-func (r *SQLRepository) UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events ...proto.Message) (o Order, err error) {
-	tx, err := r.db.BeginTx(ctx, nil)
-	if err != nil {
-		return Order{}, fmt.Errorf("ordersvc: update order status: begin: %w", err)
-	}
-	defer func() {
+func (r *SQLRepository) UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events ...proto.Message) (Order, error) {
+	var o Order
+	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) error {
+		n, err := sqlstore.Affected(tx.ExecContext(ctx, `UPDATE orders SET status = $1, update_time = $2 WHERE id = $3 AND status = $4`,
+			string(to), sqlstore.Micros(at), id, string(from)))
 		if err != nil {
-			_ = tx.Rollback()
+			return err
 		}
-	}()
-	res, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1, update_time = $2 WHERE id = $3 AND status = $4`,
-		string(to), toMicros(at), id, string(from))
+		if n == 0 {
+			var exists int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE id = $1`, id).Scan(&exists); err != nil {
+				return err
+			}
+			if exists == 0 {
+				return ErrNotFound
+			}
+			return ErrStatusConflict
+		}
+		if err := tx.AddEvents(ctx, events...); err != nil {
+			return err
+		}
+		o, err = get(ctx, tx, id)
+		return err
+	})
 	if err != nil {
 		return Order{}, fmt.Errorf("ordersvc: update order status: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return Order{}, fmt.Errorf("ordersvc: update order status: %w", err)
-	}
-	if n == 0 {
-		var exists int
-		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM orders WHERE id = $1`, id).Scan(&exists)
-		switch {
-		case err != nil:
-			return Order{}, fmt.Errorf("ordersvc: update order status: %w", err)
-		case exists == 0:
-			err = ErrNotFound
-		default:
-			err = ErrStatusConflict
-		}
-		return Order{}, err
-	}
-	for _, ev := range events {
-		if err = outbox.Add(ctx, tx, ev); err != nil {
-			return Order{}, fmt.Errorf("ordersvc: update order status: %w", err)
-		}
-	}
-	if o, err = get(ctx, tx, id); err != nil {
-		return Order{}, fmt.Errorf("ordersvc: update order status: %w", err)
-	}
-	if err = tx.Commit(); err != nil {
-		return Order{}, fmt.Errorf("ordersvc: update order status: commit: %w", err)
 	}
 	return o, nil
 }
 
 // loadItems fills in the items of orders with one query.
-func loadItems(ctx context.Context, q querier, orders []Order) error {
+func loadItems(ctx context.Context, q sqlstore.Querier, orders []Order) error {
 	if len(orders) == 0 {
 		return nil
 	}
@@ -351,31 +272,17 @@ func loadItems(ctx context.Context, q querier, orders []Order) error {
 	return nil
 }
 
-type scanner interface {
-	Scan(dest ...any) error
-}
+// orderColumns are the columns of a row that scanOrder reads.
+const orderColumns = `id, user_id, status, total_cents, create_time, update_time`
 
 // scanOrder reads one row of orderColumns; sql.ErrNoRows becomes
 // ErrNotFound.
-func scanOrder(s scanner) (Order, error) {
-	var (
-		o                Order
-		st               string
-		created, updated int64
-	)
-	err := s.Scan(&o.ID, &o.UserID, &st, &o.TotalCents, &created, &updated)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Order{}, ErrNotFound
-	}
+func scanOrder(s sqlstore.Scanner) (Order, error) {
+	var o Order
+	err := sqlstore.ScanRow(s, ErrNotFound, &o.ID, &o.UserID, (*string)(&o.Status), &o.TotalCents,
+		sqlstore.MicrosInto(&o.CreateTime), sqlstore.MicrosInto(&o.UpdateTime))
 	if err != nil {
 		return Order{}, err
 	}
-	o.Status = Status(st)
-	o.CreateTime = fromMicros(created)
-	o.UpdateTime = fromMicros(updated)
 	return o, nil
 }
-
-func toMicros(t time.Time) int64 { return t.UnixMicro() }
-
-func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
 // pageToken is the decoded ListProducts page token: the filter it belongs to
@@ -54,7 +56,7 @@ func encodePageToken(q ListQuery, last Product) string {
 	case SortPrice:
 		t.PriceCents = last.PriceCents
 	case SortCreateTime:
-		t.CreateTime = toMicros(last.CreateTime)
+		t.CreateTime = sqlstore.Micros(last.CreateTime)
 	}
 	b, _ := json.Marshal(t) // cannot fail: strings and integers only
 	return base64.RawURLEncoding.EncodeToString(b)
@@ -77,5 +79,5 @@ func decodePageToken(q ListQuery, token string) (*Cursor, error) {
 	if t.Filter != filterHash(q) {
 		return nil, fmt.Errorf("%w: it belongs to a request with other filters or order", errBadPageToken)
 	}
-	return &Cursor{Name: t.Name, PriceCents: t.PriceCents, CreateTime: fromMicros(t.CreateTime), ID: t.ID}, nil
+	return &Cursor{Name: t.Name, PriceCents: t.PriceCents, CreateTime: sqlstore.FromMicros(t.CreateTime), ID: t.ID}, nil
 }

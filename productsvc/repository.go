@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
+	"github.com/kgrpc/platform/internal/outbox"
 )
 
 // ErrNotFound is returned by a Repository when no live (not deleted) product
@@ -197,12 +197,21 @@ type StockChange struct {
 // ProductEvents returns the events that describe a product change, given the
 // product after the change (before it, for a deletion). Repositories call it
 // inside the change's transaction and add what it returns to the outbox.
-type ProductEvents func(p Product) []proto.Message
+type ProductEvents = outbox.Events[Product]
+
+// StockMove is what one reservation or release did: the reservation, and
+// the stock change it made to each of its products.
+type StockMove struct {
+	// Reservation is the reservation made or released.
+	Reservation Reservation
+	// Changes are the stock changes, one per product, in item order.
+	Changes []StockChange
+}
 
 // StockEvents returns the events that describe the stock changes of a
 // reservation or release. Repositories call it inside the transaction and
 // add what it returns to the outbox.
-type StockEvents func(r Reservation, changes []StockChange) []proto.Message
+type StockEvents = outbox.Events[StockMove]
 
 // Repository stores products and stock reservations. Each method is one
 // transaction: the data change and the events its callback returns are
@@ -253,3 +262,5 @@ type Repository interface {
 // foldCase is the case folding of the *_key columns: what searches, category
 // filters, name ordering and SKU uniqueness compare.
 func foldCase(s string) string { return strings.ToLower(s) }
+
+var _ Repository = (*SQLRepository)(nil)

@@ -171,9 +171,9 @@ func testRepoReservations(t *testing.T, s store) {
 		}
 	}
 	var gotChanges []StockChange
-	events := func(r Reservation, ch []StockChange) []proto.Message {
-		gotChanges = ch
-		return []proto.Message{wrapperspb.String(r.ID)}
+	events := func(m StockMove) []proto.Message {
+		gotChanges = m.Changes
+		return []proto.Message{wrapperspb.String(m.Reservation.ID)}
 	}
 	stock := func(id string) int64 {
 		t.Helper()

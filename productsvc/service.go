@@ -16,9 +16,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/rpcerr"
 )
 
 // Config configures a Service.
@@ -119,20 +119,6 @@ func (s *Service) GetProduct(ctx context.Context, req *productsv1.GetProductRequ
 		return nil, s.internal(ctx, "get product", err)
 	}
 	return &productsv1.GetProductResponse{Product: toProto(p)}, nil
-}
-
-// orderBy maps ListProductsRequest.order_by to a sort.
-var orderBy = map[string]struct {
-	sort SortField
-	desc bool
-}{
-	"":             {SortName, false},
-	"name":         {SortName, false},
-	"-name":        {SortName, true},
-	"price":        {SortPrice, false},
-	"-price":       {SortPrice, true},
-	"create_time":  {SortCreateTime, false},
-	"-create_time": {SortCreateTime, true},
 }
 
 // ListProducts searches and pages through the catalogue. Anyone may call it.
@@ -350,40 +336,6 @@ func (s *Service) ReserveStock(ctx context.Context, req *productsv1.ReserveStock
 	return resp, nil
 }
 
-// mergeItems checks items and merges lines of the same product into the
-// first one, keeping request order.
-func mergeItems(items []*productsv1.StockItem) ([]StockRequest, error) {
-	if len(items) == 0 {
-		return nil, errors.New("items must not be empty")
-	}
-	out := make([]StockRequest, 0, len(items))
-	at := make(map[string]int, len(items))
-	for i, it := range items {
-		if err := checkID(fmt.Sprintf("items[%d].product_id", i), it.GetProductId()); err != nil {
-			return nil, err
-		}
-		if it.GetQuantity() < 1 {
-			return nil, fmt.Errorf("items[%d].quantity must be at least 1", i)
-		}
-		if j, ok := at[it.GetProductId()]; ok {
-			out[j].Quantity += int64(it.GetQuantity())
-		} else {
-			at[it.GetProductId()] = len(out)
-			out = append(out, StockRequest{ProductID: it.GetProductId(), Quantity: int64(it.GetQuantity())})
-		}
-	}
-	if len(out) > MaxReservationItems {
-		return nil, fmt.Errorf("a reservation holds at most %d distinct products", MaxReservationItems)
-	}
-	for _, it := range out {
-		// The response carries quantities as int32.
-		if it.Quantity > MaxStock {
-			return nil, fmt.Errorf("quantity of product %q must be at most %d", it.ProductID, int64(MaxStock))
-		}
-	}
-	return out, nil
-}
-
 // ReleaseStock gives back the stock of a reservation, exactly once. Service
 // and admin callers only. Unknown or released reservations answer
 // released=false.
@@ -411,29 +363,6 @@ func (s *Service) release(ctx context.Context, id string) (bool, error) {
 		s.notify()
 	}
 	return released, nil
-}
-
-// HandleOrderStatusChanged releases the reservation of an order that was
-// cancelled (the reservation id is the order id), exactly once however often
-// the event is delivered. Other statuses are ignored. It runs as an event
-// handler, without user claims; a returned error asks for redelivery.
-func (s *Service) HandleOrderStatusChanged(ctx context.Context, ev *ordersv1.OrderStatusChanged) error {
-	if ev.GetNewStatus() != ordersv1.OrderStatus_ORDER_STATUS_CANCELLED {
-		return nil
-	}
-	id := ev.GetOrderId()
-	if err := checkID("order_id", id); err != nil {
-		// Redelivery cannot fix it.
-		s.logger.WarnContext(ctx, "productsvc: ignoring OrderStatusChanged with a bad order id", "err", err)
-		return nil
-	}
-	released, err := s.release(ctx, id)
-	if err != nil {
-		s.logger.ErrorContext(ctx, "productsvc: release stock of cancelled order", "order_id", id, "err", err)
-		return fmt.Errorf("productsvc: release stock of cancelled order %s: %w", id, err)
-	}
-	s.logger.InfoContext(ctx, "productsvc: cancelled order", "order_id", id, "released", released)
-	return nil
 }
 
 // newID returns a product id: "p_" and 16 lower-case hex digits.
@@ -482,14 +411,14 @@ func adjustedEvents(t time.Time, delta int64) ProductEvents {
 // stockEvents describes a reservation or release: one StockChanged per
 // product that is not deleted.
 func stockEvents(t time.Time) StockEvents {
-	return func(r Reservation, changes []StockChange) []proto.Message {
-		evs := make([]proto.Message, 0, len(changes))
-		for _, c := range changes {
+	return func(m StockMove) []proto.Message {
+		evs := make([]proto.Message, 0, len(m.Changes))
+		for _, c := range m.Changes {
 			if c.Deleted {
 				continue
 			}
 			evs = append(evs, &productsv1.StockChanged{
-				ProductId: c.ProductID, Delta: c.Delta, Stock: c.Stock, ReservationId: r.ID, ChangeTime: timestamppb.New(t),
+				ProductId: c.ProductID, Delta: c.Delta, Stock: c.Stock, ReservationId: m.Reservation.ID, ChangeTime: timestamppb.New(t),
 			})
 		}
 		return evs
@@ -537,15 +466,8 @@ func failedPrecondition(v *errdetails.PreconditionFailure_Violation, format stri
 	return st.Err()
 }
 
-// internal logs a storage failure and returns a status without its details:
-// Canceled or DeadlineExceeded when ctx ended, Internal otherwise.
+// internal logs a storage failure and returns a status without its details
+// (see rpcerr.Internal).
 func (s *Service) internal(ctx context.Context, op string, err error) error {
-	switch {
-	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-		return status.Error(codes.Canceled, "request canceled")
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	}
-	s.logger.ErrorContext(ctx, "productsvc: "+op, "err", err)
-	return status.Error(codes.Internal, "internal error")
+	return rpcerr.Internal(ctx, s.logger, "productsvc: "+op, err)
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 )
 
 // Limits of the product fields, stock and requests.
@@ -122,4 +124,52 @@ func checkID(field, id string) error {
 		}
 	}
 	return nil
+}
+
+// orderBy maps ListProductsRequest.order_by to a sort.
+var orderBy = map[string]struct {
+	sort SortField
+	desc bool
+}{
+	"":             {SortName, false},
+	"name":         {SortName, false},
+	"-name":        {SortName, true},
+	"price":        {SortPrice, false},
+	"-price":       {SortPrice, true},
+	"create_time":  {SortCreateTime, false},
+	"-create_time": {SortCreateTime, true},
+}
+
+// mergeItems checks items and merges lines of the same product into the
+// first one, keeping request order.
+func mergeItems(items []*productsv1.StockItem) ([]StockRequest, error) {
+	if len(items) == 0 {
+		return nil, errors.New("items must not be empty")
+	}
+	out := make([]StockRequest, 0, len(items))
+	at := make(map[string]int, len(items))
+	for i, it := range items {
+		if err := checkID(fmt.Sprintf("items[%d].product_id", i), it.GetProductId()); err != nil {
+			return nil, err
+		}
+		if it.GetQuantity() < 1 {
+			return nil, fmt.Errorf("items[%d].quantity must be at least 1", i)
+		}
+		if j, ok := at[it.GetProductId()]; ok {
+			out[j].Quantity += int64(it.GetQuantity())
+		} else {
+			at[it.GetProductId()] = len(out)
+			out = append(out, StockRequest{ProductID: it.GetProductId(), Quantity: int64(it.GetQuantity())})
+		}
+	}
+	if len(out) > MaxReservationItems {
+		return nil, fmt.Errorf("a reservation holds at most %d distinct products", MaxReservationItems)
+	}
+	for _, it := range out {
+		// The response carries quantities as int32.
+		if it.Quantity > MaxStock {
+			return nil, fmt.Errorf("quantity of product %q must be at most %d", it.ProductID, int64(MaxStock))
+		}
+	}
+	return out, nil
 }

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/outbox"
+	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
 // ErrNotFound is returned by a Repository when no user matches.
@@ -37,6 +37,9 @@ type User struct {
 	UpdateTime time.Time
 }
 
+// cursor returns the position of u in the (CreateTime, ID) order.
+func (u User) cursor() Cursor { return Cursor{CreateTime: u.CreateTime, ID: u.ID} }
+
 // UserPatch lists the fields of an update; nil fields are left unchanged.
 type UserPatch struct {
 	// DisplayName, when set, replaces the display name.
@@ -50,20 +53,20 @@ type UserPatch struct {
 }
 
 // Cursor is a position in the (CreateTime, ID) order of users: a page starts
-// right after it.
-type Cursor struct {
-	// CreateTime is the create time of the last user seen.
-	CreateTime time.Time
-	// ID is the id of the last user seen.
-	ID string
-}
+// right after it. Its Token is the ListUsers page token.
+type Cursor = sqlstore.Cursor
+
+// UserEvents returns the events that describe a change of a user, given the
+// user as the change stores it.
+type UserEvents = outbox.Events[User]
 
 // Repository stores users. Implementations must be safe for concurrent use
 // and must report ErrNotFound and ErrEmailTaken as documented.
 type Repository interface {
-	// Create stores u and adds events to the outbox in the same transaction.
-	// It fails with ErrEmailTaken when u.EmailNormalized is taken.
-	Create(ctx context.Context, u User, events ...proto.Message) error
+	// Create stores u and adds the events of u to the outbox in the same
+	// transaction. It fails with ErrEmailTaken when u.EmailNormalized is
+	// taken, and then adds no events.
+	Create(ctx context.Context, u User, events UserEvents) error
 	// Get returns the user with id, or ErrNotFound.
 	Get(ctx context.Context, id string) (User, error)
 	// GetByEmail returns the user whose normalized email is emailNormalized,
@@ -76,3 +79,5 @@ type Repository interface {
 	// after the cursor, or from the first user when after is nil.
 	List(ctx context.Context, after *Cursor, limit int) ([]User, error)
 }
+
+var _ Repository = (*SQLRepository)(nil)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/kgrpc/platform/internal/auth"
@@ -87,7 +88,7 @@ func TestSQLRepositoryCreateGet(t *testing.T) {
 		ctx := t.Context()
 		now := time.Now().UTC().Truncate(time.Microsecond)
 		u := testUser("u_1", "Ann@Example.com", now)
-		if err := r.Create(ctx, u); err != nil {
+		if err := r.Create(ctx, u, nil); err != nil {
 			t.Fatal(err)
 		}
 		tests := []struct {
@@ -126,7 +127,7 @@ func TestSQLRepositoryDuplicateEmail(t *testing.T) {
 	forEachStore(t, func(t *testing.T, r *SQLRepository) {
 		ctx := t.Context()
 		now := time.Now().UTC()
-		if err := r.Create(ctx, testUser("u_1", "ann@example.com", now)); err != nil {
+		if err := r.Create(ctx, testUser("u_1", "ann@example.com", now), nil); err != nil {
 			t.Fatal(err)
 		}
 		tests := []struct {
@@ -140,7 +141,7 @@ func TestSQLRepositoryDuplicateEmail(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				u := testUser(fmt.Sprintf("u_dup%d", i), tc.email, now)
 				// The event of a failed create must not reach the outbox.
-				err := r.Create(ctx, u, wrapperspb.String("event of "+u.ID))
+				err := r.Create(ctx, u, func(u User) []proto.Message { return []proto.Message{wrapperspb.String("event of " + u.ID)} })
 				if !errors.Is(err, ErrEmailTaken) {
 					t.Fatalf("Create = %v, want ErrEmailTaken", err)
 				}
@@ -153,7 +154,7 @@ func TestSQLRepositoryDuplicateEmail(t *testing.T) {
 			t.Fatalf("users has %d rows, want 1", n)
 		}
 		// A duplicate id is not an email conflict.
-		if err := r.Create(ctx, testUser("u_1", "other@example.com", now)); err == nil || errors.Is(err, ErrEmailTaken) {
+		if err := r.Create(ctx, testUser("u_1", "other@example.com", now), nil); err == nil || errors.Is(err, ErrEmailTaken) {
 			t.Fatalf("Create with duplicate id = %v, want a non-ErrEmailTaken error", err)
 		}
 	})
@@ -164,7 +165,7 @@ func TestSQLRepositoryUpdate(t *testing.T) {
 		ctx := t.Context()
 		created := time.Now().UTC().Truncate(time.Microsecond)
 		base := testUser("u_1", "ann@example.com", created)
-		if err := r.Create(ctx, base); err != nil {
+		if err := r.Create(ctx, base, nil); err != nil {
 			t.Fatal(err)
 		}
 		name, hash, admin := "Annie", "new-hash", auth.RoleAdmin
@@ -217,7 +218,7 @@ func TestSQLRepositoryList(t *testing.T) {
 			testUser("u_d", "d@example.com", t0.Add(time.Second)),
 		}
 		for _, u := range in {
-			if err := r.Create(ctx, u); err != nil {
+			if err := r.Create(ctx, u, nil); err != nil {
 				t.Fatal(err)
 			}
 		}

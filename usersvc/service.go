@@ -3,13 +3,11 @@ package usersvc
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/mail"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -18,10 +16,13 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/rpcerr"
+	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
 // Limits of the account fields and of ListUsers pages.
@@ -161,18 +162,22 @@ func (s *Service) create(ctx context.Context, email, norm, password, name string
 		CreateTime:      now,
 		UpdateTime:      now,
 	}
-	ev := &usersv1.UserCreated{
+	if err := s.repo.Create(ctx, u, createdEvents); err != nil {
+		return User{}, err
+	}
+	s.notify()
+	return u, nil
+}
+
+// createdEvents describes a new user: UserCreated.
+func createdEvents(u User) []proto.Message {
+	return []proto.Message{&usersv1.UserCreated{
 		UserId:      u.ID,
 		Email:       u.Email,
 		DisplayName: u.DisplayName,
 		Role:        toProtoRole(u.Role),
 		CreateTime:  timestamppb.New(u.CreateTime),
-	}
-	if err := s.repo.Create(ctx, u, ev); err != nil {
-		return User{}, err
-	}
-	s.notify()
-	return u, nil
+	}}
 }
 
 // errBadCredentials is Login's one answer to an unknown email and to a wrong
@@ -279,33 +284,16 @@ func (s *Service) ListUsers(ctx context.Context, req *usersv1.ListUsersRequest) 
 	if _, err := auth.RequireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
-	}
-	var after *Cursor
-	if tok := req.GetPageToken(); tok != "" {
-		c, err := decodePageToken(tok)
-		if err != nil {
-			return nil, status.Error(codes.InvalidArgument, "malformed page_token")
-		}
-		after = &c
+	size, after, err := sqlstore.PageRequest(req.GetPageSize(), req.GetPageToken(), DefaultPageSize, MaxPageSize)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	users, err := s.repo.List(ctx, after, size+1)
 	if err != nil {
 		return nil, s.internal(ctx, "list users", err)
 	}
 	resp := &usersv1.ListUsersResponse{}
-	if len(users) > size {
-		users = users[:size]
-		last := users[size-1]
-		resp.NextPageToken = encodePageToken(Cursor{CreateTime: last.CreateTime, ID: last.ID})
-	}
+	users, resp.NextPageToken = sqlstore.NextPage(users, size, User.cursor)
 	resp.Users = make([]*usersv1.User, len(users))
 	for i, u := range users {
 		resp.Users[i] = toProto(u)
@@ -387,11 +375,7 @@ func authorizeUser(ctx context.Context, id string) (string, error) {
 // internal logs err and returns an Internal status without its details, or
 // the status of ctx's end when ctx is done.
 func (s *Service) internal(ctx context.Context, op string, err error) error {
-	if ctx.Err() != nil {
-		return status.FromContextError(ctx.Err()).Err()
-	}
-	s.logger.ErrorContext(ctx, "usersvc: "+op, "err", err)
-	return status.Error(codes.Internal, "internal error")
+	return rpcerr.Internal(ctx, s.logger, "usersvc: "+op, err)
 }
 
 // normalizeEmail returns the lookup key of an email: trimmed and lower-cased.
@@ -448,28 +432,6 @@ func newID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // never fails (crypto/rand.Read documents it)
 	return "u_" + hex.EncodeToString(b[:])
-}
-
-// encodePageToken returns the opaque page token of c.
-func encodePageToken(c Cursor) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.CreateTime.UnixMicro(), 10) + ":" + c.ID))
-}
-
-// decodePageToken parses a token of encodePageToken.
-func decodePageToken(tok string) (Cursor, error) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return Cursor{}, err
-	}
-	ts, id, ok := strings.Cut(string(b), ":")
-	if !ok || id == "" {
-		return Cursor{}, errors.New("missing id")
-	}
-	us, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || us < 0 {
-		return Cursor{}, errors.New("bad time")
-	}
-	return Cursor{CreateTime: time.UnixMicro(us).UTC(), ID: id}, nil
 }
 
 func toProtoRole(r auth.Role) usersv1.Role {

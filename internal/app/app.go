@@ -10,19 +10,13 @@ package app
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
-	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
-	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
-	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/internal/auth"
-	"github.com/kgrpc/platform/internal/outbox"
 	"github.com/kgrpc/platform/kafkatransport"
 )
 
@@ -84,33 +78,6 @@ func logCalls(logger *slog.Logger) grpc.UnaryServerInterceptor {
 		}
 		logger.Log(ctx, level, "rpc", "method", info.FullMethod, "code", st.Code().String(), "duration", time.Since(start))
 		return resp, err
-	}
-}
-
-// publishEvents returns the outbox publish function: each event goes out
-// through its generated typed publisher.
-func publishEvents(pub *kafkatransport.Publisher) outbox.PublishFunc {
-	userCreated := usersv1.NewUserCreatedPublisher(pub)
-	productChanged := productsv1.NewProductChangedPublisher(pub)
-	stockChanged := productsv1.NewStockChangedPublisher(pub)
-	orderCreated := ordersv1.NewOrderCreatedPublisher(pub)
-	orderStatusChanged := ordersv1.NewOrderStatusChangedPublisher(pub)
-	return func(ctx context.Context, ev proto.Message) error {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		switch e := ev.(type) {
-		case *usersv1.UserCreated:
-			return userCreated.Publish(ctx, e)
-		case *productsv1.ProductChanged:
-			return productChanged.Publish(ctx, e)
-		case *productsv1.StockChanged:
-			return stockChanged.Publish(ctx, e)
-		case *ordersv1.OrderCreated:
-			return orderCreated.Publish(ctx, e)
-		case *ordersv1.OrderStatusChanged:
-			return orderStatusChanged.Publish(ctx, e)
-		}
-		return fmt.Errorf("%w: %T", outbox.ErrUnknownEvent, ev)
 	}
 }
 

@@ -47,7 +47,7 @@ func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
 		return err
 	}
 	defer pub.Close(context.WithoutCancel(ctx))
-	relay := outbox.NewRelay(repo.DB(), publishEvents(pub), log)
+	relay := outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), log)
 	svc, err := usersvc.New(usersvc.Config{Repo: repo, Signer: c.Signer, Logger: log, Notify: relay.Notify})
 	if err != nil {
 		return err
@@ -98,7 +98,7 @@ func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 		return err
 	}
 	defer pub.Close(context.WithoutCancel(ctx))
-	relay := outbox.NewRelay(repo.DB(), publishEvents(pub), log)
+	relay := outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), log)
 	svc, err := productsvc.New(productsvc.Config{Repo: repo, Logger: log, Notify: relay.Notify})
 	if err != nil {
 		return err
@@ -169,7 +169,7 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 	if err != nil {
 		return err
 	}
-	relay := outbox.NewRelay(repo.DB(), publishEvents(pub), log)
+	relay := outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), log)
 	svc, err := ordersvc.New(ordersvc.Config{
 		Repo:     repo,
 		Products: products,

@@ -1,8 +1,3 @@
-// Package outbox makes a service's events as durable as its data: events are
-// written to an outbox table in the same transaction as the change they
-// describe, and a relay publishes them afterwards, retrying until the broker
-// takes them (at-least-once, in the order they were written). A crash between
-// commit and publish loses nothing; the relay resumes on restart.
 package outbox
 
 import (
@@ -28,18 +23,37 @@ const Schema = `CREATE TABLE IF NOT EXISTS outbox (
 	created_at BIGINT NOT NULL
 )`
 
-// Add writes ev to the outbox within tx.
-func Add(ctx context.Context, tx *sql.Tx, ev proto.Message) error {
-	payload, err := proto.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("outbox: marshal %s: %w", ev.ProtoReflect().Descriptor().FullName(), err)
-	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO outbox (event_type, payload, created_at) VALUES ($1, $2, $3)`,
-		string(ev.ProtoReflect().Descriptor().FullName()), payload, time.Now().UnixMilli())
-	if err != nil {
-		return fmt.Errorf("outbox: add %s: %w", ev.ProtoReflect().Descriptor().FullName(), err)
+// Add writes events, in order, to the outbox within tx. Repositories
+// normally call it through sqlstore.Tx.AddEvents.
+func Add(ctx context.Context, tx *sql.Tx, events ...proto.Message) error {
+	for _, ev := range events {
+		name := ev.ProtoReflect().Descriptor().FullName()
+		payload, err := proto.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("outbox: marshal %s: %w", name, err)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO outbox (event_type, payload, created_at) VALUES ($1, $2, $3)`,
+			string(name), payload, time.Now().UnixMilli())
+		if err != nil {
+			return fmt.Errorf("outbox: add %s: %w", name, err)
+		}
 	}
 	return nil
+}
+
+// Events returns the events that describe a change, given the state S the
+// change commits (for a deletion, the state it deletes). A repository write
+// takes one, calls it inside the change's transaction and adds what it
+// returns to the outbox, so that the events always match the stored state.
+// A nil Events adds no events.
+type Events[S any] func(state S) []proto.Message
+
+// Of returns the events of state; none when e is nil.
+func (e Events[S]) Of(state S) []proto.Message {
+	if e == nil {
+		return nil
+	}
+	return e(state)
 }
 
 // PublishFunc publishes one event; the relay retries it until it returns nil.
@@ -155,5 +169,7 @@ func decode(typ string, payload []byte) (proto.Message, error) {
 }
 
 // ErrUnknownEvent is returned by publish functions for event types they do
-// not handle; the relay retries those like any other failure.
+// not handle, such as PublishTo's for a message type that is not an event;
+// the relay retries those like any other failure (a later build may know
+// the type), keeping the events after it waiting.
 var ErrUnknownEvent = errors.New("outbox: no publisher for event type")

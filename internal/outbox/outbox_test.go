@@ -1,4 +1,4 @@
-package outbox
+package outbox_test
 
 import (
 	"context"
@@ -12,12 +12,13 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/kgrpc/platform/internal/outbox"
 	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
 func TestRelayPublishesInOrderAndRetries(t *testing.T) {
 	ctx := context.Background()
-	db, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "o.db"), fstest.MapFS{"001.sql": {Data: []byte(Schema + ";\n")}})
+	db, err := sqlstore.OpenSQLite(ctx, filepath.Join(t.TempDir(), "o.db"), fstest.MapFS{"001.sql": {Data: []byte(outbox.Schema + ";\n")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +28,7 @@ func TestRelayPublishesInOrderAndRetries(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Add(ctx, tx, wrapperspb.String(v)); err != nil {
+		if err := outbox.Add(ctx, tx, wrapperspb.String(v)); err != nil {
 			t.Fatal(err)
 		}
 		if err := tx.Commit(); err != nil {
@@ -36,7 +37,7 @@ func TestRelayPublishesInOrderAndRetries(t *testing.T) {
 	}
 	// A rolled-back event is never published.
 	tx, _ := db.BeginTx(ctx, nil)
-	_ = Add(ctx, tx, wrapperspb.String("rolled back"))
+	_ = outbox.Add(ctx, tx, wrapperspb.String("rolled back"))
 	_ = tx.Rollback()
 
 	var mu sync.Mutex
@@ -52,7 +53,7 @@ func TestRelayPublishesInOrderAndRetries(t *testing.T) {
 		got = append(got, ev.(*wrapperspb.StringValue).GetValue())
 		return nil
 	}
-	r := NewRelay(db, publish, nil)
+	r := outbox.NewRelay(db, publish, nil)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()

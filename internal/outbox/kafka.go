@@ -1,0 +1,36 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kgrpc/platform/kafkatransport"
+)
+
+// publishTimeout bounds how long one publish waits for the broker; the
+// relay then retries.
+const publishTimeout = 10 * time.Second
+
+// PublishTo returns the PublishFunc of a relay whose events go to Kafka
+// through pub: each event is published on the topic and with the record
+// key that its message's (kgrpc.kafka.v1.event) option names (see
+// kafkatransport.PublishEvent), exactly as its generated <Event>Publisher
+// would, waiting at most 10s for the broker's acknowledgement. So an event
+// needs no registration: declaring it in its proto and adding it in its
+// service is enough. A message type without the option fails with
+// ErrUnknownEvent.
+func PublishTo(pub *kafkatransport.Publisher) PublishFunc {
+	return func(ctx context.Context, ev proto.Message) error {
+		ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
+		err := kafkatransport.PublishEvent(ctx, pub, ev)
+		if errors.Is(err, kafkatransport.ErrNotEvent) {
+			return fmt.Errorf("%w: %s: %w", ErrUnknownEvent, ev.ProtoReflect().Descriptor().FullName(), err)
+		}
+		return err
+	}
+}

@@ -1,0 +1,112 @@
+package kafkatransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
+)
+
+// ErrNotEvent is returned by EventSpecOf and PublishEvent for a message type
+// without the (kgrpc.kafka.v1.event) option.
+var ErrNotEvent = errors.New("kafkatransport: message type has no (kgrpc.kafka.v1.event) option")
+
+// EventSpecOf returns the EventSpec of the event message type mt, read from
+// its (kgrpc.kafka.v1.event) option: the same topic and record key as the
+// <Event>KafkaEvent spec protoc-gen-go-kafka generates for it. It fails with
+// ErrNotEvent when mt has no such option, and with another error when the
+// option's key does not name a singular string, bytes, integer, enum or
+// bool field (or a dotted path to one through singular message fields).
+func EventSpecOf(mt protoreflect.MessageType) (EventSpec[proto.Message], error) {
+	md := mt.Descriptor()
+	opts, _ := proto.GetExtension(md.Options(), kafkav1.E_Event).(*kafkav1.EventOptions)
+	if opts == nil {
+		return EventSpec[proto.Message]{}, fmt.Errorf("%w: %s", ErrNotEvent, md.FullName())
+	}
+	path, err := eventKeyPath(md, opts.GetKey())
+	if err != nil {
+		return EventSpec[proto.Message]{}, fmt.Errorf("kafkatransport: event %s: key %q: %w", md.FullName(), opts.GetKey(), err)
+	}
+	return EventSpec[proto.Message]{
+		Name:  string(md.FullName()),
+		Topic: opts.GetTopic(),
+		Key:   func(ev proto.Message) []byte { return eventKey(ev.ProtoReflect(), path) },
+		New:   func() proto.Message { return mt.New().Interface() },
+	}, nil
+}
+
+// PublishEvent publishes ev, a message of any type with the
+// (kgrpc.kafka.v1.event) option, as Publish does with its EventSpecOf: for
+// code that handles events of many types, such as an outbox relay. It fails
+// with ErrNotEvent for a message type without the option.
+func PublishEvent(ctx context.Context, p *Publisher, ev proto.Message) error {
+	spec, err := EventSpecOf(ev.ProtoReflect().Type())
+	if err != nil {
+		return err
+	}
+	return Publish(ctx, p, spec, ev)
+}
+
+// eventKeyPath resolves a key option, a field name or a dotted path through
+// singular message fields, to the fields it walks.
+func eventKeyPath(md protoreflect.MessageDescriptor, key string) ([]protoreflect.FieldDescriptor, error) {
+	if key == "" {
+		return nil, errors.New("the event option needs a key field")
+	}
+	names := strings.Split(key, ".")
+	path := make([]protoreflect.FieldDescriptor, 0, len(names))
+	for i, name := range names {
+		fd := md.Fields().ByName(protoreflect.Name(name))
+		switch {
+		case fd == nil:
+			return nil, fmt.Errorf("message %s has no field %q", md.FullName(), name)
+		case fd.IsList() || fd.IsMap():
+			return nil, fmt.Errorf("field %s is repeated; a key must be a singular scalar field", fd.FullName())
+		case i < len(names)-1 && fd.Kind() != protoreflect.MessageKind:
+			return nil, fmt.Errorf("field %s is a %s, not a message; only message fields can be followed by '.'", fd.FullName(), fd.Kind())
+		case i == len(names)-1 && (fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind ||
+			fd.Kind() == protoreflect.FloatKind || fd.Kind() == protoreflect.DoubleKind):
+			return nil, fmt.Errorf("field %s is a %s; a key must be a string, bytes, integer, enum or bool field", fd.FullName(), fd.Kind())
+		}
+		path = append(path, fd)
+		md = fd.Message()
+	}
+	return path, nil
+}
+
+// eventKey returns the record key of m at path, encoded as the generated
+// key functions do: strings and bytes as they are (an empty string is no
+// key), integers and enum numbers in decimal, bools as "true" or "false".
+func eventKey(m protoreflect.Message, path []protoreflect.FieldDescriptor) []byte {
+	for _, fd := range path[:len(path)-1] {
+		m = m.Get(fd).Message()
+	}
+	fd := path[len(path)-1]
+	v := m.Get(fd)
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		if s := v.String(); s != "" {
+			return []byte(s)
+		}
+		return nil
+	case protoreflect.BytesKind:
+		if b := v.Bytes(); len(b) > 0 {
+			return b
+		}
+		return nil
+	case protoreflect.BoolKind:
+		return strconv.AppendBool(nil, v.Bool())
+	case protoreflect.EnumKind:
+		return strconv.AppendInt(nil, int64(v.Enum()), 10)
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return strconv.AppendUint(nil, v.Uint(), 10)
+	default: // signed integers
+		return strconv.AppendInt(nil, v.Int(), 10)
+	}
+}

@@ -1,0 +1,31 @@
+package productsvc
+
+import (
+	"context"
+	"fmt"
+
+	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
+)
+
+// HandleOrderStatusChanged releases the reservation of an order that was
+// cancelled (the reservation id is the order id), exactly once however often
+// the event is delivered. Other statuses are ignored. It runs as an event
+// handler, without user claims; a returned error asks for redelivery.
+func (s *Service) HandleOrderStatusChanged(ctx context.Context, ev *ordersv1.OrderStatusChanged) error {
+	if ev.GetNewStatus() != ordersv1.OrderStatus_ORDER_STATUS_CANCELLED {
+		return nil
+	}
+	id := ev.GetOrderId()
+	if err := checkID("order_id", id); err != nil {
+		// Redelivery cannot fix it.
+		s.logger.WarnContext(ctx, "productsvc: ignoring OrderStatusChanged with a bad order id", "err", err)
+		return nil
+	}
+	released, err := s.release(ctx, id)
+	if err != nil {
+		s.logger.ErrorContext(ctx, "productsvc: release stock of cancelled order", "order_id", id, "err", err)
+		return fmt.Errorf("productsvc: release stock of cancelled order %s: %w", id, err)
+	}
+	s.logger.InfoContext(ctx, "productsvc: cancelled order", "order_id", id, "released", released)
+	return nil
+}
