@@ -1,41 +1,12 @@
 package ordersvc
 
 import (
-	"encoding/base64"
-	"errors"
-	"strconv"
-	"strings"
-	"time"
-
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 )
 
-// This file converts between the stored orders and their messages, and
-// between Cursors and page tokens.
-
-// encodePageToken returns the opaque page token of c.
-func encodePageToken(c Cursor) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.CreateTime.UnixMicro(), 10) + ":" + c.ID))
-}
-
-// decodePageToken parses a token of encodePageToken.
-func decodePageToken(tok string) (Cursor, error) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil {
-		return Cursor{}, err
-	}
-	ts, id, ok := strings.Cut(string(b), ":")
-	if !ok || id == "" {
-		return Cursor{}, errors.New("missing id")
-	}
-	us, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || us < 0 {
-		return Cursor{}, errors.New("bad time")
-	}
-	return Cursor{CreateTime: time.UnixMicro(us).UTC(), ID: id}, nil
-}
+// This file converts between the stored orders and their messages.
 
 // statusToProto maps every stored status to its message value.
 var statusToProto = map[Status]ordersv1.OrderStatus{

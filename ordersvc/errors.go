@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	"github.com/kgrpc/platform/internal/rpcerr"
 )
 
 // This file maps failures to the caller's errors: storage failures, and the
@@ -18,11 +19,7 @@ import (
 // internal logs err and returns an Internal status without its details, or
 // the status of ctx's end when ctx is done.
 func (s *Service) internal(ctx context.Context, op string, err error) error {
-	if ctx.Err() != nil {
-		return status.FromContextError(ctx.Err()).Err()
-	}
-	s.cfg.Logger.ErrorContext(ctx, "ordersvc: "+op, "err", err)
-	return status.Error(codes.Internal, "internal error")
+	return rpcerr.Internal(ctx, s.cfg.Logger, "ordersvc: "+op, err)
 }
 
 // reserveFailed reports whether a failed ReserveStock of an order attempt

@@ -108,6 +108,9 @@ type Order struct {
 // ListUserOrders page token.
 type Cursor = sqlstore.Cursor
 
+// cursor returns the position of o in the (CreateTime, ID) order.
+func (o Order) cursor() Cursor { return Cursor{CreateTime: o.CreateTime, ID: o.ID} }
+
 // Repository stores orders. Implementations must be safe for concurrent use
 // and report ErrNotFound, ErrAlreadyExists and ErrStatusConflict as
 // documented. Events passed to a write are added to the outbox in the same

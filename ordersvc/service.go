@@ -15,6 +15,7 @@ import (
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
 // The service's files, one concern each: service.go (Service, Config and
@@ -176,22 +177,9 @@ func (s *Service) ListUserOrders(ctx context.Context, req *ordersv1.ListUserOrde
 	case userID != c.Subject && !c.IsAdmin():
 		return nil, status.Error(codes.PermissionDenied, "you may only list your own orders")
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
-	}
-	var after *Cursor
-	if tok := req.GetPageToken(); tok != "" {
-		cur, err := decodePageToken(tok)
-		if err != nil {
-			return nil, status.Error(codes.InvalidArgument, "malformed page_token")
-		}
-		after = &cur
+	size, after, err := sqlstore.PageRequest(req.GetPageSize(), req.GetPageToken(), DefaultPageSize, MaxPageSize)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	orders, err := s.cfg.Repo.ListByUser(ctx, userID, after, size+1)
 	if err != nil {
@@ -202,11 +190,7 @@ func (s *Service) ListUserOrders(ctx context.Context, req *ordersv1.ListUserOrde
 		return nil, s.internal(ctx, "count orders", err)
 	}
 	resp := &ordersv1.ListUserOrdersResponse{TotalSize: int32(min(total, math.MaxInt32))}
-	if len(orders) > size {
-		orders = orders[:size]
-		last := orders[size-1]
-		resp.NextPageToken = encodePageToken(Cursor{CreateTime: last.CreateTime, ID: last.ID})
-	}
+	orders, resp.NextPageToken = sqlstore.NextPage(orders, size, Order.cursor)
 	resp.Orders = make([]*ordersv1.Order, len(orders))
 	for i, o := range orders {
 		resp.Orders[i] = toProto(o)

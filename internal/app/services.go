@@ -2,8 +2,11 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -36,42 +39,25 @@ type UsersConfig struct {
 
 // RunUsers serves the users service until ctx ends.
 func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
-	log := c.Logger.With("unit", "usersvc")
-	repo, err := usersvc.Open(ctx, cfg.DB)
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
-	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log), c.topicOptions())
-	if err != nil {
-		return err
-	}
-	defer pub.Close(context.WithoutCancel(ctx))
-	relay := outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), log)
-	svc, err := usersvc.New(usersvc.Config{Repo: repo, Signer: c.Signer, Logger: log, Notify: relay.Notify})
-	if err != nil {
-		return err
-	}
-	if cfg.Admin.Email != "" {
-		name := cfg.Admin.DisplayName
-		if name == "" {
-			name = "Admin"
+	open := func(ctx context.Context) (*usersvc.SQLRepository, error) { return usersvc.Open(ctx, cfg.DB) }
+	return runService(ctx, c, "usersvc", cfg.Ready, open, func(ctx context.Context, u *serviceUnit, repo *usersvc.SQLRepository) error {
+		svc, err := usersvc.New(usersvc.Config{Repo: repo, Signer: c.Signer, Logger: u.log, Notify: u.relay.Notify})
+		if err != nil {
+			return err
 		}
-		if err := svc.EnsureAdmin(ctx, cfg.Admin.Email, cfg.Admin.Password, name); err != nil {
-			return fmt.Errorf("seed admin %s: %w", cfg.Admin.Email, err)
+		if cfg.Admin.Email != "" {
+			name := cfg.Admin.DisplayName
+			if name == "" {
+				name = "Admin"
+			}
+			if err := svc.EnsureAdmin(ctx, cfg.Admin.Email, cfg.Admin.Password, name); err != nil {
+				return fmt.Errorf("seed admin %s: %w", cfg.Admin.Email, err)
+			}
+			u.log.Info("admin account ready", "email", cfg.Admin.Email)
 		}
-		log.Info("admin account ready", "email", cfg.Admin.Email)
-	}
-	srv, err := c.newServer(log)
-	if err != nil {
-		return err
-	}
-	usersv1.RegisterUserServiceKafkaServer(srv, svc)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(gctx) })
-	g.Go(func() error { return relay.Run(gctx) })
-	g.Go(func() error { return cfg.Ready.follow(gctx, srv.Ready()) })
-	return ignoreCanceled(g.Wait())
+		usersv1.RegisterUserServiceKafkaServer(u.srv, svc)
+		return nil
+	})
 }
 
 // ProductsConfig configures the products service unit.
@@ -87,47 +73,30 @@ type ProductsConfig struct {
 // RunProducts serves the products service, and releases the stock of
 // cancelled orders from their OrderStatusChanged events, until ctx ends.
 func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
-	log := c.Logger.With("unit", "productsvc")
-	repo, err := productsvc.Open(ctx, cfg.DB)
-	if err != nil {
-		return err
-	}
-	defer repo.Close()
-	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log), c.topicOptions())
-	if err != nil {
-		return err
-	}
-	defer pub.Close(context.WithoutCancel(ctx))
-	relay := outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), log)
-	svc, err := productsvc.New(productsvc.Config{Repo: repo, Logger: log, Notify: relay.Notify})
-	if err != nil {
-		return err
-	}
-	if cfg.SeedDemo {
-		seeded, err := svc.SeedDemoCatalog(ctx)
+	open := func(ctx context.Context) (*productsvc.SQLRepository, error) { return productsvc.Open(ctx, cfg.DB) }
+	return runService(ctx, c, "productsvc", cfg.Ready, open, func(ctx context.Context, u *serviceUnit, repo *productsvc.SQLRepository) error {
+		svc, err := productsvc.New(productsvc.Config{Repo: repo, Logger: u.log, Notify: u.relay.Notify})
 		if err != nil {
-			return fmt.Errorf("seed demo catalog: %w", err)
+			return err
 		}
-		if seeded {
-			log.Info("demo catalog loaded")
+		if cfg.SeedDemo {
+			seeded, err := svc.SeedDemoCatalog(ctx)
+			if err != nil {
+				return fmt.Errorf("seed demo catalog: %w", err)
+			}
+			if seeded {
+				u.log.Info("demo catalog loaded")
+			}
 		}
-	}
-	srv, err := c.newServer(log)
-	if err != nil {
-		return err
-	}
-	productsv1.RegisterProductServiceKafkaServer(srv, svc)
-	sub, err := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", c.kafkaOptions(log), c.topicOptions())
-	if err != nil {
-		return err
-	}
-	ordersv1.SubscribeOrderStatusChanged(sub, svc.HandleOrderStatusChanged)
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(gctx) })
-	g.Go(func() error { return relay.Run(gctx) })
-	g.Go(func() error { return sub.Run(gctx) })
-	g.Go(func() error { return cfg.Ready.follow(gctx, srv.Ready()) })
-	return ignoreCanceled(g.Wait())
+		productsv1.RegisterProductServiceKafkaServer(u.srv, svc)
+		sub, err := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", c.kafkaOptions(u.log), c.topicOptions())
+		if err != nil {
+			return err
+		}
+		ordersv1.SubscribeOrderStatusChanged(sub, svc.HandleOrderStatusChanged)
+		u.loops = append(u.loops, sub.Run)
+		return nil
+	})
 }
 
 // OrdersConfig configures the orders service unit.
@@ -145,52 +114,91 @@ type OrdersConfig struct {
 // RunOrders serves the orders service until ctx ends. It calls the products
 // service over Kafka to reserve stock.
 func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
-	log := c.Logger.With("unit", "ordersvc")
 	if cfg.RecoverAfter < 0 || (cfg.RecoverAfter != 0 && cfg.RecoverAfter <= ordersvc.DefaultCallTimeout) {
 		// Checked before connecting, so a bad flag fails at once.
 		return fmt.Errorf("--recover-after %v must exceed the %v call timeout to the product service", cfg.RecoverAfter, ordersvc.DefaultCallTimeout)
 	}
-	repo, err := ordersvc.Open(ctx, cfg.DB)
+	open := func(ctx context.Context) (*ordersvc.SQLRepository, error) { return ordersvc.Open(ctx, cfg.DB) }
+	return runService(ctx, c, "ordersvc", cfg.Ready, open, func(ctx context.Context, u *serviceUnit, repo *ordersvc.SQLRepository) error {
+		conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(u.log)...)
+		if err != nil {
+			return err
+		}
+		u.closers = append(u.closers, func() { _ = conn.Close() })
+		products, err := ordersvc.NewProductsClient(conn.Service(productsv1.ProductServiceKafkaSpec), c.Signer)
+		if err != nil {
+			return err
+		}
+		svc, err := ordersvc.New(ordersvc.Config{
+			Repo:     repo,
+			Products: products,
+			Logger:   u.log,
+			Notify:   u.relay.Notify,
+
+			RecoverAfter: cfg.RecoverAfter,
+		})
+		if err != nil {
+			return err
+		}
+		ordersv1.RegisterOrderServiceKafkaServer(u.srv, svc)
+		u.loops = append(u.loops, svc.RecoverReservations)
+		return nil
+	})
+}
+
+// serviceUnit is what every service unit runs besides its service: a
+// logger, the outbox relay of its store, the transport server with the
+// shop's interceptors, and what build adds.
+type serviceUnit struct {
+	log   *slog.Logger
+	relay *outbox.Relay
+	srv   *kafkatransport.Server
+	// loops run next to the server and the relay until ctx ends.
+	loops []func(context.Context) error
+	// closers run, last first, once everything has stopped.
+	closers []func()
+}
+
+// store is a service's repository as runService needs it.
+type store interface {
+	DB() *sql.DB
+	Close() error
+}
+
+// runService runs a service unit until ctx ends: it opens the store, starts
+// an outbox relay publishing its events, builds a transport server, lets
+// build register the service (and add loops and closers), then serves,
+// relays and runs the loops until ctx ends or one fails, and sets ready once
+// the server consumes requests. Everything it opened is closed on return.
+func runService[R store](ctx context.Context, c Common, name string, ready *Ready, open func(context.Context) (R, error), build func(context.Context, *serviceUnit, R) error) error {
+	u := &serviceUnit{log: c.Logger.With("unit", name)}
+	repo, err := open(ctx)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(log), c.topicOptions())
+	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(u.log), c.topicOptions())
 	if err != nil {
 		return err
 	}
 	defer pub.Close(context.WithoutCancel(ctx))
-	conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(log)...)
-	if err != nil {
+	u.relay = outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), u.log)
+	if u.srv, err = c.newServer(u.log); err != nil {
 		return err
 	}
-	defer conn.Close()
-	products, err := ordersvc.NewProductsClient(conn.Service(productsv1.ProductServiceKafkaSpec), c.Signer)
-	if err != nil {
+	defer func() {
+		for _, closeFn := range slices.Backward(u.closers) {
+			closeFn()
+		}
+	}()
+	if err := build(ctx, u, repo); err != nil {
 		return err
 	}
-	relay := outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), log)
-	svc, err := ordersvc.New(ordersvc.Config{
-		Repo:     repo,
-		Products: products,
-		Logger:   log,
-		Notify:   relay.Notify,
-
-		RecoverAfter: cfg.RecoverAfter,
-	})
-	if err != nil {
-		return err
-	}
-	srv, err := c.newServer(log)
-	if err != nil {
-		return err
-	}
-	ordersv1.RegisterOrderServiceKafkaServer(srv, svc)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(gctx) })
-	g.Go(func() error { return relay.Run(gctx) })
-	g.Go(func() error { return svc.RecoverReservations(gctx) })
-	g.Go(func() error { return cfg.Ready.follow(gctx, srv.Ready()) })
+	for _, run := range append([]func(context.Context) error{u.srv.Serve, u.relay.Run}, u.loops...) {
+		g.Go(func() error { return run(gctx) })
+	}
+	g.Go(func() error { return ready.follow(gctx, u.srv.Ready()) })
 	return ignoreCanceled(g.Wait())
 }
 
