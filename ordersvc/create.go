@@ -2,8 +2,6 @@ package ordersvc
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -14,6 +12,7 @@ import (
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
 // CreateOrder places an order for the calling customer or admin. It is a
@@ -59,7 +58,7 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	id := newID()
+	id := sqlstore.NewID("o_")
 	key, err := idempotencyKey(ctx)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -212,11 +211,4 @@ func captureItems(lines []Item, reserved []*productsv1.ReservedItem) ([]Item, in
 		items[i] = Item{ProductID: l.ProductID, ProductName: r.GetProductName(), UnitPriceCents: price, Quantity: l.Quantity}
 	}
 	return items, total, nil
-}
-
-// newID returns a new order id: "o_" and 16 hex digits.
-func newID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand.Read documents it)
-	return "o_" + hex.EncodeToString(b[:])
 }

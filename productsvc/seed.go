@@ -3,6 +3,8 @@ package productsvc
 import (
 	"context"
 	"time"
+
+	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
 // demoProduct is one entry of the demo catalogue.
@@ -37,7 +39,7 @@ func (s *Service) SeedDemoCatalog(ctx context.Context) (bool, error) {
 		// Distinct create times keep the create_time order the list order.
 		t := now.Add(time.Duration(i) * time.Microsecond)
 		ps[i] = Product{
-			ID: newID(), SKU: d.sku, Name: d.name, Description: d.description, Category: d.category,
+			ID: sqlstore.NewID("p_"), SKU: d.sku, Name: d.name, Description: d.description, Category: d.category,
 			PriceCents: d.priceCents, Stock: d.stock, CreateTime: t, UpdateTime: t,
 		}
 	}

@@ -2,8 +2,6 @@ package productsvc
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +17,7 @@ import (
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/rpcerr"
+	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
 // Config configures a Service.
@@ -92,7 +91,7 @@ func (s *Service) CreateProduct(ctx context.Context, req *productsv1.CreateProdu
 	}
 	now := s.now()
 	p := Product{
-		ID: newID(), SKU: sku, Name: name, Description: desc, Category: cat,
+		ID: sqlstore.NewID("p_"), SKU: sku, Name: name, Description: desc, Category: cat,
 		PriceCents: req.GetPriceCents(), Stock: req.GetStock(), CreateTime: now, UpdateTime: now,
 	}
 	err = s.repo.CreateProduct(ctx, p, createdEvents(now))
@@ -363,13 +362,6 @@ func (s *Service) release(ctx context.Context, id string) (bool, error) {
 		s.notify()
 	}
 	return released, nil
-}
-
-// newID returns a product id: "p_" and 16 lower-case hex digits.
-func newID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // never fails
-	return "p_" + hex.EncodeToString(b[:])
 }
 
 // toProto converts p to its message.

@@ -2,8 +2,6 @@ package usersvc
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -153,7 +151,7 @@ func (s *Service) create(ctx context.Context, email, norm, password, name string
 	}
 	now := s.now()
 	u := User{
-		ID:              newID(),
+		ID:              sqlstore.NewID("u_"),
 		Email:           email,
 		EmailNormalized: norm,
 		DisplayName:     name,
@@ -230,11 +228,8 @@ func (s *Service) GetUser(ctx context.Context, req *usersv1.GetUserRequest) (*us
 		return nil, err
 	}
 	u, err := s.repo.Get(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "user %q not found", id)
-	}
 	if err != nil {
-		return nil, s.internal(ctx, "get user", err)
+		return nil, s.userError(ctx, "get user", id, err)
 	}
 	return &usersv1.GetUserResponse{User: toProto(u)}, nil
 }
@@ -270,11 +265,8 @@ func (s *Service) UpdateUser(ctx context.Context, req *usersv1.UpdateUserRequest
 	}
 	p.UpdateTime = s.now()
 	u, err := s.repo.Update(ctx, id, p)
-	if errors.Is(err, ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "user %q not found", id)
-	}
 	if err != nil {
-		return nil, s.internal(ctx, "update user", err)
+		return nil, s.userError(ctx, "update user", id, err)
 	}
 	return &usersv1.UpdateUserResponse{User: toProto(u)}, nil
 }
@@ -374,6 +366,15 @@ func authorizeUser(ctx context.Context, id string) (string, error) {
 
 // internal logs err and returns an Internal status without its details, or
 // the status of ctx's end when ctx is done.
+// userError maps a repository error about user id: NotFound for a user
+// that does not exist, Internal (see internal) for the rest.
+func (s *Service) userError(ctx context.Context, op, id string, err error) error {
+	if errors.Is(err, ErrNotFound) {
+		return status.Errorf(codes.NotFound, "user %q not found", id)
+	}
+	return s.internal(ctx, op, err)
+}
+
 func (s *Service) internal(ctx context.Context, op string, err error) error {
 	return rpcerr.Internal(ctx, s.logger, "usersvc: "+op, err)
 }
@@ -425,13 +426,6 @@ func parseDisplayName(raw string) (string, error) {
 		return "", errors.New("display_name must not contain control characters")
 	}
 	return name, nil
-}
-
-// newID returns a new user id: "u_" and 16 hex digits.
-func newID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand.Read documents it)
-	return "u_" + hex.EncodeToString(b[:])
 }
 
 func toProtoRole(r auth.Role) usersv1.Role {

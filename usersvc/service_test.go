@@ -17,6 +17,7 @@ import (
 
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
 type testEnv struct {
@@ -382,7 +383,7 @@ func TestListUsers(t *testing.T) {
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	var want []string
 	for i := range 105 {
-		u := testUser(newID(), "user"+string(rune('a'+i%26))+strings.Repeat("x", i/26)+"@example.com", t0.Add(time.Duration(i/3)*time.Second))
+		u := testUser(sqlstore.NewID("u_"), "user"+string(rune('a'+i%26))+strings.Repeat("x", i/26)+"@example.com", t0.Add(time.Duration(i/3)*time.Second))
 		if err := e.repo.Create(ctx, u, nil); err != nil {
 			t.Fatal(err)
 		}

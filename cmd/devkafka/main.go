@@ -17,43 +17,35 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 
 	"github.com/kgrpc/platform/internal/cli"
 	"github.com/kgrpc/platform/internal/embedkafka"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stderr, nil); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
+	var cfg embedkafka.Config
+	var level string
+	cli.Main("devkafka", flagTable(&cfg, &level), func(ctx context.Context) error {
+		l, err := parseLevel(level)
+		if err != nil {
+			return cli.UsageError{Err: err}
 		}
-		fmt.Fprintln(os.Stderr, "devkafka:", err)
-		os.Exit(1)
-	}
+		return serve(ctx, cfg, l, os.Stderr, nil)
+	})
 }
 
-// run parses args (with defaults from env), starts the broker, logs to
-// stderr where it listens and serves until ctx is done. ready, when not nil,
-// is told the broker's address once it accepts connections.
-func run(ctx context.Context, args []string, env cli.Lookup, stderr io.Writer, ready func(addr string)) error {
-	cfg, level, err := parseFlags(args, env, stderr)
-	if err != nil {
-		return err
-	}
+// serve starts the broker of cfg, logs to stderr where it listens and
+// serves until ctx is done. ready, when not nil, is told the broker's
+// address once it accepts connections.
+func serve(ctx context.Context, cfg embedkafka.Config, level slog.Level, stderr io.Writer, ready func(addr string)) error {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Logger = logger.With("component", "kfake")
-	err = embedkafka.Run(ctx, cfg, func(b *embedkafka.Broker) {
+	err := embedkafka.Run(ctx, cfg, func(b *embedkafka.Broker) {
 		logger.Info("devkafka listening", "addr", b.Addr(), "data_dir", cfg.DataDir, "partitions", cfg.Partitions)
 		if ready != nil {
 			ready(b.Addr())
@@ -66,30 +58,41 @@ func run(ctx context.Context, args []string, env cli.Lookup, stderr io.Writer, r
 	return nil
 }
 
-// parseFlags reads the command line, taking defaults from the KGRPC_
-// variables (KGRPC_ADDR, KGRPC_DATA_DIR, KGRPC_ADVERTISED_HOST,
-// KGRPC_PARTITIONS, KGRPC_LOG_LEVEL) or, when those are unset, the DEVKAFKA_
-// ones this command read first.
-func parseFlags(args []string, env cli.Lookup, stderr io.Writer) (embedkafka.Config, slog.Level, error) {
-	var cfg embedkafka.Config
-	var level string
+// flagTable binds devkafka's flags to cfg and level. Each reads its KGRPC_
+// variable (KGRPC_ADDR, KGRPC_DATA_DIR, KGRPC_ADVERTISED_HOST,
+// KGRPC_PARTITIONS, KGRPC_LOG_LEVEL) or, when that is unset, the DEVKAFKA_
+// one this command read first.
+func flagTable(cfg *embedkafka.Config, level *string) []cli.Flag {
 	flags := []cli.Flag{
 		{Name: "addr", Value: &cfg.Addr, Default: "127.0.0.1:9092", Usage: "listen host:port"},
 		{Name: "data-dir", Value: &cfg.DataDir, Usage: "directory that keeps topics, records and offsets across restarts; empty keeps them in memory"},
 		{Name: "advertised-host", Value: &cfg.AdvertisedHost, Usage: "host advertised to clients; default the listen host, or 127.0.0.1 for 0.0.0.0"},
 		{Name: "partitions", Value: &cfg.Partitions, Default: strconv.Itoa(embedkafka.DefaultPartitions),
 			Usage: "partition count of auto-created topics and of CreateTopics asking for the default"},
-		{Name: "log-level", Value: &level, Default: "info", Usage: "log level: debug (every request), info, warn, error"},
+		{Name: "log-level", Value: level, Default: "info", Usage: "log level: debug (every request), info, warn, error"},
 	}
 	for i := range flags {
 		flags[i] = flags[i].WithAlias("DEVKAFKA_")
 	}
-	if err := cli.Parse("devkafka", flags, args, env, stderr); err != nil {
+	return flags
+}
+
+// parseFlags reads args with defaults from env, as main does.
+func parseFlags(args []string, env cli.Lookup, stderr io.Writer) (embedkafka.Config, slog.Level, error) {
+	var cfg embedkafka.Config
+	var level string
+	if err := cli.Parse("devkafka", flagTable(&cfg, &level), args, env, stderr); err != nil {
 		return embedkafka.Config{}, 0, err
 	}
+	l, err := parseLevel(level)
+	return cfg, l, err
+}
+
+// parseLevel parses --log-level.
+func parseLevel(level string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return embedkafka.Config{}, 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	return cfg, l, nil
+	return l, nil
 }

@@ -69,7 +69,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--addr", "127.0.0.1:0", "--data-dir", t.TempDir()}, cli.MapLookup(nil), &stderr, func(a string) { ready <- a })
+		done <- serve(ctx, embedkafka.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Partitions: 1}, slog.LevelInfo, &stderr, func(a string) { ready <- a })
 	}()
 	var addr string
 	select {

@@ -130,13 +130,15 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	stopLog := context.AfterFunc(gctx, func() { logger.Info("shutting down: draining in-flight work") })
 	defer stopLog()
 	g.Go(func() error {
-		return app.RunUsers(gctx, common, app.UsersConfig{DB: usersDB,
+		return app.RunUsers(gctx, common, app.UsersConfig{ServiceConfig: app.ServiceConfig{DB: usersDB},
 			Admin: app.AdminSeed{Email: o.AdminEmail, Password: o.AdminPassword}})
 	})
 	g.Go(func() error {
-		return app.RunProducts(gctx, common, app.ProductsConfig{DB: productsDB, SeedDemo: fresh && !o.NoDemo})
+		return app.RunProducts(gctx, common, app.ProductsConfig{ServiceConfig: app.ServiceConfig{DB: productsDB}, SeedDemo: fresh && !o.NoDemo})
 	})
-	g.Go(func() error { return app.RunOrders(gctx, common, app.OrdersConfig{DB: ordersDB}) })
+	g.Go(func() error {
+		return app.RunOrders(gctx, common, app.OrdersConfig{ServiceConfig: app.ServiceConfig{DB: ordersDB}})
+	})
 	g.Go(func() error {
 		return app.RunGateway(gctx, common, app.GatewayConfig{HTTPAddr: o.HTTPAddr, Listening: func(addr string) {
 			if fresh {

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -15,30 +15,20 @@ import (
 
 // Ready is a unit's readiness: false until Set, then true for good. A nil
 // *Ready ignores Set, for callers that do not watch readiness.
-type Ready struct {
-	once sync.Once
-	ch   chan struct{}
-}
+type Ready struct{ set atomic.Bool }
 
 // NewReady returns a Ready that is not set.
-func NewReady() *Ready { return &Ready{ch: make(chan struct{})} }
+func NewReady() *Ready { return new(Ready) }
 
 // Set marks the unit ready; later calls do nothing.
 func (r *Ready) Set() {
 	if r != nil {
-		r.once.Do(func() { close(r.ch) })
+		r.set.Store(true)
 	}
 }
 
 // IsSet reports whether Set was called.
-func (r *Ready) IsSet() bool {
-	select {
-	case <-r.ch:
-		return true
-	default:
-		return false
-	}
-}
+func (r *Ready) IsSet() bool { return r.set.Load() }
 
 // follow sets r once serving is closed, or returns when ctx ends: a member
 // of a unit's errgroup, fed with the transport server's Ready channel.

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -27,33 +28,33 @@ type AdminSeed struct {
 	Email, Password, DisplayName string
 }
 
-// UsersConfig configures the users service unit.
-type UsersConfig struct {
+// ServiceConfig is what every service unit takes.
+type ServiceConfig struct {
 	// DB is the database: a SQLite file path or a postgres:// URL.
 	DB string
-	// Admin is seeded at start when set.
-	Admin AdminSeed
 	// Ready, when not nil, is set once the service consumes requests.
 	Ready *Ready
 }
 
+// UsersConfig configures the users service unit.
+type UsersConfig struct {
+	ServiceConfig
+	// Admin is seeded at start when set.
+	Admin AdminSeed
+}
+
 // RunUsers serves the users service until ctx ends.
 func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
-	open := func(ctx context.Context) (*usersvc.SQLRepository, error) { return usersvc.Open(ctx, cfg.DB) }
-	return runService(ctx, c, "usersvc", cfg.Ready, open, func(ctx context.Context, u *serviceUnit, repo *usersvc.SQLRepository) error {
+	return runService(ctx, c, "usersvc", cfg.ServiceConfig, usersvc.Open, func(ctx context.Context, u *serviceUnit, repo *usersvc.SQLRepository) error {
 		svc, err := usersvc.New(usersvc.Config{Repo: repo, Signer: c.Signer, Logger: u.log, Notify: u.relay.Notify})
 		if err != nil {
 			return err
 		}
-		if cfg.Admin.Email != "" {
-			name := cfg.Admin.DisplayName
-			if name == "" {
-				name = "Admin"
+		if a := cfg.Admin; a.Email != "" {
+			if err := svc.EnsureAdmin(ctx, a.Email, a.Password, cmp.Or(a.DisplayName, "Admin")); err != nil {
+				return fmt.Errorf("seed admin %s: %w", a.Email, err)
 			}
-			if err := svc.EnsureAdmin(ctx, cfg.Admin.Email, cfg.Admin.Password, name); err != nil {
-				return fmt.Errorf("seed admin %s: %w", cfg.Admin.Email, err)
-			}
-			u.log.Info("admin account ready", "email", cfg.Admin.Email)
+			u.log.Info("admin account ready", "email", a.Email)
 		}
 		usersv1.RegisterUserServiceKafkaServer(u.srv, svc)
 		return nil
@@ -62,19 +63,15 @@ func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
 
 // ProductsConfig configures the products service unit.
 type ProductsConfig struct {
-	// DB is the database: a SQLite file path or a postgres:// URL.
-	DB string
+	ServiceConfig
 	// SeedDemo loads the demo catalog when the catalog is empty.
 	SeedDemo bool
-	// Ready, when not nil, is set once the service consumes requests.
-	Ready *Ready
 }
 
 // RunProducts serves the products service, and releases the stock of
 // cancelled orders from their OrderStatusChanged events, until ctx ends.
 func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
-	open := func(ctx context.Context) (*productsvc.SQLRepository, error) { return productsvc.Open(ctx, cfg.DB) }
-	return runService(ctx, c, "productsvc", cfg.Ready, open, func(ctx context.Context, u *serviceUnit, repo *productsvc.SQLRepository) error {
+	return runService(ctx, c, "productsvc", cfg.ServiceConfig, productsvc.Open, func(ctx context.Context, u *serviceUnit, repo *productsvc.SQLRepository) error {
 		svc, err := productsvc.New(productsvc.Config{Repo: repo, Logger: u.log, Notify: u.relay.Notify})
 		if err != nil {
 			return err
@@ -101,14 +98,11 @@ func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 
 // OrdersConfig configures the orders service unit.
 type OrdersConfig struct {
-	// DB is the database: a SQLite file path or a postgres:// URL.
-	DB string
+	ServiceConfig
 	// RecoverAfter is ordersvc.Config.RecoverAfter: how long after an order
 	// attempt began its stock is released when it stored no order. Zero
 	// means ordersvc.DefaultRecoverAfter.
 	RecoverAfter time.Duration
-	// Ready, when not nil, is set once the service consumes requests.
-	Ready *Ready
 }
 
 // RunOrders serves the orders service until ctx ends. It calls the products
@@ -118,8 +112,7 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 		// Checked before connecting, so a bad flag fails at once.
 		return fmt.Errorf("--recover-after %v must exceed the %v call timeout to the product service", cfg.RecoverAfter, ordersvc.DefaultCallTimeout)
 	}
-	open := func(ctx context.Context) (*ordersvc.SQLRepository, error) { return ordersvc.Open(ctx, cfg.DB) }
-	return runService(ctx, c, "ordersvc", cfg.Ready, open, func(ctx context.Context, u *serviceUnit, repo *ordersvc.SQLRepository) error {
+	return runService(ctx, c, "ordersvc", cfg.ServiceConfig, ordersvc.Open, func(ctx context.Context, u *serviceUnit, repo *ordersvc.SQLRepository) error {
 		conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(u.log)...)
 		if err != nil {
 			return err
@@ -165,14 +158,15 @@ type store interface {
 	Close() error
 }
 
-// runService runs a service unit until ctx ends: it opens the store, starts
+// runService runs a service unit until ctx ends: it opens the store of
+// cfg.DB with open, starts
 // an outbox relay publishing its events, builds a transport server, lets
 // build register the service (and add loops and closers), then serves,
 // relays and runs the loops until ctx ends or one fails, and sets ready once
 // the server consumes requests. Everything it opened is closed on return.
-func runService[R store](ctx context.Context, c Common, name string, ready *Ready, open func(context.Context) (R, error), build func(context.Context, *serviceUnit, R) error) error {
+func runService[R store](ctx context.Context, c Common, name string, cfg ServiceConfig, open func(ctx context.Context, dsn string) (R, error), build func(context.Context, *serviceUnit, R) error) error {
 	u := &serviceUnit{log: c.Logger.With("unit", name)}
-	repo, err := open(ctx)
+	repo, err := open(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}
@@ -198,7 +192,7 @@ func runService[R store](ctx context.Context, c Common, name string, ready *Read
 	for _, run := range append([]func(context.Context) error{u.srv.Serve, u.relay.Run}, u.loops...) {
 		g.Go(func() error { return run(gctx) })
 	}
-	g.Go(func() error { return ready.follow(gctx, u.srv.Ready()) })
+	g.Go(func() error { return cfg.Ready.follow(gctx, u.srv.Ready()) })
 	return ignoreCanceled(g.Wait())
 }
 

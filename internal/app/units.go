@@ -88,7 +88,7 @@ var Users = Unit{
 	Name:  "usersvc",
 	Flags: []string{"db=./data/users.db", "http-addr", "admin-email", "admin-password"},
 	Run: deployable("usersvc", true, func(ctx context.Context, s Settings, c Common, ready *Ready) error {
-		return RunUsers(ctx, c, UsersConfig{DB: s.DB, Ready: ready, Admin: AdminSeed{Email: s.AdminEmail, Password: s.AdminPassword}})
+		return RunUsers(ctx, c, UsersConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready}, Admin: AdminSeed{Email: s.AdminEmail, Password: s.AdminPassword}})
 	}),
 }
 
@@ -97,7 +97,7 @@ var Products = Unit{
 	Name:  "productsvc",
 	Flags: []string{"db=./data/products.db", "http-addr", "seed-demo"},
 	Run: deployable("productsvc", true, func(ctx context.Context, s Settings, c Common, ready *Ready) error {
-		return RunProducts(ctx, c, ProductsConfig{DB: s.DB, SeedDemo: s.SeedDemo, Ready: ready})
+		return RunProducts(ctx, c, ProductsConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready}, SeedDemo: s.SeedDemo})
 	}),
 }
 
@@ -107,7 +107,7 @@ var Orders = Unit{
 	Flags: []string{"db=./data/orders.db", "http-addr", "recover-after=" + ordersvc.DefaultRecoverAfter.String(), "reply-partition"},
 	Run: deployable("ordersvc", true, func(ctx context.Context, s Settings, c Common, ready *Ready) error {
 		c.PinReplyPartition(s.ReplyPartition)
-		return RunOrders(ctx, c, OrdersConfig{DB: s.DB, RecoverAfter: s.RecoverAfter, Ready: ready})
+		return RunOrders(ctx, c, OrdersConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready}, RecoverAfter: s.RecoverAfter})
 	}),
 }
 

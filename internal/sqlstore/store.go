@@ -2,8 +2,10 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -203,4 +205,12 @@ func NextPage[T any](rows []T, size int, cursor func(T) Cursor) ([]T, string) {
 	}
 	rows = rows[:size]
 	return rows, cursor(rows[size-1]).Token()
+}
+
+// NewID returns a new row id: prefix and 16 lower-case hex digits from
+// crypto/rand ("u_3f9a..."), for the services' users, products and orders.
+func NewID(prefix string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand.Read documents it)
+	return prefix + hex.EncodeToString(b[:])
 }
