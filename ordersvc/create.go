@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
@@ -122,7 +123,7 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 		CreateTime: now,
 		UpdateTime: now,
 	}
-	if err := s.cfg.Repo.Create(ctx, o, &ordersv1.OrderCreated{Order: toProto(o)}); err != nil {
+	if err := s.cfg.Repo.Create(ctx, o, orderCreated); err != nil {
 		if key != "" && errors.Is(err, ErrAlreadyExists) {
 			if prev, gerr := s.cfg.Repo.Get(ctx, id); gerr == nil {
 				// A concurrent run of the same request stored it first;
@@ -211,4 +212,9 @@ func captureItems(lines []Item, reserved []*productsv1.ReservedItem) ([]Item, in
 		items[i] = Item{ProductID: l.ProductID, ProductName: r.GetProductName(), UnitPriceCents: price, Quantity: l.Quantity}
 	}
 	return items, total, nil
+}
+
+// orderCreated is the event of a new order.
+func orderCreated(o Order) []proto.Message {
+	return []proto.Message{&ordersv1.OrderCreated{Order: toProto(o)}}
 }

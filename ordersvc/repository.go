@@ -5,8 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
+	"github.com/kgrpc/platform/internal/outbox"
 	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
@@ -108,6 +107,11 @@ type Order struct {
 // ListUserOrders page token.
 type Cursor = sqlstore.Cursor
 
+// OrderEvents returns the events that describe a change of an order, given
+// the order as the change stores it; the repository adds them to the outbox
+// in the change's transaction. Nil means none.
+type OrderEvents = outbox.Events[Order]
+
 // cursor returns the position of o in the (CreateTime, ID) order.
 func (o Order) cursor() Cursor { return Cursor{CreateTime: o.CreateTime, ID: o.ID} }
 
@@ -128,7 +132,7 @@ type Repository interface {
 	// otherwise its stock is (being) given back, and Create stores nothing
 	// and fails with ErrRecovering. It fails with ErrAlreadyExists when o.ID
 	// is taken.
-	Create(ctx context.Context, o Order, events ...proto.Message) error
+	Create(ctx context.Context, o Order, events OrderEvents) error
 	// BeginReservation records pending reservation id of userID, which the
 	// recovery sweep may release from recoverAt on. When it is recorded
 	// already (a retry of the same idempotency key) its recover time moves
@@ -160,7 +164,7 @@ type Repository interface {
 	// still being from: otherwise nothing is written and it fails with
 	// ErrStatusConflict (ErrNotFound when there is no such order). It does not
 	// check that the transition is allowed; callers do.
-	UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events ...proto.Message) (Order, error)
+	UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events OrderEvents) (Order, error)
 }
 
 var _ Repository = (*SQLRepository)(nil)

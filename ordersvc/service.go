@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
@@ -253,16 +254,18 @@ func (s *Service) changeStatus(ctx context.Context, id string, to Status, allowe
 			return Order{}, status.Errorf(codes.FailedPrecondition,
 				"order %q cannot change from %s to %s", id, toProtoStatus(o.Status), toProtoStatus(to))
 		}
-		now := s.now()
-		ev := &ordersv1.OrderStatusChanged{
-			OrderId:    o.ID,
-			UserId:     o.UserID,
-			OldStatus:  toProtoStatus(o.Status),
-			NewStatus:  toProtoStatus(to),
-			Items:      toProtoItems(o.Items),
-			ChangeTime: timestamppb.New(now),
+		now, from := s.now(), o.Status
+		changed := func(o Order) []proto.Message {
+			return []proto.Message{&ordersv1.OrderStatusChanged{
+				OrderId:    o.ID,
+				UserId:     o.UserID,
+				OldStatus:  toProtoStatus(from),
+				NewStatus:  toProtoStatus(o.Status),
+				Items:      toProtoItems(o.Items),
+				ChangeTime: timestamppb.New(now),
+			}}
 		}
-		updated, err := s.cfg.Repo.UpdateStatus(ctx, id, o.Status, to, now, ev)
+		updated, err := s.cfg.Repo.UpdateStatus(ctx, id, from, to, now, changed)
 		switch {
 		case errors.Is(err, ErrStatusConflict):
 			continue

@@ -191,7 +191,7 @@ type failingCreate struct {
 	Repository
 }
 
-func (failingCreate) Create(context.Context, Order, ...proto.Message) error {
+func (failingCreate) Create(context.Context, Order, OrderEvents) error {
 	return errors.New("disk I/O error at /var/lib/orders.db")
 }
 
@@ -491,12 +491,12 @@ type sweptCreate struct {
 	Repository
 }
 
-func (r sweptCreate) Create(ctx context.Context, o Order, events ...proto.Message) error {
+func (r sweptCreate) Create(ctx context.Context, o Order, events OrderEvents) error {
 	late := o.CreateTime.Add(time.Hour)
 	if c, err := r.Repository.ClaimRecovery(ctx, o.ID, late, late.Add(time.Minute)); err != nil || c != ClaimRelease {
 		return fmt.Errorf("sweep claim = %v, %v", c, err)
 	}
-	return r.Repository.Create(ctx, o, events...)
+	return r.Repository.Create(ctx, o, events)
 }
 
 // An attempt whose stock the sweep took over is rolled back, and does not
@@ -658,7 +658,7 @@ func (e *env) orderIn(t *testing.T, st Status) *ordersv1.Order {
 	t.Helper()
 	o := e.place(t, alice, "p_bolt", 2, "p_gear", 1)
 	if st != StatusPending {
-		if _, err := e.repo.UpdateStatus(t.Context(), o.GetId(), StatusPending, st, t0); err != nil {
+		if _, err := e.repo.UpdateStatus(t.Context(), o.GetId(), StatusPending, st, t0, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

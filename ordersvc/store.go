@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/kgrpc/platform/internal/sqlstore"
 )
 
@@ -34,7 +32,7 @@ func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
 }
 
 // Create implements Repository.
-func (r *SQLRepository) Create(ctx context.Context, o Order, events ...proto.Message) error {
+func (r *SQLRepository) Create(ctx context.Context, o Order, events OrderEvents) error {
 	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO orders (`+orderColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
 			o.ID, o.UserID, string(o.Status), o.TotalCents, sqlstore.Micros(o.CreateTime), sqlstore.Micros(o.UpdateTime))
@@ -53,7 +51,7 @@ func (r *SQLRepository) Create(ctx context.Context, o Order, events ...proto.Mes
 				return fmt.Errorf("item %d: %w", i, err)
 			}
 		}
-		if err := tx.AddEvents(ctx, events...); err != nil {
+		if err := tx.AddEvents(ctx, events.Of(o)...); err != nil {
 			return err
 		}
 		n, err := sqlstore.Affected(tx.ExecContext(ctx, `DELETE FROM pending_reservations WHERE id = $1 AND releasing = FALSE`, o.ID))
@@ -202,7 +200,7 @@ func (r *SQLRepository) CountByUser(ctx context.Context, userID string) (int, er
 }
 
 // UpdateStatus implements Repository.
-func (r *SQLRepository) UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events ...proto.Message) (Order, error) {
+func (r *SQLRepository) UpdateStatus(ctx context.Context, id string, from, to Status, at time.Time, events OrderEvents) (Order, error) {
 	var o Order
 	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) error {
 		n, err := sqlstore.Affected(tx.ExecContext(ctx, `UPDATE orders SET status = $1, update_time = $2 WHERE id = $3 AND status = $4`,
@@ -220,11 +218,10 @@ func (r *SQLRepository) UpdateStatus(ctx context.Context, id string, from, to St
 			}
 			return ErrStatusConflict
 		}
-		if err := tx.AddEvents(ctx, events...); err != nil {
+		if o, err = get(ctx, tx, id); err != nil {
 			return err
 		}
-		o, err = get(ctx, tx, id)
-		return err
+		return tx.AddEvents(ctx, events.Of(o)...)
 	})
 	if err != nil {
 		return Order{}, fmt.Errorf("ordersvc: update order status: %w", err)
