@@ -8,8 +8,9 @@
 //	devkafka [--addr 127.0.0.1:9092] [--data-dir DIR] [--partitions 1] [--log-level info]
 //
 // Every flag can also come from the environment: KGRPC_ADDR, KGRPC_DATA_DIR,
-// KGRPC_ADVERTISED_HOST, KGRPC_PARTITIONS, KGRPC_LOG_LEVEL (or, when unset,
-// the DEVKAFKA_ names it read first); flags win. With a
+// KGRPC_ADVERTISED_HOST, KGRPC_PARTITIONS, KGRPC_LOG_LEVEL, or the
+// DEVKAFKA_ names it read first, which win when both are set; a variable set
+// to "" counts as unset; flags win over variables. With a
 // data directory the broker's topics, records and committed offsets survive
 // restarts. SIGINT or SIGTERM stops the broker gracefully, writing its state to
 // the data directory.
@@ -30,7 +31,8 @@ import (
 func main() {
 	var cfg embedkafka.Config
 	var level string
-	cli.Main("devkafka", flagTable(&cfg, &level), func(ctx context.Context) error {
+	// It read its variables with os.Getenv: one set to "" counts as unset.
+	cli.Main("devkafka", flagTable(&cfg, &level), cli.NonEmpty(os.LookupEnv), func(ctx context.Context) error {
 		l, err := parseLevel(level)
 		if err != nil {
 			return cli.UsageError{Err: err}
@@ -60,8 +62,8 @@ func serve(ctx context.Context, cfg embedkafka.Config, level slog.Level, stderr 
 
 // flagTable binds devkafka's flags to cfg and level. Each reads its KGRPC_
 // variable (KGRPC_ADDR, KGRPC_DATA_DIR, KGRPC_ADVERTISED_HOST,
-// KGRPC_PARTITIONS, KGRPC_LOG_LEVEL) or, when that is unset, the DEVKAFKA_
-// one this command read first.
+// KGRPC_PARTITIONS, KGRPC_LOG_LEVEL) and the DEVKAFKA_ one this command read
+// first, which wins when both are set.
 func flagTable(cfg *embedkafka.Config, level *string) []cli.Flag {
 	flags := []cli.Flag{
 		{Name: "addr", Value: &cfg.Addr, Default: "127.0.0.1:9092", Usage: "listen host:port"},

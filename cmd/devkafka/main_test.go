@@ -36,9 +36,9 @@ func TestParseFlags(t *testing.T) {
 			want: embedkafka.Config{Addr: "127.0.0.1:1", DataDir: "/f", Partitions: 2, AdvertisedHost: "kafka"}, wantLevel: slog.LevelWarn,
 		},
 		{
-			name: "KGRPC_ names win over DEVKAFKA_",
+			name: "KGRPC_ names, DEVKAFKA_ winning when both are set",
 			env:  map[string]string{"KGRPC_ADDR": "127.0.0.1:2", "DEVKAFKA_ADDR": "0.0.0.0:19092", "KGRPC_PARTITIONS": "3", "KGRPC_LOG_LEVEL": "error"},
-			want: embedkafka.Config{Addr: "127.0.0.1:2", Partitions: 3}, wantLevel: slog.LevelError,
+			want: embedkafka.Config{Addr: "0.0.0.0:19092", Partitions: 3}, wantLevel: slog.LevelError,
 		},
 		{name: "bad partitions env", env: map[string]string{"DEVKAFKA_PARTITIONS": "x"}, wantErr: true},
 		{name: "bad level", args: []string{"--log-level", "loud"}, wantErr: true},

@@ -39,10 +39,16 @@ func TestPlatformFlags(t *testing.T) {
 					t.Errorf("got %+v, want %+v", s, want)
 				}
 			}},
-		{name: "KGRPC_ wins over PLATFORM_", env: map[string]string{"KGRPC_DATA_DIR": "/k", "PLATFORM_DATA_DIR": "/p"},
+		{name: "PLATFORM_ wins over KGRPC_", env: map[string]string{"KGRPC_DATA_DIR": "/k", "PLATFORM_DATA_DIR": "/p", "KGRPC_BROKERS": "k:1", "PLATFORM_BROKERS": "p:1"},
 			check: func(t *testing.T, s app.Settings) {
-				if s.DataDir != "/k" {
-					t.Errorf("data dir %q, want /k", s.DataDir)
+				if s.DataDir != "/p" || s.Brokers != "p:1" {
+					t.Errorf("data dir %q, brokers %q; want /p, p:1", s.DataDir, s.Brokers)
+				}
+			}},
+		{name: "PLATFORM_NO_DEMO set to anything", env: map[string]string{"PLATFORM_NO_DEMO": "0"},
+			check: func(t *testing.T, s app.Settings) {
+				if !s.NoDemo || s.InstanceID != "" {
+					t.Errorf("no demo %v, instance id %q; want true and empty (random)", s.NoDemo, s.InstanceID)
 				}
 			}},
 		{name: "the flag wins", args: []string{"--data-dir", "/f", "--no-demo=false"},

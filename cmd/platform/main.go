@@ -7,9 +7,9 @@
 // KGRPC_DATA_DIR); the variables documented before KGRPC_ became the one
 // prefix (PLATFORM_HTTP_ADDR, PLATFORM_DATA_DIR, PLATFORM_BROKERS,
 // PLATFORM_ADMIN_EMAIL, PLATFORM_ADMIN_PASSWORD, PLATFORM_AUTH_SECRET,
-// PLATFORM_NO_DEMO, PLATFORM_TOPIC_PREFIX, PLATFORM_LOG_LEVEL) are read when
-// their KGRPC_ name is unset. A flag given on the command line wins over any
-// variable.
+// PLATFORM_NO_DEMO, PLATFORM_TOPIC_PREFIX, PLATFORM_LOG_LEVEL) are still
+// read, and win when both are set. A flag given on the command line wins
+// over any variable.
 package main
 
 import (
@@ -35,11 +35,12 @@ import (
 
 // platformFlags are cmd/platform's rows of the flag table. Each reads its
 // KGRPC_ variable and, for the names documented before KGRPC_ was the one
-// prefix, its PLATFORM_ alias.
+// prefix, its PLATFORM_ alias, which wins when both are set. Its instance
+// id is random unless set, as before it had the flag.
 var platformFlags = []string{
 	"http-addr=127.0.0.1:8080", "data-dir", "brokers", "admin-email", "admin-password", "auth-secret",
 	"no-demo", "topic-prefix", "log-level", "log-format=text",
-	"instance-id", "partitions", "kafka-config", "kafka-config-file",
+	"instance-id=", "partitions", "kafka-config", "kafka-config-file",
 }
 
 // aliased are the flags whose PLATFORM_ variables were documented.
@@ -68,7 +69,7 @@ func flagTable(s *app.Settings) []cli.Flag {
 
 func main() {
 	var o options
-	cli.Main("platform", flagTable(&o.Settings), func(ctx context.Context) error {
+	cli.Main("platform", flagTable(&o.Settings), os.LookupEnv, func(ctx context.Context) error {
 		if (o.AdminEmail == "") != (o.AdminPassword == "") {
 			return cli.Usagef("--admin-email and --admin-password go together")
 		}

@@ -85,9 +85,11 @@ func RunWithHealth(ctx context.Context, addr string, ready *Ready, logger *slog.
 	return g.Wait()
 }
 
-// ignoreCanceled is err unless it only says that the unit was stopped.
-func ignoreCanceled(err error) error {
-	if errors.Is(err, context.Canceled) {
+// stopped is the error of a unit's task: nil when it only says that ctx,
+// the unit's, ended; a task that fails with Canceled while the unit runs
+// has failed.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err

@@ -190,10 +190,10 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, run := range append([]func(context.Context) error{u.srv.Serve, u.relay.Run}, u.loops...) {
-		g.Go(func() error { return run(gctx) })
+		g.Go(func() error { return stopped(gctx, run(gctx)) })
 	}
 	g.Go(func() error { return cfg.Ready.follow(gctx, u.srv.Ready()) })
-	return ignoreCanceled(g.Wait())
+	return g.Wait()
 }
 
 // DBPaths returns the SQLite files of the three services in dataDir.

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"os"
 
 	"github.com/kgrpc/platform/internal/cli"
 	"github.com/kgrpc/platform/ordersvc"
@@ -45,7 +46,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 // Run until SIGINT or SIGTERM.
 func Main(u Unit) {
 	var s Settings
-	cli.Main(u.Name, u.FlagTable(&s), func(ctx context.Context) error { return u.Run(ctx, s) })
+	cli.Main(u.Name, u.FlagTable(&s), os.LookupEnv, func(ctx context.Context) error { return u.Run(ctx, s) })
 }
 
 // deployable returns the Run of a one-unit binary: it checks the shared

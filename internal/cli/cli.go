@@ -34,10 +34,8 @@ type Flag struct {
 	// Secret keeps a value taken from the environment out of --help, which
 	// shows "$VARIABLE" instead (passwords, keys, DSNs).
 	Secret bool
-	// Aliases are older variable names still read when the KGRPC_ one is
-	// unset, documented for compatibility (PLATFORM_DATA_DIR, ...). A
-	// boolean alias that is set to a value that is not a boolean counts as
-	// true, as those names were documented as "set to anything".
+	// Aliases are older variable names still read, documented for
+	// compatibility (PLATFORM_DATA_DIR, ...); see WithAlias.
 	Aliases []string
 }
 
@@ -55,8 +53,10 @@ func (f Flag) WithDefault(def string) Flag {
 }
 
 // WithAlias returns a copy of f that also reads the variable prefix and its
-// name in upper case (PLATFORM_ for PLATFORM_DATA_DIR) when the KGRPC_ one
-// is unset: the older names of a binary, kept working.
+// name in upper case (PLATFORM_ for PLATFORM_DATA_DIR): the older name of a
+// binary, kept working. When both are set the older name wins, since it was
+// set for this binary alone; a boolean older name set to anything (even
+// "false", as it was documented) means true.
 func (f Flag) WithAlias(prefix string) Flag {
 	f.Aliases = append(slices.Clip(f.Aliases), prefix+strings.TrimPrefix(f.Env(), EnvPrefix))
 	return f
@@ -64,6 +64,14 @@ func (f Flag) WithAlias(prefix string) Flag {
 
 // Lookup reads an environment variable: os.LookupEnv, or a map in tests.
 type Lookup func(name string) (string, bool)
+
+// NonEmpty returns a Lookup that treats a variable set to "" as unset.
+func NonEmpty(env Lookup) Lookup {
+	return func(name string) (string, bool) {
+		v, ok := env(name)
+		return v, ok && v != ""
+	}
+}
 
 // MapLookup returns a Lookup over m.
 func MapLookup(m map[string]string) Lookup {
@@ -98,9 +106,12 @@ func Parse(name string, flags []Flag, args []string, env Lookup, output io.Write
 }
 
 // define adds f to fs with its default from the environment.
-func define(fs *flag.FlagSet, f Flag, env Lookup) error {
+func define(fs *flag.FlagSet, f Flag, env Lookup) (err error) {
 	def, from := f.Default, ""
-	for _, v := range append([]string{f.Env()}, f.Aliases...) {
+	// A binary's own older name wins over the KGRPC_ one, so that a setting
+	// made for this binary is not overridden by one exported for the others.
+	names := append(slices.Clip(f.Aliases), f.Env())
+	for _, v := range names {
 		if s, ok := env(v); ok {
 			def, from = s, v
 			break
@@ -129,12 +140,11 @@ func define(fs *flag.FlagSet, f Flag, env Lookup) error {
 		}
 		fs.DurationVar(p, f.Name, d, usage)
 	case *bool:
-		b, err := strconv.ParseBool(def)
-		if err != nil {
-			if from == "" || from == f.Env() {
-				return bad("a boolean (true or false)")
-			}
-			b = def != "" // a legacy alias: set to anything means true
+		var b bool
+		if from != "" && from != f.Env() {
+			b = def != "" // an older name: documented as "set to anything means true"
+		} else if b, err = strconv.ParseBool(def); err != nil {
+			return bad("a boolean (true or false)")
 		}
 		fs.BoolVar(p, f.Name, b, usage)
 	default:
@@ -164,10 +174,11 @@ func NewLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 }
 
 // Main is a binary's main function: it parses os.Args and the environment
-// against flags, then runs run until SIGINT or SIGTERM. A bad flag or
+// (read through env, usually os.LookupEnv) against flags, then runs run
+// until SIGINT or SIGTERM. A bad flag or
 // variable exits with code 2 (-h with 0), a failure of run with 1.
-func Main(name string, flags []Flag, run func(ctx context.Context) error) {
-	if err := Parse(name, flags, os.Args[1:], os.LookupEnv, os.Stderr); err != nil {
+func Main(name string, flags []Flag, env Lookup, run func(ctx context.Context) error) {
+	if err := Parse(name, flags, os.Args[1:], env, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
