@@ -85,8 +85,9 @@
 //
 // A call whose context has no deadline gets one of WithDefaultTimeout (30s).
 // A server drops, without running the handler or replying, a request whose
-// deadline has passed when it is fetched: its caller has given up. Clocks of
-// clients and servers are assumed to agree to well within a deadline. A
+// deadline has passed when it is fetched, or when it gets its concurrency
+// slot after waiting for one: its caller has given up. Clocks of clients
+// and servers are assumed to agree to well within a deadline. A
 // request without a decodable envelope, correlation id or reply address is
 // logged and dropped.
 //
@@ -145,13 +146,25 @@
 // field) in a partition are handled one after another in offset order, the
 // next starting once the previous handler has returned and its reply was
 // handed to the producer; requests with other keys, and keyless ones, run
-// concurrently beside them. A request waiting for its key holds a
-// WithMaxConcurrency slot, so a server at its bound stops fetching rather
-// than queue without limit. A waiting request whose deadline passes is
-// dropped unrun; when the server stops or the partition is revoked, waiting
-// requests are left uncommitted for the partition's next owner. Delivery
-// stays at-least-once: after a crash or a revoke, the requests of a key from
-// the lowest uncommitted one on run again, in their order.
+// concurrently beside them. A request waiting for its key holds no
+// WithMaxConcurrency slot: when the request before it ends, it takes a slot
+// in line with the others, so a busy key never holds more than one slot and
+// never stops the other keys, partitions or services. Each partition holds
+// at most four times WithMaxConcurrency waiting requests; when that many
+// wait, the server pauses fetching that partition (librdkafka drops what it
+// fetched of the partition beyond the last record delivered, and fetches
+// again from there on resume) and resumes it once half of them have run;
+// its other partitions go on. A waiting request whose deadline passes is
+// dropped unrun. When the server stops, or a revoke of the partition
+// begins, no waiting request starts any more: a revoke waits (at most 10s,
+// or WithDrainTimeout if shorter) for the running requests only, and the
+// waiting ones are left uncommitted for the partition's next owner. Each
+// assignment of a partition has its own key queues, so a partition lost
+// and given straight back serves its refetched requests; the requests of
+// the lost assignment still running finish, and those still waiting are
+// abandoned. Delivery stays at-least-once: after a crash or a revoke, the
+// requests of a key from the lowest uncommitted one on run again, in their
+// order.
 //
 // Stopping drains: fetching stops, in-flight handlers finish
 // (at most WithDrainTimeout), replies are flushed, offsets committed, and the

@@ -103,6 +103,12 @@ func (e *env) rawRequester() *rawRequester {
 // keyless) into partition 0, in order, and returns their offsets.
 func (r *rawRequester) send(calls ...string) []int64 {
 	r.t.Helper()
+	return r.sendTo(0, calls...)
+}
+
+// sendTo is send into another partition.
+func (r *rawRequester) sendTo(partition int32, calls ...string) []int64 {
+	r.t.Helper()
 	dc := make(chan kafka.Event, len(calls))
 	for i, c := range calls {
 		key, msg, _ := strings.Cut(c, "/")
@@ -120,7 +126,7 @@ func (r *rawRequester) send(calls ...string) []int64 {
 			r.t.Fatal(err)
 		}
 		m := &kafka.Message{
-			TopicPartition: kafka.TopicPartition{Topic: &r.topic, Partition: 0},
+			TopicPartition: kafka.TopicPartition{Topic: &r.topic, Partition: partition},
 			Value:          req,
 			Headers:        []kafka.Header{{Key: "rpc", Value: env}},
 		}
@@ -180,6 +186,70 @@ func TestKeyedRequestsRunInOrder(t *testing.T) {
 				if strings.Join(got, ", ") != strings.Join(want, ", ") {
 					t.Errorf("key %s handled as\n %v\nwant one after another in order\n %v", key, got, want)
 				}
+			}
+		})
+	}
+}
+
+// keyOrder returns the events of the calls named prefix<n>, and the events
+// of n calls one after another in order.
+func keyOrder(events []string, prefix string, n int) (got, want string) {
+	var g, w []string
+	for _, ev := range events {
+		if strings.HasPrefix(strings.Fields(ev)[1], prefix) {
+			g = append(g, ev)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		w = append(w, fmt.Sprintf("start %s%d", prefix, i), fmt.Sprintf("end %s%d", prefix, i))
+	}
+	return strings.Join(g, ", "), strings.Join(w, ", ")
+}
+
+func TestHotKeyDoesNotHoldUpOthers(t *testing.T) {
+	tests := []struct {
+		name    string
+		maxConc int
+		hot     int // requests of the hot key, 300ms each
+	}{
+		// More requests wait for the hot key than there are concurrency
+		// slots: they must not take them from the other keys.
+		{"waiting requests hold no slot", 3, 10},
+		// More requests wait than the bound of a partition's waiting
+		// requests (4 x max concurrency): partition 0 is paused, then
+		// resumed, and every request still runs once, in order.
+		{"partition paused at the waiting bound", 1, 12},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			rec := newKeyRecorder()
+			e.serve(rec, kafkatransport.WithMaxConcurrency(tc.maxConc))
+			r := e.rawRequester()
+			var calls, names []string
+			for i := 1; i <= tc.hot; i++ {
+				calls = append(calls, fmt.Sprintf("h/h%d:300", i))
+				names = append(names, fmt.Sprint("h", i))
+			}
+			// o1 shares the hot key's partition, p1 has its own. Behind
+			// a paused partition, o1 waits for the resume.
+			start := time.Now()
+			calls, names = append(calls, "o/o1:0"), append(names, "o1")
+			r.send(calls...)
+			r.sendTo(1, "p/p1:0")
+			rec.waitEnded(t, "p1")
+			if tc.hot < 4*tc.maxConc {
+				rec.waitEnded(t, "o1")
+			}
+			if d := time.Since(start); d > 1500*time.Millisecond {
+				t.Errorf("other keys served %v after they were sent, behind a hot key", d)
+			}
+			events := rec.waitEnded(t, names...)
+			if got, want := keyOrder(events, "h", tc.hot); got != want {
+				t.Errorf("hot key handled as\n %v\nwant one after another in order\n %v", got, want)
+			}
+			if got := len(events); got != 2*(len(names)+1) {
+				t.Errorf("%d events, want one start and one end per request: %v", got, events)
 			}
 		})
 	}

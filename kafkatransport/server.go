@@ -34,7 +34,7 @@ type Server struct {
 	handler  grpc.UnaryServerInterceptor // the interceptor chain, nil for none
 	producer *kafka.Producer
 	base     context.Context // handlers' parent: outlives Serve's ctx for the drain
-	sem      chan struct{}   // a slot per request held, running or waiting for its key
+	sem      chan struct{}   // a slot per running request
 	stopping chan struct{}   // closed once Serve begins to stop
 	lanes    []*lane
 
