@@ -143,10 +143,16 @@
 //
 // Keyed requests keep their order, as in the key-ordered mode of Confluent's
 // Parallel Consumer: requests with the same record key (the partition_key
-// field) in a partition are handled one after another in offset order, the
-// next starting once the previous handler has returned and its reply was
-// handed to the producer; requests with other keys, and keyless ones, run
-// concurrently beside them. A request waiting for its key holds no
+// field) in a partition are handled one after another in offset order (the
+// order Kafka stored them), the next starting once the previous handler has
+// returned and its reply was handed to the producer; requests with other
+// keys, and keyless ones, run concurrently beside them. One client's calls
+// with a key are stored in their order when each is made after the previous
+// one returned; calls it makes concurrently may not be: the client's
+// producer is not idempotent and has up to two requests in flight (see
+// librdkafka settings), so a batch retried after a broker error can land
+// after the next one. Idempotence would keep them in order at the cost of a
+// third of the throughput, so the transport leaves it off. A request waiting for its key holds no
 // WithMaxConcurrency slot: when the request before it ends, it takes a slot
 // in line with the others, so a busy key never holds more than one slot and
 // never stops the other keys, partitions or services. Each partition holds
@@ -176,7 +182,8 @@
 // transport starts from, each explained where it is defined: producers send
 // at once (linger.ms=0) with at most two requests in flight so that records
 // batch under load, keyless records stick to a partition for 10ms, acks=all,
-// idempotence on for event publishers only; consumers fetch with
+// idempotence on for event publishers only (so a client's concurrent calls
+// with one key may be reordered by a retry); consumers fetch with
 // fetch.min.bytes=1 and fetch.wait.max.ms=100, use cooperative-sticky
 // assignment, session.timeout.ms=6000, and auto-commit explicitly stored
 // offsets every 500ms. confluent-kafka-go's producer channels are bounded
