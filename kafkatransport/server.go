@@ -38,9 +38,8 @@ type Server struct {
 	stopping chan struct{}   // closed once Serve begins to stop
 	lanes    []*lane
 
-	inflight sync.WaitGroup // requests dispatched and not yet finished
-	count    atomic.Int64   // the same, for logs
-	bufs     bufferPool
+	count atomic.Int64 // requests dispatched and neither finished nor abandoned
+	bufs  bufferPool
 
 	// produceMu is held shared around Produce and exclusively when the
 	// producer closes; closed is set then, and replies after it are dropped.
