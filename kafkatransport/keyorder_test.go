@@ -7,6 +7,7 @@ package kafkatransport_test
 // producer into one chosen partition, so that the test fixes their order.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -86,6 +87,7 @@ type rawRequester struct {
 	p          *kafka.Producer
 	topic      string
 	replyTopic string
+	timeout    time.Duration // of each request; 30s when 0
 }
 
 func (e *env) rawRequester() *rawRequester {
@@ -120,7 +122,7 @@ func (r *rawRequester) sendTo(partition int32, calls ...string) []int64 {
 			Method:         testingv1.EchoService_Echo_FullMethodName,
 			Id:             fmt.Sprint("raw-", i),
 			ReplyTopic:     r.replyTopic,
-			DeadlineUnixMs: time.Now().Add(30 * time.Second).UnixMilli(),
+			DeadlineUnixMs: time.Now().Add(cmp.Or(r.timeout, 30*time.Second)).UnixMilli(),
 		})
 		if err != nil {
 			r.t.Fatal(err)
@@ -317,4 +319,29 @@ func (e *env) committed(group string, partition int32) int64 {
 		return -1
 	}
 	return int64(ps[0].Offset)
+}
+
+// A request whose deadline passes while it waits for a concurrency slot is
+// dropped unrun, keyless or keyed.
+func TestRequestExpiredWaitingForSlotIsDropped(t *testing.T) {
+	for _, key := range []string{"", "k"} {
+		t.Run("key "+key, func(t *testing.T) {
+			e := newEnv(t)
+			rec := newKeyRecorder()
+			e.serve(rec, kafkatransport.WithMaxConcurrency(1))
+			r := e.rawRequester()
+			r.send("slow/slow:800") // holds the only slot
+			r.timeout = 300 * time.Millisecond
+			r.send(key + "/late:0")
+			rec.waitEnded(t, "slow")
+			time.Sleep(500 * time.Millisecond)
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			for _, ev := range rec.events {
+				if ev == "start late" {
+					t.Fatalf("a request run after its deadline passed waiting for a slot: %v", rec.events)
+				}
+			}
+		})
+	}
 }
