@@ -22,7 +22,7 @@ type lane struct {
 	replyTopics map[string]string
 
 	// paused holds the partitions paused because too many of their keyed
-	// requests wait (pauseIfFull), with the assignment they were paused
+	// requests wait (pause), with the assignment they were paused
 	// in. Only the poll goroutine uses it.
 	paused map[int32]*partState
 }

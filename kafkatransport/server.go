@@ -18,9 +18,10 @@ import (
 // Each service's instances share one consumer group on the service's request
 // topic, so starting more instances adds throughput. Handlers run
 // concurrently, also within a partition, except that requests with the same
-// record key in a partition run one after another, in the order they were
-// produced; a record's offset is committed only once its reply is produced
-// and every earlier record of its partition is finished.
+// record key in a partition run one after another, in the order Kafka
+// stored them (see the package doc on producer retries); a record's offset
+// is committed only once its reply is produced and every earlier record of
+// its partition is finished.
 type Server struct {
 	cfg config
 
