@@ -176,16 +176,7 @@ func TestKeyedRequestsRunInOrder(t *testing.T) {
 			e.rawRequester().send("k/k1:400", "k/k2:0", "o/o1:50", "k/k3:100", "o/o2:0", "k/k4:0", "k/k5:0")
 			events := rec.waitEnded(t, "k1", "k2", "k3", "k4", "k5", "o1", "o2")
 			for key, n := range map[string]int{"k": 5, "o": 2} {
-				var got, want []string
-				for _, ev := range events {
-					if strings.HasPrefix(strings.Fields(ev)[1], key) {
-						got = append(got, ev)
-					}
-				}
-				for i := 1; i <= n; i++ {
-					want = append(want, fmt.Sprintf("start %s%d", key, i), fmt.Sprintf("end %s%d", key, i))
-				}
-				if strings.Join(got, ", ") != strings.Join(want, ", ") {
+				if got, want := keyOrder(events, key, n); got != want {
 					t.Errorf("key %s handled as\n %v\nwant one after another in order\n %v", key, got, want)
 				}
 			}

@@ -30,6 +30,13 @@ func (l *lane) fetch(t *testing.T, partition int32, offset int64, key string) (*
 	return req, res == runNow
 }
 
+// toStore returns the offset of partition the next flush stores.
+func (l *lane) toStore(partition int32) int64 {
+	l.tracker.mu.Lock()
+	defer l.tracker.mu.Unlock()
+	return l.tracker.dirty[partition]
+}
+
 // TestReassignedPartitionKeepsItsRequests: a partition lost while a request
 // of key K runs and another waits, then given straight back, serves the
 // refetched requests of K; the old chain is abandoned alone.
@@ -64,10 +71,7 @@ func TestReassignedPartitionKeepsItsRequests(t *testing.T) {
 	if next := l.nextOfKey(new11); next != nil {
 		t.Fatalf("nothing waits behind 11, got %v", next)
 	}
-	l.tracker.mu.Lock()
-	stored := l.tracker.dirty[0]
-	l.tracker.mu.Unlock()
-	if stored != 12 {
+	if stored := l.toStore(0); stored != 12 {
 		t.Fatalf("offset to commit %d, want 12", stored)
 	}
 }
@@ -97,10 +101,7 @@ func TestRevokeAbandonsWaitingRequests(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("revoke waited %v for one running request", d)
 	}
-	l.tracker.mu.Lock()
-	stored := l.tracker.dirty[0]
-	l.tracker.mu.Unlock()
-	if stored != 11 {
+	if stored := l.toStore(0); stored != 11 {
 		t.Fatalf("offset to commit %d, want 11 (the waiting requests are uncommitted)", stored)
 	}
 	if n := l.s.count.Load(); n != 0 {
