@@ -91,8 +91,11 @@ func newConfig[O any](brokers string, opts []O, apply func(O, *config) error) (c
 //     partition for 10ms instead of each going to a random one.
 //   - socket.nagle.disable=true: no Nagle delays on small requests.
 //   - acks=all. Idempotence is off: a call is at-least-once anyway, and the
-//     idempotent producer costs a third of the throughput. Publishers turn it
-//     on, since events of one key must keep their order.
+//     idempotent producer costs a third of the throughput. The price: with
+//     two requests in flight, a retried batch can be stored after the next
+//     one, so calls a client makes concurrently with one partition key may
+//     be handled out of order (calls made one after another keep theirs).
+//     Publishers turn it on, since events of one key must keep their order.
 var producerDefaults = kafka.ConfigMap{
 	"linger.ms":                             0,
 	"max.in.flight.requests.per.connection": 2,

@@ -85,8 +85,9 @@
 //
 // A call whose context has no deadline gets one of WithDefaultTimeout (30s).
 // A server drops, without running the handler or replying, a request whose
-// deadline has passed when it is fetched: its caller has given up. Clocks of
-// clients and servers are assumed to agree to well within a deadline. A
+// deadline has passed when it is fetched, or when it gets its concurrency
+// slot after waiting for one: its caller has given up. Clocks of clients
+// and servers are assumed to agree to well within a deadline. A
 // request without a decodable envelope, correlation id or reply address is
 // logged and dropped.
 //
@@ -142,16 +143,34 @@
 //
 // Keyed requests keep their order, as in the key-ordered mode of Confluent's
 // Parallel Consumer: requests with the same record key (the partition_key
-// field) in a partition are handled one after another in offset order, the
-// next starting once the previous handler has returned and its reply was
-// handed to the producer; requests with other keys, and keyless ones, run
-// concurrently beside them. A request waiting for its key holds a
-// WithMaxConcurrency slot, so a server at its bound stops fetching rather
-// than queue without limit. A waiting request whose deadline passes is
-// dropped unrun; when the server stops or the partition is revoked, waiting
-// requests are left uncommitted for the partition's next owner. Delivery
-// stays at-least-once: after a crash or a revoke, the requests of a key from
-// the lowest uncommitted one on run again, in their order.
+// field) in a partition are handled one after another in offset order (the
+// order Kafka stored them), the next starting once the previous handler has
+// returned and its reply was handed to the producer; requests with other
+// keys, and keyless ones, run concurrently beside them. One client's calls
+// with a key are stored in their order when each is made after the previous
+// one returned; calls it makes concurrently may not be: the client's
+// producer is not idempotent and has up to two requests in flight (see
+// librdkafka settings), so a batch retried after a broker error can land
+// after the next one. Idempotence would keep them in order at the cost of a
+// third of the throughput, so the transport leaves it off. A request waiting for its key holds no
+// WithMaxConcurrency slot: when the request before it ends, it takes a slot
+// in line with the others, so a busy key never holds more than one slot and
+// never stops the other keys, partitions or services. Each partition holds
+// at most four times WithMaxConcurrency waiting requests; when that many
+// wait, the server pauses fetching that partition (librdkafka drops what it
+// fetched of the partition beyond the last record delivered, and fetches
+// again from there on resume) and resumes it once half of them have run;
+// its other partitions go on. A waiting request whose deadline passes is
+// dropped unrun. When the server stops, or a revoke of the partition
+// begins, no waiting request starts any more: a revoke waits (at most 10s,
+// or WithDrainTimeout if shorter) for the running requests only, and the
+// waiting ones are left uncommitted for the partition's next owner. Each
+// assignment of a partition has its own key queues, so a partition lost
+// and given straight back serves its refetched requests; the requests of
+// the lost assignment still running finish, and those still waiting are
+// abandoned. Delivery stays at-least-once: after a crash or a revoke, the
+// requests of a key from the lowest uncommitted one on run again, in their
+// order.
 //
 // Stopping drains: fetching stops, in-flight handlers finish
 // (at most WithDrainTimeout), replies are flushed, offsets committed, and the
@@ -163,7 +182,8 @@
 // transport starts from, each explained where it is defined: producers send
 // at once (linger.ms=0) with at most two requests in flight so that records
 // batch under load, keyless records stick to a partition for 10ms, acks=all,
-// idempotence on for event publishers only; consumers fetch with
+// idempotence on for event publishers only (so a client's concurrent calls
+// with one key may be reordered by a retry); consumers fetch with
 // fetch.min.bytes=1 and fetch.wait.max.ms=100, use cooperative-sticky
 // assignment, session.timeout.ms=6000, and auto-commit explicitly stored
 // offsets every 500ms. confluent-kafka-go's producer channels are bounded

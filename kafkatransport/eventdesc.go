@@ -82,7 +82,8 @@ func eventKeyPath(md protoreflect.MessageDescriptor, key string) ([]protoreflect
 
 // eventKey returns the record key of m at path, encoded as the generated
 // key functions do: strings and bytes as they are (an empty string is no
-// key), integers and enum numbers in decimal, bools as "true" or "false".
+// key; unset bytes are none, set but empty bytes an empty key), integers
+// and enum numbers in decimal, bools as "true" or "false".
 func eventKey(m protoreflect.Message, path []protoreflect.FieldDescriptor) []byte {
 	for _, fd := range path[:len(path)-1] {
 		m = m.Get(fd).Message()
@@ -96,10 +97,9 @@ func eventKey(m protoreflect.Message, path []protoreflect.FieldDescriptor) []byt
 		}
 		return nil
 	case protoreflect.BytesKind:
-		if b := v.Bytes(); len(b) > 0 {
-			return b
-		}
-		return nil
+		// As the generated GetX(): nil (no key) when unset, an empty key
+		// when set to empty bytes.
+		return v.Bytes()
 	case protoreflect.BoolKind:
 		return strconv.AppendBool(nil, v.Bool())
 	case protoreflect.EnumKind:

@@ -76,6 +76,10 @@ func TestEventSpecOfKeys(t *testing.T) {
 		{"s", map[string]protoreflect.Value{"s": protoreflect.ValueOfString("abc")}, "abc"},
 		{"s", nil, "<nil>"},
 		{"b", map[string]protoreflect.Value{"b": protoreflect.ValueOfBytes([]byte{'x', 0})}, "x\x00"},
+		// As the generated code returns GetB(): set but empty is an
+		// empty key, not none.
+		{"b", map[string]protoreflect.Value{"b": protoreflect.ValueOfBytes([]byte{})}, ""},
+		{"b", nil, "<nil>"},
 		{"flag", map[string]protoreflect.Value{"flag": protoreflect.ValueOfBool(true)}, "true"},
 		{"flag", nil, "false"},
 		{"i32", map[string]protoreflect.Value{"i32": protoreflect.ValueOfInt32(-42)}, "-42"},

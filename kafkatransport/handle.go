@@ -33,8 +33,8 @@ type request struct {
 	next *request
 }
 
-// handle serves req and then, one after another, the requests of its key
-// that wait behind it.
+// handle serves req, which holds a concurrency slot, and then, one after
+// another, the requests of its key that wait behind it.
 func (l *lane) handle(req *request) {
 	for req != nil {
 		l.serve(req)
@@ -47,24 +47,31 @@ func (l *lane) handle(req *request) {
 }
 
 // nextOfKey returns the request of req's key to serve now that req has
-// finished, or nil. Expired requests are finished without running; when
-// the server is stopping or the partition was revoked, the waiting
-// requests are abandoned, to be served by the partition's next owner.
+// finished, holding a concurrency slot, or nil. The slot is taken as
+// dispatch takes one, waiting in line with the other requests (a waiting
+// request holds none, so a busy key cannot take every slot). Expired
+// requests are finished without running; when the server is stopping or a
+// revoke of the partition has begun (or happened), the waiting requests
+// are abandoned, to be served by the partition's next owner.
 func (l *lane) nextOfKey(req *request) *request {
 	for {
 		next := l.keys.next(req)
 		if next == nil {
 			return nil
 		}
-		if l.s.isStopping() || !l.tracker.current(&next.ticket) {
+		_, ok := l.acquire()
+		if !ok || !l.tracker.current(&next.ticket) {
+			if ok {
+				<-l.s.sem
+			}
 			l.keys.dropFrom(next, l.abandon)
 			return nil
 		}
 		if !l.expired(next) {
 			return next
 		}
-		l.done(next)
 		<-l.s.sem
+		l.done(next)
 		req = next
 	}
 }

@@ -7,6 +7,7 @@ package kafkatransport_test
 // producer into one chosen partition, so that the test fixes their order.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -86,6 +87,7 @@ type rawRequester struct {
 	p          *kafka.Producer
 	topic      string
 	replyTopic string
+	timeout    time.Duration // of each request; 30s when 0
 }
 
 func (e *env) rawRequester() *rawRequester {
@@ -103,6 +105,12 @@ func (e *env) rawRequester() *rawRequester {
 // keyless) into partition 0, in order, and returns their offsets.
 func (r *rawRequester) send(calls ...string) []int64 {
 	r.t.Helper()
+	return r.sendTo(0, calls...)
+}
+
+// sendTo is send into another partition.
+func (r *rawRequester) sendTo(partition int32, calls ...string) []int64 {
+	r.t.Helper()
 	dc := make(chan kafka.Event, len(calls))
 	for i, c := range calls {
 		key, msg, _ := strings.Cut(c, "/")
@@ -114,13 +122,13 @@ func (r *rawRequester) send(calls ...string) []int64 {
 			Method:         testingv1.EchoService_Echo_FullMethodName,
 			Id:             fmt.Sprint("raw-", i),
 			ReplyTopic:     r.replyTopic,
-			DeadlineUnixMs: time.Now().Add(30 * time.Second).UnixMilli(),
+			DeadlineUnixMs: time.Now().Add(cmp.Or(r.timeout, 30*time.Second)).UnixMilli(),
 		})
 		if err != nil {
 			r.t.Fatal(err)
 		}
 		m := &kafka.Message{
-			TopicPartition: kafka.TopicPartition{Topic: &r.topic, Partition: 0},
+			TopicPartition: kafka.TopicPartition{Topic: &r.topic, Partition: partition},
 			Value:          req,
 			Headers:        []kafka.Header{{Key: "rpc", Value: env}},
 		}
@@ -168,18 +176,73 @@ func TestKeyedRequestsRunInOrder(t *testing.T) {
 			e.rawRequester().send("k/k1:400", "k/k2:0", "o/o1:50", "k/k3:100", "o/o2:0", "k/k4:0", "k/k5:0")
 			events := rec.waitEnded(t, "k1", "k2", "k3", "k4", "k5", "o1", "o2")
 			for key, n := range map[string]int{"k": 5, "o": 2} {
-				var got, want []string
-				for _, ev := range events {
-					if strings.HasPrefix(strings.Fields(ev)[1], key) {
-						got = append(got, ev)
-					}
-				}
-				for i := 1; i <= n; i++ {
-					want = append(want, fmt.Sprintf("start %s%d", key, i), fmt.Sprintf("end %s%d", key, i))
-				}
-				if strings.Join(got, ", ") != strings.Join(want, ", ") {
+				if got, want := keyOrder(events, key, n); got != want {
 					t.Errorf("key %s handled as\n %v\nwant one after another in order\n %v", key, got, want)
 				}
+			}
+		})
+	}
+}
+
+// keyOrder returns the events of the calls named prefix<n>, and the events
+// of n calls one after another in order.
+func keyOrder(events []string, prefix string, n int) (got, want string) {
+	var g, w []string
+	for _, ev := range events {
+		if strings.HasPrefix(strings.Fields(ev)[1], prefix) {
+			g = append(g, ev)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		w = append(w, fmt.Sprintf("start %s%d", prefix, i), fmt.Sprintf("end %s%d", prefix, i))
+	}
+	return strings.Join(g, ", "), strings.Join(w, ", ")
+}
+
+func TestHotKeyDoesNotHoldUpOthers(t *testing.T) {
+	tests := []struct {
+		name    string
+		maxConc int
+		hot     int // requests of the hot key, 300ms each
+	}{
+		// More requests wait for the hot key than there are concurrency
+		// slots: they must not take them from the other keys.
+		{"waiting requests hold no slot", 3, 10},
+		// More requests wait than the bound of a partition's waiting
+		// requests (4 x max concurrency): partition 0 is paused, then
+		// resumed, and every request still runs once, in order.
+		{"partition paused at the waiting bound", 1, 12},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			rec := newKeyRecorder()
+			e.serve(rec, kafkatransport.WithMaxConcurrency(tc.maxConc))
+			r := e.rawRequester()
+			var calls, names []string
+			for i := 1; i <= tc.hot; i++ {
+				calls = append(calls, fmt.Sprintf("h/h%d:300", i))
+				names = append(names, fmt.Sprint("h", i))
+			}
+			// o1 shares the hot key's partition, p1 has its own. Behind
+			// a paused partition, o1 waits for the resume.
+			start := time.Now()
+			calls, names = append(calls, "o/o1:0"), append(names, "o1")
+			r.send(calls...)
+			r.sendTo(1, "p/p1:0")
+			rec.waitEnded(t, "p1")
+			if tc.hot < 4*tc.maxConc {
+				rec.waitEnded(t, "o1")
+			}
+			if d := time.Since(start); d > 1500*time.Millisecond {
+				t.Errorf("other keys served %v after they were sent, behind a hot key", d)
+			}
+			events := rec.waitEnded(t, names...)
+			if got, want := keyOrder(events, "h", tc.hot); got != want {
+				t.Errorf("hot key handled as\n %v\nwant one after another in order\n %v", got, want)
+			}
+			if got := len(events); got != 2*(len(names)+1) {
+				t.Errorf("%d events, want one start and one end per request: %v", got, events)
 			}
 		})
 	}
@@ -247,4 +310,29 @@ func (e *env) committed(group string, partition int32) int64 {
 		return -1
 	}
 	return int64(ps[0].Offset)
+}
+
+// A request whose deadline passes while it waits for a concurrency slot is
+// dropped unrun, keyless or keyed.
+func TestRequestExpiredWaitingForSlotIsDropped(t *testing.T) {
+	for _, key := range []string{"", "k"} {
+		t.Run("key "+key, func(t *testing.T) {
+			e := newEnv(t)
+			rec := newKeyRecorder()
+			e.serve(rec, kafkatransport.WithMaxConcurrency(1))
+			r := e.rawRequester()
+			r.send("slow/slow:800") // holds the only slot
+			r.timeout = 300 * time.Millisecond
+			r.send(key + "/late:0")
+			rec.waitEnded(t, "slow")
+			time.Sleep(500 * time.Millisecond)
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			for _, ev := range rec.events {
+				if ev == "start late" {
+					t.Fatalf("a request run after its deadline passed waiting for a slot: %v", rec.events)
+				}
+			}
+		})
+	}
 }

@@ -20,6 +20,11 @@ type lane struct {
 	// does not allocate its reply topic's name. Only dispatch, on the poll
 	// goroutine, uses it.
 	replyTopics map[string]string
+
+	// paused holds the partitions paused because too many of their keyed
+	// requests wait (pause), with the assignment they were paused
+	// in. Only the poll goroutine uses it.
+	paused map[int32]*partState
 }
 
 // maxReplyTopics bounds a lane's replyTopics; past it, names are not
@@ -32,7 +37,7 @@ func (s *Server) newLane(svc *service, topic string) (*lane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafkatransport: new consumer for %q: %w", topic, err)
 	}
-	l := &lane{s: s, svc: svc, topic: topic, consumer: c, tracker: newTracker(topic, c), keys: newKeyQueues(s.stopping), replyTopics: map[string]string{}}
+	l := &lane{s: s, svc: svc, topic: topic, consumer: c, tracker: newTracker(topic, c), keys: newKeyQueues(s.stopping), replyTopics: map[string]string{}, paused: map[int32]*partState{}}
 	if err := c.SubscribeTopics([]string{topic}, l.rebalance); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("kafkatransport: subscribe %q: %w", topic, err)
@@ -50,6 +55,10 @@ func (l *lane) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 		log.Info("kafkatransport partitions assigned", "topic", l.topic, "partitions", partitionList(e.Partitions))
 	case kafka.RevokedPartitions:
 		if !c.AssignmentLost() {
+			// From now on no request waiting for its key starts: each is
+			// abandoned when the one before it ends, so waitIdle waits
+			// for the running requests only.
+			l.tracker.revoke(e.Partitions)
 			// A stopping server has drained already.
 			if !l.s.isStopping() && !l.tracker.waitIdle(e.Partitions, min(l.s.cfg.drainTimeout, 10*time.Second)) {
 				log.Warn("kafkatransport revoking partitions with calls in flight", "topic", l.topic)
@@ -60,6 +69,7 @@ func (l *lane) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 			}
 		}
 		l.tracker.forget(e.Partitions)
+		l.resumeRevoked(e.Partitions)
 		log.Info("kafkatransport partitions revoked", "topic", l.topic, "partitions", partitionList(e.Partitions), "lost", c.AssignmentLost())
 	}
 	return nil
@@ -92,6 +102,9 @@ func (l *lane) poll() error {
 		if time.Since(lastFlush) >= 20*time.Millisecond {
 			l.tracker.flush()
 			lastFlush = time.Now()
+		}
+		if len(l.paused) > 0 {
+			l.resumeDrained()
 		}
 		if err := pollBurst(l.consumer, l.s.isStopping, handle); err != nil {
 			return err
@@ -130,33 +143,63 @@ func (l *lane) dispatch(m *kafka.Message) bool {
 		l.done(req)
 		return false
 	}
-	// Once the run is stopping, nothing more starts, even where a
-	// concurrency slot is free (select would pick at random).
-	start := !l.s.isStopping()
-	if start {
-		select {
-		case l.s.sem <- struct{}{}:
-		case <-l.s.stopping:
-			start = false
-		}
-	}
-	if !start {
-		// Left unfinished, so its offset is not committed and another
-		// instance will serve it.
-		l.s.add(-1)
-		return false
-	}
-	if len(m.Key) > 0 {
-		switch l.keys.enqueue(req) {
+	keyed := len(m.Key) > 0
+	if keyed {
+		switch res, waiting := l.keys.enqueue(req); res {
 		case queued:
-			return false // the goroutine serving its key's requests will run it
+			// The goroutine serving its key's requests will run it.
+			if waiting >= l.maxWaiting() {
+				l.pause(req)
+			}
+			return false
 		case refused:
 			l.abandon(req)
 			return false
 		}
 	}
+	waited, ok := l.acquire()
+	if !ok {
+		// Left unfinished, so its offset is not committed and another
+		// instance will serve it. Nothing waits behind a keyed req yet:
+		// only this goroutine queues requests.
+		if keyed {
+			l.keys.dropFrom(req, l.abandon)
+		} else {
+			l.abandon(req)
+		}
+		return false
+	}
+	if waited && l.expired(req) { // its deadline passed while the slot was awaited
+		l.done(req)
+		if keyed {
+			l.keys.next(req) // forgets the key: nothing waits behind req
+		}
+		<-l.s.sem
+		return false
+	}
 	go l.handle(req)
 	return true
+}
+
+// acquire takes a concurrency slot for a request to start, waiting while
+// none is free: at the concurrency limit the server stops fetching. It
+// reports whether it had to wait, and false once the run is stopping:
+// nothing more starts then, even where a slot is free.
+func (l *lane) acquire() (waited, ok bool) {
+	if l.s.isStopping() {
+		return false, false
+	}
+	select {
+	case l.s.sem <- struct{}{}:
+		return false, true
+	default:
+	}
+	select {
+	case l.s.sem <- struct{}{}:
+		return true, true
+	case <-l.s.stopping:
+		return true, false
+	}
 }
 
 // expired reports, and logs, that req's deadline has passed: its caller
@@ -169,12 +212,12 @@ func (l *lane) expired(req *request) bool {
 	return false
 }
 
-// abandon gives up a request that holds a concurrency slot without running
-// it. Left unfinished, its offset is not committed and the partition's next
-// owner serves it.
-func (l *lane) abandon(*request) {
+// abandon gives up a request, which holds no concurrency slot, without
+// running it. Left unfinished, its offset is not committed and the
+// partition's next owner serves it.
+func (l *lane) abandon(req *request) {
+	l.tracker.abandon(&req.ticket)
 	l.s.add(-1)
-	<-l.s.sem
 }
 
 // internReplyTopic returns topic as a string, the same string for every

@@ -285,10 +285,12 @@ func interceptors[I any](option string, ics []I, field func(*config) *[]I) setti
 	}
 }
 
-// WithMaxConcurrency limits the requests a server holds at once, running or
-// waiting behind an earlier request of their key, over all its services and
-// partitions; past it the server stops fetching until one ends. At least 1.
-// Default: 256. Server.
+// WithMaxConcurrency limits the requests a server runs at once, over all
+// its services and partitions; at the limit the server stops fetching until
+// one ends. Requests waiting behind an earlier request of their key do not
+// count; each partition holds at most four times n of them, and past that
+// the server pauses fetching that partition until half of them have run.
+// At least 1. Default: 256. Server.
 func WithMaxConcurrency(n int) ServerOption {
 	return serverOption(func(c *config) error {
 		if n < 1 {

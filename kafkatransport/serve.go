@@ -73,12 +73,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	close(s.stopping)
-	polls.Wait() // no more dispatches, so waiting on s.inflight is sound
+	polls.Wait() // no more dispatches, so waiting for s.count to drop is sound
 	s.cfg.logger.Info("kafkatransport server draining", "in_flight", s.count.Load())
-	if !waitTimeout(&s.inflight, s.cfg.drainTimeout) {
+	if !s.waitDrained(s.cfg.drainTimeout) {
 		s.cfg.logger.Warn("kafkatransport drain timeout: cancelling handlers")
 		hardStop()
-		waitTimeout(&s.inflight, 5*time.Second)
+		s.waitDrained(5 * time.Second)
 	}
 	producer.Flush(int(s.cfg.drainTimeout / time.Millisecond))
 	s.closeLanes()
@@ -92,16 +92,18 @@ func (s *Server) Serve(ctx context.Context) error {
 	return runErr
 }
 
-// waitTimeout waits for wg for at most d and reports whether it finished.
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-time.After(d):
-		return false
+// waitDrained waits, for at most d, until no request is in flight, and
+// reports whether none is. It polls rather than waiting on a WaitGroup in a
+// goroutine, which a handler that ignores cancellation would leak.
+func (s *Server) waitDrained(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for s.count.Load() > 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // isStopping reports whether Serve has begun to stop.
@@ -117,7 +119,6 @@ func (s *Server) isStopping() bool {
 // add counts n more (or fewer) requests in flight.
 func (s *Server) add(n int) {
 	s.count.Add(int64(n))
-	s.inflight.Add(n)
 }
 
 // closeLanes stores the finished requests' offsets and closes the lanes'

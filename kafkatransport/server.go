@@ -18,9 +18,10 @@ import (
 // Each service's instances share one consumer group on the service's request
 // topic, so starting more instances adds throughput. Handlers run
 // concurrently, also within a partition, except that requests with the same
-// record key in a partition run one after another, in the order they were
-// produced; a record's offset is committed only once its reply is produced
-// and every earlier record of its partition is finished.
+// record key in a partition run one after another, in the order Kafka
+// stored them (see the package doc on producer retries); a record's offset
+// is committed only once its reply is produced and every earlier record of
+// its partition is finished.
 type Server struct {
 	cfg config
 
@@ -34,13 +35,12 @@ type Server struct {
 	handler  grpc.UnaryServerInterceptor // the interceptor chain, nil for none
 	producer *kafka.Producer
 	base     context.Context // handlers' parent: outlives Serve's ctx for the drain
-	sem      chan struct{}   // a slot per request held, running or waiting for its key
+	sem      chan struct{}   // a slot per running request
 	stopping chan struct{}   // closed once Serve begins to stop
 	lanes    []*lane
 
-	inflight sync.WaitGroup // requests dispatched and not yet finished
-	count    atomic.Int64   // the same, for logs
-	bufs     bufferPool
+	count atomic.Int64 // requests dispatched and neither finished nor abandoned
+	bufs  bufferPool
 
 	// produceMu is held shared around Produce and exclusively when the
 	// producer closes; closed is set then, and replies after it are dropped.

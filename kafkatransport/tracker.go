@@ -26,11 +26,19 @@ type tracker struct {
 
 // partState is one partition's records in flight, in fetch order. A new
 // partState is made on each assignment, so completions of records fetched
-// under an earlier assignment are recognised and ignored.
+// under an earlier assignment are recognised and ignored, and the key queues
+// of one assignment never mix with another's.
 type partState struct {
-	pending []int64 // offsets in fetch order
-	done    map[int64]bool
-	stored  int64 // last offset stored for commit, -1 for none
+	// Guarded by tracker.mu.
+	pending    []int64 // offsets in fetch order
+	done       map[int64]bool
+	stored     int64 // last offset stored for commit, -1 for none
+	unfinished int   // records neither finished nor abandoned
+	revoking   bool  // a revoke began: start no waiting request
+
+	// Guarded by keyQueues.mu.
+	keys    map[string]*request // key -> last request of the key
+	waiting int                 // keyed requests waiting behind their key
 }
 
 // ticket is one record being processed.
@@ -55,6 +63,7 @@ func (t *tracker) start(tk *ticket, partition int32, offset int64) {
 		t.parts[partition] = ps
 	}
 	ps.pending = append(ps.pending, offset)
+	ps.unfinished++
 	*tk = ticket{ps: ps, partition: partition, offset: offset}
 }
 
@@ -63,6 +72,7 @@ func (t *tracker) start(tk *ticket, partition int32, offset int64) {
 func (t *tracker) finish(tk *ticket) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	tk.ps.unfinished--
 	ps := t.parts[tk.partition]
 	if ps != tk.ps || t.closed {
 		return false
@@ -81,12 +91,32 @@ func (t *tracker) finish(tk *ticket) bool {
 	return true
 }
 
+// abandon records that tk's record is given up unfinished: it is not run,
+// its offset is not stored, and the partition's next owner serves it.
+func (t *tracker) abandon(tk *ticket) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tk.ps.unfinished--
+}
+
 // current reports whether tk's partition is still assigned as it was when
-// tk's record started.
+// tk's record started, and no revoke of it has begun.
 func (t *tracker) current(tk *ticket) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.parts[tk.partition] == tk.ps && !t.closed
+	return t.parts[tk.partition] == tk.ps && !tk.ps.revoking && !t.closed
+}
+
+// revoke marks the partitions as being revoked: from now on current
+// reports false for their records, so no waiting request of theirs starts.
+func (t *tracker) revoke(parts []kafka.TopicPartition) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range parts {
+		if ps := t.parts[p.Partition]; ps != nil {
+			ps.revoking = true
+		}
+	}
 }
 
 // flush stores the offsets finished since the last flush.
@@ -115,21 +145,24 @@ func (t *tracker) takeLocked() []kafka.TopicPartition {
 	return offs
 }
 
-// inFlight returns how many records of the partitions are unfinished or
-// finished behind an unfinished one: whose offsets cannot be stored yet.
+// inFlight returns how many records of the partitions are neither finished
+// nor abandoned: running, or waiting for their key.
 func (t *tracker) inFlight(parts []kafka.TopicPartition) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
 	for _, p := range parts {
 		if ps := t.parts[p.Partition]; ps != nil {
-			n += len(ps.pending)
+			n += ps.unfinished
 		}
 	}
 	return n
 }
 
-// waitIdle waits until the partitions have no unfinished record, or timeout.
+// waitIdle waits until the partitions have no record that is neither
+// finished nor abandoned, or timeout. Called after revoke, it waits for the
+// running requests only: their successors of the same key are abandoned as
+// each ends.
 func (t *tracker) waitIdle(parts []kafka.TopicPartition, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for t.inFlight(parts) > 0 {

@@ -132,30 +132,36 @@ func TestTracker(t *testing.T) {
 }
 
 // TestTrackerInFlight checks the count the rebalance handler waits on: the
-// records of the revoked partitions whose offsets cannot be stored yet.
+// records of the revoked partitions neither finished nor abandoned.
 func TestTrackerInFlight(t *testing.T) {
 	tr := newTracker("topic", nil)
-	var a, b, c ticket
+	var a, b, c, d ticket
 	tr.start(&a, 0, 1)
 	tr.start(&b, 0, 2)
 	tr.start(&c, 1, 1)
+	tr.start(&d, 0, 3)
 	p0 := []kafka.TopicPartition{{Partition: 0}}
 	tests := []struct {
-		name   string
-		finish *ticket
-		parts  []kafka.TopicPartition
-		want   int
+		name    string
+		finish  *ticket
+		abandon *ticket
+		parts   []kafka.TopicPartition
+		want    int
 	}{
-		{"partition 0 before", nil, p0, 2},
-		{"both partitions", nil, []kafka.TopicPartition{{Partition: 0}, {Partition: 1}}, 3},
-		{"a finished record behind an unfinished one still counts", &b, p0, 2},
-		{"all of partition 0 finished", &a, p0, 0},
-		{"partition 1 untouched", nil, []kafka.TopicPartition{{Partition: 1}}, 1},
+		{"partition 0 before", nil, nil, p0, 3},
+		{"both partitions", nil, nil, []kafka.TopicPartition{{Partition: 0}, {Partition: 1}}, 4},
+		{"a finished record behind an unfinished one no longer counts", &b, nil, p0, 2},
+		{"an abandoned record no longer counts", nil, &a, p0, 1},
+		{"all of partition 0 finished or abandoned", &d, nil, p0, 0},
+		{"partition 1 untouched", nil, nil, []kafka.TopicPartition{{Partition: 1}}, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.finish != nil && !tr.finish(tc.finish) {
 				t.Fatal("finish refused on an assigned partition")
+			}
+			if tc.abandon != nil {
+				tr.abandon(tc.abandon)
 			}
 			if got := tr.inFlight(tc.parts); got != tc.want {
 				t.Fatalf("inFlight = %d, want %d", got, tc.want)

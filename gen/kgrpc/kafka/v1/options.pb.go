@@ -79,13 +79,16 @@ type MethodKafkaOptions struct {
 	// partition_key names a scalar field of the request message (a top-level
 	// field, or a dotted path into singular message fields) whose value is the
 	// Kafka record key. Requests with the same key land on the same partition
-	// and the server handles them one after another, in the order they were
-	// produced: the next starts once the handler of the previous one has
+	// and the server handles them one after another, in the order Kafka stored
+	// them: the next starts once the handler of the previous one has
 	// returned. Requests with other keys, and keyless ones, run concurrently.
-	// Order holds among the requests one client produces; requests of several
-	// clients interleave in the order the broker stores them. Empty means no
-	// key: the producer spreads requests over all partitions and they run
-	// concurrently.
+	// One client's calls with a key keep their order when each is made after
+	// the previous one returned. Calls a client makes concurrently may be
+	// stored out of order: its producer is not idempotent and has up to two
+	// requests in flight, so a retried batch can land after the next one.
+	// Calls of several clients interleave in the order the broker stores
+	// them. Empty means no key: the producer spreads requests over all
+	// partitions and they run concurrently.
 	PartitionKey  string `protobuf:"bytes,1,opt,name=partition_key,json=partitionKey,proto3" json:"partition_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
