@@ -28,7 +28,10 @@
 //
 // Events are published and consumed through the typed publishers and
 // Subscribe functions protoc-gen-go-kafka generates on top of Publisher and
-// Subscriber.
+// Subscriber. Code that handles events of many types (an outbox relay, say)
+// publishes any of them with PublishEvent, which reads the topic and key
+// from the message's (kgrpc.kafka.v1.event) option as the generated code
+// does (EventSpecOf); a message without the option is ErrNotEvent.
 //
 // # Topics
 //
