@@ -198,6 +198,13 @@ func (c *config) consumerConfig(group string, fixed kafka.ConfigMap) *kafka.Conf
 	return c.clientConfig(consumerDefaults, producerOnly, f)
 }
 
+// manualOffsetStore is fixed for request and event consumers, whatever
+// WithKafkaConfig says: they store an offset only once its record is
+// handled, and with librdkafka storing every polled record's offset itself
+// the records still waiting or running would be committed, and lost in a
+// crash.
+var manualOffsetStore = kafka.ConfigMap{"enable.auto.offset.store": false}
+
 // topic returns name with the configured prefix.
 func (c *config) topic(name string) string { return c.topicPrefix + name }
 

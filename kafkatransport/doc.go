@@ -137,43 +137,52 @@
 //
 // # Delivery guarantees
 //
-// A server stores a request's offset for commit only after its reply was
-// acknowledged by the broker and every earlier request of its partition is
-// finished, so requests run at least once: after a crash the uncommitted ones
-// are served again by another instance. Handlers run concurrently (at most
-// WithMaxConcurrency), also within a partition, so one slow call does not hold
-// up the others.
+// A server stores a request's offset for commit only once the request is
+// finished (its reply acknowledged by the broker, or given up on after the
+// producer's retries, or the request dropped as expired or undecodable) and
+// every earlier request of its partition is finished, so requests run at
+// least once: after a crash the uncommitted ones are served again by another
+// instance. Request and event consumers always store offsets themselves
+// (enable.auto.offset.store=false whatever WithKafkaConfig says). Handlers
+// run concurrently (at most WithMaxConcurrency), also within a partition, so
+// one slow call does not hold up the others.
 //
 // Keyed requests keep their order, as in the key-ordered mode of Confluent's
 // Parallel Consumer: requests with the same record key (the partition_key
 // field) in a partition are handled one after another in offset order (the
 // order Kafka stored them), the next starting once the previous handler has
 // returned and its reply was handed to the producer; requests with other
-// keys, and keyless ones, run concurrently beside them. One client's calls
-// with a key are stored in their order when each is made after the previous
-// one returned; calls it makes concurrently may not be: the client's
-// producer is not idempotent and has up to two requests in flight (see
-// librdkafka settings), so a batch retried after a broker error can land
-// after the next one. Idempotence would keep them in order at the cost of a
-// third of the throughput, so the transport leaves it off. A request waiting for its key holds no
-// WithMaxConcurrency slot: when the request before it ends, it takes a slot
-// in line with the others, so a busy key never holds more than one slot and
-// never stops the other keys, partitions or services. Each partition holds
-// at most four times WithMaxConcurrency waiting requests; when that many
-// wait, the server pauses fetching that partition (librdkafka drops what it
-// fetched of the partition beyond the last record delivered, and fetches
-// again from there on resume) and resumes it once half of them have run;
+// keys, and keyless ones, run concurrently beside them.
+//
+// One client's calls with a key are stored in their order when each is made
+// after the previous one returned; calls it makes concurrently may not be:
+// the client's producer is not idempotent and has up to two requests in
+// flight (see librdkafka settings), so a batch retried after a broker error
+// can land after the next one. Idempotence would keep them in order at the
+// cost of a third of the throughput, so the transport leaves it off.
+//
+// A request waiting for its key holds no WithMaxConcurrency slot: when the
+// request before it ends, it takes a slot in line with the others, so a busy
+// key never holds more than one slot and never stops the other keys,
+// partitions or services. Each partition holds about four times
+// WithMaxConcurrency waiting requests at most: when that many wait, the
+// server pauses fetching that partition (librdkafka drops what it fetched of
+// the partition beyond the last record delivered, and fetches again from
+// there on resume) and resumes it once half of them have left the queue;
 // its other partitions go on. A waiting request whose deadline passes is
-// dropped unrun. When the server stops, or a revoke of the partition
-// begins, no waiting request starts any more: a revoke waits (at most 10s,
-// or WithDrainTimeout if shorter) for the running requests only, and the
-// waiting ones are left uncommitted for the partition's next owner. Each
-// assignment of a partition has its own key queues, so a partition lost
-// and given straight back serves its refetched requests; the requests of
-// the lost assignment still running finish, and those still waiting are
-// abandoned. Delivery stays at-least-once: after a crash or a revoke, the
-// requests of a key from the lowest uncommitted one on run again, in their
-// order.
+// dropped unrun.
+//
+// When the server stops, or a revoke of the partition begins, no waiting
+// request starts any more: a revoke waits (at most 10s, or WithDrainTimeout
+// if shorter) for the running requests only, and the waiting ones are left
+// uncommitted for the partition's next owner. Each assignment of a partition
+// has its own key queues, so a partition lost and given straight back serves
+// its refetched requests; the requests of the lost assignment still running
+// finish, and those still waiting are abandoned. A request still running
+// when the 10s wait ends may then run a second time beside its refetched
+// copy, so the order of its key holds again only from the next request on.
+// Delivery stays at-least-once: after a crash or a revoke, the requests of a
+// key from the lowest uncommitted one on run again, in their order.
 //
 // Stopping drains: fetching stops, in-flight handlers finish
 // (at most WithDrainTimeout), replies are flushed, offsets committed, and the

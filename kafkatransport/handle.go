@@ -59,8 +59,21 @@ func (l *lane) nextOfKey(req *request) *request {
 		if next == nil {
 			return nil
 		}
+		// Dropping or finishing needs no slot: a revoke waiting for this
+		// partition's running requests must not wait for a free one too.
+		if l.s.isStopping() || !l.tracker.current(&next.ticket) {
+			l.keys.dropFrom(next, l.abandon)
+			return nil
+		}
+		if l.expired(next) {
+			l.done(next)
+			req = next
+			continue
+		}
 		_, ok := l.acquire()
-		if !ok || !l.tracker.current(&next.ticket) {
+		// Checked again: the wait for a slot may have outlasted the run or
+		// the assignment.
+		if !ok || l.s.isStopping() || !l.tracker.current(&next.ticket) {
 			if ok {
 				<-l.s.sem
 			}

@@ -127,7 +127,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	if err := ens.ensure(ctx, s.cfg.partitions, append([]string{s.DeadLetterTopic()}, topics...)...); err != nil {
 		return fmt.Errorf("kafkatransport: %w", err)
 	}
-	consumer, err := kafka.NewConsumer(s.cfg.consumerConfig(s.cfg.topic(s.group), nil))
+	consumer, err := kafka.NewConsumer(s.cfg.consumerConfig(s.cfg.topic(s.group), manualOffsetStore))
 	if err != nil {
 		return fmt.Errorf("kafkatransport: new consumer: %w", err)
 	}
