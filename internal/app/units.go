@@ -2,7 +2,9 @@ package app
 
 import (
 	"context"
+	"io"
 	"os"
+	"slices"
 
 	"github.com/kgrpc/platform/internal/cli"
 	"github.com/kgrpc/platform/ordersvc"
@@ -16,31 +18,21 @@ type Unit struct {
 	Name string
 	// Flags are the table rows the binary takes besides Shared.
 	Flags []string
-	// NoShared leaves out the Shared flags (cmd/platform picks its own).
-	NoShared bool
 	// Run runs the unit until ctx ends. A cli.UsageError exits with code 2.
 	Run func(ctx context.Context, s Settings) error
 }
 
 // FlagTable returns the unit's flags bound to s: Shared first, then its own.
 func (u Unit) FlagTable(s *Settings) []cli.Flag {
-	names := u.Flags
-	if !u.NoShared {
-		names = append(append([]string(nil), Shared...), u.Flags...)
-	}
-	return s.Flags(names...)
+	return s.Flags(append(slices.Clone(Shared), u.Flags...)...)
 }
 
 // Parse parses args with defaults from env, as the binary does.
 func (u Unit) Parse(args []string, env cli.Lookup) (Settings, error) {
 	var s Settings
-	err := cli.Parse(u.Name, u.FlagTable(&s), args, env, discard{})
+	err := cli.Parse(u.Name, u.FlagTable(&s), args, env, io.Discard)
 	return s, err
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // Main is the main function of the unit's binary: flags and variables, then
 // Run until SIGINT or SIGTERM.
