@@ -53,9 +53,9 @@ var Shared = []string{"brokers", "auth-secret", "instance-id", "topic-prefix", "
 func (s *Settings) table() []cli.Flag {
 	host, _ := os.Hostname()
 	return []cli.Flag{
-		{Name: "brokers", Value: &s.Brokers, Usage: "Kafka bootstrap servers, required"},
+		{Name: "brokers", Value: &s.Brokers, Usage: "Kafka bootstrap servers: required by the split binaries; the platform runs an embedded broker when empty"},
 		{Name: "auth-secret", Value: &s.AuthSecret, Secret: true,
-			Usage: "token signing secret shared by the gateway and the services, at least 16 bytes, required"},
+			Usage: "token signing secret shared by the gateway and the services, at least 16 bytes: required by the split binaries; the platform generates one into its data directory when empty"},
 		{Name: "instance-id", Value: &s.InstanceID, Default: host, Usage: "this instance's name in logs, correlation ids and Kafka client ids"},
 		{Name: "topic-prefix", Value: &s.TopicPrefix,
 			Usage: "prefix of every topic and consumer group, to share a cluster"},
