@@ -18,8 +18,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -33,19 +31,18 @@ func main() {
 	var level string
 	// It read its variables with os.Getenv: one set to "" counts as unset.
 	cli.Main("devkafka", flagTable(&cfg, &level), cli.NonEmpty(os.LookupEnv), func(ctx context.Context) error {
-		l, err := parseLevel(level)
+		logger, err := cli.NewLogger(level, "text", os.Stderr)
 		if err != nil {
 			return cli.UsageError{Err: err}
 		}
-		return serve(ctx, cfg, l, os.Stderr, nil)
+		return serve(ctx, cfg, logger, nil)
 	})
 }
 
-// serve starts the broker of cfg, logs to stderr where it listens and
-// serves until ctx is done. ready, when not nil, is told the broker's
-// address once it accepts connections.
-func serve(ctx context.Context, cfg embedkafka.Config, level slog.Level, stderr io.Writer, ready func(addr string)) error {
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+// serve starts the broker of cfg, logs where it listens and serves until
+// ctx is done. ready, when not nil, is told the broker's address once it
+// accepts connections.
+func serve(ctx context.Context, cfg embedkafka.Config, logger *slog.Logger, ready func(addr string)) error {
 	cfg.Logger = logger.With("component", "kfake")
 	err := embedkafka.Run(ctx, cfg, func(b *embedkafka.Broker) {
 		logger.Info("devkafka listening", "addr", b.Addr(), "data_dir", cfg.DataDir, "partitions", cfg.Partitions)
@@ -77,24 +74,4 @@ func flagTable(cfg *embedkafka.Config, level *string) []cli.Flag {
 		flags[i] = flags[i].WithAlias("DEVKAFKA_")
 	}
 	return flags
-}
-
-// parseFlags reads args with defaults from env, as main does.
-func parseFlags(args []string, env cli.Lookup, stderr io.Writer) (embedkafka.Config, slog.Level, error) {
-	var cfg embedkafka.Config
-	var level string
-	if err := cli.Parse("devkafka", flagTable(&cfg, &level), args, env, stderr); err != nil {
-		return embedkafka.Config{}, 0, err
-	}
-	l, err := parseLevel(level)
-	return cfg, l, err
-}
-
-// parseLevel parses --log-level.
-func parseLevel(level string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	return l, nil
 }

@@ -69,7 +69,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, embedkafka.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Partitions: 1}, slog.LevelInfo, &stderr, func(a string) { ready <- a })
+		done <- serve(ctx, embedkafka.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Partitions: 1}, slog.New(slog.NewTextHandler(&stderr, nil)), func(a string) { ready <- a })
 	}()
 	var addr string
 	select {
@@ -91,4 +91,20 @@ func TestRunStopsOnCancel(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, stderr.String())
 		}
 	}
+}
+
+// parseFlags reads args with defaults from env through main's flag table
+// and checks --log-level as main does.
+func parseFlags(args []string, env cli.Lookup, stderr io.Writer) (embedkafka.Config, slog.Level, error) {
+	var cfg embedkafka.Config
+	var level string
+	if err := cli.Parse("devkafka", flagTable(&cfg, &level), args, env, stderr); err != nil {
+		return embedkafka.Config{}, 0, err
+	}
+	if _, err := cli.NewLogger(level, "text", io.Discard); err != nil {
+		return embedkafka.Config{}, 0, err
+	}
+	var l slog.Level
+	err := l.UnmarshalText([]byte(level))
+	return cfg, l, err
 }

@@ -78,6 +78,9 @@ func main() {
 			return err
 		}
 		if err := run(ctx, o, logger); err != nil {
+			if errors.As(err, new(cli.UsageError)) {
+				return err // exit code 2, as for a bad flag
+			}
 			logger.Error("platform failed", "err", err)
 			return cli.Logged(err)
 		}
@@ -86,6 +89,10 @@ func main() {
 }
 
 func run(ctx context.Context, o options, logger *slog.Logger) error {
+	common, err := o.CommonWith(logger) // bad Kafka settings fail before anything starts
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -121,10 +128,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		logger.Info("embedded Kafka broker running", "addr", brokers, "data_dir", filepath.Join(o.DataDir, "kafka"))
 	}
 
-	common, err := o.CommonWith(brokers, signer, logger)
-	if err != nil {
-		return err
-	}
+	common.Brokers, common.Signer = brokers, signer
 	usersDB, productsDB, ordersDB := app.DBPaths(o.DataDir)
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)

@@ -13,12 +13,10 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Ready is a unit's readiness: false until Set, then true for good. A nil
-// *Ready ignores Set, for callers that do not watch readiness.
+// Ready is a unit's readiness: false until Set, then true for good. Its
+// zero value is not set; a nil *Ready ignores Set, for callers that do not
+// watch readiness.
 type Ready struct{ set atomic.Bool }
-
-// NewReady returns a Ready that is not set.
-func NewReady() *Ready { return new(Ready) }
 
 // Set marks the unit ready; later calls do nothing.
 func (r *Ready) Set() {
@@ -41,12 +39,12 @@ func (r *Ready) follow(ctx context.Context, serving <-chan struct{}) error {
 	return nil
 }
 
-// RunWithHealth runs unit and serves /healthz (200 while the process runs)
+// runWithHealth runs unit and serves /healthz (200 while the process runs)
 // and /readyz (200 once ready is set, 503 before and once the unit is
 // stopping) on addr. The endpoints keep answering while the unit drains and
 // stop after it; if they fail (say, addr is taken) the unit is stopped and
 // the error returned.
-func RunWithHealth(ctx context.Context, addr string, ready *Ready, logger *slog.Logger, unit func(context.Context) error) error {
+func runWithHealth(ctx context.Context, addr string, ready *Ready, logger *slog.Logger, unit func(context.Context) error) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("health listener: %w", err)

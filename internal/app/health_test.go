@@ -31,13 +31,13 @@ func TestRunWithHealth(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return resp.StatusCode
 	}
-	ready := NewReady()
+	ready := new(Ready)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopping, release := make(chan struct{}), make(chan struct{})
 	failure := errors.New("unit failed")
 	done := make(chan error, 1)
 	go func() {
-		done <- RunWithHealth(ctx, addr, ready, slog.New(slog.DiscardHandler), func(ctx context.Context) error {
+		done <- runWithHealth(ctx, addr, ready, slog.New(slog.DiscardHandler), func(ctx context.Context) error {
 			<-ctx.Done()
 			close(stopping)
 			<-release // draining
@@ -59,7 +59,7 @@ func TestRunWithHealth(t *testing.T) {
 	}
 	close(release)
 	if err := <-done; !errors.Is(err, failure) {
-		t.Fatalf("RunWithHealth = %v, want the unit's error", err)
+		t.Fatalf("runWithHealth = %v, want the unit's error", err)
 	}
 	if got := get("/healthz"); got != 0 {
 		t.Fatalf("/healthz after the unit stopped = %d, want no listener", got)
@@ -71,7 +71,7 @@ func TestRunWithHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	err = RunWithHealth(context.Background(), taken.Addr().String(), NewReady(), slog.New(slog.DiscardHandler), func(ctx context.Context) error {
+	err = runWithHealth(context.Background(), taken.Addr().String(), new(Ready), slog.New(slog.DiscardHandler), func(ctx context.Context) error {
 		t.Error("the unit ran although its health address is taken")
 		return nil
 	})

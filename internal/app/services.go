@@ -1,7 +1,6 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -25,8 +24,11 @@ import (
 // AdminSeed names an admin account to create (or promote) at start. Empty
 // Email means none.
 type AdminSeed struct {
-	Email, Password, DisplayName string
+	Email, Password string
 }
+
+// adminDisplayName names a seeded admin account when it is created.
+const adminDisplayName = "Admin"
 
 // ServiceConfig is what every service unit takes.
 type ServiceConfig struct {
@@ -51,7 +53,7 @@ func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
 			return err
 		}
 		if a := cfg.Admin; a.Email != "" {
-			if err := svc.EnsureAdmin(ctx, a.Email, a.Password, cmp.Or(a.DisplayName, "Admin")); err != nil {
+			if err := svc.EnsureAdmin(ctx, a.Email, a.Password, adminDisplayName); err != nil {
 				return fmt.Errorf("seed admin %s: %w", a.Email, err)
 			}
 			u.log.Info("admin account ready", "email", a.Email)

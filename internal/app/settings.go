@@ -122,7 +122,13 @@ func (s Settings) Common() (Common, error) {
 	if err != nil {
 		return Common{}, cli.Usagef("--auth-secret: %w", err)
 	}
-	return s.common(s.Brokers, signer)
+	logger, err := s.Logger()
+	if err != nil {
+		return Common{}, err
+	}
+	c, err := s.CommonWith(logger)
+	c.Brokers, c.Signer = s.Brokers, signer
+	return c, err
 }
 
 // Logger returns the logger --log-level and --log-format describe, on
@@ -135,20 +141,12 @@ func (s Settings) Logger() (*slog.Logger, error) {
 	return logger, nil
 }
 
-// common builds Common with the brokers and signer given and the other
-// settings from s.
-func (s Settings) common(brokers string, signer *auth.Signer) (Common, error) {
-	logger, err := s.Logger()
-	if err != nil {
-		return Common{}, err
-	}
-	return s.CommonWith(brokers, signer, logger)
-}
-
-// CommonWith builds Common from the brokers, signer and logger given and the
-// Kafka settings of s (properties, partitions, instance id, topic prefix):
-// for cmd/platform, which may start its own broker and keep its own secret.
-func (s Settings) CommonWith(brokers string, signer *auth.Signer, logger *slog.Logger) (Common, error) {
+// CommonWith checks the Kafka settings of s (properties, partitions,
+// instance id, topic prefix) and builds Common from them and logger,
+// without Brokers and Signer: for cmd/platform, which checks its settings
+// before it starts its own broker and keeps its own secret, then fills
+// those in.
+func (s Settings) CommonWith(logger *slog.Logger) (Common, error) {
 	cfg, err := s.kafkaProperties()
 	if err != nil {
 		return Common{}, cli.UsageError{Err: err}
@@ -164,7 +162,7 @@ func (s Settings) CommonWith(brokers string, signer *auth.Signer, logger *slog.L
 	if s.TopicPrefix != "" {
 		opts = append(opts, kafkatransport.WithTopicPrefix(s.TopicPrefix))
 	}
-	return Common{Brokers: brokers, Signer: signer, Logger: logger, Kafka: opts, Partitions: s.Partitions}, nil
+	return Common{Logger: logger, Kafka: opts, Partitions: s.Partitions}, nil
 }
 
 // kafkaProperties returns the librdkafka properties of --kafka-config-file

@@ -41,19 +41,19 @@ func Main(u Unit) {
 	cli.Main(u.Name, u.FlagTable(&s), os.LookupEnv, func(ctx context.Context) error { return u.Run(ctx, s) })
 }
 
-// deployable returns the Run of a one-unit binary: it checks the shared
-// settings, runs the unit (with /healthz and /readyz on --http-addr when
+// deployable returns the Unit of a one-unit binary: its Run checks the
+// shared settings, runs run (with /healthz and /readyz on --http-addr when
 // health is set), and logs how it ended.
-func deployable(name string, health bool, run func(ctx context.Context, s Settings, c Common, ready *Ready) error) func(context.Context, Settings) error {
-	return func(ctx context.Context, s Settings) error {
+func deployable(name string, flags []string, health bool, run func(ctx context.Context, s Settings, c Common, ready *Ready) error) Unit {
+	return Unit{Name: name, Flags: flags, Run: func(ctx context.Context, s Settings) error {
 		c, err := s.Common()
 		if err != nil {
 			return err
 		}
-		ready := NewReady()
+		ready := new(Ready)
 		unit := func(ctx context.Context) error { return run(ctx, s, c, ready) }
 		if health {
-			err = RunWithHealth(ctx, s.HTTPAddr, ready, c.Logger, unit)
+			err = runWithHealth(ctx, s.HTTPAddr, ready, c.Logger, unit)
 		} else {
 			err = unit(ctx)
 		}
@@ -63,46 +63,34 @@ func deployable(name string, health bool, run func(ctx context.Context, s Settin
 		}
 		c.Logger.Info(name + " stopped")
 		return nil
-	}
+	}}
 }
 
 // Gateway is cmd/gateway: the REST API.
-var Gateway = Unit{
-	Name:  "gateway",
-	Flags: []string{"http-addr=:8080", "request-timeout", "reply-partition"},
-	Run: deployable("gateway", false, func(ctx context.Context, s Settings, c Common, _ *Ready) error {
+var Gateway = deployable("gateway", []string{"http-addr=:8080", "request-timeout", "reply-partition"}, false,
+	func(ctx context.Context, s Settings, c Common, _ *Ready) error {
 		c.PinReplyPartition(s.ReplyPartition)
 		return RunGateway(ctx, c, GatewayConfig{HTTPAddr: s.HTTPAddr, RequestTimeout: s.RequestTimeout})
-	}),
-}
+	})
 
 // Users is cmd/usersvc: the users service.
-var Users = Unit{
-	Name:  "usersvc",
-	Flags: []string{"db=./data/users.db", "http-addr", "admin-email", "admin-password"},
-	Run: deployable("usersvc", true, func(ctx context.Context, s Settings, c Common, ready *Ready) error {
+var Users = deployable("usersvc", []string{"db=./data/users.db", "http-addr", "admin-email", "admin-password"}, true,
+	func(ctx context.Context, s Settings, c Common, ready *Ready) error {
 		return RunUsers(ctx, c, UsersConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready}, Admin: AdminSeed{Email: s.AdminEmail, Password: s.AdminPassword}})
-	}),
-}
+	})
 
 // Products is cmd/productsvc: the products service.
-var Products = Unit{
-	Name:  "productsvc",
-	Flags: []string{"db=./data/products.db", "http-addr", "seed-demo"},
-	Run: deployable("productsvc", true, func(ctx context.Context, s Settings, c Common, ready *Ready) error {
+var Products = deployable("productsvc", []string{"db=./data/products.db", "http-addr", "seed-demo"}, true,
+	func(ctx context.Context, s Settings, c Common, ready *Ready) error {
 		return RunProducts(ctx, c, ProductsConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready}, SeedDemo: s.SeedDemo})
-	}),
-}
+	})
 
 // Orders is cmd/ordersvc: the orders service.
-var Orders = Unit{
-	Name:  "ordersvc",
-	Flags: []string{"db=./data/orders.db", "http-addr", "recover-after=" + ordersvc.DefaultRecoverAfter.String(), "reply-partition"},
-	Run: deployable("ordersvc", true, func(ctx context.Context, s Settings, c Common, ready *Ready) error {
+var Orders = deployable("ordersvc", []string{"db=./data/orders.db", "http-addr", "recover-after=" + ordersvc.DefaultRecoverAfter.String(), "reply-partition"}, true,
+	func(ctx context.Context, s Settings, c Common, ready *Ready) error {
 		c.PinReplyPartition(s.ReplyPartition)
 		return RunOrders(ctx, c, OrdersConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready}, RecoverAfter: s.RecoverAfter})
-	}),
-}
+	})
 
 // Deployables are the one-unit binaries by name.
 var Deployables = map[string]Unit{Gateway.Name: Gateway, Users.Name: Users, Products.Name: Products, Orders.Name: Orders}
