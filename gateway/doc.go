@@ -43,5 +43,6 @@
 // client retry with the same key, or Kafka delivering one call twice after a
 // crash, does the work once (the order service creates one order). Of the
 // request's headers, only Authorization and Idempotency-Key (on any method)
-// become call metadata.
+// become call metadata, beside the x-forwarded-host and x-forwarded-for
+// entries grpc-gateway always adds.
 package gateway

@@ -69,7 +69,8 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		// grpc-gateway forwards Authorization as "authorization" metadata
-		// by itself; of the other headers, only Idempotency-Key is.
+		// by itself, and adds x-forwarded-host and x-forwarded-for; of the
+		// other headers, only Idempotency-Key is forwarded.
 		runtime.WithIncomingHeaderMatcher(idempotencyHeaderMatcher),
 	)
 	for _, svc := range []struct {

@@ -78,10 +78,9 @@ func Dial(ctx context.Context, brokers string, opts ...ClientOption) (*ClientCon
 		stop:       make(chan struct{}),
 	}
 	c.stopLogs = c.cfg.forwardLogs()
-	// Never let the broker create the request topic of a service that is
-	// not running: only servers create request topics, with their own
-	// partition count.
-	if c.producer, err = kafka.NewProducer(c.cfg.producerConfig(kafka.ConfigMap{"allow.auto.create.topics": false})); err != nil {
+	// producerConfig never lets the broker create the request topic of a
+	// service that is not running: only servers create request topics.
+	if c.producer, err = kafka.NewProducer(c.cfg.producerConfig(producerDefaults)); err != nil {
 		c.stopLogs()
 		return nil, fmt.Errorf("kafkatransport: new producer: %w", err)
 	}
@@ -120,8 +119,7 @@ func Dial(ctx context.Context, brokers string, opts ...ClientOption) (*ClientCon
 		return fail(fmt.Errorf("kafkatransport: reply partition %d out of range: %q has %d partitions", c.replyPartition, c.replyTopic, n))
 	}
 	c.consumer, err = kafka.NewConsumer(c.cfg.consumerConfig("kgrpc-reply-"+cfg.instanceID, kafka.ConfigMap{
-		"enable.auto.commit":       false,
-		"enable.auto.offset.store": false,
+		"enable.auto.commit": false,
 	}))
 	if err != nil {
 		return fail(fmt.Errorf("kafkatransport: new reply consumer: %w", err))

@@ -188,22 +188,25 @@ func (c *config) clientConfig(defaults kafka.ConfigMap, drop []string, fixed kaf
 	return &m
 }
 
-func (c *config) producerConfig(fixed kafka.ConfigMap) *kafka.ConfigMap {
-	return c.clientConfig(producerDefaults, consumerOnly, fixed)
+// producerConfig is the configuration of a producer with defaults (the
+// transport's or the publishers'). Whatever WithKafkaConfig says, it never
+// lets the broker create a topic: each role creates its own topics (see
+// doc.go), so a request to a service that is not running, or a reply to a
+// reply topic no client made, does not create one.
+func (c *config) producerConfig(defaults kafka.ConfigMap) *kafka.ConfigMap {
+	return c.clientConfig(defaults, consumerOnly, kafka.ConfigMap{"allow.auto.create.topics": false})
 }
 
+// consumerConfig is the configuration of a consumer in group, with fixed
+// on top. Whatever WithKafkaConfig says, it stores offsets only when told:
+// a request or event is stored once handled, and with librdkafka storing
+// every polled record's offset the records still waiting or running would
+// be committed, and lost in a crash.
 func (c *config) consumerConfig(group string, fixed kafka.ConfigMap) *kafka.ConfigMap {
-	f := kafka.ConfigMap{"group.id": group}
+	f := kafka.ConfigMap{"group.id": group, "enable.auto.offset.store": false}
 	maps.Copy(f, fixed)
 	return c.clientConfig(consumerDefaults, producerOnly, f)
 }
-
-// manualOffsetStore is fixed for request and event consumers, whatever
-// WithKafkaConfig says: they store an offset only once its record is
-// handled, and with librdkafka storing every polled record's offset itself
-// the records still waiting or running would be committed, and lost in a
-// crash.
-var manualOffsetStore = kafka.ConfigMap{"enable.auto.offset.store": false}
 
 // topic returns name with the configured prefix.
 func (c *config) topic(name string) string { return c.topicPrefix + name }

@@ -6,29 +6,27 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// Request and event consumers store offsets themselves whatever
-// WithKafkaConfig says: with librdkafka storing each polled record's offset,
-// records still waiting or running would be committed and lost in a crash.
-func TestOffsetStoreStaysManual(t *testing.T) {
-	for _, role := range []struct {
-		name string
-		cfg  func() (config, error)
+// Two settings hold whatever WithKafkaConfig says: consumers store offsets
+// only once a record is handled (librdkafka storing each polled offset
+// would commit requests still waiting or running, lost in a crash), and no
+// producer lets the broker create a topic (each role creates its own).
+func TestFixedSettings(t *testing.T) {
+	override := WithKafkaConfig(kafka.ConfigMap{"enable.auto.offset.store": true, "allow.auto.create.topics": true})
+	c, err := newConfig("b:9092", []ServerOption{override}, ServerOption.applyServer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, key string
+		cfg       *kafka.ConfigMap
 	}{
-		{"server", func() (config, error) {
-			return newConfig("b:9092", []ServerOption{WithKafkaConfig(kafka.ConfigMap{"enable.auto.offset.store": true})}, ServerOption.applyServer)
-		}},
-		{"subscriber", func() (config, error) {
-			return newConfig("b:9092", []SubscriberOption{WithKafkaConfig(kafka.ConfigMap{"enable.auto.offset.store": true})}, SubscriberOption.applySubscriber)
-		}},
+		{"consumer", "enable.auto.offset.store", c.consumerConfig("g", nil)},
+		{"producer", "allow.auto.create.topics", c.producerConfig(producerDefaults)},
+		{"publisher", "allow.auto.create.topics", c.producerConfig(publisherDefaults)},
 	} {
-		t.Run(role.name, func(t *testing.T) {
-			c, err := role.cfg()
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := c.consumerConfig("g", manualOffsetStore).Get("enable.auto.offset.store", nil)
-			if err != nil || got != false {
-				t.Fatalf("enable.auto.offset.store = %v, %v; want false", got, err)
+		t.Run(tc.name, func(t *testing.T) {
+			if got, err := tc.cfg.Get(tc.key, nil); err != nil || got != false {
+				t.Fatalf("%s = %v, %v; want false", tc.key, got, err)
 			}
 		})
 	}

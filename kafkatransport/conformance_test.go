@@ -138,6 +138,7 @@ type env struct {
 	t       *testing.T
 	brokers string
 	prefix  string
+	adm     *kafka.AdminClient // made by the first admin call
 }
 
 func newEnv(t *testing.T) *env {
@@ -205,12 +206,15 @@ func (e *env) dial(extra ...kafkatransport.ClientOption) *kafkatransport.ClientC
 // admin returns an admin client on the test's broker.
 func (e *env) admin() *kafka.AdminClient {
 	e.t.Helper()
-	a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": e.brokers})
-	if err != nil {
-		e.t.Fatal(err)
+	if e.adm == nil {
+		a, err := kafka.NewAdminClient(&kafka.ConfigMap{"bootstrap.servers": e.brokers})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.t.Cleanup(a.Close)
+		e.adm = a
 	}
-	e.t.Cleanup(a.Close)
-	return a
+	return e.adm
 }
 
 // createTopic creates topic (without the prefix) with the given partitions.

@@ -116,7 +116,8 @@
 // method's request type is answered InvalidArgument; an unknown method
 // Unimplemented. On the client, a method name that is not UTF-8 fails with
 // Internal before anything is sent, a request the broker does not take (broker
-// down, topic missing, delivery timeout) fails with Unavailable, one over the
+// down, delivery timeout) fails with Unavailable (a missing request topic:
+// see Topics), one over the
 // broker's message size with ResourceExhausted, the context's deadline with
 // DeadlineExceeded and its cancellation with Canceled. A reply whose
 // envelope does not decode is logged and ignored (the call then times out).

@@ -44,12 +44,19 @@ func EventSpecOf(mt protoreflect.MessageType) (EventSpec[proto.Message], error) 
 // PublishEvent publishes ev, a message of any type with the
 // (kgrpc.kafka.v1.event) option, as Publish does with its EventSpecOf: for
 // code that handles events of many types, such as an outbox relay. It fails
-// with ErrNotEvent for a message type without the option.
+// with ErrNotEvent for a message type without the option. The publisher
+// reads each type's option once.
 func PublishEvent(ctx context.Context, p *Publisher, ev proto.Message) error {
-	spec, err := EventSpecOf(ev.ProtoReflect().Type())
+	mt := ev.ProtoReflect().Type()
+	name := mt.Descriptor().FullName()
+	if spec, ok := p.specs.Load(name); ok {
+		return Publish(ctx, p, spec.(EventSpec[proto.Message]), ev)
+	}
+	spec, err := EventSpecOf(mt)
 	if err != nil {
 		return err
 	}
+	p.specs.Store(name, spec)
 	return Publish(ctx, p, spec, ev)
 }
 

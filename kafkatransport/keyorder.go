@@ -19,7 +19,8 @@ import (
 // the earlier assignment. A waiting request is linked behind its
 // predecessor (request.next), so queueing allocates nothing but the key's
 // string for a key with no request in flight. A waiting request holds no
-// concurrency slot: the request before it hands its slot on when it ends.
+// concurrency slot: when the request before it ends and gives its slot
+// back, it takes one in line with every other request.
 // The lane bounds the waiting requests of a partition (maxWaiting). Keyless
 // requests never take the lock.
 type keyQueues struct {

@@ -33,7 +33,7 @@ const maxReplyTopics = 256
 
 // newLane subscribes a consumer to topic, the request topic of svc.
 func (s *Server) newLane(svc *service, topic string) (*lane, error) {
-	c, err := kafka.NewConsumer(s.cfg.consumerConfig(topic, manualOffsetStore))
+	c, err := kafka.NewConsumer(s.cfg.consumerConfig(topic, nil))
 	if err != nil {
 		return nil, fmt.Errorf("kafkatransport: new consumer for %q: %w", topic, err)
 	}

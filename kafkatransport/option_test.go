@@ -73,6 +73,7 @@ func TestInvalidOptionsAreErrors(t *testing.T) {
 		{"zero option", server(kafkatransport.TopicOption{}), "zero-value option"},
 		{"invalid inside WithOptions", server(kafkatransport.WithOptions(kafkatransport.WithTopicPrefix("p"), kafkatransport.WithLogger(nil))), "WithLogger(nil)"},
 		{"every invalid option reported", server(kafkatransport.WithPartitions(0), kafkatransport.WithMaxConcurrency(0)), "WithMaxConcurrency(0)"},
+		{"every invalid option reported, the first too", server(kafkatransport.WithPartitions(0), kafkatransport.WithMaxConcurrency(0)), "WithPartitions(0)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -19,6 +20,8 @@ type Publisher struct {
 	admin    *kafka.AdminClient
 	topics   *topicEnsurer
 	stopLogs func()
+	// specs caches PublishEvent's EventSpecOf by message full name.
+	specs sync.Map // protoreflect.FullName → EventSpec[proto.Message]
 }
 
 // NewPublisher returns a publisher for the brokers, or the error of an
@@ -29,7 +32,7 @@ func NewPublisher(brokers string, opts ...PublisherOption) (*Publisher, error) {
 		return nil, err
 	}
 	stopLogs := cfg.forwardLogs()
-	p, err := kafka.NewProducer(cfg.clientConfig(publisherDefaults, consumerOnly, nil))
+	p, err := kafka.NewProducer(cfg.producerConfig(publisherDefaults))
 	if err != nil {
 		stopLogs()
 		return nil, fmt.Errorf("kafkatransport: new producer: %w", err)

@@ -22,7 +22,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.handler = chainServer(s.cfg.serverInterceptors)
 	defer s.cfg.forwardLogs()() // stops last, after every client closed
 
-	producer, err := kafka.NewProducer(s.cfg.producerConfig(nil))
+	producer, err := kafka.NewProducer(s.cfg.producerConfig(producerDefaults))
 	if err != nil {
 		return fmt.Errorf("kafkatransport: new producer: %w", err)
 	}

@@ -112,7 +112,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	}
 	defer s.cfg.forwardLogs()() // stops last, after every client closed
 
-	producer, err := kafka.NewProducer(s.cfg.producerConfig(nil))
+	producer, err := kafka.NewProducer(s.cfg.producerConfig(producerDefaults))
 	if err != nil {
 		return fmt.Errorf("kafkatransport: new producer: %w", err)
 	}
@@ -127,7 +127,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	if err := ens.ensure(ctx, s.cfg.partitions, append([]string{s.DeadLetterTopic()}, topics...)...); err != nil {
 		return fmt.Errorf("kafkatransport: %w", err)
 	}
-	consumer, err := kafka.NewConsumer(s.cfg.consumerConfig(s.cfg.topic(s.group), manualOffsetStore))
+	consumer, err := kafka.NewConsumer(s.cfg.consumerConfig(s.cfg.topic(s.group), nil))
 	if err != nil {
 		return fmt.Errorf("kafkatransport: new consumer: %w", err)
 	}

@@ -13,7 +13,7 @@
 // RPCs), create.go (the CreateOrder saga, whose doc comment names every
 // place stock is given back), stock.go (the product service calls),
 // recovery.go (the recovery sweep), idempotency.go, errors.go and
-// convert.go (messages and page tokens).
+// convert.go (messages and statuses).
 //
 // # Decisions callers rely on
 //

@@ -23,7 +23,7 @@ import (
 // the simple RPCs), create.go (the CreateOrder saga), stock.go (the product
 // service client), recovery.go (the recovery sweep), idempotency.go
 // (idempotency keys), errors.go (errors for the caller) and convert.go
-// (messages and page tokens).
+// (messages and statuses).
 
 // Limits of orders and of ListUserOrders pages.
 const (

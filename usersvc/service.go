@@ -364,8 +364,6 @@ func authorizeUser(ctx context.Context, id string) (string, error) {
 	return id, nil
 }
 
-// internal logs err and returns an Internal status without its details, or
-// the status of ctx's end when ctx is done.
 // userError maps a repository error about user id: NotFound for a user
 // that does not exist, Internal (see internal) for the rest.
 func (s *Service) userError(ctx context.Context, op, id string, err error) error {
@@ -375,6 +373,8 @@ func (s *Service) userError(ctx context.Context, op, id string, err error) error
 	return s.internal(ctx, op, err)
 }
 
+// internal logs err and returns an Internal status without its details, or
+// the status of ctx's end when ctx is done.
 func (s *Service) internal(ctx context.Context, op string, err error) error {
 	return rpcerr.Internal(ctx, s.logger, "usersvc: "+op, err)
 }

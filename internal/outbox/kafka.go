@@ -29,7 +29,7 @@ func PublishTo(pub *kafkatransport.Publisher) PublishFunc {
 		defer cancel()
 		err := kafkatransport.PublishEvent(ctx, pub, ev)
 		if errors.Is(err, kafkatransport.ErrNotEvent) {
-			return fmt.Errorf("%w: %s: %w", ErrUnknownEvent, ev.ProtoReflect().Descriptor().FullName(), err)
+			return fmt.Errorf("%w: %w", ErrUnknownEvent, err) // err names the type
 		}
 		return err
 	}
