@@ -38,10 +38,13 @@
 // `WWW-Authenticate: Bearer realm="shop"` header. A path no route takes is
 // 404 NOT_FOUND; a route's path with another method, 405 UNIMPLEMENTED.
 //
-// A POST may carry an Idempotency-Key header; the gateway makes up one for
-// each POST without. Services receive it as "idempotency-key" metadata, so a
-// client retry with the same key, or Kafka delivering one call twice after a
-// crash, does the work once (the order service creates one order). Of the
+// A POST, PATCH or DELETE may carry an Idempotency-Key header; the gateway
+// makes up one for each without. Services receive it as "idempotency-key"
+// metadata and run the call once per key (kafkatransport/idempotency), so
+// a client retry with the same key, or Kafka delivering one call twice
+// after a crash, does the work once and answers as the first time, with an
+// Idempotency-Replayed: true header; the same key with another body is 400
+// FAILED_PRECONDITION. Of the
 // request's headers, only Authorization and Idempotency-Key (on any method)
 // become call metadata, beside the x-forwarded-host and x-forwarded-for
 // entries grpc-gateway always adds.

@@ -72,6 +72,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		// by itself, and adds x-forwarded-host and x-forwarded-for; of the
 		// other headers, only Idempotency-Key is forwarded.
 		runtime.WithIncomingHeaderMatcher(idempotencyHeaderMatcher),
+		runtime.WithOutgoingHeaderMatcher(responseHeaderMatcher),
 	)
 	for _, svc := range []struct {
 		name     string
@@ -103,7 +104,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	// The API's middlewares, outermost first.
 	root.Handle("/", chain(mux,
 		verifyBearer(cfg.Signer),        // a bad token is refused here; none goes on
-		addIdempotencyKey,               // one made-up key per POST without one
+		addIdempotencyKey,               // one made-up key per POST, PATCH, DELETE without one
 		withTimeout(cfg.RequestTimeout), // bounds the request and its calls
 		limitBody(cfg.MaxBodyBytes),
 	))

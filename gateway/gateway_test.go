@@ -130,6 +130,9 @@ func TestIdempotencyKey(t *testing.T) {
 		{"POST with a key passes it on", "POST", "/v1/users", user, []string{"Idempotency-Key", "client-key-1"}, "CreateUser", "client-key-1"},
 		{"authenticated POST without a key", "POST", "/v1/orders", order, alice, "CreateOrder", "generated"},
 		{"authenticated POST with a key", "POST", "/v1/orders", order, append([]string{"Idempotency-Key", "order-key"}, alice...), "CreateOrder", "order-key"},
+		{"PATCH without a key gets a generated one", "PATCH", "/v1/products/p_1", `{"name":"N"}`, nil, "UpdateProduct", "generated"},
+		{"DELETE without a key gets a generated one", "DELETE", "/v1/products/p_1", "", nil, "DeleteProduct", "generated"},
+		{"DELETE with a key passes it on", "DELETE", "/v1/products/p_1", "", []string{"Idempotency-Key", "del-key"}, "DeleteProduct", "del-key"},
 		{"GET without a key gets none", "GET", "/v1/products/p_1", "", nil, "GetProduct", ""},
 		{"GET with a key passes it on", "GET", "/v1/products/p_1", "", []string{"Idempotency-Key", "get-key"}, "GetProduct", "get-key"},
 	}

@@ -157,6 +157,16 @@ func (s *testProducts) CreateProduct(ctx context.Context, req *productsv1.Create
 	return &productsv1.CreateProductResponse{Product: &productsv1.Product{Id: "p_new", Sku: req.GetSku(), Name: req.GetName(), PriceCents: req.GetPriceCents()}}, nil
 }
 
+func (s *testProducts) UpdateProduct(ctx context.Context, req *productsv1.UpdateProductRequest) (*productsv1.UpdateProductResponse, error) {
+	s.rec.seen(ctx, "UpdateProduct")
+	return &productsv1.UpdateProductResponse{Product: &productsv1.Product{Id: req.GetId(), Name: req.GetName()}}, nil
+}
+
+func (s *testProducts) DeleteProduct(ctx context.Context, req *productsv1.DeleteProductRequest) (*productsv1.DeleteProductResponse, error) {
+	s.rec.seen(ctx, "DeleteProduct")
+	return &productsv1.DeleteProductResponse{}, nil
+}
+
 type testOrders struct {
 	ordersv1.UnimplementedOrderServiceServer
 	rec *recorder

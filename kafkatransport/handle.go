@@ -100,6 +100,7 @@ func (l *lane) serve(req *request) {
 	if md := req.env.metadata; md != nil {
 		ctx = metadata.NewIncomingContext(ctx, md)
 	}
+	req.stream.req = req
 	ctx = grpc.NewContextWithServerTransportStream(ctx, &req.stream)
 
 	resp, err := l.invoke(ctx, req)
@@ -218,6 +219,8 @@ func (l *lane) validMetadata(req *request, md metadata.MD) metadata.MD {
 // reply.
 type serverStream struct {
 	method string
+	req    *request // for RequestFromContext
+
 
 	mu      sync.Mutex
 	header  metadata.MD

@@ -78,9 +78,12 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 	}
 	log := s.cfg.Logger.With("order_id", id, "user_id", c.Subject)
 
-	// Step 1: record the reservation before making it.
+	// Step 1: record the reservation before making it. It commits at once,
+	// outside the call's unit of work (see kafkatransport/idempotency): the
+	// recovery sweep must find it even if this attempt dies in step 2. Step
+	// 3 commits with the call's recorded outcome.
 	begun := s.now()
-	switch err := s.cfg.Repo.BeginReservation(ctx, id, c.Subject, begun, begun.Add(s.cfg.RecoverAfter)); {
+	switch err := s.cfg.Repo.BeginReservation(sqlstore.Detach(ctx), id, c.Subject, begun, begun.Add(s.cfg.RecoverAfter)); {
 	case errors.Is(err, ErrRecovering):
 		return nil, status.Error(codes.Unavailable, "an earlier attempt of this order is being rolled back, try again in a few seconds")
 	case err != nil:

@@ -40,7 +40,7 @@ import (
 var platformFlags = []string{
 	"http-addr=127.0.0.1:8080", "data-dir", "brokers", "admin-email", "admin-password", "auth-secret",
 	"no-demo", "topic-prefix", "log-level", "log-format=text",
-	"instance-id=", "partitions", "kafka-config", "kafka-config-file",
+	"instance-id=", "partitions", "kafka-config", "kafka-config-file", "idempotency-ttl",
 }
 
 // aliased are the flags whose PLATFORM_ variables were documented.
@@ -135,14 +135,14 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	stopLog := context.AfterFunc(gctx, func() { logger.Info("shutting down: draining in-flight work") })
 	defer stopLog()
 	g.Go(func() error {
-		return app.RunUsers(gctx, common, app.UsersConfig{ServiceConfig: app.ServiceConfig{DB: usersDB},
+		return app.RunUsers(gctx, common, app.UsersConfig{ServiceConfig: app.ServiceConfig{DB: usersDB, IdempotencyTTL: o.IdempotencyTTL},
 			Admin: app.AdminSeed{Email: o.AdminEmail, Password: o.AdminPassword}})
 	})
 	g.Go(func() error {
-		return app.RunProducts(gctx, common, app.ProductsConfig{ServiceConfig: app.ServiceConfig{DB: productsDB}, SeedDemo: fresh && !o.NoDemo})
+		return app.RunProducts(gctx, common, app.ProductsConfig{ServiceConfig: app.ServiceConfig{DB: productsDB, IdempotencyTTL: o.IdempotencyTTL}, SeedDemo: fresh && !o.NoDemo})
 	})
 	g.Go(func() error {
-		return app.RunOrders(gctx, common, app.OrdersConfig{ServiceConfig: app.ServiceConfig{DB: ordersDB}})
+		return app.RunOrders(gctx, common, app.OrdersConfig{ServiceConfig: app.ServiceConfig{DB: ordersDB, IdempotencyTTL: o.IdempotencyTTL}})
 	})
 	g.Go(func() error {
 		return app.RunGateway(gctx, common, app.GatewayConfig{HTTPAddr: o.HTTPAddr, Listening: func(addr string) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/kafkatransport/idempotency"
 )
 
 // Common is what every unit needs.
@@ -51,10 +52,20 @@ func (c Common) clientOptions(logger *slog.Logger) []kafkatransport.ClientOption
 }
 
 // newServer returns a transport server with the shop's interceptors: call
-// logging outermost, then token verification.
-func (c Common) newServer(logger *slog.Logger) (*kafkatransport.Server, error) {
+// logging outermost, then token verification, then exactly-once effect for
+// methods with side effects, with outcomes kept in idem and keys scoped to
+// the verified caller.
+func (c Common) newServer(logger *slog.Logger, idem idempotency.Store) (*kafkatransport.Server, error) {
 	return kafkatransport.NewServer(c.Brokers, c.kafkaOptions(logger), c.topicOptions(),
-		kafkatransport.WithUnaryServerInterceptors(logCalls(logger), auth.UnaryServerInterceptor(c.Signer)))
+		kafkatransport.WithUnaryServerInterceptors(logCalls(logger), auth.UnaryServerInterceptor(c.Signer),
+			idempotency.UnaryServerInterceptor(idem, idempotency.WithScope(callerScope), idempotency.WithLogger(logger))))
+}
+
+// callerScope scopes idempotency keys to the verified caller: the token's
+// subject, or "" for anonymous calls (CreateUser).
+func callerScope(ctx context.Context) string {
+	c, _ := auth.FromContext(ctx)
+	return c.Subject
 }
 
 // logCalls logs every call at debug level, and failures with a server-side

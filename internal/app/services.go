@@ -15,6 +15,7 @@ import (
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/internal/outbox"
+	"github.com/kgrpc/platform/internal/sqlstore"
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/ordersvc"
 	"github.com/kgrpc/platform/productsvc"
@@ -36,6 +37,10 @@ type ServiceConfig struct {
 	DB string
 	// Ready, when not nil, is set once the service consumes requests.
 	Ready *Ready
+	// IdempotencyTTL is how long the outcomes of calls with side effects
+	// are kept (see kafkatransport/idempotency); zero means
+	// sqlstore.DefaultIdempotencyTTL.
+	IdempotencyTTL time.Duration
 }
 
 // UsersConfig configures the users service unit.
@@ -157,6 +162,7 @@ type serviceUnit struct {
 // store is a service's repository as runService needs it.
 type store interface {
 	DB() *sql.DB
+	SQL() *sqlstore.DB
 	Close() error
 }
 
@@ -168,6 +174,13 @@ type store interface {
 // the server consumes requests. Everything it opened is closed on return.
 func runService[R store](ctx context.Context, c Common, name string, cfg ServiceConfig, open func(ctx context.Context, dsn string) (R, error), build func(context.Context, *serviceUnit, R) error) error {
 	u := &serviceUnit{log: c.Logger.With("unit", name)}
+	ttl := cfg.IdempotencyTTL
+	switch {
+	case ttl < 0:
+		return fmt.Errorf("--idempotency-ttl %v must not be negative", ttl)
+	case ttl == 0:
+		ttl = sqlstore.DefaultIdempotencyTTL
+	}
 	repo, err := open(ctx, cfg.DB)
 	if err != nil {
 		return err
@@ -179,9 +192,11 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 	}
 	defer pub.Close(context.WithoutCancel(ctx))
 	u.relay = outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), u.log)
-	if u.srv, err = c.newServer(u.log); err != nil {
+	idem := sqlstore.NewIdempotency(repo.SQL(), u.relay.Notify)
+	if u.srv, err = c.newServer(u.log, idem); err != nil {
 		return err
 	}
+	u.loops = append(u.loops, func(ctx context.Context) error { return idem.ExpireLoop(ctx, ttl, u.log) })
 	defer func() {
 		for _, closeFn := range slices.Backward(u.closers) {
 			closeFn()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/cli"
+	"github.com/kgrpc/platform/internal/sqlstore"
 	"github.com/kgrpc/platform/kafkatransport"
 )
 
@@ -37,6 +38,7 @@ type Settings struct {
 	RequestTimeout time.Duration
 	ReplyPartition int
 	RecoverAfter   time.Duration
+	IdempotencyTTL time.Duration
 
 	DataDir string
 	NoDemo  bool
@@ -79,6 +81,9 @@ func (s *Settings) table() []cli.Flag {
 			Usage: "partition of the shared reply topic to read replies from, -1 for a random one; give each calling instance its own"},
 		{Name: "recover-after", Value: &s.RecoverAfter,
 			Usage: "release the stock of an order attempt that stored no order (it crashed or failed) this long after it began; must exceed the 10s call timeout plus clock skew"},
+
+		{Name: "idempotency-ttl", Value: &s.IdempotencyTTL, Default: sqlstore.DefaultIdempotencyTTL.String(),
+			Usage: "how long a service keeps the outcome of a call with side effects, to answer its retries with the same Idempotency-Key (and its redeliveries) without running it again"},
 
 		{Name: "data-dir", Value: &s.DataDir, Default: "./data",
 			Usage: "directory for the databases, the embedded broker's log and the generated auth secret"},

@@ -74,22 +74,22 @@ var Gateway = deployable("gateway", []string{"http-addr=:8080", "request-timeout
 	})
 
 // Users is cmd/usersvc: the users service.
-var Users = deployable("usersvc", []string{"db=./data/users.db", "http-addr", "admin-email", "admin-password"}, true,
+var Users = deployable("usersvc", []string{"db=./data/users.db", "http-addr", "idempotency-ttl", "admin-email", "admin-password"}, true,
 	func(ctx context.Context, s Settings, c Common, ready *Ready) error {
-		return RunUsers(ctx, c, UsersConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready}, Admin: AdminSeed{Email: s.AdminEmail, Password: s.AdminPassword}})
+		return RunUsers(ctx, c, UsersConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready, IdempotencyTTL: s.IdempotencyTTL}, Admin: AdminSeed{Email: s.AdminEmail, Password: s.AdminPassword}})
 	})
 
 // Products is cmd/productsvc: the products service.
-var Products = deployable("productsvc", []string{"db=./data/products.db", "http-addr", "seed-demo"}, true,
+var Products = deployable("productsvc", []string{"db=./data/products.db", "http-addr", "idempotency-ttl", "seed-demo"}, true,
 	func(ctx context.Context, s Settings, c Common, ready *Ready) error {
-		return RunProducts(ctx, c, ProductsConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready}, SeedDemo: s.SeedDemo})
+		return RunProducts(ctx, c, ProductsConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready, IdempotencyTTL: s.IdempotencyTTL}, SeedDemo: s.SeedDemo})
 	})
 
 // Orders is cmd/ordersvc: the orders service.
-var Orders = deployable("ordersvc", []string{"db=./data/orders.db", "http-addr", "recover-after=" + ordersvc.DefaultRecoverAfter.String(), "reply-partition"}, true,
+var Orders = deployable("ordersvc", []string{"db=./data/orders.db", "http-addr", "idempotency-ttl", "recover-after=" + ordersvc.DefaultRecoverAfter.String(), "reply-partition"}, true,
 	func(ctx context.Context, s Settings, c Common, ready *Ready) error {
 		c.PinReplyPartition(s.ReplyPartition)
-		return RunOrders(ctx, c, OrdersConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready}, RecoverAfter: s.RecoverAfter})
+		return RunOrders(ctx, c, OrdersConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready, IdempotencyTTL: s.IdempotencyTTL}, RecoverAfter: s.RecoverAfter})
 	})
 
 // Deployables are the one-unit binaries by name.

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -147,7 +148,9 @@ func OpenSQLite(ctx context.Context, path string, migrations fs.FS) (*sql.DB, er
 
 // Migrate applies, in name order, every "*.sql" file of migrations that the
 // schema_migrations table does not list yet, each in its own transaction with
-// its placeholders expanded for db's dialect. Instances starting together on
+// its placeholders expanded for db's dialect, and then the platform's own
+// migrations (the idempotency_keys table of Idempotency), named
+// "platform_*.sql". Instances starting together on
 // one database are safe: each migration is checked and applied inside one
 // transaction that SQLite (opened by OpenSQLite, BEGIN IMMEDIATE) runs one at
 // a time, and that PostgreSQL runs under a transaction-scoped advisory lock.
@@ -172,8 +175,19 @@ func Migrate(ctx context.Context, db *DB, migrations fs.FS) error {
 			return err
 		}
 	}
+	platform := Dir(platformMigrations, "platform")
+	names, _ = fs.Glob(platform, "*.sql")
+	sort.Strings(names)
+	for _, name := range names {
+		if err := apply(ctx, db, platform, name); err != nil {
+			return err
+		}
+	}
 	return nil
 }
+
+//go:embed platform/*.sql
+var platformMigrations embed.FS
 
 // apply runs one migration unless it is recorded as applied, checking and
 // applying in the same transaction.

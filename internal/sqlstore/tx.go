@@ -23,7 +23,15 @@ type Tx struct {
 // otherwise it rolls back and returns fn's error as is. Failures to begin
 // or commit are wrapped. In SQLite a write transaction takes the write lock
 // when it begins (BEGIN IMMEDIATE), so write transactions run one at a time.
+//
+// When ctx carries a unit of work on db (a call run by Idempotency.Do), fn
+// joins it instead: its writes commit with the call's recorded outcome, or
+// not at all, and fn's failure undoes only fn's own writes. The InTx calls
+// of one unit must not run concurrently. Detach opts a write out.
 func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
+	if u := db.unitOf(ctx); u != nil {
+		return u.inTx(ctx, fn)
+	}
 	sqlTx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin transaction: %w", err)

@@ -888,11 +888,11 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x18\n" +
 	"\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n" +
 	"\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x052\xec\x03\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x052\xf6\x03\n" +
 	"\fOrderService\x12V\n" +
-	"\vCreateOrder\x12\".shop.orders.v1.CreateOrderRequest\x1a#.shop.orders.v1.CreateOrderResponse\x12M\n" +
-	"\bGetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\x12_\n" +
-	"\x0eListUserOrders\x12%.shop.orders.v1.ListUserOrdersRequest\x1a&.shop.orders.v1.ListUserOrdersResponse\x12`\n" +
+	"\vCreateOrder\x12\".shop.orders.v1.CreateOrderRequest\x1a#.shop.orders.v1.CreateOrderResponse\x12R\n" +
+	"\bGetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\"\x03\x90\x02\x01\x12d\n" +
+	"\x0eListUserOrders\x12%.shop.orders.v1.ListUserOrdersRequest\x1a&.shop.orders.v1.ListUserOrdersResponse\"\x03\x90\x02\x01\x12`\n" +
 	"\vCancelOrder\x12\".shop.orders.v1.CancelOrderRequest\x1a#.shop.orders.v1.CancelOrderResponse\"\b\xca\xf3\x18\x04\n" +
 	"\x02id\x12r\n" +
 	"\x11UpdateOrderStatus\x12(.shop.orders.v1.UpdateOrderStatusRequest\x1a).shop.orders.v1.UpdateOrderStatusResponse\"\b\xca\xf3\x18\x04\n" +

@@ -1264,23 +1264,23 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\x13ReleaseStockRequest\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\"2\n" +
 	"\x14ReleaseStockResponse\x12\x1a\n" +
-	"\breleased\x18\x01 \x01(\bR\breleased2\xdd\x06\n" +
+	"\breleased\x18\x01 \x01(\bR\breleased2\xed\x06\n" +
 	"\x0eProductService\x12k\n" +
 	"\rCreateProduct\x12&.shop.products.v1.CreateProductRequest\x1a'.shop.products.v1.CreateProductResponse\"\t\xca\xf3\x18\x05\n" +
-	"\x03sku\x12W\n" +
+	"\x03sku\x12\\\n" +
 	"\n" +
-	"GetProduct\x12#.shop.products.v1.GetProductRequest\x1a$.shop.products.v1.GetProductResponse\x12]\n" +
-	"\fListProducts\x12%.shop.products.v1.ListProductsRequest\x1a&.shop.products.v1.ListProductsResponse\x12j\n" +
+	"GetProduct\x12#.shop.products.v1.GetProductRequest\x1a$.shop.products.v1.GetProductResponse\"\x03\x90\x02\x01\x12b\n" +
+	"\fListProducts\x12%.shop.products.v1.ListProductsRequest\x1a&.shop.products.v1.ListProductsResponse\"\x03\x90\x02\x01\x12j\n" +
 	"\rUpdateProduct\x12&.shop.products.v1.UpdateProductRequest\x1a'.shop.products.v1.UpdateProductResponse\"\b\xca\xf3\x18\x04\n" +
 	"\x02id\x12j\n" +
 	"\rDeleteProduct\x12&.shop.products.v1.DeleteProductRequest\x1a'.shop.products.v1.DeleteProductResponse\"\b\xca\xf3\x18\x04\n" +
 	"\x02id\x12d\n" +
 	"\vAdjustStock\x12$.shop.products.v1.AdjustStockRequest\x1a%.shop.products.v1.AdjustStockResponse\"\b\xca\xf3\x18\x04\n" +
-	"\x02id\x12s\n" +
-	"\fReserveStock\x12%.shop.products.v1.ReserveStockRequest\x1a&.shop.products.v1.ReserveStockResponse\"\x14\xca\xf3\x18\x10\n" +
-	"\x0ereservation_id\x12s\n" +
-	"\fReleaseStock\x12%.shop.products.v1.ReleaseStockRequest\x1a&.shop.products.v1.ReleaseStockResponse\"\x14\xca\xf3\x18\x10\n" +
-	"\x0ereservation_idB\xc2\x01\n" +
+	"\x02id\x12v\n" +
+	"\fReserveStock\x12%.shop.products.v1.ReserveStockRequest\x1a&.shop.products.v1.ReserveStockResponse\"\x17\xca\xf3\x18\x10\n" +
+	"\x0ereservation_id\x90\x02\x02\x12v\n" +
+	"\fReleaseStock\x12%.shop.products.v1.ReleaseStockRequest\x1a&.shop.products.v1.ReleaseStockResponse\"\x17\xca\xf3\x18\x10\n" +
+	"\x0ereservation_id\x90\x02\x02B\xc2\x01\n" +
 	"\x14com.shop.products.v1B\rProductsProtoP\x01Z9github.com/kgrpc/platform/gen/shop/products/v1;productsv1\xa2\x02\x03SPX\xaa\x02\x10Shop.Products.V1\xca\x02\x10Shop\\Products\\V1\xe2\x02\x1cShop\\Products\\V1\\GPBMetadata\xea\x02\x12Shop::Products::V1b\x06proto3"
 
 var (

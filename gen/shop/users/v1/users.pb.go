@@ -765,17 +765,17 @@ const file_shop_users_v1_users_proto_rawDesc = "" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rROLE_CUSTOMER\x10\x01\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x022\xa8\x03\n" +
+	"ROLE_ADMIN\x10\x022\xb7\x03\n" +
 	"\vUserService\x12^\n" +
 	"\n" +
 	"CreateUser\x12 .shop.users.v1.CreateUserRequest\x1a!.shop.users.v1.CreateUserResponse\"\v\xca\xf3\x18\a\n" +
-	"\x05email\x12B\n" +
-	"\x05Login\x12\x1b.shop.users.v1.LoginRequest\x1a\x1c.shop.users.v1.LoginResponse\x12H\n" +
-	"\aGetUser\x12\x1d.shop.users.v1.GetUserRequest\x1a\x1e.shop.users.v1.GetUserResponse\x12[\n" +
+	"\x05email\x12G\n" +
+	"\x05Login\x12\x1b.shop.users.v1.LoginRequest\x1a\x1c.shop.users.v1.LoginResponse\"\x03\x90\x02\x01\x12M\n" +
+	"\aGetUser\x12\x1d.shop.users.v1.GetUserRequest\x1a\x1e.shop.users.v1.GetUserResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\n" +
 	"UpdateUser\x12 .shop.users.v1.UpdateUserRequest\x1a!.shop.users.v1.UpdateUserResponse\"\b\xca\xf3\x18\x04\n" +
-	"\x02id\x12N\n" +
-	"\tListUsers\x12\x1f.shop.users.v1.ListUsersRequest\x1a .shop.users.v1.ListUsersResponseB\xaa\x01\n" +
+	"\x02id\x12S\n" +
+	"\tListUsers\x12\x1f.shop.users.v1.ListUsersRequest\x1a .shop.users.v1.ListUsersResponse\"\x03\x90\x02\x01B\xaa\x01\n" +
 	"\x11com.shop.users.v1B\n" +
 	"UsersProtoP\x01Z3github.com/kgrpc/platform/gen/shop/users/v1;usersv1\xa2\x02\x03SUX\xaa\x02\rShop.Users.V1\xca\x02\rShop\\Users\\V1\xe2\x02\x19Shop\\Users\\V1\\GPBMetadata\xea\x02\x0fShop::Users::V1b\x06proto3"
 
