@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/kgrpc/platform/kafkatransport/idempotency"
 )
 
 // errorBody is the one JSON error format of the API.
@@ -20,8 +22,14 @@ type errorBody struct {
 }
 
 // errorHandler is the ServeMux's error handler: every error of a call, or
-// of decoding its request, in the API's format.
-func errorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+// of decoding its request, in the API's format. A replayed error answer
+// (see ReplayedHeader) says so, as a replayed success does.
+func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if md, ok := runtime.ServerMetadataFromContext(ctx); ok {
+		if v := md.HeaderMD.Get(idempotency.ReplayedHeader); len(v) > 0 {
+			w.Header().Set(ReplayedHeader, v[0])
+		}
+	}
 	writeError(w, r, err)
 }
 
