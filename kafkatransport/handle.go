@@ -221,7 +221,6 @@ type serverStream struct {
 	method string
 	req    *request // for RequestFromContext
 
-
 	mu      sync.Mutex
 	header  metadata.MD
 	trailer metadata.MD
