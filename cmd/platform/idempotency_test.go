@@ -1,44 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 )
 
 // send makes a request with an Idempotency-Key and returns the status, the
 // raw body and whether the answer was a replay.
 func (s *shop) send(method, path, token, key string, body any) (int, string, bool) {
 	s.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, s.base+path, rd)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	req.Header.Set("Idempotency-Key", key)
-	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		s.t.Errorf("%s %s: %v", method, path, err)
-		return 0, "", false
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw), resp.Header.Get("Idempotency-Replayed") == "true"
+	code, raw, h := s.call(method, path, token, http.Header{"Idempotency-Key": {key}}, body)
+	return code, string(raw), h.Get("Idempotency-Replayed") == "true"
 }
 
 // TestIdempotencyKeyOnEveryMutatingRoute sends each mutating route ten

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -126,6 +127,21 @@ func (s *shop) waitReady() {
 // do makes a request and decodes a JSON object response.
 func (s *shop) do(method, path, token string, body any) (int, map[string]any) {
 	s.t.Helper()
+	code, raw, _ := s.call(method, path, token, nil, body)
+	var out map[string]any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			s.t.Fatalf("%s %s: status %d, body not a JSON object: %q", method, path, code, raw)
+		}
+	}
+	return code, out
+}
+
+// call makes a request with the headers in header (and the bearer token)
+// and returns the status, the body and the response headers. body is JSON
+// text as a string, or a value to encode.
+func (s *shop) call(method, path, token string, header http.Header, body any) (int, []byte, http.Header) {
+	s.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -142,6 +158,7 @@ func (s *shop) do(method, path, token string, body any) (int, map[string]any) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	maps.Copy(req.Header, header)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -152,13 +169,7 @@ func (s *shop) do(method, path, token string, body any) (int, map[string]any) {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &out); err != nil {
-			s.t.Fatalf("%s %s: status %d, body not a JSON object: %q", method, path, resp.StatusCode, raw)
-		}
-	}
-	return resp.StatusCode, out
+	return resp.StatusCode, raw, resp.Header
 }
 
 // must makes a request that must answer want.
