@@ -46,9 +46,13 @@ func (c Common) topicOptions() kafkatransport.TopicOption {
 	return kafkatransport.WithPartitions(cmp.Or(c.Partitions, kafkatransport.DefaultPartitions))
 }
 
-// clientOptions returns the transport options of a unit's client.
+// clientOptions returns the transport options of a unit's client: calls
+// that fail Unavailable and are safe to run again (reads, idempotent
+// methods, calls with an idempotency key) are retried up to twice, after
+// about 100ms and 200ms, within their deadline.
 func (c Common) clientOptions(logger *slog.Logger) []kafkatransport.ClientOption {
-	return append([]kafkatransport.ClientOption{c.kafkaOptions(logger)}, c.Client...)
+	return append([]kafkatransport.ClientOption{c.kafkaOptions(logger),
+		kafkatransport.WithUnaryClientInterceptors(idempotency.RetryUnavailable(3, 100*time.Millisecond))}, c.Client...)
 }
 
 // newServer returns a transport server with the shop's interceptors: call
