@@ -135,6 +135,11 @@ func OpenSQLite(ctx context.Context, path string, migrations fs.FS) (*sql.DB, er
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
 	}
+	// Every new connection runs the pragmas and reads the schema: keep
+	// enough idle ones for a busy service instead of database/sql's two,
+	// so concurrent calls do not open and close connections all the time.
+	db.SetMaxIdleConns(16)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
