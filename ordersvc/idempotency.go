@@ -11,23 +11,26 @@ import (
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
+	"github.com/kgrpc/platform/kafkatransport/idempotency"
 )
 
-// This file holds the idempotency of CreateOrder: an idempotency key names
-// the order id, so a retried or redelivered request finds the order it made.
+// This file holds what CreateOrder adds to the platform's exactly-once
+// effect (kafkatransport/idempotency, installed on every service): an
+// idempotency key also names the order id, so that the reservation of an
+// attempt that died is found again under it, and a retry after the
+// recorded outcome expired still finds the order it made.
 
 // IdempotencyMetadataKey is the call metadata key of an idempotency key. The
 // gateway sets it from the HTTP Idempotency-Key header, or makes one up per
 // HTTP request, so that a request delivered twice creates one order.
-const IdempotencyMetadataKey = "idempotency-key"
+const IdempotencyMetadataKey = idempotency.MetadataKey
 
 // MaxIdempotencyKeyLen bounds an idempotency key.
-const MaxIdempotencyKeyLen = 200
+const MaxIdempotencyKeyLen = idempotency.MaxKeyLen
 
 // idempotencyKey returns the call's idempotency key, or "".
 func idempotencyKey(ctx context.Context) (string, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vs := md.Get(IdempotencyMetadataKey)
+	vs := metadata.ValueFromIncomingContext(ctx, IdempotencyMetadataKey)
 	if len(vs) == 0 || vs[0] == "" {
 		return "", nil
 	}
