@@ -61,6 +61,13 @@
 //     during the rollback is Unavailable, and after it FailedPrecondition
 //     asking for a new idempotency key (the key names the order id, whose
 //     reservation was released for good).
+//   - Like every method with side effects, CreateOrder, CancelOrder and
+//     UpdateOrderStatus run once per idempotency key or redelivered request
+//     (kafkatransport/idempotency, installed by internal/app): the answer
+//     is recorded in the transaction that stores the order or its new
+//     status. CreateOrder's pending reservation is written outside that
+//     transaction (sqlstore.Detach), so that the sweep finds it when the
+//     attempt dies after reserving.
 //   - GetOrder and CancelOrder reach the caller's own orders, or any order
 //     for admins. Someone else's order is NotFound, exactly like an unknown
 //     one, so order ids cannot be probed.
