@@ -112,10 +112,10 @@ func (i *interceptor) intercept(ctx context.Context, req any, info *grpc.UnarySe
 		return handler(ctx, req)
 	}
 	key, err := keyOf(ctx)
-	if err != nil || key == "" {
-		if err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
+	}
+	if key == "" { // not a Kafka request, and no key: nothing to recognise
 		return handler(ctx, req)
 	}
 	k := Key{Scope: i.scope(ctx), Method: info.FullMethod, Key: key}
