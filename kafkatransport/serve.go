@@ -2,6 +2,7 @@ package kafkatransport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -39,6 +40,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.producer, s.base = producer, base
 	s.sem = make(chan struct{}, s.cfg.maxConcurrency)
 	s.stopping = make(chan struct{})
+	s.dl = &deadLetterer{produce: s.produce, logger: s.cfg.logger, health: &s.health}
 	topics := newTopicEnsurer(admin, &s.cfg)
 	for _, n := range names {
 		spec, ok := s.specs[n]
@@ -46,7 +48,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			spec = ServiceSpec{Name: n}
 		}
 		topic := s.cfg.topic(spec.topic())
-		if err := topics.ensure(ctx, s.cfg.partitions, topic); err != nil {
+		if err := topics.ensure(ctx, s.cfg.partitions, topic, topic+".dlq"); err != nil {
 			s.closeLanes()
 			return fmt.Errorf("kafkatransport: %w", err)
 		}
@@ -56,6 +58,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 		s.lanes = append(s.lanes, l)
+		s.health.watch(l.tracker)
 	}
 
 	var deliveries, polls sync.WaitGroup
@@ -71,6 +74,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
+		s.health.failed(runErr)
 	}
 	close(s.stopping)
 	polls.Wait() // no more dispatches, so waiting for s.count to drop is sound
@@ -91,6 +95,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.cfg.logger.Info("kafkatransport server stopped")
 	return runErr
 }
+
+// produce hands m to the producer, unless it is closed; dead letters use
+// it.
+func (s *Server) produce(m *kafka.Message, delivered chan kafka.Event) error {
+	s.produceMu.RLock()
+	defer s.produceMu.RUnlock()
+	if s.closed {
+		return errors.New("kafkatransport: server stopped")
+	}
+	return s.producer.Produce(m, delivered)
+}
+
+// Health returns nil while the server makes progress, else why not: a
+// partition of a request topic whose oldest unfinished request has been so
+// for longer than the stall timeout (WithStallTimeout), a dead letter that
+// could not be produced (until one is), or the fatal consumer error that
+// ended Serve. It is nil before Serve. Programs serve it on their readiness
+// endpoint.
+func (s *Server) Health() error { return s.health.err() }
 
 // waitDrained waits, for at most d, until no request is in flight, and
 // reports whether none is. It polls rather than waiting on a WaitGroup in a
