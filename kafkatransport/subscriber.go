@@ -37,10 +37,13 @@ func EventFromContext(ctx context.Context) (EventInfo, bool) {
 // Subscriber consumes events as one consumer group, normally named after the
 // subscribing service, so every instance of that service shares the work and
 // each event reaches the service once (at-least-once). Records of one
-// partition are handled in order. A handler error is retried with backoff a
-// bounded number of times; then, or at once for a record that cannot be
-// decoded, the record goes to the group's dead-letter topic "<group>.dlq"
-// with the error in its headers, and the subscriber moves on.
+// partition are handled in order, each partition by its own worker, so a
+// slow partition does not hold up the others. A handler error is retried
+// with backoff a bounded number of times; then, or at once for a record that
+// cannot be decoded, the record goes to the group's dead-letter topic
+// "<group>.dlq" with the error in its headers (whole, or as a stub without
+// its value when it cannot go whole; see the package doc), and the
+// subscriber moves on.
 type Subscriber struct {
 	cfg   config
 	group string
