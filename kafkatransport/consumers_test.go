@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -111,14 +112,16 @@ func runSubscriber(t *testing.T, sub *kafkatransport.Subscriber) {
 
 // handledSet records the ids of the events handled.
 type handledSet struct {
-	mu  sync.Mutex
-	ids map[string]bool
+	mu    sync.Mutex
+	ids   map[string]bool
+	order []string
 }
 
 func (h *handledSet) add(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ids[id] = true
+	h.order = append(h.order, id)
 }
 
 func (h *handledSet) has(ids ...string) bool {
@@ -234,6 +237,14 @@ func TestStuckPartitionDoesNotHoldOthers(t *testing.T) {
 		id := fmt.Sprint("p", part)
 		produceTo(t, p, topic, part, []byte(id), pinged(t, id, 1))
 	}
+	// More than a worker's queue holds wait behind the stuck event: the
+	// partition is paused, and resumed as they start.
+	var behind []string
+	for i := range 80 {
+		id := fmt.Sprint("behind-", i)
+		produceTo(t, p, topic, 0, []byte(id), pinged(t, id, 1))
+		behind = append(behind, id)
+	}
 	if !waitUntil(30*time.Second, func() bool { return seen.has("p1", "p2") }) {
 		t.Fatal("events of partitions 1 and 2 not handled within 30s while partition 0 is stuck")
 	}
@@ -249,8 +260,15 @@ func TestStuckPartitionDoesNotHoldOthers(t *testing.T) {
 	}
 	t.Logf("Health while stuck: %v", reason)
 	close(release)
-	if !waitUntil(30*time.Second, func() bool { return seen.has("stuck", "p0") }) {
+	if !waitUntil(30*time.Second, func() bool { return seen.has(append(behind, "stuck", "p0")...) }) {
 		t.Fatal("partition 0 did not move on once released")
+	}
+	seen.mu.Lock()
+	order := slices.Clone(seen.order)
+	seen.mu.Unlock()
+	want := append([]string{"p0"}, behind...)
+	if got := slices.DeleteFunc(order, func(id string) bool { return !slices.Contains(want, id) }); !slices.Equal(got, want) {
+		t.Errorf("partition 0 handled %v, want %v", got, want)
 	}
 	if !waitUntil(10*time.Second, func() bool { reason = sub.Health(); return reason == nil }) {
 		t.Fatalf("Health = %v after the partition moved on, want nil", reason)
@@ -291,5 +309,55 @@ func TestUnanswerableRequestsDeadLettered(t *testing.T) {
 	}
 	if _, err := c.Echo(ctxTimeout(t, 20*time.Second), &testingv1.EchoRequest{Message: "still here"}); err != nil {
 		t.Fatalf("Echo after unanswerable requests: %v", err)
+	}
+}
+
+// When the dead-letter topic refuses even a stub, the subscriber logs the
+// record, reports the failure on Health and moves on; a later dead letter
+// that goes through clears it.
+func TestDeadLetterRefused(t *testing.T) {
+	e := newEnv(t)
+	const group = "refused-test"
+	dlq := e.prefix + group + ".dlq"
+	res, err := e.admin().CreateTopics(ctxTimeout(t, 20*time.Second), []kafka.TopicSpecification{{Topic: dlq, NumPartitions: 1, ReplicationFactor: -1,
+		Config: map[string]string{"max.message.bytes": "100"}}})
+	if err != nil || res[0].Error.Code() != kafka.ErrNoError {
+		t.Fatalf("create topic: %v %v", err, res)
+	}
+	seen := &handledSet{ids: map[string]bool{}}
+	sub, err := kafkatransport.NewSubscriber(e.brokers, group, e.common(), kafkatransport.WithPartitions(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testingv1.SubscribePinged(sub, func(_ context.Context, p *testingv1.Pinged) error {
+		seen.add(p.GetId())
+		return nil
+	})
+	runSubscriber(t, sub)
+
+	p := e.rawProducer()
+	topic := e.prefix + testingv1.PingedKafkaTopic
+	produceTo(t, p, topic, 0, nil, []byte{0xff, 0xff})
+	produceTo(t, p, topic, 0, nil, pinged(t, "after", 1))
+	if !waitUntil(30*time.Second, func() bool { return seen.has("after") }) {
+		t.Fatal("the event behind a record that could not be dead-lettered not handled within 30s")
+	}
+	reason := sub.Health()
+	if reason == nil || !strings.Contains(reason.Error(), "dead-letter produce failing") {
+		t.Fatalf("Health = %v, want the dead-letter failure", reason)
+	}
+	t.Logf("Health after a refused dead letter: %v", reason)
+
+	alt, err := e.admin().IncrementalAlterConfigs(ctxTimeout(t, 20*time.Second), []kafka.ConfigResource{{Type: kafka.ResourceTopic, Name: dlq,
+		Config: []kafka.ConfigEntry{{Name: "max.message.bytes", Value: "1000000", IncrementalOperation: kafka.AlterConfigOpTypeSet}}}})
+	if err != nil || alt[0].Error.Code() != kafka.ErrNoError {
+		t.Fatalf("alter topic: %v %v", err, alt)
+	}
+	produceTo(t, p, topic, 0, nil, []byte{0xff, 0xfe})
+	if !waitUntil(30*time.Second, func() bool { reason = sub.Health(); return reason == nil }) {
+		t.Fatalf("Health = %v after a dead letter went through, want nil", reason)
+	}
+	if m := e.readRecords(dlq, 1)[0]; string(m.Value) != "\xff\xfe" {
+		t.Errorf("dead letter value %q, want the second record's", m.Value)
 	}
 }
