@@ -127,7 +127,8 @@ func (d *deadLetterer) produceOnce(ctx context.Context, m *kafka.Message, deadli
 
 // permanent reports whether err is one that producing the same record
 // again cannot fix: the record is too large or invalid, or the topic
-// refuses it.
+// refuses it. A missing topic is retried: after a deletion, or while a new
+// topic's metadata spreads, it may come back.
 func permanent(err error) bool {
 	var ke kafka.Error
 	if !errors.As(err, &ke) {
@@ -135,8 +136,7 @@ func permanent(err error) bool {
 	}
 	switch ke.Code() {
 	case kafka.ErrMsgSizeTooLarge, kafka.ErrInvalidMsgSize, kafka.ErrInvalidMsg, kafka.ErrInvalidRecord,
-		kafka.ErrRecordListTooLarge, kafka.ErrTopicAuthorizationFailed, kafka.ErrTopicException,
-		kafka.ErrUnknownTopic, kafka.ErrUnknownTopicOrPart, kafka.ErrPolicyViolation:
+		kafka.ErrRecordListTooLarge, kafka.ErrTopicAuthorizationFailed, kafka.ErrTopicException, kafka.ErrPolicyViolation:
 		return true
 	}
 	return false

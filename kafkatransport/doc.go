@@ -246,7 +246,9 @@
 // subscriber pauses fetching the partition and resumes it once half of them
 // have started. Before partitions are revoked, their workers finish the
 // record each is handling (at most 10s, or WithDrainTimeout if shorter), the
-// records queued behind are left, and the offsets are committed. Stopping
+// records queued behind are left, and the offsets are committed; a record
+// still in its handler when that wait ends may run again, beside its
+// refetched copy, at the partition's next owner. Stopping
 // works the same for every partition, bounded by WithDrainTimeout, after
 // which handlers' contexts are cancelled.
 //
