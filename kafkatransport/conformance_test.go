@@ -163,6 +163,13 @@ func (e *env) serve(impl testingv1.EchoServiceServer, extra ...kafkatransport.Se
 		e.t.Fatalf("NewServer: %v", err)
 	}
 	testingv1.RegisterEchoServiceKafkaServer(srv, impl)
+	return e.run(srv)
+}
+
+// run runs srv until the test ends and returns a function that stops it
+// gracefully and waits for Serve to return.
+func (e *env) run(srv *kafkatransport.Server) (stop func()) {
+	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
