@@ -801,8 +801,9 @@ func TestUndecodableRequest(t *testing.T) {
 			t.Fatal(m.TopicPartition.Error)
 		}
 	}
-	// Records with no envelope or a garbage one are dropped; one with
-	// garbage for a value is answered InvalidArgument.
+	// Records with no envelope or a garbage one are dead-lettered (see
+	// TestUnanswerableRequestsDeadLettered); one with garbage for a value
+	// is answered InvalidArgument.
 	produce([]byte("not a request"))
 	produce([]byte("not a request"), kafka.Header{Key: "rpc", Value: []byte{0xff, 0xff}})
 	env, err := proto.Marshal(&kafkav1.RequestEnvelope{

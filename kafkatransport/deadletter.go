@@ -54,6 +54,9 @@ var errNotAcknowledged = errors.New("dead letter not acknowledged in time")
 // not even the stub could be produced, it logs the record as lost, records
 // the failure for Health, and reports true: nothing retries forever.
 func (d *deadLetterer) send(ctx context.Context, dl deadLetter) bool {
+	if ctx.Err() != nil {
+		return false
+	}
 	start := time.Now()
 	src := dl.msg.TopicPartition
 	log := d.logger.With("topic", *src.Topic, "partition", src.Partition, "offset", int64(src.Offset), "dlq", dl.topic)

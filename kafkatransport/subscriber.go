@@ -161,6 +161,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		hardStop()
 		r.waitIdle(5 * time.Second)
 	}
+	r.closeProducer()
 	for _, t := range r.trackers {
 		t.close()
 	}
