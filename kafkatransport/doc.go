@@ -190,8 +190,8 @@
 //
 // A server stores a request's offset for commit only once the request is
 // finished (its reply acknowledged by the broker, or given up on after the
-// producer's retries, or the request dropped as expired, or dead-lettered) and
-// every earlier request of its partition is finished, so requests run at
+// producer's retries, or the request dropped as expired, or dead-lettered)
+// and every earlier request of its partition is finished, so requests run at
 // least once: after a crash the uncommitted ones are served again by another
 // instance. Request and event consumers always store offsets themselves
 // (enable.auto.offset.store=false whatever WithKafkaConfig says). Handlers
@@ -242,15 +242,15 @@
 // A subscriber stores an event's offset once its handler succeeded or the
 // record was dead-lettered (or, see Dead letters, could not be), in
 // partition order, so events are handled at least once. Each partition's
-// worker holds at most 32 fetched records; when that many wait, the
-// subscriber pauses fetching the partition and resumes it once half of them
-// have started. Before partitions are revoked, their workers finish the
-// record each is handling (at most 10s, or WithDrainTimeout if shorter), the
-// records queued behind are left, and the offsets are committed; a record
-// still in its handler when that wait ends may run again, beside its
-// refetched copy, at the partition's next owner. Stopping
-// works the same for every partition, bounded by WithDrainTimeout, after
-// which handlers' contexts are cancelled.
+// worker holds about 32 fetched records at most: when that many wait, the
+// subscriber pauses fetching the partition (as the server does) and resumes
+// it once half of them have started. Before partitions are revoked, their
+// workers finish the record each is handling (at most 10s, or
+// WithDrainTimeout if shorter), the records queued behind are left, and the
+// offsets are committed; a record still in its handler when that wait ends
+// may run again, beside its refetched copy, at the partition's next owner.
+// Stopping works the same for every partition, bounded by WithDrainTimeout,
+// after which handlers' contexts are cancelled.
 //
 // # librdkafka settings
 //
