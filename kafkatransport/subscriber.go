@@ -182,7 +182,8 @@ func (s *Subscriber) Health() error { return s.health.err() }
 
 // handle runs the record's handler with bounded retries, then dead-letters
 // it if it still fails. It reports whether the record is finished with. When
-// ctx ends between attempts it gives up and reports false: the record is
+// ctx ends (the run stops, or the partition is revoked) between attempts or
+// during the dead-lettering, it gives up and reports false: the record is
 // then left uncommitted for the next owner of its partition.
 func (s *Subscriber) handle(ctx, base context.Context, dl *deadLetterer, m *kafka.Message) bool {
 	topic := *m.TopicPartition.Topic
