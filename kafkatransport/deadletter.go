@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -37,11 +38,38 @@ type deadLetter struct {
 
 // deadLetterer produces the dead letters of a Server or Subscriber.
 type deadLetterer struct {
-	// produce hands a record to the producer; its delivery report goes to
-	// the channel.
-	produce func(*kafka.Message, chan kafka.Event) error
-	logger  *slog.Logger
-	health  *health
+	producer *kafka.Producer
+	logger   *slog.Logger
+	health   *health
+
+	// mu is held shared around Produce and exclusively to set closed,
+	// before the producer closes: a handler that outlived the drain
+	// produces no dead letter then.
+	mu     sync.RWMutex
+	closed bool
+}
+
+func newDeadLetterer(producer *kafka.Producer, logger *slog.Logger, h *health) *deadLetterer {
+	return &deadLetterer{producer: producer, logger: logger, health: h}
+}
+
+// close makes every later produce fail; call it before closing the
+// producer.
+func (d *deadLetterer) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+}
+
+// produce hands m to the producer, unless close was called; its delivery
+// report goes to delivered.
+func (d *deadLetterer) produce(m *kafka.Message, delivered chan kafka.Event) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return errors.New("kafkatransport: stopped")
+	}
+	return d.producer.Produce(m, delivered)
 }
 
 // errNotAcknowledged is the error of a dead letter the broker did not

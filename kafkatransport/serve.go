@@ -2,7 +2,6 @@ package kafkatransport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -40,7 +39,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.producer, s.base = producer, base
 	s.sem = make(chan struct{}, s.cfg.maxConcurrency)
 	s.stopping = make(chan struct{})
-	s.dl = &deadLetterer{produce: s.produce, logger: s.cfg.logger, health: &s.health}
+	s.dl = newDeadLetterer(producer, s.cfg.logger, &s.health)
 	topics := newTopicEnsurer(admin, &s.cfg)
 	for _, n := range names {
 		spec, ok := s.specs[n]
@@ -87,6 +86,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	producer.Flush(int(s.cfg.drainTimeout / time.Millisecond))
 	s.closeLanes()
 	admin.Close()
+	s.dl.close()
 	s.produceMu.Lock()
 	s.closed = true  // a handler that outlived the drain cannot reply now
 	producer.Close() // ends readDeliveries
@@ -94,17 +94,6 @@ func (s *Server) Serve(ctx context.Context) error {
 	deliveries.Wait()
 	s.cfg.logger.Info("kafkatransport server stopped")
 	return runErr
-}
-
-// produce hands m to the producer, unless it is closed; dead letters use
-// it.
-func (s *Server) produce(m *kafka.Message, delivered chan kafka.Event) error {
-	s.produceMu.RLock()
-	defer s.produceMu.RUnlock()
-	if s.closed {
-		return errors.New("kafkatransport: server stopped")
-	}
-	return s.producer.Produce(m, delivered)
 }
 
 // Health returns nil while the server makes progress, else why not: a

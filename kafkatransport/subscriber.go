@@ -161,7 +161,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		hardStop()
 		r.waitIdle(5 * time.Second)
 	}
-	r.closeProducer()
+	r.dl.close() // a handler that outlived the drain produces nothing now
 	for _, t := range r.trackers {
 		t.close()
 	}

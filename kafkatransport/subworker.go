@@ -2,7 +2,6 @@ package kafkatransport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -28,13 +27,6 @@ type subRun struct {
 	// workers of the assigned partitions; only the poll goroutine (poll
 	// loop and rebalance callback) uses it.
 	workers map[partKey]*partWorker
-
-	// produceMu is held shared around Produce and exclusively to set
-	// closed, before the producer closes: a worker that outlived the
-	// drain does not produce then.
-	produceMu sync.RWMutex
-	closed    bool
-	producer  *kafka.Producer
 }
 
 // partWorker handles the records of one assignment of one partition, in
@@ -59,34 +51,17 @@ type fetched struct {
 
 func newSubRun(s *Subscriber, ctx, base context.Context, consumer *kafka.Consumer, producer *kafka.Producer) *subRun {
 	r := &subRun{
-		s: s, ctx: ctx, base: base, consumer: consumer, producer: producer,
+		s: s, ctx: ctx, base: base, consumer: consumer,
+		dl:       newDeadLetterer(producer, s.cfg.logger, &s.health),
 		trackers: map[string]*tracker{},
 		workers:  map[partKey]*partWorker{},
 	}
-	r.dl = &deadLetterer{produce: r.produce, logger: s.cfg.logger, health: &s.health}
 	for topic := range s.handlers {
 		t := newTracker(topic, consumer)
 		r.trackers[topic] = t
 		s.health.watch(t)
 	}
 	return r
-}
-
-// produce hands a dead letter to the producer, unless it is closing.
-func (r *subRun) produce(m *kafka.Message, delivered chan kafka.Event) error {
-	r.produceMu.RLock()
-	defer r.produceMu.RUnlock()
-	if r.closed {
-		return errors.New("kafkatransport: subscriber stopped")
-	}
-	return r.producer.Produce(m, delivered)
-}
-
-// closeProducer makes produce refuse from now on.
-func (r *subRun) closeProducer() {
-	r.produceMu.Lock()
-	defer r.produceMu.Unlock()
-	r.closed = true
 }
 
 // partKey is the workers' map key of a partition.
