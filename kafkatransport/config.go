@@ -32,6 +32,7 @@ type config struct {
 	serverInterceptors []grpc.UnaryServerInterceptor
 	maxConcurrency     int
 	drainTimeout       time.Duration
+	stallTimeout       time.Duration
 	instanceID         string
 	eventAttempts      int
 	eventBackoff       time.Duration
@@ -54,6 +55,7 @@ func newConfig[O any](brokers string, opts []O, apply func(O, *config) error) (c
 		defaultTimeout:    30 * time.Second,
 		maxConcurrency:    256,
 		drainTimeout:      30 * time.Second,
+		stallTimeout:      DefaultStallTimeout,
 		eventAttempts:     4,
 		eventBackoff:      100 * time.Millisecond,
 		eventMaxBackoff:   5 * time.Second,

@@ -20,8 +20,8 @@
 // SubscriberOption. An Option (WithLogger, WithKafkaConfig, WithTopicPrefix,
 // WithInstanceID, WithReplicationFactor, WithOptions) applies to every role;
 // WithPartitions to the roles that create request and event topics (server,
-// publisher, subscriber), WithDrainTimeout to those that run handlers
-// (server, subscriber), WithDefaultTimeout to all but the publisher. An option
+// publisher, subscriber), WithDrainTimeout and WithStallTimeout to those
+// that run handlers (server, subscriber), WithDefaultTimeout to all but the publisher. An option
 // of another role does not compile, and an invalid value (a negative count,
 // a non-positive duration, an empty name, a nil logger) makes the
 // constructor return an error naming the option.
@@ -47,13 +47,15 @@
 //   - Event topic: one per event message, named by its full protobuf name
 //     unless (kgrpc.kafka.v1.event).topic overrides it; keyed by the field
 //     the option names, normally the aggregate id.
-//   - Dead-letter topic: "<group>.dlq", one per subscribing consumer group.
+//   - Dead-letter topic: "<group>.dlq", one per consumer group that
+//     consumes requests or events: "<request topic>.dlq" for each service's
+//     request topic, and "<subscriber group>.dlq" for each subscriber.
 //
 // Every name above, consumer groups included, is preceded by the
 // WithTopicPrefix prefix. Each topic is created, when missing, by the role
-// that owns it: a server creates its request topics when it starts, a
-// publisher an event topic on its first publish, a subscriber its event and
-// dead-letter topics when it starts, all with the WithPartitions count (6
+// that owns it: a server creates its request topics and their dead-letter
+// topics when it starts, a publisher an event topic on its first publish, a
+// subscriber its event and dead-letter topics when it starts, all with the WithPartitions count (6
 // by default); a client creates the reply topic (WithReplyTopic: 16
 // partitions). A client never creates a request topic, nor lets the broker
 // auto-create one (its producer sets allow.auto.create.topics=false): a call
@@ -90,9 +92,12 @@
 // A server drops, without running the handler or replying, a request whose
 // deadline has passed when it is fetched, or when it gets its concurrency
 // slot after waiting for one: its caller has given up. Clocks of clients
-// and servers are assumed to agree to well within a deadline. A
-// request without a decodable envelope, correlation id or reply address is
-// logged and dropped.
+// and servers are assumed to agree to well within a deadline. A request
+// that cannot be answered (no rpc header, an envelope that does not decode,
+// no correlation id or no reply address) is logged and dead-lettered to
+// "<request topic>.dlq" as a subscriber dead-letters an event (see Dead
+// letters), with dlq-attempts 1 and dlq-group the request topic's consumer
+// group; its offset is then committed as that of an answered request.
 //
 // # Reply record
 //
@@ -128,20 +133,65 @@
 // Headers: ev-type (the message's full name), ev-id (unique per publish), and
 // traceparent/tracestate when the publishing context carries them.
 //
-// A subscriber handles the records of a partition in order. A handler error
-// is retried (WithEventRetry: 4 attempts, backoff from 100ms doubling up to
-// 5s); a record that still fails, or that does not decode, or whose ev-type
-// names another message, is copied to the dead-letter topic with its key,
-// value and headers plus dlq-error (the error text), dlq-attempts,
-// dlq-topic, dlq-partition, dlq-offset and dlq-group, and the subscriber
-// moves on.
+// A subscriber handles the records of a partition in order, one at a time,
+// each partition in its own worker, so a slow or stuck handler holds up its
+// own partition only. A handler error is retried (WithEventRetry: 4
+// attempts, backoff from 100ms doubling up to 5s, each attempt bounded by
+// WithDefaultTimeout); a record that still fails, or that does not decode,
+// or whose ev-type names another message, is dead-lettered to "<group>.dlq"
+// (see Dead letters), and the subscriber moves on.
+//
+// # Dead letters
+//
+// A dead letter is first produced whole: the original key, value and
+// headers, then these headers:
+//
+//	dlq-error      why it was given up: the error text (at most 4096 bytes)
+//	dlq-attempts   handler runs, in decimal (1 for an undecodable record)
+//	dlq-topic      the original record's topic
+//	dlq-partition  its partition, in decimal
+//	dlq-offset     its offset, in decimal
+//	dlq-group      the consumer group that gave it up, prefix included
+//
+// When the whole copy cannot be produced (too large for the producer's
+// message.max.bytes, 1000000 by default, or the broker's limit, about 1 MiB;
+// invalid; refused by the topic; or not acknowledged after 3 attempts, with
+// backoff from 250ms, within 15s), a stub is produced instead: no value; the
+// original key only when it is at most 4096 bytes, else no key and the
+// header dlq-key-size (its size in bytes, decimal); the original headers
+// only when their names and values total at most 65536 bytes, else none of
+// them and the header dlq-headers-size (that total, decimal); then the six
+// headers above and:
+//
+//	dlq-stub  "true"
+//	dlq-size  the original value's size in bytes, decimal
+//
+// When not even the stub is produced (3 attempts, within 30s of the start
+// of the dead-lettering: the dead-letter topic was deleted, or ACLs refuse
+// it), the record is logged at Error with its topic, partition, offset and
+// the cause, Health reports the failure until a later dead letter is
+// produced, and the record counts as finished: nothing retries forever. A
+// dead letter that was not acknowledged in time may still arrive later, so
+// a record can be dead-lettered more than once, or both whole and as a
+// stub. A server or subscriber that stops while it dead-letters a record
+// leaves that record uncommitted.
+//
+// # Health
+//
+// Server.Health and Subscriber.Health return nil while the role makes
+// progress, else the reason: a partition whose oldest unfinished record (a
+// request being served, or an event in its handler, retries or
+// dead-lettering) has been so for longer than WithStallTimeout (30s); a
+// dead letter that could not be produced, until one is; the fatal consumer
+// error that ended Serve or Run. The shop's services answer 503 on /readyz
+// with that text while it is not nil.
 //
 // # Delivery guarantees
 //
 // A server stores a request's offset for commit only once the request is
 // finished (its reply acknowledged by the broker, or given up on after the
-// producer's retries, or the request dropped as expired or undecodable) and
-// every earlier request of its partition is finished, so requests run at
+// producer's retries, or the request dropped as expired, or dead-lettered)
+// and every earlier request of its partition is finished, so requests run at
 // least once: after a crash the uncommitted ones are served again by another
 // instance. Request and event consumers always store offsets themselves
 // (enable.auto.offset.store=false whatever WithKafkaConfig says). Handlers
@@ -188,6 +238,19 @@
 // Stopping drains: fetching stops, in-flight handlers finish
 // (at most WithDrainTimeout), replies are flushed, offsets committed, and the
 // consumer group is left, handing partitions to the other instances at once.
+//
+// A subscriber stores an event's offset once its handler succeeded or the
+// record was dead-lettered (or, see Dead letters, could not be), in
+// partition order, so events are handled at least once. Each partition's
+// worker holds about 32 fetched records at most: when that many wait, the
+// subscriber pauses fetching the partition (as the server does) and resumes
+// it once half of them have started. Before partitions are revoked, their
+// workers finish the record each is handling (at most 10s, or
+// WithDrainTimeout if shorter), the records queued behind are left, and the
+// offsets are committed; a record still in its handler when that wait ends
+// may run again, beside its refetched copy, at the partition's next owner.
+// Stopping works the same for every partition, bounded by WithDrainTimeout,
+// after which handlers' contexts are cancelled.
 //
 // # librdkafka settings
 //

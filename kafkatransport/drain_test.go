@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,5 +46,40 @@ func TestStopLeavesNoWaiterBehindStubbornHandler(t *testing.T) {
 		if strings.Contains(g, "kafkatransport") && strings.Contains(g, "sync.(*WaitGroup).Wait") {
 			t.Fatalf("goroutine left waiting for the handler after Serve returned:\n%s", g)
 		}
+	}
+}
+
+// A request in its handler past the stall timeout makes Health report the
+// partition stalled; once the handler returns, Health is nil again.
+func TestServerHealthReportsStall(t *testing.T) {
+	e := newEnv(t)
+	impl := &stubborn{started: make(chan struct{}, 1), release: make(chan struct{})}
+	srv, err := kafkatransport.NewServer(e.brokers, e.common(), kafkatransport.WithStallTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testingv1.RegisterEchoServiceKafkaServer(srv, impl)
+	e.run(srv)
+	release := sync.OnceFunc(func() { close(impl.release) })
+	t.Cleanup(release) // before the stop: cleanups run last first
+	if err := srv.Health(); err != nil {
+		t.Fatalf("Health of an idle server = %v", err)
+	}
+	e.rawRequester().send("/stuck")
+	select {
+	case <-impl.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("handler not started after 30s")
+	}
+	var reason error
+	if !waitUntil(10*time.Second, func() bool { reason = srv.Health(); return reason != nil }) {
+		t.Fatal("Health = nil while a handler is stuck past the stall timeout")
+	}
+	if !strings.Contains(reason.Error(), "partition 0 of "+e.prefix+testingv1.EchoServiceKafkaTopic+" stalled") {
+		t.Errorf("Health = %q, want partition 0 stalled", reason)
+	}
+	release()
+	if !waitUntil(10*time.Second, func() bool { reason = srv.Health(); return reason == nil }) {
+		t.Fatalf("Health = %v once the handler returned, want nil", reason)
 	}
 }

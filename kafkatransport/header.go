@@ -22,6 +22,11 @@ const (
 	hdrDLQPartition = "dlq-partition"
 	hdrDLQOffset    = "dlq-offset"
 	hdrDLQGroup     = "dlq-group"
+
+	hdrDLQStub        = "dlq-stub"
+	hdrDLQSize        = "dlq-size"
+	hdrDLQKeySize     = "dlq-key-size"
+	hdrDLQHeadersSize = "dlq-headers-size"
 )
 
 // header returns the first value of the header named key.

@@ -1,6 +1,7 @@
 package kafkatransport
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -114,25 +115,19 @@ func (l *lane) poll() error {
 }
 
 // dispatch validates a request record and starts its handler, and reports
-// whether it did. Records that cannot be answered (no decodable envelope, no
-// reply address) or whose deadline has passed are finished without running
-// anything.
+// whether it started a goroutine. Records that cannot be answered (no
+// decodable envelope, no correlation id or reply address) are dead-lettered;
+// those whose deadline has passed are finished without running anything.
 func (l *lane) dispatch(m *kafka.Message) bool {
-	log := l.s.cfg.logger
 	req := &request{lane: l, msg: m}
 	l.tracker.start(&req.ticket, m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
 	l.s.add(1)
-	raw, ok := header(m.Headers, hdrRPC)
-	var err error
-	if ok {
-		err = req.env.decode(raw)
-	}
-	if !ok || err != nil || len(req.env.id) == 0 || len(req.env.replyTopic) == 0 || req.env.replyPartition < 0 {
-		log.Warn("kafkatransport dropping request without a valid rpc envelope", "topic", l.topic,
+	if err := req.decode(); err != nil {
+		l.s.cfg.logger.Warn("kafkatransport dead-lettering a request that cannot be answered", "topic", l.topic,
 			"partition", m.TopicPartition.Partition, "offset", int64(m.TopicPartition.Offset), "err", err)
-		l.done(req)
-		return false
+		return l.deadLetter(req, err)
 	}
+	var ok bool
 	req.method, ok = l.svc.methods[string(req.env.method)]
 	if !ok {
 		req.method.name = string(req.env.method)
@@ -178,6 +173,48 @@ func (l *lane) dispatch(m *kafka.Message) bool {
 		return false
 	}
 	go l.handle(req)
+	return true
+}
+
+// decode decodes the envelope of req, and returns why req cannot be
+// answered: no or an undecodable envelope, no correlation id or no reply
+// address.
+func (req *request) decode() error {
+	raw, ok := header(req.msg.Headers, hdrRPC)
+	if !ok {
+		return errors.New("no rpc header")
+	}
+	if err := req.env.decode(raw); err != nil {
+		return fmt.Errorf("undecodable rpc envelope: %w", err)
+	}
+	switch {
+	case len(req.env.id) == 0:
+		return errors.New("rpc envelope without a correlation id")
+	case len(req.env.replyTopic) == 0 || req.env.replyPartition < 0:
+		return errors.New("rpc envelope without a reply address")
+	}
+	return nil
+}
+
+// deadLetter copies req, which cannot be answered because of cause, to the
+// dead-letter topic of the lane's consumer group, and finishes it. It takes
+// a concurrency slot, as a handler does, and reports whether it started
+// the goroutine that produces the dead letter; when the server stops
+// first, req is abandoned.
+func (l *lane) deadLetter(req *request, cause error) bool {
+	if _, ok := l.acquire(); !ok {
+		l.abandon(req)
+		return false
+	}
+	go func() {
+		defer func() { <-l.s.sem }()
+		dl := deadLetter{topic: l.topic + ".dlq", msg: req.msg, cause: cause, attempts: 1, group: l.topic}
+		if l.s.dl.send(l.s.base, dl) {
+			l.done(req)
+		} else {
+			l.abandon(req)
+		}
+	}()
 	return true
 }
 

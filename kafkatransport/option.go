@@ -216,6 +216,15 @@ func WithDrainTimeout(d time.Duration) HandlerOption {
 	return HandlerOption{positive("WithDrainTimeout", d, func(c *config) *time.Duration { return &c.drainTimeout })}
 }
 
+// WithStallTimeout sets how long the oldest unfinished record of a
+// partition (a request, or an event in its handler, retries or
+// dead-lettering) may stay so before Health reports the server or
+// subscriber not ready. It must be positive. Default: DefaultStallTimeout
+// (30s). Server, Subscriber.
+func WithStallTimeout(d time.Duration) HandlerOption {
+	return HandlerOption{positive("WithStallTimeout", d, func(c *config) *time.Duration { return &c.stallTimeout })}
+}
+
 // positive returns the setting of option, which sets the duration field
 // returns to d, refusing a d that is not positive.
 func positive(option string, d time.Duration, field func(*config) *time.Duration) setting {

@@ -59,6 +59,7 @@ func TestInvalidOptionsAreErrors(t *testing.T) {
 		{"default timeout 0", client(kafkatransport.WithDefaultTimeout(0)), "WithDefaultTimeout(0s)"},
 		{"default timeout negative", subscriber("g", kafkatransport.WithDefaultTimeout(-time.Second)), "WithDefaultTimeout(-1s)"},
 		{"drain timeout 0", server(kafkatransport.WithDrainTimeout(0)), "WithDrainTimeout(0s)"},
+		{"stall timeout 0", subscriber("g", kafkatransport.WithStallTimeout(0)), "WithStallTimeout(0s)"},
 		{"empty reply topic", client(kafkatransport.WithReplyTopic("", 16)), `WithReplyTopic("", 16)`},
 		{"reply topic without partitions", client(kafkatransport.WithReplyTopic("r", 0)), `WithReplyTopic("r", 0)`},
 		{"reply partition -2", client(kafkatransport.WithReplyPartition(-2)), "WithReplyPartition(-2)"},
@@ -111,10 +112,11 @@ func TestCrossRoleOptionsDoNotCompile(t *testing.T) {
 		"ok": `_, _ = kafkatransport.NewServer(b, kafkatransport.WithTopicPrefix("p"), kafkatransport.WithPartitions(3), kafkatransport.WithDrainTimeout(time.Second), kafkatransport.WithDefaultTimeout(time.Second), kafkatransport.WithMaxConcurrency(1))
 	_, _ = kafkatransport.Dial(ctx, b, kafkatransport.WithTopicPrefix("p"), kafkatransport.WithReplyPartition(3), kafkatransport.WithDefaultTimeout(time.Second))
 	_, _ = kafkatransport.NewPublisher(b, kafkatransport.WithTopicPrefix("p"), kafkatransport.WithPartitions(3))
-	_, _ = kafkatransport.NewSubscriber(b, "g", kafkatransport.WithTopicPrefix("p"), kafkatransport.WithPartitions(3), kafkatransport.WithDrainTimeout(time.Second), kafkatransport.WithEventRetry(1, time.Second, time.Second))`,
+	_, _ = kafkatransport.NewSubscriber(b, "g", kafkatransport.WithTopicPrefix("p"), kafkatransport.WithPartitions(3), kafkatransport.WithDrainTimeout(time.Second), kafkatransport.WithStallTimeout(time.Second), kafkatransport.WithEventRetry(1, time.Second, time.Second))`,
 		"serverreplypartition":     `_, _ = kafkatransport.NewServer(b, kafkatransport.WithReplyPartition(3))`,
 		"clientpartitions":         `_, _ = kafkatransport.Dial(ctx, b, kafkatransport.WithPartitions(3))`,
 		"clientdraintimeout":       `_, _ = kafkatransport.Dial(ctx, b, kafkatransport.WithDrainTimeout(time.Second))`,
+		"clientstalltimeout":       `_, _ = kafkatransport.Dial(ctx, b, kafkatransport.WithStallTimeout(time.Second))`,
 		"publisherdefaulttimeout":  `_, _ = kafkatransport.NewPublisher(b, kafkatransport.WithDefaultTimeout(time.Second))`,
 		"subscriberconcurrency":    `_, _ = kafkatransport.NewSubscriber(b, "g", kafkatransport.WithMaxConcurrency(1))`,
 		"serverclientinterceptors": `_, _ = kafkatransport.NewServer(b, kafkatransport.WithUnaryClientInterceptors())`,

@@ -39,6 +39,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.producer, s.base = producer, base
 	s.sem = make(chan struct{}, s.cfg.maxConcurrency)
 	s.stopping = make(chan struct{})
+	s.dl = newDeadLetterer(producer, s.cfg.logger, &s.health)
 	topics := newTopicEnsurer(admin, &s.cfg)
 	for _, n := range names {
 		spec, ok := s.specs[n]
@@ -46,7 +47,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			spec = ServiceSpec{Name: n}
 		}
 		topic := s.cfg.topic(spec.topic())
-		if err := topics.ensure(ctx, s.cfg.partitions, topic); err != nil {
+		if err := topics.ensure(ctx, s.cfg.partitions, topic, topic+".dlq"); err != nil {
 			s.closeLanes()
 			return fmt.Errorf("kafkatransport: %w", err)
 		}
@@ -56,6 +57,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 		s.lanes = append(s.lanes, l)
+		s.health.watch(l.tracker)
 	}
 
 	var deliveries, polls sync.WaitGroup
@@ -71,6 +73,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
+		s.health.failed(runErr)
 	}
 	close(s.stopping)
 	polls.Wait() // no more dispatches, so waiting for s.count to drop is sound
@@ -83,6 +86,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	producer.Flush(int(s.cfg.drainTimeout / time.Millisecond))
 	s.closeLanes()
 	admin.Close()
+	s.dl.close()
 	s.produceMu.Lock()
 	s.closed = true  // a handler that outlived the drain cannot reply now
 	producer.Close() // ends readDeliveries
@@ -91,6 +95,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.cfg.logger.Info("kafkatransport server stopped")
 	return runErr
 }
+
+// Health returns nil while the server makes progress, else why not: a
+// partition of a request topic whose oldest unfinished request has been so
+// for longer than the stall timeout (WithStallTimeout), a dead letter that
+// could not be produced (until one is), or the fatal consumer error that
+// ended Serve. It is nil before Serve. Programs serve it on their readiness
+// endpoint.
+func (s *Server) Health() error { return s.health.err() }
 
 // waitDrained waits, for at most d, until no request is in flight, and
 // reports whether none is. It polls rather than waiting on a WaitGroup in a

@@ -38,6 +38,9 @@ type Server struct {
 	sem      chan struct{}   // a slot per running request
 	stopping chan struct{}   // closed once Serve begins to stop
 	lanes    []*lane
+	dl       *deadLetterer
+
+	health health
 
 	count atomic.Int64 // requests dispatched and neither finished nor abandoned
 	bufs  bufferPool
@@ -74,6 +77,7 @@ func NewServer(brokers string, opts ...ServerOption) (*Server, error) {
 		services: map[string]*service{},
 		specs:    map[string]ServiceSpec{},
 		ready:    make(chan struct{}),
+		health:   health{stall: cfg.stallTimeout},
 	}, nil
 }
 

@@ -37,10 +37,13 @@ func EventFromContext(ctx context.Context) (EventInfo, bool) {
 // Subscriber consumes events as one consumer group, normally named after the
 // subscribing service, so every instance of that service shares the work and
 // each event reaches the service once (at-least-once). Records of one
-// partition are handled in order. A handler error is retried with backoff a
-// bounded number of times; then, or at once for a record that cannot be
-// decoded, the record goes to the group's dead-letter topic "<group>.dlq"
-// with the error in its headers, and the subscriber moves on.
+// partition are handled in order, each partition by its own worker, so a
+// slow partition does not hold up the others. A handler error is retried
+// with backoff a bounded number of times; then, or at once for a record that
+// cannot be decoded, the record goes to the group's dead-letter topic
+// "<group>.dlq" with the error in its headers (whole, or as a stub without
+// its value when it cannot go whole; see the package doc), and the
+// subscriber moves on.
 type Subscriber struct {
 	cfg   config
 	group string
@@ -49,6 +52,7 @@ type Subscriber struct {
 	handlers map[string]func(ctx context.Context, m *kafka.Message) error // by topic
 	started  bool
 	ready    chan struct{}
+	health   health
 }
 
 // NewSubscriber returns a subscriber in consumer group group, or the error
@@ -66,6 +70,7 @@ func NewSubscriber(brokers, group string, opts ...SubscriberOption) (*Subscriber
 		group:    group,
 		handlers: map[string]func(context.Context, *kafka.Message) error{},
 		ready:    make(chan struct{}),
+		health:   health{stall: cfg.stallTimeout},
 	}, nil
 }
 
@@ -103,8 +108,12 @@ func (s *Subscriber) DeadLetterTopic() string { return s.cfg.topic(s.group + ".d
 func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
 
 // Run creates missing event and dead-letter topics, then consumes until ctx
-// ends. The record being handled then finishes (bounded by the drain
-// timeout), offsets are committed, and Run returns nil.
+// ends. Each assigned partition has its own worker, which handles the
+// partition's records in order, one at a time, so that a slow or stuck
+// partition does not hold up the others. When ctx ends, each worker
+// finishes the record it is handling (bounded by the drain timeout) and
+// leaves the rest; offsets are committed, and Run returns nil. A fatal
+// consumer error ends Run the same way and is returned.
 func (s *Subscriber) Run(ctx context.Context) error {
 	topics, err := startOnce(&s.mu, &s.started, s.handlers, "Run", "event subscribed")
 	if err != nil {
@@ -132,45 +141,51 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		return fmt.Errorf("kafkatransport: new consumer: %w", err)
 	}
 	defer consumer.Close()
-	if err := consumer.SubscribeTopics(topics, nil); err != nil {
+
+	// Handlers outlive ctx for the drain; hardStop ends them after it.
+	base, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	r := newSubRun(s, runCtx, base, consumer, producer)
+	if err := consumer.SubscribeTopics(topics, r.rebalance); err != nil {
 		return fmt.Errorf("kafkatransport: subscribe %v: %w", topics, err)
 	}
 	close(s.ready)
 	s.cfg.logger.Info("kafkatransport subscriber running", "group", s.group, "topics", topics)
 
-	// Handlers outlive ctx for the drain; hardStop ends them after it.
-	base, hardStop := context.WithCancel(context.WithoutCancel(ctx))
-	defer hardStop()
-	stopAfter := context.AfterFunc(ctx, func() { time.AfterFunc(s.cfg.drainTimeout, hardStop) })
-	defer stopAfter()
-	for ctx.Err() == nil {
-		switch e := consumer.Poll(100).(type) {
-		case *kafka.Message:
-			if !s.handle(ctx, base, producer, e) {
-				continue // stopping: left uncommitted for the next owner
-			}
-			if _, err := consumer.StoreMessage(e); err != nil {
-				s.cfg.logger.Warn("kafkatransport store offset", "topic", *e.TopicPartition.Topic, "err", err)
-			}
-		case kafka.Error:
-			if e.IsFatal() {
-				return fmt.Errorf("kafkatransport: subscriber %s: %w", s.group, e)
-			}
-			s.cfg.logger.Warn("kafkatransport subscriber", "group", s.group, "err", e)
-		}
+	runErr := r.poll()
+	stopRun() // the workers leave the records they have not started
+	if !r.waitIdle(s.cfg.drainTimeout) {
+		s.cfg.logger.Warn("kafkatransport drain timeout: cancelling event handlers", "group", s.group)
+		hardStop()
+		r.waitIdle(5 * time.Second)
+	}
+	r.dl.close() // a handler that outlived the drain produces nothing now
+	for _, t := range r.trackers {
+		t.close()
 	}
 	if _, err := consumer.Commit(); err != nil && !isNoOffset(err) {
 		s.cfg.logger.Warn("kafkatransport subscriber commit", "group", s.group, "err", err)
 	}
 	s.cfg.logger.Info("kafkatransport subscriber stopped", "group", s.group)
-	return nil
+	return runErr
 }
+
+// Health returns nil while the subscriber makes progress, else why not: a
+// partition whose oldest unfinished record has been in its handler, retries
+// or dead-lettering for longer than the stall timeout (WithStallTimeout), a
+// dead letter that could not be produced (until one is), or the fatal error
+// that ended Run. It is nil before Run. Programs serve it on their
+// readiness endpoint.
+func (s *Subscriber) Health() error { return s.health.err() }
 
 // handle runs the record's handler with bounded retries, then dead-letters
 // it if it still fails. It reports whether the record is finished with. When
-// ctx ends between attempts it gives up and reports false: the record is
+// ctx ends (the run stops, or the partition is revoked) between attempts or
+// during the dead-lettering, it gives up and reports false: the record is
 // then left uncommitted for the next owner of its partition.
-func (s *Subscriber) handle(ctx, base context.Context, producer *kafka.Producer, m *kafka.Message) bool {
+func (s *Subscriber) handle(ctx, base context.Context, dl *deadLetterer, m *kafka.Message) bool {
 	topic := *m.TopicPartition.Topic
 	h := s.handlers[topic]
 	info := EventInfo{Topic: topic, Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset), Time: m.Timestamp}
@@ -205,7 +220,7 @@ func (s *Subscriber) handle(ctx, base context.Context, producer *kafka.Producer,
 	if err == nil {
 		return true
 	}
-	return s.deadLetter(ctx, producer, m, info, err)
+	return dl.send(ctx, deadLetter{topic: s.DeadLetterTopic(), msg: m, cause: err, attempts: info.Attempt, group: s.cfg.topic(s.group)})
 }
 
 func (s *Subscriber) safeCall(ctx context.Context, h func(context.Context, *kafka.Message) error, m *kafka.Message) (err error) {
@@ -215,50 +230,4 @@ func (s *Subscriber) safeCall(ctx context.Context, h func(context.Context, *kafk
 		}
 	}()
 	return h(ctx, m)
-}
-
-// deadLetter copies m to the dead-letter topic with the error and where it
-// came from, and waits for the broker to take it. It reports false when ctx
-// ended first.
-func (s *Subscriber) deadLetter(ctx context.Context, producer *kafka.Producer, m *kafka.Message, info EventInfo, cause error) bool {
-	dlq := s.DeadLetterTopic()
-	headers := append([]kafka.Header{}, m.Headers...)
-	headers = append(headers,
-		kafka.Header{Key: hdrDLQError, Value: []byte(cause.Error())},
-		kafka.Header{Key: hdrDLQAttempts, Value: itoa(int64(info.Attempt))},
-		kafka.Header{Key: hdrDLQTopic, Value: []byte(info.Topic)},
-		kafka.Header{Key: hdrDLQPartition, Value: itoa(int64(info.Partition))},
-		kafka.Header{Key: hdrDLQOffset, Value: itoa(info.Offset)},
-		kafka.Header{Key: hdrDLQGroup, Value: []byte(s.group)},
-	)
-	// The dead letter must not be lost: retry until the broker takes it or
-	// the subscriber stops (then the record stays uncommitted).
-	for ctx.Err() == nil {
-		delivered := make(chan kafka.Event, 1)
-		err := producer.Produce(&kafka.Message{
-			TopicPartition: kafka.TopicPartition{Topic: &dlq, Partition: kafka.PartitionAny},
-			Key:            m.Key,
-			Value:          m.Value,
-			Headers:        headers,
-		}, delivered)
-		if err == nil {
-			select {
-			case e := <-delivered:
-				if dm, ok := e.(*kafka.Message); ok && dm.TopicPartition.Error == nil {
-					s.cfg.logger.Error("kafkatransport event dead-lettered", "topic", info.Topic, "offset", info.Offset, "dlq", dlq, "err", cause)
-					return true
-				} else if ok {
-					err = dm.TopicPartition.Error
-				}
-			case <-ctx.Done():
-				return false
-			}
-		}
-		s.cfg.logger.Error("kafkatransport dead-letter produce failed; retrying", "dlq", dlq, "err", err)
-		select {
-		case <-time.After(time.Second):
-		case <-ctx.Done():
-		}
-	}
-	return false
 }

@@ -35,6 +35,9 @@ type partState struct {
 	stored     int64 // last offset stored for commit, -1 for none
 	unfinished int   // records neither finished nor abandoned
 	revoking   bool  // a revoke began: start no waiting request
+	// headSince is when pending[0] became the oldest unfinished record
+	// (Health's stall check).
+	headSince time.Time
 
 	// Guarded by keyQueues.mu.
 	keys    map[string]*request // key -> last request of the key
@@ -62,6 +65,9 @@ func (t *tracker) start(tk *ticket, partition int32, offset int64) {
 		ps = &partState{done: map[int64]bool{}, stored: -1}
 		t.parts[partition] = ps
 	}
+	if len(ps.pending) == 0 {
+		ps.headSince = time.Now()
+	}
 	ps.pending = append(ps.pending, offset)
 	ps.unfinished++
 	*tk = ticket{ps: ps, partition: partition, offset: offset}
@@ -85,6 +91,9 @@ func (t *tracker) finish(tk *ticket) bool {
 		ps.pending = ps.pending[1:]
 	}
 	if next > ps.stored {
+		if len(ps.pending) > 0 {
+			ps.headSince = time.Now()
+		}
 		ps.stored = next
 		t.dirty[tk.partition] = next
 	}
@@ -172,6 +181,41 @@ func (t *tracker) waitIdle(parts []kafka.TopicPartition, timeout time.Duration) 
 		time.Sleep(5 * time.Millisecond)
 	}
 	return true
+}
+
+// stall is a partition whose oldest unfinished record has been so since.
+type stall struct {
+	partition int32
+	offset    int64
+	since     time.Time
+}
+
+// stalled returns the partitions whose oldest unfinished record has been
+// so for longer than bound.
+func (t *tracker) stalled(now time.Time, bound time.Duration) []stall {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	var out []stall
+	for p, ps := range t.parts {
+		if len(ps.pending) > 0 && now.Sub(ps.headSince) > bound {
+			out = append(out, stall{partition: p, offset: ps.pending[0], since: ps.headSince})
+		}
+	}
+	return out
+}
+
+// assigned returns the partitions t follows.
+func (t *tracker) assigned() []kafka.TopicPartition {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]kafka.TopicPartition, 0, len(t.parts))
+	for p := range t.parts {
+		out = append(out, kafka.TopicPartition{Topic: &t.topic, Partition: p})
+	}
+	return out
 }
 
 // close stores what is finished and stops storing offsets, before the

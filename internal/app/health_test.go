@@ -8,13 +8,15 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// /readyz follows the unit: 503 until it is ready, 200 while it serves, 503
-// once it is stopping; /healthz answers while it drains. A failing unit's
-// error comes back, and a taken address stops the unit.
+// /readyz follows the unit: 503 until it is ready, 200 while it serves and
+// its checks pass, 503 with the reason while one fails and once it is
+// stopping; /healthz answers while it drains. A failing unit's error comes
+// back, and a taken address stops the unit.
 func TestRunWithHealth(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -22,16 +24,25 @@ func TestRunWithHealth(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	var body string
 	get := func(path string) int {
 		resp, err := http.Get("http://" + addr + path)
 		if err != nil {
 			return 0
 		}
 		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
 		return resp.StatusCode
 	}
 	ready := new(Ready)
+	var problem atomic.Pointer[error]
+	ready.Watch(func() error {
+		if p := problem.Load(); p != nil {
+			return *p
+		}
+		return nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	stopping, release := make(chan struct{}), make(chan struct{})
 	failure := errors.New("unit failed")
@@ -51,6 +62,15 @@ func TestRunWithHealth(t *testing.T) {
 	ready.Set()
 	if got := get("/readyz"); got != http.StatusOK {
 		t.Fatalf("/readyz when ready = %d", got)
+	}
+	stall := errors.New("partition 3 of orders stalled")
+	problem.Store(&stall)
+	if got := get("/readyz"); got != http.StatusServiceUnavailable || !strings.Contains(body, stall.Error()) {
+		t.Fatalf("/readyz while a check fails = %d %q, want 503 with the reason", got, body)
+	}
+	problem.Store(nil)
+	if got := get("/readyz"); got != http.StatusOK {
+		t.Fatalf("/readyz once the check passes again = %d %q", got, body)
 	}
 	cancel()
 	<-stopping

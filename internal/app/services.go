@@ -35,7 +35,8 @@ const adminDisplayName = "Admin"
 type ServiceConfig struct {
 	// DB is the database: a SQLite file path or a postgres:// URL.
 	DB string
-	// Ready, when not nil, is set once the service consumes requests.
+	// Ready, when not nil, is set once the service consumes requests, and
+	// watches the Health of its transport server and subscribers.
 	Ready *Ready
 	// IdempotencyTTL is how long the outcomes of calls with side effects
 	// are kept (see kafkatransport/idempotency); zero means
@@ -99,6 +100,7 @@ func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 		}
 		ordersv1.SubscribeOrderStatusChanged(sub, svc.HandleOrderStatusChanged)
 		u.loops = append(u.loops, sub.Run)
+		u.health = append(u.health, sub.Health)
 		return nil
 	})
 }
@@ -155,6 +157,9 @@ type serviceUnit struct {
 	srv   *kafkatransport.Server
 	// loops run next to the server and the relay until ctx ends.
 	loops []func(context.Context) error
+	// health are the Health methods of the subscribers build adds; with
+	// the server's, they make the unit's readiness.
+	health []func() error
 	// closers run, last first, once everything has stopped.
 	closers []func()
 }
@@ -171,7 +176,8 @@ type store interface {
 // an outbox relay publishing its events, builds a transport server, lets
 // build register the service (and add loops and closers), then serves,
 // relays and runs the loops until ctx ends or one fails, and sets ready once
-// the server consumes requests. Everything it opened is closed on return.
+// the server consumes requests; from then on ready also follows the Health
+// of the server and of the subscribers build adds. Everything it opened is closed on return.
 func runService[R store](ctx context.Context, c Common, name string, cfg ServiceConfig, open func(ctx context.Context, dsn string) (R, error), build func(context.Context, *serviceUnit, R) error) error {
 	u := &serviceUnit{log: c.Logger.With("unit", name)}
 	ttl := cfg.IdempotencyTTL
@@ -209,6 +215,7 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 	for _, run := range append([]func(context.Context) error{u.srv.Serve, u.relay.Run}, u.loops...) {
 		g.Go(func() error { return stopped(gctx, run(gctx)) })
 	}
+	cfg.Ready.Watch(append(u.health, u.srv.Health)...)
 	g.Go(func() error { return cfg.Ready.follow(gctx, u.srv.Ready()) })
 	return g.Wait()
 }

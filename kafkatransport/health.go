@@ -1,0 +1,68 @@
+package kafkatransport
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// DefaultStallTimeout is how long the oldest unfinished record of a
+// partition may stay so before Health reports the partition stalled, when
+// WithStallTimeout is not given.
+const DefaultStallTimeout = 30 * time.Second
+
+// health is what the Health method of a Server or Subscriber reports: a
+// fatal consumer error, a failing dead-letter produce, and the partitions
+// of its trackers whose oldest unfinished record has not finished within
+// the stall timeout.
+type health struct {
+	mu         sync.Mutex
+	stall      time.Duration
+	trackers   []*tracker
+	fatal      error
+	deadLetter error // the last dead letter's failure, nil once one succeeds
+}
+
+// watch adds the partitions of t to those checked for stalls.
+func (h *health) watch(t *tracker) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.trackers = append(h.trackers, t)
+}
+
+// failed records the fatal error a consumer stopped with.
+func (h *health) failed(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fatal = err
+}
+
+// deadLettered records how the last dead letter went: nil when it was
+// produced, else why not.
+func (h *health) deadLettered(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.deadLetter = err
+}
+
+// err returns every problem found, joined, or nil.
+func (h *health) err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	if h.fatal != nil {
+		errs = append(errs, fmt.Errorf("kafkatransport: consumer failed: %w", h.fatal))
+	}
+	if h.deadLetter != nil {
+		errs = append(errs, fmt.Errorf("kafkatransport: dead-letter produce failing: %w", h.deadLetter))
+	}
+	now := time.Now()
+	for _, t := range h.trackers {
+		for _, s := range t.stalled(now, h.stall) {
+			errs = append(errs, fmt.Errorf("kafkatransport: partition %d of %s stalled: the record at offset %d unfinished for %v (stall timeout %v)",
+				s.partition, t.topic, s.offset, now.Sub(s.since).Round(time.Millisecond), h.stall))
+		}
+	}
+	return errors.Join(errs...)
+}
