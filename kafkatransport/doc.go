@@ -198,6 +198,25 @@
 // run concurrently (at most WithMaxConcurrency), also within a partition, so
 // one slow call does not hold up the others.
 //
+// At-least-once delivery becomes an exactly-once effect with the
+// interceptor of the idempotency subpackage: it runs each method with side
+// effects (one that protobuf's idempotency_level does not mark
+// NO_SIDE_EFFECTS or IDEMPOTENT) once per key, the call's "idempotency-key"
+// metadata or, without one, its correlation id (RequestFromContext), which
+// every redelivery of the record repeats, and records the outcome in the
+// same database transaction as the handler's writes. A request redelivered
+// after a crash, or repeated by its caller with the same key, is then
+// answered with the first outcome, response or error, without running the
+// handler again; the reply's header carries "idempotency-replayed: true".
+// Without that interceptor, or for effects outside its store's transaction
+// (a call to another service, a message sent elsewhere), handlers must be
+// idempotent themselves. A caller whose call failed Unavailable may run it
+// again when that is safe (idempotency.RetryUnavailable); one that got
+// DeadlineExceeded does not know whether it ran and must repeat it with the
+// same idempotency key to find out. Events are delivered at least once, and
+// their handlers must be idempotent (the ev-id header tells deliveries of
+// one publish apart from other publishes).
+//
 // Keyed requests keep their order, as in the key-ordered mode of Confluent's
 // Parallel Consumer: requests with the same record key (the partition_key
 // field) in a partition are handled one after another in offset order (the
