@@ -214,8 +214,7 @@
 // again when that is safe (idempotency.RetryUnavailable); one that got
 // DeadlineExceeded does not know whether it ran and must repeat it with the
 // same idempotency key to find out. Events are delivered at least once, and
-// their handlers must be idempotent (the ev-id header tells deliveries of
-// one publish apart from other publishes).
+// their handlers must be idempotent.
 //
 // Keyed requests keep their order, as in the key-ordered mode of Confluent's
 // Parallel Consumer: requests with the same record key (the partition_key
