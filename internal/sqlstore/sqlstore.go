@@ -140,7 +140,7 @@ func OpenSQLite(ctx context.Context, path string, migrations fs.FS) (*sql.DB, er
 	// so concurrent calls do not open and close connections all the time.
 	db.SetMaxIdleConns(16)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	if err := db.PingContext(ctx); err != nil {
+	if err := pingSQLite(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
 	}
@@ -149,6 +149,27 @@ func OpenSQLite(ctx context.Context, path string, migrations fs.FS) (*sql.DB, er
 		return nil, err
 	}
 	return db, nil
+}
+
+// pingSQLite opens the first connection, which runs the pragmas. Setting
+// the journal mode can fail SQLITE_BUSY at once, without waiting out the
+// busy timeout, while another instance opening the same new file migrates
+// it; that is retried for up to 10s.
+func pingSQLite(ctx context.Context, db *sql.DB) error {
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
+		err := db.PingContext(wait)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+			return err
+		}
+		select {
+		case <-wait.Done():
+			return err
+		case <-time.After(backoff):
+		}
+	}
 }
 
 // Migrate applies, in name order, every "*.sql" file of migrations that the
