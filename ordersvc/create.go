@@ -33,7 +33,9 @@ import (
 // returns in one of four places, each a ReleaseStock of the order id:
 //
 //   - here, at once, when this attempt fails after step 2 may have
-//     reserved: the deferred compensation below, the saga's only one;
+//     reserved: the deferred compensation below, the saga's only one (but
+//     not when step 2 itself failed with an unknown outcome and the call
+//     has an idempotency key: its retry may still complete the order);
 //   - the recovery sweep (RecoverDue, recovery.go), when the attempt died
 //     before step 3 or the release here failed: its pending record from
 //     step 1 outlives its recover time;
@@ -102,10 +104,20 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 		}
 	}()
 
-	// Step 2: reserve and capture.
+	// Step 2: reserve and capture. When the outcome is unknown (the product
+	// service did not answer) and the call has an idempotency key, the
+	// stock the reservation may hold is left to a retry of the key, which
+	// finds it again (ReserveStock is idempotent by id) and completes the
+	// order, or else to the recovery sweep after RecoverAfter: releasing it
+	// now would make the key's retry fail for good.
 	reserved, err := s.reserve(ctx, id, lines)
 	if err != nil {
-		compensate, err = s.reserveFailed(ctx, log, err, key)
+		var mayHold bool
+		mayHold, err = s.reserveFailed(ctx, log, err, key)
+		compensate = mayHold && key == ""
+		if mayHold && key != "" {
+			log.InfoContext(ctx, "ordersvc: reservation outcome unknown; kept for a retry of the idempotency key or the recovery sweep")
+		}
 		return nil, err
 	}
 	compensate = true

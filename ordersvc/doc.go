@@ -36,7 +36,11 @@
 //     product service reach the caller unchanged, message and details
 //     included. Other reservation failures answer Unavailable (or the
 //     caller's own DeadlineExceeded/Canceled); since the reservation may
-//     have happened, Service then calls ReleaseStock at once, best effort.
+//     have happened, Service then calls ReleaseStock at once, best effort,
+//     unless the call has an idempotency key: then the stock stays
+//     reserved under the order id until a retry of the key finds the
+//     reservation and stores the order, or the recovery sweep releases it
+//     after RecoverAfter.
 //     When storing fails after a reservation, Service calls ReleaseStock
 //     (best effort) and answers Internal. Both are the saga's one
 //     compensation path (a deferred release in CreateOrder).

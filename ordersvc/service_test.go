@@ -1067,3 +1067,50 @@ func TestRecoverDueDrainsABacklog(t *testing.T) {
 		t.Fatalf("%d ReleaseStock calls, want %d", calls, n)
 	}
 }
+
+// A keyed attempt whose reservation outcome is unknown keeps the stock for
+// a retry of its key, which completes the order with the same reservation;
+// without a retry, the sweep gives the stock back after RecoverAfter.
+func TestCreateOrderUnknownReservationKeptForRetry(t *testing.T) {
+	for _, retry := range []bool{true, false} {
+		t.Run(fmt.Sprintf("retry=%v", retry), func(t *testing.T) {
+			e := newEnv(t)
+			keyed := metadata.NewIncomingContext(alice, metadata.Pairs(IdempotencyMetadataKey, "k-lost"))
+			req := &ordersv1.CreateOrderRequest{Items: items("p_bolt", 3)}
+			// The product service reserves, but its answer is lost.
+			e.products.reserveErr, e.products.reserveThenFail = status.Error(codes.DeadlineExceeded, "timeout"), true
+			_, err := e.svc.CreateOrder(keyed, req)
+			wantCode(t, err, codes.Unavailable)
+			if rel := e.products.releases(); len(rel) != 0 {
+				t.Fatalf("released at once: %v", rel)
+			}
+			if got := e.products.stock("p_bolt"); got != 997 {
+				t.Fatalf("bolt stock = %d, want 997 (kept for the retry)", got)
+			}
+			e.products.reserveErr, e.products.reserveThenFail = nil, false
+			if retry {
+				resp, err := e.svc.CreateOrder(keyed, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.GetOrder().GetId() != orderIDFor("u_alice", "k-lost") || countOrders(t, e.db) != 1 {
+					t.Fatalf("order %v, %d stored", resp.GetOrder(), countOrders(t, e.db))
+				}
+			}
+			e.advance(DefaultRecoverAfter + time.Second)
+			if _, err := e.svc.RecoverDue(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			want := int32(1000)
+			if retry {
+				want = 997 // the order holds it
+			}
+			if got := e.products.stock("p_bolt"); got != want {
+				t.Fatalf("bolt stock after the sweep = %d, want %d", got, want)
+			}
+			if left := pendingCount(t, e.db); left != 0 {
+				t.Fatalf("%d pending reservations left", left)
+			}
+		})
+	}
+}
