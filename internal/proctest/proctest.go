@@ -77,8 +77,13 @@ func NewCluster(t testing.TB, bin, brokers, prefix, secret string) *Cluster {
 			p.Kill()
 		}
 		if t.Failed() {
+			// A restarted process shares its Buffer with the one before.
+			shown := map[*Buffer]bool{}
 			for _, p := range procs {
-				t.Logf("--- log of %s:\n%s", p.Name, p.Log)
+				if !shown[p.Log] {
+					shown[p.Log] = true
+					t.Logf("--- log of %s:\n%s", p.Name, p.Log)
+				}
 			}
 		}
 	})
