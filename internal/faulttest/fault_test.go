@@ -3,6 +3,7 @@ package faulttest
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,12 +33,15 @@ const (
 	down   = 2 * time.Second
 	outage = 20 * time.Second
 	// recoveryBound fails the suite when the first order after the broker
-	// returns takes longer (the target is 3s on Apache Kafka; the bound is
-	// generous for a busy machine).
-	recoveryBound = 6 * time.Second
-	// stallBound fails the suite when no operation succeeds for longer; it
-	// covers the broker's outage and restart.
-	stallBound = 50 * time.Second
+	// returns takes longer. The target is 3s; with dynamic group
+	// membership a server's consumer cannot rejoin before the broker expires
+	// its old session, session.timeout.ms (6s) after the broker is back
+	// (see kafkatransport/config.go), so the bound is that plus slack for a
+	// busy machine.
+	recoveryBound = 10 * time.Second
+	// stallBound fails the suite when no operation succeeds for longer,
+	// outside the broker's outage; it covers a service's restart.
+	stallBound = 30 * time.Second
 	// settle bounds the wait for asynchronous effects (stock released by
 	// events, the recovery sweep, dead-lettering).
 	settle = recoverAfter + 30*time.Second
@@ -119,13 +124,19 @@ func TestFaults(t *testing.T) {
 	wg.Go(func() { cl.productWorker(ctx, stop, tl, admin) })
 	loadStart := time.Now()
 	cl.lastOK.Store(loadStart.UnixNano())
+	// A stall is a time without any acknowledged operation, outside the
+	// broker's outage (from its stop until the first order after it is
+	// back, which the recovery figure measures).
 	var longestStall time.Duration
+	var outageOver atomic.Int64 // unix nanoseconds; far future during the outage
 	stallDone := make(chan struct{})
 	go func() {
 		defer close(stallDone)
 		for !stopped(stop) {
 			time.Sleep(250 * time.Millisecond)
-			longestStall = max(longestStall, time.Since(time.Unix(0, cl.lastOK.Load())))
+			if from := max(cl.lastOK.Load(), outageOver.Load()); from < time.Now().UnixNano() {
+				longestStall = max(longestStall, time.Since(time.Unix(0, from)))
+			}
 		}
 	}()
 	at := func(d time.Duration) { time.Sleep(time.Until(loadStart.Add(d))) }
@@ -155,6 +166,7 @@ func TestFaults(t *testing.T) {
 	// ---- the broker stopped and started
 	at(40 * time.Second)
 	stopAt := time.Now()
+	outageOver.Store(math.MaxInt64)
 	if err := b.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +178,7 @@ func TestFaults(t *testing.T) {
 	upAt := time.Now()
 	t.Logf("%v: broker answers again after %v down", time.Since(loadStart).Round(100*time.Millisecond), upAt.Sub(stopAt).Round(100*time.Millisecond))
 	recovery := probeRecovery(ctx, gw.URL, probe.token, probeProduct, upAt)
+	outageOver.Store(time.Now().UnixNano())
 	time.Sleep(time.Until(upAt.Add(12 * time.Second)))
 	close(stop)
 	wg.Wait()
@@ -286,15 +299,15 @@ func TestFaults(t *testing.T) {
 	figure(postCancelled < 30 || postStock != initialStock, "after poison: %d orders cancelled, stock returned for %d",
 		postCancelled, int64(len(postOrders))-(initialStock-postStock))
 
-	figure(recovery < 0 || recovery > recoveryBound, "recovery after broker restart %.1f s (%s, down %.1f s; bound %v)",
+	figure(recovery < 0 || recovery > recoveryBound, "recovery after broker restart %.1f s (%s, down %.1f s; target 3 s, bound %v)",
 		recovery.Seconds(), b.kind, upAt.Sub(stopAt).Seconds(), recoveryBound)
-	figure(longestStall > stallBound || cl.unresolved.Load() != 0, "longest stall %.1f s (bound %v); operations without a definite answer after %v of retries %d",
+	figure(longestStall > stallBound || cl.unresolved.Load() != 0, "longest stall outside the broker outage %.1f s (bound %v); operations without a definite answer after %v of retries %d",
 		longestStall.Seconds(), stallBound, opDeadline, cl.unresolved.Load())
 	var refused []string
 	cl.mu.Lock()
 	for k, n := range cl.answers {
 		if !strings.HasSuffix(k, " 200") && !strings.HasSuffix(k, " -1") {
-			refused = append(refused, fmt.Sprintf("%s ×%d", k, n))
+			refused = append(refused, fmt.Sprintf("%s ×%d: %q", k, n, cl.samples[k]))
 		}
 	}
 	cl.mu.Unlock()

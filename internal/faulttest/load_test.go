@@ -32,7 +32,8 @@ type client struct {
 	retries    atomic.Int64
 
 	mu      sync.Mutex
-	answers map[string]int // "<what> <status>" -> count, for the log
+	answers map[string]int    // "<what> <status>" -> count, for the log
+	samples map[string]string // "<what> <status>" -> the message of one such answer
 }
 
 // definite reports whether an answer tells the operation's outcome.
@@ -59,6 +60,9 @@ func (c *client) do(ctx context.Context, what, method, path, token string, body 
 		cancel()
 		if definite(code, err) {
 			c.count(what, code)
+			if code != http.StatusOK {
+				c.sample(what, code, out)
+			}
 			if code == http.StatusOK {
 				c.lastOK.Store(time.Now().UnixNano())
 			}
@@ -81,6 +85,15 @@ func (c *client) count(what string, code int) {
 		c.answers = map[string]int{}
 	}
 	c.answers[fmt.Sprintf("%s %d", what, code)]++
+}
+
+func (c *client) sample(what string, code int, out map[string]any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.samples == nil {
+		c.samples = map[string]string{}
+	}
+	c.samples[fmt.Sprintf("%s %d", what, code)] = fmt.Sprint(out["message"])
 }
 
 func newKey() string {
