@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kgrpc/platform/internal/proctest"
+	"github.com/kgrpc/platform/internal/sqlstore"
 	"github.com/kgrpc/platform/internal/sqlstore/sqltest"
 )
 
@@ -66,7 +67,7 @@ func TestFaults(t *testing.T) {
 	// after the services.
 	b := startBroker(t, proctest.NewCluster(t, bin, "", prefix, secret))
 	c := proctest.NewCluster(t, bin, b.addr, prefix, secret)
-	t.Logf("broker: %s at %s; databases: %s", b.kind, b.addr, strings.SplitN(dbs["users"], ":", 2)[0])
+	t.Logf("broker: %s at %s; databases: %s", b.kind, b.addr, sqlstore.DialectOf(dbs["users"]))
 
 	svc := map[string]*proctest.Proc{
 		"usersvc":    c.Start("usersvc", "usersvc", "--db", dbs["users"], "--admin-email", adminEmail, "--admin-password", adminPassword),
