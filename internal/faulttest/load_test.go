@@ -27,13 +27,13 @@ const (
 // is retried with the same key until a definite one comes.
 type client struct {
 	gw         string
-	lastOK     atomic.Int64 // unix nanoseconds of the latest 200
 	unresolved atomic.Int64 // operations with no definite answer by opDeadline
 	retries    atomic.Int64
 
 	mu      sync.Mutex
 	answers map[string]int    // "<what> <status>" -> count, for the log
 	samples map[string]string // "<what> <status>" -> the message of one such answer
+	okAt    map[string]int64  // what -> unix nanoseconds of its latest 200
 }
 
 // definite reports whether an answer tells the operation's outcome.
@@ -64,7 +64,12 @@ func (c *client) do(ctx context.Context, what, method, path, token string, body 
 				c.sample(what, code, out)
 			}
 			if code == http.StatusOK {
-				c.lastOK.Store(time.Now().UnixNano())
+				c.mu.Lock()
+				if c.okAt == nil {
+					c.okAt = map[string]int64{}
+				}
+				c.okAt[what] = time.Now().UnixNano()
+				c.mu.Unlock()
 			}
 			return code, out, true
 		}
@@ -85,6 +90,18 @@ func (c *client) count(what string, code int) {
 		c.answers = map[string]int{}
 	}
 	c.answers[fmt.Sprintf("%s %d", what, code)]++
+}
+
+// stalls returns, for each kind of operation that succeeded at least once,
+// how long ago it last did, as of now.
+func (c *client) stalls(now time.Time) map[string]time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]time.Duration{}
+	for what, at := range c.okAt {
+		out[what] = now.Sub(time.Unix(0, at))
+	}
+	return out
 }
 
 func (c *client) sample(what string, code int, out map[string]any) {
