@@ -21,11 +21,9 @@ import (
 )
 
 const (
-	secret        = "fault-suite-secret-0123456789abcdef"
-	adminEmail    = "admin@example.com"
-	adminPassword = "admin-pass-123"
-	prefix        = "faults."
-	initialStock  = 1_000_000
+	secret       = "fault-suite-secret-0123456789abcdef"
+	prefix       = "faults."
+	initialStock = 1_000_000
 	// recoverAfter is ordersvc's --recover-after: the stock of an order
 	// attempt that died with ordersvc comes back within the suite.
 	recoverAfter = 12 * time.Second
@@ -70,7 +68,7 @@ func TestFaults(t *testing.T) {
 	t.Logf("broker: %s at %s; databases: %s", b.kind, b.addr, sqlstore.DialectOf(dbs["users"]))
 
 	svc := map[string]*proctest.Proc{
-		"usersvc":    c.Start("usersvc", "usersvc", "--db", dbs["users"], "--admin-email", adminEmail, "--admin-password", adminPassword),
+		"usersvc":    c.Start("usersvc", "usersvc", "--db", dbs["users"], "--admin-email", proctest.AdminEmail, "--admin-password", proctest.AdminPassword),
 		"productsvc": c.Start("productsvc", "productsvc", "--db", dbs["products"]),
 		"ordersvc":   c.Start("ordersvc", "ordersvc", "--db", dbs["orders"], "--recover-after", recoverAfter.String()),
 	}
@@ -92,7 +90,7 @@ func TestFaults(t *testing.T) {
 		}
 		return out
 	}
-	admin := must("login", "POST", "/v1/auth:login", "", map[string]any{"email": adminEmail, "password": adminPassword})["accessToken"].(string)
+	admin := must("login", "POST", "/v1/auth:login", "", map[string]any{"email": proctest.AdminEmail, "password": proctest.AdminPassword})["accessToken"].(string)
 	newProduct := func(sku string) string {
 		return must("setup product", "POST", "/v1/products", admin, map[string]any{
 			"sku": sku, "name": "Fault suite " + sku, "category": "faults", "priceCents": 100, "stock": initialStock})["id"].(string)

@@ -1,6 +1,7 @@
 package faulttest
 
 import (
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -36,9 +37,7 @@ func TestMeasureReconnect(t *testing.T) {
 	b := startBroker(t, proctest.NewCluster(t, "", "", "", ""))
 	topic := "measure"
 	pc := kafkatransport.DefaultProducerConfig()
-	for k, v := range extra {
-		pc[k] = v
-	}
+	maps.Copy(pc, extra)
 	pc["bootstrap.servers"] = b.addr
 	p, err := kafka.NewProducer(&pc)
 	if err != nil {
@@ -49,30 +48,21 @@ func TestMeasureReconnect(t *testing.T) {
 		for range p.Events() {
 		}
 	}()
-	cc := kafkatransport.DefaultConsumerConfig()
-	for k, v := range extra {
-		cc[k] = v
+	// A group member and a consumer of an assigned partition.
+	consumer := func(group string) *kafka.Consumer {
+		cc := kafkatransport.DefaultConsumerConfig()
+		maps.Copy(cc, extra)
+		cc["bootstrap.servers"] = b.addr
+		cc["group.id"] = group
+		cc["go.logs.channel.enable"] = false
+		c, err := kafka.NewConsumer(&cc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
 	}
-	cc["bootstrap.servers"] = b.addr
-	cc["group.id"] = "measure"
-	cc["go.logs.channel.enable"] = false
-	c, err := kafka.NewConsumer(&cc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cc2 := kafkatransport.DefaultConsumerConfig()
-	for k, v := range extra {
-		cc2[k] = v
-	}
-	cc2["bootstrap.servers"] = b.addr
-	cc2["group.id"] = "measure-assign"
-	cc2["go.logs.channel.enable"] = false
-	a, err := kafka.NewConsumer(&cc2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	c, a := consumer("measure"), consumer("measure-assign")
 	produce := func() error {
 		ch := make(chan kafka.Event, 1)
 		if err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: 0}, Value: []byte("x")}, ch); err != nil {

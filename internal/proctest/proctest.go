@@ -17,6 +17,13 @@ import (
 	"time"
 )
 
+// AdminEmail and AdminPassword are the credentials the suites give usersvc
+// for its first admin (--admin-email, --admin-password).
+const (
+	AdminEmail    = "admin@example.com"
+	AdminPassword = "admin-pass-123"
+)
+
 // Proc is one running binary.
 type Proc struct {
 	// Name names the process in logs and failures.

@@ -18,14 +18,12 @@ import (
 )
 
 const (
-	secret        = "scale-test-secret-0123456789abcdef"
-	adminEmail    = "admin@example.com"
-	adminPassword = "admin-pass-123"
-	initialStock  = 100000
-	loadFor       = 8 * time.Second
-	killAfter     = 3 * time.Second
-	callTimeout   = 15 * time.Second // the gateways' request timeout is 10s
-	recoverAfter  = 12 * time.Second // ordersvc --recover-after; more than its 10s call timeout
+	secret       = "scale-test-secret-0123456789abcdef"
+	initialStock = 100000
+	loadFor      = 8 * time.Second
+	killAfter    = 3 * time.Second
+	callTimeout  = 15 * time.Second // the gateways' request timeout is 10s
+	recoverAfter = 12 * time.Second // ordersvc --recover-after; more than its 10s call timeout
 )
 
 func waitOK(t *testing.T, p *proctest.Proc) {
@@ -58,7 +56,7 @@ func TestScaleOutAndCrash(t *testing.T) {
 	db := func(name string) string { return dbs[name] }
 
 	// The first users instance seeds the admin alone; the rest then join.
-	users1 := c.Start("users-1", "usersvc", "--db", db("users"), "--admin-email", adminEmail, "--admin-password", adminPassword)
+	users1 := c.Start("users-1", "usersvc", "--db", db("users"), "--admin-email", proctest.AdminEmail, "--admin-password", proctest.AdminPassword)
 	waitOK(t, users1)
 	services := map[string][2]*proctest.Proc{}
 	services["users"] = [2]*proctest.Proc{users1, c.Start("users-2", "usersvc", "--db", db("users"))}
@@ -87,7 +85,7 @@ func TestScaleOutAndCrash(t *testing.T) {
 		}
 		return body
 	}
-	admin := must(proctest.API(ctx, gw(0), "POST", "/v1/auth:login", "", map[string]any{"email": adminEmail, "password": adminPassword}))["accessToken"].(string)
+	admin := must(proctest.API(ctx, gw(0), "POST", "/v1/auth:login", "", map[string]any{"email": proctest.AdminEmail, "password": proctest.AdminPassword}))["accessToken"].(string)
 	product := must(proctest.API(ctx, gw(0), "POST", "/v1/products", admin, map[string]any{
 		"sku": "SCALE-1", "name": "Scale test item", "category": "test", "priceCents": 100, "stock": initialStock}))["id"].(string)
 	type buyer struct{ id, token string }
