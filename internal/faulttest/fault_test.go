@@ -65,6 +65,7 @@ func TestFaults(t *testing.T) {
 	// after the services.
 	b := startBroker(t, proctest.NewCluster(t, bin, "", prefix, secret))
 	c := proctest.NewCluster(t, bin, b.addr, prefix, secret)
+	c.LogTail = 200 // the figures say what failed; the logs are long
 	t.Logf("broker: %s at %s; databases: %s", b.kind, b.addr, sqlstore.DialectOf(dbs["users"]))
 
 	svc := map[string]*proctest.Proc{

@@ -62,6 +62,10 @@ func (p *Proc) Stop(timeout time.Duration) {
 // and an auth secret, and kills them when the test ends, showing their
 // output if it failed.
 type Cluster struct {
+	// LogTail, when above zero, limits the output shown of each process
+	// after a failure to its last LogTail lines.
+	LogTail int
+
 	t       testing.TB
 	bin     string
 	brokers string
@@ -89,7 +93,7 @@ func NewCluster(t testing.TB, bin, brokers, prefix, secret string) *Cluster {
 			for _, p := range procs {
 				if !shown[p.Log] {
 					shown[p.Log] = true
-					t.Logf("--- log of %s:\n%s", p.Name, p.Log)
+					t.Logf("--- log of %s:\n%s", p.Name, tail(p.Log.String(), c.LogTail))
 				}
 			}
 		}
@@ -179,6 +183,18 @@ func (l *Buffer) String() string {
 
 // Count returns how many times s occurs in what was written so far.
 func (l *Buffer) Count(s string) int { return strings.Count(l.String(), s) }
+
+// tail returns the last n lines of s, or s when n is not above zero.
+func tail(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if n <= 0 || len(lines) <= n {
+		return s
+	}
+	return fmt.Sprintf("(%d lines before)\n", len(lines)-n) + strings.Join(lines[len(lines)-n:], "")
+}
 
 // FreeAddr returns a loopback host:port that was free a moment ago.
 func FreeAddr(t testing.TB) string {
