@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,6 +131,7 @@ type tally struct {
 	mu           sync.Mutex
 	adjustOK     int64
 	orders       []order
+	rolledBack   int // orders refused because their first attempt was rolled back
 	cancelsOK    int
 	confirmsOK   int
 	users        map[string]string // user id -> display name of the last acknowledged update
@@ -160,6 +162,15 @@ func (c *client) orderWorker(ctx context.Context, stop <-chan struct{}, tl *tall
 		qty := int64(1 + i%3)
 		code, body, ok := c.do(ctx, "createOrder", "POST", "/v1/orders", token, map[string]any{
 			"items": []any{map[string]any{"productId": product, "quantity": qty}}})
+		if ok && code == http.StatusBadRequest && strings.Contains(fmt.Sprint(body["message"]), "rolled back") {
+			// ordersvc's answer to a retry whose first attempt failed
+			// mid-way and was undone: no order, place it again with a new
+			// key (the next one).
+			tl.mu.Lock()
+			tl.rolledBack++
+			tl.mu.Unlock()
+			continue
+		}
 		if !ok || code != http.StatusOK {
 			continue
 		}
