@@ -17,7 +17,7 @@
 // .cache/kafka), or, with FAULT_BROKER=devkafka or without Java, a
 // cmd/devkafka process with a data directory. It runs only when
 // FAULT_SUITE=1 (scripts/test.sh sets it in a step of its own), since it
-// takes three to four minutes. The services keep their data in PostgreSQL
+// takes two to four minutes. The services keep their data in PostgreSQL
 // when TEST_POSTGRES_DSN is set, each in a database of its own, and in
 // SQLite files otherwise.
 //
