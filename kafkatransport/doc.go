@@ -209,7 +209,9 @@
 // subscriber's group member within about 6.7s (9.2s), the rest being the
 // broker holding the member's rejoin until its old session, which timed out
 // during the outage, expires (session.timeout.ms). RELIABILITY.md has the
-// end-to-end figure. WithKafkaConfig overrides any of them and adds others (security.protocol,
+// end-to-end figure.
+//
+// WithKafkaConfig overrides any of them and adds others (security.protocol,
 // sasl.*, ssl.*, ...); properties of one client kind are not given to the
 // other.
 package kafkatransport
