@@ -23,6 +23,11 @@
 #   KAFKA_CACHE            cache directory (default <repo>/.cache/kafka)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 90)
 #
+# A second broker runs beside the first with its own KAFKA_CACHE and ports;
+# a libs symlink to the first cache's libs spares the fetch. The fault suite
+# (internal/faulttest) runs its private broker that way, in
+# .cache/kafka-faults on ports 19192 and 19193, so that it can stop it.
+#
 # Starting a running broker is a no-op. Progress goes to stderr.
 set -euo pipefail
 

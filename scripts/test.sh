@@ -6,12 +6,17 @@
 #      TEST_POSTGRES_DSN already in the environment is used as it is);
 #   1. go test -race ./... with the in-process kfake broker;
 #   2. the suites of REAL_KAFKA_PACKAGES again against a real Apache Kafka
-#      broker (scripts/kafka.sh), when Java and Maven are present or CI=true.
+#      broker (scripts/kafka.sh), when Java and Maven are present or CI=true;
+#   3. the fault suite (internal/faulttest, FAULT_SUITE=1), alone, after the
+#      others: it stops and starts a broker of its own, a private Apache
+#      Kafka when pass 2 runs (ports 19192-19193, cache .cache/kafka-faults
+#      sharing the jars of .cache/kafka), devkafka otherwise. Its figure
+#      lines are repeated in the summary. SKIP_FAULTS=1 skips it outside CI.
 #
 # When CI=true, or when Java and Maven are present, a real broker that cannot
 # start fails the run; so does a PostgreSQL that cannot start in CI. A pass
 # that did not run is reported as NOT RUN in the closing summary, never as
-# passed. Both passes run even when the first fails, so one CI log shows
+# passed. Every pass runs even when an earlier one fails, so one CI log shows
 # everything. SKIP_REAL_KAFKA=1 skips pass 2 outside CI.
 #
 # A broker that was already running (scripts/kafka.sh start) is used and left
@@ -29,6 +34,8 @@ LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/kgrpc-test.XXXXXX")"
 
 status_kfake="NOT RUN"
 status_real="NOT RUN"
+status_faults="NOT RUN"
+figures=()
 status_pg="NOT RUN (no scripts/postgres.sh, no TEST_POSTGRES_DSN)"
 failed=0
 pkgs_ok=0
@@ -48,7 +55,7 @@ banner() {
 # gotest runs go test with the given arguments, shows its output, and counts
 # the packages that passed and failed.
 gotest() {
-	local log="$LOGDIR/pass$((pkgs_ok + pkgs_failed)).log" rc=0
+	local log="${GOTEST_LOG:-$LOGDIR/pass$((pkgs_ok + pkgs_failed)).log}" rc=0
 	go test "$@" 2>&1 | tee "$log" || rc=$?
 	pkgs_ok=$((pkgs_ok + $(grep -cE '^ok[[:space:]]' "$log" || true)))
 	pkgs_failed=$((pkgs_failed + $(grep -cE '^FAIL[[:space:]]' "$log" || true)))
@@ -73,6 +80,10 @@ finish() {
 	banner "test summary ($((SECONDS - started_at))s)"
 	echo "kfake pass (go test -race ./...):        $status_kfake"
 	echo "real Apache Kafka pass:                  $status_real"
+	echo "fault suite (internal/faulttest):        $status_faults"
+	if ((${#figures[@]})); then
+		printf '    %s\n' "${figures[@]}"
+	fi
 	echo "PostgreSQL (TEST_POSTGRES_DSN):          $status_pg"
 	if ((failed)); then
 		echo "RESULT: FAILED"
@@ -158,4 +169,23 @@ if [[ "$want_real" == true ]]; then
 			grep -E '\] (WARN|ERROR) ' "${KAFKA_CACHE:-.cache/kafka}/logs/server.log" | tail -40 || true
 		fi
 	fi
+fi
+
+# ---- pass 3: the fault suite, alone: it loads the machine and stops its
+# own broker.
+if [[ "${SKIP_FAULTS:-}" == 1 && "$CI" != true ]]; then
+	status_faults="NOT RUN (SKIP_FAULTS=1)"
+else
+	fault_broker=devkafka
+	[[ "$want_real" == true ]] && fault_broker=kafka
+	banner "pass 3: fault suite (internal/faulttest) on its own broker ($fault_broker)"
+	faultlog="$LOGDIR/faults.log"
+	if FAULT_SUITE=1 FAULT_BROKER="$fault_broker" GOTEST_LOG="$faultlog" \
+		gotest -count=1 -timeout 10m -v -run '^TestFaults$' ./internal/faulttest; then
+		status_faults="passed on $fault_broker"
+	else
+		status_faults="FAILED on $fault_broker (see the FAILED figures and failed tests above)"
+		failed=1
+	fi
+	mapfile -t figures < <(grep -o 'figure: .*' "$faultlog" | sed 's/^figure: //' || true)
 fi

@@ -1,172 +1,42 @@
 package scaletest
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kgrpc/platform/internal/kafkatest"
+	"github.com/kgrpc/platform/internal/proctest"
 	"github.com/kgrpc/platform/internal/sqlstore"
 	"github.com/kgrpc/platform/internal/sqlstore/sqltest"
 )
 
 const (
-	secret        = "scale-test-secret-0123456789abcdef"
-	adminEmail    = "admin@example.com"
-	adminPassword = "admin-pass-123"
-	initialStock  = 100000
-	loadFor       = 8 * time.Second
-	killAfter     = 3 * time.Second
-	callTimeout   = 15 * time.Second // the gateways' request timeout is 10s
-	recoverAfter  = 12 * time.Second // ordersvc --recover-after; more than its 10s call timeout
+	secret       = "scale-test-secret-0123456789abcdef"
+	initialStock = 100000
+	loadFor      = 8 * time.Second
+	killAfter    = 3 * time.Second
+	callTimeout  = 15 * time.Second // the gateways' request timeout is 10s
+	recoverAfter = 12 * time.Second // ordersvc --recover-after; more than its 10s call timeout
 )
 
-// proc is one running binary.
-type proc struct {
-	name   string
-	cmd    *exec.Cmd
-	health string // base URL of /healthz and /readyz, or the API
-	log    *lockedBuffer
-	exited chan struct{}
-}
-
-// cluster starts the binaries.
-type cluster struct {
-	t       *testing.T
-	bin     string
-	brokers string
-	prefix  string
-	dir     string
-	procs   []*proc
-}
-
-func freeAddr(t *testing.T) string {
+func waitOK(t *testing.T, p *proctest.Proc) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func (c *cluster) start(name, binary string, args ...string) *proc {
-	c.t.Helper()
-	addr := freeAddr(c.t)
-	args = append([]string{"--brokers", c.brokers, "--auth-secret", secret, "--topic-prefix", c.prefix,
-		"--instance-id", name, "--log-format", "text", "--log-level", "debug", "--http-addr", addr}, args...)
-	cmd := exec.Command(filepath.Join(c.bin, binary), args...)
-	p := &proc{name: name, cmd: cmd, health: "http://" + addr, log: &lockedBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.log, p.log
-	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("start %s: %v", name, err)
-	}
-	go func() { _ = cmd.Wait(); close(p.exited) }()
-	c.procs = append(c.procs, p)
-	return p
-}
-
-// lockedBuffer is a process's output, written by its stdout and stderr
-// copiers and read by the test.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(b)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// waitOK polls url until it answers 200.
-func waitOK(t *testing.T, p *proc, path string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.exited:
-			t.Fatalf("%s exited during start:\n%s", p.name, p.log)
-		default:
-		}
-		resp, err := http.Get(p.health + path)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s%s not 200 after 60s:\n%s", p.name, path, p.log)
-}
-
-// api calls a gateway and decodes a JSON object.
-func api(ctx context.Context, base, method, path, token string, body any) (int, map[string]any, error) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	raw, _ := io.ReadAll(resp.Body)
-	_ = json.Unmarshal(raw, &out)
-	return resp.StatusCode, out, nil
-}
-
-func num(v any) int64 {
-	switch x := v.(type) {
-	case float64:
-		return int64(x)
-	case string:
-		var n int64
-		fmt.Sscan(x, &n)
-		return n
-	}
-	return 0
+	proctest.WaitOK(t, p, "/readyz", 60*time.Second)
 }
 
 func TestScaleOutAndCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs eight processes; skipped with -short")
 	}
-	c := &cluster{t: t, bin: t.TempDir(), brokers: kafkatest.Brokers(t), prefix: kafkatest.TopicPrefix(t), dir: t.TempDir()}
-	build := exec.Command("go", "build", "-o", c.bin, "./cmd/gateway", "./cmd/usersvc", "./cmd/productsvc", "./cmd/ordersvc")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := proctest.Build(t, "./cmd/gateway", "./cmd/usersvc", "./cmd/productsvc", "./cmd/ordersvc")
+	dir := t.TempDir()
 	// On real Kafka with a PostgreSQL server at hand the services use
 	// PostgreSQL, as in production; otherwise shared SQLite files. The
 	// databases are made first so that they are dropped after the
@@ -176,44 +46,36 @@ func TestScaleOutAndCrash(t *testing.T) {
 		if os.Getenv("KAFKA_BROKERS") != "" && os.Getenv(sqltest.EnvPostgres) != "" {
 			dbs[name] = sqltest.Postgres(t)
 		} else {
-			dbs[name] = filepath.Join(c.dir, name+".db")
+			dbs[name] = filepath.Join(dir, name+".db")
 		}
 	}
 	t.Logf("databases: %s", sqlstore.DialectOf(dbs["users"]))
-	t.Cleanup(func() {
-		for _, p := range c.procs {
-			_ = p.cmd.Process.Signal(syscall.SIGKILL)
-			<-p.exited
-		}
-		if t.Failed() {
-			for _, p := range c.procs {
-				t.Logf("--- log of %s:\n%s", p.name, p.log)
-			}
-		}
-	})
+	// Made after the databases, so the processes are killed before those
+	// are dropped.
+	c := proctest.NewCluster(t, bin, kafkatest.Brokers(t), kafkatest.TopicPrefix(t), secret)
 	db := func(name string) string { return dbs[name] }
 
 	// The first users instance seeds the admin alone; the rest then join.
-	users1 := c.start("users-1", "usersvc", "--db", db("users"), "--admin-email", adminEmail, "--admin-password", adminPassword)
-	waitOK(t, users1, "/readyz")
-	services := map[string][2]*proc{}
-	services["users"] = [2]*proc{users1, c.start("users-2", "usersvc", "--db", db("users"))}
-	services["products"] = [2]*proc{c.start("products-1", "productsvc", "--db", db("products")), c.start("products-2", "productsvc", "--db", db("products"))}
+	users1 := c.Start("users-1", "usersvc", "--db", db("users"), "--admin-email", proctest.AdminEmail, "--admin-password", proctest.AdminPassword)
+	waitOK(t, users1)
+	services := map[string][2]*proctest.Proc{}
+	services["users"] = [2]*proctest.Proc{users1, c.Start("users-2", "usersvc", "--db", db("users"))}
+	services["products"] = [2]*proctest.Proc{c.Start("products-1", "productsvc", "--db", db("products")), c.Start("products-2", "productsvc", "--db", db("products"))}
 	// A short recover time: the stock of order attempts that died with
 	// orders-2 comes back within the test.
-	services["orders"] = [2]*proc{
-		c.start("orders-1", "ordersvc", "--db", db("orders"), "--recover-after", recoverAfter.String()),
-		c.start("orders-2", "ordersvc", "--db", db("orders"), "--recover-after", recoverAfter.String()),
+	services["orders"] = [2]*proctest.Proc{
+		c.Start("orders-1", "ordersvc", "--db", db("orders"), "--recover-after", recoverAfter.String()),
+		c.Start("orders-2", "ordersvc", "--db", db("orders"), "--recover-after", recoverAfter.String()),
 	}
-	gateways := []*proc{c.start("gateway-1", "gateway"), c.start("gateway-2", "gateway")}
+	gateways := []*proctest.Proc{c.Start("gateway-1", "gateway"), c.Start("gateway-2", "gateway")}
 	for _, pair := range services {
-		waitOK(t, pair[0], "/readyz")
-		waitOK(t, pair[1], "/readyz")
+		waitOK(t, pair[0])
+		waitOK(t, pair[1])
 	}
 	for _, g := range gateways {
-		waitOK(t, g, "/readyz")
+		waitOK(t, g)
 	}
-	gw := func(i int) string { return gateways[i%2].health }
+	gw := func(i int) string { return gateways[i%2].URL }
 
 	ctx := context.Background()
 	must := func(code int, body map[string]any, err error) map[string]any {
@@ -223,15 +85,15 @@ func TestScaleOutAndCrash(t *testing.T) {
 		}
 		return body
 	}
-	admin := must(api(ctx, gw(0), "POST", "/v1/auth:login", "", map[string]any{"email": adminEmail, "password": adminPassword}))["accessToken"].(string)
-	product := must(api(ctx, gw(0), "POST", "/v1/products", admin, map[string]any{
+	admin := must(proctest.API(ctx, gw(0), "POST", "/v1/auth:login", "", map[string]any{"email": proctest.AdminEmail, "password": proctest.AdminPassword}))["accessToken"].(string)
+	product := must(proctest.API(ctx, gw(0), "POST", "/v1/products", admin, map[string]any{
 		"sku": "SCALE-1", "name": "Scale test item", "category": "test", "priceCents": 100, "stock": initialStock}))["id"].(string)
 	type buyer struct{ id, token string }
 	var buyers []buyer
 	for i := range 6 {
 		email := fmt.Sprintf("buyer%d@example.com", i)
-		id := must(api(ctx, gw(i), "POST", "/v1/users", "", map[string]any{"email": email, "password": "password-123", "displayName": "Buyer"}))["id"].(string)
-		tok := must(api(ctx, gw(i+1), "POST", "/v1/auth:login", "", map[string]any{"email": email, "password": "password-123"}))["accessToken"].(string)
+		id := must(proctest.API(ctx, gw(i), "POST", "/v1/users", "", map[string]any{"email": email, "password": "password-123", "displayName": "Buyer"}))["id"].(string)
+		tok := must(proctest.API(ctx, gw(i+1), "POST", "/v1/auth:login", "", map[string]any{"email": email, "password": "password-123"}))["accessToken"].(string)
 		buyers = append(buyers, buyer{id, tok})
 	}
 
@@ -251,7 +113,7 @@ func TestScaleOutAndCrash(t *testing.T) {
 	go func() {
 		time.Sleep(killAfter)
 		for name, pair := range services {
-			_ = pair[1].cmd.Process.Signal(syscall.SIGKILL)
+			pair[1].Kill()
 			t.Logf("killed %s-2 at %v", name, time.Since(start).Round(time.Millisecond))
 		}
 		close(killed)
@@ -269,20 +131,20 @@ func TestScaleOutAndCrash(t *testing.T) {
 				kind := (w + i) % 4
 				switch kind {
 				case 0:
-					code, body, err = api(cctx, base, "POST", "/v1/users", "", map[string]any{
+					code, body, err = proctest.API(cctx, base, "POST", "/v1/users", "", map[string]any{
 						"email": fmt.Sprintf("w%d-%d@example.com", w, i), "password": "password-123", "displayName": "Load"})
 					if err == nil && code == 200 {
 						registered.Add(1)
 					}
 				case 1:
-					code, body, err = api(cctx, base, "GET", "/v1/products/"+product, "", nil)
+					code, body, err = proctest.API(cctx, base, "GET", "/v1/products/"+product, "", nil)
 					if err == nil && code == 200 {
 						productsGot.Add(1)
 					}
 				default:
 					b := buyers[(w+i)%len(buyers)]
 					qty := int64(1 + i%3)
-					code, body, err = api(cctx, base, "POST", "/v1/orders", b.token, map[string]any{
+					code, body, err = proctest.API(cctx, base, "POST", "/v1/orders", b.token, map[string]any{
 						"items": []any{map[string]any{"productId": product, "quantity": qty}}})
 					mu.Lock()
 					if err == nil && code == 200 {
@@ -327,7 +189,7 @@ func TestScaleOutAndCrash(t *testing.T) {
 	for _, b := range buyers {
 		tok := ""
 		for {
-			code, body, err := api(ctx, gw(0), "GET", "/v1/users/"+b.id+"/orders?pageSize=100&pageToken="+tok, admin, nil)
+			code, body, err := proctest.API(ctx, gw(0), "GET", "/v1/users/"+b.id+"/orders?pageSize=100&pageToken="+tok, admin, nil)
 			if err != nil || code != 200 {
 				t.Fatalf("list orders = %d %v %v", code, body, err)
 			}
@@ -336,7 +198,7 @@ func TestScaleOutAndCrash(t *testing.T) {
 				seen[om["id"].(string)]++
 				if om["status"] != "ORDER_STATUS_CANCELLED" {
 					for _, it := range om["items"].([]any) {
-						reserved += num(it.(map[string]any)["quantity"])
+						reserved += proctest.Num(it.(map[string]any)["quantity"])
 					}
 				}
 			}
@@ -368,18 +230,18 @@ func TestScaleOutAndCrash(t *testing.T) {
 	var stock int64
 	settle := time.Now()
 	for deadline := time.Now().Add(recoverAfter + 15*time.Second); ; time.Sleep(500 * time.Millisecond) {
-		code, body, err := api(ctx, gw(1), "GET", "/v1/products/"+product, "", nil)
+		code, body, err := proctest.API(ctx, gw(1), "GET", "/v1/products/"+product, "", nil)
 		if err != nil || code != 200 {
 			t.Fatalf("get product = %d %v %v", code, body, err)
 		}
-		stock = num(body["stock"])
+		stock = proctest.Num(body["stock"])
 		if stock == initialStock-reserved || time.Now().After(deadline) {
 			break
 		}
 	}
 	recovered := 0
 	for _, p := range services["orders"] {
-		recovered += strings.Count(p.log.String(), "released the stock of an order attempt")
+		recovered += strings.Count(p.Log.String(), "released the stock of an order attempt")
 	}
 	t.Logf("stock settled after %v; the recovery sweep released %d abandoned reservations", time.Since(settle).Round(time.Millisecond), recovered)
 	t.Logf("stock %d: initial %d, acknowledged orders reserved %d, all stored orders reserved %d (%d stored but not acknowledged)",
@@ -395,10 +257,10 @@ func TestScaleOutAndCrash(t *testing.T) {
 	// debug level.
 	for _, pair := range services {
 		for _, p := range pair {
-			if n := strings.Count(p.log.String(), "msg=rpc "); n == 0 {
-				t.Errorf("%s served no call", p.name)
+			if n := strings.Count(p.Log.String(), "msg=rpc "); n == 0 {
+				t.Errorf("%s served no call", p.Name)
 			} else {
-				t.Logf("%s served %d calls", p.name, n)
+				t.Logf("%s served %d calls", p.Name, n)
 			}
 		}
 	}

@@ -1,0 +1,280 @@
+package proctest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// AdminEmail and AdminPassword are the credentials the suites give usersvc
+// for its first admin (--admin-email, --admin-password).
+const (
+	AdminEmail    = "admin@example.com"
+	AdminPassword = "admin-pass-123"
+)
+
+// Proc is one running binary.
+type Proc struct {
+	// Name names the process in logs and failures.
+	Name string
+	// URL is the base URL of its HTTP listener: the API of a gateway, the
+	// /healthz and /readyz of a service.
+	URL string
+	// Log is the process's output, stdout and stderr together.
+	Log *Buffer
+	// Exited is closed once the process has exited.
+	Exited <-chan struct{}
+
+	cmd  *exec.Cmd
+	path string
+	args []string
+}
+
+// Kill sends SIGKILL and waits until the process has exited.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.Exited
+}
+
+// Stop sends SIGTERM and waits until the process has exited, or kills it
+// after timeout.
+func (p *Proc) Stop(timeout time.Duration) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.Exited:
+	case <-time.After(timeout):
+		p.Kill()
+	}
+}
+
+// Cluster starts binaries of one build that share a broker, a topic prefix
+// and an auth secret, and kills them when the test ends, showing their
+// output if it failed.
+type Cluster struct {
+	// LogTail, when above zero, limits the output shown of each process
+	// after a failure to its last LogTail lines.
+	LogTail int
+
+	t       testing.TB
+	bin     string
+	brokers string
+	prefix  string
+	secret  string
+
+	mu    sync.Mutex
+	procs []*Proc
+}
+
+// NewCluster returns a cluster of the binaries in bin (see Build) on the
+// broker brokers, with topic prefix prefix and auth secret secret.
+func NewCluster(t testing.TB, bin, brokers, prefix, secret string) *Cluster {
+	c := &Cluster{t: t, bin: bin, brokers: brokers, prefix: prefix, secret: secret}
+	t.Cleanup(func() {
+		c.mu.Lock()
+		procs := c.procs
+		c.mu.Unlock()
+		for _, p := range procs {
+			p.Kill()
+		}
+		if t.Failed() {
+			// A restarted process shares its Buffer with the one before.
+			shown := map[*Buffer]bool{}
+			for _, p := range procs {
+				if !shown[p.Log] {
+					shown[p.Log] = true
+					t.Logf("--- log of %s:\n%s", p.Name, tail(p.Log.String(), c.LogTail))
+				}
+			}
+		}
+	})
+	return c
+}
+
+// Build builds the main packages pkgs (module paths relative to the module
+// root, such as "./cmd/gateway") into a new temporary directory and returns
+// it.
+func Build(t testing.TB, pkgs ...string) string {
+	t.Helper()
+	root, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil || len(bytes.TrimSpace(root)) == 0 {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", append([]string{"build", "-o", bin}, pkgs...)...)
+	build.Dir = filepath.Dir(string(bytes.TrimSpace(root)))
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// Start starts binary with the flags every shop binary takes (--brokers,
+// --auth-secret, --topic-prefix, --instance-id name, debug text logs, and
+// --http-addr on a free port) followed by args.
+func (c *Cluster) Start(name, binary string, args ...string) *Proc {
+	c.t.Helper()
+	addr := FreeAddr(c.t)
+	args = append([]string{"--brokers", c.brokers, "--auth-secret", c.secret, "--topic-prefix", c.prefix,
+		"--instance-id", name, "--log-format", "text", "--log-level", "debug", "--http-addr", addr}, args...)
+	return c.Exec(name, "http://"+addr, binary, args...)
+}
+
+// Exec starts binary with args alone; url is the Proc's URL.
+func (c *Cluster) Exec(name, url, binary string, args ...string) *Proc {
+	c.t.Helper()
+	return c.exec(name, url, filepath.Join(c.bin, binary), args, &Buffer{})
+}
+
+// Restart starts p's binary again with the same arguments (so on the same
+// HTTP address), its output appended to p's, once p has exited.
+func (c *Cluster) Restart(p *Proc) *Proc {
+	c.t.Helper()
+	<-p.Exited
+	fmt.Fprintf(p.Log, "\n---- restarted at %s\n", time.Now().Format(time.TimeOnly))
+	return c.exec(p.Name, p.URL, p.path, p.args, p.Log)
+}
+
+func (c *Cluster) exec(name, url, path string, args []string, log *Buffer) *Proc {
+	cmd := exec.Command(path, args...)
+	exited := make(chan struct{})
+	p := &Proc{Name: name, URL: url, Log: log, Exited: exited, cmd: cmd, path: path, args: args}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { _ = cmd.Wait(); close(exited) }()
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	return p
+}
+
+// Buffer is a process's output, written by its stdout and stderr copiers
+// and read by the test.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends b.
+func (l *Buffer) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(b)
+}
+
+// String returns everything written so far.
+func (l *Buffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// Count returns how many times s occurs in what was written so far.
+func (l *Buffer) Count(s string) int { return strings.Count(l.String(), s) }
+
+// tail returns the last n lines of s, or s when n is not above zero.
+func tail(s string, n int) string {
+	lines := strings.SplitAfter(s, "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if n <= 0 || len(lines) <= n {
+		return s
+	}
+	return fmt.Sprintf("(%d lines before)\n", len(lines)-n) + strings.Join(lines[len(lines)-n:], "")
+}
+
+// FreeAddr returns a loopback host:port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// WaitOK polls p's URL plus path until it answers 200, failing the test if
+// p exits or timeout passes first.
+func WaitOK(t testing.TB, p *Proc, path string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.Exited:
+			t.Fatalf("%s exited during start:\n%s", p.Name, p.Log)
+		default:
+		}
+		resp, err := http.Get(p.URL + path)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s%s not 200 after %v:\n%s", p.Name, path, timeout, p.Log)
+}
+
+// API calls the REST API at base with a JSON body (none when body is nil),
+// a bearer token (none when empty) and the header name-value pairs of
+// header, and decodes the answer as a JSON object.
+func API(ctx context.Context, base, method, path, token string, body any, header ...string) (int, map[string]any, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, nil, err
+	}
+	_ = json.Unmarshal(raw, &out)
+	return resp.StatusCode, out, nil
+}
+
+// Num reads a JSON number, or an int64 that protojson wrote as a string.
+func Num(v any) int64 {
+	switch x := v.(type) {
+	case float64:
+		return int64(x)
+	case string:
+		var n int64
+		_, _ = fmt.Sscan(x, &n)
+		return n
+	}
+	return 0
+}
