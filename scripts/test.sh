@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The suites that take their broker from KAFKA_BROKERS.
-REAL_KAFKA_PACKAGES=(./kafkatransport ./gateway ./internal/outbox ./cmd/platform ./internal/scaletest)
+REAL_KAFKA_PACKAGES=(./kafkatransport ./kafkatransport/idempotency ./gateway ./internal/outbox ./cmd/platform ./internal/scaletest)
 
 GO_TIMEOUT=20m
 CI="${CI:-}"
