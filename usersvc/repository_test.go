@@ -1,6 +1,7 @@
 package usersvc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/outbox"
+	"github.com/kgrpc/platform/internal/sqlstore"
 	"github.com/kgrpc/platform/internal/sqlstore/sqltest"
+	"github.com/kgrpc/platform/kafkatransport/idempotency"
 )
 
 // openTestRepo opens a fresh SQLite store in a temporary directory.
@@ -200,6 +203,24 @@ func TestSQLRepositoryUpdate(t *testing.T) {
 		t.Run("unknown id", func(t *testing.T) {
 			if _, err := r.Update(ctx, "u_nope", UserPatch{DisplayName: &name, UpdateTime: later}); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("Update = %v, want ErrNotFound", err)
+			}
+		})
+		t.Run("joins the call's unit of work", func(t *testing.T) {
+			// A call whose outcome is not recorded leaves no write behind:
+			// the update commits with the outcome or not at all.
+			other := "Rolled Back"
+			err := sqlstore.NewIdempotency(r.SQL(), nil).Do(ctx, idempotency.Key{Method: "/m", Key: "k"},
+				func(ctx context.Context) (idempotency.Outcome, bool) {
+					if _, err := r.Update(ctx, "u_1", UserPatch{DisplayName: &other, UpdateTime: later}); err != nil {
+						t.Fatal(err)
+					}
+					return idempotency.Outcome{}, false
+				})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stored, err := r.Get(ctx, "u_1"); err != nil || stored.DisplayName != want.DisplayName {
+				t.Fatalf("display name %q after a rolled-back call, want %q (%v)", stored.DisplayName, want.DisplayName, err)
 			}
 		})
 	})

@@ -73,14 +73,20 @@ func (r *SQLRepository) Update(ctx context.Context, id string, p UserPatch) (Use
 		s := string(*p.Role)
 		role = &s
 	}
-	u, err := scanUser(r.SQL().QueryRowContext(ctx, `UPDATE users SET
-		display_name = COALESCE($1, display_name),
-		password_hash = COALESCE($2, password_hash),
-		role = COALESCE($3, role),
-		update_time = $4
-		WHERE id = $5
-		RETURNING `+userColumns,
-		p.DisplayName, p.PasswordHash, role, sqlstore.Micros(p.UpdateTime), id))
+	// A unit of work like every write, so that it commits with the call's
+	// recorded outcome (kafkatransport/idempotency) or not at all.
+	var u User
+	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) (err error) {
+		u, err = scanUser(tx.QueryRowContext(ctx, `UPDATE users SET
+			display_name = COALESCE($1, display_name),
+			password_hash = COALESCE($2, password_hash),
+			role = COALESCE($3, role),
+			update_time = $4
+			WHERE id = $5
+			RETURNING `+userColumns,
+			p.DisplayName, p.PasswordHash, role, sqlstore.Micros(p.UpdateTime), id))
+		return err
+	})
 	if err != nil {
 		return User{}, fmt.Errorf("usersvc: update user: %w", err)
 	}

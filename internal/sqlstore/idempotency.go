@@ -56,8 +56,8 @@ func (s *Idempotency) Lookup(ctx context.Context, k idempotency.Key) (idempotenc
 // Do implements idempotency.Store: fn's InTx calls on this database join
 // one transaction, which commits with the outcome's row.
 func (s *Idempotency) Do(ctx context.Context, k idempotency.Key, fn func(ctx context.Context) (idempotency.Outcome, bool)) error {
-	u := &unit{db: s.db}
-	defer u.rollback() // after a commit, nothing to do
+	u := &unit{db: s.db, ctx: ctx}
+	defer u.end() // after a commit, nothing to roll back
 	out, record := fn(withUnit(ctx, u))
 	if !record {
 		return nil

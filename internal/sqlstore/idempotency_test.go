@@ -135,6 +135,37 @@ func TestIdempotencyUnitOfWork(t *testing.T) {
 				}
 			})
 
+			t.Run("the unit outlives the context of the write that began it", func(t *testing.T) {
+				before := counter()
+				err := store.Do(ctx, idempotency.Key{Method: "/s/M", Key: "k5"}, func(ctx context.Context) (idempotency.Outcome, bool) {
+					wctx, cancel := context.WithTimeout(ctx, time.Minute)
+					err := add(wctx, 1)
+					cancel()
+					if err != nil {
+						t.Fatal(err)
+					}
+					return ok, true
+				})
+				if err != nil || counter() != before+1 {
+					t.Errorf("Do = %v, counter %d, want nil and %d", err, counter(), before+1)
+				}
+			})
+
+			t.Run("a write after the unit ended runs on its own", func(t *testing.T) {
+				before := counter()
+				var late context.Context
+				_ = store.Do(ctx, idempotency.Key{Method: "/s/M", Key: "k6"}, func(ctx context.Context) (idempotency.Outcome, bool) {
+					late = ctx
+					return ok, true
+				})
+				if err := add(late, 7); err != nil {
+					t.Fatal(err)
+				}
+				if got := counter(); got != before+7 {
+					t.Errorf("counter = %d, want %d: the late write was lost", got, before+7)
+				}
+			})
+
 			t.Run("concurrent runs of one key commit once", func(t *testing.T) {
 				before, commitsBefore := counter(), commits
 				k := idempotency.Key{Scope: "u1", Method: "/s/M", Key: "race"}

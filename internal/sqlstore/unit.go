@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sync/atomic"
 )
 
 // unit is the unit of work of one call (see Idempotency.Do): the write
@@ -11,7 +12,14 @@ import (
 // and committed by Do.
 type unit struct {
 	db *DB
-	tx *sql.Tx // nil until the first InTx
+	// ctx is Do's: the transaction lives as long as the call, not as long
+	// as the context of the InTx that happened to begin it.
+	ctx context.Context
+	tx  *sql.Tx // nil until the first InTx
+	// done is set once Do has committed or rolled back: an InTx made later
+	// with a context that still carries the unit (a goroutine the handler
+	// left behind) runs a transaction of its own.
+	done atomic.Bool
 	// savepoints counts the savepoints taken, to name them.
 	savepoints int
 	// broken is set when a failed InTx could not be undone.
@@ -40,7 +48,7 @@ func Detach(ctx context.Context) context.Context {
 // unitOf returns the unit of work of ctx on db, or nil.
 func (db *DB) unitOf(ctx context.Context) *unit {
 	u, _ := ctx.Value(unitKey{}).(*unit)
-	if u == nil || u.db != db {
+	if u == nil || u.db != db || u.done.Load() {
 		return nil
 	}
 	return u
@@ -55,7 +63,7 @@ func (u *unit) inTx(ctx context.Context, fn func(tx *Tx) error) error {
 		return u.broken
 	}
 	if u.tx == nil {
-		tx, err := u.db.BeginTx(ctx, nil)
+		tx, err := u.db.BeginTx(u.ctx, nil)
 		if err != nil {
 			return fmt.Errorf("sqlstore: begin transaction: %w", err)
 		}
@@ -85,8 +93,9 @@ func (u *unit) inTx(ctx context.Context, fn func(tx *Tx) error) error {
 	return nil
 }
 
-// rollback ends the unit without its writes.
-func (u *unit) rollback() {
+// end ends the unit, without its writes unless they were committed.
+func (u *unit) end() {
+	u.done.Store(true)
 	if u.tx != nil {
 		_ = u.tx.Rollback()
 		u.tx = nil
