@@ -89,13 +89,25 @@ func (s *Idempotency) Do(ctx context.Context, k idempotency.Key, fn func(ctx con
 	return nil
 }
 
-// Expire deletes the outcomes recorded before t and returns how many.
+// expireBatch bounds the rows one DELETE of Expire removes, so that it
+// holds SQLite's write lock briefly.
+const expireBatch = 1000
+
+// Expire deletes the outcomes recorded before t and returns how many, in
+// transactions of at most 1000 rows.
 func (s *Idempotency) Expire(ctx context.Context, t time.Time) (int64, error) {
-	n, err := Affected(s.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE create_time < $1`, Micros(t)))
-	if err != nil {
-		return 0, fmt.Errorf("sqlstore: expire idempotency keys: %w", err)
+	var total int64
+	for {
+		n, err := Affected(s.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE (scope, method, idem_key) IN (
+			SELECT scope, method, idem_key FROM idempotency_keys WHERE create_time < $1 LIMIT $2)`, Micros(t), expireBatch))
+		if err != nil {
+			return total, fmt.Errorf("sqlstore: expire idempotency keys: %w", err)
+		}
+		total += n
+		if n < expireBatch {
+			return total, nil
+		}
 	}
-	return n, nil
 }
 
 // ExpireLoop deletes outcomes older than ttl now and then, every tenth of

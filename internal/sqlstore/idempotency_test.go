@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -217,6 +218,23 @@ func TestIdempotencyUnitOfWork(t *testing.T) {
 				}
 				if _, found, _ := store.Lookup(ctx, idempotency.Key{Scope: "u1", Method: "/s/M", Key: "k1"}); !found {
 					t.Error("a fresh key was expired")
+				}
+				// More than one batch.
+				const many = 2*expireBatch + 7
+				err = db.InTx(ctx, func(tx *Tx) error {
+					for i := range many {
+						if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (scope, method, idem_key, fingerprint, code, body, create_time)
+							VALUES ('', '/s/M', $1, $2, 0, $2, 1)`, fmt.Sprint("old-", i), []byte("x")); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, err := store.Expire(ctx, time.Now().Add(-24*time.Hour)); err != nil || n != many {
+					t.Errorf("Expire = %d, %v, want %d", n, err, many)
 				}
 			})
 		})

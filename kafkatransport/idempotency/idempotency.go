@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -169,6 +170,10 @@ func keyOf(ctx context.Context) (string, error) {
 		return vs[0], nil
 	}
 	if r, ok := kafkatransport.RequestFromContext(ctx); ok && r.ID != "" {
+		if len(r.ID) > MaxKeyLen-len("rpc:") { // any client may write the id: bound it
+			sum := sha256.Sum256([]byte(r.ID))
+			return "rpc:sha256:" + hex.EncodeToString(sum[:]), nil
+		}
 		return "rpc:" + r.ID, nil
 	}
 	return "", nil
