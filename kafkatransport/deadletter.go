@@ -113,11 +113,14 @@ func (d *deadLetterer) send(ctx context.Context, dl deadLetter) bool {
 
 // attempt produces m at most deadLetterAttempts times, backing off from
 // 250ms, until the broker acknowledges it, a permanent error, deadline or
-// the end of ctx, and returns the last error.
+// the end of ctx, and returns the last error. Each attempt waits for its
+// acknowledgement at most its share of the time left, so that a broker
+// that does not answer leaves room for the other attempts.
 func (d *deadLetterer) attempt(ctx context.Context, m *kafka.Message, deadline time.Time) error {
 	backoff := 250 * time.Millisecond
+	share := time.Until(deadline) / deadLetterAttempts
 	for n := 1; ; n++ {
-		err := d.produceOnce(ctx, m, deadline)
+		err := d.produceOnce(ctx, m, earliest(deadline, time.Now().Add(share)))
 		if err == nil || permanent(err) || n == deadLetterAttempts || ctx.Err() != nil {
 			return err
 		}
@@ -132,6 +135,13 @@ func (d *deadLetterer) attempt(ctx context.Context, m *kafka.Message, deadline t
 		}
 		backoff *= 2
 	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // produceOnce produces m and waits, until deadline, for its delivery

@@ -156,25 +156,26 @@
 // When the whole copy cannot be produced (too large for the producer's
 // message.max.bytes, 1000000 by default, or the broker's limit, about 1 MiB;
 // invalid; refused by the topic; or not acknowledged after 3 attempts, with
-// backoff from 250ms, within 15s), a stub is produced instead: no value; the
-// original key only when it is at most 4096 bytes, else no key and the
-// header dlq-key-size (its size in bytes, decimal); the original headers
-// only when their names and values total at most 65536 bytes, else none of
-// them and the header dlq-headers-size (that total, decimal); then the six
-// headers above and:
+// backoff from 250ms, within 15s, each attempt waiting for its
+// acknowledgement at most a third of the time left), a stub is produced
+// instead: no value; the original key only when it is at most 4096 bytes,
+// else no key and the header dlq-key-size (its size in bytes, decimal); the
+// original headers only when their names and values total at most 65536
+// bytes, else none of them and the header dlq-headers-size (that total,
+// decimal); then the six headers above and:
 //
 //	dlq-stub  "true"
 //	dlq-size  the original value's size in bytes, decimal
 //
-// When not even the stub is produced (3 attempts, within 30s of the start
-// of the dead-lettering: the dead-letter topic was deleted, or ACLs refuse
-// it), the record is logged at Error with its topic, partition, offset and
-// the cause, Health reports the failure until a later dead letter is
-// produced, and the record counts as finished: nothing retries forever. A
-// dead letter that was not acknowledged in time may still arrive later, so
-// a record can be dead-lettered more than once, or both whole and as a
-// stub. A server or subscriber that stops while it dead-letters a record
-// leaves that record uncommitted.
+// When not even the stub is produced (3 attempts, within 30s of the start of
+// the dead-lettering: the dead-letter topic was deleted, or ACLs refuse it),
+// the record is logged at Error with its topic, partition, offset and the
+// cause, Health reports the failure until a later dead letter is produced or
+// for 5 minutes, and the record counts as finished: nothing retries forever.
+// A dead letter that was not acknowledged in time may still arrive later, so
+// a record can be dead-lettered more than once, or both whole and as a stub.
+// A server or subscriber that stops while it dead-letters a record leaves
+// that record uncommitted.
 //
 // # Health
 //
@@ -182,7 +183,8 @@
 // progress, else the reason: a partition whose oldest unfinished record (a
 // request being served, or an event in its handler, retries or
 // dead-lettering) has been so for longer than WithStallTimeout (30s); a
-// dead letter that could not be produced, until one is; the fatal consumer
+// dead letter that could not be produced, until one is or for 5 minutes; the
+// fatal consumer
 // error that ended Serve or Run. The shop's services answer 503 on /readyz
 // with that text while it is not nil.
 //

@@ -12,6 +12,11 @@ import (
 // WithStallTimeout is not given.
 const DefaultStallTimeout = 30 * time.Second
 
+// deadLetterWindow is how long Health reports a dead letter that could not
+// be produced, unless a later one is: the record was skipped, and the role
+// goes on, so the failure is news for a while, not a state to stay in.
+const deadLetterWindow = 5 * time.Minute
+
 // health is what the Health method of a Server or Subscriber reports: a
 // fatal consumer error, a failing dead-letter produce, and the partitions
 // of its trackers whose oldest unfinished record has not finished within
@@ -22,6 +27,8 @@ type health struct {
 	trackers   []*tracker
 	fatal      error
 	deadLetter error // the last dead letter's failure, nil once one succeeds
+	// deadLetterAt is when deadLetter was recorded.
+	deadLetterAt time.Time
 }
 
 // watch adds the partitions of t to those checked for stalls.
@@ -43,7 +50,7 @@ func (h *health) failed(err error) {
 func (h *health) deadLettered(err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.deadLetter = err
+	h.deadLetter, h.deadLetterAt = err, time.Now()
 }
 
 // err returns every problem found, joined, or nil.
@@ -54,10 +61,10 @@ func (h *health) err() error {
 	if h.fatal != nil {
 		errs = append(errs, fmt.Errorf("kafkatransport: consumer failed: %w", h.fatal))
 	}
-	if h.deadLetter != nil {
+	now := time.Now()
+	if h.deadLetter != nil && now.Sub(h.deadLetterAt) < deadLetterWindow {
 		errs = append(errs, fmt.Errorf("kafkatransport: dead-letter produce failing: %w", h.deadLetter))
 	}
-	now := time.Now()
 	for _, t := range h.trackers {
 		for _, s := range t.stalled(now, h.stall) {
 			errs = append(errs, fmt.Errorf("kafkatransport: partition %d of %s stalled: the record at offset %d unfinished for %v (stall timeout %v)",
