@@ -44,10 +44,13 @@
 // response header "idempotency-replayed: true"; the response headers and
 // trailers the first run set are not recorded.
 //
-// Concurrent calls with one key run the handler once: within a process
-// they wait for each other, and across processes the store's unit of work
+// Concurrent calls with one key take effect once. Within a process the
+// handler runs once: the others wait for it and answer with its outcome.
+// Across processes each may run the handler, but the store's unit of work
 // decides: the one that records first commits, the others roll back their
-// effects and answer with its outcome.
+// writes and answer with its outcome (what a handler does outside that
+// transaction, such as calling another service, happens in each run, so it
+// must be idempotent itself).
 //
 // # Exactly once
 //
