@@ -35,12 +35,13 @@
 //
 // # Outcomes
 //
-// The first run's outcome is recorded: its response, or its error status
-// when the error is a definite answer (InvalidArgument, NotFound,
-// AlreadyExists, PermissionDenied, FailedPrecondition, OutOfRange,
-// Unimplemented). Any other error (Unavailable, DeadlineExceeded, Internal,
-// Aborted, ...) records nothing and its effects are rolled back, so a retry
-// with the key runs the method again. A replayed answer carries the
+// The first run's outcome is recorded, and the handler's writes commit with
+// it: its response, or its error status when the error is a definite answer
+// (InvalidArgument, NotFound, AlreadyExists, PermissionDenied,
+// FailedPrecondition, OutOfRange, Unimplemented). Any other error
+// (Unavailable, DeadlineExceeded, Internal, Aborted, ...) records nothing
+// and its writes are rolled back, so a retry with the key runs the method
+// again. A replayed answer carries the
 // response header "idempotency-replayed: true"; the response headers and
 // trailers the first run set are not recorded.
 //
