@@ -11,6 +11,11 @@
 //
 //   - logRequests (middleware.go): one log line per request, around
 //     everything, /healthz, /readyz and /openapi.json included;
+//   - securityHeaders (harden.go): X-Content-Type-Options: nosniff on
+//     every response, Cache-Control: no-store on the answers to requests
+//     with an Authorization header;
+//   - validUTF8 (harden.go): a path segment or query parameter that is not
+//     UTF-8 once unescaped ("%ff") gets 400 INVALID_ARGUMENT naming it;
 //   - verifyBearer (auth.go): a request with an Authorization header that
 //     is not "Bearer <token>", or whose token does not verify (malformed,
 //     forged, expired), gets 401 UNAUTHENTICATED and is not forwarded; one
@@ -20,11 +25,19 @@
 //   - addIdempotencyKey (idempotency.go): see below;
 //   - withTimeout (middleware.go): Config.RequestTimeout (10s) bounds each
 //     request and its calls over Kafka; past it, 504 DEADLINE_EXCEEDED;
+//   - bodyDeadline (harden.go): the body must arrive within the request
+//     timeout too; a slower one gets 408 INVALID_ARGUMENT "request body not
+//     received within the request timeout";
 //   - limitBody (middleware.go): Config.MaxBodyBytes (1 MiB) bounds request
-//     bodies; a longer one gets 400 INVALID_ARGUMENT "http: request body
-//     too large" and is not forwarded.
+//     bodies; a longer one gets 413 INVALID_ARGUMENT "request body larger
+//     than 1048576 bytes" and is not forwarded.
 //
-// All but logRequests apply to the API (the ServeMux) only.
+// All but logRequests and securityHeaders apply to the API (the ServeMux)
+// only. Errors of decoding a request are said without Go internals
+// (decodeError: "malformed JSON in the request body", "request body:
+// unknown field ...", "invalid value for query parameter ..."), and a
+// request within MaxBodyBytes that is too large for the message bus is 413
+// RESOURCE_EXHAUSTED "request too large to send to the service".
 //
 // Errors are always JSON of the form
 //

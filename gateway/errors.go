@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	rpccode "google.golang.org/genproto/googleapis/rpc/code"
@@ -51,12 +52,27 @@ func routingErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marsh
 // HTTP status. An error without a gRPC code (Unknown) of a request whose
 // context ended is that context's error: DEADLINE_EXCEEDED or CANCELLED.
 // A 401 carries a WWW-Authenticate challenge.
+//
+// Errors of decoding a request get words without Go internals and their
+// own statuses (decodeError: 408 for a slow body, 413 for a large one), and
+// a request too large for the message bus is 413, not the 429 of other
+// ResourceExhausted errors.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	st := status.Convert(err)
 	if ctxErr := r.Context().Err(); ctxErr != nil && st.Code() == codes.Unknown {
 		st = status.FromContextError(ctxErr)
 	}
-	body := errorBody{Code: rpccode.Code(st.Code()).String(), Message: st.Message(), Details: []json.RawMessage{}}
+	httpStatus, msg := runtime.HTTPStatusFromCode(st.Code()), st.Message()
+	switch {
+	case st.Code() == codes.InvalidArgument:
+		maxBody, _ := r.Context().Value(maxBodyKey{}).(int64)
+		if code, text, ok := decodeError(msg, maxBody); ok {
+			httpStatus, msg = code, text
+		}
+	case st.Code() == codes.ResourceExhausted && strings.HasPrefix(msg, "kafkatransport: request too large"):
+		httpStatus, msg = http.StatusRequestEntityTooLarge, "request too large to send to the service"
+	}
+	body := errorBody{Code: rpccode.Code(st.Code()).String(), Message: msg, Details: []json.RawMessage{}}
 	for _, d := range st.Proto().GetDetails() {
 		if b, err := protojson.Marshal(d); err == nil {
 			body.Details = append(body.Details, b)
@@ -65,7 +81,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if st.Code() == codes.Unauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="shop"`)
 	}
-	writeJSON(w, runtime.HTTPStatusFromCode(st.Code()), body)
+	writeJSON(w, httpStatus, body)
 }
 
 // writeJSON writes v as JSON with the HTTP status code.

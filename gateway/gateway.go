@@ -103,10 +103,12 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	root.Handle("GET /openapi.json", serveOpenAPI(cfg.OpenAPI))
 	// The API's middlewares, outermost first.
 	root.Handle("/", chain(mux,
-		verifyBearer(cfg.Signer),        // a bad token is refused here; none goes on
-		addIdempotencyKey,               // one made-up key per POST, PATCH, DELETE without one
-		withTimeout(cfg.RequestTimeout), // bounds the request and its calls
+		validUTF8,                        // %ff in a path or query: 400 before routing
+		verifyBearer(cfg.Signer),         // a bad token is refused here; none goes on
+		addIdempotencyKey,                // one made-up key per POST, PATCH, DELETE without one
+		withTimeout(cfg.RequestTimeout),  // bounds the request and its calls
+		bodyDeadline(cfg.RequestTimeout), // and the reading of its body
 		limitBody(cfg.MaxBodyBytes),
 	))
-	return chain(root, logRequests(cfg.Logger)), nil
+	return chain(root, logRequests(cfg.Logger), securityHeaders), nil
 }

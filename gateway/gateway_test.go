@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -193,10 +194,10 @@ func TestBodyLimit(t *testing.T) {
 	}{
 		{"within the limit", small, user(10), 200},
 		{"exactly the limit", small, user(100 - len(user(0))), 200},
-		{"one byte over the limit", small, user(101 - len(user(0))), 400},
-		{"far over the limit", small, user(10_000), 400},
+		{"one byte over the limit", small, user(101 - len(user(0))), 413},
+		{"far over the limit", small, user(10_000), 413},
 		{"default limit: half a MiB passes", dflt, user(1 << 19), 200},
-		{"default limit: 1 MiB and a byte fails", dflt, user(1<<20 + 1 - len(user(0))), 400},
+		{"default limit: 1 MiB and a byte fails", dflt, user(1<<20 + 1 - len(user(0))), 413},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,7 +210,8 @@ func TestBodyLimit(t *testing.T) {
 				}
 				return
 			}
-			wantError(t, r, tt.status, "INVALID_ARGUMENT", "http: request body too large")
+			limit := map[string]int{small: 100, dflt: 1 << 20}[tt.base]
+			wantError(t, r, tt.status, "INVALID_ARGUMENT", fmt.Sprintf("request body larger than %d bytes", limit))
 			if reached {
 				t.Error("an oversized request reached the service")
 			}
@@ -444,10 +446,14 @@ func TestRequestErrors(t *testing.T) {
 		{"method not allowed", "PUT", "/v1/users/u_1", "", 405, "UNIMPLEMENTED", "method not allowed"},
 		{"POST to healthz", "POST", "/healthz", "", 404, "NOT_FOUND", "no route for POST /healthz"},
 		{"a method the service does not implement", "GET", "/v1/users", "", 501, "UNIMPLEMENTED", "method ListUsers not implemented"},
-		{"malformed JSON", "POST", "/v1/users", `{"email":`, 400, "INVALID_ARGUMENT", "unexpected EOF"},
-		{"unknown field", "POST", "/v1/users", `{"nope":1}`, 400, "INVALID_ARGUMENT", `proto: (line 1:2): unknown field "nope"`},
-		{"bad path parameter", "GET", "/v1/users/u_1/orders?pageSize=many", "", 400, "INVALID_ARGUMENT",
-			`parsing field "page_size": strconv.ParseInt: parsing "many": invalid syntax`},
+		{"malformed JSON", "POST", "/v1/users", `{"email":`, 400, "INVALID_ARGUMENT", "malformed JSON: the request body ends too early"},
+		{"not JSON", "POST", "/v1/users", `email=a`, 400, "INVALID_ARGUMENT", "malformed JSON in the request body"},
+		{"unknown field", "POST", "/v1/users", `{"nope":1}`, 400, "INVALID_ARGUMENT", `request body: unknown field "nope"`},
+		{"wrong type in the body", "POST", "/v1/products", `{"priceCents":"abc"}`, 400, "INVALID_ARGUMENT", `request body: invalid value for int64 field priceCents: "abc"`},
+		{"bad query parameter", "GET", "/v1/users/u_1/orders?pageSize=many", "", 400, "INVALID_ARGUMENT",
+			`invalid value for query parameter "page_size"`},
+		{"invalid UTF-8 in a path", "GET", "/v1/products/%ff", "", 400, "INVALID_ARGUMENT", `path segment "%ff" is not valid UTF-8`},
+		{"invalid UTF-8 in a query", "GET", "/v1/products?query=%ff", "", 400, "INVALID_ARGUMENT", `query parameter "query" is not valid UTF-8`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

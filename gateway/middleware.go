@@ -28,11 +28,19 @@ func withTimeout(d time.Duration) func(http.Handler) http.Handler {
 }
 
 // limitBody bounds request bodies to n bytes. Reading past them fails, and
-// grpc-gateway's decoder answers 400 INVALID_ARGUMENT "http: request body
-// too large" before anything is forwarded.
+// the decoder's error answers 413 INVALID_ARGUMENT (see decodeError) before
+// anything is forwarded.
 func limitBody(n int64) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler { return http.MaxBytesHandler(next, n) }
+	return func(next http.Handler) http.Handler {
+		limited := http.MaxBytesHandler(next, n)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			limited.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), maxBodyKey{}, n)))
+		})
+	}
 }
+
+// maxBodyKey holds the body limit in a request's context, for messages.
+type maxBodyKey struct{}
 
 // logRequests logs one line per request: method, path, status and
 // duration.
@@ -52,6 +60,10 @@ type statusRecorder struct {
 	http.ResponseWriter
 	code int
 }
+
+// Unwrap lets http.ResponseController reach the connection (bodyDeadline
+// sets its read deadline through it).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) WriteHeader(code int) {
 	s.code = code

@@ -347,7 +347,7 @@ func TestErrorClasses(t *testing.T) {
 		{"bad page token", "GET", "/v1/products?pageToken=%21%21garbage", "", nil, 400, "INVALID_ARGUMENT"},
 		{"stock below zero", "POST", "/v1/products/" + pid + ":adjustStock", admin, map[string]any{"delta": -5}, 400, "FAILED_PRECONDITION"},
 		{"no such route", "GET", "/v1/nothing", "", nil, 404, "NOT_FOUND"},
-		{"oversized body", "POST", "/v1/users", "", `{"email": "big@example.com", "password": "password-1", "displayName": "` + strings.Repeat("x", 2<<20) + `"}`, 400, "INVALID_ARGUMENT"},
+		{"oversized body", "POST", "/v1/users", "", `{"email": "big@example.com", "password": "password-1", "displayName": "` + strings.Repeat("x", 2<<20) + `"}`, 413, "INVALID_ARGUMENT"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

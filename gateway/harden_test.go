@@ -1,0 +1,92 @@
+package gateway_test
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kgrpc/platform/gateway"
+	"github.com/kgrpc/platform/internal/auth"
+)
+
+// A client that sends its body a byte at a time is cut off at the request
+// timeout with 408, instead of holding the connection as long as it likes.
+func TestSlowBodyCutOff(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, func(c *gateway.Config) { c.RequestTimeout = time.Second })
+	u, _ := url.Parse(base)
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	if _, err := conn.Write([]byte("POST /v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // one byte every 200ms, far too slow for 100 bytes in 1s
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+				if _, err := conn.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a slow body after %v: %v", time.Since(start), err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("status %d after %v, want 408", resp.StatusCode, time.Since(start))
+	}
+	t.Logf("slow body answered 408 after %v (request timeout 1s)", time.Since(start).Round(time.Millisecond))
+}
+
+// A body within the gateway's limit whose request is too large for the
+// message bus is 413 with a message of ours, not the 429 of a rate limit.
+func TestRequestTooLargeForTheBus(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, nil)
+	body := `{"email":"a@example.com","password":"pw-123456","displayName":"` + strings.Repeat("x", 1_010_000) + `"}`
+	r := do(t, base, "POST", "/v1/users", body)
+	wantError(t, r, http.StatusRequestEntityTooLarge, "RESOURCE_EXHAUSTED", "request too large to send to the service")
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, nil)
+	tok := "Bearer " + b.token(t, "u_alice", auth.RoleCustomer)
+	tests := []struct {
+		name      string
+		path      string
+		header    []string
+		wantCache string
+	}{
+		{"anonymous", "/v1/products/p_1", nil, ""},
+		{"authenticated", "/v1/products/p_1", []string{"Authorization", tok}, "no-store"},
+		{"an error", "/v1/nope", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, base, "GET", tt.path, "", tt.header...)
+			if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
+			}
+			if got := r.header.Get("Cache-Control"); got != tt.wantCache {
+				t.Errorf("Cache-Control = %q, want %q", got, tt.wantCache)
+			}
+		})
+	}
+}
