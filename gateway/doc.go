@@ -14,6 +14,9 @@
 //   - securityHeaders (harden.go): X-Content-Type-Options: nosniff on
 //     every response, Cache-Control: no-store on the answers to requests
 //     with an Authorization header;
+//   - cors (cors.go): browsers of Config.CORSOrigins (none by default) get
+//     CORS headers, and their preflights 204; a preflight from another
+//     origin is 403;
 //   - validUTF8 (harden.go): a path segment or query parameter that is not
 //     UTF-8 once unescaped ("%ff") gets 400 INVALID_ARGUMENT naming it;
 //   - verifyBearer (auth.go): a request with an Authorization header that
@@ -32,7 +35,7 @@
 //     bodies; a longer one gets 413 INVALID_ARGUMENT "request body larger
 //     than 1048576 bytes" and is not forwarded.
 //
-// All but logRequests and securityHeaders apply to the API (the ServeMux)
+// All but logRequests, securityHeaders and cors apply to the API (the ServeMux)
 // only. Errors of decoding a request are said without Go internals
 // (decodeError: "malformed JSON in the request body", "request body:
 // unknown field ...", "invalid value for query parameter ..."), and a

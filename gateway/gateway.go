@@ -37,6 +37,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// Logger logs one line per request. Default: discard.
 	Logger *slog.Logger
+	// CORSOrigins are the browser origins allowed to call the API
+	// ("https://shop.example.com", or "*" for any). Default: none.
+	CORSOrigins []string
 }
 
 // gateway holds what the handlers of its own endpoints (readiness, the
@@ -110,5 +113,5 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		bodyDeadline(cfg.RequestTimeout), // and the reading of its body
 		limitBody(cfg.MaxBodyBytes),
 	))
-	return chain(root, logRequests(cfg.Logger), securityHeaders), nil
+	return chain(root, logRequests(cfg.Logger), securityHeaders, cors(cfg.CORSOrigins)), nil
 }

@@ -90,3 +90,40 @@ func TestSecurityHeaders(t *testing.T) {
 		})
 	}
 }
+
+func TestCORS(t *testing.T) {
+	b := newBackend(t)
+	allowed := b.serve(t, func(c *gateway.Config) { c.CORSOrigins = []string{"https://shop.example.com"} })
+	closed := b.serve(t, nil)
+	preflight := []string{"Origin", "https://shop.example.com", "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization, content-type"}
+	tests := []struct {
+		name       string
+		base       string
+		method     string
+		header     []string
+		status     int
+		wantOrigin string
+	}{
+		{"preflight from an allowed origin", allowed, "OPTIONS", preflight, 204, "https://shop.example.com"},
+		{"request from an allowed origin", allowed, "GET", []string{"Origin", "https://shop.example.com"}, 200, "https://shop.example.com"},
+		{"preflight from another origin", allowed, "OPTIONS", []string{"Origin", "https://evil.example", "Access-Control-Request-Method", "POST"}, 403, ""},
+		{"request from another origin", allowed, "GET", []string{"Origin", "https://evil.example"}, 200, ""},
+		{"no origins configured", closed, "OPTIONS", preflight, 405, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, tt.base, tt.method, "/v1/products/p_1", "", tt.header...)
+			if r.status != tt.status || r.header.Get("Access-Control-Allow-Origin") != tt.wantOrigin {
+				t.Fatalf("status %d, Access-Control-Allow-Origin %q; want %d, %q (body %s)", r.status, r.header.Get("Access-Control-Allow-Origin"), tt.status, tt.wantOrigin, r.raw)
+			}
+			if tt.status == 204 {
+				if m := r.header.Get("Access-Control-Allow-Methods"); !strings.Contains(m, "POST") {
+					t.Errorf("Access-Control-Allow-Methods = %q", m)
+				}
+				if h := r.header.Get("Access-Control-Allow-Headers"); !strings.Contains(h, "Authorization") || !strings.Contains(h, "Idempotency-Key") {
+					t.Errorf("Access-Control-Allow-Headers = %q", h)
+				}
+			}
+		})
+	}
+}

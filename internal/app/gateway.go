@@ -21,6 +21,8 @@ type GatewayConfig struct {
 	HTTPAddr string
 	// RequestTimeout bounds each API request. Default: 10s.
 	RequestTimeout time.Duration
+	// CORSOrigins are the browser origins allowed to call the API.
+	CORSOrigins []string
 	// Listening, when set, is called with the bound address once the
 	// gateway accepts connections.
 	Listening func(addr string)
@@ -43,6 +45,7 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 		Ping:           conn.Ping,
 		OpenAPI:        gateway.OpenAPI,
 		RequestTimeout: cfg.RequestTimeout,
+		CORSOrigins:    cfg.CORSOrigins,
 		Logger:         log,
 	})
 	if err != nil {

@@ -36,6 +36,7 @@ type Settings struct {
 	AdminPassword  string
 	SeedDemo       bool
 	RequestTimeout time.Duration
+	CORSOrigins    string
 	ReplyPartition int
 	RecoverAfter   time.Duration
 	IdempotencyTTL time.Duration
@@ -77,6 +78,8 @@ func (s *Settings) table() []cli.Flag {
 		{Name: "admin-password", Value: &s.AdminPassword, Secret: true, Usage: "password of a newly created admin account"},
 		{Name: "seed-demo", Value: &s.SeedDemo, Default: "false", Usage: "load the demo catalog into an empty store"},
 		{Name: "request-timeout", Value: &s.RequestTimeout, Default: "10s", Usage: "deadline of each API request, Kafka calls included"},
+		{Name: "cors-origins", Value: &s.CORSOrigins,
+			Usage: "browser origins allowed to call the API, comma-separated (https://shop.example.com), or * for any; none when empty"},
 		{Name: "reply-partition", Value: &s.ReplyPartition, Default: "-1",
 			Usage: "partition of the shared reply topic to read replies from, -1 for a random one; give each calling instance its own"},
 		{Name: "recover-after", Value: &s.RecoverAfter,
@@ -90,6 +93,17 @@ func (s *Settings) table() []cli.Flag {
 		{Name: "no-demo", Value: &s.NoDemo, Default: "false",
 			Usage: "do not load the demo catalog into a new data directory"},
 	}
+}
+
+// Origins returns --cors-origins as a list, without empty entries.
+func (s Settings) Origins() []string {
+	var out []string
+	for o := range strings.SplitSeq(s.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // Flags returns the rows of the flag table that names select, bound to s.
