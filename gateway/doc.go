@@ -33,7 +33,10 @@
 //     received within the request timeout";
 //   - limitBody (middleware.go): Config.MaxBodyBytes (1 MiB) bounds request
 //     bodies; a longer one gets 413 INVALID_ARGUMENT "request body larger
-//     than 1048576 bytes" and is not forwarded.
+//     than 1048576 bytes" and is not forwarded;
+//   - rateLimitAuth (ratelimit.go): at most Config.AuthRateLimit login and
+//     registration attempts a minute per client address and per email;
+//     more get 429 RESOURCE_EXHAUSTED with Retry-After.
 //
 // All but logRequests, securityHeaders and cors apply to the API (the ServeMux)
 // only. Errors of decoding a request are said without Go internals

@@ -40,6 +40,10 @@ type Config struct {
 	// CORSOrigins are the browser origins allowed to call the API
 	// ("https://shop.example.com", or "*" for any). Default: none.
 	CORSOrigins []string
+	// AuthRateLimit is how many login and registration attempts each
+	// client address, and each email, may make a minute (in bursts of as
+	// many); more are 429 with Retry-After. Zero means no limit.
+	AuthRateLimit int
 }
 
 // gateway holds what the handlers of its own endpoints (readiness, the
@@ -112,6 +116,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		withTimeout(cfg.RequestTimeout),  // bounds the request and its calls
 		bodyDeadline(cfg.RequestTimeout), // and the reading of its body
 		limitBody(cfg.MaxBodyBytes),
+		rateLimitAuth(cfg.AuthRateLimit), // reads the email of the bounded body
 	))
 	return chain(root, logRequests(cfg.Logger), securityHeaders, cors(cfg.CORSOrigins)), nil
 }

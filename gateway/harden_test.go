@@ -2,6 +2,8 @@ package gateway_test
 
 import (
 	"bufio"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -126,4 +128,53 @@ func TestCORS(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAuthRateLimit(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, func(c *gateway.Config) { c.AuthRateLimit = 3 })
+	// from posts a login as email from the loopback address ip, so that
+	// addresses and emails can be told apart.
+	from := func(ip, path, email string) reply {
+		t.Helper()
+		client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext}}
+		req, err := http.NewRequest("POST", base+path, strings.NewReader(`{"email":"`+email+`","password":"wrong-password","displayName":"N"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return reply{status: resp.StatusCode, header: resp.Header, raw: raw}
+	}
+	t.Run("per email", func(t *testing.T) {
+		for i, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
+			if r := from(ip, "/v1/auth:login", "Victim@Example.com"); r.status == http.StatusTooManyRequests {
+				t.Fatalf("attempt %d: 429 within the limit", i+1)
+			}
+		}
+		r := from("127.0.0.5", "/v1/auth:login", " victim@example.com") // a fresh address, the same email however written
+		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "20" || !strings.Contains(string(r.raw), "retry in 20 s") {
+			t.Fatalf("4th guess at one email: %d, Retry-After %q, %s; want 429, 20 (a token every 20s at 3 a minute)", r.status, r.header.Get("Retry-After"), r.raw)
+		}
+	})
+	t.Run("per client address", func(t *testing.T) {
+		for i := range 3 {
+			if r := from("127.0.0.6", "/v1/auth:login", fmt.Sprint("user", i, "@example.com")); r.status == http.StatusTooManyRequests {
+				t.Fatalf("attempt %d: 429 within the limit", i+1)
+			}
+		}
+		// Registration counts too.
+		if r := from("127.0.0.6", "/v1/users", "someone-new@example.com"); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+			t.Fatalf("4th attempt from one address: %d %s, want 429 with Retry-After", r.status, r.raw)
+		}
+	})
+	t.Run("other routes are not limited", func(t *testing.T) {
+		if r := do(t, base, "GET", "/v1/products/p_1", ""); r.status != http.StatusOK {
+			t.Fatalf("GET: %d %s", r.status, r.raw)
+		}
+	})
 }

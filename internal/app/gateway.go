@@ -23,6 +23,8 @@ type GatewayConfig struct {
 	RequestTimeout time.Duration
 	// CORSOrigins are the browser origins allowed to call the API.
 	CORSOrigins []string
+	// AuthRateLimit is gateway.Config.AuthRateLimit.
+	AuthRateLimit int
 	// Listening, when set, is called with the bound address once the
 	// gateway accepts connections.
 	Listening func(addr string)
@@ -46,6 +48,7 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 		OpenAPI:        gateway.OpenAPI,
 		RequestTimeout: cfg.RequestTimeout,
 		CORSOrigins:    cfg.CORSOrigins,
+		AuthRateLimit:  cfg.AuthRateLimit,
 		Logger:         log,
 	})
 	if err != nil {

@@ -37,6 +37,7 @@ type Settings struct {
 	SeedDemo       bool
 	RequestTimeout time.Duration
 	CORSOrigins    string
+	AuthRateLimit  int
 	ReplyPartition int
 	RecoverAfter   time.Duration
 	IdempotencyTTL time.Duration
@@ -78,6 +79,8 @@ func (s *Settings) table() []cli.Flag {
 		{Name: "admin-password", Value: &s.AdminPassword, Secret: true, Usage: "password of a newly created admin account"},
 		{Name: "seed-demo", Value: &s.SeedDemo, Default: "false", Usage: "load the demo catalog into an empty store"},
 		{Name: "request-timeout", Value: &s.RequestTimeout, Default: "10s", Usage: "deadline of each API request, Kafka calls included"},
+		{Name: "auth-rate-limit", Value: &s.AuthRateLimit, Default: "30",
+			Usage: "login and registration attempts a minute allowed per client address and per email (more get 429 with Retry-After); 0 for no limit"},
 		{Name: "cors-origins", Value: &s.CORSOrigins,
 			Usage: "browser origins allowed to call the API, comma-separated (https://shop.example.com), or * for any; none when empty"},
 		{Name: "reply-partition", Value: &s.ReplyPartition, Default: "-1",
