@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -30,11 +31,25 @@ func newTopicEnsurer(admin *kafka.AdminClient, cfg *config) *topicEnsurer {
 // ensure creates each missing topic with the given partition count. Topics
 // that exist already are left as they are.
 func (e *topicEnsurer) ensure(ctx context.Context, partitions int, topics ...string) error {
+	return e.ensureWith(ctx, partitions, nil, topics...)
+}
+
+// ensureCalls creates each missing topic of calls (request or reply
+// topics) with the given partition count and the call retention
+// (WithCallRetention).
+func (e *topicEnsurer) ensureCalls(ctx context.Context, partitions int, topics ...string) error {
+	ms := strconv.FormatInt(e.cfg.callRetention.Milliseconds(), 10)
+	return e.ensureWith(ctx, partitions, map[string]string{"retention.ms": ms}, topics...)
+}
+
+// ensureWith creates each missing topic with the given partition count and
+// topic configuration.
+func (e *topicEnsurer) ensureWith(ctx context.Context, partitions int, conf map[string]string, topics ...string) error {
 	e.mu.Lock()
 	var specs []kafka.TopicSpecification
 	for _, t := range topics {
 		if !e.done[t] {
-			specs = append(specs, kafka.TopicSpecification{Topic: t, NumPartitions: partitions, ReplicationFactor: e.cfg.replicationFactor})
+			specs = append(specs, kafka.TopicSpecification{Topic: t, NumPartitions: partitions, ReplicationFactor: e.cfg.replicationFactor, Config: conf})
 		}
 	}
 	e.mu.Unlock()

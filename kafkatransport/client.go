@@ -98,7 +98,7 @@ func Dial(ctx context.Context, brokers string, opts ...ClientOption) (*ClientCon
 	if c.admin, err = kafka.NewAdminClientFromProducer(c.producer); err != nil {
 		return fail(fmt.Errorf("kafkatransport: new admin client: %w", err))
 	}
-	if err := newTopicEnsurer(c.admin, &c.cfg).ensure(ctx, cfg.replyPartitions, c.replyTopic); err != nil {
+	if err := newTopicEnsurer(c.admin, &c.cfg).ensureCalls(ctx, cfg.replyPartitions, c.replyTopic); err != nil {
 		return fail(fmt.Errorf("kafkatransport: %w", err))
 	}
 	// A topic just created takes a moment to have leaders on real Kafka.

@@ -24,6 +24,7 @@ type config struct {
 	topicPrefix        string
 	partitions         int
 	replicationFactor  int
+	callRetention      time.Duration
 	replyTopic         string
 	replyPartitions    int
 	replyPartition     int32
@@ -49,6 +50,7 @@ func newConfig[O any](brokers string, opts []O, apply func(O, *config) error) (c
 		logger:            slog.New(slog.DiscardHandler),
 		partitions:        DefaultPartitions,
 		replicationFactor: -1,
+		callRetention:     DefaultCallRetention,
 		replyTopic:        "kgrpc.replies",
 		replyPartitions:   16,
 		replyPartition:    -1,

@@ -55,13 +55,16 @@
 // WithTopicPrefix prefix. Each topic is created, when missing, by the role
 // that owns it: a server creates its request topics and their dead-letter
 // topics when it starts, a publisher an event topic on its first publish, a
-// subscriber its event and dead-letter topics when it starts, all with the WithPartitions count (6
-// by default); a client creates the reply topic (WithReplyTopic: 16
-// partitions). A client never creates a request topic, nor lets the broker
-// auto-create one (its producer sets allow.auto.create.topics=false): a call
-// to a service whose topic does not exist waits for it and fails with
-// DeadlineExceeded at its deadline, or Unavailable if the producer gives up
-// first.
+// subscriber its event and dead-letter topics when it starts, all with the
+// WithPartitions count (6 by default); a client creates the reply topic
+// (WithReplyTopic: 16 partitions). Request and reply topics are created with
+// retention.ms of WithCallRetention (1h): a call lives for its deadline, so
+// its records, and what they carry, need not stay longer; dead-letter and
+// event topics keep the broker's retention. A client never creates a request
+// topic, nor lets the broker auto-create one (its producer sets
+// allow.auto.create.topics=false): a call to a service whose topic does not
+// exist waits for it and fails with DeadlineExceeded at its deadline, or
+// Unavailable if the producer gives up first.
 //
 // # Request record
 //

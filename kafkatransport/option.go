@@ -187,6 +187,21 @@ func WithReplicationFactor(n int) Option {
 	})
 }
 
+// DefaultCallRetention is the retention of the request and reply topics
+// the transport creates, when WithCallRetention is not given.
+const DefaultCallRetention = time.Hour
+
+// WithCallRetention sets the retention (retention.ms) of the request topics
+// a server creates and of the reply topic a client creates, when they are
+// missing; it must be positive. Calls live for their deadline, so their
+// records need not outlive it by much, and whatever they carry leaves the
+// broker soon. Existing topics are left alone; dead-letter and event
+// topics keep the broker's default. Default: DefaultCallRetention (1h).
+// Server, Client (other roles ignore it).
+func WithCallRetention(d time.Duration) Option {
+	return option(positive("WithCallRetention", d, func(c *config) *time.Duration { return &c.callRetention }))
+}
+
 // WithPartitions sets the partition count, at least 1, of the request and
 // event topics the role creates because they are missing. Existing topics
 // are left alone. Default: DefaultPartitions (6). Server, Publisher,

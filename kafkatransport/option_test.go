@@ -60,6 +60,7 @@ func TestInvalidOptionsAreErrors(t *testing.T) {
 		{"default timeout negative", subscriber("g", kafkatransport.WithDefaultTimeout(-time.Second)), "WithDefaultTimeout(-1s)"},
 		{"drain timeout 0", server(kafkatransport.WithDrainTimeout(0)), "WithDrainTimeout(0s)"},
 		{"stall timeout 0", subscriber("g", kafkatransport.WithStallTimeout(0)), "WithStallTimeout(0s)"},
+		{"call retention 0", client(kafkatransport.WithCallRetention(0)), "WithCallRetention(0s)"},
 		{"empty reply topic", client(kafkatransport.WithReplyTopic("", 16)), `WithReplyTopic("", 16)`},
 		{"reply topic without partitions", client(kafkatransport.WithReplyTopic("r", 0)), `WithReplyTopic("r", 0)`},
 		{"reply partition -2", client(kafkatransport.WithReplyPartition(-2)), "WithReplyPartition(-2)"},

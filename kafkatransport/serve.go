@@ -47,7 +47,11 @@ func (s *Server) Serve(ctx context.Context) error {
 			spec = ServiceSpec{Name: n}
 		}
 		topic := s.cfg.topic(spec.topic())
-		if err := topics.ensure(ctx, s.cfg.partitions, topic, topic+".dlq"); err != nil {
+		err := topics.ensureCalls(ctx, s.cfg.partitions, topic)
+		if err == nil {
+			err = topics.ensure(ctx, s.cfg.partitions, topic+".dlq")
+		}
+		if err != nil {
 			s.closeLanes()
 			return fmt.Errorf("kafkatransport: %w", err)
 		}

@@ -40,7 +40,7 @@ import (
 var platformFlags = []string{
 	"http-addr=127.0.0.1:8080", "data-dir", "brokers", "admin-email", "admin-password", "auth-secret",
 	"no-demo", "topic-prefix", "log-level", "log-format=text",
-	"instance-id=", "partitions", "kafka-config", "kafka-config-file", "idempotency-ttl", "cors-origins", "auth-rate-limit",
+	"instance-id=", "partitions", "kafka-config", "kafka-config-file", "idempotency-ttl", "cors-origins", "auth-rate-limit", "call-retention",
 }
 
 // aliased are the flags whose PLATFORM_ variables were documented.

@@ -29,6 +29,7 @@ type Settings struct {
 	LogLevel        string
 	LogFormat       string
 	Partitions      int
+	CallRetention   time.Duration
 
 	HTTPAddr       string
 	DB             string
@@ -47,7 +48,7 @@ type Settings struct {
 }
 
 // Shared are the flags every deployable binary takes, in --help order.
-var Shared = []string{"brokers", "auth-secret", "instance-id", "topic-prefix", "partitions",
+var Shared = []string{"brokers", "auth-secret", "instance-id", "topic-prefix", "partitions", "call-retention",
 	"kafka-config", "kafka-config-file", "log-level", "log-format"}
 
 // table is the one flag table of the repository: every setting, its flag,
@@ -65,6 +66,8 @@ func (s *Settings) table() []cli.Flag {
 			Usage: "prefix of every topic and consumer group, to share a cluster"},
 		{Name: "partitions", Value: &s.Partitions, Default: "0",
 			Usage: "partitions of the request and event topics this unit creates when they are missing, 0 for 6; instances of a service beyond it stand by"},
+		{Name: "call-retention", Value: &s.CallRetention, Default: kafkatransport.DefaultCallRetention.String(),
+			Usage: "retention of the request and reply topics this unit creates when they are missing (dead-letter and event topics keep the broker's)"},
 		{Name: "kafka-config", Value: &s.KafkaConfig, Secret: true, // may hold a SASL password
 			Usage: "extra librdkafka properties as k=v,k=v, e.g. security.protocol=SASL_SSL; they win over --kafka-config-file"},
 		{Name: "kafka-config-file", Value: &s.KafkaConfigFile,
@@ -177,6 +180,12 @@ func (s Settings) CommonWith(logger *slog.Logger) (Common, error) {
 		return Common{}, cli.Usagef("--partitions %d: want 0 (the default, 6) or more", s.Partitions)
 	}
 	opts := []kafkatransport.Option{kafkatransport.WithKafkaConfig(cfg)}
+	if s.CallRetention < 0 {
+		return Common{}, cli.Usagef("--call-retention %v: want a positive duration", s.CallRetention)
+	}
+	if s.CallRetention > 0 { // zero: the transport's default
+		opts = append(opts, kafkatransport.WithCallRetention(s.CallRetention))
+	}
 	if s.InstanceID != "" { // empty: a random id
 		opts = append(opts, kafkatransport.WithInstanceID(s.InstanceID))
 		logger = logger.With("instance", s.InstanceID)
