@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/protobuf/proto"
 
+	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
 	"github.com/kgrpc/platform/kafkatransport"
 )
@@ -38,5 +40,36 @@ func TestCallRetention(t *testing.T) {
 				t.Errorf("retention.ms = %s (source %v), want %s", entry.Value, entry.Source, tt.want)
 			}
 		})
+	}
+}
+
+// A request naming a reply topic that does not exist is served, but its
+// reply creates no topic: servers never let the broker auto-create one.
+func TestForeignReplyTopicNotCreated(t *testing.T) {
+	e := newEnv(t)
+	impl := newEcho("a")
+	// Its reply is never delivered: stopping must not wait for it long.
+	e.serve(impl, kafkatransport.WithDrainTimeout(time.Second))
+	foreign := e.prefix + "foreign-replies"
+	env, err := proto.Marshal(&kafkav1.RequestEnvelope{
+		Method:         testingv1.EchoService_Sleep_FullMethodName,
+		Id:             "foreign-1",
+		ReplyTopic:     foreign,
+		DeadlineUnixMs: time.Now().Add(6 * time.Second).UnixMilli(), // the server gives the reply up then
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	value, err := proto.Marshal(&testingv1.SleepRequest{Id: "foreign", DurationMs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceTo(t, e.rawProducer(), e.prefix+testingv1.EchoServiceKafkaTopic, 0, nil, value, kafka.Header{Key: "rpc", Value: env})
+	if !waitUntil(30*time.Second, func() bool { return impl.startedCount("foreign") == 1 }) {
+		t.Fatal("the request was not served within 30s")
+	}
+	time.Sleep(3 * time.Second) // time for a reply to create the topic, were it allowed to
+	if e.topicExists(foreign) {
+		t.Fatalf("replying created topic %s", foreign)
 	}
 }
