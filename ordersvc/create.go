@@ -14,6 +14,7 @@ import (
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/sqlstore"
+	"github.com/kgrpc/platform/kafkatransport/idempotency"
 )
 
 // CreateOrder places an order for the calling customer or admin. It is a
@@ -62,9 +63,9 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	id := sqlstore.NewID("o_")
-	key, err := idempotencyKey(ctx)
+	key, err := idempotency.KeyFromContext(ctx)
 	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+		return nil, err
 	}
 	if key != "" {
 		// The same key from the same user always names the same order, so

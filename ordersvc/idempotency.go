@@ -1,13 +1,10 @@
 package ordersvc
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
@@ -27,18 +24,6 @@ const IdempotencyMetadataKey = idempotency.MetadataKey
 
 // MaxIdempotencyKeyLen bounds an idempotency key.
 const MaxIdempotencyKeyLen = idempotency.MaxKeyLen
-
-// idempotencyKey returns the call's idempotency key, or "".
-func idempotencyKey(ctx context.Context) (string, error) {
-	vs := metadata.ValueFromIncomingContext(ctx, IdempotencyMetadataKey)
-	if len(vs) == 0 || vs[0] == "" {
-		return "", nil
-	}
-	if len(vs[0]) > MaxIdempotencyKeyLen {
-		return "", fmt.Errorf("idempotency key longer than %d bytes", MaxIdempotencyKeyLen)
-	}
-	return vs[0], nil
-}
 
 // orderIDFor derives the order id of a user's idempotency key.
 func orderIDFor(userID, key string) string {

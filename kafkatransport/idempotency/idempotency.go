@@ -160,14 +160,25 @@ func (i *interceptor) intercept(ctx context.Context, req any, info *grpc.UnarySe
 	return resp, herr
 }
 
+// KeyFromContext returns the idempotency key of an incoming call's
+// metadata (MetadataKey), or "" when it has none; a key longer than
+// MaxKeyLen is an InvalidArgument error.
+func KeyFromContext(ctx context.Context) (string, error) {
+	vs := metadata.ValueFromIncomingContext(ctx, MetadataKey)
+	if len(vs) == 0 || vs[0] == "" {
+		return "", nil
+	}
+	if len(vs[0]) > MaxKeyLen {
+		return "", status.Errorf(codes.InvalidArgument, "idempotency key longer than %d bytes", MaxKeyLen)
+	}
+	return vs[0], nil
+}
+
 // keyOf returns the call's idempotency key: its metadata, else the id of
 // its request record, else "".
 func keyOf(ctx context.Context) (string, error) {
-	if vs := metadata.ValueFromIncomingContext(ctx, MetadataKey); len(vs) > 0 && vs[0] != "" {
-		if len(vs[0]) > MaxKeyLen {
-			return "", status.Errorf(codes.InvalidArgument, "idempotency key longer than %d bytes", MaxKeyLen)
-		}
-		return vs[0], nil
+	if k, err := KeyFromContext(ctx); k != "" || err != nil {
+		return k, err
 	}
 	if r, ok := kafkatransport.RequestFromContext(ctx); ok && r.ID != "" {
 		if len(r.ID) > MaxKeyLen-len("rpc:") { // any client may write the id: bound it
