@@ -78,25 +78,15 @@ func OpenPostgres(ctx context.Context, dsn string, migrations fs.FS) (*DB, error
 	db.SetMaxOpenConns(20)
 	db.SetMaxIdleConns(20)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	wait, cancel := context.WithTimeout(ctx, postgresConnectWait)
-	defer cancel()
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
-		err = db.PingContext(wait)
-		if err == nil {
-			break
-		}
-		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) {
-			// The server answered (a wrong password, no such database):
-			// waiting will not help.
-			db.Close()
-			return nil, fmt.Errorf("sqlstore: connect to %s: %w", safe, err)
-		}
-		select {
-		case <-wait.Done():
-			db.Close()
-			return nil, fmt.Errorf("sqlstore: connect to %s: %w", safe, err)
-		case <-time.After(backoff):
-		}
+	// A server that answers with an error (a wrong password, no such
+	// database) is not waited for: waiting will not help.
+	err = ping(ctx, db, postgresConnectWait, 100*time.Millisecond, 2*time.Second, func(err error) bool {
+		pe := (*pgconn.PgError)(nil)
+		return !errors.As(err, &pe)
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlstore: connect to %s: %w", safe, err)
 	}
 	d := &DB{DB: db, Dialect: Postgres}
 	if err := Migrate(ctx, d, migrations); err != nil {
@@ -156,12 +146,21 @@ func OpenSQLite(ctx context.Context, path string, migrations fs.FS) (*sql.DB, er
 // busy timeout, while another instance opening the same new file migrates
 // it; that is retried for up to 10s.
 func pingSQLite(ctx context.Context, db *sql.DB) error {
-	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for backoff := 10 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
-		err := db.PingContext(wait)
+	return ping(ctx, db, 10*time.Second, 10*time.Millisecond, 500*time.Millisecond, func(err error) bool {
 		var se *sqlite.Error
-		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+		return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+	})
+}
+
+// ping pings db until it answers, an error that retryable refuses, or
+// within has passed, backing off from first doubling up to most, and
+// returns the last error.
+func ping(ctx context.Context, db *sql.DB, within, first, most time.Duration, retryable func(error) bool) error {
+	wait, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for backoff := first; ; backoff = min(2*backoff, most) {
+		err := db.PingContext(wait)
+		if err == nil || !retryable(err) {
 			return err
 		}
 		select {
