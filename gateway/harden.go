@@ -38,11 +38,19 @@ func bodyDeadline(d time.Duration) func(http.Handler) http.Handler {
 // them.
 func validUTF8(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for _, seg := range strings.Split(r.URL.EscapedPath(), "/") {
-			if s, err := url.PathUnescape(seg); err == nil && !utf8.ValidString(s) {
-				writeError(w, r, status.Errorf(codes.InvalidArgument, "path segment %q is not valid UTF-8", seg))
-				return
+		// r.URL.Path is unescaped already: split it only to name the
+		// segment at fault, and parse the query only when it has escapes.
+		if !utf8.ValidString(r.URL.Path) {
+			for _, seg := range strings.Split(r.URL.EscapedPath(), "/") {
+				if s, err := url.PathUnescape(seg); err == nil && !utf8.ValidString(s) {
+					writeError(w, r, status.Errorf(codes.InvalidArgument, "path segment %q is not valid UTF-8", seg))
+					return
+				}
 			}
+		}
+		if q := r.URL.RawQuery; strings.IndexByte(q, '%') < 0 && utf8.ValidString(q) {
+			next.ServeHTTP(w, r)
+			return
 		}
 		for name, vs := range r.URL.Query() {
 			for _, v := range vs {
