@@ -4,14 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	rpccode "google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/idempotency"
 )
 
@@ -69,7 +70,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if code, text, ok := decodeError(msg, maxBody); ok {
 			httpStatus, msg = code, text
 		}
-	case st.Code() == codes.ResourceExhausted && strings.HasPrefix(msg, "kafkatransport: request too large"):
+	case st.Code() == codes.ResourceExhausted && tooLarge(st):
 		httpStatus, msg = http.StatusRequestEntityTooLarge, "request too large to send to the service"
 	}
 	body := errorBody{Code: rpccode.Code(st.Code()).String(), Message: msg, Details: []json.RawMessage{}}
@@ -82,6 +83,17 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="shop"`)
 	}
 	writeJSON(w, httpStatus, body)
+}
+
+// tooLarge reports whether st is the transport's refusal of a request too
+// large for the broker.
+func tooLarge(st *status.Status) bool {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == kafkatransport.ErrorDomain && info.GetReason() == kafkatransport.ReasonRequestTooLarge {
+			return true
+		}
+	}
+	return false
 }
 
 // writeJSON writes v as JSON with the HTTP status code.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kgrpc/platform/gateway"
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/kafkatransport"
 )
 
 // A client that sends its body a byte at a time is cut off at the request
@@ -63,7 +64,18 @@ func TestRequestTooLargeForTheBus(t *testing.T) {
 	base := b.serve(t, nil)
 	body := `{"email":"a@example.com","password":"pw-123456","displayName":"` + strings.Repeat("x", 1_010_000) + `"}`
 	r := do(t, base, "POST", "/v1/users", body)
-	wantError(t, r, http.StatusRequestEntityTooLarge, "RESOURCE_EXHAUSTED", "request too large to send to the service")
+	details, _ := r.json["details"].([]any)
+	info, _ := func() (map[string]any, bool) {
+		if len(details) != 1 {
+			return nil, false
+		}
+		m, ok := details[0].(map[string]any)
+		return m, ok
+	}()
+	if r.status != http.StatusRequestEntityTooLarge || r.json["code"] != "RESOURCE_EXHAUSTED" || r.json["message"] != "request too large to send to the service" ||
+		info["reason"] != kafkatransport.ReasonRequestTooLarge || info["domain"] != kafkatransport.ErrorDomain {
+		t.Fatalf("%d %s, want 413 RESOURCE_EXHAUSTED with the transport's ErrorInfo", r.status, r.raw)
+	}
 }
 
 func TestSecurityHeaders(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -168,11 +169,24 @@ func (c *ClientConn) produce(msg *kafka.Message) error {
 	return nil
 }
 
+// ErrorDomain and ReasonRequestTooLarge name, in a google.rpc.ErrorInfo
+// detail, the ResourceExhausted of a request too large for the broker, so
+// that callers (the gateway: 413) tell it from other ResourceExhausted
+// errors without reading its message.
+const (
+	ErrorDomain           = "kgrpc.kafka"
+	ReasonRequestTooLarge = "REQUEST_TOO_LARGE"
+)
+
 // produceError maps a producer error to a status error.
 func produceError(err error) error {
 	var ke kafka.Error
 	if errors.As(err, &ke) && (ke.Code() == kafka.ErrMsgSizeTooLarge) {
-		return status.Errorf(codes.ResourceExhausted, "kafkatransport: request too large: %v", err)
+		st := status.Newf(codes.ResourceExhausted, "kafkatransport: request too large: %v", err)
+		if withInfo, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: ReasonRequestTooLarge, Domain: ErrorDomain}); derr == nil {
+			st = withInfo
+		}
+		return st.Err()
 	}
 	return status.Errorf(codes.Unavailable, "kafkatransport: produce request: %v", err)
 }

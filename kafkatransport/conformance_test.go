@@ -858,6 +858,15 @@ func TestOversizedRequest(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("oversized Echo = %v, want ResourceExhausted", err)
 	}
+	var info *errdetails.ErrorInfo
+	for _, d := range status.Convert(err).Details() {
+		if i, ok := d.(*errdetails.ErrorInfo); ok {
+			info = i
+		}
+	}
+	if info.GetReason() != kafkatransport.ReasonRequestTooLarge || info.GetDomain() != kafkatransport.ErrorDomain {
+		t.Fatalf("oversized Echo's details %v, want an ErrorInfo %s/%s", status.Convert(err).Details(), kafkatransport.ErrorDomain, kafkatransport.ReasonRequestTooLarge)
+	}
 	if _, err := c.Echo(ctxTimeout(t, 20*time.Second), &testingv1.EchoRequest{Payload: make([]byte, 1000)}); err != nil {
 		t.Fatalf("Echo after oversized: %v", err)
 	}

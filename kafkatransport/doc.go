@@ -123,12 +123,14 @@
 // panic becomes Internal. A request value that does not decode as the
 // method's request type is answered InvalidArgument; an unknown method
 // Unimplemented. On the client, a method name that is not UTF-8 fails with
-// Internal before anything is sent, a request the broker does not take (broker
-// down, delivery timeout) fails with Unavailable (a missing request topic:
-// see Topics), one over the
-// broker's message size with ResourceExhausted, the context's deadline with
-// DeadlineExceeded and its cancellation with Canceled. A reply whose
-// envelope does not decode is logged and ignored (the call then times out).
+// Internal before anything is sent, a request the broker does not take
+// (broker down, delivery timeout) fails with Unavailable (a missing request
+// topic: see Topics), one over the broker's message size with
+// ResourceExhausted and a google.rpc.ErrorInfo detail of reason
+// ReasonRequestTooLarge ("REQUEST_TOO_LARGE") and domain ErrorDomain
+// ("kgrpc.kafka"), the context's deadline with DeadlineExceeded and its
+// cancellation with Canceled. A reply whose envelope does not decode is
+// logged and ignored (the call then times out).
 //
 // # Event record
 //
