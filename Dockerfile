@@ -25,16 +25,20 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     go build -trimpath -ldflags='-s -w' -o /out/ \
         ./cmd/gateway ./cmd/usersvc ./cmd/productsvc ./cmd/ordersvc \
-        ./cmd/platform ./cmd/devkafka ./cmd/bench
+        ./cmd/platform ./cmd/devkafka ./cmd/bench ./cmd/kgrpc-keys
 
 # Runtime: the same Debian release as the build image (same glibc).
 # curl is for health checks (docker-compose.yml probes /readyz with it).
+# /keys, owned by the runtime user, is where docker-compose.yml's one-shot
+# "keys" service makes the units' keys in a volume (a new volume takes the
+# owner of its mount point in the image).
 FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/kgrpc --shell /usr/sbin/nologin kgrpc \
-    && install -d -o kgrpc -g kgrpc /var/lib/kgrpc
+    && install -d -o kgrpc -g kgrpc /var/lib/kgrpc \
+    && install -d -o kgrpc -g kgrpc -m 700 /keys
 COPY --from=build /out/ /usr/local/bin/
 # The working directory is writable: relative defaults (the services'
 # SQLite files under ./data) land here. PLATFORM_* only concern the

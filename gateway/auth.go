@@ -1,21 +1,28 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kgrpc/platform/internal/auth"
 )
 
+type claimsKey struct{}
+
 // verifyBearer refuses, 401 UNAUTHENTICATED, a request whose Authorization
-// header is not "Bearer <token>" or whose token s does not verify, before
-// anything is forwarded. A request without the header goes on: public
-// routes need no token, and the services refuse the others. grpc-gateway
-// forwards the header to the services, which verify the token again.
-func verifyBearer(s *auth.Signer) func(http.Handler) http.Handler {
+// header is not "Bearer <token>", whose token v does not verify, or whose
+// user's tokens are revoked (revoked, when set), before anything is
+// forwarded. A verified request goes on with the header removed and the
+// claims in its context, which principalMetadata turns into the
+// auth.PrincipalKey metadata of its calls: the token itself never goes on
+// the bus. A request without the header goes on anonymous: public routes
+// need no token, and the services refuse the others.
+func verifyBearer(v *auth.Verifier, revoked func(id string, version int64) error) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if h := r.Header.Get("Authorization"); h != "" {
@@ -24,12 +31,47 @@ func verifyBearer(s *auth.Signer) func(http.Handler) http.Handler {
 					writeError(w, r, status.Error(codes.Unauthenticated, `authorization header must be "Bearer <token>"`))
 					return
 				}
-				if _, err := s.Verify(strings.TrimSpace(tok)); err != nil {
+				c, err := v.Verify(strings.TrimSpace(tok))
+				if err != nil {
 					writeError(w, r, status.Error(codes.Unauthenticated, err.Error()))
 					return
 				}
+				if revoked != nil {
+					if err := revoked(c.Subject, c.TokenVersion); err != nil {
+						writeError(w, r, status.Errorf(codes.Unauthenticated, "token revoked: %v", err))
+						return
+					}
+				}
+				r = r.WithContext(context.WithValue(r.Context(), claimsKey{}, c))
+				r.Header = r.Header.Clone() // the caller's request keeps its own
+				r.Header.Del("Authorization")
 			}
 			next.ServeHTTP(w, r)
 		})
+	}
+}
+
+// principalMetadata is the ServeMux's metadata annotator: the user
+// verifyBearer verified, as auth.PrincipalKey metadata.
+func principalMetadata(_ context.Context, r *http.Request) metadata.MD {
+	c, ok := r.Context().Value(claimsKey{}).(auth.Claims)
+	if !ok {
+		return nil
+	}
+	return metadata.Pairs(auth.PrincipalKey, auth.Principal(c))
+}
+
+// serveJWKS serves the public keys that verify user tokens, as a JSON Web
+// Key Set: what another party verifying the shop's tokens needs.
+func serveJWKS(v *auth.Verifier) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := v.JWKS()
+		if err != nil {
+			writeError(w, r, status.Error(codes.Internal, "key set unavailable"))
+			return
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(append(body, '\n'))
 	}
 }

@@ -24,8 +24,12 @@ type Config struct {
 	Users    usersv1.UserServiceClient
 	Products productsv1.ProductServiceClient
 	Orders   ordersv1.OrderServiceClient
-	// Signer verifies bearer tokens before a request is forwarded.
-	Signer *auth.Signer
+	// Verifier verifies bearer tokens before a request is forwarded, and
+	// its keys are served at /.well-known/jwks.json.
+	Verifier *auth.Verifier
+	// Revoked, when set, reports why the tokens of user id at version are
+	// revoked, or nil; a revoked token is refused 401.
+	Revoked func(id string, version int64) error
 	// Ping checks that the broker is reachable, for /readyz. Optional.
 	Ping func(ctx context.Context) error
 	// OpenAPI is served at /openapi.json.
@@ -55,8 +59,8 @@ type gateway struct {
 
 // New returns the gateway's HTTP handler.
 func New(ctx context.Context, cfg Config) (http.Handler, error) {
-	if cfg.Users == nil || cfg.Products == nil || cfg.Orders == nil || cfg.Signer == nil {
-		return nil, errors.New("gateway: Users, Products, Orders and Signer are required")
+	if cfg.Users == nil || cfg.Products == nil || cfg.Orders == nil || cfg.Verifier == nil {
+		return nil, errors.New("gateway: Users, Products, Orders and Verifier are required")
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
@@ -75,10 +79,12 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		}),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
-		// grpc-gateway forwards Authorization as "authorization" metadata
-		// by itself, and adds x-forwarded-host and x-forwarded-for; of the
-		// other headers, only Idempotency-Key is forwarded.
+		// grpc-gateway adds x-forwarded-host and x-forwarded-for; of the
+		// headers, only Idempotency-Key is forwarded (verifyBearer removes
+		// Authorization, which grpc-gateway would forward by itself), and
+		// the verified user goes as auth.PrincipalKey metadata.
 		runtime.WithIncomingHeaderMatcher(idempotencyHeaderMatcher),
+		runtime.WithMetadata(principalMetadata),
 		runtime.WithOutgoingHeaderMatcher(responseHeaderMatcher),
 	)
 	for _, svc := range []struct {
@@ -108,13 +114,14 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	root.HandleFunc("GET /healthz", healthz)
 	root.HandleFunc("GET /readyz", g.readyz)
 	root.Handle("GET /openapi.json", serveOpenAPI(cfg.OpenAPI))
+	root.Handle("GET /.well-known/jwks.json", serveJWKS(cfg.Verifier))
 	// The API's middlewares, outermost first.
 	root.Handle("/", chain(mux,
-		validUTF8,                        // %ff in a path or query: 400 before routing
-		verifyBearer(cfg.Signer),         // a bad token is refused here; none goes on
-		addIdempotencyKey,                // one made-up key per POST, PATCH, DELETE without one
-		withTimeout(cfg.RequestTimeout),  // bounds the request and its calls
-		bodyDeadline(cfg.RequestTimeout), // and the reading of its body
+		validUTF8,                               // %ff in a path or query: 400 before routing
+		verifyBearer(cfg.Verifier, cfg.Revoked), // a bad token is refused here; none goes on
+		addIdempotencyKey,                       // one made-up key per POST, PATCH, DELETE without one
+		withTimeout(cfg.RequestTimeout),         // bounds the request and its calls
+		bodyDeadline(cfg.RequestTimeout),        // and the reading of its body
 		limitBody(cfg.MaxBodyBytes),
 		rateLimitAuth(cfg.AuthRateLimit), // reads the email of the bounded body
 	))

@@ -16,20 +16,24 @@ import (
 
 	"github.com/kgrpc/platform/gateway"
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/kafkatransport/trust"
 )
 
 func TestAuthentication(t *testing.T) {
 	b := newBackend(t)
 	base := b.serve(t, nil)
-	other, err := auth.NewSigner([]byte("another-secret-0123456789abcdef"))
+	// A key the keyring does not know signs a forged token; a key the
+	// keyring knows, of another unit, another.
+	_, other, err := trust.Generate(time.Now(), "usersvc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, _, err := other.Issue("u_alice", auth.RoleAdmin, time.Hour)
+	otherIssuer, _ := auth.NewIssuer(other["usersvc"].Current(), time.Hour)
+	forged, _, err := otherIssuer.Issue("u_alice", auth.RoleAdmin, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	expired, _, err := b.signer.Issue("u_alice", auth.RoleCustomer, -time.Minute)
+	expired, _, err := b.issuer.IssueAt(time.Now().Add(-2*time.Hour), "u_alice", auth.RoleCustomer, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,11 +61,11 @@ func TestAuthentication(t *testing.T) {
 		{"malformed token", "GET", "/v1/users/me", "", bearer("not-a-token"),
 			401, "UNAUTHENTICATED", "invalid token: malformed", "GetUser", false, ""},
 		{"forged token", "GET", "/v1/users/me", "", bearer(forged),
-			401, "UNAUTHENTICATED", "invalid token: bad signature", "GetUser", false, ""},
+			401, "UNAUTHENTICATED", "invalid token: unknown signing key", "GetUser", false, ""},
 		{"expired token", "GET", "/v1/users/me", "", bearer(expired),
 			401, "UNAUTHENTICATED", "invalid token: expired", "GetUser", false, ""},
 		{"bad token on a public route", "GET", "/v1/products/p_1", "", bearer(forged),
-			401, "UNAUTHENTICATED", "invalid token: bad signature", "GetProduct", false, ""},
+			401, "UNAUTHENTICATED", "invalid token: unknown signing key", "GetProduct", false, ""},
 		{"no token, public route", "GET", "/v1/products/p_1", "", nil,
 			200, "", "", "GetProduct", true, ""},
 		{"valid token: the caller reaches the service", "GET", "/v1/users/me", "", bearer(alice),
@@ -153,12 +157,14 @@ func TestIdempotencyKey(t *testing.T) {
 			case tt.want != "generated" && tt.want != "" && (len(got) != 1 || got[0] != tt.want):
 				t.Errorf("metadata %s = %q, want [%s]", gateway.IdempotencyMetadataKey, got, tt.want)
 			}
-			// Of the request's headers only these become metadata, and
-			// grpc-gateway always adds the x-forwarded-* pair.
-			allowed := map[string]bool{"authorization": true, gateway.IdempotencyMetadataKey: true, "x-forwarded-host": true, "x-forwarded-for": true}
+			// Of the request's headers only Idempotency-Key becomes
+			// metadata, the verified user goes as the principal (never
+			// the token), and grpc-gateway always adds the x-forwarded-*
+			// pair.
+			allowed := map[string]bool{auth.PrincipalKey: true, gateway.IdempotencyMetadataKey: true, "x-forwarded-host": true, "x-forwarded-for": true}
 			for k, v := range c.md {
 				if !allowed[k] {
-					t.Errorf("metadata %s = %q: only Authorization, Idempotency-Key and x-forwarded-* become metadata", k, v)
+					t.Errorf("metadata %s = %q: only the principal, Idempotency-Key and x-forwarded-* become metadata", k, v)
 				}
 			}
 		})

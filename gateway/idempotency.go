@@ -65,8 +65,8 @@ func responseHeaderMatcher(key string) (string, bool) {
 
 // idempotencyHeaderMatcher is the ServeMux's header matcher: the
 // Idempotency-Key header, on any method, becomes IdempotencyMetadataKey
-// metadata, and no other header does (grpc-gateway forwards Authorization
-// itself).
+// metadata, and no other header does (grpc-gateway would forward
+// Authorization itself, but verifyBearer has removed it).
 func idempotencyHeaderMatcher(h string) (string, bool) {
 	if strings.EqualFold(h, IdempotencyHeader) {
 		return IdempotencyMetadataKey, true

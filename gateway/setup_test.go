@@ -29,12 +29,14 @@ import (
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/kafkatransport/trust"
 )
 
 // backend is the three test services, served over Kafka, and a client
 // connection to them.
 type backend struct {
-	signer   *auth.Signer
+	issuer   *auth.Issuer
+	verifier *auth.Verifier
 	rec      *recorder
 	conn     *kafkatransport.ClientConn
 	users    usersv1.UserServiceClient
@@ -45,18 +47,40 @@ type backend struct {
 // newBackend starts the test services for t; they stop when t ends.
 func newBackend(t *testing.T) *backend {
 	t.Helper()
-	signer, err := auth.NewSigner([]byte("gateway-test-secret-0123456789"))
+	ring, keys, err := trust.Generate(time.Now(), "gateway", "backend", "usersvc")
 	if err != nil {
 		t.Fatal(err)
+	}
+	issuer, err := auth.NewIssuer(keys["usersvc"].Current(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := auth.NewVerifier(ring, "usersvc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One unit, "backend", serves the three services; the gateway's unit
+	// may call them all.
+	policy := trust.Policy{
+		Owners: map[string]string{"shop.users.v1": "backend", "shop.products.v1": "backend", "shop.orders.v1": "backend"},
+		Calls:  map[string][]string{"gateway": {"/shop.users.v1.UserService/*", "/shop.products.v1.ProductService/*", "/shop.orders.v1.OrderService/*"}},
+	}
+	guard := func(unit string) kafkatransport.Option {
+		g, err := trust.NewGuard(keys[unit], ring, policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kafkatransport.WithGuard(g)
 	}
 	rec := newRecorder()
 	conn := serveOverKafka(t, func(s *kafkatransport.Server) {
 		usersv1.RegisterUserServiceKafkaServer(s, &testUsers{rec: rec})
 		productsv1.RegisterProductServiceKafkaServer(s, &testProducts{rec: rec})
 		ordersv1.RegisterOrderServiceKafkaServer(s, &testOrders{rec: rec})
-	}, rec.interceptor, auth.UnaryServerInterceptor(signer))
+	}, guard("backend"), guard("gateway"), rec.interceptor, auth.UnaryServerInterceptor(auth.InterceptorConfig{Asserters: []string{"gateway"}}))
 	return &backend{
-		signer:   signer,
+		issuer:   issuer,
+		verifier: verifier,
 		rec:      rec,
 		conn:     conn,
 		users:    usersv1.NewUserServiceKafkaClient(conn),
@@ -66,14 +90,15 @@ func newBackend(t *testing.T) *backend {
 }
 
 // serveOverKafka serves what register registers on a kafkatransport server
-// with the interceptors, until t ends, and returns a client connection to
-// it. It is the one place these tests build transport servers and clients.
-func serveOverKafka(t *testing.T, register func(*kafkatransport.Server), ics ...grpc.UnaryServerInterceptor) *kafkatransport.ClientConn {
+// with its Guard and the interceptors, until t ends, and returns a client
+// connection to it with the client's Guard. It is the one place these tests
+// build transport servers and clients.
+func serveOverKafka(t *testing.T, register func(*kafkatransport.Server), serverGuard, clientGuard kafkatransport.Option, ics ...grpc.UnaryServerInterceptor) *kafkatransport.ClientConn {
 	t.Helper()
 	brokers := kafkatest.Brokers(t)
 	prefix := kafkatest.TopicPrefix(t)
 	fastGroup := kafkatransport.WithKafkaConfig(kafka.ConfigMap{"session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
-	srv, err := kafkatransport.NewServer(brokers, kafkatransport.WithTopicPrefix(prefix), fastGroup,
+	srv, err := kafkatransport.NewServer(brokers, kafkatransport.WithTopicPrefix(prefix), fastGroup, serverGuard,
 		kafkatransport.WithUnaryServerInterceptors(ics...))
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +120,7 @@ func serveOverKafka(t *testing.T, register func(*kafkatransport.Server), ics ...
 			t.Errorf("serve: %v", err)
 		}
 	})
-	conn, err := kafkatransport.Dial(t.Context(), brokers, kafkatransport.WithTopicPrefix(prefix))
+	conn, err := kafkatransport.Dial(t.Context(), brokers, kafkatransport.WithTopicPrefix(prefix), clientGuard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +136,7 @@ func (b *backend) serve(t *testing.T, cfg func(*gateway.Config)) string {
 		Users:    b.users,
 		Products: b.products,
 		Orders:   b.orders,
-		Signer:   b.signer,
+		Verifier: b.verifier,
 		Ping:     b.conn.Ping,
 		OpenAPI:  gateway.OpenAPI,
 		Logger:   slog.New(slog.DiscardHandler),
@@ -131,7 +156,7 @@ func (b *backend) serve(t *testing.T, cfg func(*gateway.Config)) string {
 // token returns a valid token for subject with role.
 func (b *backend) token(t *testing.T, subject string, role auth.Role) string {
 	t.Helper()
-	tok, _, err := b.signer.Issue(subject, role, time.Hour)
+	tok, _, err := b.issuer.Issue(subject, role, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func (c *ClientConn) call(ctx context.Context, rt route, method string, args, re
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
-	pc := &pendingCall{seq: c.seq.Add(1), ch: make(chan callResult, 1)}
+	pc := &pendingCall{seq: c.seq.Add(1), method: method, ch: make(chan callResult, 1)}
 	if err := c.send(ctx, rt, method, req, pc); err != nil {
 		return err
 	}
@@ -136,6 +136,11 @@ func (c *ClientConn) send(ctx context.Context, rt route, method string, req prot
 	}
 	if rt.key != nil {
 		msg.Key = rt.key(req)
+	}
+	if g := c.cfg.guard; g != nil {
+		if err := g.SealRequest(method, msg); err != nil {
+			return status.Errorf(codes.Internal, "kafkatransport: seal request: %v", err)
+		}
 	}
 
 	c.mu.Lock()

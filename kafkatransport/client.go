@@ -49,8 +49,9 @@ type ClientConn struct {
 // pendingCall is a call waiting for its reply. It is also the opaque of
 // its request record, so a failed delivery finds it.
 type pendingCall struct {
-	seq uint64
-	ch  chan callResult // buffered: finish never blocks
+	seq    uint64
+	method string          // for the Guard, which opens its reply
+	ch     chan callResult // buffered: finish never blocks
 }
 
 // callResult is what ends a pending call: a reply or a transport error.

@@ -26,6 +26,8 @@ type config struct {
 	replicationFactor  int
 	callRetention      time.Duration
 	replyTopic         string
+	replyTopics        []string // servers: the reply topics they answer to
+	guard              Guard
 	replyPartitions    int
 	replyPartition     int32
 	defaultTimeout     time.Duration

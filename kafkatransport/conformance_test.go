@@ -159,7 +159,10 @@ func (e *env) common() kafkatransport.Option {
 // gracefully and waits for Serve to return.
 func (e *env) serve(impl testingv1.EchoServiceServer, extra ...kafkatransport.ServerOption) (stop func()) {
 	e.t.Helper()
-	srv, err := kafkatransport.NewServer(e.brokers, append([]kafkatransport.ServerOption{e.common()}, extra...)...)
+	// The reply topics of the default client, of clients dialled with
+	// WithReplyTopic("replies", n), and of rawRequester.
+	replies := kafkatransport.WithReplyTopics("kgrpc.replies", "replies", "raw-replies")
+	srv, err := kafkatransport.NewServer(e.brokers, append([]kafkatransport.ServerOption{e.common(), replies}, extra...)...)
 	if err != nil {
 		e.t.Fatalf("NewServer: %v", err)
 	}

@@ -23,9 +23,13 @@ type request struct {
 	ticket     ticket
 	env        requestEnvelope
 	method     method // desc is nil for a method the service does not have
-	replyTopic string
+	replyTopic string // one of lane.replyTopics
 	msg        *kafka.Message
-	stream     serverStream
+	// caller is the unit that produced the request, as the Guard says;
+	// refused is the PermissionDenied the Guard answered it with.
+	caller  string
+	refused error
+	stream  serverStream
 
 	// key is msg.Key as a string and next the request of the same key
 	// waiting behind this one (keyQueues); both only for keyed requests.
@@ -111,6 +115,9 @@ func (l *lane) serve(req *request) {
 // errors and context errors into their status codes.
 func (l *lane) invoke(ctx context.Context, req *request) (resp any, err error) {
 	method, md := req.method.name, req.method.desc
+	if req.refused != nil {
+		return nil, req.refused
+	}
 	if md == nil {
 		return nil, status.Errorf(codes.Unimplemented, "kafkatransport: unknown method %q on %s", method, l.svc.desc.ServiceName)
 	}
@@ -176,6 +183,13 @@ func (l *lane) reply(req *request, resp any, err error) {
 	}
 	if err != nil {
 		msg.Value = nil
+	}
+	if g := l.s.cfg.guard; g != nil {
+		if serr := g.SealReply(req.method.name, req.caller, msg); serr != nil {
+			l.s.cfg.logger.Error("kafkatransport seal reply; no reply sent", "method", req.method.name, "id", string(req.env.id), "err", serr)
+			l.done(req)
+			return
+		}
 	}
 	l.s.produceMu.RLock()
 	if l.s.closed {

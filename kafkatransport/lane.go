@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // lane consumes one service's request topic.
@@ -17,9 +19,9 @@ type lane struct {
 	tracker  *tracker
 	keys     *keyQueues
 
-	// replyTopics interns the reply topics of requests, so that a request
-	// does not allocate its reply topic's name. Only dispatch, on the poll
-	// goroutine, uses it.
+	// replyTopics are the topics the server replies to
+	// (config.allowedReplyTopics), each mapped to itself, so that a
+	// request does not allocate its reply topic's name. Read only.
 	replyTopics map[string]string
 
 	// paused holds the partitions paused because too many of their keyed
@@ -28,17 +30,13 @@ type lane struct {
 	paused map[int32]*partState
 }
 
-// maxReplyTopics bounds a lane's replyTopics; past it, names are not
-// interned.
-const maxReplyTopics = 256
-
 // newLane subscribes a consumer to topic, the request topic of svc.
 func (s *Server) newLane(svc *service, topic string) (*lane, error) {
 	c, err := kafka.NewConsumer(s.cfg.consumerConfig(topic, nil))
 	if err != nil {
 		return nil, fmt.Errorf("kafkatransport: new consumer for %q: %w", topic, err)
 	}
-	l := &lane{s: s, svc: svc, topic: topic, consumer: c, tracker: newTracker(topic, c), keys: newKeyQueues(s.stopping), replyTopics: map[string]string{}, paused: map[int32]*partState{}}
+	l := &lane{s: s, svc: svc, topic: topic, consumer: c, tracker: newTracker(topic, c), keys: newKeyQueues(s.stopping), replyTopics: s.cfg.allowedReplyTopics(), paused: map[int32]*partState{}}
 	if err := c.SubscribeTopics([]string{topic}, l.rebalance); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("kafkatransport: subscribe %q: %w", topic, err)
@@ -133,10 +131,21 @@ func (l *lane) dispatch(m *kafka.Message) bool {
 		req.method.name = string(req.env.method)
 	}
 	req.stream.method = req.method.name
-	req.replyTopic = l.internReplyTopic(req.env.replyTopic)
+	if req.replyTopic, ok = l.replyTopics[string(req.env.replyTopic)]; !ok {
+		err := fmt.Errorf("reply topic %q is not one this server replies to", req.env.replyTopic)
+		l.s.cfg.logger.Warn("kafkatransport dead-lettering a request", "topic", l.topic, "method", req.method.name, "err", err)
+		return l.deadLetter(req, err)
+	}
 	if l.expired(req) {
 		l.done(req)
 		return false
+	}
+	if g := l.s.cfg.guard; g != nil {
+		if req.caller, req.refused = g.OpenRequest(req.method.name, m); req.refused != nil && status.Code(req.refused) != codes.PermissionDenied {
+			l.s.cfg.logger.Warn("kafkatransport dead-lettering a request that is not authentic", "topic", l.topic, "method", req.method.name,
+				"partition", m.TopicPartition.Partition, "offset", int64(m.TopicPartition.Offset), "err", req.refused)
+			return l.deadLetter(req, req.refused)
+		}
 	}
 	keyed := len(m.Key) > 0
 	if keyed {
@@ -255,19 +264,6 @@ func (l *lane) expired(req *request) bool {
 func (l *lane) abandon(req *request) {
 	l.tracker.abandon(&req.ticket)
 	l.s.add(-1)
-}
-
-// internReplyTopic returns topic as a string, the same string for every
-// request naming it.
-func (l *lane) internReplyTopic(topic []byte) string {
-	if s, ok := l.replyTopics[string(topic)]; ok {
-		return s
-	}
-	s := string(topic)
-	if len(l.replyTopics) < maxReplyTopics {
-		l.replyTopics[s] = s
-	}
-	return s
 }
 
 // done finishes a request that produced no reply.

@@ -89,6 +89,11 @@ func Publish[T proto.Message](ctx context.Context, p *Publisher, spec EventSpec[
 	if spec.Key != nil {
 		msg.Key = spec.Key(ev)
 	}
+	if g := p.cfg.guard; g != nil {
+		if err := g.SealEvent(spec.Name, msg); err != nil {
+			return fmt.Errorf("kafkatransport: seal %s: %w", spec.Name, err)
+		}
+	}
 	delivered := make(chan kafka.Event, 1)
 	if err := p.producer.Produce(msg, delivered); err != nil {
 		return fmt.Errorf("kafkatransport: publish %s: %w", spec.Name, err)

@@ -38,6 +38,17 @@ func (c *ClientConn) handleReply(ev kafka.Event) (bool, error) {
 		if !ok {
 			return false, nil // a reply to another client reading this partition
 		}
+		if g := c.cfg.guard; g != nil {
+			pc := c.pendingOf(seq)
+			if pc == nil {
+				return false, nil // a late reply
+			}
+			if err := g.OpenReply(pc.method, e); err != nil {
+				c.cfg.logger.Warn("kafkatransport ignoring a reply that is not authentic", "method", pc.method,
+					"partition", e.TopicPartition.Partition, "offset", int64(e.TopicPartition.Offset), "err", err)
+				return false, nil
+			}
+		}
 		return c.finish(seq, callResult{reply: env, value: e.Value}), nil
 	case kafka.Error:
 		c.cfg.logger.Debug("kafkatransport reply consumer", "err", e) // librdkafka's own log has it
@@ -53,6 +64,13 @@ func (c *ClientConn) failUndelivered(m *kafka.Message) {
 	if pc, ok := m.Opaque.(*pendingCall); ok {
 		c.finish(pc.seq, callResult{err: produceError(m.TopicPartition.Error)})
 	}
+}
+
+// pendingOf returns the pending call of seq, or nil.
+func (c *ClientConn) pendingOf(seq uint64) *pendingCall {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending[seq]
 }
 
 // finish ends a pending call, if it is still pending, and reports whether

@@ -13,6 +13,9 @@ type RequestInfo struct {
 	// interceptor can tell a redelivered request (see "Delivery
 	// guarantees" in the package documentation) from a new call.
 	ID string
+	// Caller is the unit that produced the request, as the server's Guard
+	// (WithGuard) authenticated it; empty without a Guard.
+	Caller string
 	// Topic, Partition and Offset locate the request record.
 	Topic     string
 	Partition int32
@@ -27,7 +30,7 @@ func RequestFromContext(ctx context.Context) (info RequestInfo, ok bool) {
 		return RequestInfo{}, false
 	}
 	m := s.req.msg
-	info = RequestInfo{ID: string(s.req.env.id), Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset)}
+	info = RequestInfo{ID: string(s.req.env.id), Caller: s.req.caller, Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset)}
 	if m.TopicPartition.Topic != nil {
 		info.Topic = *m.TopicPartition.Topic
 	}

@@ -24,6 +24,9 @@ type EventInfo struct {
 	Time time.Time
 	// Attempt counts the handler runs for this record, from 1.
 	Attempt int
+	// Producer is the unit that produced the record, as the subscriber's
+	// Guard (WithGuard) authenticated it; empty without a Guard.
+	Producer string
 }
 
 type eventInfoKey struct{}
@@ -49,7 +52,7 @@ type Subscriber struct {
 	group string
 
 	mu       sync.Mutex
-	handlers map[string]func(ctx context.Context, m *kafka.Message) error // by topic
+	handlers map[string]eventHandler // by topic
 	started  bool
 	ready    chan struct{}
 	health   health
@@ -68,10 +71,17 @@ func NewSubscriber(brokers, group string, opts ...SubscriberOption) (*Subscriber
 	return &Subscriber{
 		cfg:      cfg,
 		group:    group,
-		handlers: map[string]func(context.Context, *kafka.Message) error{},
+		handlers: map[string]eventHandler{},
 		ready:    make(chan struct{}),
 		health:   health{stall: cfg.stallTimeout},
 	}, nil
+}
+
+// eventHandler is the handler of one event topic: the event type's name
+// and the function that decodes a record and runs the subscribed handler.
+type eventHandler struct {
+	name string
+	run  func(ctx context.Context, m *kafka.Message) error
 }
 
 // errUndecodable marks a record that no retry can fix.
@@ -89,7 +99,7 @@ func Subscribe[T proto.Message](s *Subscriber, spec EventSpec[T], h func(context
 	if _, dup := s.handlers[topic]; dup {
 		panic(fmt.Sprintf("kafkatransport: topic %q subscribed twice", topic))
 	}
-	s.handlers[topic] = func(ctx context.Context, m *kafka.Message) error {
+	s.handlers[topic] = eventHandler{name: spec.Name, run: func(ctx context.Context, m *kafka.Message) error {
 		ev := spec.New()
 		if err := proto.Unmarshal(m.Value, ev); err != nil {
 			return fmt.Errorf("%w: %s: %v", errUndecodable, spec.Name, err)
@@ -98,7 +108,7 @@ func Subscribe[T proto.Message](s *Subscriber, spec EventSpec[T], h func(context
 			return fmt.Errorf("%w: record of type %q on the topic of %s", errUndecodable, t, spec.Name)
 		}
 		return h(ctx, ev)
-	}
+	}}
 }
 
 // DeadLetterTopic returns the subscriber's dead-letter topic.
@@ -198,10 +208,16 @@ func (s *Subscriber) handle(ctx, base context.Context, dl *deadLetterer, m *kafk
 	}
 	backoff := s.cfg.eventBackoff
 	var err error
+	if g := s.cfg.guard; g != nil {
+		if info.Producer, err = g.OpenEvent(h.name, m); err != nil {
+			s.cfg.logger.Warn("kafkatransport dead-lettering an event that is not authentic", "topic", topic, "offset", info.Offset, "err", err)
+			return dl.send(ctx, deadLetter{topic: s.DeadLetterTopic(), msg: m, cause: fmt.Errorf("event not authentic: %w", err), attempts: 1, group: s.cfg.topic(s.group)})
+		}
+	}
 	for attempt := 1; attempt <= s.cfg.eventAttempts; attempt++ {
 		info.Attempt = attempt
 		actx, cancel := context.WithTimeout(context.WithValue(hctx, eventInfoKey{}, info), s.cfg.defaultTimeout)
-		err = s.safeCall(actx, h, m)
+		err = s.safeCall(actx, h.run, m)
 		cancel()
 		if err == nil || errors.Is(err, errUndecodable) {
 			break

@@ -46,8 +46,8 @@ const (
 	// recovery sweep may release its stock when no order was stored, unless
 	// Config says otherwise.
 	DefaultRecoverAfter = 30 * time.Second
-	// ServiceSubject is the subject of the service tokens the order service
-	// presents to the product service (see Config.Products).
+	// ServiceSubject is the unit the order service runs as: the caller the
+	// product service sees (see Config.Products).
 	ServiceSubject = "ordersvc"
 )
 
@@ -62,10 +62,10 @@ const maxStatusRetries = 3
 type Config struct {
 	// Repo stores the orders. Required.
 	Repo Repository
-	// Products reserves and releases stock. Required. Its calls must carry
-	// a service token of subject ServiceSubject, role service: build it
-	// with NewProductsClient (or on a connection with
-	// auth.ServiceTokenInterceptor installed).
+	// Products reserves and releases stock. Required. Its calls carry no
+	// user: the product service must see them from unit ServiceSubject
+	// with the service role, as the transport's Guard authenticates them
+	// (auth.UnaryServerInterceptor).
 	Products productsv1.ProductServiceClient
 	// Logger receives storage and product service failures; nil discards
 	// them.

@@ -4,31 +4,13 @@ import (
 	"context"
 	"log/slog"
 
-	"google.golang.org/grpc"
-
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
-	"github.com/kgrpc/platform/internal/auth"
 )
 
 // This file is the order service's side of the product service: reserving
-// and releasing stock under an order id. Config.Products presents the
-// service token (see NewProductsClient), so these calls carry none
-// themselves.
-
-// NewProductsClient returns the product service client that Config.Products
-// expects: a client on cc (for example the Kafka connection's
-// Service(productsv1.ProductServiceKafkaSpec)) whose every call presents
-// the order service's own token, minted by signer for ServiceSubject with
-// role service by auth.WithServiceToken, valid
-// auth.DefaultServiceTokenTTL and renewed auth.DefaultServiceTokenRenew
-// before it expires.
-func NewProductsClient(cc grpc.ClientConnInterface, signer *auth.Signer) (productsv1.ProductServiceClient, error) {
-	cc, err := auth.WithServiceToken(cc, signer, ServiceSubject, auth.DefaultServiceTokenTTL, auth.DefaultServiceTokenRenew)
-	if err != nil {
-		return nil, err
-	}
-	return productsv1.NewProductServiceClient(cc), nil
-}
+// and releasing stock under an order id. The calls carry no user: the
+// transport's Guard authenticates them as the order service's unit, which
+// the product service admits as a caller with the service role.
 
 // reserve reserves the stock of lines under reservation id within the call
 // timeout.

@@ -31,6 +31,9 @@ type User struct {
 	Role auth.Role
 	// PasswordHash is the bcrypt hash of the password.
 	PasswordHash string
+	// TokenVersion is carried in the user's tokens; raising it (a password
+	// or role change) revokes the older ones.
+	TokenVersion int64
 	// CreateTime is when the account was created (microsecond precision).
 	CreateTime time.Time
 	// UpdateTime is when the account last changed (microsecond precision).
@@ -50,6 +53,15 @@ type UserPatch struct {
 	Role *auth.Role
 	// UpdateTime is the new update time; it is always written.
 	UpdateTime time.Time
+}
+
+// revokes returns 1 when the patch revokes the user's tokens (a new
+// password or role), else 0: what the token version goes up by.
+func (p UserPatch) revokes() int64 {
+	if p.PasswordHash != nil || p.Role != nil {
+		return 1
+	}
+	return 0
 }
 
 // Cursor is a position in the (CreateTime, ID) order of users: a page starts

@@ -37,8 +37,6 @@ const (
 	DefaultPageSize = 20
 	// MaxPageSize caps the ListUsers page size.
 	MaxPageSize = 100
-	// DefaultTokenTTL is how long access tokens last unless Config says otherwise.
-	DefaultTokenTTL = 24 * time.Hour
 	// DefaultAdminDisplayName is the display name EnsureAdmin uses when given
 	// none.
 	DefaultAdminDisplayName = "Administrator"
@@ -51,10 +49,8 @@ const Me = "me"
 type Config struct {
 	// Repo stores the users. Required.
 	Repo Repository
-	// Signer issues the access tokens of Login. Required.
-	Signer *auth.Signer
-	// TokenTTL is how long access tokens last; zero means DefaultTokenTTL.
-	TokenTTL time.Duration
+	// Issuer signs the access tokens of Login. Required.
+	Issuer *auth.Issuer
 	// Logger receives storage failures; nil discards them.
 	Logger *slog.Logger
 	// Notify, when not nil, is called after a transaction that added outbox
@@ -67,8 +63,7 @@ type Service struct {
 	usersv1.UnimplementedUserServiceServer
 
 	repo     Repository
-	signer   *auth.Signer
-	ttl      time.Duration
+	issuer   *auth.Issuer
 	logger   *slog.Logger
 	notify   func()
 	now      func() time.Time
@@ -89,14 +84,8 @@ func newService(cfg Config, hashCost int) (*Service, error) {
 	if cfg.Repo == nil {
 		return nil, errors.New("usersvc: Config.Repo is required")
 	}
-	if cfg.Signer == nil {
-		return nil, errors.New("usersvc: Config.Signer is required")
-	}
-	if cfg.TokenTTL < 0 {
-		return nil, fmt.Errorf("usersvc: negative Config.TokenTTL %v", cfg.TokenTTL)
-	}
-	if cfg.TokenTTL == 0 {
-		cfg.TokenTTL = DefaultTokenTTL
+	if cfg.Issuer == nil {
+		return nil, errors.New("usersvc: Config.Issuer is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -110,8 +99,7 @@ func newService(cfg Config, hashCost int) (*Service, error) {
 	}
 	return &Service{
 		repo:      cfg.Repo,
-		signer:    cfg.Signer,
-		ttl:       cfg.TokenTTL,
+		issuer:    cfg.Issuer,
 		logger:    cfg.Logger,
 		notify:    cfg.Notify,
 		now:       func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
@@ -209,7 +197,7 @@ func (s *Service) Login(ctx context.Context, req *usersv1.LoginRequest) (*usersv
 		}
 		return nil, s.internal(ctx, "login: compare password", err)
 	}
-	token, exp, err := s.signer.Issue(u.ID, u.Role, s.ttl)
+	token, exp, err := s.issuer.Issue(u.ID, u.Role, u.TokenVersion)
 	if err != nil {
 		return nil, s.internal(ctx, "login: issue token", err)
 	}

@@ -18,12 +18,13 @@ import (
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/sqlstore"
+	"github.com/kgrpc/platform/kafkatransport/trust"
 )
 
 type testEnv struct {
 	svc     *Service
 	repo    *SQLRepository
-	signer  *auth.Signer
+	signer  *auth.Verifier
 	notices *atomic.Int64
 }
 
@@ -32,16 +33,31 @@ type testEnv struct {
 func newTestService(t *testing.T) testEnv {
 	t.Helper()
 	repo := openTestRepo(t)
-	signer, err := auth.NewSigner([]byte("test-secret-0123456789"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	issuer, verifier := testKeys(t)
 	var n atomic.Int64
-	svc, err := newService(Config{Repo: repo, Signer: signer, TokenTTL: time.Hour, Notify: func() { n.Add(1) }}, bcrypt.MinCost)
+	svc, err := newService(Config{Repo: repo, Issuer: issuer, Notify: func() { n.Add(1) }}, bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testEnv{svc: svc, repo: repo, signer: signer, notices: &n}
+	return testEnv{svc: svc, repo: repo, signer: verifier, notices: &n}
+}
+
+// testKeys returns an issuer of user tokens and its verifier.
+func testKeys(t *testing.T) (*auth.Issuer, *auth.Verifier) {
+	t.Helper()
+	ring, keys, err := trust.Generate(time.Now(), "usersvc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := auth.NewIssuer(keys["usersvc"].Current(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := auth.NewVerifier(ring, "usersvc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return issuer, verifier
 }
 
 // as returns a context carrying the claims of subject with role.
@@ -73,16 +89,15 @@ func (e testEnv) mustCreate(t *testing.T, email, password, name string) *usersv1
 
 func TestNewValidatesConfig(t *testing.T) {
 	repo := openTestRepo(t)
-	signer, _ := auth.NewSigner([]byte("test-secret-0123456789"))
+	issuer, _ := testKeys(t)
 	tests := []struct {
 		name string
 		cfg  Config
 		ok   bool
 	}{
-		{"minimal", Config{Repo: repo, Signer: signer}, true},
-		{"no repo", Config{Signer: signer}, false},
-		{"no signer", Config{Repo: repo}, false},
-		{"negative ttl", Config{Repo: repo, Signer: signer, TokenTTL: -time.Second}, false},
+		{"minimal", Config{Repo: repo, Issuer: issuer}, true},
+		{"no repo", Config{Issuer: issuer}, false},
+		{"no issuer", Config{Repo: repo}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,8 +105,8 @@ func TestNewValidatesConfig(t *testing.T) {
 			if (err == nil) != tc.ok {
 				t.Fatalf("New = %v, want ok=%v", err, tc.ok)
 			}
-			if tc.ok && s.ttl != DefaultTokenTTL {
-				t.Fatalf("ttl = %v, want %v", s.ttl, DefaultTokenTTL)
+			if tc.ok && s.issuer != issuer {
+				t.Fatal("issuer not kept")
 			}
 		})
 	}
@@ -245,8 +260,8 @@ func TestLogin(t *testing.T) {
 				t.Fatalf("claims = %+v", c)
 			}
 			exp := resp.GetExpireTime().AsTime()
-			if exp.Unix() != c.ExpiresAt || time.Until(exp) > time.Hour || time.Until(exp) < 59*time.Minute {
-				t.Fatalf("expire_time = %v, claims expire %d", exp, c.ExpiresAt)
+			if !exp.Equal(c.ExpiresAt) || time.Until(exp) > time.Hour || time.Until(exp) < 59*time.Minute {
+				t.Fatalf("expire_time = %v, claims expire %v", exp, c.ExpiresAt)
 			}
 		})
 	}

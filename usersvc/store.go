@@ -31,8 +31,8 @@ func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
 // Create implements Repository.
 func (r *SQLRepository) Create(ctx context.Context, u User, events UserEvents) error {
 	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			u.ID, u.Email, u.EmailNormalized, u.DisplayName, string(u.Role), u.PasswordHash,
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			u.ID, u.Email, u.EmailNormalized, u.DisplayName, string(u.Role), u.PasswordHash, max(u.TokenVersion, 1),
 			sqlstore.Micros(u.CreateTime), sqlstore.Micros(u.UpdateTime))
 		if sqlstore.IsUniqueViolation(err, "users", "email_normalized") {
 			return ErrEmailTaken
@@ -81,10 +81,11 @@ func (r *SQLRepository) Update(ctx context.Context, id string, p UserPatch) (Use
 			display_name = COALESCE($1, display_name),
 			password_hash = COALESCE($2, password_hash),
 			role = COALESCE($3, role),
-			update_time = $4
-			WHERE id = $5
+			token_version = token_version + $4,
+			update_time = $5
+			WHERE id = $6
 			RETURNING `+userColumns,
-			p.DisplayName, p.PasswordHash, role, sqlstore.Micros(p.UpdateTime), id))
+			p.DisplayName, p.PasswordHash, role, p.revokes(), sqlstore.Micros(p.UpdateTime), id))
 		return err
 	})
 	if err != nil {
@@ -120,13 +121,13 @@ func (r *SQLRepository) List(ctx context.Context, after *Cursor, limit int) ([]U
 }
 
 // userColumns are the columns of a row that scanUser reads.
-const userColumns = `id, email, email_normalized, display_name, role, password_hash, create_time, update_time`
+const userColumns = `id, email, email_normalized, display_name, role, password_hash, token_version, create_time, update_time`
 
 // scanUser reads one row of userColumns; sql.ErrNoRows becomes ErrNotFound.
 func scanUser(s sqlstore.Scanner) (User, error) {
 	var u User
 	err := sqlstore.ScanRow(s, ErrNotFound, &u.ID, &u.Email, &u.EmailNormalized, &u.DisplayName, (*string)(&u.Role),
-		&u.PasswordHash, sqlstore.MicrosInto(&u.CreateTime), sqlstore.MicrosInto(&u.UpdateTime))
+		&u.PasswordHash, &u.TokenVersion, sqlstore.MicrosInto(&u.CreateTime), sqlstore.MicrosInto(&u.UpdateTime))
 	if err != nil {
 		return User{}, err
 	}

@@ -14,21 +14,17 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kgrpc/platform/internal/app"
-	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/cli"
 	"github.com/kgrpc/platform/internal/embedkafka"
 )
@@ -40,7 +36,7 @@ import (
 var platformFlags = []string{
 	"http-addr=127.0.0.1:8080", "data-dir", "brokers", "admin-email", "admin-password", "auth-secret",
 	"no-demo", "topic-prefix", "log-level", "log-format=text",
-	"instance-id=", "partitions", "kafka-config", "kafka-config-file", "idempotency-ttl", "cors-origins", "auth-rate-limit", "call-retention",
+	"instance-id=", "partitions", "kafka-config", "kafka-config-file", "idempotency-ttl", "token-ttl", "cors-origins", "auth-rate-limit", "call-retention",
 }
 
 // aliased are the flags whose PLATFORM_ variables were documented.
@@ -70,6 +66,9 @@ func flagTable(s *app.Settings) []cli.Flag {
 func main() {
 	var o options
 	cli.Main("platform", flagTable(&o.Settings), os.LookupEnv, func(ctx context.Context) error {
+		if o.AuthSecret != "" {
+			return app.ErrAuthSecret
+		}
 		if (o.AdminEmail == "") != (o.AdminPassword == "") {
 			return cli.Usagef("--admin-email and --admin-password go together")
 		}
@@ -100,13 +99,12 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	_, statErr := os.Stat(marker)
 	fresh := errors.Is(statErr, fs.ErrNotExist)
 
-	secret, err := loadSecret(o.AuthSecret, filepath.Join(o.DataDir, "auth-secret"))
+	keys, err := app.EnsureKeys(filepath.Join(o.DataDir, "keys"), logger)
 	if err != nil {
-		return err
+		return fmt.Errorf("unit keys: %w", err)
 	}
-	signer, err := auth.NewSigner(secret)
-	if err != nil {
-		return err
+	if _, err := os.Stat(filepath.Join(o.DataDir, "auth-secret")); err == nil {
+		logger.Warn("the auth-secret file in the data directory is no longer used (per-unit keys in keys/ replaced it); delete it")
 	}
 
 	brokers := o.Brokers
@@ -128,7 +126,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		logger.Info("embedded Kafka broker running", "addr", brokers, "data_dir", filepath.Join(o.DataDir, "kafka"))
 	}
 
-	common.Brokers, common.Signer = brokers, signer
+	common.Brokers, common.Trust = brokers, keys
 	usersDB, productsDB, ordersDB := app.DBPaths(o.DataDir)
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
@@ -136,7 +134,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	defer stopLog()
 	g.Go(func() error {
 		return app.RunUsers(gctx, common, app.UsersConfig{ServiceConfig: app.ServiceConfig{DB: usersDB, IdempotencyTTL: o.IdempotencyTTL},
-			Admin: app.AdminSeed{Email: o.AdminEmail, Password: o.AdminPassword}})
+			Admin: app.AdminSeed{Email: o.AdminEmail, Password: o.AdminPassword}, TokenTTL: o.TokenTTL})
 	})
 	g.Go(func() error {
 		return app.RunProducts(gctx, common, app.ProductsConfig{ServiceConfig: app.ServiceConfig{DB: productsDB, IdempotencyTTL: o.IdempotencyTTL}, SeedDemo: fresh && !o.NoDemo})
@@ -158,28 +156,4 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	err = g.Wait()
 	logger.Info("platform stopped")
 	return err
-}
-
-// loadSecret returns the configured secret, or the one kept at path,
-// generating and keeping a new one when there is none.
-func loadSecret(configured, path string) ([]byte, error) {
-	if configured != "" {
-		return []byte(configured), nil
-	}
-	b, err := os.ReadFile(path)
-	if err == nil {
-		return []byte(strings.TrimSpace(string(b))), nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read auth secret: %w", err)
-	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return nil, err
-	}
-	s := hex.EncodeToString(raw[:])
-	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("keep auth secret: %w", err)
-	}
-	return []byte(s), nil
 }

@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/kgrpc/platform/internal/app"
-	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/kafkatransport"
 )
@@ -524,7 +523,7 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 	s.stop()
 
 	s2 := startShop(t, dir)
-	// The same token still works: the auth secret was kept.
+	// The same token still works: the units' keys were kept.
 	me := s2.must(200, "GET", "/v1/users/me", tok, nil)
 	if me["id"] != uid {
 		t.Fatalf("me after restart = %v", me)
@@ -549,11 +548,11 @@ func TestPersistenceAcrossRestart(t *testing.T) {
 func TestServiceNotAnsweringGives504(t *testing.T) {
 	// Only the gateway runs: requests reach Kafka but no service answers.
 	brokers := kafkatest.Brokers(t)
-	signer, err := auth.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
+	keys, err := app.EnsureKeys(t.TempDir(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	common := app.Common{Brokers: brokers, Signer: signer, Logger: slog.New(slog.DiscardHandler),
+	common := app.Common{Brokers: brokers, Trust: keys, Logger: slog.New(slog.DiscardHandler),
 		Kafka: []kafkatransport.Option{kafkatransport.WithTopicPrefix(kafkatest.TopicPrefix(t))}}
 	addr := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())

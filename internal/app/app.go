@@ -18,8 +18,9 @@ import (
 type Common struct {
 	// Brokers is the Kafka bootstrap list.
 	Brokers string
-	// Signer signs and verifies the shop's tokens.
-	Signer *auth.Signer
+	// Trust holds the keys of the units the process runs and the keyring
+	// of every unit's public keys.
+	Trust Trust
 	// Logger is the root logger; each unit adds its name.
 	Logger *slog.Logger
 	// Kafka are extra transport options for every unit (librdkafka
@@ -34,10 +35,25 @@ type Common struct {
 	Client []kafkatransport.ClientOption
 }
 
-// kafkaOptions returns the transport options of every role a unit creates:
-// its logger, then c.Kafka.
-func (c Common) kafkaOptions(logger *slog.Logger) kafkatransport.Option {
-	return kafkatransport.WithOptions(append([]kafkatransport.Option{kafkatransport.WithLogger(logger)}, c.Kafka...)...)
+// unitEnv is what a unit's parts share: its logger and the transport
+// options of every role it creates.
+type unitEnv struct {
+	log   *slog.Logger
+	kafka kafkatransport.Option
+}
+
+// unit returns the environment of the unit named name: a logger naming it,
+// and transport options with that logger, the unit's Guard (its records
+// are sealed and signed with its keys, and it acts only on records the
+// Policy lets their producers produce) and c.Kafka.
+func (c Common) unit(name string) (unitEnv, error) {
+	log := c.Logger.With("unit", name)
+	g, err := c.Trust.guard(name)
+	if err != nil {
+		return unitEnv{}, err
+	}
+	opts := append([]kafkatransport.Option{kafkatransport.WithLogger(log), kafkatransport.WithGuard(g)}, c.Kafka...)
+	return unitEnv{log: log, kafka: kafkatransport.WithOptions(opts...)}, nil
 }
 
 // topicOptions returns the partition count of the topics a server,
@@ -50,23 +66,24 @@ func (c Common) topicOptions() kafkatransport.TopicOption {
 // that fail Unavailable and are safe to run again (reads, idempotent
 // methods, calls with an idempotency key) are retried up to twice, after
 // about 100ms and 200ms, within their deadline.
-func (c Common) clientOptions(logger *slog.Logger) []kafkatransport.ClientOption {
-	return append([]kafkatransport.ClientOption{c.kafkaOptions(logger),
+func (c Common) clientOptions(u unitEnv) []kafkatransport.ClientOption {
+	return append([]kafkatransport.ClientOption{u.kafka,
 		kafkatransport.WithUnaryClientInterceptors(idempotency.RetryUnavailable(3, 100*time.Millisecond))}, c.Client...)
 }
 
 // newServer returns a transport server with the shop's interceptors: call
-// logging outermost, then token verification, then exactly-once effect for
-// methods with side effects, with outcomes kept in idem and keys scoped to
-// the verified caller.
-func (c Common) newServer(logger *slog.Logger, idem idempotency.Store) (*kafkatransport.Server, error) {
-	return kafkatransport.NewServer(c.Brokers, c.kafkaOptions(logger), c.topicOptions(),
-		kafkatransport.WithUnaryServerInterceptors(logCalls(logger), auth.UnaryServerInterceptor(c.Signer),
-			idempotency.UnaryServerInterceptor(idem, idempotency.WithScope(callerScope), idempotency.WithLogger(logger))))
+// logging outermost, then the caller's identity (the unit that produced
+// the request, and the user the gateway names), then exactly-once effect
+// for methods with side effects, with outcomes kept in idem and keys
+// scoped to the caller.
+func (c Common) newServer(u unitEnv, idem idempotency.Store) (*kafkatransport.Server, error) {
+	return kafkatransport.NewServer(c.Brokers, u.kafka, c.topicOptions(),
+		kafkatransport.WithUnaryServerInterceptors(logCalls(u.log), auth.UnaryServerInterceptor(auth.InterceptorConfig{Asserters: []string{UnitGateway}}),
+			idempotency.UnaryServerInterceptor(idem, idempotency.WithScope(callerScope), idempotency.WithLogger(u.log))))
 }
 
-// callerScope scopes idempotency keys to the verified caller: the token's
-// subject, or "" for anonymous calls (CreateUser).
+// callerScope scopes idempotency keys to the verified caller: the user's
+// id or the calling unit's name, or "" for anonymous calls (CreateUser).
 func callerScope(ctx context.Context) string {
 	c, _ := auth.FromContext(ctx)
 	return c.Subject

@@ -5,6 +5,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -60,7 +61,7 @@ func TestCompose(t *testing.T) {
 	t.Run("bind mounts exist", func(t *testing.T) {
 		for name, svc := range cf.Services {
 			for _, v := range svc.Volumes {
-				src, _, _ := strings.Cut(v, ":")
+				src := v.Source
 				if !strings.HasPrefix(src, ".") {
 					continue // a named volume
 				}
@@ -73,7 +74,7 @@ func TestCompose(t *testing.T) {
 
 	var units []string // the services built from this repository
 	for name, svc := range cf.Services {
-		if svc.Build != nil {
+		if svc.Build != nil && name != "keys" { // keys is a one-shot job, checked below
 			units = append(units, name)
 		}
 	}
@@ -82,7 +83,23 @@ func TestCompose(t *testing.T) {
 		t.Fatal("docker-compose.yml: no service is built from the Dockerfile")
 	}
 	databases := map[string]string{}
-	secrets := map[string]string{}
+	// The keys the units would find in the keys volume, made as the keys
+	// service makes them.
+	keyDir := t.TempDir()
+	if _, err := app.EnsureKeys(keyDir, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("keys", func(t *testing.T) {
+		keys, ok := cf.Services["keys"]
+		switch {
+		case !ok:
+			t.Fatal("no keys service: nothing makes the units' keys")
+		case len(keys.Command) < 4 || keys.Command[0] != "kgrpc-keys" || keys.Command[1] != "init":
+			t.Errorf("keys runs %v, want kgrpc-keys init --dir <volume>", keys.Command)
+		case !df.builds["kgrpc-keys"]:
+			t.Error("the Dockerfile does not build ./cmd/kgrpc-keys")
+		}
+	})
 	for _, name := range units {
 		svc := cf.Services[name]
 		t.Run(name, func(t *testing.T) {
@@ -119,16 +136,19 @@ func TestCompose(t *testing.T) {
 			}
 			// The binary's own parsing and checks, with exactly the unit's
 			// environment: every value parses, required settings (brokers,
-			// auth secret) are there, the secret is long enough, log level
-			// and format and the librdkafka properties are valid.
+			// keys) are there, log level and format and the librdkafka
+			// properties are valid. The key files are the unit's own, and
+			// the keyring, mounted from the keys volume.
 			settings, err := u.Parse(nil, cli.MapLookup(env))
 			if err != nil {
 				t.Fatalf("the binary would refuse its environment: %v", err)
 			}
-			if _, err := settings.Common(); err != nil {
+			checkKeyMount(t, svc, "unit key", settings.UnitKey, bin+".key")
+			checkKeyMount(t, svc, "keyring", settings.Keyring, app.KeyringFile)
+			settings.UnitKey, settings.Keyring = filepath.Join(keyDir, bin+".key"), filepath.Join(keyDir, app.KeyringFile)
+			if _, err := settings.Common(bin); err != nil {
 				t.Errorf("the binary would refuse to start: %v", err)
 			}
-			secrets[name] = env["KGRPC_AUTH_SECRET"]
 			if db, ok := reads["KGRPC_DB"]; ok {
 				dsn, ok := env["KGRPC_DB"]
 				if !ok {
@@ -147,14 +167,6 @@ func TestCompose(t *testing.T) {
 				t.Errorf("%s and %s share database %s; each service owns its data", name, other, db)
 			}
 			seen[db] = name
-		}
-		var first string
-		for _, name := range sortedKeys(secrets) {
-			if first == "" {
-				first = name
-			} else if secrets[name] != secrets[first] {
-				t.Errorf("KGRPC_AUTH_SECRET of %s differs from %s's: tokens would not verify across units", name, first)
-			}
 		}
 	})
 	t.Run("docker compose config", func(t *testing.T) {
@@ -201,7 +213,7 @@ func checkPostgres(t *testing.T, cf *composeFile, unit, dsn string) string {
 	created := map[string]bool{pgEnv["POSTGRES_DB"]: true}
 	createDB := regexp.MustCompile(`(?i)\bCREATE\s+DATABASE\s+"?(\w+)"?`)
 	for _, v := range pg.Volumes {
-		src, dst, _ := strings.Cut(v, ":")
+		src, dst := v.Source, v.Target
 		if !strings.HasPrefix(dst, "/docker-entrypoint-initdb.d") || !strings.HasPrefix(src, ".") {
 			continue
 		}
@@ -259,8 +271,53 @@ type composeService struct {
 	DependsOn     map[string]composeDependency `yaml:"depends_on"`
 	Healthcheck   *composeHealthcheck          `yaml:"healthcheck"`
 	Ports         []string                     `yaml:"ports"`
-	Volumes       []string                     `yaml:"volumes"`
+	Volumes       []composeVolume              `yaml:"volumes"`
 	ContainerName string                       `yaml:"container_name"`
+}
+
+// composeVolume is a mount, in the short ("src:dst[:ro]") or the long
+// syntax.
+type composeVolume struct {
+	Type     string `yaml:"type"`
+	Source   string `yaml:"source"`
+	Target   string `yaml:"target"`
+	ReadOnly bool   `yaml:"read_only"`
+	Volume   struct {
+		Subpath string `yaml:"subpath"`
+	} `yaml:"volume"`
+}
+
+// UnmarshalYAML reads either syntax.
+func (v *composeVolume) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		parts := strings.Split(n.Value, ":")
+		v.Source, v.Target = parts[0], parts[len(parts)-1]
+		if len(parts) == 3 {
+			v.Target, v.ReadOnly = parts[1], parts[2] == "ro"
+		}
+		return nil
+	}
+	type plain composeVolume
+	return n.Decode((*plain)(v))
+}
+
+// checkKeyMount checks that path, a key file a unit reads, is mounted
+// read-only from file in the keys service's volume.
+func checkKeyMount(t *testing.T, svc composeService, what, path, file string) {
+	t.Helper()
+	if path == "" {
+		t.Errorf("no %s configured", what)
+		return
+	}
+	for _, v := range svc.Volumes {
+		if v.Target == path {
+			if v.Type != "volume" || v.Source != "unit-keys" || v.Volume.Subpath != file || !v.ReadOnly {
+				t.Errorf("%s %s is mounted as %+v, want file %s of volume unit-keys, read-only", what, path, v, file)
+			}
+			return
+		}
+	}
+	t.Errorf("%s %s is not mounted", what, path)
 }
 
 type composeDependency struct {

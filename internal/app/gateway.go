@@ -12,6 +12,7 @@ import (
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
+	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/kafkatransport"
 )
 
@@ -33,8 +34,16 @@ type GatewayConfig struct {
 // RunGateway serves the REST API until ctx ends, then stops accepting,
 // finishes in-flight requests (at most 15s) and closes its Kafka client.
 func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
-	log := c.Logger.With("unit", "gateway")
-	conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(log)...)
+	u, err := c.unit(UnitGateway)
+	if err != nil {
+		return err
+	}
+	log := u.log
+	verifier, err := auth.NewVerifier(c.Trust.Ring, UnitUsers)
+	if err != nil {
+		return err
+	}
+	conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(u)...)
 	if err != nil {
 		return err
 	}
@@ -43,7 +52,7 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 		Users:          usersv1.NewUserServiceKafkaClient(conn),
 		Products:       productsv1.NewProductServiceKafkaClient(conn),
 		Orders:         ordersv1.NewOrderServiceKafkaClient(conn),
-		Signer:         c.Signer,
+		Verifier:       verifier,
 		Ping:           conn.Ping,
 		OpenAPI:        gateway.OpenAPI,
 		RequestTimeout: cfg.RequestTimeout,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"slices"
 	"time"
@@ -14,6 +13,7 @@ import (
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
+	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/outbox"
 	"github.com/kgrpc/platform/internal/sqlstore"
 	"github.com/kgrpc/platform/kafkatransport"
@@ -49,12 +49,19 @@ type UsersConfig struct {
 	ServiceConfig
 	// Admin is seeded at start when set.
 	Admin AdminSeed
+	// TokenTTL is how long user tokens last; zero means
+	// auth.DefaultTokenTTL.
+	TokenTTL time.Duration
 }
 
 // RunUsers serves the users service until ctx ends.
 func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
-	return runService(ctx, c, "usersvc", cfg.ServiceConfig, usersvc.Open, func(ctx context.Context, u *serviceUnit, repo *usersvc.SQLRepository) error {
-		svc, err := usersvc.New(usersvc.Config{Repo: repo, Signer: c.Signer, Logger: u.log, Notify: u.relay.Notify})
+	return runService(ctx, c, UnitUsers, cfg.ServiceConfig, usersvc.Open, func(ctx context.Context, u *serviceUnit, repo *usersvc.SQLRepository) error {
+		issuer, err := auth.NewIssuer(c.Trust.Keys[UnitUsers].Current(), cfg.TokenTTL)
+		if err != nil {
+			return err
+		}
+		svc, err := usersvc.New(usersvc.Config{Repo: repo, Issuer: issuer, Logger: u.log, Notify: u.relay.Notify})
 		if err != nil {
 			return err
 		}
@@ -79,7 +86,7 @@ type ProductsConfig struct {
 // RunProducts serves the products service, and releases the stock of
 // cancelled orders from their OrderStatusChanged events, until ctx ends.
 func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
-	return runService(ctx, c, "productsvc", cfg.ServiceConfig, productsvc.Open, func(ctx context.Context, u *serviceUnit, repo *productsvc.SQLRepository) error {
+	return runService(ctx, c, UnitProducts, cfg.ServiceConfig, productsvc.Open, func(ctx context.Context, u *serviceUnit, repo *productsvc.SQLRepository) error {
 		svc, err := productsvc.New(productsvc.Config{Repo: repo, Logger: u.log, Notify: u.relay.Notify})
 		if err != nil {
 			return err
@@ -94,7 +101,7 @@ func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 			}
 		}
 		productsv1.RegisterProductServiceKafkaServer(u.srv, svc)
-		sub, err := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", c.kafkaOptions(u.log), c.topicOptions())
+		sub, err := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", u.kafka, c.topicOptions())
 		if err != nil {
 			return err
 		}
@@ -121,19 +128,15 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 		// Checked before connecting, so a bad flag fails at once.
 		return fmt.Errorf("--recover-after %v must exceed the %v call timeout to the product service", cfg.RecoverAfter, ordersvc.DefaultCallTimeout)
 	}
-	return runService(ctx, c, "ordersvc", cfg.ServiceConfig, ordersvc.Open, func(ctx context.Context, u *serviceUnit, repo *ordersvc.SQLRepository) error {
-		conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(u.log)...)
+	return runService(ctx, c, UnitOrders, cfg.ServiceConfig, ordersvc.Open, func(ctx context.Context, u *serviceUnit, repo *ordersvc.SQLRepository) error {
+		conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(u.unitEnv)...)
 		if err != nil {
 			return err
 		}
 		u.closers = append(u.closers, func() { _ = conn.Close() })
-		products, err := ordersvc.NewProductsClient(conn.Service(productsv1.ProductServiceKafkaSpec), c.Signer)
-		if err != nil {
-			return err
-		}
 		svc, err := ordersvc.New(ordersvc.Config{
 			Repo:     repo,
-			Products: products,
+			Products: productsv1.NewProductServiceClient(conn.Service(productsv1.ProductServiceKafkaSpec)),
 			Logger:   u.log,
 			Notify:   u.relay.Notify,
 
@@ -152,7 +155,7 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 // logger, the outbox relay of its store, the transport server with the
 // shop's interceptors, and what build adds.
 type serviceUnit struct {
-	log   *slog.Logger
+	unitEnv
 	relay *outbox.Relay
 	srv   *kafkatransport.Server
 	// loops run next to the server and the relay until ctx ends.
@@ -179,7 +182,11 @@ type store interface {
 // the server consumes requests; from then on ready also follows the Health
 // of the server and of the subscribers build adds. Everything it opened is closed on return.
 func runService[R store](ctx context.Context, c Common, name string, cfg ServiceConfig, open func(ctx context.Context, dsn string) (R, error), build func(context.Context, *serviceUnit, R) error) error {
-	u := &serviceUnit{log: c.Logger.With("unit", name)}
+	env, err := c.unit(name)
+	if err != nil {
+		return err
+	}
+	u := &serviceUnit{unitEnv: env}
 	ttl := cfg.IdempotencyTTL
 	switch {
 	case ttl < 0:
@@ -192,14 +199,14 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 		return err
 	}
 	defer repo.Close()
-	pub, err := kafkatransport.NewPublisher(c.Brokers, c.kafkaOptions(u.log), c.topicOptions())
+	pub, err := kafkatransport.NewPublisher(c.Brokers, u.kafka, c.topicOptions())
 	if err != nil {
 		return err
 	}
 	defer pub.Close(context.WithoutCancel(ctx))
 	u.relay = outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), u.log)
 	idem := sqlstore.NewIdempotency(repo.SQL(), u.relay.Notify)
-	if u.srv, err = c.newServer(u.log, idem); err != nil {
+	if u.srv, err = c.newServer(u.unitEnv, idem); err != nil {
 		return err
 	}
 	u.loops = append(u.loops, func(ctx context.Context) error { return idem.ExpireLoop(ctx, ttl, u.log) })

@@ -21,7 +21,9 @@ import (
 // values.
 type Settings struct {
 	Brokers         string
-	AuthSecret      string
+	AuthSecret      string // removed; refused with a message that says what replaced it
+	UnitKey         string
+	Keyring         string
 	InstanceID      string
 	TopicPrefix     string
 	KafkaConfig     string
@@ -42,13 +44,14 @@ type Settings struct {
 	ReplyPartition int
 	RecoverAfter   time.Duration
 	IdempotencyTTL time.Duration
+	TokenTTL       time.Duration
 
 	DataDir string
 	NoDemo  bool
 }
 
 // Shared are the flags every deployable binary takes, in --help order.
-var Shared = []string{"brokers", "auth-secret", "instance-id", "topic-prefix", "partitions", "call-retention",
+var Shared = []string{"brokers", "unit-key", "keyring", "auth-secret", "instance-id", "topic-prefix", "partitions", "call-retention",
 	"kafka-config", "kafka-config-file", "log-level", "log-format"}
 
 // table is the one flag table of the repository: every setting, its flag,
@@ -59,8 +62,12 @@ func (s *Settings) table() []cli.Flag {
 	host, _ := os.Hostname()
 	return []cli.Flag{
 		{Name: "brokers", Value: &s.Brokers, Usage: "Kafka bootstrap servers: required by the split binaries; the platform runs an embedded broker when empty"},
+		{Name: "unit-key", Value: &s.UnitKey,
+			Usage: "file of this unit's private keys (mode 0600), made by kgrpc-keys: required by the split binaries"},
+		{Name: "keyring", Value: &s.Keyring,
+			Usage: "file of every unit's public keys (a JSON Web Key Set), made by kgrpc-keys: required by the split binaries"},
 		{Name: "auth-secret", Value: &s.AuthSecret, Secret: true,
-			Usage: "token signing secret shared by the gateway and the services, at least 16 bytes: required by the split binaries; the platform generates one into its data directory when empty"},
+			Usage: "removed: the shared secret gave way to per-unit keys (--unit-key, --keyring); setting it is an error"},
 		{Name: "instance-id", Value: &s.InstanceID, Default: host, Usage: "this instance's name in logs, correlation ids and Kafka client ids"},
 		{Name: "topic-prefix", Value: &s.TopicPrefix,
 			Usage: "prefix of every topic and consumer group, to share a cluster"},
@@ -93,9 +100,11 @@ func (s *Settings) table() []cli.Flag {
 
 		{Name: "idempotency-ttl", Value: &s.IdempotencyTTL, Default: sqlstore.DefaultIdempotencyTTL.String(),
 			Usage: "how long a service keeps the outcome of a call with side effects, to answer its retries with the same Idempotency-Key (and its redeliveries) without running it again"},
+		{Name: "token-ttl", Value: &s.TokenTTL, Default: auth.DefaultTokenTTL.String(),
+			Usage: "how long the access tokens of login last"},
 
 		{Name: "data-dir", Value: &s.DataDir, Default: "./data",
-			Usage: "directory for the databases, the embedded broker's log and the generated auth secret"},
+			Usage: "directory for the databases, the embedded broker's log and the units' keys (keys/)"},
 		{Name: "no-demo", Value: &s.NoDemo, Default: "false",
 			Usage: "do not load the demo catalog into a new data directory"},
 	}
@@ -134,25 +143,34 @@ func (s *Settings) Flags(names ...string) []cli.Flag {
 	return out
 }
 
-// Common checks the shared settings of a deployable binary and builds what
-// every unit needs. Its errors are cli.UsageErrors.
-func (s Settings) Common() (Common, error) {
+// ErrAuthSecret is the error of a set --auth-secret: it names what replaced
+// it.
+var ErrAuthSecret = cli.Usagef("--auth-secret (KGRPC_AUTH_SECRET) is no longer used: each unit has its own keys. " +
+	"Make them with `go run ./cmd/kgrpc-keys init --dir keys`, then give each binary --unit-key keys/<unit>.key " +
+	"and --keyring keys/keyring.json (KGRPC_UNIT_KEY, KGRPC_KEYRING); cmd/platform keeps its keys in <data-dir>/keys")
+
+// Common checks the shared settings of the deployable binary of unit and
+// builds what it needs. Its errors are cli.UsageErrors.
+func (s Settings) Common(unit string) (Common, error) {
+	if s.AuthSecret != "" {
+		return Common{}, ErrAuthSecret
+	}
 	if s.Brokers == "" {
 		return Common{}, cli.Usagef("--brokers (KGRPC_BROKERS) is required")
 	}
-	if s.AuthSecret == "" {
-		return Common{}, cli.Usagef("--auth-secret (KGRPC_AUTH_SECRET) is required")
+	if s.UnitKey == "" || s.Keyring == "" {
+		return Common{}, cli.Usagef("--unit-key (KGRPC_UNIT_KEY) and --keyring (KGRPC_KEYRING) are required: make them with `go run ./cmd/kgrpc-keys init --dir keys`")
 	}
-	signer, err := auth.NewSigner([]byte(s.AuthSecret))
+	t, err := LoadTrust(unit, s.UnitKey, s.Keyring)
 	if err != nil {
-		return Common{}, cli.Usagef("--auth-secret: %w", err)
+		return Common{}, cli.UsageError{Err: err}
 	}
 	logger, err := s.Logger()
 	if err != nil {
 		return Common{}, err
 	}
 	c, err := s.CommonWith(logger)
-	c.Brokers, c.Signer = s.Brokers, signer
+	c.Brokers, c.Trust = s.Brokers, t
 	return c, err
 }
 
@@ -168,8 +186,8 @@ func (s Settings) Logger() (*slog.Logger, error) {
 
 // CommonWith checks the Kafka settings of s (properties, partitions,
 // instance id, topic prefix) and builds Common from them and logger,
-// without Brokers and Signer: for cmd/platform, which checks its settings
-// before it starts its own broker and keeps its own secret, then fills
+// without Brokers and Trust: for cmd/platform, which checks its settings
+// before it starts its own broker and keeps its own keys, then fills
 // those in.
 func (s Settings) CommonWith(logger *slog.Logger) (Common, error) {
 	cfg, err := s.kafkaProperties()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -112,9 +113,12 @@ func TestKafkaConfigFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f := Settings{Brokers: "kafka:9092", AuthSecret: "0123456789abcdef0123", LogLevel: "info", LogFormat: "json",
+	if _, err := EnsureKeys(dir, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	f := Settings{Brokers: "kafka:9092", UnitKey: dir + "/gateway.key", Keyring: dir + "/" + KeyringFile, LogLevel: "info", LogFormat: "json",
 		KafkaConfigFile: file, KafkaConfig: "sasl.username=override"}
-	if _, err := f.Common(); err != nil {
+	if _, err := f.Common(UnitGateway); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := f.kafkaProperties()
@@ -134,11 +138,52 @@ func TestKafkaConfigFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte("ok=1\nnot a property\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Common(); err == nil || !strings.Contains(err.Error(), "line 2") {
+	if _, err := f.Common(UnitGateway); err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("malformed file: %v, want an error naming line 2", err)
 	}
 	f.KafkaConfigFile = dir + "/missing.properties"
-	if _, err := f.Common(); err == nil || !strings.Contains(err.Error(), "missing.properties") {
+	if _, err := f.Common(UnitGateway); err == nil || !strings.Contains(err.Error(), "missing.properties") {
 		t.Fatalf("missing file: %v, want an error naming it", err)
+	}
+}
+
+// A split binary needs its own unit's key and the keyring, and refuses the
+// removed shared secret with a message that says what replaced it.
+func TestUnitKeys(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := EnsureKeys(dir, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	base := Settings{Brokers: "kafka:9092", UnitKey: dir + "/usersvc.key", Keyring: dir + "/" + KeyringFile, LogLevel: "info", LogFormat: "json"}
+	if c, err := base.Common(UnitUsers); err != nil || c.Trust.Keys[UnitUsers] == nil {
+		t.Fatalf("Common = %+v, %v", c.Trust, err)
+	}
+	tests := []struct {
+		name string
+		edit func(*Settings)
+		unit string
+		want string
+	}{
+		{"auth secret", func(s *Settings) { s.AuthSecret = "0123456789abcdef0123" }, UnitUsers, "--unit-key"},
+		{"no unit key", func(s *Settings) { s.UnitKey = "" }, UnitUsers, "--unit-key (KGRPC_UNIT_KEY) and --keyring (KGRPC_KEYRING) are required"},
+		{"another unit's key", func(s *Settings) {}, UnitGateway, "holds the key of unit usersvc, not of gateway"},
+		{"missing keyring", func(s *Settings) { s.Keyring = dir + "/nope.json" }, UnitUsers, "nope.json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := base
+			tc.edit(&s)
+			_, err := s.Common(tc.unit)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, new(cli.UsageError)) {
+				t.Fatalf("Common = %v, want a usage error containing %q", err, tc.want)
+			}
+		})
+	}
+	// A private key others may read is refused.
+	if err := os.Chmod(dir+"/usersvc.key", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := base.Common(UnitUsers); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("world-readable key: %v", err)
 	}
 }

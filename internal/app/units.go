@@ -46,7 +46,7 @@ func Main(u Unit) {
 // health is set), and logs how it ended.
 func deployable(name string, flags []string, health bool, run func(ctx context.Context, s Settings, c Common, ready *Ready) error) Unit {
 	return Unit{Name: name, Flags: flags, Run: func(ctx context.Context, s Settings) error {
-		c, err := s.Common()
+		c, err := s.Common(name)
 		if err != nil {
 			return err
 		}
@@ -74,9 +74,10 @@ var Gateway = deployable("gateway", []string{"http-addr=:8080", "request-timeout
 	})
 
 // Users is cmd/usersvc: the users service.
-var Users = deployable("usersvc", []string{"db=./data/users.db", "http-addr", "idempotency-ttl", "admin-email", "admin-password"}, true,
+var Users = deployable("usersvc", []string{"db=./data/users.db", "http-addr", "idempotency-ttl", "token-ttl", "admin-email", "admin-password"}, true,
 	func(ctx context.Context, s Settings, c Common, ready *Ready) error {
-		return RunUsers(ctx, c, UsersConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready, IdempotencyTTL: s.IdempotencyTTL}, Admin: AdminSeed{Email: s.AdminEmail, Password: s.AdminPassword}})
+		return RunUsers(ctx, c, UsersConfig{ServiceConfig: ServiceConfig{DB: s.DB, Ready: ready, IdempotencyTTL: s.IdempotencyTTL},
+			Admin: AdminSeed{Email: s.AdminEmail, Password: s.AdminPassword}, TokenTTL: s.TokenTTL})
 	})
 
 // Products is cmd/productsvc: the products service.

@@ -1,16 +1,18 @@
-// Package auth issues and verifies the shop's bearer tokens and enforces them
-// on both sides of a call: the gateway verifies a caller's token before
-// forwarding it as "authorization" metadata, and every service verifies it
-// again with a unary server interceptor, so no service trusts a bare user id.
+// Package auth issues and verifies the shop's user tokens and carries the
+// verified caller to the services.
 //
-// Tokens are compact JWTs signed with HMAC-SHA256 (alg HS256) carrying the
-// subject (user id), role, issue and expiry times. Services share the signing
-// secret; see the platform's --auth-secret flag.
+// User tokens are JWTs (github.com/golang-jwt/jwt/v5) signed by the users
+// service alone with its unit's Ed25519 key (JWS alg "EdDSA", the key id in
+// "kid"; see kafkatransport/trust), carrying iss TokenIssuer, aud
+// TokenAudience, sub (the user id), exp, nbf, iat, jti, roles and ver (the
+// user's token version, which a password change or deletion raises). The
+// gateway verifies them with the public keys of the keyring (Verifier) and
+// serves those keys as a JSON Web Key Set.
 //
-// A service that calls another as itself (the order service reserving stock
-// with the product service) does not mint tokens in its handlers: its client
-// carries ServiceTokenInterceptor, or is wrapped with WithServiceToken, which
-// mints a RoleService token for the service's subject, caches it, renews it
-// shortly before it expires and sets it as the call's "authorization"
-// metadata for UnaryServerInterceptor on the other side.
+// Tokens never go on the bus. The gateway names the verified user in
+// PrincipalKey metadata instead, and UnaryServerInterceptor trusts that
+// name only on a request the transport's Guard authenticated as produced
+// by the gateway's unit; a request of any other unit is that unit calling
+// as itself (RoleService), with only the methods the Guard's policy lets it
+// call.
 package auth

@@ -2,16 +2,25 @@ package auth
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/kgrpc/platform/kafkatransport"
 )
 
-// MetadataKey is the metadata key carrying "Bearer <token>".
-const MetadataKey = "authorization"
+// PrincipalKey is the call metadata key in which the gateway names the user
+// it verified: "<role> <token version> <user id>". Services trust it only
+// on a request the transport's Guard authenticated as produced by a unit
+// allowed to assert users (InterceptorConfig.Asserters): the gateway
+// verifies the user's token, which never goes on the bus itself.
+const PrincipalKey = "kgrpc-principal"
 
 type claimsKey struct{}
 
@@ -49,41 +58,71 @@ func RequireAdmin(ctx context.Context) (Claims, error) {
 	return c, nil
 }
 
-// BearerFromMetadata returns the token of an "authorization: Bearer <token>"
-// entry, or "".
-func BearerFromMetadata(md metadata.MD) string {
-	for _, v := range md.Get(MetadataKey) {
-		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
-			return strings.TrimSpace(t)
-		}
-		if t, ok := strings.CutPrefix(v, "bearer "); ok {
-			return strings.TrimSpace(t)
-		}
-	}
-	return ""
+// Principal returns the PrincipalKey value naming the user of c.
+func Principal(c Claims) string {
+	return string(c.Role) + " " + strconv.FormatInt(c.TokenVersion, 10) + " " + c.Subject
 }
 
-// UnaryServerInterceptor verifies the bearer token of every call that has
-// one and puts its claims in the context (FromContext). A call with an
-// invalid or expired token fails Unauthenticated; a call with none goes on
-// without claims, and the handler decides (Require, RequireAdmin), since some
-// methods are public.
-func UnaryServerInterceptor(s *Signer) grpc.UnaryServerInterceptor {
+// parsePrincipal parses a PrincipalKey value.
+func parsePrincipal(v string) (Claims, error) {
+	role, rest, ok1 := strings.Cut(v, " ")
+	ver, sub, ok2 := strings.Cut(rest, " ")
+	n, err := strconv.ParseInt(ver, 10, 64)
+	if !ok1 || !ok2 || err != nil || sub == "" || (Role(role) != RoleCustomer && Role(role) != RoleAdmin) {
+		return Claims{}, fmt.Errorf("malformed %s metadata", PrincipalKey)
+	}
+	return Claims{Subject: sub, Role: Role(role), TokenVersion: n}, nil
+}
+
+// InterceptorConfig configures UnaryServerInterceptor.
+type InterceptorConfig struct {
+	// Asserters are the units whose requests may name a user
+	// (PrincipalKey): the gateway.
+	Asserters []string
+	// Revoked, when set, reports why the tokens of user id at version are
+	// revoked (a newer version exists, or the account was deleted), or nil.
+	Revoked func(id string, version int64) error
+}
+
+// UnaryServerInterceptor puts the caller's claims in the context
+// (FromContext), from the unit that produced the request, as the
+// transport's Guard authenticated it (kafkatransport.RequestFromContext):
+//
+//   - a request of an asserting unit (the gateway) carries the user it
+//     verified in PrincipalKey metadata, or none for an anonymous call;
+//     a revoked user's call fails Unauthenticated;
+//   - a request of any other unit is that unit calling as itself: claims
+//     with its name and RoleService (the Guard has already checked that
+//     the unit may call the method).
+//
+// A call without an authenticated producer has no claims, whatever its
+// metadata says, and the handler decides (Require, RequireAdmin), since
+// some methods are public. Bearer tokens in metadata are ignored: they
+// never go on the bus.
+func UnaryServerInterceptor(cfg InterceptorConfig) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		md, _ := metadata.FromIncomingContext(ctx)
-		tok := BearerFromMetadata(md)
-		if tok == "" {
-			return handler(ctx, req)
+		ri, _ := kafkatransport.RequestFromContext(ctx)
+		switch {
+		case ri.Caller == "":
+		case slices.Contains(cfg.Asserters, ri.Caller):
+			md, _ := metadata.FromIncomingContext(ctx)
+			vs := md.Get(PrincipalKey)
+			if len(vs) == 0 {
+				break
+			}
+			c, err := parsePrincipal(vs[0])
+			if err != nil || len(vs) > 1 {
+				return nil, status.Errorf(codes.Unauthenticated, "malformed %s metadata", PrincipalKey)
+			}
+			if cfg.Revoked != nil {
+				if err := cfg.Revoked(c.Subject, c.TokenVersion); err != nil {
+					return nil, status.Errorf(codes.Unauthenticated, "token revoked: %v", err)
+				}
+			}
+			ctx = NewContext(ctx, c)
+		default:
+			ctx = NewContext(ctx, Claims{Subject: ri.Caller, Role: RoleService})
 		}
-		c, err := s.Verify(tok)
-		if err != nil {
-			return nil, status.Error(codes.Unauthenticated, err.Error())
-		}
-		return handler(NewContext(ctx, c), req)
+		return handler(ctx, req)
 	}
-}
-
-// OutgoingContext returns ctx with the token as outgoing call metadata.
-func OutgoingContext(ctx context.Context, token string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, MetadataKey, "Bearer "+token)
 }

@@ -21,7 +21,6 @@ import (
 )
 
 const (
-	secret       = "fault-suite-secret-0123456789abcdef"
 	prefix       = "faults."
 	initialStock = 1_000_000
 	// recoverAfter is ordersvc's --recover-after: the stock of an order
@@ -63,8 +62,8 @@ func TestFaults(t *testing.T) {
 	}
 	// devkafka, when the broker is one, runs in a cluster of its own, killed
 	// after the services.
-	b := startBroker(t, proctest.NewCluster(t, bin, "", prefix, secret))
-	c := proctest.NewCluster(t, bin, b.addr, prefix, secret)
+	b := startBroker(t, proctest.NewCluster(t, bin, "", prefix))
+	c := proctest.NewCluster(t, bin, b.addr, prefix)
 	c.LogTail = 200 // the figures say what failed; the logs are long
 	t.Logf("broker: %s at %s; databases: %s", b.kind, b.addr, sqlstore.DialectOf(dbs["users"]))
 

@@ -34,7 +34,7 @@ func TestMeasureReconnect(t *testing.T) {
 			extra[k] = v
 		}
 	}
-	b := startBroker(t, proctest.NewCluster(t, "", "", "", ""))
+	b := startBroker(t, proctest.NewCluster(t, "", "", ""))
 	topic := "measure"
 	pc := kafkatransport.DefaultProducerConfig()
 	maps.Copy(pc, extra)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kgrpc/platform/internal/app"
 )
 
 // AdminEmail and AdminPassword are the credentials the suites give usersvc
@@ -59,8 +62,9 @@ func (p *Proc) Stop(timeout time.Duration) {
 }
 
 // Cluster starts binaries of one build that share a broker, a topic prefix
-// and an auth secret, and kills them when the test ends, showing their
-// output if it failed.
+// and a key directory (each unit's key and the keyring, made by
+// app.EnsureKeys), and kills them when the test ends, showing their output
+// if it failed.
 type Cluster struct {
 	// LogTail, when above zero, limits the output shown of each process
 	// after a failure to its last LogTail lines.
@@ -70,16 +74,20 @@ type Cluster struct {
 	bin     string
 	brokers string
 	prefix  string
-	secret  string
+	keys    string // directory of the units' keys and the keyring
 
 	mu    sync.Mutex
 	procs []*Proc
 }
 
 // NewCluster returns a cluster of the binaries in bin (see Build) on the
-// broker brokers, with topic prefix prefix and auth secret secret.
-func NewCluster(t testing.TB, bin, brokers, prefix, secret string) *Cluster {
-	c := &Cluster{t: t, bin: bin, brokers: brokers, prefix: prefix, secret: secret}
+// broker brokers, with topic prefix prefix and new keys for every unit.
+func NewCluster(t testing.TB, bin, brokers, prefix string) *Cluster {
+	keys := t.TempDir()
+	if _, err := app.EnsureKeys(keys, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatalf("unit keys: %v", err)
+	}
+	c := &Cluster{t: t, bin: bin, brokers: brokers, prefix: prefix, keys: keys}
 	t.Cleanup(func() {
 		c.mu.Lock()
 		procs := c.procs
@@ -119,13 +127,19 @@ func Build(t testing.TB, pkgs ...string) string {
 	return bin
 }
 
-// Start starts binary with the flags every shop binary takes (--brokers,
-// --auth-secret, --topic-prefix, --instance-id name, debug text logs, and
-// --http-addr on a free port) followed by args.
+// Keys returns the directory of the cluster's keys: "<unit>.key" for each
+// unit and app.KeyringFile.
+func (c *Cluster) Keys() string { return c.keys }
+
+// Start starts binary, one of the shop's units, with the flags every shop
+// binary takes (--brokers, its --unit-key and the --keyring,
+// --topic-prefix, --instance-id name, debug text logs, and --http-addr on a
+// free port) followed by args.
 func (c *Cluster) Start(name, binary string, args ...string) *Proc {
 	c.t.Helper()
 	addr := FreeAddr(c.t)
-	args = append([]string{"--brokers", c.brokers, "--auth-secret", c.secret, "--topic-prefix", c.prefix,
+	args = append([]string{"--brokers", c.brokers, "--unit-key", filepath.Join(c.keys, binary+".key"),
+		"--keyring", filepath.Join(c.keys, app.KeyringFile), "--topic-prefix", c.prefix,
 		"--instance-id", name, "--log-format", "text", "--log-level", "debug", "--http-addr", addr}, args...)
 	return c.Exec(name, "http://"+addr, binary, args...)
 }

@@ -18,7 +18,6 @@ import (
 )
 
 const (
-	secret       = "scale-test-secret-0123456789abcdef"
 	initialStock = 100000
 	loadFor      = 8 * time.Second
 	killAfter    = 3 * time.Second
@@ -52,7 +51,7 @@ func TestScaleOutAndCrash(t *testing.T) {
 	t.Logf("databases: %s", sqlstore.DialectOf(dbs["users"]))
 	// Made after the databases, so the processes are killed before those
 	// are dropped.
-	c := proctest.NewCluster(t, bin, kafkatest.Brokers(t), kafkatest.TopicPrefix(t), secret)
+	c := proctest.NewCluster(t, bin, kafkatest.Brokers(t), kafkatest.TopicPrefix(t))
 	db := func(name string) string { return dbs[name] }
 
 	// The first users instance seeds the admin alone; the rest then join.

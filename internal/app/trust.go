@@ -1,0 +1,130 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
+	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
+	"github.com/kgrpc/platform/kafkatransport/trust"
+)
+
+// The shop's units, as their keys and the Policy name them.
+const (
+	UnitGateway  = "gateway"
+	UnitUsers    = "usersvc"
+	UnitProducts = "productsvc"
+	UnitOrders   = "ordersvc"
+)
+
+// Units are the shop's units.
+var Units = []string{UnitGateway, UnitUsers, UnitProducts, UnitOrders}
+
+// Policy is the shop's trust policy: each service's package belongs to its
+// unit, which alone serves it and produces its events; the gateway may
+// call every method of the three services, and the order service only
+// the two that reserve and release stock.
+func Policy() trust.Policy {
+	return trust.Policy{
+		Owners: map[string]string{"shop.users.v1": UnitUsers, "shop.products.v1": UnitProducts, "shop.orders.v1": UnitOrders},
+		Calls: map[string][]string{
+			UnitGateway: {
+				"/" + usersv1.UserService_ServiceDesc.ServiceName + "/*",
+				"/" + productsv1.ProductService_ServiceDesc.ServiceName + "/*",
+				"/" + ordersv1.OrderService_ServiceDesc.ServiceName + "/*",
+			},
+			UnitOrders: {productsv1.ProductService_ReserveStock_FullMethodName, productsv1.ProductService_ReleaseStock_FullMethodName},
+		},
+	}
+}
+
+// Trust is the keys a process holds: the keyring of every unit's public
+// keys and the private keys of the units it runs.
+type Trust struct {
+	Ring *trust.Keyring
+	Keys map[string]*trust.UnitKey // by unit
+}
+
+// guard returns the Guard of unit.
+func (t Trust) guard(unit string) (*trust.Guard, error) {
+	k, ok := t.Keys[unit]
+	if !ok {
+		return nil, fmt.Errorf("no key for unit %s", unit)
+	}
+	return trust.NewGuard(k, t.Ring, Policy())
+}
+
+// LoadTrust reads a split binary's key files: its unit key (which must be
+// unit's) and the keyring.
+func LoadTrust(unit, unitKey, keyring string) (Trust, error) {
+	k, err := trust.LoadUnitKey(unitKey)
+	if err != nil {
+		return Trust{}, err
+	}
+	if k.Unit != unit {
+		return Trust{}, fmt.Errorf("%s holds the key of unit %s, not of %s", unitKey, k.Unit, unit)
+	}
+	ring, err := trust.LoadKeyring(keyring)
+	if err != nil {
+		return Trust{}, err
+	}
+	return Trust{Ring: ring, Keys: map[string]*trust.UnitKey{unit: k}}, nil
+}
+
+// KeyringFile is the keyring's file name in a key directory; each unit's
+// key is "<unit>.key" beside it.
+const KeyringFile = "keyring.json"
+
+// EnsureKeys returns the keys of every unit kept in dir, making the keys
+// that are missing (and the keyring, which it keeps in step with the unit
+// keys). cmd/platform keeps its keys so; cmd/kgrpc-keys makes them for
+// split deployments.
+func EnsureKeys(dir string, logger *slog.Logger) (Trust, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return Trust{}, fmt.Errorf("key directory: %w", err)
+	}
+	ringPath := filepath.Join(dir, KeyringFile)
+	ring, err := trust.LoadKeyring(ringPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		ring, err = &trust.Keyring{}, nil
+	}
+	if err != nil {
+		return Trust{}, err
+	}
+	t := Trust{Ring: ring, Keys: map[string]*trust.UnitKey{}}
+	changed := false
+	for _, unit := range Units {
+		path := filepath.Join(dir, unit+".key")
+		k, err := trust.LoadUnitKey(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			key, gerr := trust.GenerateKey(unit, time.Now())
+			if gerr != nil {
+				return Trust{}, gerr
+			}
+			k = &trust.UnitKey{Unit: unit, Keys: []trust.Key{key}}
+			if err = k.Save(path); err == nil {
+				logger.Info("made a unit key", "unit", unit, "kid", key.ID, "file", path)
+			}
+		}
+		if err != nil {
+			return Trust{}, err
+		}
+		if pk, ok := ring.Key(k.Current().ID); !ok || len(ring.Keys(unit)) != len(k.Keys) || pk.Unit != unit {
+			ring.Set(k)
+			changed = true
+		}
+		t.Keys[unit] = k
+	}
+	if changed {
+		if err := ring.Save(ringPath); err != nil {
+			return Trust{}, err
+		}
+	}
+	return t, nil
+}

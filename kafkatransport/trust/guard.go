@@ -1,0 +1,325 @@
+package trust
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kgrpc/platform/kafkatransport"
+)
+
+// The headers a Guard adds.
+const (
+	// HeaderSeal is on every request and reply record:
+	// "v1 <producing unit> <producer's key id> <recipient's key id>".
+	HeaderSeal = "kgrpc-seal"
+	// HeaderSig is on every event record:
+	// "v1 <producing unit> <key id> <signature, base64url>".
+	HeaderSig = "kgrpc-sig"
+)
+
+// Policy says which unit serves which protobuf package and which methods
+// each unit may call.
+type Policy struct {
+	// Owners maps a protobuf package ("shop.users.v1") to the unit that
+	// serves its services and is the only producer of its events.
+	Owners map[string]string
+	// Calls maps a unit to the methods it may call: full method names
+	// ("/shop.products.v1.ProductService/ReserveStock") or a service's
+	// every method ("/shop.products.v1.ProductService/*").
+	Calls map[string][]string
+}
+
+// owner returns the unit that owns the package of name, a service or
+// message full name ("shop.users.v1.UserService").
+func (p Policy) owner(name string) (string, bool) {
+	i := strings.LastIndexByte(name, '.')
+	if i < 0 {
+		return "", false
+	}
+	u, ok := p.Owners[name[:i]]
+	return u, ok
+}
+
+// mayCall reports whether unit may call method.
+func (p Policy) mayCall(unit, method string) bool {
+	for _, m := range p.Calls[unit] {
+		if m == method {
+			return true
+		}
+		if svc, ok := strings.CutSuffix(m, "/*"); ok && strings.HasPrefix(method, svc+"/") && !strings.Contains(method[len(svc)+1:], "/") {
+			return true
+		}
+	}
+	return false
+}
+
+// Guard is the kafkatransport.Guard of one unit: it seals calls with
+// AES-256-GCM under a key the two units agree by X25519, and signs events
+// with Ed25519 (see the package documentation).
+type Guard struct {
+	self   *UnitKey
+	ring   *Keyring
+	policy Policy
+
+	mu    sync.RWMutex
+	aeads map[[2]string]cipher.AEAD // by producer's and recipient's key id
+}
+
+var _ kafkatransport.Guard = (*Guard)(nil)
+
+// NewGuard returns the Guard of the unit whose keys self holds, checking
+// the others with ring's keys under policy. The keyring must hold self's
+// current key, which every other unit checks it by.
+func NewGuard(self *UnitKey, ring *Keyring, policy Policy) (*Guard, error) {
+	if self == nil || len(self.Keys) == 0 || ring == nil {
+		return nil, errors.New("trust: NewGuard: a unit key and a keyring are required")
+	}
+	pk, ok := ring.Key(self.Current().ID)
+	if !ok || pk.Unit != self.Unit || !pk.Verify.Equal(self.Current().sign.Public()) {
+		return nil, fmt.Errorf("trust: the keyring does not hold unit %s's current key %s: add it (kgrpc-keys) and give every unit the new keyring", self.Unit, self.Current().ID)
+	}
+	return &Guard{self: self, ring: ring, policy: policy, aeads: map[[2]string]cipher.AEAD{}}, nil
+}
+
+// Unit returns the name of the guard's unit.
+func (g *Guard) Unit() string { return g.self.Unit }
+
+// Record kinds, bound into what is sealed or signed so that a record of
+// one kind cannot pass for another.
+const (
+	kindRequest = "request"
+	kindReply   = "reply"
+	kindEvent   = "event"
+)
+
+// SealRequest implements kafkatransport.Guard.
+func (g *Guard) SealRequest(method string, m *kafka.Message) error {
+	to, ok := g.policy.owner(serviceOf(method))
+	if !ok {
+		return fmt.Errorf("trust: no unit serves %s (Policy.Owners)", method)
+	}
+	return g.seal(kindRequest, method, to, m)
+}
+
+// OpenRequest implements kafkatransport.Guard.
+func (g *Guard) OpenRequest(method string, m *kafka.Message) (string, error) {
+	caller, err := g.open(kindRequest, method, m)
+	if err != nil {
+		return "", err
+	}
+	if !g.policy.mayCall(caller, method) {
+		return caller, status.Errorf(codes.PermissionDenied, "unit %s may not call %s", caller, method)
+	}
+	return caller, nil
+}
+
+// SealReply implements kafkatransport.Guard.
+func (g *Guard) SealReply(method, caller string, m *kafka.Message) error {
+	return g.seal(kindReply, method, caller, m)
+}
+
+// OpenReply implements kafkatransport.Guard.
+func (g *Guard) OpenReply(method string, m *kafka.Message) error {
+	producer, err := g.open(kindReply, method, m)
+	if err != nil {
+		return err
+	}
+	if want, _ := g.policy.owner(serviceOf(method)); producer != want {
+		return fmt.Errorf("reply to %s produced by unit %s, which does not serve it", method, producer)
+	}
+	return nil
+}
+
+// seal encrypts m's value for unit to and binds its topic, key and headers.
+func (g *Guard) seal(kind, name, to string, m *kafka.Message) error {
+	peer, ok := g.ring.oldest(to)
+	if !ok {
+		return fmt.Errorf("trust: the keyring has no key of unit %s", to)
+	}
+	from := g.self.Current()
+	aead, err := g.aead(from.ID, peer.ID, from, peer)
+	if err != nil {
+		return err
+	}
+	m.Headers = append(m.Headers, kafka.Header{Key: HeaderSeal, Value: []byte("v1 " + g.self.Unit + " " + from.ID + " " + peer.ID)})
+	ad := boundBytes(kind, name, m)
+	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(m.Value)+aead.Overhead())
+	_, _ = rand.Read(out)
+	m.Value = aead.Seal(out, out, m.Value, ad)
+	return nil
+}
+
+// open checks and decrypts a sealed record and returns its producing unit.
+func (g *Guard) open(kind, name string, m *kafka.Message) (string, error) {
+	v, ok := lastHeader(m.Headers, HeaderSeal)
+	if !ok {
+		return "", errors.New("no " + HeaderSeal + " header last")
+	}
+	f := strings.Fields(string(v))
+	if len(f) != 4 || f[0] != "v1" {
+		return "", fmt.Errorf("malformed %s header", HeaderSeal)
+	}
+	unit, fromID, toID := f[1], f[2], f[3]
+	peer, ok := g.ring.Key(fromID)
+	if !ok || peer.Unit != unit {
+		return "", fmt.Errorf("unknown key %s of unit %s", fromID, unit)
+	}
+	mine, ok := g.self.key(toID)
+	if !ok {
+		return "", fmt.Errorf("sealed to key %s, which unit %s does not hold", toID, g.self.Unit)
+	}
+	aead, err := g.aead(fromID, toID, mine, peer)
+	if err != nil {
+		return "", err
+	}
+	if len(m.Value) < aead.NonceSize() {
+		return "", errors.New("sealed value too short")
+	}
+	ad := boundBytes(kind, name, m)
+	plain, err := aead.Open(nil, m.Value[:aead.NonceSize()], m.Value[aead.NonceSize():], ad)
+	if err != nil {
+		return "", fmt.Errorf("%s from unit %s does not open: forged or changed", kind, unit)
+	}
+	m.Value = plain
+	return unit, nil
+}
+
+// aead returns the cipher that seals records from key fromID to key toID,
+// mine being this unit's key of the two and peer the other unit's:
+// AES-256-GCM under HKDF-SHA256 of their X25519 secret, with both ids, in
+// that order, as the HKDF info, so that each direction has its own key.
+func (g *Guard) aead(fromID, toID string, mine Key, peer PublicKey) (cipher.AEAD, error) {
+	id := [2]string{fromID, toID}
+	g.mu.RLock()
+	a, ok := g.aeads[id]
+	g.mu.RUnlock()
+	if ok {
+		return a, nil
+	}
+	secret, err := mine.dh.ECDH(peer.DH)
+	if err != nil {
+		return nil, fmt.Errorf("trust: agree a key with %s: %w", peer.ID, err)
+	}
+	key, err := hkdf.Key(sha256.New, secret, []byte("kgrpc-seal-v1"), fromID+"\x00"+toID, 32)
+	if err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	if a, err = cipher.NewGCM(block); err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	if len(g.aeads) >= maxCiphers {
+		clear(g.aeads) // keys churn only by rotation; start over
+	}
+	g.aeads[id] = a
+	g.mu.Unlock()
+	return a, nil
+}
+
+// maxCiphers bounds a Guard's cache of ciphers.
+const maxCiphers = 1024
+
+// SealEvent implements kafkatransport.Guard.
+func (g *Guard) SealEvent(name string, m *kafka.Message) error {
+	k := g.self.Current()
+	sig := ed25519.Sign(k.sign, boundBytes(kindEvent, name, m))
+	m.Headers = append(m.Headers, kafka.Header{Key: HeaderSig, Value: []byte("v1 " + g.self.Unit + " " + k.ID + " " + b64.EncodeToString(sig))})
+	return nil
+}
+
+// OpenEvent implements kafkatransport.Guard.
+func (g *Guard) OpenEvent(name string, m *kafka.Message) (string, error) {
+	v, ok := lastHeader(m.Headers, HeaderSig)
+	if !ok {
+		return "", errors.New("no " + HeaderSig + " header last")
+	}
+	f := strings.Fields(string(v))
+	if len(f) != 4 || f[0] != "v1" {
+		return "", fmt.Errorf("malformed %s header", HeaderSig)
+	}
+	unit, kid := f[1], f[2]
+	owner, ok := g.policy.owner(name)
+	if !ok || unit != owner {
+		return "", fmt.Errorf("event %s claims unit %s, but only its owner %q produces it", name, unit, owner)
+	}
+	pk, ok := g.ring.Key(kid)
+	if !ok || pk.Unit != unit {
+		return "", fmt.Errorf("unknown key %s of unit %s", kid, unit)
+	}
+	sig, err := b64.DecodeString(f[3])
+	if err != nil || !ed25519.Verify(pk.Verify, boundBytes(kindEvent, name, m), sig) {
+		return "", fmt.Errorf("event %s from unit %s: bad signature: forged or changed", name, unit)
+	}
+	return unit, nil
+}
+
+// boundBytes returns what a seal or signature binds: the record's kind,
+// the method or event name, its topic, key and headers up to the seal or
+// signature header, each length-prefixed.
+func boundBytes(kind, name string, m *kafka.Message) []byte {
+	n := 64 + len(kind) + len(name) + len(m.Key)
+	if m.TopicPartition.Topic != nil {
+		n += len(*m.TopicPartition.Topic)
+	}
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value) + 8
+	}
+	b := make([]byte, 0, n)
+	b = append(b, "kgrpc-v1"...)
+	b = appendField(b, kind)
+	b = appendField(b, name)
+	topic := ""
+	if m.TopicPartition.Topic != nil {
+		topic = *m.TopicPartition.Topic
+	}
+	b = appendField(b, topic)
+	b = appendField(b, string(m.Key))
+	for _, h := range m.Headers {
+		if h.Key == HeaderSeal || h.Key == HeaderSig {
+			break
+		}
+		b = appendField(b, h.Key)
+		b = appendField(b, string(h.Value))
+	}
+	return b
+}
+
+func appendField(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// lastHeader returns the value of the last header when it is named key:
+// a seal or signature binds every header before it, so none may follow.
+func lastHeader(hs []kafka.Header, key string) ([]byte, bool) {
+	if len(hs) == 0 || hs[len(hs)-1].Key != key {
+		return nil, false
+	}
+	return hs[len(hs)-1].Value, true
+}
+
+// serviceOf returns "pkg.Service" of "/pkg.Service/Method".
+func serviceOf(method string) string {
+	s := strings.TrimPrefix(method, "/")
+	if i := strings.LastIndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

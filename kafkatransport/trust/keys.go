@@ -1,0 +1,216 @@
+package trust
+
+import (
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// Key is one generation of a unit's keys: an Ed25519 key that signs (user
+// tokens, events) and an X25519 key that agrees the sealing keys of calls
+// with other units. Both halves share the key id.
+type Key struct {
+	// ID is the key id ("kid"): "<unit>-<yyyymmdd>-<8 hex>".
+	ID string
+	// Created is when the key was generated.
+	Created time.Time
+
+	sign ed25519.PrivateKey
+	dh   *ecdh.PrivateKey
+}
+
+// Signer returns the key's Ed25519 private key, for the signatures of user
+// tokens.
+func (k Key) Signer() ed25519.PrivateKey { return k.sign }
+
+// Public returns the public half of k, owned by unit.
+func (k Key) Public(unit string) PublicKey {
+	return PublicKey{Unit: unit, ID: k.ID, Created: k.Created, Verify: k.sign.Public().(ed25519.PublicKey), DH: k.dh.PublicKey()}
+}
+
+// UnitKey is a unit's private key file: the unit's name and its keys. The
+// newest key signs and seals; older ones still open what was sealed to
+// them until they are retired.
+type UnitKey struct {
+	// Unit is the unit's name, as the Policy knows it.
+	Unit string
+	// Keys are the unit's keys, newest first.
+	Keys []Key
+}
+
+// Current returns the newest key, the one that signs and seals.
+func (u *UnitKey) Current() Key { return u.Keys[0] }
+
+// key returns the key with id, if the unit has it.
+func (u *UnitKey) key(id string) (Key, bool) {
+	for _, k := range u.Keys {
+		if k.ID == id {
+			return k, true
+		}
+	}
+	return Key{}, false
+}
+
+// unitName is what a unit's name may be: it appears in key ids and record
+// headers.
+var unitName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+
+// ValidUnit reports why unit cannot name a unit, or nil.
+func ValidUnit(unit string) error {
+	if !unitName.MatchString(unit) {
+		return fmt.Errorf("trust: unit name %q: want 1 to 40 lower-case letters, digits or _, starting with a letter", unit)
+	}
+	return nil
+}
+
+// GenerateKey returns a new key for unit.
+func GenerateKey(unit string, now time.Time) (Key, error) {
+	if err := ValidUnit(unit); err != nil {
+		return Key{}, err
+	}
+	_, sign, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return Key{}, err
+	}
+	dh, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		return Key{}, err
+	}
+	var id [4]byte
+	_, _ = rand.Read(id[:])
+	now = now.UTC().Truncate(time.Second)
+	return Key{ID: unit + "-" + now.Format("20060102") + "-" + hex.EncodeToString(id[:]), Created: now, sign: sign, dh: dh}, nil
+}
+
+// unitKeyFile is the JSON of a unit key file.
+type unitKeyFile struct {
+	Unit string       `json:"unit"`
+	Keys []keyEntries `json:"keys"`
+}
+
+type keyEntries struct {
+	ID      string    `json:"kid"`
+	Created time.Time `json:"created"`
+	Ed25519 string    `json:"ed25519_seed"` // base64url, 32 bytes
+	X25519  string    `json:"x25519"`       // base64url, 32 bytes
+}
+
+var b64 = base64.RawURLEncoding
+
+// LoadUnitKey reads a unit key file (see Save). It refuses a file that
+// others than its owner may read.
+func LoadUnitKey(path string) (*UnitKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("trust: unit key: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("trust: unit key %s: mode %v lets others read a private key: chmod 600 it", path, fi.Mode().Perm())
+	}
+	body, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("trust: unit key: %w", err)
+	}
+	u, err := parseUnitKey(body)
+	if err != nil {
+		return nil, fmt.Errorf("trust: unit key %s: %w", path, err)
+	}
+	return u, nil
+}
+
+func parseUnitKey(body []byte) (*UnitKey, error) {
+	var f unitKeyFile
+	if err := json.Unmarshal(body, &f); err != nil {
+		return nil, fmt.Errorf("not a unit key file: %w", err)
+	}
+	if err := ValidUnit(f.Unit); err != nil {
+		return nil, err
+	}
+	if len(f.Keys) == 0 {
+		return nil, errors.New("no keys")
+	}
+	u := &UnitKey{Unit: f.Unit}
+	for _, e := range f.Keys {
+		seed, err1 := b64.DecodeString(e.Ed25519)
+		dh, err2 := b64.DecodeString(e.X25519)
+		if err := errors.Join(err1, err2); err != nil || len(seed) != ed25519.SeedSize || e.ID == "" {
+			return nil, fmt.Errorf("key %q: malformed", e.ID)
+		}
+		priv, err := ecdh.X25519().NewPrivateKey(dh)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %w", e.ID, err)
+		}
+		u.Keys = append(u.Keys, Key{ID: e.ID, Created: e.Created, sign: ed25519.NewKeyFromSeed(seed), dh: priv})
+	}
+	sortNewestFirst(u.Keys)
+	return u, nil
+}
+
+// sortNewestFirst orders keys newest first, by creation then id.
+func sortNewestFirst(keys []Key) {
+	slices.SortStableFunc(keys, func(a, b Key) int {
+		if c := b.Created.Compare(a.Created); c != 0 {
+			return c
+		}
+		return compareStrings(b.ID, a.ID)
+	})
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Save writes u to path, readable by its owner only, replacing the file
+// atomically.
+func (u *UnitKey) Save(path string) error {
+	f := unitKeyFile{Unit: u.Unit}
+	for _, k := range u.Keys {
+		f.Keys = append(f.Keys, keyEntries{ID: k.ID, Created: k.Created, Ed25519: b64.EncodeToString(k.sign.Seed()), X25519: b64.EncodeToString(k.dh.Bytes())})
+	}
+	body, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeAtomic(path, append(body, '\n'), 0o600)
+}
+
+// writeAtomic writes body to path through a temporary file in its
+// directory.
+func writeAtomic(path string, body []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("trust: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("trust: %w", err)
+	}
+	if _, err := tmp.Write(body); err != nil {
+		tmp.Close()
+		return fmt.Errorf("trust: write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("trust: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("trust: %w", err)
+	}
+	return nil
+}
