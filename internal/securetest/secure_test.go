@@ -43,7 +43,9 @@ func (b broker) properties(t *testing.T, principal string) kafka.ConfigMap {
 	return cfg
 }
 
-func (b broker) file(principal string) string { return filepath.Join(b.clients, principal+".properties") }
+func (b broker) file(principal string) string {
+	return filepath.Join(b.clients, principal+".properties")
+}
 
 // script runs scripts/kafka.sh in secure mode and returns its stdout.
 func script(t *testing.T, args ...string) string {
