@@ -473,6 +473,10 @@ reset)
 	stop
 	say "deleting $DATA"
 	rm -rf "$DATA"
+	if [[ "$SECURE" == 1 ]]; then
+		# The SCRAM passwords went with the data; the next start makes new ones.
+		rm -rf "$CLIENTS"
+	fi
 	;;
 *)
 	echo "usage: $0 start|stop|status|brokers|reset (KAFKA_SECURE=1: also acls [PREFIX], clients)" >&2

@@ -29,6 +29,9 @@ const ReplyTopic = "kgrpc.replies"
 // consumers ("kgrpc-reply-<instance>"), which carry no topic prefix.
 const ReplyGroupPrefix = "kgrpc-reply-"
 
+// ClusterName is the name of Kafka's one cluster resource.
+const ClusterName = "kafka-cluster"
+
 // Namespaces are the topic and group name prefixes each service owns (before
 // the topic prefix): its protobuf package.
 var Namespaces = map[string]string{
@@ -47,13 +50,18 @@ type Grant struct {
 	Ops       []kafka.ACLOperation
 }
 
-// String renders g as "User:x TOPIC PREFIXED name: READ,WRITE".
+// String renders g as "User:x TOPIC PREFIXED name: READ,WRITE", naming
+// the cluster resource CLUSTER as Kafka does (librdkafka calls it BROKER).
 func (g Grant) String() string {
 	ops := make([]string, len(g.Ops))
 	for i, op := range g.Ops {
 		ops[i] = op.String()
 	}
-	return fmt.Sprintf("%s %s %s %q: %s", g.Principal, g.Type, g.Pattern, g.Name, strings.Join(ops, ","))
+	typ := g.Type.String()
+	if g.Type == kafka.ResourceBroker {
+		typ = "CLUSTER"
+	}
+	return fmt.Sprintf("%s %s %s %q: %s", g.Principal, typ, g.Pattern, g.Name, strings.Join(ops, ","))
 }
 
 var (
@@ -78,7 +86,7 @@ func Grants(prefix string) []Grant {
 		add(svc, topic, pre, prefix+Namespaces[svc], own)
 		add(svc, group, pre, prefix+Namespaces[svc], consume)
 		add(svc, topic, lit, prefix+ReplyTopic, produce)
-		add(svc, kafka.ResourceBroker, lit, "kafka-cluster", []kafka.ACLOperation{kafka.ACLOperationIdempotentWrite})
+		add(svc, kafka.ResourceBroker, lit, ClusterName, []kafka.ACLOperation{kafka.ACLOperationIdempotentWrite})
 	}
 	callers := map[string][]string{
 		Gateway: {usersv1.UserServiceKafkaTopic, productsv1.ProductServiceKafkaTopic, ordersv1.OrderServiceKafkaTopic},

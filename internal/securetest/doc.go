@@ -8,8 +8,9 @@
 // come back through productsvc's event subscription) must work with no
 // authorization error in any unit's log; then plain confluent-kafka-go
 // clients show that a unit's principal cannot read another service's
-// request topic (nor write into it), and that a client without credentials,
-// with a wrong password or without the CA cannot connect.
+// request topic (nor write into it, nor join its consumer group), and that a
+// client without TLS, without SASL, with a wrong password or without the CA
+// cannot connect.
 //
 // It runs only when SECURE_SUITE=1 and expects the secure broker to be
 // running (scripts/test.sh starts it for its secure pass):

@@ -43,6 +43,7 @@ func (b broker) properties(t *testing.T, principal string) kafka.ConfigMap {
 	return cfg
 }
 
+// file returns the path of principal's property file.
 func (b broker) file(principal string) string {
 	return filepath.Join(b.clients, principal+".properties")
 }
@@ -199,6 +200,30 @@ func foreignTopics(t *testing.T, b broker, prefix string) {
 			}
 		})
 	}
+	// Nor can productsvc join usersvc's consumer group (and so take its
+	// partitions or commit its offsets).
+	t.Run("productsvc joins usersvc's group", func(t *testing.T) {
+		cfg := b.properties(t, kafkaacl.Products)
+		cfg["group.id"] = users // the request topic's consumer group
+		c, err := kafka.NewConsumer(&cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Subscribe(products, nil); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+			if e, ok := c.Poll(100).(kafka.Error); ok {
+				if e.Code() != kafka.ErrGroupAuthorizationFailed {
+					t.Fatalf("productsvc joining group %s: %v, want %v", users, e, kafka.ErrGroupAuthorizationFailed)
+				}
+				t.Logf("refused as it should be: %v", e)
+				return
+			}
+		}
+		t.Fatalf("productsvc joining group %s: no error in 20s", users)
+	})
 	// Nor can productsvc slip a request into usersvc's topic.
 	p, err := kafka.NewProducer(ptr(b.properties(t, kafkaacl.Products)))
 	if err != nil {
