@@ -9,7 +9,10 @@
 //
 // It prints each grant, one a line, and exits 0 once the broker has
 // accepted all of them (granting again is harmless); with --dry-run it
-// only prints them.
+// only prints them. Each flag can also come from its KGRPC_ variable
+// (KGRPC_BROKERS, KGRPC_TOPIC_PREFIX, ...), as the units' flags do; mind
+// that KGRPC_KAFKA_CONFIG_FILE then names the super user's properties, not
+// a unit's.
 package main
 
 import (
