@@ -15,7 +15,7 @@ run:
 # in-process kfake broker with the race detector, then the transport
 # conformance suite, the shop's end-to-end suite and the scale-out test again
 # on a real Apache Kafka (scripts/kafka.sh) when Java and Maven are present
-# or CI=true.
+# or CI=true, then the fault suite and the SASL_SSL + ACL suite.
 test:
 	bash scripts/test.sh
 

@@ -12,6 +12,12 @@
 #      Kafka when pass 2 runs (ports 19192-19193, cache .cache/kafka-faults
 #      sharing the jars of .cache/kafka), devkafka otherwise. Its figure
 #      lines are repeated in the summary. SKIP_FAULTS=1 skips it outside CI.
+#   4. the secure-channel suite (internal/securetest, SECURE_SUITE=1) when
+#      pass 2 runs: `KAFKA_SECURE=1 scripts/kafka.sh` starts a SASL_SSL
+#      broker with ACLs (ports 19292-19293, cache .cache/kafka-secure, the
+#      jars of .cache/kafka), the split binaries run over it as their own
+#      principals, and the broker is stopped again. A broker that does not
+#      start fails the pass. SKIP_SECURE=1 skips it outside CI.
 #
 # When CI=true, or when Java and Maven are present, a real broker that cannot
 # start fails the run; so does a PostgreSQL that cannot start in CI. A pass
@@ -35,12 +41,14 @@ LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/kgrpc-test.XXXXXX")"
 status_kfake="NOT RUN"
 status_real="NOT RUN"
 status_faults="NOT RUN"
+status_secure="NOT RUN"
 figures=()
 status_pg="NOT RUN (no scripts/postgres.sh, no TEST_POSTGRES_DSN)"
 failed=0
 pkgs_ok=0
 pkgs_failed=0
 started_kafka=false
+started_secure=false
 started_pg=false
 started_at=$SECONDS
 
@@ -72,6 +80,9 @@ finish() {
 	if [[ "$started_kafka" == true ]]; then
 		scripts/kafka.sh stop
 	fi
+	if [[ "$started_secure" == true ]]; then
+		secure_kafka stop
+	fi
 	if [[ "$started_pg" == true ]]; then
 		bash scripts/postgres.sh stop >&2
 	fi
@@ -84,6 +95,7 @@ finish() {
 	if ((${#figures[@]})); then
 		printf '    %s\n' "${figures[@]}"
 	fi
+	echo "secure channels (internal/securetest):   $status_secure"
 	echo "PostgreSQL (TEST_POSTGRES_DSN):          $status_pg"
 	if ((failed)); then
 		echo "RESULT: FAILED"
@@ -95,6 +107,16 @@ finish() {
 }
 trap finish EXIT
 trap 'exit 130' INT TERM
+
+# The secure broker of pass 4 (scripts/kafka.sh with KAFKA_SECURE=1): its
+# own cache and ports whatever KAFKA_CACHE and KAFKA_PORT say, and the jars
+# of the plain broker's cache.
+SECURE_CACHE="$PWD/.cache/kafka-secure"
+SECURE_LIBS="${KAFKA_CACHE:-$PWD/.cache/kafka}/libs"
+secure_kafka() {
+	KAFKA_SECURE=1 KAFKA_CACHE="$SECURE_CACHE" KAFKA_LIBS="$SECURE_LIBS" KAFKA_PORT=19292 \
+		KAFKA_CONTROLLER_PORT=19293 KAFKA_START_TIMEOUT=60 bash scripts/kafka.sh "$@"
+}
 
 # ---- PostgreSQL
 if [[ -n "${TEST_POSTGRES_DSN:-}" ]]; then
@@ -188,4 +210,43 @@ else
 		failed=1
 	fi
 	mapfile -t figures < <(grep -o 'figure: .*' "$faultlog" | sed 's/^figure: //' || true)
+fi
+
+# ---- pass 4: secure channels, on a broker of their own that this starts
+# and stops: SASL_SSL with SCRAM-SHA-512 and ACLs.
+if [[ "$want_real" != true ]]; then
+	status_secure="NOT RUN: it runs where pass 2 runs (Java 17 and Maven present, or CI=true)"
+elif [[ "${SKIP_SECURE:-}" == 1 && "$CI" != true ]]; then
+	status_secure="NOT RUN (SKIP_SECURE=1)"
+else
+	banner "pass 4: secure channels (internal/securetest) on a SASL_SSL broker with ACLs"
+	secure_ok=true
+	if secure_kafka status 2>/dev/null; then
+		say "using the secure broker that is already running (left running afterwards)"
+	else
+		started_secure=true
+		# An empty data directory: new SCRAM passwords, no old topics or ACLs.
+		secure_kafka reset
+		secure_kafka start || secure_ok=false
+	fi
+	if [[ "$secure_ok" != true ]]; then
+		status_secure="FAILED: the secure Kafka broker did not start (scripts/kafka.sh output above)"
+		failed=1
+	else
+		securelog="$LOGDIR/secure.log"
+		secure_began=$SECONDS
+		if SECURE_SUITE=1 KAFKA_SECURE=1 KAFKA_CACHE="$SECURE_CACHE" KAFKA_LIBS="$SECURE_LIBS" KAFKA_PORT=19292 \
+			KAFKA_CONTROLLER_PORT=19293 GOTEST_LOG="$securelog" \
+			gotest -count=1 -timeout 3m -v -run '^TestSecureChannels$' ./internal/securetest &&
+			grep -q -- '^--- PASS: TestSecureChannels' "$securelog"; then
+			status_secure="passed in $((SECONDS - secure_began))s on SASL_SSL (SCRAM-SHA-512, TLS) with per-unit ACLs at $(secure_kafka brokers)"
+		else
+			status_secure="FAILED (see the failed tests above; broker logs in $SECURE_CACHE/logs)"
+			failed=1
+		fi
+	fi
+	if [[ "$started_secure" == true ]]; then
+		secure_kafka stop
+		started_secure=false
+	fi
 fi

@@ -257,3 +257,9 @@ func parseProperties(body, sep string) (kafka.ConfigMap, error) {
 	}
 	return m, nil
 }
+
+// ReadKafkaConfigFile returns the librdkafka properties of the file at path,
+// read as --kafka-config-file reads it.
+func ReadKafkaConfigFile(path string) (kafka.ConfigMap, error) {
+	return Settings{KafkaConfigFile: path}.kafkaProperties()
+}
