@@ -24,7 +24,6 @@ import (
 	"github.com/kgrpc/platform/internal/proctest"
 )
 
-const secret = "secure-suite-secret-0123456789abcdef"
 
 // broker is the running secure broker as scripts/kafka.sh describes it.
 type broker struct {
@@ -91,7 +90,7 @@ func TestSecureChannels(t *testing.T) {
 func walkthrough(t *testing.T, b broker, bin, prefix string) {
 	began := time.Now()
 	dir := t.TempDir()
-	c := proctest.NewCluster(t, bin, b.addr, prefix, secret)
+	c := proctest.NewCluster(t, bin, b.addr, prefix)
 	conf := func(unit string) []string { return []string{"--kafka-config-file", b.file(unit)} }
 	svcs := []*proctest.Proc{
 		c.Start("usersvc", "usersvc", append(conf(kafkaacl.Users), "--db", filepath.Join(dir, "users.db"),
