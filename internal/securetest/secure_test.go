@@ -24,7 +24,6 @@ import (
 	"github.com/kgrpc/platform/internal/proctest"
 )
 
-
 // broker is the running secure broker as scripts/kafka.sh describes it.
 type broker struct {
 	addr    string
