@@ -84,9 +84,15 @@ type Repository interface {
 	// GetByEmail returns the user whose normalized email is emailNormalized,
 	// or ErrNotFound.
 	GetByEmail(ctx context.Context, emailNormalized string) (User, error)
-	// Update applies p to the user with id and returns the user after the
-	// update, or ErrNotFound.
-	Update(ctx context.Context, id string, p UserPatch) (User, error)
+	// Update applies p to the user with id, adds the events of the
+	// updated user to the outbox in the same transaction, and returns the
+	// user after the update, or ErrNotFound. A patch that revokes the
+	// user's tokens (a password or role) raises TokenVersion by one.
+	Update(ctx context.Context, id string, p UserPatch, events UserEvents) (User, error)
+	// Delete deletes the user with id, adds the events of the deleted user
+	// to the outbox in the same transaction and returns the user as it
+	// was, or ErrNotFound.
+	Delete(ctx context.Context, id string, events UserEvents) (User, error)
 	// List returns up to limit users in (CreateTime, ID) order, starting
 	// after the cursor, or from the first user when after is nil.
 	List(ctx context.Context, after *Cursor, limit int) ([]User, error)

@@ -123,7 +123,7 @@ func TestSQLRepositoryCreateGet(t *testing.T) {
 func usersEqual(a, b User) bool {
 	return a.ID == b.ID && a.Email == b.Email && a.EmailNormalized == b.EmailNormalized &&
 		a.DisplayName == b.DisplayName && a.Role == b.Role && a.PasswordHash == b.PasswordHash &&
-		a.CreateTime.Equal(b.CreateTime) && a.UpdateTime.Equal(b.UpdateTime)
+		a.TokenVersion == b.TokenVersion && a.CreateTime.Equal(b.CreateTime) && a.UpdateTime.Equal(b.UpdateTime)
 }
 
 func TestSQLRepositoryDuplicateEmail(t *testing.T) {
@@ -179,15 +179,16 @@ func TestSQLRepositoryUpdate(t *testing.T) {
 			modify func(*User)
 		}{
 			{"display name only", UserPatch{DisplayName: &name, UpdateTime: later}, func(u *User) { u.DisplayName = name }},
-			{"password only", UserPatch{PasswordHash: &hash, UpdateTime: later.Add(time.Second)}, func(u *User) { u.PasswordHash = hash }},
-			{"role only", UserPatch{Role: &admin, UpdateTime: later.Add(2 * time.Second)}, func(u *User) { u.Role = admin }},
+			// A new password or role revokes the user's tokens: the version goes up.
+			{"password only", UserPatch{PasswordHash: &hash, UpdateTime: later.Add(time.Second)}, func(u *User) { u.PasswordHash = hash; u.TokenVersion++ }},
+			{"role only", UserPatch{Role: &admin, UpdateTime: later.Add(2 * time.Second)}, func(u *User) { u.Role = admin; u.TokenVersion++ }},
 		}
 		want := base
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				tc.modify(&want)
 				want.UpdateTime = tc.patch.UpdateTime
-				got, err := r.Update(ctx, "u_1", tc.patch)
+				got, err := r.Update(ctx, "u_1", tc.patch, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -201,7 +202,7 @@ func TestSQLRepositoryUpdate(t *testing.T) {
 			})
 		}
 		t.Run("unknown id", func(t *testing.T) {
-			if _, err := r.Update(ctx, "u_nope", UserPatch{DisplayName: &name, UpdateTime: later}); !errors.Is(err, ErrNotFound) {
+			if _, err := r.Update(ctx, "u_nope", UserPatch{DisplayName: &name, UpdateTime: later}, nil); !errors.Is(err, ErrNotFound) {
 				t.Fatalf("Update = %v, want ErrNotFound", err)
 			}
 		})
@@ -211,7 +212,7 @@ func TestSQLRepositoryUpdate(t *testing.T) {
 			other := "Rolled Back"
 			err := sqlstore.NewIdempotency(r.SQL(), nil).Do(ctx, idempotency.Key{Method: "/m", Key: "k"},
 				func(ctx context.Context) (idempotency.Outcome, bool) {
-					if _, err := r.Update(ctx, "u_1", UserPatch{DisplayName: &other, UpdateTime: later}); err != nil {
+					if _, err := r.Update(ctx, "u_1", UserPatch{DisplayName: &other, UpdateTime: later}, nil); err != nil {
 						t.Fatal(err)
 					}
 					return idempotency.Outcome{}, false

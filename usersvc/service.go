@@ -145,6 +145,7 @@ func (s *Service) create(ctx context.Context, email, norm, password, name string
 		DisplayName:     name,
 		Role:            role,
 		PasswordHash:    string(hash),
+		TokenVersion:    1,
 		CreateTime:      now,
 		UpdateTime:      now,
 	}
@@ -252,11 +253,43 @@ func (s *Service) UpdateUser(ctx context.Context, req *usersv1.UpdateUserRequest
 		p.PasswordHash = &h
 	}
 	p.UpdateTime = s.now()
-	u, err := s.repo.Update(ctx, id, p)
+	u, err := s.repo.Update(ctx, id, p, revokedEvents(p))
 	if err != nil {
 		return nil, s.userError(ctx, "update user", id, err)
 	}
+	if p.revokes() > 0 {
+		s.notify()
+	}
 	return &usersv1.UpdateUserResponse{User: toProto(u)}, nil
+}
+
+// DeleteUser deletes an account: the caller's own, or any for an admin.
+// Its tokens stop working: UserTokensRevoked goes out with the deletion.
+func (s *Service) DeleteUser(ctx context.Context, req *usersv1.DeleteUserRequest) (*usersv1.DeleteUserResponse, error) {
+	id, err := authorizeUser(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	if _, err := s.repo.Delete(ctx, id, func(u User) []proto.Message {
+		return []proto.Message{&usersv1.UserTokensRevoked{UserId: u.ID, TokenVersion: u.TokenVersion + 1, Deleted: true, RevokeTime: timestamppb.New(now)}}
+	}); err != nil {
+		return nil, s.userError(ctx, "delete user", id, err)
+	}
+	s.notify()
+	return &usersv1.DeleteUserResponse{}, nil
+}
+
+// revokedEvents describes an update: UserTokensRevoked when p revokes the
+// user's tokens (the user it is given carries the raised version), none
+// otherwise.
+func revokedEvents(p UserPatch) UserEvents {
+	if p.revokes() == 0 {
+		return nil
+	}
+	return func(u User) []proto.Message {
+		return []proto.Message{&usersv1.UserTokensRevoked{UserId: u.ID, TokenVersion: u.TokenVersion, RevokeTime: timestamppb.New(p.UpdateTime)}}
+	}
 }
 
 // ListUsers pages through all users, oldest first. Admins only.
@@ -311,9 +344,11 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password, displayName 
 				return nil
 			}
 			admin := auth.RoleAdmin
-			if _, err := s.repo.Update(ctx, u.ID, UserPatch{Role: &admin, UpdateTime: s.now()}); err != nil {
+			p := UserPatch{Role: &admin, UpdateTime: s.now()}
+			if _, err := s.repo.Update(ctx, u.ID, p, revokedEvents(p)); err != nil {
 				return fmt.Errorf("usersvc: ensure admin: promote %s: %w", u.ID, err)
 			}
+			s.notify()
 			s.logger.InfoContext(ctx, "usersvc: promoted user to admin", "user_id", u.ID)
 			return nil
 		case !errors.Is(err, ErrNotFound):

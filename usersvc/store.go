@@ -32,7 +32,7 @@ func Open(ctx context.Context, dsn string) (*SQLRepository, error) {
 func (r *SQLRepository) Create(ctx context.Context, u User, events UserEvents) error {
 	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			u.ID, u.Email, u.EmailNormalized, u.DisplayName, string(u.Role), u.PasswordHash, max(u.TokenVersion, 1),
+			u.ID, u.Email, u.EmailNormalized, u.DisplayName, string(u.Role), u.PasswordHash, u.TokenVersion,
 			sqlstore.Micros(u.CreateTime), sqlstore.Micros(u.UpdateTime))
 		if sqlstore.IsUniqueViolation(err, "users", "email_normalized") {
 			return ErrEmailTaken
@@ -67,7 +67,7 @@ func (r *SQLRepository) GetByEmail(ctx context.Context, emailNormalized string) 
 }
 
 // Update implements Repository.
-func (r *SQLRepository) Update(ctx context.Context, id string, p UserPatch) (User, error) {
+func (r *SQLRepository) Update(ctx context.Context, id string, p UserPatch, events UserEvents) (User, error) {
 	var role *string
 	if p.Role != nil {
 		s := string(*p.Role)
@@ -86,10 +86,28 @@ func (r *SQLRepository) Update(ctx context.Context, id string, p UserPatch) (Use
 			WHERE id = $6
 			RETURNING `+userColumns,
 			p.DisplayName, p.PasswordHash, role, p.revokes(), sqlstore.Micros(p.UpdateTime), id))
-		return err
+		if err != nil {
+			return err
+		}
+		return tx.AddEvents(ctx, events.Of(u)...)
 	})
 	if err != nil {
 		return User{}, fmt.Errorf("usersvc: update user: %w", err)
+	}
+	return u, nil
+}
+
+// Delete implements Repository.
+func (r *SQLRepository) Delete(ctx context.Context, id string, events UserEvents) (User, error) {
+	var u User
+	err := r.SQL().InTx(ctx, func(tx *sqlstore.Tx) (err error) {
+		if u, err = scanUser(tx.QueryRowContext(ctx, `DELETE FROM users WHERE id = $1 RETURNING `+userColumns, id)); err != nil {
+			return err
+		}
+		return tx.AddEvents(ctx, events.Of(u)...)
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("usersvc: delete user: %w", err)
 	}
 	return u, nil
 }

@@ -50,6 +50,9 @@ type options struct {
 	// listening, when set, is called with the API's address once it
 	// accepts requests (for tests).
 	listening func(addr string)
+	// broker, when set, is called with the bootstrap address of the
+	// broker in use (for tests).
+	broker func(addr string)
 }
 
 // flagTable binds the platform's flags to s.
@@ -127,6 +130,9 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	}
 
 	common.Brokers, common.Trust = brokers, keys
+	if o.broker != nil {
+		o.broker(brokers)
+	}
 	usersDB, productsDB, ordersDB := app.DBPaths(o.DataDir)
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)

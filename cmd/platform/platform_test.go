@@ -35,9 +35,10 @@ const (
 
 // shop is a running platform.
 type shop struct {
-	t    *testing.T
-	base string
-	stop func()
+	t           *testing.T
+	base        string
+	topicPrefix string
+	stop        func()
 }
 
 // startShop runs the platform on dataDir until the test ends or stop is
@@ -70,7 +71,7 @@ func startShop(t *testing.T, dataDir string, mod ...func(*options)) *shop {
 	done := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	go func() { done <- run(ctx, o, logger) }()
-	s := &shop{t: t}
+	s := &shop{t: t, topicPrefix: o.TopicPrefix}
 	select {
 	case a := <-addr:
 		s.base = "http://" + a
@@ -581,6 +582,14 @@ func TestServiceNotAnsweringGives504(t *testing.T) {
 // TestREADMEWalkthrough runs the README's curl walkthrough verbatim (with
 // the API address of this test's platform) and checks what it printed.
 func TestREADMEWalkthrough(t *testing.T) {
+	m := readmeScript(t)
+	s := startShop(t, t.TempDir())
+	readmeWalkthrough(t, s, m)
+}
+
+// readmeScript returns the README's curl walkthrough.
+func readmeScript(t *testing.T) string {
+	t.Helper()
 	for _, tool := range []string{"bash", "curl", "jq"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("the README walkthrough needs %s: %v", tool, err)
@@ -594,8 +603,14 @@ func TestREADMEWalkthrough(t *testing.T) {
 	if m == nil {
 		t.Fatal("README has no walkthrough block starting with API=http://127.0.0.1:8080")
 	}
-	s := startShop(t, t.TempDir())
-	script := strings.Replace(string(m[1]), "API=http://127.0.0.1:8080", "API="+s.base, 1)
+	return string(m[1])
+}
+
+// readmeWalkthrough runs script, the README's walkthrough, against s and
+// checks what it printed.
+func readmeWalkthrough(t *testing.T, s *shop, script string) {
+	t.Helper()
+	script = strings.Replace(script, "API=http://127.0.0.1:8080", "API="+s.base, 1)
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -73,12 +73,13 @@ func (c Common) clientOptions(u unitEnv) []kafkatransport.ClientOption {
 
 // newServer returns a transport server with the shop's interceptors: call
 // logging outermost, then the caller's identity (the unit that produced
-// the request, and the user the gateway names), then exactly-once effect
+// the request, and the user the gateway names, refused when rev knows the
+// user's token revoked), then exactly-once effect
 // for methods with side effects, with outcomes kept in idem and keys
 // scoped to the caller.
-func (c Common) newServer(u unitEnv, idem idempotency.Store) (*kafkatransport.Server, error) {
+func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocations) (*kafkatransport.Server, error) {
 	return kafkatransport.NewServer(c.Brokers, u.kafka, c.topicOptions(),
-		kafkatransport.WithUnaryServerInterceptors(logCalls(u.log), auth.UnaryServerInterceptor(auth.InterceptorConfig{Asserters: []string{UnitGateway}}),
+		kafkatransport.WithUnaryServerInterceptors(logCalls(u.log), auth.UnaryServerInterceptor(auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked}),
 			idempotency.UnaryServerInterceptor(idem, idempotency.WithScope(callerScope), idempotency.WithLogger(u.log))))
 }
 

@@ -48,11 +48,19 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 		return err
 	}
 	defer conn.Close()
+	// Revoked tokens, from the users service's events; the watch stops
+	// with ctx, and its failure stops the gateway.
+	rev := auth.NewRevocations()
+	watchErr := make(chan error, 1)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	go func() { watchErr <- rev.Watch(watchCtx, c.Brokers, u.kafka, c.topicOptions()) }()
+	defer func() { stopWatch(); <-watchErr }()
 	h, err := gateway.New(ctx, gateway.Config{
 		Users:          usersv1.NewUserServiceKafkaClient(conn),
 		Products:       productsv1.NewProductServiceKafkaClient(conn),
 		Orders:         ordersv1.NewOrderServiceKafkaClient(conn),
 		Verifier:       verifier,
+		Revoked:        rev.Revoked,
 		Ping:           conn.Ping,
 		OpenAPI:        gateway.OpenAPI,
 		RequestTimeout: cfg.RequestTimeout,
@@ -77,6 +85,10 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 	select {
 	case err := <-errc:
 		return fmt.Errorf("gateway: %w", err)
+	case err := <-watchErr:
+		watchErr <- err // for the deferred wait
+		_ = srv.Close()
+		return fmt.Errorf("gateway: watch revoked tokens: %w", err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)

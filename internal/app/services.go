@@ -206,9 +206,12 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 	defer pub.Close(context.WithoutCancel(ctx))
 	u.relay = outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), u.log)
 	idem := sqlstore.NewIdempotency(repo.SQL(), u.relay.Notify)
-	if u.srv, err = c.newServer(u.unitEnv, idem); err != nil {
+	rev := auth.NewRevocations()
+	if u.srv, err = c.newServer(u.unitEnv, idem, rev); err != nil {
 		return err
 	}
+	u.loops = append(u.loops, func(ctx context.Context) error { return rev.Watch(ctx, c.Brokers, u.kafka, c.topicOptions()) })
+	u.health = append(u.health, rev.Health)
 	u.loops = append(u.loops, func(ctx context.Context) error { return idem.ExpireLoop(ctx, ttl, u.log) })
 	defer func() {
 		for _, closeFn := range slices.Backward(u.closers) {

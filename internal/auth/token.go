@@ -77,8 +77,8 @@ type Issuer struct {
 // (zero: DefaultTokenTTL).
 func NewIssuer(key trust.Key, ttl time.Duration) (*Issuer, error) {
 	switch {
-	case ttl < 0:
-		return nil, fmt.Errorf("auth: token lifetime %v must be positive", ttl)
+	case ttl < 0 || ttl > MaxTokenTTL:
+		return nil, fmt.Errorf("auth: token lifetime %v: want a positive duration up to %v", ttl, MaxTokenTTL)
 	case ttl == 0:
 		ttl = DefaultTokenTTL
 	}

@@ -105,6 +105,84 @@ func (x *UserCreated) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// UserTokensRevoked is published when a user's tokens stop working: the
+// password or role changed, which revokes the tokens of older versions, or
+// the account was deleted, which revokes them all. The gateway refuses a
+// revoked token once it has read this event.
+type UserTokensRevoked struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// user_id is the user's id and the record key.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// token_version is the user's token version now: tokens that carry an
+	// older one (claim "ver") are revoked.
+	TokenVersion int64 `protobuf:"varint,2,opt,name=token_version,json=tokenVersion,proto3" json:"token_version,omitempty"`
+	// deleted is true when the account was deleted: all its tokens are
+	// revoked.
+	Deleted bool `protobuf:"varint,3,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// revoke_time is when the tokens were revoked.
+	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserTokensRevoked) Reset() {
+	*x = UserTokensRevoked{}
+	mi := &file_shop_users_v1_events_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserTokensRevoked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserTokensRevoked) ProtoMessage() {}
+
+func (x *UserTokensRevoked) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_users_v1_events_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserTokensRevoked.ProtoReflect.Descriptor instead.
+func (*UserTokensRevoked) Descriptor() ([]byte, []int) {
+	return file_shop_users_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *UserTokensRevoked) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *UserTokensRevoked) GetTokenVersion() int64 {
+	if x != nil {
+		return x.TokenVersion
+	}
+	return 0
+}
+
+func (x *UserTokensRevoked) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *UserTokensRevoked) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
 var File_shop_users_v1_events_proto protoreflect.FileDescriptor
 
 const file_shop_users_v1_events_proto_rawDesc = "" +
@@ -117,6 +195,13 @@ const file_shop_users_v1_events_proto_rawDesc = "" +
 	"\x04role\x18\x04 \x01(\x0e2\x13.shop.users.v1.RoleR\x04role\x12;\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime:\r\xca\xf3\x18\t\n" +
+	"\auser_id\"\xb7\x01\n" +
+	"\x11UserTokensRevoked\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12#\n" +
+	"\rtoken_version\x18\x02 \x01(\x03R\ftokenVersion\x12\x18\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted\x12;\n" +
+	"\vrevoke_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime:\r\xca\xf3\x18\t\n" +
 	"\auser_idB\xab\x01\n" +
 	"\x11com.shop.users.v1B\vEventsProtoP\x01Z3github.com/kgrpc/platform/gen/shop/users/v1;usersv1\xa2\x02\x03SUX\xaa\x02\rShop.Users.V1\xca\x02\rShop\\Users\\V1\xe2\x02\x19Shop\\Users\\V1\\GPBMetadata\xea\x02\x0fShop::Users::V1b\x06proto3"
 
@@ -132,20 +217,22 @@ func file_shop_users_v1_events_proto_rawDescGZIP() []byte {
 	return file_shop_users_v1_events_proto_rawDescData
 }
 
-var file_shop_users_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_shop_users_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_shop_users_v1_events_proto_goTypes = []any{
 	(*UserCreated)(nil),           // 0: shop.users.v1.UserCreated
-	(Role)(0),                     // 1: shop.users.v1.Role
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*UserTokensRevoked)(nil),     // 1: shop.users.v1.UserTokensRevoked
+	(Role)(0),                     // 2: shop.users.v1.Role
+	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 }
 var file_shop_users_v1_events_proto_depIdxs = []int32{
-	1, // 0: shop.users.v1.UserCreated.role:type_name -> shop.users.v1.Role
-	2, // 1: shop.users.v1.UserCreated.create_time:type_name -> google.protobuf.Timestamp
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2, // 0: shop.users.v1.UserCreated.role:type_name -> shop.users.v1.Role
+	3, // 1: shop.users.v1.UserCreated.create_time:type_name -> google.protobuf.Timestamp
+	3, // 2: shop.users.v1.UserTokensRevoked.revoke_time:type_name -> google.protobuf.Timestamp
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_shop_users_v1_events_proto_init() }
@@ -160,7 +247,7 @@ func file_shop_users_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shop_users_v1_events_proto_rawDesc), len(file_shop_users_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -53,3 +53,43 @@ func (p *UserCreatedPublisher) Publish(ctx context.Context, ev *UserCreated) err
 func SubscribeUserCreated(s *kafkatransport.Subscriber, h func(context.Context, *UserCreated) error) {
 	kafkatransport.Subscribe(s, UserCreatedKafkaEvent, h)
 }
+
+// UserTokensRevokedKafkaTopic is the topic of UserTokensRevoked events, before any
+// kafkatransport.WithTopicPrefix.
+const UserTokensRevokedKafkaTopic = "shop.users.v1.UserTokensRevoked"
+
+// UserTokensRevokedKafkaEvent describes how UserTokensRevoked events are carried over
+// Kafka: their topic and their record key, the user_id field.
+var UserTokensRevokedKafkaEvent = kafkatransport.EventSpec[*UserTokensRevoked]{
+	Name:  "shop.users.v1.UserTokensRevoked",
+	Topic: UserTokensRevokedKafkaTopic,
+	Key: func(e *UserTokensRevoked) []byte {
+		if k := e.GetUserId(); k != "" {
+			return []byte(k)
+		}
+		return nil
+	},
+	New: func() *UserTokensRevoked { return new(UserTokensRevoked) },
+}
+
+// UserTokensRevokedPublisher publishes UserTokensRevoked events.
+type UserTokensRevokedPublisher struct {
+	p *kafkatransport.Publisher
+}
+
+// NewUserTokensRevokedPublisher returns a publisher of UserTokensRevoked events that
+// sends them through p.
+func NewUserTokensRevokedPublisher(p *kafkatransport.Publisher) *UserTokensRevokedPublisher {
+	return &UserTokensRevokedPublisher{p: p}
+}
+
+// Publish sends ev and returns once the broker has acknowledged it.
+func (p *UserTokensRevokedPublisher) Publish(ctx context.Context, ev *UserTokensRevoked) error {
+	return kafkatransport.Publish(ctx, p.p, UserTokensRevokedKafkaEvent, ev)
+}
+
+// SubscribeUserTokensRevoked registers h to handle the UserTokensRevoked events
+// that s consumes. Call it before s.Run.
+func SubscribeUserTokensRevoked(s *kafkatransport.Subscriber, h func(context.Context, *UserTokensRevoked) error) {
+	kafkatransport.Subscribe(s, UserTokensRevokedKafkaEvent, h)
+}

@@ -602,6 +602,89 @@ func (x *UpdateUserResponse) GetUser() *User {
 	return nil
 }
 
+// DeleteUserRequest is the request of UserService.DeleteUser.
+type DeleteUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the user id, or "me" for the calling user.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserRequest) Reset() {
+	*x = DeleteUserRequest{}
+	mi := &file_shop_users_v1_users_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserRequest) ProtoMessage() {}
+
+func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_users_v1_users_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
+func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
+	return file_shop_users_v1_users_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DeleteUserRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// DeleteUserResponse is the response of UserService.DeleteUser.
+type DeleteUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserResponse) Reset() {
+	*x = DeleteUserResponse{}
+	mi := &file_shop_users_v1_users_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserResponse) ProtoMessage() {}
+
+func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_users_v1_users_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
+func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
+	return file_shop_users_v1_users_proto_rawDescGZIP(), []int{10}
+}
+
 // ListUsersRequest is the request of UserService.ListUsers.
 type ListUsersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -617,7 +700,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_shop_users_v1_users_proto_msgTypes[9]
+	mi := &file_shop_users_v1_users_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +712,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_users_v1_users_proto_msgTypes[9]
+	mi := &file_shop_users_v1_users_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +725,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_shop_users_v1_users_proto_rawDescGZIP(), []int{9}
+	return file_shop_users_v1_users_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListUsersRequest) GetPageSize() int32 {
@@ -672,7 +755,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_shop_users_v1_users_proto_msgTypes[10]
+	mi := &file_shop_users_v1_users_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +767,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shop_users_v1_users_proto_msgTypes[10]
+	mi := &file_shop_users_v1_users_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +780,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_shop_users_v1_users_proto_rawDescGZIP(), []int{10}
+	return file_shop_users_v1_users_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -753,7 +836,10 @@ const file_shop_users_v1_users_proto_rawDesc = "" +
 	"\r_display_nameB\v\n" +
 	"\t_password\"=\n" +
 	"\x12UpdateUserResponse\x12'\n" +
-	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"N\n" +
+	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"#\n" +
+	"\x11DeleteUserRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
+	"\x12DeleteUserResponse\"N\n" +
 	"\x10ListUsersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -765,7 +851,7 @@ const file_shop_users_v1_users_proto_rawDesc = "" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rROLE_CUSTOMER\x10\x01\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x022\xb7\x03\n" +
+	"ROLE_ADMIN\x10\x022\x94\x04\n" +
 	"\vUserService\x12^\n" +
 	"\n" +
 	"CreateUser\x12 .shop.users.v1.CreateUserRequest\x1a!.shop.users.v1.CreateUserResponse\"\v\xca\xf3\x18\a\n" +
@@ -775,7 +861,10 @@ const file_shop_users_v1_users_proto_rawDesc = "" +
 	"\n" +
 	"UpdateUser\x12 .shop.users.v1.UpdateUserRequest\x1a!.shop.users.v1.UpdateUserResponse\"\b\xca\xf3\x18\x04\n" +
 	"\x02id\x12S\n" +
-	"\tListUsers\x12\x1f.shop.users.v1.ListUsersRequest\x1a .shop.users.v1.ListUsersResponse\"\x03\x90\x02\x01B\xaa\x01\n" +
+	"\tListUsers\x12\x1f.shop.users.v1.ListUsersRequest\x1a .shop.users.v1.ListUsersResponse\"\x03\x90\x02\x01\x12[\n" +
+	"\n" +
+	"DeleteUser\x12 .shop.users.v1.DeleteUserRequest\x1a!.shop.users.v1.DeleteUserResponse\"\b\xca\xf3\x18\x04\n" +
+	"\x02idB\xaa\x01\n" +
 	"\x11com.shop.users.v1B\n" +
 	"UsersProtoP\x01Z3github.com/kgrpc/platform/gen/shop/users/v1;usersv1\xa2\x02\x03SUX\xaa\x02\rShop.Users.V1\xca\x02\rShop\\Users\\V1\xe2\x02\x19Shop\\Users\\V1\\GPBMetadata\xea\x02\x0fShop::Users::V1b\x06proto3"
 
@@ -792,7 +881,7 @@ func file_shop_users_v1_users_proto_rawDescGZIP() []byte {
 }
 
 var file_shop_users_v1_users_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shop_users_v1_users_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_shop_users_v1_users_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_shop_users_v1_users_proto_goTypes = []any{
 	(Role)(0),                     // 0: shop.users.v1.Role
 	(*User)(nil),                  // 1: shop.users.v1.User
@@ -804,16 +893,18 @@ var file_shop_users_v1_users_proto_goTypes = []any{
 	(*GetUserResponse)(nil),       // 7: shop.users.v1.GetUserResponse
 	(*UpdateUserRequest)(nil),     // 8: shop.users.v1.UpdateUserRequest
 	(*UpdateUserResponse)(nil),    // 9: shop.users.v1.UpdateUserResponse
-	(*ListUsersRequest)(nil),      // 10: shop.users.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),     // 11: shop.users.v1.ListUsersResponse
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*DeleteUserRequest)(nil),     // 10: shop.users.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),    // 11: shop.users.v1.DeleteUserResponse
+	(*ListUsersRequest)(nil),      // 12: shop.users.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),     // 13: shop.users.v1.ListUsersResponse
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_shop_users_v1_users_proto_depIdxs = []int32{
 	0,  // 0: shop.users.v1.User.role:type_name -> shop.users.v1.Role
-	12, // 1: shop.users.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	12, // 2: shop.users.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	14, // 1: shop.users.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	14, // 2: shop.users.v1.User.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: shop.users.v1.CreateUserResponse.user:type_name -> shop.users.v1.User
-	12, // 4: shop.users.v1.LoginResponse.expire_time:type_name -> google.protobuf.Timestamp
+	14, // 4: shop.users.v1.LoginResponse.expire_time:type_name -> google.protobuf.Timestamp
 	1,  // 5: shop.users.v1.LoginResponse.user:type_name -> shop.users.v1.User
 	1,  // 6: shop.users.v1.GetUserResponse.user:type_name -> shop.users.v1.User
 	1,  // 7: shop.users.v1.UpdateUserResponse.user:type_name -> shop.users.v1.User
@@ -822,14 +913,16 @@ var file_shop_users_v1_users_proto_depIdxs = []int32{
 	4,  // 10: shop.users.v1.UserService.Login:input_type -> shop.users.v1.LoginRequest
 	6,  // 11: shop.users.v1.UserService.GetUser:input_type -> shop.users.v1.GetUserRequest
 	8,  // 12: shop.users.v1.UserService.UpdateUser:input_type -> shop.users.v1.UpdateUserRequest
-	10, // 13: shop.users.v1.UserService.ListUsers:input_type -> shop.users.v1.ListUsersRequest
-	3,  // 14: shop.users.v1.UserService.CreateUser:output_type -> shop.users.v1.CreateUserResponse
-	5,  // 15: shop.users.v1.UserService.Login:output_type -> shop.users.v1.LoginResponse
-	7,  // 16: shop.users.v1.UserService.GetUser:output_type -> shop.users.v1.GetUserResponse
-	9,  // 17: shop.users.v1.UserService.UpdateUser:output_type -> shop.users.v1.UpdateUserResponse
-	11, // 18: shop.users.v1.UserService.ListUsers:output_type -> shop.users.v1.ListUsersResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
+	12, // 13: shop.users.v1.UserService.ListUsers:input_type -> shop.users.v1.ListUsersRequest
+	10, // 14: shop.users.v1.UserService.DeleteUser:input_type -> shop.users.v1.DeleteUserRequest
+	3,  // 15: shop.users.v1.UserService.CreateUser:output_type -> shop.users.v1.CreateUserResponse
+	5,  // 16: shop.users.v1.UserService.Login:output_type -> shop.users.v1.LoginResponse
+	7,  // 17: shop.users.v1.UserService.GetUser:output_type -> shop.users.v1.GetUserResponse
+	9,  // 18: shop.users.v1.UserService.UpdateUser:output_type -> shop.users.v1.UpdateUserResponse
+	13, // 19: shop.users.v1.UserService.ListUsers:output_type -> shop.users.v1.ListUsersResponse
+	11, // 20: shop.users.v1.UserService.DeleteUser:output_type -> shop.users.v1.DeleteUserResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -847,7 +940,7 @@ func file_shop_users_v1_users_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shop_users_v1_users_proto_rawDesc), len(file_shop_users_v1_users_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

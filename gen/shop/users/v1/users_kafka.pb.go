@@ -35,6 +35,15 @@ func UserServiceUpdateUserKafkaKey(req *UpdateUserRequest) []byte {
 	return nil
 }
 
+// UserServiceDeleteUserKafkaKey returns the Kafka record key of a
+// DeleteUser request: its id field.
+func UserServiceDeleteUserKafkaKey(req *DeleteUserRequest) []byte {
+	if k := req.GetId(); k != "" {
+		return []byte(k)
+	}
+	return nil
+}
+
 // UserServiceKafkaSpec describes how UserService is carried over
 // Kafka: its request topic and the record key of each keyed method.
 var UserServiceKafkaSpec = kafkatransport.ServiceSpec{
@@ -43,6 +52,7 @@ var UserServiceKafkaSpec = kafkatransport.ServiceSpec{
 	Keys: map[string]kafkatransport.KeyFunc{
 		UserService_CreateUser_FullMethodName: kafkatransport.Key(UserServiceCreateUserKafkaKey),
 		UserService_UpdateUser_FullMethodName: kafkatransport.Key(UserServiceUpdateUserKafkaKey),
+		UserService_DeleteUser_FullMethodName: kafkatransport.Key(UserServiceDeleteUserKafkaKey),
 	},
 }
 
