@@ -100,6 +100,11 @@ func Grants(prefix string) []Grant {
 		}
 	}
 	add(Products, topic, lit, prefix+ordersv1.OrderStatusChangedKafkaTopic, subscribe)
+	// Every unit watches the revoked tokens (kafkatransport.Watch: no
+	// consumer group); usersvc, which publishes them, owns their package.
+	for _, unit := range []string{Gateway, Products, Orders} {
+		add(unit, topic, lit, prefix+usersv1.UserTokensRevokedKafkaTopic, subscribe)
+	}
 	return gs
 }
 

@@ -40,7 +40,7 @@
 // An event is read by any number of units, so it is signed rather than
 // sealed: HeaderSig, last, is "v1 <unit> <key id> <Ed25519 signature,
 // base64url>" over the same bound bytes (kind "event", the event's full
-// name). A subscriber accepts it only from the unit that owns the event's
+// name) followed by the length-prefixed value. A subscriber accepts it only from the unit that owns the event's
 // protobuf package (Policy.Owners) with a key of that unit in the keyring;
 // any other record is dead-lettered with the reason. Events are not
 // encrypted: they must not carry secrets.

@@ -239,7 +239,7 @@ const maxCiphers = 1024
 // SealEvent implements kafkatransport.Guard.
 func (g *Guard) SealEvent(name string, m *kafka.Message) error {
 	k := g.self.Current()
-	sig := ed25519.Sign(k.sign, boundBytes(kindEvent, name, m))
+	sig := ed25519.Sign(k.sign, signedBytes(name, m))
 	m.Headers = append(m.Headers, kafka.Header{Key: HeaderSig, Value: []byte("v1 " + g.self.Unit + " " + k.ID + " " + b64.EncodeToString(sig))})
 	return nil
 }
@@ -264,10 +264,16 @@ func (g *Guard) OpenEvent(name string, m *kafka.Message) (string, error) {
 		return "", fmt.Errorf("unknown key %s of unit %s", kid, unit)
 	}
 	sig, err := b64.DecodeString(f[3])
-	if err != nil || !ed25519.Verify(pk.Verify, boundBytes(kindEvent, name, m), sig) {
+	if err != nil || !ed25519.Verify(pk.Verify, signedBytes(name, m), sig) {
 		return "", fmt.Errorf("event %s from unit %s: bad signature: forged or changed", name, unit)
 	}
 	return unit, nil
+}
+
+// signedBytes returns what an event's signature covers: the bound bytes
+// and the value (which a seal covers as the ciphertext).
+func signedBytes(name string, m *kafka.Message) []byte {
+	return appendField(boundBytes(kindEvent, name, m), string(m.Value))
 }
 
 // boundBytes returns what a seal or signature binds: the record's kind,
