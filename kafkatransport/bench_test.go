@@ -13,6 +13,7 @@ import (
 	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
 	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/kafkatransport/trust"
 )
 
 // benchConcurrency are the concurrency levels every round-trip benchmark
@@ -77,11 +78,36 @@ func processCPU() time.Duration {
 
 // BenchmarkTransport measures unary round trips of the echo service through
 // ClientConn and Server on one broker.
-func BenchmarkTransport(b *testing.B) {
+func BenchmarkTransport(b *testing.B) { benchTransport(b, nil, nil) }
+
+// BenchmarkTransportGuarded is BenchmarkTransport with every record sealed
+// and opened by the units' Guards (kafkatransport/trust): run beside it, it
+// measures what authenticated, encrypted calls cost.
+func BenchmarkTransportGuarded(b *testing.B) {
+	ring, keys, err := trust.Generate(time.Now(), "client", "server")
+	if err != nil {
+		b.Fatal(err)
+	}
+	policy := trust.Policy{Owners: map[string]string{"kgrpc.testing.v1": "server"}, Calls: map[string][]string{"client": {"/kgrpc.testing.v1.EchoService/*"}}}
+	guard := func(unit string) kafkatransport.Option {
+		g, err := trust.NewGuard(keys[unit], ring, policy)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return kafkatransport.WithGuard(g)
+	}
+	benchTransport(b, guard("server"), guard("client"))
+}
+
+// benchTransport measures Echo calls, with server and client options.
+func benchTransport(b *testing.B, serverOpt, clientOpt kafkatransport.Option) {
 	brokers := kafkatest.Brokers(b)
 	prefix := kafkatest.TopicPrefix(b)
 	opt := kafkatransport.WithTopicPrefix(prefix)
-	srv, err := kafkatransport.NewServer(brokers, opt)
+	if serverOpt == nil {
+		serverOpt, clientOpt = opt, opt
+	}
+	srv, err := kafkatransport.NewServer(brokers, opt, serverOpt)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -92,7 +118,7 @@ func BenchmarkTransport(b *testing.B) {
 	b.Cleanup(func() { cancel(); <-done })
 	dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer dcancel()
-	cc, err := kafkatransport.Dial(dctx, brokers, opt)
+	cc, err := kafkatransport.Dial(dctx, brokers, opt, clientOpt)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -74,8 +74,20 @@ type Guard struct {
 	ring   *Keyring
 	policy Policy
 
-	mu    sync.RWMutex
-	aeads map[[2]string]cipher.AEAD // by producer's and recipient's key id
+	mu sync.RWMutex
+	// sealTo caches the pairs this unit seals with, by recipient unit;
+	// openFrom those it opens with, by seal header value. A Guard's keys
+	// never change, so neither goes stale.
+	sealTo   map[string]*pair
+	openFrom map[string]*pair
+}
+
+// pair is what sealing between two keys needs: the producing unit, the
+// seal header and the cipher.
+type pair struct {
+	unit   string
+	header []byte
+	aead   cipher.AEAD
 }
 
 var _ kafkatransport.Guard = (*Guard)(nil)
@@ -91,7 +103,7 @@ func NewGuard(self *UnitKey, ring *Keyring, policy Policy) (*Guard, error) {
 	if !ok || pk.Unit != self.Unit || !pk.Verify.Equal(self.Current().sign.Public()) {
 		return nil, fmt.Errorf("trust: the keyring does not hold unit %s's current key %s: add it (kgrpc-keys) and give every unit the new keyring", self.Unit, self.Current().ID)
 	}
-	return &Guard{self: self, ring: ring, policy: policy, aeads: map[[2]string]cipher.AEAD{}}, nil
+	return &Guard{self: self, ring: ring, policy: policy, sealTo: map[string]*pair{}, openFrom: map[string]*pair{}}, nil
 }
 
 // Unit returns the name of the guard's unit.
@@ -145,21 +157,41 @@ func (g *Guard) OpenReply(method string, m *kafka.Message) error {
 
 // seal encrypts m's value for unit to and binds its topic, key and headers.
 func (g *Guard) seal(kind, name, to string, m *kafka.Message) error {
-	peer, ok := g.ring.oldest(to)
-	if !ok {
-		return fmt.Errorf("trust: the keyring has no key of unit %s", to)
-	}
-	from := g.self.Current()
-	aead, err := g.aead(from.ID, peer.ID, from, peer)
+	p, err := g.sealPair(to)
 	if err != nil {
 		return err
 	}
-	m.Headers = append(m.Headers, kafka.Header{Key: HeaderSeal, Value: []byte("v1 " + g.self.Unit + " " + from.ID + " " + peer.ID)})
+	m.Headers = append(m.Headers, kafka.Header{Key: HeaderSeal, Value: p.header})
 	ad := boundBytes(kind, name, m)
-	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(m.Value)+aead.Overhead())
+	out := make([]byte, p.aead.NonceSize(), p.aead.NonceSize()+len(m.Value)+p.aead.Overhead())
 	_, _ = rand.Read(out)
-	m.Value = aead.Seal(out, out, m.Value, ad)
+	m.Value = p.aead.Seal(out, out, m.Value, ad)
 	return nil
+}
+
+// sealPair returns the pair this unit seals with for unit to: from its
+// current key to the oldest key of to in the keyring.
+func (g *Guard) sealPair(to string) (*pair, error) {
+	g.mu.RLock()
+	p, ok := g.sealTo[to]
+	g.mu.RUnlock()
+	if ok {
+		return p, nil
+	}
+	peer, ok := g.ring.oldest(to)
+	if !ok {
+		return nil, fmt.Errorf("trust: the keyring has no key of unit %s", to)
+	}
+	from := g.self.Current()
+	a, err := newAEAD(from.ID, peer.ID, from, peer)
+	if err != nil {
+		return nil, err
+	}
+	p = &pair{unit: g.self.Unit, header: []byte("v1 " + g.self.Unit + " " + from.ID + " " + peer.ID), aead: a}
+	g.mu.Lock()
+	g.sealTo[to] = p
+	g.mu.Unlock()
+	return p, nil
 }
 
 // open checks and decrypts a sealed record and returns its producing unit.
@@ -168,47 +200,64 @@ func (g *Guard) open(kind, name string, m *kafka.Message) (string, error) {
 	if !ok {
 		return "", errors.New("no " + HeaderSeal + " header last")
 	}
-	f := strings.Fields(string(v))
+	p, err := g.openPair(v)
+	if err != nil {
+		return "", err
+	}
+	n := p.aead.NonceSize()
+	if len(m.Value) < n {
+		return "", errors.New("sealed value too short")
+	}
+	plain, err := p.aead.Open(nil, m.Value[:n], m.Value[n:], boundBytes(kind, name, m))
+	if err != nil {
+		return "", fmt.Errorf("%s from unit %s does not open: forged or changed", kind, p.unit)
+	}
+	m.Value = plain
+	return p.unit, nil
+}
+
+// openPair returns the pair a seal header names, checking that its
+// producer's key belongs to the unit it names and that this unit holds the
+// recipient's key.
+func (g *Guard) openPair(header []byte) (*pair, error) {
+	g.mu.RLock()
+	p, ok := g.openFrom[string(header)]
+	g.mu.RUnlock()
+	if ok {
+		return p, nil
+	}
+	f := strings.Fields(string(header))
 	if len(f) != 4 || f[0] != "v1" {
-		return "", fmt.Errorf("malformed %s header", HeaderSeal)
+		return nil, fmt.Errorf("malformed %s header", HeaderSeal)
 	}
 	unit, fromID, toID := f[1], f[2], f[3]
 	peer, ok := g.ring.Key(fromID)
 	if !ok || peer.Unit != unit {
-		return "", fmt.Errorf("unknown key %s of unit %s", fromID, unit)
+		return nil, fmt.Errorf("unknown key %s of unit %s", fromID, unit)
 	}
 	mine, ok := g.self.key(toID)
 	if !ok {
-		return "", fmt.Errorf("sealed to key %s, which unit %s does not hold", toID, g.self.Unit)
+		return nil, fmt.Errorf("sealed to key %s, which unit %s does not hold", toID, g.self.Unit)
 	}
-	aead, err := g.aead(fromID, toID, mine, peer)
+	a, err := newAEAD(fromID, toID, mine, peer)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	if len(m.Value) < aead.NonceSize() {
-		return "", errors.New("sealed value too short")
+	p = &pair{unit: unit, header: header, aead: a}
+	g.mu.Lock()
+	if len(g.openFrom) >= maxCiphers {
+		clear(g.openFrom) // only well-formed headers of known keys get here
 	}
-	ad := boundBytes(kind, name, m)
-	plain, err := aead.Open(nil, m.Value[:aead.NonceSize()], m.Value[aead.NonceSize():], ad)
-	if err != nil {
-		return "", fmt.Errorf("%s from unit %s does not open: forged or changed", kind, unit)
-	}
-	m.Value = plain
-	return unit, nil
+	g.openFrom[string(header)] = p
+	g.mu.Unlock()
+	return p, nil
 }
 
-// aead returns the cipher that seals records from key fromID to key toID,
-// mine being this unit's key of the two and peer the other unit's:
+// newAEAD returns the cipher that seals records from key fromID to key
+// toID, mine being this unit's key of the two and peer the other unit's:
 // AES-256-GCM under HKDF-SHA256 of their X25519 secret, with both ids, in
 // that order, as the HKDF info, so that each direction has its own key.
-func (g *Guard) aead(fromID, toID string, mine Key, peer PublicKey) (cipher.AEAD, error) {
-	id := [2]string{fromID, toID}
-	g.mu.RLock()
-	a, ok := g.aeads[id]
-	g.mu.RUnlock()
-	if ok {
-		return a, nil
-	}
+func newAEAD(fromID, toID string, mine Key, peer PublicKey) (cipher.AEAD, error) {
 	secret, err := mine.dh.ECDH(peer.DH)
 	if err != nil {
 		return nil, fmt.Errorf("trust: agree a key with %s: %w", peer.ID, err)
@@ -221,16 +270,7 @@ func (g *Guard) aead(fromID, toID string, mine Key, peer PublicKey) (cipher.AEAD
 	if err != nil {
 		return nil, err
 	}
-	if a, err = cipher.NewGCM(block); err != nil {
-		return nil, err
-	}
-	g.mu.Lock()
-	if len(g.aeads) >= maxCiphers {
-		clear(g.aeads) // keys churn only by rotation; start over
-	}
-	g.aeads[id] = a
-	g.mu.Unlock()
-	return a, nil
+	return cipher.NewGCM(block)
 }
 
 // maxCiphers bounds a Guard's cache of ciphers.
@@ -273,41 +313,39 @@ func (g *Guard) OpenEvent(name string, m *kafka.Message) (string, error) {
 // signedBytes returns what an event's signature covers: the bound bytes
 // and the value (which a seal covers as the ciphertext).
 func signedBytes(name string, m *kafka.Message) []byte {
-	return appendField(boundBytes(kindEvent, name, m), string(m.Value))
+	return appendField(boundBytes(kindEvent, name, m), m.Value)
 }
 
 // boundBytes returns what a seal or signature binds: the record's kind,
 // the method or event name, its topic, key and headers up to the seal or
 // signature header, each length-prefixed.
 func boundBytes(kind, name string, m *kafka.Message) []byte {
-	n := 64 + len(kind) + len(name) + len(m.Key)
-	if m.TopicPartition.Topic != nil {
-		n += len(*m.TopicPartition.Topic)
-	}
-	for _, h := range m.Headers {
-		n += len(h.Key) + len(h.Value) + 8
-	}
-	b := make([]byte, 0, n)
-	b = append(b, "kgrpc-v1"...)
-	b = appendField(b, kind)
-	b = appendField(b, name)
-	topic := ""
+	var topic string
 	if m.TopicPartition.Topic != nil {
 		topic = *m.TopicPartition.Topic
 	}
+	n := len("kgrpc-v1") + len(kind) + len(name) + len(topic) + len(m.Key) + 4*binary.MaxVarintLen32
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value) + 2*binary.MaxVarintLen32
+	}
+	b := make([]byte, 0, n+len(m.Value)+binary.MaxVarintLen32) // room for signedBytes' value
+	b = append(b, "kgrpc-v1"...)
+	b = appendField(b, kind)
+	b = appendField(b, name)
 	b = appendField(b, topic)
-	b = appendField(b, string(m.Key))
+	b = appendField(b, m.Key)
 	for _, h := range m.Headers {
 		if h.Key == HeaderSeal || h.Key == HeaderSig {
 			break
 		}
 		b = appendField(b, h.Key)
-		b = appendField(b, string(h.Value))
+		b = appendField(b, h.Value)
 	}
 	return b
 }
 
-func appendField(b []byte, s string) []byte {
+// appendField appends s to b, prefixed with its length.
+func appendField[S string | []byte](b []byte, s S) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
 }
