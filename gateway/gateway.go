@@ -39,6 +39,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxBodyBytes bounds request bodies. Default: 1 MiB.
 	MaxBodyBytes int64
+	// MaxHeaderBytes bounds the request line and headers; more is 431.
+	// Default: DefaultMaxHeaderBytes. The http.Server's MaxHeaderBytes
+	// must be larger.
+	MaxHeaderBytes int
 	// Logger logs one line per request. Default: discard.
 	Logger *slog.Logger
 	// CORSOrigins are the browser origins allowed to call the API
@@ -67,6 +71,9 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -117,6 +124,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	root.Handle("GET /.well-known/jwks.json", serveJWKS(cfg.Verifier))
 	// The API's middlewares, outermost first.
 	root.Handle("/", chain(mux,
+		limitHeaders(cfg.MaxHeaderBytes),        // 431 in the JSON error format
 		validUTF8,                               // %ff in a path or query: 400 before routing
 		verifyBearer(cfg.Verifier, cfg.Revoked), // a bad token is refused here; none goes on
 		addIdempotencyKey,                       // one made-up key per POST, PATCH, DELETE without one

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -120,4 +121,31 @@ func decodeError(msg string, maxBody int64) (code int, text string, ok bool) {
 		return http.StatusBadRequest, "malformed JSON in the request body", true
 	}
 	return 0, "", false
+}
+
+// DefaultMaxHeaderBytes bounds the request line and headers of an API
+// request unless Config says otherwise.
+const DefaultMaxHeaderBytes = 64 << 10
+
+// limitHeaders refuses, 431 in the JSON error format, a request whose
+// target and headers together exceed n bytes. (The HTTP server's own limit,
+// MaxHeaderBytes of http.Server, must lie above n, or its plain-text 431
+// answers first.)
+func limitHeaders(n int) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			size := len(r.RequestURI)
+			for k, vs := range r.Header {
+				for _, v := range vs {
+					size += len(k) + len(v) + 4 // ": " and CRLF
+				}
+			}
+			if size > n {
+				writeJSON(w, http.StatusRequestHeaderFieldsTooLarge, errorBody{Code: "RESOURCE_EXHAUSTED",
+					Message: fmt.Sprintf("request headers larger than %d bytes", n), Details: []json.RawMessage{}})
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }

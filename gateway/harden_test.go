@@ -2,6 +2,8 @@ package gateway_test
 
 import (
 	"bufio"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -189,4 +191,51 @@ func TestAuthRateLimit(t *testing.T) {
 			t.Fatalf("GET: %d %s", r.status, r.raw)
 		}
 	})
+}
+
+// Headers over the limit are refused 431 in the JSON error format.
+func TestHeadersTooLarge(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, nil)
+	r := do(t, base, "GET", "/v1/products/p_1", "", "X-Padding", strings.Repeat("x", gateway.DefaultMaxHeaderBytes))
+	if r.status != http.StatusRequestHeaderFieldsTooLarge || r.json["code"] != "RESOURCE_EXHAUSTED" ||
+		r.json["message"] != fmt.Sprintf("request headers larger than %d bytes", gateway.DefaultMaxHeaderBytes) {
+		t.Fatalf("%d %s, want 431 RESOURCE_EXHAUSTED", r.status, r.raw)
+	}
+	if r := do(t, base, "GET", "/v1/products/p_1", "", "X-Padding", strings.Repeat("x", 1000)); r.status != http.StatusOK {
+		t.Fatalf("small headers: %d %s", r.status, r.raw)
+	}
+}
+
+// /.well-known/jwks.json serves the public keys that verify user tokens:
+// a token's kid is among them, with the EdDSA algorithm, and no private or
+// sealing key is.
+func TestJWKS(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, nil)
+	r := do(t, base, "GET", "/.well-known/jwks.json", "")
+	if r.status != http.StatusOK || r.header.Get("Content-Type") != "application/jwk-set+json" {
+		t.Fatalf("%d %s %s", r.status, r.header.Get("Content-Type"), r.raw)
+	}
+	var set struct{ Keys []map[string]any }
+	if err := json.Unmarshal(r.raw, &set); err != nil {
+		t.Fatal(err)
+	}
+	keys := set.Keys
+	tok := b.token(t, "u_alice", auth.RoleCustomer)
+	hdr, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+	var h map[string]string
+	if err := json.Unmarshal(hdr, &h); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, k := range keys {
+		if k["kty"] != "OKP" || k["crv"] != "Ed25519" || k["alg"] != "EdDSA" || k["use"] != "sig" || k["d"] != nil {
+			t.Errorf("key %v: want a public Ed25519 signing key", k)
+		}
+		found = found || k["kid"] == h["kid"]
+	}
+	if !found || h["alg"] != "EdDSA" {
+		t.Fatalf("token header %v: its kid is not among %v", h, keys)
+	}
 }

@@ -75,7 +75,9 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 	if err != nil {
 		return fmt.Errorf("gateway: listen: %w", err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// The server's header limit lies above the gateway's (64 KiB), which
+	// answers 431 in the API's JSON error format.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 1 << 20}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("gateway listening", "addr", "http://"+ln.Addr().String())
