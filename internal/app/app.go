@@ -40,6 +40,8 @@ type Common struct {
 type unitEnv struct {
 	log   *slog.Logger
 	kafka kafkatransport.Option
+	// secret derives the unit's own secrets (trust.UnitKey.Secret).
+	secret func(label string) []byte
 }
 
 // unit returns the environment of the unit named name: a logger naming it,
@@ -53,7 +55,7 @@ func (c Common) unit(name string) (unitEnv, error) {
 		return unitEnv{}, err
 	}
 	opts := append([]kafkatransport.Option{kafkatransport.WithLogger(log), kafkatransport.WithGuard(g)}, c.Kafka...)
-	return unitEnv{log: log, kafka: kafkatransport.WithOptions(opts...)}, nil
+	return unitEnv{log: log, kafka: kafkatransport.WithOptions(opts...), secret: c.Trust.Keys[name].Secret}, nil
 }
 
 // topicOptions returns the partition count of the topics a server,
@@ -75,12 +77,14 @@ func (c Common) clientOptions(u unitEnv) []kafkatransport.ClientOption {
 // logging outermost, then the caller's identity (the unit that produced
 // the request, and the user the gateway names, refused when rev knows the
 // user's token revoked), then exactly-once effect
-// for methods with side effects, with outcomes kept in idem and keys
-// scoped to the caller.
+// for methods with side effects, with outcomes kept in idem, keys scoped
+// to the caller and fingerprints keyed with a secret of the unit (a
+// CreateUser's fingerprint then tells nothing about its password).
 func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocations) (*kafkatransport.Server, error) {
 	return kafkatransport.NewServer(c.Brokers, u.kafka, c.topicOptions(),
 		kafkatransport.WithUnaryServerInterceptors(logCalls(u.log), auth.UnaryServerInterceptor(auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked}),
-			idempotency.UnaryServerInterceptor(idem, idempotency.WithScope(callerScope), idempotency.WithLogger(u.log))))
+			idempotency.UnaryServerInterceptor(idem, idempotency.WithScope(callerScope), idempotency.WithLogger(u.log),
+				idempotency.WithFingerprintKey(u.secret("idempotency-fingerprint")))))
 }
 
 // callerScope scopes idempotency keys to the verified caller: the user's

@@ -3,6 +3,7 @@ package idempotency
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -76,12 +77,22 @@ func WithScope(scope func(ctx context.Context) string) Option {
 	return func(i *interceptor) { i.scope = scope }
 }
 
+// WithFingerprintKey makes request fingerprints HMAC-SHA256 under key
+// instead of plain SHA-256, so that the stored fingerprint of a request
+// carrying a secret (a password) cannot be checked against guesses by
+// whoever reads the store. Every instance of a service must use the same
+// key.
+func WithFingerprintKey(key []byte) Option {
+	return func(i *interceptor) { i.fpKey = bytes.Clone(key) }
+}
+
 // WithLogger sets the logger of store failures; slog.Default() otherwise.
 func WithLogger(l *slog.Logger) Option {
 	return func(i *interceptor) { i.logger = l }
 }
 
 type interceptor struct {
+	fpKey   []byte // HMAC key of fingerprints; nil for SHA-256
 	store   Store
 	scope   func(context.Context) string
 	logger  *slog.Logger
@@ -120,7 +131,7 @@ func (i *interceptor) intercept(ctx context.Context, req any, info *grpc.UnarySe
 		return handler(ctx, req)
 	}
 	k := Key{Scope: i.scope(ctx), Method: info.FullMethod, Key: key}
-	fp, err := fingerprint(k, msg)
+	fp, err := fingerprint(i.fpKey, k, msg)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "request of %s does not encode: %v", info.FullMethod, err)
 	}
@@ -190,13 +201,17 @@ func keyOf(ctx context.Context) (string, error) {
 	return "", nil
 }
 
-// fingerprint identifies the request of k.
-func fingerprint(k Key, req proto.Message) ([]byte, error) {
+// fingerprint identifies the request of k: its SHA-256, or its
+// HMAC-SHA256 under key when there is one.
+func fingerprint(key []byte, k Key, req proto.Message) ([]byte, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
 	h := sha256.New()
+	if key != nil {
+		h = hmac.New(sha256.New, key)
+	}
 	fmt.Fprintf(h, "%d:%s%d:%s", len(k.Key), k.Key, len(k.Method), k.Method)
 	h.Write(b)
 	return h.Sum(nil), nil

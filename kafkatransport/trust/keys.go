@@ -3,7 +3,9 @@ package trust
 import (
 	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -213,4 +215,17 @@ func writeAtomic(path string, body []byte, mode os.FileMode) error {
 		return fmt.Errorf("trust: %w", err)
 	}
 	return nil
+}
+
+// Secret returns a 32-byte secret of the unit for purpose label, derived
+// (HKDF-SHA256) from its oldest key, which every instance of the unit holds
+// until it is retired: for example the key of its idempotency
+// fingerprints. Units never share it.
+func (u *UnitKey) Secret(label string) []byte {
+	oldest := u.Keys[len(u.Keys)-1]
+	b, err := hkdf.Key(sha256.New, oldest.sign.Seed(), []byte("kgrpc-unit-secret-v1"), u.Unit+"\x00"+label, 32)
+	if err != nil {
+		panic("trust: hkdf: " + err.Error()) // only for a length sha256 cannot give
+	}
+	return b
 }
