@@ -17,14 +17,23 @@
 //   - cors (cors.go): browsers of Config.CORSOrigins (none by default) get
 //     CORS headers, and their preflights 204; a preflight from another
 //     origin is 403;
+//   - limitHeaders (harden.go): a request line and headers over
+//     Config.MaxHeaderBytes (64 KiB) get 431 RESOURCE_EXHAUSTED "request
+//     headers larger than 65536 bytes" (the HTTP server's own plain-text
+//     431 comes only above its MaxHeaderBytes, which must be larger: 1 MiB
+//     in cmd/gateway);
 //   - validUTF8 (harden.go): a path segment or query parameter that is not
 //     UTF-8 once unescaped ("%ff") gets 400 INVALID_ARGUMENT naming it;
 //   - verifyBearer (auth.go): a request with an Authorization header that
-//     is not "Bearer <token>", or whose token does not verify (malformed,
-//     forged, expired), gets 401 UNAUTHENTICATED and is not forwarded; one
-//     without the header goes on, since some routes are public, and the
-//     services, which verify the forwarded token again, refuse the others
-//     (401, or 403 PERMISSION_DENIED for a non-admin on an admin route);
+//     is not "Bearer <token>", whose token does not verify with
+//     Config.Verifier (malformed, unknown signing key, bad signature,
+//     expired, not yet valid, another issuer or audience), or whose user's
+//     tokens are revoked (Config.Revoked) gets 401 UNAUTHENTICATED and is
+//     not forwarded. A verified request goes on without its Authorization
+//     header: the user goes to the services as auth.PrincipalKey metadata,
+//     never the token. One without the header goes on anonymous, since
+//     some routes are public, and the services refuse the others (401, or
+//     403 PERMISSION_DENIED for a non-admin on an admin route);
 //   - addIdempotencyKey (idempotency.go): see below;
 //   - withTimeout (middleware.go): Config.RequestTimeout (10s) bounds each
 //     request and its calls over Kafka; past it, 504 DEADLINE_EXCEEDED;
@@ -39,7 +48,8 @@
 //     more get 429 RESOURCE_EXHAUSTED with Retry-After.
 //
 // All but logRequests, securityHeaders and cors apply to the API (the ServeMux)
-// only. Errors of decoding a request are said without Go internals
+// only. GET /.well-known/jwks.json serves the public keys that verify user
+// tokens (a JSON Web Key Set, Content-Type application/jwk-set+json). Errors of decoding a request are said without Go internals
 // (decodeError: "malformed JSON in the request body", "request body:
 // unknown field ...", "invalid value for query parameter ..."), and a
 // request within MaxBodyBytes that is too large for the message bus is 413
@@ -63,8 +73,8 @@
 // a client retry with the same key, or Kafka delivering one call twice
 // after a crash, does the work once and answers as the first time, with an
 // Idempotency-Replayed: true header; the same key with another body is 400
-// FAILED_PRECONDITION. Of the
-// request's headers, only Authorization and Idempotency-Key (on any method)
-// become call metadata, beside the x-forwarded-host and x-forwarded-for
-// entries grpc-gateway always adds.
+// FAILED_PRECONDITION. Of the request's headers, only Idempotency-Key (on
+// any method) becomes call metadata, beside the verified user
+// (auth.PrincipalKey) and the x-forwarded-host and x-forwarded-for entries
+// grpc-gateway always adds.
 package gateway

@@ -100,7 +100,12 @@
 // no correlation id or no reply address) is logged and dead-lettered to
 // "<request topic>.dlq" as a subscriber dead-letters an event (see Dead
 // letters), with dlq-attempts 1 and dlq-group the request topic's consumer
-// group; its offset is then committed as that of an answered request.
+// group; its offset is then committed as that of an answered request. So is
+// a request whose reply topic is not one the server replies to
+// (WithReplyTopics; by default only the clients' default reply topic,
+// prefix included): a request cannot direct replies into a topic of its
+// choosing, and no reply ever creates a topic (the producer does not let
+// the broker auto-create one).
 //
 // # Reply record
 //
@@ -145,6 +150,47 @@
 // WithDefaultTimeout); a record that still fails, or that does not decode,
 // or whose ev-type names another message, is dead-lettered to "<group>.dlq"
 // (see Dead letters), and the subscriber moves on.
+//
+// # Record authentication
+//
+// With a Guard (WithGuard; kafkatransport/trust implements it with per-unit
+// keys), every record a role produces is sealed or signed after the
+// transport has built it, and every record it consumes is checked before
+// anything acts on it:
+//
+//   - A request is sealed by Guard.SealRequest for the unit serving its
+//     method and checked by Guard.OpenRequest before its handler is
+//     dispatched. One that is not authentic (no seal, a seal of an unknown
+//     key, a changed topic, key, header or value) is dead-lettered to
+//     "<request topic>.dlq" with the reason, never run and never answered.
+//     One from an authentic unit that may not call the method is answered
+//     PermissionDenied without running. RequestFromContext(ctx).Caller
+//     names the producing unit to handlers and interceptors.
+//   - A reply is sealed by Guard.SealReply for the unit that made the
+//     request, error replies included, and checked by Guard.OpenReply
+//     before it completes a call: a reply that does not open is logged and
+//     ignored, and the call waits for the authentic one.
+//   - An event is sealed by Guard.SealEvent when published and checked by
+//     Guard.OpenEvent once, before its first handler attempt; one that does
+//     not open is dead-lettered to "<group>.dlq" with dlq-error "event not
+//     authentic: ..." and dlq-attempts 1. EventFromContext(ctx).Producer
+//     names the producing unit. Watch skips, and logs, such records.
+//
+// The trust package's Guard seals calls with AES-256-GCM (the value becomes
+// a 12-byte nonce, the ciphertext and the 16-byte tag) and signs events with
+// Ed25519, adding one last header: "kgrpc-seal" on calls ("v1 <unit>
+// <producer's key id> <recipient's key id>"), "kgrpc-sig" on events ("v1
+// <unit> <key id> <signature, base64url>"). Both bind the record kind, the
+// method or event name, the topic, the key and every header before them;
+// the signature also the value. See that package for the key agreement and
+// rotation. A role without a Guard trusts every record, as before.
+//
+// # Watching a topic
+//
+// Watch reads every partition of an event topic by direct assignment (no
+// consumer group, nothing committed) from the first record at or after a
+// time, in every instance that calls it: for state each instance keeps,
+// such as revoked tokens. It creates the topic when missing.
 //
 // # Dead letters
 //

@@ -109,15 +109,16 @@ type keyEntries struct {
 
 var b64 = base64.RawURLEncoding
 
-// LoadUnitKey reads a unit key file (see Save). It refuses a file that
-// others than its owner may read.
+// LoadUnitKey reads a unit key file (see Save). It refuses a file that any
+// user may read: mode 0600, or 0640 and 0440 with a group of its own (what
+// Kubernetes Secret volumes with fsGroup give), are accepted.
 func LoadUnitKey(path string) (*UnitKey, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("trust: unit key: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("trust: unit key %s: mode %v lets others read a private key: chmod 600 it", path, fi.Mode().Perm())
+	if fi.Mode().Perm()&0o007 != 0 {
+		return nil, fmt.Errorf("trust: unit key %s: mode %v lets any user read a private key: chmod 600 it", path, fi.Mode().Perm())
 	}
 	body, err := os.ReadFile(path)
 	if err != nil {

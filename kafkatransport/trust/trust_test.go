@@ -288,11 +288,17 @@ func TestFiles(t *testing.T) {
 	if _, err := NewGuard(u, back, policy); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chmod(path, 0o640); err != nil {
+	if err := os.Chmod(path, 0o440); err != nil { // a Kubernetes Secret with fsGroup
+		t.Fatal(err)
+	}
+	if _, err := LoadUnitKey(path); err != nil {
+		t.Fatalf("group-readable key: %v", err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := LoadUnitKey(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Fatalf("group-readable key: %v", err)
+		t.Fatalf("world-readable key: %v", err)
 	}
 	for name, body := range map[string]string{
 		"not JSON":       "{",
