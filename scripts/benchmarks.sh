@@ -11,8 +11,8 @@
 #   BENCH_ROUNDS=3       rounds of the transport-versus-floor comparison
 #   BENCH_DURATION=15s   length of each REST run
 #   BENCH_BIN=DIR        use the binaries in DIR (gateway, usersvc, productsvc,
-#                        ordersvc, bench) instead of building them, e.g. to
-#                        compare two commits on the same broker
+#                        ordersvc, bench, kgrpc-keys) instead of building
+#                        them (scripts/bench-ab.sh compares two commits)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,6 @@ DUR="${BENCH_DURATION:-15s}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 OUT="$(mktemp -d)"
 BIN="${BENCH_BIN:-.cache/bin}"
-SECRET="bench-secret-0123456789abcdef0123"
 PREFIX="bench-$(date +%s)-"
 pids=()
 cleanup() {
@@ -33,7 +32,7 @@ scripts/kafka.sh start
 BROKERS="$(scripts/kafka.sh brokers)"
 if [[ -z "${BENCH_BIN:-}" ]]; then
 	echo "== building the binaries" >&2
-	go build -o "$BIN/" ./cmd/gateway ./cmd/usersvc ./cmd/productsvc ./cmd/ordersvc ./cmd/bench
+	go build -o "$BIN/" ./cmd/gateway ./cmd/usersvc ./cmd/productsvc ./cmd/ordersvc ./cmd/bench ./cmd/kgrpc-keys
 fi
 
 if [[ "${BENCH_TRANSPORT:-1}" != 0 ]]; then
@@ -47,19 +46,22 @@ if [[ "${BENCH_TRANSPORT:-1}" != 0 ]]; then
 	# paths, and the transport goes first in each round: one round to warm
 	# it up, not counted.
 	echo "   warm-up round (not counted)" >&2
-	KAFKA_BROKERS="$BROKERS" "$OUT/kafkatransport.test" -test.run '^$' -test.bench 'RawPingPong|Transport$' \
+	KAFKA_BROKERS="$BROKERS" "$OUT/kafkatransport.test" -test.run '^$' -test.bench 'RawPingPong|Transport$|TransportGuarded$' \
 		-test.benchtime 3s >/dev/null
 	for round in $(seq "$ROUNDS"); do
 		echo "   round $round of $ROUNDS" >&2
-		KAFKA_BROKERS="$BROKERS" "$OUT/kafkatransport.test" -test.run '^$' -test.bench 'RawPingPong|Transport$' \
+		KAFKA_BROKERS="$BROKERS" "$OUT/kafkatransport.test" -test.run '^$' -test.bench 'RawPingPong|Transport$|TransportGuarded$' \
 			-test.benchtime 5s | grep -E '^Benchmark' | tee -a "$OUT/transport.txt"
 	done
 	# Per round: transport throughput at concurrency 64 as a share of the
 	# floor's (target: at least 70 %), and p50 at concurrency 1 as a
 	# multiple of the floor's (target: at most 1.3).
+	# And the cost of record authentication: the guarded transport's
+	# throughput at 64 as a share of the unguarded one's.
 	awk '/^BenchmarkTransport\/conc=64/ {t64=$3} /^BenchmarkTransport\/conc=1-/ {t1=$7}
+		/^BenchmarkTransportGuarded\/conc=64/ {g64=$3}
 		/^BenchmarkRawPingPong\/conc=1-/ {r1=$7}
-		/^BenchmarkRawPingPong\/conc=64/ {n++; printf "   round %d: throughput at 64 %.0f %% of the floor, p50 at 1 %.2fx the floor\n", n, 100*t64/$3, t1/r1}' \
+		/^BenchmarkRawPingPong\/conc=64/ {n++; printf "   round %d: throughput at 64 %.0f %% of the floor, p50 at 1 %.2fx the floor; guarded %.0f %% of unguarded\n", n, 100*t64/$3, t1/r1, 100*g64/t64}' \
 		"$OUT/transport.txt" | tee -a "$OUT/transport.txt" >&2
 	KAFKA_BROKERS="$BROKERS" "$OUT/kafkatransport.test" -test.run '^$' -test.bench 'StartToFirstCall' \
 		-test.count 3 | grep -E '^Benchmark' | tee -a "$OUT/transport.txt"
@@ -90,11 +92,12 @@ wait_http() { # url, timeout seconds
 
 declare -A started port
 port[usersvc]=19191; port[productsvc]=19192; port[ordersvc]=19193; port[gateway]=18088
-common=(--brokers "$BROKERS" --auth-secret "$SECRET" --topic-prefix "$PREFIX" --log-level warn)
+"$BIN/kgrpc-keys" init --dir "$OUT/keys" >/dev/null
+common=(--brokers "$BROKERS" --keyring "$OUT/keys/keyring.json" --topic-prefix "$PREFIX" --log-level warn)
 start() { # name, args...
 	local name=$1; shift
 	local t0; t0=$(now_ms)
-	"$BIN/$name" "${common[@]}" --http-addr "127.0.0.1:${port[$name]}" "$@" 2>>"$OUT/$name.log" &
+	"$BIN/$name" "${common[@]}" --unit-key "$OUT/keys/$name.key" --http-addr "127.0.0.1:${port[$name]}" "$@" 2>>"$OUT/$name.log" &
 	pids+=($!)
 	eval "pid_$name=$!"
 	started[$name]=$t0

@@ -3,7 +3,7 @@
 // gateways can run: each reads its own reply partition by direct
 // assignment.
 //
-//	gateway --brokers kafka:9092 --auth-secret "$SECRET" --http-addr :8080
+//	gateway --brokers kafka:9092 --unit-key keys/gateway.key --keyring keys/keyring.json --http-addr :8080
 //
 // Flags (each with a KGRPC_ variable; the flag wins): the shared ones of
 // every deployable (see --help), and --http-addr (KGRPC_HTTP_ADDR),

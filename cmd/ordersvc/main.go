@@ -3,7 +3,7 @@
 // process per service. Instances started with the same brokers share the
 // work as one consumer group.
 //
-//	ordersvc --brokers kafka:9092 --auth-secret "$SECRET" --db postgres://... (or a SQLite path)
+//	ordersvc --brokers kafka:9092 --unit-key keys/ordersvc.key --keyring keys/keyring.json --db postgres://... (or a SQLite path)
 //
 // Flags (each with a KGRPC_ variable; the flag wins): the shared ones of
 // every deployable (see --help), and --db (KGRPC_DB), --http-addr

@@ -6,7 +6,9 @@
 // Every flag has a KGRPC_ environment variable (--data-dir reads
 // KGRPC_DATA_DIR); the variables documented before KGRPC_ became the one
 // prefix (PLATFORM_HTTP_ADDR, PLATFORM_DATA_DIR, PLATFORM_BROKERS,
-// PLATFORM_ADMIN_EMAIL, PLATFORM_ADMIN_PASSWORD, PLATFORM_AUTH_SECRET,
+// PLATFORM_ADMIN_EMAIL, PLATFORM_ADMIN_PASSWORD, PLATFORM_AUTH_SECRET (now
+// refused with a message: per-unit keys, kept in <data-dir>/keys, replaced
+// it),
 // PLATFORM_NO_DEMO, PLATFORM_TOPIC_PREFIX, PLATFORM_LOG_LEVEL) are still
 // read, and win when both are set. A flag given on the command line wins
 // over any variable.
