@@ -155,14 +155,16 @@ func (e *env) common() kafkatransport.Option {
 	return kafkatransport.WithOptions(kafkatransport.WithTopicPrefix(e.prefix), kafkatransport.WithKafkaConfig(fastGroup))
 }
 
+// testReplyTopics are the reply topics of the tests' servers: those of the
+// default client, of clients dialled with WithReplyTopic("replies", n), and
+// of rawRequester.
+var testReplyTopics = kafkatransport.WithReplyTopics("kgrpc.replies", "replies", "raw-replies")
+
 // serve starts a server for impl and returns a function that stops it
 // gracefully and waits for Serve to return.
 func (e *env) serve(impl testingv1.EchoServiceServer, extra ...kafkatransport.ServerOption) (stop func()) {
 	e.t.Helper()
-	// The reply topics of the default client, of clients dialled with
-	// WithReplyTopic("replies", n), and of rawRequester.
-	replies := kafkatransport.WithReplyTopics("kgrpc.replies", "replies", "raw-replies")
-	srv, err := kafkatransport.NewServer(e.brokers, append([]kafkatransport.ServerOption{e.common(), replies}, extra...)...)
+	srv, err := kafkatransport.NewServer(e.brokers, append([]kafkatransport.ServerOption{e.common(), testReplyTopics}, extra...)...)
 	if err != nil {
 		e.t.Fatalf("NewServer: %v", err)
 	}

@@ -54,7 +54,7 @@ func TestStopLeavesNoWaiterBehindStubbornHandler(t *testing.T) {
 func TestServerHealthReportsStall(t *testing.T) {
 	e := newEnv(t)
 	impl := &stubborn{started: make(chan struct{}, 1), release: make(chan struct{})}
-	srv, err := kafkatransport.NewServer(e.brokers, e.common(), kafkatransport.WithStallTimeout(300*time.Millisecond))
+	srv, err := kafkatransport.NewServer(e.brokers, e.common(), testReplyTopics, kafkatransport.WithStallTimeout(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
