@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -25,30 +26,49 @@ type claimsKey struct{}
 func verifyBearer(v *auth.Verifier, revoked func(id string, version int64) error) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if h := r.Header.Get("Authorization"); h != "" {
-				tok, ok := strings.CutPrefix(h, "Bearer ")
-				if !ok {
-					writeError(w, r, status.Error(codes.Unauthenticated, `authorization header must be "Bearer <token>"`))
-					return
-				}
-				c, err := v.Verify(strings.TrimSpace(tok))
-				if err != nil {
-					writeError(w, r, status.Error(codes.Unauthenticated, err.Error()))
-					return
-				}
-				if revoked != nil {
-					if err := revoked(c.Subject, c.TokenVersion); err != nil {
-						writeError(w, r, status.Errorf(codes.Unauthenticated, "token revoked: %v", err))
-						return
-					}
-				}
-				r = r.WithContext(context.WithValue(r.Context(), claimsKey{}, c))
-				r.Header = r.Header.Clone() // the caller's request keeps its own
-				r.Header.Del("Authorization")
+			vals, present := r.Header["Authorization"]
+			if !present {
+				next.ServeHTTP(w, r)
+				return
 			}
-			next.ServeHTTP(w, r)
+			// Whatever happens, the header goes no further: grpc-gateway
+			// would forward every value of it as call metadata.
+			r = r.WithContext(r.Context())
+			r.Header = r.Header.Clone() // the caller's request keeps its own
+			r.Header.Del("Authorization")
+			if len(vals) != 1 {
+				writeError(w, r, status.Error(codes.Unauthenticated, "send one authorization header"))
+				return
+			}
+			tok, ok := strings.CutPrefix(vals[0], "Bearer ")
+			if !ok {
+				writeError(w, r, status.Error(codes.Unauthenticated, `authorization header must be "Bearer <token>"`))
+				return
+			}
+			c, err := v.Verify(strings.TrimSpace(tok))
+			if err != nil {
+				writeError(w, r, status.Error(codes.Unauthenticated, err.Error()))
+				return
+			}
+			if revoked != nil {
+				if err := revoked(c.Subject, c.TokenVersion); err != nil {
+					writeError(w, r, revocationError(err))
+					return
+				}
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, c)))
 		})
 	}
+}
+
+// revocationError is the status of a token refused by the revocation check:
+// Unavailable while the revocations are not known yet (auth.ErrNotCaughtUp:
+// a retry succeeds), else Unauthenticated.
+func revocationError(err error) error {
+	if errors.Is(err, auth.ErrNotCaughtUp) {
+		return status.Error(codes.Unavailable, "token revocations not read yet; retry")
+	}
+	return status.Errorf(codes.Unauthenticated, "token revoked: %v", err)
 }
 
 // principalMetadata is the ServeMux's metadata annotator: the user

@@ -19,8 +19,8 @@ const dashboardRecentOrders = 5
 
 // dashboard serves GET /v1/users/{id}/dashboard: the user, their latest
 // orders and their order count, fetched in parallel. The services authorize
-// each call with the caller's token, so the endpoint shows only what the
-// caller may see.
+// each call as the verified caller (the principal the gateway forwards), so
+// the endpoint shows only what the caller may see.
 func (g *gateway) dashboard(w http.ResponseWriter, r *http.Request, params map[string]string) {
 	ctx, err := runtime.AnnotateContext(r.Context(), g.mux, r, usersv1.UserService_GetUser_FullMethodName)
 	if err != nil {

@@ -32,6 +32,9 @@ type Config struct {
 	Revoked func(id string, version int64) error
 	// Ping checks that the broker is reachable, for /readyz. Optional.
 	Ping func(ctx context.Context) error
+	// Health are more /readyz checks by name, each nil when ready (the
+	// revocation watch: "revocations"). Optional.
+	Health map[string]func() error
 	// OpenAPI is served at /openapi.json.
 	OpenAPI []byte
 	// RequestTimeout bounds every API request, including its calls over

@@ -239,3 +239,34 @@ func TestJWKS(t *testing.T) {
 		t.Fatalf("token header %v: its kid is not among %v", h, keys)
 	}
 }
+
+// A request with two Authorization headers, the first empty, is refused,
+// and no value of the header reaches a service: a token never goes on the
+// bus.
+func TestDuplicateAuthorization(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, nil)
+	alice := "Bearer " + b.token(t, "u_alice", auth.RoleCustomer)
+	for _, vals := range [][]string{{"", alice}, {alice, alice}, {""}} {
+		before := b.rec.calls("GetUser")
+		req, err := http.NewRequest("GET", base+"/v1/users/me", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header["Authorization"] = vals
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || b.rec.calls("GetUser") != before {
+			t.Errorf("Authorization %q: %d, service reached %v; want 401, not reached", vals, resp.StatusCode, b.rec.calls("GetUser") != before)
+		}
+	}
+	// A verified call reaches the service without the header.
+	r := do(t, base, "GET", "/v1/users/me", "", "Authorization", alice)
+	c, _ := b.rec.lastCall("GetUser")
+	if r.status != http.StatusOK || len(c.md.Get("authorization")) != 0 {
+		t.Fatalf("%d; the service saw authorization metadata %q", r.status, c.md.Get("authorization"))
+	}
+}

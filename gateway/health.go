@@ -42,6 +42,9 @@ func (g *gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	if g.cfg.Ping != nil {
 		checks["broker"] = g.cfg.Ping
 	}
+	for name, h := range g.cfg.Health {
+		checks[name] = func(context.Context) error { return h() }
+	}
 	var mu sync.Mutex
 	results := map[string]string{}
 	var wg sync.WaitGroup

@@ -71,6 +71,9 @@ func run(args []string, out io.Writer, now time.Time) error {
 		}
 		for u := range strings.SplitSeq(*units, ",") {
 			u = strings.TrimSpace(u)
+			if err := trust.ValidUnit(u); err != nil {
+				return fmt.Errorf("%w: %v", errUsage, err)
+			}
 			path := keyPath(*dir, u)
 			k, err := trust.LoadUnitKey(path)
 			if errors.Is(err, os.ErrNotExist) {
@@ -93,10 +96,16 @@ func run(args []string, out io.Writer, now time.Time) error {
 		if *unit == "" {
 			return fmt.Errorf("%w: %s needs --unit", errUsage, cmd)
 		}
+		if err := trust.ValidUnit(*unit); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 		path := keyPath(*dir, *unit)
 		k, err := trust.LoadUnitKey(path)
 		if err != nil {
 			return err
+		}
+		if k.Unit != *unit {
+			return fmt.Errorf("%s holds the key of unit %s, not %s", path, k.Unit, *unit)
 		}
 		ring, err := loadRing(ringPath)
 		if err != nil {

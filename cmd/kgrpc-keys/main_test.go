@@ -64,7 +64,8 @@ func TestKeysLifecycle(t *testing.T) {
 	if err := run([]string{"list", "--dir", dir}, &out, now); err != nil || strings.Count(out.String(), "\n") != 4 {
 		t.Fatalf("list: %v\n%s", err, out.String())
 	}
-	for _, args := range [][]string{nil, {"frobnicate"}, {"rotate", "--dir", dir}, {"init", "--bogus"}, {"list", "extra"}} {
+	for _, args := range [][]string{nil, {"frobnicate"}, {"rotate", "--dir", dir}, {"init", "--bogus"}, {"list", "extra"},
+		{"rotate", "--dir", dir, "--unit", "../etc"}, {"init", "--dir", dir, "--units", "Gate Way"}} {
 		if err := run(args, &out, now); !errors.Is(err, errUsage) {
 			t.Errorf("run(%q) = %v, want a usage error", args, err)
 		}

@@ -61,6 +61,7 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 		Orders:         ordersv1.NewOrderServiceKafkaClient(conn),
 		Verifier:       verifier,
 		Revoked:        rev.Revoked,
+		Health:         map[string]func() error{"revocations": rev.Health},
 		Ping:           conn.Ping,
 		OpenAPI:        gateway.OpenAPI,
 		RequestTimeout: cfg.RequestTimeout,

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -115,7 +116,9 @@ func UnaryServerInterceptor(cfg InterceptorConfig) grpc.UnaryServerInterceptor {
 				return nil, status.Errorf(codes.Unauthenticated, "malformed %s metadata", PrincipalKey)
 			}
 			if cfg.Revoked != nil {
-				if err := cfg.Revoked(c.Subject, c.TokenVersion); err != nil {
+				if err := cfg.Revoked(c.Subject, c.TokenVersion); errors.Is(err, ErrNotCaughtUp) {
+					return nil, status.Error(codes.Unavailable, "token revocations not read yet; retry")
+				} else if err != nil {
 					return nil, status.Errorf(codes.Unauthenticated, "token revoked: %v", err)
 				}
 			}

@@ -43,10 +43,18 @@ func NewRevocations() *Revocations {
 var (
 	errDeleted = errors.New("the account was deleted")
 	errChanged = errors.New("the password or role changed since it was issued")
+	// ErrNotCaughtUp is Revoked's answer until the revocations issued
+	// before Watch began have been read: no token is known good yet.
+	ErrNotCaughtUp = errors.New("revoked tokens not read yet")
 )
 
-// Revoked reports why tokens of user id at version are revoked, or nil.
+// Revoked reports why tokens of user id at version are revoked, or nil. It
+// fails closed: until the revocations issued before Watch began are read,
+// it returns ErrNotCaughtUp for every token.
 func (r *Revocations) Revoked(id string, version int64) error {
+	if !r.caughtUp.Load() {
+		return ErrNotCaughtUp
+	}
 	r.mu.RLock()
 	rev, ok := r.users[id]
 	r.mu.RUnlock()
@@ -90,7 +98,7 @@ func (r *Revocations) prune() {
 // a token revoked just before it started.
 func (r *Revocations) Health() error {
 	if !r.caughtUp.Load() {
-		return errors.New("revoked tokens not read yet")
+		return ErrNotCaughtUp
 	}
 	return nil
 }

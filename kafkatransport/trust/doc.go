@@ -15,25 +15,36 @@
 //
 // A request is sealed for the unit that serves its service (Policy.Owners),
 // a reply for the unit that made the request: the record's value is
-// replaced by nonce (12 bytes) || AES-256-GCM ciphertext and tag, under a
-// key derived with HKDF-SHA256 (salt "kgrpc-seal-v1", info "<producer's key
-// id> NUL <recipient's key id>") from the X25519 secret of the producer's
-// current key and the recipient's oldest key in the keyring. The sealed
-// bytes bind, as additional data, the record kind ("request" or "reply"),
-// the full method name, the topic, the key and every header before the
-// last one, which is HeaderSeal: "v1 <unit> <producer's key id>
-// <recipient's key id>". So only the two units can read a call, a record
-// cannot be moved to another topic or method or have its metadata
-// changed, and the producing unit is authenticated: the recipient opens a
+// replaced by a random nonce (24 bytes) || XChaCha20-Poly1305 ciphertext
+// and tag, under a key derived with HKDF-SHA256 (salt "kgrpc-seal-v1", info
+// "<producer's key id> NUL <recipient's key id>") from the X25519 secret of
+// the producer's current key and the recipient's oldest key in the keyring.
+// Random 24-byte nonces do not repeat in any number of records under one
+// key. The sealed bytes bind, as additional data, the record kind
+// ("request" or "reply"), the full method name, the topic, the key and all
+// the other headers, which all come before the last one, HeaderSeal,
+// exactly "v1 <unit> <producer's key id> <recipient's key id>"; a record
+// with another seal or signature header anywhere does not open. So only
+// the two units can read a call's value, a record cannot be moved to
+// another topic or method or have its metadata changed, and the producing
+// unit is authenticated: the recipient opens a
 // request only when the claimed unit's key agreed the key, and then checks
 // that the unit may call the method (Policy.Calls); a reply opens only when
 // it comes from the unit that serves the method. Sealing costs a few
 // microseconds per record; the X25519 agreement runs once per pair of keys.
 //
+// What sealing does not hide: the record key (a partition key such as an
+// email), the envelope (method, correlation id, deadline and metadata: the
+// gateway's principal names a user id and role, idempotency keys), reply
+// headers and error messages. They are authenticated, not secret.
+//
 // A replayed request record opens, so replay is bounded by what binds it:
 // its deadline (a header of the envelope), after which the server drops it,
 // and its correlation id, which the idempotency interceptor
-// (kafkatransport/idempotency) runs once.
+// (kafkatransport/idempotency) runs once for methods with side effects; a
+// read replayed until its deadline runs again. The keys are static, so a
+// unit key stolen later opens the calls recorded before (no forward
+// secrecy): keep call retention short (kafkatransport.WithCallRetention).
 //
 // # Events: signed
 //

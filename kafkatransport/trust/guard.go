@@ -1,7 +1,6 @@
 package trust
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/hkdf"
@@ -14,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"golang.org/x/crypto/chacha20poly1305"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -67,8 +67,8 @@ func (p Policy) mayCall(unit, method string) bool {
 }
 
 // Guard is the kafkatransport.Guard of one unit: it seals calls with
-// AES-256-GCM under a key the two units agree by X25519, and signs events
-// with Ed25519 (see the package documentation).
+// XChaCha20-Poly1305 under a key the two units agree by X25519, and signs
+// events with Ed25519 (see the package documentation).
 type Guard struct {
 	self   *UnitKey
 	ring   *Keyring
@@ -76,8 +76,10 @@ type Guard struct {
 
 	mu sync.RWMutex
 	// sealTo caches the pairs this unit seals with, by recipient unit;
-	// openFrom those it opens with, by seal header value. A Guard's keys
-	// never change, so neither goes stale.
+	// openFrom those it opens with, by seal header value (only canonical
+	// headers naming keys of the keyring get there, so it holds at most a
+	// pair per two keys). A Guard's keys never change, so neither goes
+	// stale.
 	sealTo   map[string]*pair
 	openFrom map[string]*pair
 }
@@ -99,9 +101,14 @@ func NewGuard(self *UnitKey, ring *Keyring, policy Policy) (*Guard, error) {
 	if self == nil || len(self.Keys) == 0 || ring == nil {
 		return nil, errors.New("trust: NewGuard: a unit key and a keyring are required")
 	}
-	pk, ok := ring.Key(self.Current().ID)
-	if !ok || pk.Unit != self.Unit || !pk.Verify.Equal(self.Current().sign.Public()) {
-		return nil, fmt.Errorf("trust: the keyring does not hold unit %s's current key %s: add it (kgrpc-keys) and give every unit the new keyring", self.Unit, self.Current().ID)
+	for i, k := range self.Keys {
+		pk, ok := ring.Key(k.ID)
+		if ok && pk.Unit == self.Unit && pk.Verify.Equal(k.sign.Public()) && pk.DH.Equal(k.dh.PublicKey()) {
+			continue
+		}
+		if i == 0 || ok { // the current key missing, or any key different
+			return nil, fmt.Errorf("trust: the keyring does not hold unit %s's key %s as its key file has it: add it (kgrpc-keys) and give every unit the new keyring", self.Unit, k.ID)
+		}
 	}
 	return &Guard{self: self, ring: ring, policy: policy, sealTo: map[string]*pair{}, openFrom: map[string]*pair{}}, nil
 }
@@ -161,11 +168,11 @@ func (g *Guard) seal(kind, name, to string, m *kafka.Message) error {
 	if err != nil {
 		return err
 	}
-	m.Headers = append(m.Headers, kafka.Header{Key: HeaderSeal, Value: p.header})
-	ad := boundBytes(kind, name, m)
+	ad := boundBytes(kind, name, m, m.Headers)
 	out := make([]byte, p.aead.NonceSize(), p.aead.NonceSize()+len(m.Value)+p.aead.Overhead())
 	_, _ = rand.Read(out)
 	m.Value = p.aead.Seal(out, out, m.Value, ad)
+	m.Headers = append(m.Headers, kafka.Header{Key: HeaderSeal, Value: p.header})
 	return nil
 }
 
@@ -196,9 +203,9 @@ func (g *Guard) sealPair(to string) (*pair, error) {
 
 // open checks and decrypts a sealed record and returns its producing unit.
 func (g *Guard) open(kind, name string, m *kafka.Message) (string, error) {
-	v, ok := lastHeader(m.Headers, HeaderSeal)
-	if !ok {
-		return "", errors.New("no " + HeaderSeal + " header last")
+	v, bound, err := lastHeader(m.Headers, HeaderSeal)
+	if err != nil {
+		return "", err
 	}
 	p, err := g.openPair(v)
 	if err != nil {
@@ -208,7 +215,7 @@ func (g *Guard) open(kind, name string, m *kafka.Message) (string, error) {
 	if len(m.Value) < n {
 		return "", errors.New("sealed value too short")
 	}
-	plain, err := p.aead.Open(nil, m.Value[:n], m.Value[n:], boundBytes(kind, name, m))
+	plain, err := p.aead.Open(nil, m.Value[:n], m.Value[n:], boundBytes(kind, name, m, bound))
 	if err != nil {
 		return "", fmt.Errorf("%s from unit %s does not open: forged or changed", kind, p.unit)
 	}
@@ -226,11 +233,11 @@ func (g *Guard) openPair(header []byte) (*pair, error) {
 	if ok {
 		return p, nil
 	}
-	f := strings.Fields(string(header))
-	if len(f) != 4 || f[0] != "v1" {
-		return nil, fmt.Errorf("malformed %s header", HeaderSeal)
+	f, err := parseHeader(HeaderSeal, header)
+	if err != nil {
+		return nil, err
 	}
-	unit, fromID, toID := f[1], f[2], f[3]
+	unit, fromID, toID := f[0], f[1], f[2]
 	peer, ok := g.ring.Key(fromID)
 	if !ok || peer.Unit != unit {
 		return nil, fmt.Errorf("unknown key %s of unit %s", fromID, unit)
@@ -245,9 +252,6 @@ func (g *Guard) openPair(header []byte) (*pair, error) {
 	}
 	p = &pair{unit: unit, header: header, aead: a}
 	g.mu.Lock()
-	if len(g.openFrom) >= maxCiphers {
-		clear(g.openFrom) // only well-formed headers of known keys get here
-	}
 	g.openFrom[string(header)] = p
 	g.mu.Unlock()
 	return p, nil
@@ -255,8 +259,9 @@ func (g *Guard) openPair(header []byte) (*pair, error) {
 
 // newAEAD returns the cipher that seals records from key fromID to key
 // toID, mine being this unit's key of the two and peer the other unit's:
-// AES-256-GCM under HKDF-SHA256 of their X25519 secret, with both ids, in
-// that order, as the HKDF info, so that each direction has its own key.
+// XChaCha20-Poly1305 (random 24-byte nonces, safe for any number of records
+// under one key) under HKDF-SHA256 of their X25519 secret, with both ids,
+// in that order, as the HKDF info, so that each direction has its own key.
 func newAEAD(fromID, toID string, mine Key, peer PublicKey) (cipher.AEAD, error) {
 	secret, err := mine.dh.ECDH(peer.DH)
 	if err != nil {
@@ -266,35 +271,28 @@ func newAEAD(fromID, toID string, mine Key, peer PublicKey) (cipher.AEAD, error)
 	if err != nil {
 		return nil, err
 	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
+	return chacha20poly1305.NewX(key)
 }
-
-// maxCiphers bounds a Guard's cache of ciphers.
-const maxCiphers = 1024
 
 // SealEvent implements kafkatransport.Guard.
 func (g *Guard) SealEvent(name string, m *kafka.Message) error {
 	k := g.self.Current()
-	sig := ed25519.Sign(k.sign, signedBytes(name, m))
+	sig := ed25519.Sign(k.sign, signedBytes(name, m, m.Headers))
 	m.Headers = append(m.Headers, kafka.Header{Key: HeaderSig, Value: []byte("v1 " + g.self.Unit + " " + k.ID + " " + b64.EncodeToString(sig))})
 	return nil
 }
 
 // OpenEvent implements kafkatransport.Guard.
 func (g *Guard) OpenEvent(name string, m *kafka.Message) (string, error) {
-	v, ok := lastHeader(m.Headers, HeaderSig)
-	if !ok {
-		return "", errors.New("no " + HeaderSig + " header last")
+	v, bound, err := lastHeader(m.Headers, HeaderSig)
+	if err != nil {
+		return "", err
 	}
-	f := strings.Fields(string(v))
-	if len(f) != 4 || f[0] != "v1" {
-		return "", fmt.Errorf("malformed %s header", HeaderSig)
+	f, err := parseHeader(HeaderSig, v)
+	if err != nil {
+		return "", err
 	}
-	unit, kid := f[1], f[2]
+	unit, kid := f[0], f[1]
 	owner, ok := g.policy.owner(name)
 	if !ok || unit != owner {
 		return "", fmt.Errorf("event %s claims unit %s, but only its owner %q produces it", name, unit, owner)
@@ -303,8 +301,8 @@ func (g *Guard) OpenEvent(name string, m *kafka.Message) (string, error) {
 	if !ok || pk.Unit != unit {
 		return "", fmt.Errorf("unknown key %s of unit %s", kid, unit)
 	}
-	sig, err := b64.DecodeString(f[3])
-	if err != nil || !ed25519.Verify(pk.Verify, signedBytes(name, m), sig) {
+	sig, err := b64.DecodeString(f[2])
+	if err != nil || !ed25519.Verify(pk.Verify, signedBytes(name, m, bound), sig) {
 		return "", fmt.Errorf("event %s from unit %s: bad signature: forged or changed", name, unit)
 	}
 	return unit, nil
@@ -312,20 +310,21 @@ func (g *Guard) OpenEvent(name string, m *kafka.Message) (string, error) {
 
 // signedBytes returns what an event's signature covers: the bound bytes
 // and the value (which a seal covers as the ciphertext).
-func signedBytes(name string, m *kafka.Message) []byte {
-	return appendField(boundBytes(kindEvent, name, m), m.Value)
+func signedBytes(name string, m *kafka.Message, headers []kafka.Header) []byte {
+	return appendField(boundBytes(kindEvent, name, m, headers), m.Value)
 }
 
 // boundBytes returns what a seal or signature binds: the record's kind,
-// the method or event name, its topic, key and headers up to the seal or
-// signature header, each length-prefixed.
-func boundBytes(kind, name string, m *kafka.Message) []byte {
+// the method or event name, its topic, key and headers (all the record
+// has before the seal or signature header is added), each
+// length-prefixed.
+func boundBytes(kind, name string, m *kafka.Message, headers []kafka.Header) []byte {
 	var topic string
 	if m.TopicPartition.Topic != nil {
 		topic = *m.TopicPartition.Topic
 	}
-	n := len("kgrpc-v1") + len(kind) + len(name) + len(topic) + len(m.Key) + 4*binary.MaxVarintLen32
-	for _, h := range m.Headers {
+	n := len("kgrpc-v1") + len(kind) + len(name) + len(topic) + len(m.Key) + 5*binary.MaxVarintLen32
+	for _, h := range headers {
 		n += len(h.Key) + len(h.Value) + 2*binary.MaxVarintLen32
 	}
 	b := make([]byte, 0, n+len(m.Value)+binary.MaxVarintLen32) // room for signedBytes' value
@@ -334,10 +333,8 @@ func boundBytes(kind, name string, m *kafka.Message) []byte {
 	b = appendField(b, name)
 	b = appendField(b, topic)
 	b = appendField(b, m.Key)
-	for _, h := range m.Headers {
-		if h.Key == HeaderSeal || h.Key == HeaderSig {
-			break
-		}
+	b = binary.AppendUvarint(b, uint64(len(headers)))
+	for _, h := range headers {
 		b = appendField(b, h.Key)
 		b = appendField(b, h.Value)
 	}
@@ -350,13 +347,31 @@ func appendField[S string | []byte](b []byte, s S) []byte {
 	return append(b, s...)
 }
 
-// lastHeader returns the value of the last header when it is named key:
-// a seal or signature binds every header before it, so none may follow.
-func lastHeader(hs []kafka.Header, key string) ([]byte, bool) {
+// lastHeader returns the value of the last header, which must be named
+// key, and the headers before it, which must not hold another seal or
+// signature header: a seal or signature binds every header before it, so
+// none may follow it and none may pose as it.
+func lastHeader(hs []kafka.Header, key string) (value []byte, before []kafka.Header, err error) {
 	if len(hs) == 0 || hs[len(hs)-1].Key != key {
-		return nil, false
+		return nil, nil, errors.New("no " + key + " header last")
 	}
-	return hs[len(hs)-1].Value, true
+	before = hs[:len(hs)-1]
+	for _, h := range before {
+		if h.Key == HeaderSeal || h.Key == HeaderSig {
+			return nil, nil, fmt.Errorf("a second %s or %s header", HeaderSeal, HeaderSig)
+		}
+	}
+	return hs[len(hs)-1].Value, before, nil
+}
+
+// parseHeader splits a seal or signature header, exactly "v1 A B C" (one
+// space between fields, no other), into A, B and C.
+func parseHeader(name string, v []byte) ([]string, error) {
+	f := strings.Split(string(v), " ")
+	if len(f) != 4 || f[0] != "v1" || f[1] == "" || f[2] == "" || f[3] == "" {
+		return nil, fmt.Errorf("malformed %s header", name)
+	}
+	return f[1:], nil
 }
 
 // serviceOf returns "pkg.Service" of "/pkg.Service/Method".

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 )
@@ -49,9 +48,11 @@ type jwkSet struct {
 	Keys []jwk `json:"keys"`
 }
 
-// LoadKeyring reads a keyring file (see Keyring).
+// LoadKeyring reads a keyring file (see Keyring). It refuses a file that
+// others than its owner may write: whoever can add a key to it can act as
+// any unit.
 func LoadKeyring(path string) (*Keyring, error) {
-	body, err := os.ReadFile(path)
+	body, err := readFileMode(path, 0o022, "lets others than its owner write it: chmod 644 it")
 	if err != nil {
 		return nil, fmt.Errorf("trust: keyring: %w", err)
 	}
@@ -71,8 +72,8 @@ func ParseKeyring(body []byte) (*Keyring, error) {
 	byID := map[string]*PublicKey{}
 	var order []string
 	for _, j := range set.Keys {
-		if j.Kty != "OKP" || j.Kid == "" {
-			return nil, fmt.Errorf("key %q: want an OKP key with a kid", j.Kid)
+		if j.Kty != "OKP" || validKeyID(j.Kid) != nil {
+			return nil, fmt.Errorf("key %q: want an OKP key with a kid of letters, digits, '.', '_' or '-'", j.Kid)
 		}
 		if err := ValidUnit(j.Unit); err != nil {
 			return nil, fmt.Errorf("key %q: %w", j.Kid, err)
@@ -95,11 +96,17 @@ func ParseKeyring(body []byte) (*Keyring, error) {
 		}
 		switch j.Crv {
 		case "Ed25519":
+			if pk.Verify != nil {
+				return nil, fmt.Errorf("key %q: two Ed25519 halves", j.Kid)
+			}
 			if len(x) != ed25519.PublicKeySize {
 				return nil, fmt.Errorf("key %q: Ed25519 key of %d bytes", j.Kid, len(x))
 			}
 			pk.Verify = ed25519.PublicKey(x)
 		case "X25519":
+			if pk.DH != nil {
+				return nil, fmt.Errorf("key %q: two X25519 halves", j.Kid)
+			}
 			if pk.DH, err = ecdh.X25519().NewPublicKey(x); err != nil {
 				return nil, fmt.Errorf("key %q: %w", j.Kid, err)
 			}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -48,6 +49,10 @@ type UnitKey struct {
 	Unit string
 	// Keys are the unit's keys, newest first.
 	Keys []Key
+
+	// secret is the unit's own 32 random bytes, kept across rotations,
+	// from which Secret derives; nil until first saved.
+	secret []byte
 }
 
 // Current returns the newest key, the one that signs and seals.
@@ -64,8 +69,20 @@ func (u *UnitKey) key(id string) (Key, bool) {
 }
 
 // unitName is what a unit's name may be: it appears in key ids and record
-// headers.
-var unitName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+// headers. keyID is what a key id may be.
+var (
+	unitName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,39}$`)
+	keyID    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
+)
+
+// validKeyID reports why id cannot be a key id, or nil: it goes in record
+// headers between spaces and into key derivations.
+func validKeyID(id string) error {
+	if !keyID.MatchString(id) {
+		return fmt.Errorf("key id %q: want 1 to 100 letters, digits, '.', '_' or '-'", id)
+	}
+	return nil
+}
 
 // ValidUnit reports why unit cannot name a unit, or nil.
 func ValidUnit(unit string) error {
@@ -96,8 +113,9 @@ func GenerateKey(unit string, now time.Time) (Key, error) {
 
 // unitKeyFile is the JSON of a unit key file.
 type unitKeyFile struct {
-	Unit string       `json:"unit"`
-	Keys []keyEntries `json:"keys"`
+	Unit   string       `json:"unit"`
+	Secret string       `json:"secret,omitempty"` // base64url, 32 bytes
+	Keys   []keyEntries `json:"keys"`
 }
 
 type keyEntries struct {
@@ -110,17 +128,11 @@ type keyEntries struct {
 var b64 = base64.RawURLEncoding
 
 // LoadUnitKey reads a unit key file (see Save). It refuses a file that any
-// user may read: mode 0600, or 0640 and 0440 with a group of its own (what
-// Kubernetes Secret volumes with fsGroup give), are accepted.
+// user may read, or that its group may write: mode 0600 or 0400, or 0640 and
+// 0440 for a group of the unit's own (what Kubernetes Secret volumes with
+// fsGroup give), are accepted.
 func LoadUnitKey(path string) (*UnitKey, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("trust: unit key: %w", err)
-	}
-	if fi.Mode().Perm()&0o007 != 0 {
-		return nil, fmt.Errorf("trust: unit key %s: mode %v lets any user read a private key: chmod 600 it", path, fi.Mode().Perm())
-	}
-	body, err := os.ReadFile(path)
+	body, err := readFileMode(path, 0o027, "lets others than its owner and group read it, or its group write it: chmod 600 it")
 	if err != nil {
 		return nil, fmt.Errorf("trust: unit key: %w", err)
 	}
@@ -131,7 +143,7 @@ func LoadUnitKey(path string) (*UnitKey, error) {
 	return u, nil
 }
 
-func parseUnitKey(body []byte) (*UnitKey, error) {
+func parseUnitKey(body []byte) (u *UnitKey, err error) {
 	var f unitKeyFile
 	if err := json.Unmarshal(body, &f); err != nil {
 		return nil, fmt.Errorf("not a unit key file: %w", err)
@@ -142,8 +154,18 @@ func parseUnitKey(body []byte) (*UnitKey, error) {
 	if len(f.Keys) == 0 {
 		return nil, errors.New("no keys")
 	}
-	u := &UnitKey{Unit: f.Unit}
+	u = &UnitKey{Unit: f.Unit}
+	if f.Secret != "" {
+		if u.secret, err = b64.DecodeString(f.Secret); err != nil || len(u.secret) != 32 {
+			return nil, errors.New("malformed secret")
+		}
+	}
+	seen := map[string]bool{}
 	for _, e := range f.Keys {
+		if err := validKeyID(e.ID); err != nil || seen[e.ID] {
+			return nil, fmt.Errorf("key %q: malformed or repeated id", e.ID)
+		}
+		seen[e.ID] = true
 		seed, err1 := b64.DecodeString(e.Ed25519)
 		dh, err2 := b64.DecodeString(e.X25519)
 		if err := errors.Join(err1, err2); err != nil || len(seed) != ed25519.SeedSize || e.ID == "" {
@@ -182,7 +204,11 @@ func compareStrings(a, b string) int {
 // Save writes u to path, readable by its owner only, replacing the file
 // atomically.
 func (u *UnitKey) Save(path string) error {
-	f := unitKeyFile{Unit: u.Unit}
+	if u.secret == nil {
+		u.secret = make([]byte, 32)
+		_, _ = rand.Read(u.secret)
+	}
+	f := unitKeyFile{Unit: u.Unit, Secret: b64.EncodeToString(u.secret)}
 	for _, k := range u.Keys {
 		f.Keys = append(f.Keys, keyEntries{ID: k.ID, Created: k.Created, Ed25519: b64.EncodeToString(k.sign.Seed()), X25519: b64.EncodeToString(k.dh.Bytes())})
 	}
@@ -191,6 +217,25 @@ func (u *UnitKey) Save(path string) error {
 		return err
 	}
 	return writeAtomic(path, append(body, '\n'), 0o600)
+}
+
+// readFileMode reads the file at path, refusing it when its mode has any
+// of the bits of bad, with why in the error. The mode is that of the file
+// opened, not of a name that may change in between.
+func readFileMode(path string, bad os.FileMode, why string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&bad != 0 {
+		return nil, fmt.Errorf("%s: mode %v %s", path, fi.Mode().Perm(), why)
+	}
+	return io.ReadAll(f)
 }
 
 // writeAtomic writes body to path through a temporary file in its
@@ -219,12 +264,16 @@ func writeAtomic(path string, body []byte, mode os.FileMode) error {
 }
 
 // Secret returns a 32-byte secret of the unit for purpose label, derived
-// (HKDF-SHA256) from its oldest key, which every instance of the unit holds
-// until it is retired: for example the key of its idempotency
-// fingerprints. Units never share it.
+// (HKDF-SHA256) from the unit's own random secret in its key file, which
+// rotation keeps (a file without one, never saved, derives from its oldest
+// key): for example the key of its idempotency fingerprints, the same in
+// every instance. Units never share it.
 func (u *UnitKey) Secret(label string) []byte {
-	oldest := u.Keys[len(u.Keys)-1]
-	b, err := hkdf.Key(sha256.New, oldest.sign.Seed(), []byte("kgrpc-unit-secret-v1"), u.Unit+"\x00"+label, 32)
+	base := u.secret
+	if base == nil {
+		base = u.Keys[len(u.Keys)-1].sign.Seed()
+	}
+	b, err := hkdf.Key(sha256.New, base, []byte("kgrpc-unit-secret-v1"), u.Unit+"\x00"+label, 32)
 	if err != nil {
 		panic("trust: hkdf: " + err.Error()) // only for a length sha256 cannot give
 	}

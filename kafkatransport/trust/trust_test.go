@@ -89,6 +89,15 @@ func TestSealedCalls(t *testing.T) {
 			m.Headers[1].Value = bytes.Replace(m.Headers[1].Value, []byte("v1 gateway"), []byte("v1 ordersvc"), 1)
 		},
 		"value cut": func(m *kafka.Message) { m.Value = m.Value[:5] },
+		"headers spliced in before the seal": func(m *kafka.Message) {
+			last := m.Headers[len(m.Headers)-1]
+			m.Headers = append(m.Headers[:len(m.Headers)-1], kafka.Header{Key: HeaderSeal, Value: []byte("junk")},
+				kafka.Header{Key: "traceparent", Value: []byte("x")}, last)
+		},
+		"seal header with two spaces": func(m *kafka.Message) {
+			last := &m.Headers[len(m.Headers)-1]
+			last.Value = bytes.Replace(last.Value, []byte("v1 "), []byte("v1  "), 1)
+		},
 	}
 	for name, change := range tampered {
 		t.Run(name, func(t *testing.T) {
@@ -201,6 +210,15 @@ func TestSignedEvents(t *testing.T) {
 	if _, err := gs["usersvc"].OpenEvent(name, record("t", nil, []byte("unsigned"))); err == nil {
 		t.Fatal("opened an unsigned event")
 	}
+	// Headers spliced in before the signature: a traceparent posing as
+	// the publisher's.
+	spliced := clone(ev)
+	sig := spliced.Headers[len(spliced.Headers)-1]
+	spliced.Headers = append(spliced.Headers[:len(spliced.Headers)-1], kafka.Header{Key: HeaderSig, Value: []byte("x")},
+		kafka.Header{Key: "traceparent", Value: []byte("00-forged")}, sig)
+	if _, err := gs["productsvc"].OpenEvent(name, spliced); err == nil {
+		t.Fatal("opened an event with headers spliced in")
+	}
 }
 
 // A rotated unit seals with its new key and still opens what was sealed to
@@ -301,15 +319,41 @@ func TestFiles(t *testing.T) {
 		t.Fatalf("world-readable key: %v", err)
 	}
 	for name, body := range map[string]string{
-		"not JSON":       "{",
-		"no unit":        `{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"AAAA"}]}`,
-		"half a key":     strings.Replace(string(mustMarshal(t, ring)), `"X25519"`, `"Ed25519"`, -1),
-		"bad unit name":  strings.Replace(string(mustMarshal(t, ring)), `"kgrpc_unit": "gateway"`, `"kgrpc_unit": "Gate Way"`, -1),
-		"unknown curve ": strings.Replace(string(mustMarshal(t, ring)), `"X25519"`, `"P-256"`, 1),
+		"not JSON":         "{",
+		"no unit":          `{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"a","x":"AAAA"}]}`,
+		"half a key":       strings.Replace(string(mustMarshal(t, ring)), `"X25519"`, `"Ed25519"`, -1),
+		"bad unit name":    strings.Replace(string(mustMarshal(t, ring)), `"kgrpc_unit": "gateway"`, `"kgrpc_unit": "Gate Way"`, -1),
+		"unknown curve ":   strings.Replace(string(mustMarshal(t, ring)), `"X25519"`, `"P-256"`, 1),
+		"kid with a space": strings.Replace(string(mustMarshal(t, ring)), `"kid": "gateway-`, `"kid": "gate way-`, -1),
+		"a half twice":     strings.Replace(string(mustMarshal(t, ring)), `"X25519"`, `"Ed25519"`, 1),
 	} {
 		if _, err := ParseKeyring([]byte(body)); err == nil {
 			t.Errorf("%s: keyring accepted", name)
 		}
+	}
+	// A keyring others may write is refused: whoever can add a key to it
+	// acts as any unit.
+	if err := os.Chmod(ringPath, 0o664); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKeyring(ringPath); err == nil {
+		t.Fatal("group-writable keyring accepted")
+	}
+	// The unit's secret survives a rotation (a new key, saved again).
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u, _ = LoadUnitKey(path)
+	before := u.Secret("fingerprint")
+	next, _ := GenerateKey("usersvc", time.Now().Add(time.Hour))
+	u.Keys = append([]Key{next}, u.Keys...)
+	if err := u.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	u, _ = LoadUnitKey(path)
+	u.Keys = u.Keys[:1] // and a retirement
+	if !bytes.Equal(u.Secret("fingerprint"), before) || bytes.Equal(u.Secret("other"), before) {
+		t.Fatal("the unit's secret changed with its keys, or is the same for two labels")
 	}
 	jwks, err := ring.JWKS("usersvc")
 	if err != nil || !strings.Contains(string(jwks), `"alg":"EdDSA"`) || strings.Contains(string(jwks), "X25519") || strings.Contains(string(jwks), "kgrpc_") {
