@@ -58,7 +58,7 @@ func TestGuardedCalls(t *testing.T) {
 		t.Fatalf("unsealed Echo = %v, want no answer", err)
 	}
 	letters := e.readRecords(e.prefix+testingv1.EchoServiceKafkaTopic+".dlq", 1)
-	if hs := headerMap(letters[0]); hs["dlq-error"] != "no kgrpc-seal header last" {
+	if hs := headerMap(letters[0]); hs["dlq-error"] != "not a sealed value" {
 		t.Errorf("dead letter reason %q", hs["dlq-error"])
 	}
 }

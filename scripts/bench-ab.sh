@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # A/B of the REST path: the split binaries of a base commit (A) against those
-# of the working tree (B), GET /v1/products/{id} through the gateway, on one
-# broker, in alternating rounds so that a machine that slows down for a while
-# slows both of a pair. Prints each run's rate and latency and the ratio B/A
-# per round and their median. Loopback only, bounded (rounds x 2 x
-# (start + BENCH_DURATION)).
+# of the working tree (B), GET /v1/products/{id} through the gateway, in
+# rounds that alternate which side goes first, so that a machine that slows
+# down for a while slows both of a pair. With the embedded broker each run
+# gets a fresh one (a broker slows down as topics pile up, which would
+# favour the side that runs first); on Apache Kafka the two sides share it.
+# Prints each run's rate and latency, and per round the ratios B/A of the
+# rate and of the CPU per request of the four units and the embedded broker
+# (steadier than the rate on a shared machine: the load generator's share
+# drops out), then their medians. Loopback only, bounded
+# (rounds x 2 x (start + 2s + BENCH_DURATION)).
 #
 #   scripts/bench-ab.sh BASE [ROUNDS]   BASE: a commit, e.g. HEAD~5 (default 3 rounds)
 #
@@ -42,9 +47,7 @@ go build -o "$OUT/b/" ./cmd/gateway ./cmd/usersvc ./cmd/productsvc ./cmd/ordersv
 
 case "${BENCH_BROKER:-devkafka}" in
 devkafka)
-	"$OUT/b/devkafka" --addr 127.0.0.1:19592 --partitions 6 --log-level warn 2>"$OUT/devkafka.log" &
-	pids+=($!)
-	BROKERS=127.0.0.1:19592
+	BROKERS=127.0.0.1:19592 # started afresh by each run
 	;;
 kafka)
 	scripts/kafka.sh start
@@ -67,9 +70,14 @@ wait_http() { # url, timeout seconds
 # run SIDE ROUND: start SIDE's four units on a fresh topic prefix, measure,
 # stop them.
 run() {
-	local side=$1 round=$2 bin="$OUT/$1" prefix="ab-$1-$2-$(date +%s)-" run_pids=()
+	local side=$1 round=$2 bin="$OUT/$1" prefix="ab-$1-$2-$(date +%s)-" run_pids=() broker_pid=
 	local dir="$OUT/$side-$round"
 	mkdir -p "$dir"
+	if [[ "${BENCH_BROKER:-devkafka}" == devkafka ]]; then
+		"$OUT/b/devkafka" --addr "$BROKERS" --partitions 6 --log-level warn 2>>"$dir/devkafka.log" &
+		broker_pid=$!
+		pids+=($!)
+	fi
 	unit() { # name, args...
 		local name=$1
 		shift
@@ -87,25 +95,59 @@ run() {
 	unit ordersvc --db "$dir/orders.db" --http-addr 127.0.0.1:19594
 	unit gateway --http-addr 127.0.0.1:19590 --auth-rate-limit 0
 	wait_http "http://127.0.0.1:19590/v1/products?pageSize=1" 90
-	"$OUT/b/bench" rest --url http://127.0.0.1:19590 --scenario "$SCENARIO" -c "$CONC" -d "$DUR" \
-		--admin-email admin@example.com --admin-password admin-pass-123 | tee "$dir/result.txt" |
-		sed "s/^/   $side round $round: /" >&2
+	local bench=("$OUT/b/bench" rest --url http://127.0.0.1:19590 --scenario "$SCENARIO" -c "$CONC"
+		--admin-email admin@example.com --admin-password admin-pass-123)
+	"${bench[@]}" -d 2s >/dev/null 2>&1 # warm up, then measure rate and CPU together
+	local measured=("${run_pids[@]}" $broker_pid) cpu0=0 cpu1=0
+	for p in "${measured[@]}"; do cpu0=$((cpu0 + $(cpu_ticks "$p"))); done
+	"${bench[@]}" -d "$DUR" --warmup 0s | tee "$dir/result.txt" | sed "s/^/   $side round $round: /" >&2
+	for p in "${measured[@]}"; do cpu1=$((cpu1 + $(cpu_ticks "$p"))); done
+	echo "$((cpu1 - cpu0))" >"$dir/cpu_ticks"
+	# The units first, while the broker still runs (they drain through
+	# it); any still there after 45s is killed. Then the broker.
 	for p in "${run_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${run_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	local deadline=$(($(date +%s) + 45))
+	for p in "${run_pids[@]}"; do
+		while kill -0 "$p" 2>/dev/null && (($(date +%s) < deadline)); do sleep 0.2; done
+		kill -9 "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	if [[ -n "$broker_pid" ]]; then
+		kill "$broker_pid" 2>/dev/null || true
+		wait "$broker_pid" 2>/dev/null || true
+	fi
 }
 
 # rate FILE: the ok/s figure of a bench rest result.
 rate() { grep -oE '[0-9.]+ ok/s' "$1" | head -1 | cut -d' ' -f1; }
+# cpu_ticks PID: the process's user and system CPU so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# cpu_us DIR: CPU microseconds per request of the run in DIR, all four
+# units and (devkafka) the broker together.
+cpu_us() {
+	local ok
+	ok=$(grep -oE '[0-9]+ ok,' "$1/result.txt" | head -1 | cut -d' ' -f1)
+	awk -v t="$(cat "$1/cpu_ticks")" -v n="$ok" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }'
+}
 
-ratios=()
+ratios=() cpus=()
 for round in $(seq "$ROUNDS"); do
-	run a "$round"
-	run b "$round"
+	if ((round % 2)); then
+		run a "$round"
+		run b "$round"
+	else
+		run b "$round"
+		run a "$round"
+	fi
 	a=$(rate "$OUT/a-$round/result.txt")
 	b=$(rate "$OUT/b-$round/result.txt")
 	ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b / a }')
 	ratios+=("$ratio")
-	echo "round $round: A $a calls/s, B $b calls/s, B/A $ratio"
+	ca=$(cpu_us "$OUT/a-$round") cb=$(cpu_us "$OUT/b-$round")
+	cpu=$(awk -v a="$ca" -v b="$cb" 'BEGIN { printf "%.3f", b / a }')
+	cpus+=("$cpu")
+	echo "round $round: A $a ok/s $ca us CPU/request, B $b ok/s $cb us CPU/request; B/A rate $ratio, CPU $cpu"
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-echo "$SCENARIO at concurrency $CONC on ${BENCH_BROKER:-devkafka}: median B/A $median over $ROUNDS rounds (A = $BASE, B = working tree)"
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+echo "$SCENARIO at concurrency $CONC on ${BENCH_BROKER:-devkafka}, $ROUNDS rounds (A = $BASE, B = working tree):" \
+	"median B/A rate $(median "${ratios[@]}"), CPU per request $(median "${cpus[@]}")"

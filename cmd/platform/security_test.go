@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -275,8 +276,9 @@ func TestForgedRecords(t *testing.T) {
 		Metadata:       []*kafkav1.MetadataEntry{{Key: "kgrpc-principal", Values: [][]byte{[]byte("admin 1 u_forger")}}},
 	})
 	req, _ := proto.Marshal(&productsv1.AdjustStockRequest{Id: pid, Delta: 1000})
-	produce(s.topicPrefix+productsv1.ProductServiceKafkaTopic, nil, req, kafka.Header{Key: "rpc", Value: env},
-		kafka.Header{Key: "kgrpc-seal", Value: []byte("v1 gateway gateway-20260101-00000000 productsvc-20260101-00000000")})
+	desc := "v1 gateway gateway-20260101-00000000 productsvc-20260101-00000000" // a seal naming keys no unit has
+	sealed := append(append(binary.AppendUvarint(nil, uint64(len(desc))), desc...), append(make([]byte, 24), req...)...)
+	produce(s.topicPrefix+productsv1.ProductServiceKafkaTopic, nil, sealed, kafka.Header{Key: "rpc", Value: env})
 	letter = readOne(t, broker, s.topicPrefix+productsv1.ProductServiceKafkaTopic+".dlq")
 	if reason := headerOf(letter, "dlq-error"); !strings.Contains(reason, "unknown key") {
 		t.Errorf("dead letter reason %q", reason)

@@ -2,6 +2,7 @@ package trust
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,19 +85,16 @@ func TestSealedCalls(t *testing.T) {
 		"header added after": func(m *kafka.Message) {
 			m.Headers = append(m.Headers, kafka.Header{Key: "traceparent", Value: []byte("x")})
 		},
-		"seal header gone": func(m *kafka.Message) { m.Headers = m.Headers[:1] },
+		"no seal": func(m *kafka.Message) { m.Value = []byte("plain request") },
 		"claims another unit": func(m *kafka.Message) {
-			m.Headers[1].Value = bytes.Replace(m.Headers[1].Value, []byte("v1 gateway"), []byte("v1 ordersvc"), 1)
+			setDesc(m, strings.Replace(sealDesc(m), "v1 gateway", "v1 ordersvc", 1))
 		},
 		"value cut": func(m *kafka.Message) { m.Value = m.Value[:5] },
-		"headers spliced in before the seal": func(m *kafka.Message) {
-			last := m.Headers[len(m.Headers)-1]
-			m.Headers = append(m.Headers[:len(m.Headers)-1], kafka.Header{Key: HeaderSeal, Value: []byte("junk")},
-				kafka.Header{Key: "traceparent", Value: []byte("x")}, last)
+		"a signature header added": func(m *kafka.Message) {
+			m.Headers = append(m.Headers, kafka.Header{Key: HeaderSig, Value: []byte("v1 gateway k x")})
 		},
-		"seal header with two spaces": func(m *kafka.Message) {
-			last := &m.Headers[len(m.Headers)-1]
-			last.Value = bytes.Replace(last.Value, []byte("v1 "), []byte("v1  "), 1)
+		"seal descriptor with two spaces": func(m *kafka.Message) {
+			setDesc(m, strings.Replace(sealDesc(m), "v1 ", "v1  ", 1))
 		},
 	}
 	for name, change := range tampered {
@@ -241,8 +239,8 @@ func TestRotation(t *testing.T) {
 	if err := gw.SealRequest(getProduct, req); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasSuffix(headerValue(req, HeaderSeal), p.Keys[1].ID) {
-		t.Fatalf("sealed to %q, want productsvc's oldest key %s", headerValue(req, HeaderSeal), p.Keys[1].ID)
+	if !strings.HasSuffix(sealDesc(req), p.Keys[1].ID) {
+		t.Fatalf("sealed to %q, want productsvc's oldest key %s", sealDesc(req), p.Keys[1].ID)
 	}
 	if _, err := ps.OpenRequest(getProduct, clone(req)); err != nil {
 		t.Fatal(err)
@@ -251,8 +249,8 @@ func TestRotation(t *testing.T) {
 	if err := ps.SealReply(getProduct, "gateway", reply); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(headerValue(reply, HeaderSeal), "v1 productsvc "+next.ID) {
-		t.Fatalf("reply sealed with %q, want the new key", headerValue(reply, HeaderSeal))
+	if !strings.Contains(sealDesc(reply), "v1 productsvc "+next.ID) {
+		t.Fatalf("reply sealed with %q, want the new key", sealDesc(reply))
 	}
 	if err := gw.OpenReply(getProduct, reply); err != nil {
 		t.Fatal(err)
@@ -270,13 +268,17 @@ func TestRotation(t *testing.T) {
 	}
 }
 
-func headerValue(m *kafka.Message, key string) string {
-	for _, h := range m.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
+// sealDesc returns the seal descriptor at the start of a sealed value.
+func sealDesc(m *kafka.Message) string {
+	n, k := binary.Uvarint(m.Value)
+	return string(m.Value[k : k+int(n)])
+}
+
+// setDesc replaces the seal descriptor of a sealed value.
+func setDesc(m *kafka.Message, desc string) {
+	n, k := binary.Uvarint(m.Value)
+	rest := m.Value[k+int(n):]
+	m.Value = append(append(binary.AppendUvarint(nil, uint64(len(desc))), desc...), rest...)
 }
 
 // Key files and keyrings survive a round trip; a private key others may
