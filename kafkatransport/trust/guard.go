@@ -219,6 +219,8 @@ func (g *Guard) open(kind, name string, m *kafka.Message) (string, error) {
 	if len(rest) < n {
 		return "", errors.New("sealed value too short")
 	}
+	// Into a new buffer: a failed Open may overwrite its destination, and
+	// a record that does not open is dead-lettered as it came.
 	plain, err := p.aead.Open(nil, rest[:n], rest[n:], appendField(boundBytes(kind, name, m, m.Headers), desc))
 	if err != nil {
 		return "", fmt.Errorf("%s from unit %s does not open: forged or changed", kind, p.unit)
