@@ -5,9 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
 	"github.com/kgrpc/platform/kafkatransport"
@@ -60,5 +62,70 @@ func TestGuardedCalls(t *testing.T) {
 	letters := e.readRecords(e.prefix+testingv1.EchoServiceKafkaTopic+".dlq", 1)
 	if hs := headerMap(letters[0]); hs["dlq-error"] != "not a sealed value" {
 		t.Errorf("dead letter reason %q", hs["dlq-error"])
+	}
+}
+
+// Watch reads every authentic event of a topic from a point in time, in
+// every watcher, skips a forged one, and says when it has caught up.
+func TestWatch(t *testing.T) {
+	e := newEnv(t)
+	ring, keys, err := trust.Generate(time.Now(), "owner", "reader")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := trust.Policy{Owners: map[string]string{"kgrpc.testing.v1": "owner"}}
+	guard := func(unit string) kafkatransport.Option {
+		g, err := trust.NewGuard(keys[unit], ring, policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kafkatransport.WithGuard(g)
+	}
+	pub, err := kafkatransport.NewPublisher(e.brokers, e.common(), guard("owner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pub.Close(context.Background()) })
+	since := time.Now().Add(-time.Minute)
+	for i := range 3 {
+		if err := kafkatransport.Publish(ctxTimeout(t, 30*time.Second), pub, testingv1.PingedKafkaEvent, &testingv1.Pinged{Id: "a", Seq: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forged, _ := proto.Marshal(&testingv1.Pinged{Id: "a", Seq: 99})
+	produceTo(t, e.rawProducer(), e.prefix+testingv1.PingedKafkaTopic, 0, []byte("a"), forged,
+		kafka.Header{Key: "ev-type", Value: []byte("kgrpc.testing.v1.Pinged")})
+
+	// Two watchers, as two instances: each sees all three authentic events.
+	for w := range 2 {
+		got := make(chan int64, 10)
+		caught := make(chan struct{})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- kafkatransport.Watch(ctx, e.brokers, testingv1.PingedKafkaEvent, since, func(_ context.Context, p *testingv1.Pinged) error {
+				got <- p.GetSeq()
+				return nil
+			}, func() { close(caught) }, e.common(), guard("reader"))
+		}()
+		select {
+		case <-caught:
+		case err := <-done:
+			t.Fatalf("watcher %d: Watch = %v before catching up", w, err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("watcher %d not caught up in 30s", w)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("watcher %d: Watch = %v", w, err)
+		}
+		close(got)
+		var seqs []int64
+		for s := range got {
+			seqs = append(seqs, s)
+		}
+		if len(seqs) != 3 || seqs[0] != 0 || seqs[2] != 2 {
+			t.Fatalf("watcher %d saw %v, want [0 1 2] (the forged 99 skipped)", w, seqs)
+		}
 	}
 }

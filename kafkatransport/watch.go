@@ -19,7 +19,8 @@ import (
 // read to the end it had when Watch began (at once for an empty topic).
 //
 // A record that does not decode, or that the Guard (WithGuard) does not
-// authenticate as produced by the event's owner, is logged and skipped:
+// authenticate as produced by the event's owner, is skipped and logged (one
+// line per 10s at most, with the count):
 // nothing is dead-lettered, since every watcher sees the same record. An
 // error of h is logged, and the watch goes on. Partitions added to the
 // topic after Watch began are not read until it runs again.
@@ -96,6 +97,10 @@ func Watch[T proto.Message](ctx context.Context, brokers string, spec EventSpec[
 	}
 	cfg.logger.Info("kafkatransport watching", "topic", topic, "partitions", n, "since", since)
 	stop := func() bool { return ctx.Err() != nil }
+	var (
+		lastLog time.Time
+		skipped int // since the last log line
+	)
 	handle := func(ev kafka.Event) (bool, error) {
 		m, ok := ev.(*kafka.Message)
 		if !ok {
@@ -111,7 +116,13 @@ func Watch[T proto.Message](ctx context.Context, brokers string, spec EventSpec[
 			}()
 		}
 		if err := watchRecord(ctx, &cfg, spec, m, h); err != nil {
-			cfg.logger.Warn("kafkatransport watch: skipping a record", "topic", topic, "partition", p, "offset", off, "err", err)
+			// At most one line per 10s: whoever can produce forged
+			// records must not flood the logs of every watcher.
+			skipped++
+			if now := time.Now(); now.Sub(lastLog) >= 10*time.Second {
+				cfg.logger.Warn("kafkatransport watch: skipping records", "topic", topic, "partition", p, "offset", off, "err", err, "skipped", skipped)
+				lastLog, skipped = now, 0
+			}
 		}
 		return false, nil
 	}
