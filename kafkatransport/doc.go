@@ -70,7 +70,8 @@
 //
 // Key: the value of the method's (kgrpc.kafka.v1.kafka_method).partition_key
 // field as text (integers in decimal, bools as "true"/"false", bytes as is),
-// or none. Value: the request message in protobuf binary encoding. Headers:
+// or none. Value: the request message in protobuf binary encoding (with a
+// Guard, sealed: see Record authentication). Headers:
 //
 //	rpc          kgrpc.kafka.v1.RequestEnvelope, protobuf binary:
 //	             method ("/pkg.v1.Service/Method"), id (correlation id,
@@ -111,7 +112,8 @@
 //
 // Topic and partition: those of the request's envelope. Key: none. Value:
 // the response message in protobuf binary encoding when the status is OK,
-// else empty. Headers:
+// else empty (with a Guard, either is sealed: see Record authentication).
+// Headers:
 //
 //	rpc  kgrpc.kafka.v1.ReplyEnvelope, protobuf binary: id (the request's),
 //	     code (gRPC status code, 0 for OK), message (bytes that are not

@@ -59,39 +59,24 @@ func run(args []string, out io.Writer, now time.Time) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected %q", errUsage, fs.Arg(0))
 	}
-	ringPath := filepath.Join(*dir, app.KeyringFile)
+	ringPath := filepath.Join(*dir, trust.KeyringFile)
 	switch cmd {
 	case "init":
-		if err := os.MkdirAll(*dir, 0o700); err != nil {
-			return err
+		var list []string
+		for u := range strings.SplitSeq(*units, ",") {
+			if u = strings.TrimSpace(u); trust.ValidUnit(u) != nil {
+				return fmt.Errorf("%w: %v", errUsage, trust.ValidUnit(u))
+			}
+			list = append(list, u)
 		}
-		ring, err := loadRing(ringPath)
+		ring, _, err := trust.EnsureDir(*dir, list, now, func(_ string, k trust.Key, path string) {
+			fmt.Fprintf(out, "made %s (key %s)\n", path, k.ID)
+		})
 		if err != nil {
 			return err
 		}
-		for u := range strings.SplitSeq(*units, ",") {
-			u = strings.TrimSpace(u)
-			if err := trust.ValidUnit(u); err != nil {
-				return fmt.Errorf("%w: %v", errUsage, err)
-			}
-			path := keyPath(*dir, u)
-			k, err := trust.LoadUnitKey(path)
-			if errors.Is(err, os.ErrNotExist) {
-				key, gerr := trust.GenerateKey(u, now)
-				if gerr != nil {
-					return gerr
-				}
-				k = &trust.UnitKey{Unit: u, Keys: []trust.Key{key}}
-				if err = k.Save(path); err == nil {
-					fmt.Fprintf(out, "made %s (key %s)\n", path, key.ID)
-				}
-			}
-			if err != nil {
-				return err
-			}
-			ring.Set(k)
-		}
-		return saveRing(out, ring, ringPath)
+		fmt.Fprintf(out, "%s holds units %s\n", ringPath, strings.Join(ring.Units(), ", "))
+		return nil
 	case "rotate", "retire":
 		if *unit == "" {
 			return fmt.Errorf("%w: %s needs --unit", errUsage, cmd)
@@ -99,7 +84,7 @@ func run(args []string, out io.Writer, now time.Time) error {
 		if err := trust.ValidUnit(*unit); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
-		path := keyPath(*dir, *unit)
+		path := trust.UnitKeyPath(*dir, *unit)
 		k, err := trust.LoadUnitKey(path)
 		if err != nil {
 			return err
@@ -152,8 +137,6 @@ func run(args []string, out io.Writer, now time.Time) error {
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 }
-
-func keyPath(dir, unit string) string { return filepath.Join(dir, unit+".key") }
 
 // loadRing reads the keyring at path, or returns an empty one when there is
 // none yet.

@@ -1,12 +1,8 @@
 package app
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
@@ -78,53 +74,19 @@ func LoadTrust(unit, unitKey, keyring string) (Trust, error) {
 }
 
 // KeyringFile is the keyring's file name in a key directory; each unit's
-// key is "<unit>.key" beside it.
-const KeyringFile = "keyring.json"
+// key is "<unit>.key" beside it (trust.UnitKeyPath).
+const KeyringFile = trust.KeyringFile
 
 // EnsureKeys returns the keys of every unit kept in dir, making the keys
 // that are missing (and the keyring, which it keeps in step with the unit
-// keys). cmd/platform keeps its keys so; cmd/kgrpc-keys makes them for
-// split deployments.
+// keys): cmd/platform keeps its keys so. cmd/kgrpc-keys makes them the same
+// way (trust.EnsureDir) for split deployments.
 func EnsureKeys(dir string, logger *slog.Logger) (Trust, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Trust{}, fmt.Errorf("key directory: %w", err)
-	}
-	ringPath := filepath.Join(dir, KeyringFile)
-	ring, err := trust.LoadKeyring(ringPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		ring, err = &trust.Keyring{}, nil
-	}
+	ring, keys, err := trust.EnsureDir(dir, Units, time.Now(), func(unit string, k trust.Key, path string) {
+		logger.Info("made a unit key", "unit", unit, "kid", k.ID, "file", path)
+	})
 	if err != nil {
 		return Trust{}, err
 	}
-	t := Trust{Ring: ring, Keys: map[string]*trust.UnitKey{}}
-	changed := false
-	for _, unit := range Units {
-		path := filepath.Join(dir, unit+".key")
-		k, err := trust.LoadUnitKey(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			key, gerr := trust.GenerateKey(unit, time.Now())
-			if gerr != nil {
-				return Trust{}, gerr
-			}
-			k = &trust.UnitKey{Unit: unit, Keys: []trust.Key{key}}
-			if err = k.Save(path); err == nil {
-				logger.Info("made a unit key", "unit", unit, "kid", key.ID, "file", path)
-			}
-		}
-		if err != nil {
-			return Trust{}, err
-		}
-		if pk, ok := ring.Key(k.Current().ID); !ok || len(ring.Keys(unit)) != len(k.Keys) || pk.Unit != unit {
-			ring.Set(k)
-			changed = true
-		}
-		t.Keys[unit] = k
-	}
-	if changed {
-		if err := ring.Save(ringPath); err != nil {
-			return Trust{}, err
-		}
-	}
-	return t, nil
+	return Trust{Ring: ring, Keys: keys}, nil
 }

@@ -4,7 +4,11 @@ import (
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 )
@@ -236,6 +240,64 @@ func Generate(now time.Time, units ...string) (*Keyring, map[string]*UnitKey, er
 		}
 		keys[u] = &UnitKey{Unit: u, Keys: []Key{k}}
 		ring.Set(keys[u])
+	}
+	return ring, keys, nil
+}
+
+// KeyringFile is the keyring's file name in a key directory, beside one
+// UnitKeyPath file per unit.
+const KeyringFile = "keyring.json"
+
+// UnitKeyPath returns the path of unit's key file in key directory dir.
+func UnitKeyPath(dir, unit string) string { return filepath.Join(dir, unit+".key") }
+
+// EnsureDir returns the keyring and the keys of units kept in key
+// directory dir, making the directory, the unit keys that are missing
+// (calling made, when set, for each) and keeping the keyring in step with
+// the unit keys. Keys that exist are left as they are.
+func EnsureDir(dir string, units []string, now time.Time, made func(unit string, k Key, path string)) (*Keyring, map[string]*UnitKey, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("trust: key directory: %w", err)
+	}
+	ringPath := filepath.Join(dir, KeyringFile)
+	ring, err := LoadKeyring(ringPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		ring, err = &Keyring{}, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	keys := make(map[string]*UnitKey, len(units))
+	changed := false
+	for _, unit := range units {
+		if err := ValidUnit(unit); err != nil {
+			return nil, nil, err
+		}
+		path := UnitKeyPath(dir, unit)
+		k, err := LoadUnitKey(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			key, gerr := GenerateKey(unit, now)
+			if gerr != nil {
+				return nil, nil, gerr
+			}
+			k = &UnitKey{Unit: unit, Keys: []Key{key}}
+			if err = k.Save(path); err == nil && made != nil {
+				made(unit, key, path)
+			}
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if pk, ok := ring.Key(k.Current().ID); !ok || pk.Unit != unit || len(ring.Keys(unit)) != len(k.Keys) {
+			ring.Set(k)
+			changed = true
+		}
+		keys[unit] = k
+	}
+	if changed {
+		if err := ring.Save(ringPath); err != nil {
+			return nil, nil, err
+		}
 	}
 	return ring, keys, nil
 }
