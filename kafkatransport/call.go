@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -71,7 +74,7 @@ func (c *ClientConn) invoke(ctx context.Context, rt route, method string, args, 
 }
 
 // call sends one request and waits for its reply, the context's end, or a
-// transport failure.
+// transport failure, reporting to the stats handlers and metrics.
 func (c *ClientConn) call(ctx context.Context, rt route, method string, args, reply any, opts []grpc.CallOption) error {
 	req, ok := args.(proto.Message)
 	if !ok {
@@ -85,29 +88,63 @@ func (c *ClientConn) call(ctx context.Context, rt route, method string, args, re
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.defaultTimeout)
 		defer cancel()
 	}
+	sh := c.cfg.statsHandler()
+	if sh == nil {
+		return c.roundTrip(ctx, nil, rt, method, req, reply, opts)
+	}
+	ctx = sh.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: method, FailFast: true})
+	begin := time.Now()
+	sh.HandleRPC(ctx, &stats.Begin{Client: true, BeginTime: begin, FailFast: true})
+	recordLocation(trace.SpanFromContext(ctx), rt.topic, -1, -1, "")
+	err := c.roundTrip(ctx, sh, rt, method, req, reply, opts)
+	sh.HandleRPC(ctx, &stats.End{Client: true, BeginTime: begin, EndTime: time.Now(), Error: err})
+	return err
+}
+
+// roundTrip sends req and waits for its reply, the context's end, or a
+// transport failure.
+func (c *ClientConn) roundTrip(ctx context.Context, sh rpcStats, rt route, method string, req proto.Message, reply any, opts []grpc.CallOption) error {
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
 	pc := &pendingCall{seq: c.seq.Add(1), method: method, ch: make(chan callResult, 1)}
-	if err := c.send(ctx, rt, method, req, pc); err != nil {
+	if sh != nil {
+		pc.span = trace.SpanFromContext(ctx)
+	}
+	if err := c.send(ctx, sh, rt, method, req, pc); err != nil {
 		return err
 	}
+	service := serviceOf(method)
+	c.cfg.metrics.CallStarted(service)
+	sent := time.Now()
 	var res callResult
 	select {
 	case res = <-pc.ch:
 	case <-ctx.Done():
 		c.finish(pc.seq, callResult{})
+		c.cfg.metrics.CallEnded(service, time.Since(sent), false)
 		return status.FromContextError(ctx.Err()).Err()
 	}
+	c.cfg.metrics.CallEnded(service, time.Since(sent), res.err == nil)
 	if res.err != nil {
 		return res.err
+	}
+	if sh != nil {
+		now := time.Now()
+		sh.HandleRPC(ctx, &stats.InHeader{Client: true, Header: res.reply.header, FullMethod: method, WireLength: len(res.value)})
+		defer sh.HandleRPC(ctx, &stats.InTrailer{Client: true, Trailer: res.reply.trailer})
+		defer func() {
+			if res.reply.code == int32(codes.OK) {
+				sh.HandleRPC(ctx, &stats.InPayload{Client: true, Payload: reply, Length: len(res.value), WireLength: len(res.value), RecvTime: now})
+			}
+		}()
 	}
 	return decodeReply(&res.reply, res.value, reply, opts)
 }
 
 // send registers pc and produces its request. The encoding buffers go back
 // to the pool once Produce has copied them.
-func (c *ClientConn) send(ctx context.Context, rt route, method string, req proto.Message, pc *pendingCall) error {
+func (c *ClientConn) send(ctx context.Context, sh rpcStats, rt route, method string, req proto.Message, pc *pendingCall) error {
 	value, env := c.bufs.get(), c.bufs.get()
 	defer c.bufs.put(value)
 	defer c.bufs.put(env)
@@ -151,6 +188,11 @@ func (c *ClientConn) send(ctx context.Context, rt route, method string, req prot
 	c.pending[pc.seq] = pc
 	c.mu.Unlock()
 
+	if sh != nil {
+		recordLocation(pc.span, rt.topic, -1, -1, string(id))
+		sh.HandleRPC(ctx, &stats.OutHeader{Client: true, Header: md, FullMethod: method})
+		sh.HandleRPC(ctx, &stats.OutPayload{Client: true, Payload: req, Length: len(*value), WireLength: len(*value), SentTime: time.Now()})
+	}
 	if err := c.produce(msg); err != nil {
 		c.finish(pc.seq, callResult{})
 		return err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -52,6 +53,9 @@ type pendingCall struct {
 	seq    uint64
 	method string          // for the Guard, which opens its reply
 	ch     chan callResult // buffered: finish never blocks
+	// span is the call's span, when a stats handler tagged it, to record
+	// where its request was stored.
+	span trace.Span
 }
 
 // callResult is what ends a pending call: a reply or a transport error.
@@ -139,7 +143,7 @@ func Dial(ctx context.Context, brokers string, opts ...ClientOption) (*ClientCon
 		return fail(fmt.Errorf("kafkatransport: assign reply partition: %w", err))
 	}
 	c.wg.Go(c.readReplies)
-	c.wg.Go(func() { readDeliveries(c.producer, c.cfg.logger, c.failUndelivered) })
+	c.wg.Go(func() { readDeliveries(c.producer, &c.cfg, c.delivered) })
 	cfg.logger.Info("kafkatransport client ready", "reply_topic", c.replyTopic, "reply_partition", c.replyPartition, "instance", cfg.instanceID)
 	return c, nil
 }

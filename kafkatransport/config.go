@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 )
 
 // DefaultPartitions is the partition count of the request and event topics
@@ -41,6 +43,10 @@ type config struct {
 	eventBackoff       time.Duration
 	eventMaxBackoff    time.Duration
 	logs               chan kafka.LogEvent
+	metrics            Metrics
+	statistics         bool // librdkafka statistics go to metrics
+	statsHandlers      []stats.Handler
+	tracer             trace.Tracer // events' spans; nil for none
 }
 
 // newConfig returns the defaults with opts applied by apply, the method of
@@ -58,6 +64,7 @@ func newConfig[O any](brokers string, opts []O, apply func(O, *config) error) (c
 		replyPartition:    -1,
 		defaultTimeout:    30 * time.Second,
 		maxConcurrency:    256,
+		metrics:           nopMetrics{},
 		drainTimeout:      30 * time.Second,
 		stallTimeout:      DefaultStallTimeout,
 		eventAttempts:     4,
@@ -220,6 +227,9 @@ func (c *config) clientConfig(defaults kafka.ConfigMap, drop []string, fixed kaf
 	m["go.logs.channel"] = c.logs
 	if _, ok := m["client.id"]; !ok {
 		m["client.id"] = "kgrpc-" + c.instanceID
+	}
+	if _, ok := m["statistics.interval.ms"]; !ok && c.statistics {
+		m["statistics.interval.ms"] = int(DefaultStatisticsInterval / time.Millisecond)
 	}
 	return &m
 }

@@ -41,6 +41,7 @@ type deadLetterer struct {
 	producer *kafka.Producer
 	logger   *slog.Logger
 	health   *health
+	metrics  Metrics
 
 	// mu is held shared around Produce and exclusively to set closed,
 	// before the producer closes: a handler that outlived the drain
@@ -49,8 +50,8 @@ type deadLetterer struct {
 	closed bool
 }
 
-func newDeadLetterer(producer *kafka.Producer, logger *slog.Logger, h *health) *deadLetterer {
-	return &deadLetterer{producer: producer, logger: logger, health: h}
+func newDeadLetterer(producer *kafka.Producer, cfg *config, h *health) *deadLetterer {
+	return &deadLetterer{producer: producer, logger: cfg.logger, health: h, metrics: cfg.metrics}
 }
 
 // close makes every later produce fail; call it before closing the
@@ -92,6 +93,7 @@ func (d *deadLetterer) send(ctx context.Context, dl deadLetter) bool {
 	if err == nil {
 		log.Error("kafkatransport record dead-lettered", "err", dl.cause)
 		d.health.deadLettered(nil)
+		d.metrics.DeadLettered(*src.Topic)
 		return true
 	}
 	if ctx.Err() != nil {
@@ -101,6 +103,7 @@ func (d *deadLetterer) send(ctx context.Context, dl deadLetter) bool {
 	if err = d.attempt(ctx, dl.record(true), start.Add(deadLetterBudget)); err == nil {
 		log.Error("kafkatransport record dead-lettered as a stub", "size", len(dl.msg.Value), "err", dl.cause)
 		d.health.deadLettered(nil)
+		d.metrics.DeadLettered(*src.Topic)
 		return true
 	}
 	if ctx.Err() != nil {

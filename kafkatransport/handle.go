@@ -10,9 +10,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
@@ -107,7 +109,35 @@ func (l *lane) serve(req *request) {
 	req.stream.req = req
 	ctx = grpc.NewContextWithServerTransportStream(ctx, &req.stream)
 
+	service := l.svc.desc.ServiceName
+	l.s.cfg.metrics.RequestStarted(service)
+	sh := l.s.cfg.statsHandler()
+	if sh == nil {
+		resp, err := l.invoke(ctx, req)
+		l.s.cfg.metrics.RequestEnded(service)
+		l.reply(req, resp, err)
+		return
+	}
+	name, m := req.method.name, req.msg
+	ctx = sh.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: name})
+	sh.HandleRPC(ctx, &stats.InHeader{FullMethod: name, Header: req.env.metadata, WireLength: len(m.Value)})
+	begin := time.Now()
+	sh.HandleRPC(ctx, &stats.Begin{BeginTime: begin})
+	span := trace.SpanFromContext(ctx)
+	recordLocation(span, l.topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset), string(req.env.id))
+	if span.IsRecording() {
+		span.SetAttributes(keyConsumerGroup.String(l.topic), keyOperationType.String("process"))
+	}
 	resp, err := l.invoke(ctx, req)
+	l.s.cfg.metrics.RequestEnded(service)
+	h, t := req.stream.metadata()
+	if h != nil {
+		sh.HandleRPC(ctx, &stats.OutHeader{Header: h, FullMethod: name})
+	}
+	if t != nil {
+		sh.HandleRPC(ctx, &stats.OutTrailer{Trailer: t})
+	}
+	sh.HandleRPC(ctx, &stats.End{BeginTime: begin, EndTime: time.Now(), Trailer: t, Error: err})
 	l.reply(req, resp, err)
 }
 

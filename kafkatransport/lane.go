@@ -88,6 +88,8 @@ func (l *lane) poll() error {
 		switch e := ev.(type) {
 		case *kafka.Message:
 			return l.dispatch(e), nil
+		case *kafka.Stats:
+			l.s.cfg.metrics.KafkaStatistics(l.topic, e.String())
 		case kafka.Error:
 			if e.IsFatal() {
 				return false, fmt.Errorf("kafkatransport: consumer of %q: %w", l.topic, e)
@@ -253,6 +255,7 @@ func (l *lane) acquire() (waited, ok bool) {
 func (l *lane) expired(req *request) bool {
 	if ms := req.env.deadlineUnixMs; ms > 0 && !time.Now().Before(time.UnixMilli(ms)) {
 		l.s.cfg.logger.Debug("kafkatransport dropping expired request", "method", req.method.name, "id", string(req.env.id))
+		l.s.cfg.metrics.RequestExpired(l.svc.desc.ServiceName)
 		return true
 	}
 	return false

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 )
@@ -46,7 +47,7 @@ func NewPublisher(brokers string, opts ...PublisherOption) (*Publisher, error) {
 	pub := &Publisher{cfg: cfg, producer: p, admin: a, stopLogs: stopLogs}
 	pub.topics = newTopicEnsurer(a, &pub.cfg)
 	// Per-message delivery channels carry the reports; drain the rest.
-	go readDeliveries(p, cfg.logger, nil)
+	go readDeliveries(p, &pub.cfg, nil)
 	return pub, nil
 }
 
@@ -64,8 +65,8 @@ func (p *Publisher) Close(ctx context.Context) error {
 
 // Publish publishes ev on its topic, keyed per spec, and returns once the
 // broker has acknowledged it, or ctx ends first (the event may then still be
-// delivered). The W3C trace context in ctx's outgoing metadata goes along.
-func Publish[T proto.Message](ctx context.Context, p *Publisher, spec EventSpec[T], ev T) error {
+// delivered). The trace context goes along (see WithTracerProvider).
+func Publish[T proto.Message](ctx context.Context, p *Publisher, spec EventSpec[T], ev T) (err error) {
 	value, err := proto.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("kafkatransport: marshal %s: %w", spec.Name, err)
@@ -74,11 +75,15 @@ func Publish[T proto.Message](ctx context.Context, p *Publisher, spec EventSpec[
 	if err := p.topics.ensure(ctx, p.cfg.partitions, topic); err != nil {
 		return fmt.Errorf("kafkatransport: %w", err)
 	}
-	headers := []kafka.Header{
-		{Key: hdrEventType, Value: []byte(spec.Name)},
-		{Key: hdrEventID, Value: []byte(p.cfg.instanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36))},
-	}
-	if md, ok := metadata.FromOutgoingContext(ctx); ok {
+	id := p.cfg.instanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	headers := make([]kafka.Header, 2, 5)
+	headers[0] = kafka.Header{Key: hdrEventType, Value: []byte(spec.Name)}
+	headers[1] = kafka.Header{Key: hdrEventID, Value: []byte(id)}
+	if p.cfg.tracer != nil {
+		var span trace.Span
+		ctx, span = p.cfg.startSend(ctx, topic, id, &headers)
+		defer func() { endSpan(span, err) }()
+	} else if md, ok := metadata.FromOutgoingContext(ctx); ok {
 		headers = traceHeaders(headers, md)
 	}
 	msg := &kafka.Message{

@@ -50,19 +50,27 @@ func (c *ClientConn) handleReply(ev kafka.Event) (bool, error) {
 			}
 		}
 		return c.finish(seq, callResult{reply: env, value: e.Value}), nil
+	case *kafka.Stats:
+		c.cfg.metrics.KafkaStatistics("", e.String())
 	case kafka.Error:
 		c.cfg.logger.Debug("kafkatransport reply consumer", "err", e) // librdkafka's own log has it
 	}
 	return false, nil
 }
 
-// failUndelivered fails the call whose request the broker did not accept.
-func (c *ClientConn) failUndelivered(m *kafka.Message) {
-	if m.TopicPartition.Error == nil {
+// delivered fails the call whose request the broker did not accept, and
+// records where an accepted one was stored on the call's span.
+func (c *ClientConn) delivered(m *kafka.Message) {
+	pc, ok := m.Opaque.(*pendingCall)
+	if !ok {
 		return
 	}
-	if pc, ok := m.Opaque.(*pendingCall); ok {
-		c.finish(pc.seq, callResult{err: produceError(m.TopicPartition.Error)})
+	if err := m.TopicPartition.Error; err != nil {
+		c.finish(pc.seq, callResult{err: produceError(err)})
+		return
+	}
+	if pc.span != nil && m.TopicPartition.Topic != nil {
+		recordLocation(pc.span, *m.TopicPartition.Topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset), "")
 	}
 }
 

@@ -56,17 +56,20 @@ func startOnce[V any](mu *sync.Mutex, started *bool, registered map[string]V, ca
 }
 
 // readDeliveries passes each delivery report on p's events channel to
-// delivered, if not nil, until p is closed. Producer errors are logged at
-// debug level: librdkafka's own log has them.
-func readDeliveries(p *kafka.Producer, logger *slog.Logger, delivered func(*kafka.Message)) {
+// delivered, if not nil, until p is closed, and its statistics to the
+// role's Metrics. Producer errors are logged at debug level: librdkafka's
+// own log has them.
+func readDeliveries(p *kafka.Producer, cfg *config, delivered func(*kafka.Message)) {
 	for ev := range p.Events() {
 		switch e := ev.(type) {
 		case *kafka.Message:
 			if delivered != nil {
 				delivered(e)
 			}
+		case *kafka.Stats:
+			cfg.metrics.KafkaStatistics("", e.String())
 		case kafka.Error:
-			logger.Debug("kafkatransport producer", "err", e)
+			cfg.logger.Debug("kafkatransport producer", "err", e)
 		}
 	}
 }

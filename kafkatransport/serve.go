@@ -39,7 +39,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.producer, s.base = producer, base
 	s.sem = make(chan struct{}, s.cfg.maxConcurrency)
 	s.stopping = make(chan struct{})
-	s.dl = newDeadLetterer(producer, s.cfg.logger, &s.health)
+	s.dl = newDeadLetterer(producer, &s.cfg, &s.health)
 	topics := newTopicEnsurer(admin, &s.cfg)
 	for _, n := range names {
 		spec, ok := s.specs[n]
@@ -65,7 +65,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 
 	var deliveries, polls sync.WaitGroup
-	deliveries.Go(func() { readDeliveries(s.producer, s.cfg.logger, s.delivered) })
+	deliveries.Go(func() { readDeliveries(s.producer, &s.cfg, s.delivered) })
 	errc := make(chan error, len(s.lanes))
 	for _, l := range s.lanes {
 		polls.Go(func() { errc <- l.poll() })

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 )
@@ -136,7 +137,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		return fmt.Errorf("kafkatransport: new producer: %w", err)
 	}
 	defer producer.Close()
-	go readDeliveries(producer, s.cfg.logger, nil) // dead letters have delivery channels
+	go readDeliveries(producer, &s.cfg, nil) // dead letters have delivery channels
 	admin, err := kafka.NewAdminClientFromProducer(producer)
 	if err != nil {
 		return fmt.Errorf("kafkatransport: new admin client: %w", err)
@@ -208,6 +209,11 @@ func (s *Subscriber) handle(ctx, base context.Context, dl *deadLetterer, m *kafk
 	}
 	backoff := s.cfg.eventBackoff
 	var err error
+	if s.cfg.tracer != nil {
+		var span trace.Span
+		hctx, span = s.cfg.startProcess(hctx, s.cfg.topic(s.group), m, info.ID)
+		defer func() { endSpan(span, err) }()
+	}
 	if g := s.cfg.guard; g != nil {
 		if info.Producer, err = g.OpenEvent(h.name, m); err != nil {
 			s.cfg.logger.Warn("kafkatransport dead-lettering an event that is not authentic", "topic", topic, "offset", info.Offset, "err", err)

@@ -52,7 +52,7 @@ type fetched struct {
 func newSubRun(s *Subscriber, ctx, base context.Context, consumer *kafka.Consumer, producer *kafka.Producer) *subRun {
 	r := &subRun{
 		s: s, ctx: ctx, base: base, consumer: consumer,
-		dl:       newDeadLetterer(producer, s.cfg.logger, &s.health),
+		dl:       newDeadLetterer(producer, &s.cfg, &s.health),
 		trackers: map[string]*tracker{},
 		workers:  map[partKey]*partWorker{},
 	}
@@ -93,6 +93,8 @@ func (r *subRun) poll() error {
 		switch e := r.consumer.Poll(100).(type) {
 		case *kafka.Message:
 			r.dispatch(e)
+		case *kafka.Stats:
+			r.s.cfg.metrics.KafkaStatistics(r.s.cfg.topic(r.s.group), e.String())
 		case kafka.Error:
 			if e.IsFatal() {
 				err := fmt.Errorf("kafkatransport: subscriber %s: %w", r.s.group, e)

@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/telemetry"
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/idempotency"
 )
@@ -33,6 +35,9 @@ type Common struct {
 	// Client are extra transport options for the units that make calls
 	// (the reply partition).
 	Client []kafkatransport.ClientOption
+	// Telemetry, when not nil, traces and measures every unit: their
+	// spans, /metrics and trace ids in log lines. Nil means none.
+	Telemetry *telemetry.Telemetry
 }
 
 // unitEnv is what a unit's parts share: its logger and the transport
@@ -42,6 +47,8 @@ type unitEnv struct {
 	kafka kafkatransport.Option
 	// secret derives the unit's own secrets (trust.UnitKey.Secret).
 	secret func(label string) []byte
+	// tel instruments the unit; nil without Common.Telemetry.
+	tel *telemetry.Unit
 }
 
 // unit returns the environment of the unit named name: a logger naming it,
@@ -55,7 +62,24 @@ func (c Common) unit(name string) (unitEnv, error) {
 		return unitEnv{}, err
 	}
 	opts := append([]kafkatransport.Option{kafkatransport.WithLogger(log), kafkatransport.WithGuard(g)}, c.Kafka...)
-	return unitEnv{log: log, kafka: kafkatransport.WithOptions(opts...), secret: c.Trust.Keys[name].Secret}, nil
+	var tel *telemetry.Unit
+	if c.Telemetry != nil {
+		if tel, err = c.Telemetry.Unit(context.Background(), name); err != nil {
+			return unitEnv{}, err
+		}
+		opts = append(opts, tel.Transport())
+	}
+	return unitEnv{log: log, kafka: kafkatransport.WithOptions(opts...), secret: c.Trust.Keys[name].Secret, tel: tel}, nil
+}
+
+// events returns the options of the unit's publishers and subscribers:
+// the unit's, its topics' and, with telemetry, the spans of its events.
+func (c Common) events(u unitEnv) []kafkatransport.EventOption {
+	opts := []kafkatransport.EventOption{}
+	if u.tel != nil {
+		opts = append(opts, u.tel.Events())
+	}
+	return opts
 }
 
 // topicOptions returns the partition count of the topics a server,
@@ -69,22 +93,43 @@ func (c Common) topicOptions() kafkatransport.TopicOption {
 // methods, calls with an idempotency key) are retried up to twice, after
 // about 100ms and 200ms, within their deadline.
 func (c Common) clientOptions(u unitEnv) []kafkatransport.ClientOption {
-	return append([]kafkatransport.ClientOption{u.kafka,
-		kafkatransport.WithUnaryClientInterceptors(idempotency.RetryUnavailable(3, 100*time.Millisecond))}, c.Client...)
+	opts := []kafkatransport.ClientOption{u.kafka}
+	if u.tel != nil {
+		opts = append(opts, u.tel.Client()...) // outermost: one grpc_client_handled_total per call
+	}
+	opts = append(opts, kafkatransport.WithUnaryClientInterceptors(idempotency.RetryUnavailable(3, 100*time.Millisecond)))
+	return append(opts, c.Client...)
 }
 
-// newServer returns a transport server with the shop's interceptors: call
-// logging outermost, then the caller's identity (the unit that produced
+// newServer returns a transport server with the shop's interceptors: with
+// telemetry, its spans and metrics outermost; then the request id for log
+// lines, call logging, then the caller's identity (the unit that produced
 // the request, and the user the gateway names, refused when rev knows the
 // user's token revoked), then exactly-once effect
 // for methods with side effects, with outcomes kept in idem, keys scoped
 // to the caller and fingerprints keyed with a secret of the unit (a
 // CreateUser's fingerprint then tells nothing about its password).
 func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocations) (*kafkatransport.Server, error) {
-	return kafkatransport.NewServer(c.Brokers, u.kafka, c.topicOptions(),
-		kafkatransport.WithUnaryServerInterceptors(logCalls(u.log), auth.UnaryServerInterceptor(auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked}),
-			idempotency.UnaryServerInterceptor(idem, idempotency.WithScope(callerScope), idempotency.WithLogger(u.log),
-				idempotency.WithFingerprintKey(u.secret("idempotency-fingerprint")))))
+	opts := []kafkatransport.ServerOption{u.kafka, c.topicOptions()}
+	if u.tel != nil {
+		opts = append(opts, u.tel.Server()...) // outermost: every request counted
+	}
+	opts = append(opts, kafkatransport.WithUnaryServerInterceptors(requestID, logCalls(u.log),
+		auth.UnaryServerInterceptor(auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked}),
+		idempotency.UnaryServerInterceptor(idem, idempotency.WithScope(callerScope), idempotency.WithLogger(u.log),
+			idempotency.WithFingerprintKey(u.secret("idempotency-fingerprint")))))
+	return kafkatransport.NewServer(c.Brokers, opts...)
+}
+
+// requestID puts the request id the gateway passes as "x-request-id"
+// metadata into the handler's context, for its log lines.
+func requestID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(telemetry.RequestIDMetadata); len(v) == 1 {
+			ctx = telemetry.WithRequestID(ctx, v[0])
+		}
+	}
+	return handler(ctx, req)
 }
 
 // callerScope scopes idempotency keys to the verified caller: the user's

@@ -15,7 +15,8 @@ import (
 
 // Schema creates the outbox table, in sqlstore's migration dialect (its
 // placeholders expand for SQLite and PostgreSQL). Include it in a service's
-// first migration.
+// first migration; sqlstore's platform migrations add the trace_context
+// column.
 const Schema = `CREATE TABLE IF NOT EXISTS outbox (
 	id {{id}},
 	event_type TEXT NOT NULL,
@@ -23,7 +24,9 @@ const Schema = `CREATE TABLE IF NOT EXISTS outbox (
 	created_at BIGINT NOT NULL
 )`
 
-// Add writes events, in order, to the outbox within tx. Repositories
+// Add writes events, in order, to the outbox within tx, each with the
+// trace context of ctx, which the relay publishes it with: the event's
+// spans then belong to the trace of the call that wrote it. Repositories
 // normally call it through sqlstore.Tx.AddEvents.
 func Add(ctx context.Context, tx *sql.Tx, events ...proto.Message) error {
 	for _, ev := range events {
@@ -32,8 +35,8 @@ func Add(ctx context.Context, tx *sql.Tx, events ...proto.Message) error {
 		if err != nil {
 			return fmt.Errorf("outbox: marshal %s: %w", name, err)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO outbox (event_type, payload, created_at) VALUES ($1, $2, $3)`,
-			string(name), payload, time.Now().UnixMilli())
+		_, err = tx.ExecContext(ctx, `INSERT INTO outbox (event_type, payload, created_at, trace_context) VALUES ($1, $2, $3, $4)`,
+			string(name), payload, time.Now().UnixMilli(), traceOf(ctx))
 		if err != nil {
 			return fmt.Errorf("outbox: add %s: %w", name, err)
 		}
@@ -118,7 +121,7 @@ func (r *Relay) Run(ctx context.Context) error {
 // flush publishes up to a batch of events in order, deleting each after it
 // is published, and returns how many it published.
 func (r *Relay) flush(ctx context.Context) (int, error) {
-	rows, err := r.db.QueryContext(ctx, `SELECT id, event_type, payload FROM outbox ORDER BY id LIMIT 100`)
+	rows, err := r.db.QueryContext(ctx, `SELECT id, event_type, payload, trace_context FROM outbox ORDER BY id LIMIT 100`)
 	if err != nil {
 		return 0, fmt.Errorf("read outbox: %w", err)
 	}
@@ -126,11 +129,12 @@ func (r *Relay) flush(ctx context.Context) (int, error) {
 		id      int64
 		typ     string
 		payload []byte
+		trace   string
 	}
 	var batch []entry
 	for rows.Next() {
 		var e entry
-		if err := rows.Scan(&e.id, &e.typ, &e.payload); err != nil {
+		if err := rows.Scan(&e.id, &e.typ, &e.payload, &e.trace); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("read outbox: %w", err)
 		}
@@ -145,7 +149,7 @@ func (r *Relay) flush(ctx context.Context) (int, error) {
 		if err != nil {
 			// No retry can fix it; keep it out of the way of the rest.
 			r.logger.Error("outbox: dropping undecodable event", "id", e.id, "type", e.typ, "err", err)
-		} else if err := r.publish(ctx, ev); err != nil {
+		} else if err := r.publish(withTrace(ctx, e.trace), ev); err != nil {
 			return i, fmt.Errorf("publish %s #%d: %w", e.typ, e.id, err)
 		}
 		if _, err := r.db.ExecContext(ctx, `DELETE FROM outbox WHERE id = $1`, e.id); err != nil {

@@ -30,8 +30,8 @@ func TestOpenSQLiteMigratesOnce(t *testing.T) {
 		if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 			t.Fatalf("journal_mode = %q, %v", mode, err)
 		}
-		var n int // migs' two and the platform's one
-		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != 3 {
+		var n int // migs' two and the platform's two
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != 4 {
 			t.Fatalf("schema_migrations rows = %d, %v", n, err)
 		}
 		if _, err := db.ExecContext(ctx, "INSERT INTO a (id, n) VALUES ('x', 1) ON CONFLICT DO NOTHING"); err != nil {
@@ -104,8 +104,9 @@ func TestOpenEachDialect(t *testing.T) {
 			}
 			defer db.Close()
 			var n int
-			// The two of migs, and the platform's idempotency_keys table.
-			if err := db.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != 3 {
+			// The two of migs, and the platform's two (idempotency_keys,
+			// the outbox's trace_context).
+			if err := db.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != 4 {
 				t.Fatalf("schema_migrations rows = %d, %v", n, err)
 			}
 			for i, want := range []bool{false, true} {
