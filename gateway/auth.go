@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/telemetry"
 )
 
 type claimsKey struct{}
@@ -79,6 +80,15 @@ func principalMetadata(_ context.Context, r *http.Request) metadata.MD {
 		return nil
 	}
 	return metadata.Pairs(auth.PrincipalKey, auth.Principal(c))
+}
+
+// requestIDMetadata passes the request's id (RequestIDHeader) to the
+// services it calls, for their log lines.
+func requestIDMetadata(_ context.Context, r *http.Request) metadata.MD {
+	if id, ok := telemetry.RequestID(r.Context()); ok {
+		return metadata.Pairs(telemetry.RequestIDMetadata, id)
+	}
+	return nil
 }
 
 // serveJWKS serves the public keys that verify user tokens, as a JSON Web

@@ -9,12 +9,16 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/telemetry"
 )
 
 // Config is what the gateway needs.
@@ -55,6 +59,14 @@ type Config struct {
 	// client address, and each email, may make a minute (in bursts of as
 	// many); more are 429 with Retry-After. Zero means no limit.
 	AuthRateLimit int
+	// TracerProvider, when not nil, makes a server span of each request,
+	// continuing the trace of an incoming traceparent; Propagator reads
+	// it (nil: W3C trace context and baggage).
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
+	// Metrics, when not nil, registers the gateway's HTTP metrics
+	// (http_requests_total, http_request_duration_seconds).
+	Metrics prometheus.Registerer
 }
 
 // gateway holds what the handlers of its own endpoints (readiness, the
@@ -81,6 +93,9 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Propagator == nil {
+		cfg.Propagator = telemetry.Propagator
+	}
 
 	mux := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
@@ -95,6 +110,8 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		// the verified user goes as auth.PrincipalKey metadata.
 		runtime.WithIncomingHeaderMatcher(idempotencyHeaderMatcher),
 		runtime.WithMetadata(principalMetadata),
+		runtime.WithMetadata(requestIDMetadata),
+		runtime.WithMiddlewares(recordRoute),
 		runtime.WithOutgoingHeaderMatcher(responseHeaderMatcher),
 	)
 	for _, svc := range []struct {
@@ -136,5 +153,16 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		limitBody(cfg.MaxBodyBytes),
 		rateLimitAuth(cfg.AuthRateLimit), // reads the email of the bounded body
 	))
-	return chain(root, logRequests(cfg.Logger), securityHeaders, cors(cfg.CORSOrigins)), nil
+	var metrics *httpMetrics
+	if cfg.Metrics != nil {
+		var err error
+		if metrics, err = newHTTPMetrics(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("gateway: register metrics: %w", err)
+		}
+	}
+	outer := []func(http.Handler) http.Handler{requestID, measure(metrics), logRequests(cfg.Logger), securityHeaders, cors(cfg.CORSOrigins)}
+	if cfg.TracerProvider != nil {
+		outer = append([]func(http.Handler) http.Handler{traceHTTP(cfg.TracerProvider, cfg.Propagator)}, outer...)
+	}
+	return chain(root, outer...), nil
 }

@@ -50,7 +50,7 @@ func logRequests(log *slog.Logger) func(http.Handler) http.Handler {
 			start := time.Now()
 			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 			next.ServeHTTP(rec, r)
-			log.Info("http request", "method", r.Method, "path", r.URL.Path, "status", rec.code, "duration", time.Since(start))
+			log.InfoContext(r.Context(), "http request", "method", r.Method, "path", r.URL.Path, "status", rec.code, "duration", time.Since(start))
 		})
 	}
 }

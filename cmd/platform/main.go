@@ -29,6 +29,7 @@ import (
 	"github.com/kgrpc/platform/internal/app"
 	"github.com/kgrpc/platform/internal/cli"
 	"github.com/kgrpc/platform/internal/embedkafka"
+	"github.com/kgrpc/platform/internal/telemetry"
 )
 
 // platformFlags are cmd/platform's rows of the flag table. Each reads its
@@ -132,6 +133,16 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	}
 
 	common.Brokers, common.Trust = brokers, keys
+	if common.Telemetry, err = telemetry.New(true); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := common.Telemetry.Shutdown(sctx); err != nil {
+			logger.Warn("export the last spans", "err", err)
+		}
+	}()
 	if o.broker != nil {
 		o.broker(brokers)
 	}

@@ -55,7 +55,7 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	go func() { watchErr <- rev.Watch(watchCtx, c.Brokers, u.kafka, c.topicOptions()) }()
 	defer func() { stopWatch(); <-watchErr }()
-	h, err := gateway.New(ctx, gateway.Config{
+	gcfg := gateway.Config{
 		Users:          usersv1.NewUserServiceKafkaClient(conn),
 		Products:       productsv1.NewProductServiceKafkaClient(conn),
 		Orders:         ordersv1.NewOrderServiceKafkaClient(conn),
@@ -68,9 +68,21 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 		CORSOrigins:    cfg.CORSOrigins,
 		AuthRateLimit:  cfg.AuthRateLimit,
 		Logger:         log,
-	})
+	}
+	if u.tel != nil {
+		gcfg.TracerProvider, gcfg.Metrics = u.tel.Tracer, u.tel.Registerer
+	}
+	h, err := gateway.New(ctx, gcfg)
 	if err != nil {
 		return err
+	}
+	if c.Telemetry != nil {
+		// /metrics beside the API, outside its middleware (no rate limit,
+		// no CORS): it is for the scraper.
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", c.Telemetry.Handler())
+		mux.Handle("/", h)
+		h = mux
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

@@ -73,12 +73,12 @@ func (r *Ready) follow(ctx context.Context, serving <-chan struct{}) error {
 	return nil
 }
 
-// runWithHealth runs unit and serves /healthz (200 while the process runs)
-// and /readyz (200 while ready.Err is nil; 503 with the reason as text
+// runWithHealth runs unit and serves /healthz (200 while the process runs),
+// /metrics (metrics, when not nil) and /readyz (200 while ready.Err is nil; 503 with the reason as text
 // before, while a check fails, and once the unit is stopping) on addr. The endpoints keep answering while the unit drains and
 // stop after it; if they fail (say, addr is taken) the unit is stopped and
 // the error returned.
-func runWithHealth(ctx context.Context, addr string, ready *Ready, logger *slog.Logger, unit func(context.Context) error) error {
+func runWithHealth(ctx context.Context, addr string, ready *Ready, logger *slog.Logger, metrics http.Handler, unit func(context.Context) error) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("health listener: %w", err)
@@ -87,6 +87,9 @@ func runWithHealth(ctx context.Context, addr string, ready *Ready, logger *slog.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if gctx.Err() != nil {

@@ -48,7 +48,7 @@ func TestRunWithHealth(t *testing.T) {
 	failure := errors.New("unit failed")
 	done := make(chan error, 1)
 	go func() {
-		done <- runWithHealth(ctx, addr, ready, slog.New(slog.DiscardHandler), func(ctx context.Context) error {
+		done <- runWithHealth(ctx, addr, ready, slog.New(slog.DiscardHandler), nil, func(ctx context.Context) error {
 			<-ctx.Done()
 			close(stopping)
 			<-release // draining
@@ -91,7 +91,7 @@ func TestRunWithHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	err = runWithHealth(context.Background(), taken.Addr().String(), new(Ready), slog.New(slog.DiscardHandler), func(ctx context.Context) error {
+	err = runWithHealth(context.Background(), taken.Addr().String(), new(Ready), slog.New(slog.DiscardHandler), nil, func(ctx context.Context) error {
 		t.Error("the unit ran although its health address is taken")
 		return nil
 	})

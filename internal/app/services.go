@@ -101,7 +101,7 @@ func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 			}
 		}
 		productsv1.RegisterProductServiceKafkaServer(u.srv, svc)
-		sub, err := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", u.kafka, c.topicOptions())
+		sub, err := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", subscriberOptions(c, u.unitEnv)...)
 		if err != nil {
 			return err
 		}
@@ -199,12 +199,21 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 		return err
 	}
 	defer repo.Close()
-	pub, err := kafkatransport.NewPublisher(c.Brokers, u.kafka, c.topicOptions())
+	pubOpts := []kafkatransport.PublisherOption{u.kafka, c.topicOptions()}
+	for _, o := range c.events(u.unitEnv) {
+		pubOpts = append(pubOpts, o)
+	}
+	pub, err := kafkatransport.NewPublisher(c.Brokers, pubOpts...)
 	if err != nil {
 		return err
 	}
 	defer pub.Close(context.WithoutCancel(ctx))
 	u.relay = outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), u.log)
+	if u.tel != nil {
+		if err := u.tel.Registerer.Register(u.relay.Collector()); err != nil {
+			return fmt.Errorf("register outbox metrics: %w", err)
+		}
+	}
 	idem := sqlstore.NewIdempotency(repo.SQL(), u.relay.Notify)
 	rev := auth.NewRevocations()
 	if u.srv, err = c.newServer(u.unitEnv, idem, rev); err != nil {
@@ -228,6 +237,15 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 	cfg.Ready.Watch(append(u.health, u.srv.Health)...)
 	g.Go(func() error { return cfg.Ready.follow(gctx, u.srv.Ready()) })
 	return g.Wait()
+}
+
+// subscriberOptions returns the options of a subscriber of the unit u.
+func subscriberOptions(c Common, u unitEnv) []kafkatransport.SubscriberOption {
+	opts := []kafkatransport.SubscriberOption{u.kafka, c.topicOptions()}
+	for _, o := range c.events(u) {
+		opts = append(opts, o)
+	}
+	return opts
 }
 
 // DBPaths returns the SQLite files of the three services in dataDir.

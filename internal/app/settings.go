@@ -13,6 +13,7 @@ import (
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/cli"
 	"github.com/kgrpc/platform/internal/sqlstore"
+	"github.com/kgrpc/platform/internal/telemetry"
 	"github.com/kgrpc/platform/kafkatransport"
 )
 
@@ -170,18 +171,25 @@ func (s Settings) Common(unit string) (Common, error) {
 		return Common{}, err
 	}
 	c, err := s.CommonWith(logger)
+	if err != nil {
+		return c, err
+	}
+	if c.Telemetry, err = telemetry.New(false); err != nil {
+		return Common{}, cli.UsageError{Err: err}
+	}
 	c.Brokers, c.Trust = s.Brokers, t
-	return c, err
+	return c, nil
 }
 
 // Logger returns the logger --log-level and --log-format describe, on
-// stderr.
+// stderr; lines logged with a context that carries a span have its
+// trace_id and span_id.
 func (s Settings) Logger() (*slog.Logger, error) {
 	logger, err := cli.NewLogger(s.LogLevel, s.LogFormat, os.Stderr)
 	if err != nil {
 		return nil, cli.UsageError{Err: err}
 	}
-	return logger, nil
+	return slog.New(telemetry.LogHandler(logger.Handler())), nil
 }
 
 // CommonWith checks the Kafka settings of s (properties, partitions,

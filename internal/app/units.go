@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/kgrpc/platform/internal/cli"
 	"github.com/kgrpc/platform/ordersvc"
@@ -50,10 +51,18 @@ func deployable(name string, flags []string, health bool, run func(ctx context.C
 		if err != nil {
 			return err
 		}
+		defer func() {
+			// The spans still buffered go out, within a bound.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := c.Telemetry.Shutdown(sctx); err != nil {
+				c.Logger.Warn("export the last spans", "err", err)
+			}
+		}()
 		ready := new(Ready)
 		unit := func(ctx context.Context) error { return run(ctx, s, c, ready) }
 		if health {
-			err = runWithHealth(ctx, s.HTTPAddr, ready, c.Logger, unit)
+			err = runWithHealth(ctx, s.HTTPAddr, ready, c.Logger, c.Telemetry.Handler(), unit)
 		} else {
 			err = unit(ctx)
 		}

@@ -80,8 +80,12 @@ func New(shared bool) (*Telemetry, error) {
 	return t, nil
 }
 
-// Handler serves the registry in the Prometheus text format.
+// Handler serves the registry in the Prometheus text format; nil for a
+// nil Telemetry.
 func (t *Telemetry) Handler() http.Handler {
+	if t == nil {
+		return nil
+	}
 	return promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{Registry: t.Registry})
 }
 
@@ -188,8 +192,11 @@ func (t *Telemetry) exporter(ctx context.Context) (sdktrace.SpanExporter, error)
 }
 
 // Shutdown exports the spans still buffered, bounded by ctx, and stops
-// every unit's tracer provider.
+// every unit's tracer provider. A nil Telemetry has none.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if t == nil {
+		return nil
+	}
 	t.mu.Lock()
 	providers := t.providers
 	t.providers = nil

@@ -1,0 +1,151 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kgrpc/platform/internal/telemetry"
+)
+
+// RequestIDHeader is the header that names a request: the gateway keeps a
+// caller's (up to 128 printable ASCII characters), makes one otherwise,
+// echoes it on the response, adds it to its log lines as request_id and
+// passes it to the services it calls as "x-request-id" metadata.
+const RequestIDHeader = "X-Request-Id"
+
+// traceHTTP makes the server span of each request with tp, continuing the
+// trace of an incoming traceparent header. The span is named after the
+// route once routing found one ("GET /v1/products/{id}").
+func traceHTTP(tp trace.TracerProvider, prop propagation.TextMapPropagator) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return otelhttp.NewHandler(next, "http", otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(prop),
+			otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
+	}
+}
+
+// requestID gives every request an id (RequestIDHeader).
+func requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(RequestIDHeader)
+		if !validRequestID(id) {
+			var b [16]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+			r.Header.Set(RequestIDHeader, id)
+		}
+		w.Header().Set(RequestIDHeader, id)
+		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+			span.SetAttributes(semconv.HTTPRequestHeader("x-request-id", id))
+		}
+		next.ServeHTTP(w, r.WithContext(telemetry.WithRequestID(r.Context(), id)))
+	})
+}
+
+// validRequestID accepts up to 128 printable ASCII characters.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// httpMetrics are the gateway's request rate, errors and duration, by route
+// pattern (not raw path: ids would make a series each) and status.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// newHTTPMetrics registers the gateway's HTTP metrics with reg.
+func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "http_requests_total",
+			Help: "HTTP requests the gateway answered, by route pattern, method and status code."}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "http_request_duration_seconds",
+			Help: "Time the gateway took to answer HTTP requests, by route pattern and method.", Buckets: prometheus.DefBuckets}, []string{"route", "method"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// routeKey holds, in a request's context, where routing writes the
+// request's route pattern.
+type routeKey struct{}
+
+// measure records each request's route, status and duration, when m is
+// not nil, and names its span after its route.
+func measure(m *httpMetrics) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			route := new(string)
+			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+			r = r.WithContext(context.WithValue(r.Context(), routeKey{}, route))
+			next.ServeHTTP(rec, r)
+			if *route == "" { // a route of the root mux, or none
+				*route = "unmatched"
+				if _, p, ok := strings.Cut(r.Pattern, " "); ok && p != "/" {
+					*route = p
+				}
+				nameSpan(r, *route)
+			}
+			if m != nil {
+				m.requests.WithLabelValues(*route, r.Method, strconv.Itoa(rec.code)).Inc()
+				m.duration.WithLabelValues(*route, r.Method).Observe(time.Since(start).Seconds())
+			}
+		})
+	}
+}
+
+// recordRoute is a grpc-gateway middleware: it writes the route pattern
+// the mux matched where measure reads it.
+func recordRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if p, ok := runtime.HTTPPattern(r.Context()); ok {
+			if route, ok := r.Context().Value(routeKey{}).(*string); ok {
+				*route = cleanPattern(p.String())
+				nameSpan(r, *route)
+			}
+		}
+		next(w, r, params)
+	}
+}
+
+// nameSpan names the request's span after its route.
+func nameSpan(r *http.Request, route string) {
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetName(r.Method + " " + route)
+		span.SetAttributes(semconv.HTTPRoute(route))
+	}
+}
+
+// capture matches a grpc-gateway path variable, "{id=*}".
+var capture = regexp.MustCompile(`\{([^=}]+)=\*\}`)
+
+// cleanPattern writes a grpc-gateway pattern as the route was declared:
+// "/v1/products/{id=*}" as "/v1/products/{id}".
+func cleanPattern(p string) string { return capture.ReplaceAllString(p, "{$1}") }
