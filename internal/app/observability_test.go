@@ -25,6 +25,7 @@ var otelEnv = map[string]bool{
 	"OTEL_EXPORTER_OTLP_ENDPOINT":        true,
 	"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": true,
 	"OTEL_EXPORTER_OTLP_PROTOCOL":        true,
+	"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": true,
 	"OTEL_TRACES_SAMPLER":                true,
 	"OTEL_TRACES_SAMPLER_ARG":            true,
 	"OTEL_SERVICE_NAME":                  true,
@@ -219,7 +220,7 @@ func otlpProblems(unit string, env map[string]string, jaeger string) []string {
 			problems = append(problems, fmt.Sprintf("sets %s, which the units do not read (they read %v)", k, sortedKeys(otelEnv)))
 		}
 	}
-	proto := cmp(env["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf")
+	proto := cmp(cmp(env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"], env["OTEL_EXPORTER_OTLP_PROTOCOL"]), "http/protobuf")
 	ports := map[string]string{"http/protobuf": "4318", "grpc": "4317"}
 	if ports[proto] == "" {
 		problems = append(problems, fmt.Sprintf("OTEL_EXPORTER_OTLP_PROTOCOL %q: the units speak http/protobuf or grpc", proto))
@@ -286,8 +287,8 @@ type promConfig struct {
 }
 
 // scrapeProblems checks that cfg scrapes every unit's /metrics every 5s
-// on the unit's port (ports: unit → port), in exactly one job, and targets
-// only compose services.
+// on the unit's port (ports: unit → port), in exactly one job named after
+// the unit, and targets only compose services.
 func scrapeProblems(cfg promConfig, ports map[string]string, services []string) []string {
 	var problems []string
 	if cfg.Global.ScrapeInterval != "5s" {
@@ -325,6 +326,9 @@ func scrapeProblems(cfg promConfig, ports map[string]string, services []string) 
 				problems = append(problems, fmt.Sprintf("job %s scrapes %s on port %s; the unit serves /metrics on %s", sc.JobName, host, port, ports[host]))
 			default:
 				jobs[host] = append(jobs[host], sc.JobName)
+				if sc.JobName != host {
+					problems = append(problems, fmt.Sprintf("job %s scrapes %s: name it %[2]s, the dashboards' unit selector takes job names for unit names", sc.JobName, host))
+				}
 			}
 		}
 	}
@@ -586,7 +590,7 @@ var metricContract = map[string]metricSpec{
 	"http_request_duration_seconds":               {histogram: true, labels: []string{"route", "method"}},
 	"kgrpc_server_requests_in_flight":             {labels: []string{"service"}},
 	"kgrpc_server_requests_expired_total":         {labels: []string{"service"}},
-	"kgrpc_client_calls_in_flight":                {},
+	"kgrpc_client_calls_in_flight":                {labels: []string{"service"}},
 	"kgrpc_client_reply_wait_seconds":             {histogram: true, labels: []string{"service"}},
 	"kgrpc_consumer_lag":                          {labels: []string{"group", "topic", "partition"}},
 	"kgrpc_dead_letters_total":                    {labels: []string{"topic"}},
@@ -910,6 +914,11 @@ scrape_configs:
 global: {scrape_interval: 5s}
 scrape_configs:
   - {job_name: a, static_configs: [{targets: ["gateway:8080", "usersvc:9090", "users:9090"]}]}`, "users, which is not a compose service"},
+			{"job name", `
+global: {scrape_interval: 5s}
+scrape_configs:
+  - {job_name: gateway, static_configs: [{targets: ["gateway:8080"]}]}
+  - {job_name: users, static_configs: [{targets: ["usersvc:9090"]}]}`, "job users scrapes usersvc: name it usersvc"},
 			{"path", `
 global: {scrape_interval: 5s}
 scrape_configs:
