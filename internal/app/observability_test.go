@@ -355,13 +355,20 @@ func hostPath(svc composeService, inContainer string) (string, bool) {
 	return found, best >= 0
 }
 
-// readConfig decodes the file svc reads at path inContainer.
-func readConfig(t *testing.T, svc composeService, inContainer string, unmarshal func([]byte, any) error, v any) {
+// mounted is hostPath, failing the test when nothing is mounted there.
+func mounted(t *testing.T, svc composeService, inContainer string) string {
 	t.Helper()
 	p, ok := hostPath(svc, inContainer)
 	if !ok {
 		t.Fatalf("%s is not mounted from the repository", inContainer)
 	}
+	return p
+}
+
+// readConfig decodes the file svc reads at path inContainer.
+func readConfig(t *testing.T, svc composeService, inContainer string, unmarshal func([]byte, any) error, v any) {
+	t.Helper()
+	p := mounted(t, svc, inContainer)
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
@@ -375,10 +382,7 @@ func readConfig(t *testing.T, svc composeService, inContainer string, unmarshal 
 // mounted at dir in svc's container.
 func configFiles(t *testing.T, svc composeService, dir string, exts ...string) []string {
 	t.Helper()
-	p, ok := hostPath(svc, dir)
-	if !ok {
-		t.Fatalf("%s is not mounted from the repository", dir)
-	}
+	p := mounted(t, svc, dir)
 	entries, err := os.ReadDir(p)
 	if err != nil {
 		t.Fatal(err)
@@ -872,9 +876,10 @@ func TestObservabilityChecks(t *testing.T) {
 		}
 	})
 	t.Run("scrape", func(t *testing.T) {
-		load := func(s string) promConfig {
+		load := func(interval, jobs string) promConfig {
 			var cfg promConfig
-			if err := yaml.Unmarshal([]byte(s), &cfg); err != nil {
+			doc := "global: {scrape_interval: " + cmp(interval, "5s") + "}\nscrape_configs:" + jobs
+			if err := yaml.Unmarshal([]byte(doc), &cfg); err != nil {
 				t.Fatal(err)
 			}
 			return cfg
@@ -882,50 +887,32 @@ func TestObservabilityChecks(t *testing.T) {
 		ports := map[string]string{"gateway": "8080", "usersvc": "9090"}
 		services := []string{"gateway", "usersvc", "kafka"}
 		for _, tc := range []struct {
-			name, config, want string
+			name, interval, jobs, want string
 		}{
-			{"good", `
-global: {scrape_interval: 5s}
-scrape_configs:
+			{"good", "", `
   - {job_name: gateway, static_configs: [{targets: ["gateway:8080"]}]}
   - {job_name: usersvc, dns_sd_configs: [{names: [usersvc], type: A, port: 9090}]}`, ""},
-			{"interval", `
-global: {scrape_interval: 15s}
-scrape_configs:
+			{"interval", "15s", `
   - {job_name: all, static_configs: [{targets: ["gateway:8080", "usersvc:9090"]}]}`, "want 5s"},
-			{"missing unit", `
-global: {scrape_interval: 5s}
-scrape_configs:
+			{"missing unit", "", `
   - {job_name: gateway, static_configs: [{targets: ["gateway:8080"]}]}`, "usersvc is scraped on port 9090 by 0 jobs"},
-			{"wrong port", `
-global: {scrape_interval: 5s}
-scrape_configs:
+			{"wrong port", "", `
   - {job_name: gateway, static_configs: [{targets: ["gateway:9090", "usersvc:9090"]}]}`, "the unit serves /metrics on 8080"},
-			{"twice", `
-global: {scrape_interval: 5s}
-scrape_configs:
+			{"twice", "", `
   - {job_name: a, static_configs: [{targets: ["gateway:8080", "usersvc:9090"]}]}
   - {job_name: b, static_configs: [{targets: ["usersvc:9090"]}]}`, "by 2 jobs"},
-			{"srv", `
-global: {scrape_interval: 5s}
-scrape_configs:
+			{"srv", "", `
   - {job_name: a, static_configs: [{targets: ["gateway:8080"]}], dns_sd_configs: [{names: [usersvc], port: 9090}]}`, "type \"\""},
-			{"unknown host", `
-global: {scrape_interval: 5s}
-scrape_configs:
+			{"unknown host", "", `
   - {job_name: a, static_configs: [{targets: ["gateway:8080", "usersvc:9090", "users:9090"]}]}`, "users, which is not a compose service"},
-			{"job name", `
-global: {scrape_interval: 5s}
-scrape_configs:
+			{"job name", "", `
   - {job_name: gateway, static_configs: [{targets: ["gateway:8080"]}]}
   - {job_name: users, static_configs: [{targets: ["usersvc:9090"]}]}`, "job users scrapes usersvc: name it usersvc"},
-			{"path", `
-global: {scrape_interval: 5s}
-scrape_configs:
+			{"path", "", `
   - {job_name: a, metrics_path: /stats, static_configs: [{targets: ["gateway:8080", "usersvc:9090"]}]}`, "scrapes /stats"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				got := scrapeProblems(load(tc.config), ports, services)
+				got := scrapeProblems(load(tc.interval, tc.jobs), ports, services)
 				if (tc.want == "") != (len(got) == 0) || tc.want != "" && !strings.Contains(strings.Join(got, "\n"), tc.want) {
 					t.Errorf("problems %q, want %q", got, tc.want)
 				}
