@@ -30,7 +30,8 @@ const repoRoot = "../.."
 // binary reads, the shared settings pass the binaries' own validation
 // (Flags.Common), each service has its own PostgreSQL database, health checks
 // probe the address the binary serves /readyz on, dependencies exist and
-// nothing blocks `--scale`.
+// nothing blocks `--scale`. TestObservability checks the observability
+// profile.
 func TestCompose(t *testing.T) {
 	cf := loadCompose(t)
 	df := loadDockerfile(t)
@@ -121,8 +122,8 @@ func TestCompose(t *testing.T) {
 			}
 			env := svc.env(t)
 			for k := range env {
-				if _, ok := reads[k]; !ok {
-					t.Errorf("sets %s, which %s does not read (it reads %v)", k, bin, sortedKeys(reads))
+				if _, ok := reads[k]; !ok && !otelEnv[k] {
+					t.Errorf("sets %s, which %s does not read (it reads %v and the OTEL_ variables %v)", k, bin, sortedKeys(reads), sortedKeys(otelEnv))
 				}
 			}
 			if _, ok := env["KGRPC_INSTANCE_ID"]; ok {
@@ -178,7 +179,7 @@ func TestCompose(t *testing.T) {
 			t.Log("the docker compose plugin is not available: `docker compose config -q` not run")
 			return
 		}
-		cmd := exec.Command("docker", "compose", "-f", "docker-compose.yml", "config", "-q")
+		cmd := exec.Command("docker", "compose", "-f", "docker-compose.yml", "--profile", observabilityProfile, "config", "-q")
 		cmd.Dir = repoRoot
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("docker compose config -q: %v\n%s", err, out)
@@ -266,6 +267,8 @@ type composeFile struct {
 
 type composeService struct {
 	Build         any                          `yaml:"build"`
+	Image         string                       `yaml:"image"`
+	Profiles      []string                     `yaml:"profiles"`
 	Command       []string                     `yaml:"command"`
 	Environment   map[string]any               `yaml:"environment"`
 	DependsOn     map[string]composeDependency `yaml:"depends_on"`
