@@ -160,9 +160,10 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
 		}
 	}
-	outer := []func(http.Handler) http.Handler{requestID, measure(metrics), logRequests(cfg.Logger), securityHeaders, cors(cfg.CORSOrigins)}
+	outer := []func(http.Handler) http.Handler{withRoute}
 	if cfg.TracerProvider != nil {
-		outer = append([]func(http.Handler) http.Handler{traceHTTP(cfg.TracerProvider, cfg.Propagator)}, outer...)
+		outer = append(outer, traceHTTP(cfg.TracerProvider, cfg.Propagator))
 	}
-	return chain(root, outer...), nil
+	outer = append(outer, requestID, measure(metrics), logRequests(cfg.Logger), securityHeaders, cors(cfg.CORSOrigins))
+	return chain(routeOfRoot(root), outer...), nil
 }

@@ -159,12 +159,15 @@ func TestIdempotencyKey(t *testing.T) {
 			}
 			// Of the request's headers only Idempotency-Key becomes
 			// metadata, the verified user goes as the principal (never
-			// the token), and grpc-gateway always adds the x-forwarded-*
-			// pair.
-			allowed := map[string]bool{auth.PrincipalKey: true, gateway.IdempotencyMetadataKey: true, "x-forwarded-host": true, "x-forwarded-for": true}
+			// the token), the request id goes along for log lines, and
+			// grpc-gateway always adds the x-forwarded-* pair.
+			if id := c.md.Get("x-request-id"); len(id) != 1 || len(id[0]) != 32 {
+				t.Errorf("metadata x-request-id = %q, want the request id the gateway made", id)
+			}
+			allowed := map[string]bool{auth.PrincipalKey: true, gateway.IdempotencyMetadataKey: true, "x-request-id": true, "x-forwarded-host": true, "x-forwarded-for": true}
 			for k, v := range c.md {
 				if !allowed[k] {
-					t.Errorf("metadata %s = %q: only the principal, Idempotency-Key and x-forwarded-* become metadata", k, v)
+					t.Errorf("metadata %s = %q: only the principal, Idempotency-Key, x-request-id and x-forwarded-* become metadata", k, v)
 				}
 			}
 		})

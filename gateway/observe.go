@@ -29,12 +29,18 @@ const RequestIDHeader = "X-Request-Id"
 
 // traceHTTP makes the server span of each request with tp, continuing the
 // trace of an incoming traceparent header. The span is named after the
-// route once routing found one ("GET /v1/products/{id}").
+// route once routing found one ("GET /v1/products/{id}"); withRoute must
+// run before it.
 func traceHTTP(tp trace.TracerProvider, prop propagation.TextMapPropagator) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return otelhttp.NewHandler(next, "http", otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(prop),
 			otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
-			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+				if route, ok := r.Context().Value(routeKey{}).(*string); ok && *route != "" {
+					return r.Method + " " + *route
+				}
+				return r.Method
+			}))
 	}
 }
 
@@ -93,30 +99,54 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 }
 
 // routeKey holds, in a request's context, where routing writes the
-// request's route pattern.
+// request's route pattern: "/v1/products/{id}", "/healthz", or
+// "unmatched".
 type routeKey struct{}
 
+// withRoute gives each request a place for its route, which routing
+// fills in (recordRoute, routeOfRoot).
+func withRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, new(string))))
+	})
+}
+
+// routeOf returns the route withRoute made room for, or a throwaway.
+func routeOf(r *http.Request) *string {
+	if route, ok := r.Context().Value(routeKey{}).(*string); ok {
+		return route
+	}
+	return new(string)
+}
+
+// routeOfRoot serves r with the root mux and, when grpc-gateway did not
+// record a route, records the root mux's pattern ("unmatched" for none).
+func routeOfRoot(root *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		root.ServeHTTP(w, r)
+		if route := routeOf(r); *route == "" {
+			*route = "unmatched"
+			if _, p, ok := strings.Cut(r.Pattern, " "); ok && p != "/" {
+				*route = p
+			}
+		}
+	})
+}
+
 // measure records each request's route, status and duration, when m is
-// not nil, and names its span after its route.
+// not nil.
 func measure(m *httpMetrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
+		if m == nil {
+			return next
+		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			route := new(string)
 			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-			r = r.WithContext(context.WithValue(r.Context(), routeKey{}, route))
 			next.ServeHTTP(rec, r)
-			if *route == "" { // a route of the root mux, or none
-				*route = "unmatched"
-				if _, p, ok := strings.Cut(r.Pattern, " "); ok && p != "/" {
-					*route = p
-				}
-				nameSpan(r, *route)
-			}
-			if m != nil {
-				m.requests.WithLabelValues(*route, r.Method, strconv.Itoa(rec.code)).Inc()
-				m.duration.WithLabelValues(*route, r.Method).Observe(time.Since(start).Seconds())
-			}
+			route := *routeOf(r)
+			m.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
+			m.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
 		})
 	}
 }
@@ -126,20 +156,14 @@ func measure(m *httpMetrics) func(http.Handler) http.Handler {
 func recordRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 		if p, ok := runtime.HTTPPattern(r.Context()); ok {
-			if route, ok := r.Context().Value(routeKey{}).(*string); ok {
-				*route = cleanPattern(p.String())
-				nameSpan(r, *route)
+			route := routeOf(r)
+			*route = cleanPattern(p.String())
+			if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+				span.SetName(r.Method + " " + *route)
+				span.SetAttributes(semconv.HTTPRoute(*route))
 			}
 		}
 		next(w, r, params)
-	}
-}
-
-// nameSpan names the request's span after its route.
-func nameSpan(r *http.Request, route string) {
-	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
-		span.SetName(r.Method + " " + route)
-		span.SetAttributes(semconv.HTTPRoute(route))
 	}
 }
 

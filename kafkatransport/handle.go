@@ -137,6 +137,7 @@ func (l *lane) serve(req *request) {
 	if t != nil {
 		sh.HandleRPC(ctx, &stats.OutTrailer{Trailer: t})
 	}
+	recordCall(span, name, err)
 	sh.HandleRPC(ctx, &stats.End{BeginTime: begin, EndTime: time.Now(), Trailer: t, Error: err})
 	l.reply(req, resp, err)
 }

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
 )
 
 // Metrics receives the transport's own measurements, the facts of Kafka
@@ -145,6 +146,25 @@ var (
 	keyConsumerGroup    = attribute.Key("messaging.consumer.group.name")
 	keyOperationType    = attribute.Key("messaging.operation.type")
 )
+
+// Attributes of the RPC semantic conventions the transport sets itself,
+// whatever convention its stats handler follows: otelgrpc's current one
+// has rpc.system.name, rpc.method and rpc.response.status_code but not
+// these.
+var (
+	attrRPCSystem = attribute.String("rpc.system", "grpc")
+	keyRPCService = attribute.Key("rpc.service")
+	keyRPCCode    = attribute.Key("rpc.grpc.status_code")
+)
+
+// recordCall sets the RPC attributes of a call's span that otelgrpc may
+// not: rpc.system, rpc.service and, once it ended with err,
+// rpc.grpc.status_code.
+func recordCall(span trace.Span, method string, err error) {
+	if span.IsRecording() {
+		span.SetAttributes(attrRPCSystem, keyRPCService.String(serviceOf(method)), keyRPCCode.Int(int(status.Code(err))))
+	}
+}
 
 // multiStats runs stats handlers in order.
 type multiStats []stats.Handler

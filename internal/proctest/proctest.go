@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,9 @@ type Cluster struct {
 	// LogTail, when above zero, limits the output shown of each process
 	// after a failure to its last LogTail lines.
 	LogTail int
+	// Env are "KEY=value" settings every process started from now on gets
+	// besides the test's environment.
+	Env []string
 
 	t       testing.TB
 	bin     string
@@ -161,6 +165,9 @@ func (c *Cluster) Restart(p *Proc) *Proc {
 
 func (c *Cluster) exec(name, url, path string, args []string, log *Buffer) *Proc {
 	cmd := exec.Command(path, args...)
+	if len(c.Env) > 0 {
+		cmd.Env = append(os.Environ(), c.Env...)
+	}
 	exited := make(chan struct{})
 	p := &Proc{Name: name, URL: url, Log: log, Exited: exited, cmd: cmd, path: path, args: args}
 	cmd.Stdout, cmd.Stderr = log, log
