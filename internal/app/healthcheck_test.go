@@ -32,7 +32,8 @@ import (
 // by closing the proxy: the products unit's health service answers
 // NOT_SERVING saying "database: ...", its readiness says so, and the
 // gateway's /readyz answers 503 naming the products service and the
-// database; all recover once the proxy is back.
+// database; all recover once the proxy is back. Then the proxy holds
+// connections without answering: the check gives up after DBCheckTimeout.
 func TestHealthNamesTheDatabase(t *testing.T) {
 	dsn := sqltest.Postgres(t) // skips without TEST_POSTGRES_DSN
 	u, err := url.Parse(dsn)
@@ -171,7 +172,7 @@ func TestHealthNamesTheDatabase(t *testing.T) {
 		t.Logf("/readyz with the products database down: %d %v", code, checks)
 	})
 
-	proxy.start()
+	proxy.start(false)
 	t.Run("database back", func(t *testing.T) {
 		eventually("SERVING again", func() bool {
 			st, _, err := check(products)
@@ -185,9 +186,41 @@ func TestHealthNamesTheDatabase(t *testing.T) {
 			t.Errorf("products unit's readiness = %v, want nil", err)
 		}
 	})
+
+	// A database that accepts connections and never answers: the check
+	// gives up after DBCheckTimeout, within the gateway's 3s.
+	proxy.stop()
+	proxy.start(true)
+	t.Run("database hangs", func(t *testing.T) {
+		// The pool's connections, closed by stop, fail at once; then a new
+		// one hangs.
+		var reason string
+		var took time.Duration
+		eventually("a check that waited for the database", func() bool {
+			start := time.Now()
+			st, r, err := check(products)
+			took, reason = time.Since(start), r
+			if err != nil || st != grpc_health_v1.HealthCheckResponse_NOT_SERVING || !strings.HasPrefix(reason, "database: ") {
+				t.Fatalf("Check = %v %q, %v; want NOT_SERVING, database: ...", st, reason, err)
+			}
+			return took >= DBCheckTimeout
+		})
+		t.Logf("Check answered in %v with a database that does not answer: %q", took.Round(time.Millisecond), reason)
+		code, checks := readyz()
+		if got, _ := checks["products"].(string); code != http.StatusServiceUnavailable || !strings.HasPrefix(got, "NOT_SERVING: database: ") {
+			t.Errorf("/readyz = %d %v; want 503, products NOT_SERVING: database: ...", code, checks)
+		}
+	})
+	proxy.stop()
+	proxy.start(false)
+	eventually("SERVING after the hang", func() bool {
+		st, _, err := check(products)
+		return err == nil && st == grpc_health_v1.HealthCheckResponse_SERVING
+	})
 }
 
-// proxy forwards TCP connections from addr to target while started.
+// proxy forwards TCP connections from addr to target while started, or
+// holds them open without a byte either way while started to hold.
 type proxy struct {
 	t            *testing.T
 	addr, target string
@@ -202,14 +235,14 @@ type proxy struct {
 // t ends.
 func startProxy(t *testing.T, target string) *proxy {
 	p := &proxy{t: t, addr: "127.0.0.1:0", target: target, conns: map[net.Conn]bool{}}
-	p.start()
+	p.start(false)
 	t.Cleanup(p.stop)
 	return p
 }
 
 // start listens on p.addr (the same port again after stop) and forwards
-// what it accepts.
-func (p *proxy) start() {
+// what it accepts, or holds it when hold is set.
+func (p *proxy) start(hold bool) {
 	ln, err := net.Listen("tcp", p.addr)
 	if err != nil {
 		p.t.Fatalf("proxy: %v", err)
@@ -222,6 +255,12 @@ func (p *proxy) start() {
 			in, err := ln.Accept()
 			if err != nil {
 				return // closed by stop
+			}
+			if hold {
+				if !p.track(in) {
+					return
+				}
+				continue
 			}
 			out, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 			if err != nil {
