@@ -31,14 +31,19 @@ var policy = Policy{
 
 // units returns a Guard for each of the shop's units, sharing one keyring.
 func units(t *testing.T) (map[string]*Guard, *Keyring, map[string]*UnitKey) {
+	return guards(t, policy, "gateway", "usersvc", "productsvc", "ordersvc")
+}
+
+// guards returns a Guard under p for each unit, sharing one keyring.
+func guards(t *testing.T, p Policy, units ...string) (map[string]*Guard, *Keyring, map[string]*UnitKey) {
 	t.Helper()
-	ring, keys, err := Generate(time.Now(), "gateway", "usersvc", "productsvc", "ordersvc")
+	ring, keys, err := Generate(time.Now(), units...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := map[string]*Guard{}
 	for u, k := range keys {
-		if gs[u], err = NewGuard(k, ring, policy); err != nil {
+		if gs[u], err = NewGuard(k, ring, p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -397,16 +402,7 @@ func TestPerUnitService(t *testing.T) {
 	const check = "/grpc.health.v1.Health/Check"
 	p := Policy{Owners: policy.Owners, PerUnit: []string{"grpc.health.v1.Health"},
 		Calls: map[string][]string{"gateway": {"/grpc.health.v1.Health/*"}}}
-	ring, keys, err := Generate(time.Now(), "gateway", "usersvc", "productsvc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := map[string]*Guard{}
-	for u, k := range keys {
-		if gs[u], err = NewGuard(k, ring, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	gs, _, _ := guards(t, p, "gateway", "usersvc", "productsvc")
 	tests := []struct {
 		name, caller, topic string
 		sealErr             bool
