@@ -47,6 +47,15 @@
 //     registration attempts a minute per client address and per email;
 //     more get 429 RESOURCE_EXHAUSTED with Retry-After.
 //
+// GET /readyz (health.go) answers 200 {"ready": true, "checks": {...}}
+// when every check is "ok", else 503 with "ready": false: "broker"
+// (Config.Ping), the Config.Health checks ("revocations") and "users",
+// "products" and "orders", each the health protocol's Check of the
+// service's name, asked of its unit's health client (Config.UsersHealth,
+// ...): "NOT_SERVING: <the reason the unit gives>", such as
+// "NOT_SERVING: database: ...", or "unavailable: ..." when the unit does not
+// answer within the 3s the whole check has.
+//
 // All but logRequests, securityHeaders and cors apply to the API (the ServeMux)
 // only. GET /.well-known/jwks.json serves the public keys that verify user
 // tokens (a JSON Web Key Set, Content-Type application/jwk-set+json). Errors of decoding a request are said without Go internals

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
@@ -28,6 +29,10 @@ type Config struct {
 	Users    usersv1.UserServiceClient
 	Products productsv1.ProductServiceClient
 	Orders   ordersv1.OrderServiceClient
+	// UsersHealth, ProductsHealth and OrdersHealth are the health clients
+	// (grpc.health.v1) of the units serving Users, Products and Orders:
+	// /readyz asks each whether its service is SERVING (see readyz).
+	UsersHealth, ProductsHealth, OrdersHealth grpc_health_v1.HealthClient
 	// Verifier verifies bearer tokens before a request is forwarded, and
 	// its keys are served at /.well-known/jwks.json.
 	Verifier *auth.Verifier
@@ -80,6 +85,9 @@ type gateway struct {
 func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	if cfg.Users == nil || cfg.Products == nil || cfg.Orders == nil || cfg.Verifier == nil {
 		return nil, errors.New("gateway: Users, Products, Orders and Verifier are required")
+	}
+	if cfg.UsersHealth == nil || cfg.ProductsHealth == nil || cfg.OrdersHealth == nil {
+		return nil, errors.New("gateway: UsersHealth, ProductsHealth and OrdersHealth are required")
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second

@@ -13,9 +13,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/kgrpc/platform/gateway"
+	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/trust"
 )
 
@@ -295,6 +298,33 @@ func TestHealthReadinessAndOpenAPI(t *testing.T) {
 			r := do(t, tt.base, "GET", tt.path, "")
 			if r.status != tt.status || !jsonEqual(r.json, tt.want) {
 				t.Errorf("%d %s, want %d %s", r.status, r.raw, tt.status, mustJSON(t, tt.want))
+			}
+		})
+	}
+	// Each service's check is the health protocol's Check of its unit.
+	products := productsv1.ProductService_ServiceDesc.ServiceName
+	absent := b.serve(t, func(c *gateway.Config) {
+		c.OrdersHealth = grpc_health_v1.NewHealthClient(b.conn.Service(kafkatransport.HealthSpec("nobody")))
+	})
+	unhealthy := []struct {
+		name   string
+		base   string
+		status grpc_health_v1.HealthCheckResponse_ServingStatus
+		check  string // the check that fails
+		want   string // its prefix
+	}{
+		{"readyz with products not serving", base, grpc_health_v1.HealthCheckResponse_NOT_SERVING, "products", "NOT_SERVING"},
+		{"readyz with a unit that does not answer", absent, grpc_health_v1.HealthCheckResponse_SERVING, "orders", "unavailable: "},
+	}
+	for _, tt := range unhealthy {
+		t.Run(tt.name, func(t *testing.T) {
+			b.health.SetServingStatus(products, tt.status)
+			defer b.health.SetServingStatus(products, grpc_health_v1.HealthCheckResponse_SERVING)
+			r := do(t, tt.base, "GET", "/readyz", "")
+			checks, _ := r.json["checks"].(map[string]any)
+			got, _ := checks[tt.check].(string)
+			if r.status != http.StatusServiceUnavailable || r.json["ready"] != false || !strings.HasPrefix(got, tt.want) || checks["users"] != "ok" {
+				t.Fatalf("%d %s, want 503, ready false, %s %q..., users ok", r.status, r.raw, tt.check, tt.want)
 			}
 		})
 	}

@@ -2,42 +2,46 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
+	"github.com/kgrpc/platform/kafkatransport"
 )
+
+// readyzTimeout bounds /readyz: every check runs at once within it.
+const readyzTimeout = 3 * time.Second
 
 // healthz serves GET /healthz: the process is up.
 func healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz reports ready when the broker answers and every service answers a
-// call (any status from the service itself counts; a transport failure or a
-// timeout does not).
+// readyz reports ready when the broker answers (Ping), the Health checks
+// pass and every service's unit answers the health protocol's Check for
+// the service SERVING. Its body names each check with "ok" or why not:
+// "NOT_SERVING: <the unit's reason>" (say "NOT_SERVING: database: ..."),
+// "unavailable: ..." when the unit does not answer, "<code>: ..." for any
+// other failure of the call.
 func (g *gateway) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), readyzTimeout)
 	defer cancel()
 	checks := map[string]func(context.Context) error{
-		"users": func(ctx context.Context) error {
-			_, err := g.cfg.Users.GetUser(ctx, &usersv1.GetUserRequest{Id: "readyz"})
-			return answered(err)
-		},
-		"products": func(ctx context.Context) error {
-			_, err := g.cfg.Products.GetProduct(ctx, &productsv1.GetProductRequest{Id: "readyz"})
-			return answered(err)
-		},
-		"orders": func(ctx context.Context) error {
-			_, err := g.cfg.Orders.GetOrder(ctx, &ordersv1.GetOrderRequest{Id: "readyz"})
-			return answered(err)
-		},
+		"users":    serving(g.cfg.UsersHealth, usersv1.UserService_ServiceDesc.ServiceName),
+		"products": serving(g.cfg.ProductsHealth, productsv1.ProductService_ServiceDesc.ServiceName),
+		"orders":   serving(g.cfg.OrdersHealth, ordersv1.OrderService_ServiceDesc.ServiceName),
 	}
 	if g.cfg.Ping != nil {
 		checks["broker"] = g.cfg.Ping
@@ -69,12 +73,27 @@ func (g *gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, map[string]any{"ready": code == http.StatusOK, "checks": results})
 }
 
-// answered turns the error of a readiness call into nil when the service
-// itself answered.
-func answered(err error) error {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-		return err
+// serving returns the check that asks c whether service is SERVING: nil
+// when it is, else why not, with the reason the unit gives in the trailer
+// kafkatransport.HealthReasonKey.
+func serving(c grpc_health_v1.HealthClient, service string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var trailer metadata.MD
+		resp, err := c.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: service}, grpc.Trailer(&trailer))
+		if err != nil {
+			st := status.Convert(err)
+			switch st.Code() {
+			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+				return fmt.Errorf("unavailable: %s", st.Message())
+			}
+			return fmt.Errorf("%s: %s", st.Code(), st.Message())
+		}
+		if resp.GetStatus() == grpc_health_v1.HealthCheckResponse_SERVING {
+			return nil
+		}
+		if reason := strings.Join(trailer.Get(kafkatransport.HealthReasonKey), "; "); reason != "" {
+			return fmt.Errorf("%s: %s", resp.GetStatus(), reason)
+		}
+		return errors.New(resp.GetStatus().String())
 	}
-	return nil
 }

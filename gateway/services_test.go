@@ -96,9 +96,6 @@ func (s *testUsers) CreateUser(ctx context.Context, req *usersv1.CreateUserReque
 
 func (s *testUsers) GetUser(ctx context.Context, req *usersv1.GetUserRequest) (*usersv1.GetUserResponse, error) {
 	s.rec.seen(ctx, "GetUser")
-	if req.GetId() == "readyz" {
-		return nil, status.Error(codes.NotFound, "no user readyz")
-	}
 	id, err := self(ctx, req.GetId())
 	if err != nil {
 		return nil, err
@@ -118,8 +115,6 @@ func (s *testProducts) GetProduct(ctx context.Context, req *productsv1.GetProduc
 	s.rec.seen(ctx, "GetProduct")
 	id := req.GetId()
 	switch {
-	case id == "readyz":
-		return nil, status.Error(codes.NotFound, "no product readyz")
 	case id == "slow":
 		<-ctx.Done()
 		return nil, status.FromContextError(ctx.Err()).Err()
@@ -183,9 +178,6 @@ func (s *testOrders) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderR
 
 func (s *testOrders) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (*ordersv1.GetOrderResponse, error) {
 	s.rec.seen(ctx, "GetOrder")
-	if req.GetId() == "readyz" {
-		return nil, status.Error(codes.NotFound, "no order readyz")
-	}
 	return &ordersv1.GetOrderResponse{Order: &ordersv1.Order{Id: req.GetId()}}, nil
 }
 

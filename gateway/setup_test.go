@@ -21,6 +21,8 @@ import (
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/kgrpc/platform/gateway"
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
@@ -42,6 +44,10 @@ type backend struct {
 	users    usersv1.UserServiceClient
 	products productsv1.ProductServiceClient
 	orders   ordersv1.OrderServiceClient
+	// health is the backend's health service, which the gateway's
+	// /readyz asks (on the default topic: one unit serves it).
+	health       *health.Server
+	healthClient grpc_health_v1.HealthClient
 }
 
 // newBackend starts the test services for t; they stop when t ends.
@@ -62,8 +68,9 @@ func newBackend(t *testing.T) *backend {
 	// One unit, "backend", serves the three services; the gateway's unit
 	// may call them all.
 	policy := trust.Policy{
-		Owners: map[string]string{"shop.users.v1": "backend", "shop.products.v1": "backend", "shop.orders.v1": "backend"},
-		Calls:  map[string][]string{"gateway": {"/shop.users.v1.UserService/*", "/shop.products.v1.ProductService/*", "/shop.orders.v1.OrderService/*"}},
+		Owners: map[string]string{"shop.users.v1": "backend", "shop.products.v1": "backend", "shop.orders.v1": "backend", "grpc.health.v1": "backend"},
+		Calls: map[string][]string{"gateway": {"/shop.users.v1.UserService/*", "/shop.products.v1.ProductService/*", "/shop.orders.v1.OrderService/*",
+			"/grpc.health.v1.Health/*"}},
 	}
 	guard := func(unit string) kafkatransport.Option {
 		g, err := trust.NewGuard(keys[unit], ring, policy)
@@ -73,10 +80,15 @@ func newBackend(t *testing.T) *backend {
 		return kafkatransport.WithGuard(g)
 	}
 	rec := newRecorder()
+	hs := health.NewServer()
+	for _, d := range []grpc.ServiceDesc{usersv1.UserService_ServiceDesc, productsv1.ProductService_ServiceDesc, ordersv1.OrderService_ServiceDesc} {
+		hs.SetServingStatus(d.ServiceName, grpc_health_v1.HealthCheckResponse_SERVING)
+	}
 	conn := serveOverKafka(t, func(s *kafkatransport.Server) {
 		usersv1.RegisterUserServiceKafkaServer(s, &testUsers{rec: rec})
 		productsv1.RegisterProductServiceKafkaServer(s, &testProducts{rec: rec})
 		ordersv1.RegisterOrderServiceKafkaServer(s, &testOrders{rec: rec})
+		grpc_health_v1.RegisterHealthServer(s, hs)
 	}, guard("backend"), guard("gateway"), rec.interceptor, auth.UnaryServerInterceptor(auth.InterceptorConfig{Asserters: []string{"gateway"}}))
 	return &backend{
 		issuer:   issuer,
@@ -86,6 +98,9 @@ func newBackend(t *testing.T) *backend {
 		users:    usersv1.NewUserServiceKafkaClient(conn),
 		products: productsv1.NewProductServiceKafkaClient(conn),
 		orders:   ordersv1.NewOrderServiceKafkaClient(conn),
+
+		health:       hs,
+		healthClient: grpc_health_v1.NewHealthClient(conn),
 	}
 }
 
@@ -137,9 +152,13 @@ func (b *backend) serve(t *testing.T, cfg func(*gateway.Config)) string {
 		Products: b.products,
 		Orders:   b.orders,
 		Verifier: b.verifier,
-		Ping:     b.conn.Ping,
-		OpenAPI:  gateway.OpenAPI,
-		Logger:   slog.New(slog.DiscardHandler),
+
+		UsersHealth:    b.healthClient,
+		ProductsHealth: b.healthClient,
+		OrdersHealth:   b.healthClient,
+		Ping:           b.conn.Ping,
+		OpenAPI:        gateway.OpenAPI,
+		Logger:         slog.New(slog.DiscardHandler),
 	}
 	if cfg != nil {
 		cfg(&c)

@@ -47,6 +47,11 @@
 //   - Event topic: one per event message, named by its full protobuf name
 //     unless (kgrpc.kafka.v1.event).topic overrides it; keyed by the field
 //     the option names, normally the aggregate id.
+//   - Health topic: the standard health service, grpc.health.v1.Health,
+//     is a service like any other, on "grpc.health.v1.Health" by default.
+//     Units that share a cluster each serve it on their own topic,
+//     "grpc.health.v1.Health.<unit>" (HealthSpec), so that a check reaches
+//     the unit it names and not whichever consumes a shared topic.
 //   - Dead-letter topic: "<group>.dlq", one per consumer group that
 //     consumes requests or events: "<request topic>.dlq" for each service's
 //     request topic, and "<subscriber group>.dlq" for each subscriber.
@@ -242,6 +247,16 @@
 // fatal consumer
 // error that ended Serve or Run. The shop's services answer 503 on /readyz
 // with that text while it is not nil.
+//
+// The gRPC health protocol works over Kafka: register a
+// grpc_health_v1.HealthServer (grpc-go's health.NewServer, or one of your
+// own) on a Server and call it with grpc_health_v1.NewHealthClient; its unary
+// methods, Check and List, are served, and Watch, a stream, is
+// Unimplemented. See the health topic above for several units on one
+// cluster. A health server may say why it answers NOT_SERVING in the
+// trailer HealthReasonKey ("kgrpc-health-reason"), which the reply carries
+// like any trailer; the shop's services put there the failing check
+// ("database: ...") and their Server's Health.
 //
 // # Delivery guarantees
 //

@@ -10,5 +10,12 @@
 // checks that turn it into Common; units.go the binaries (Unit, Main and
 // the four deployables); services.go the three service units on one
 // skeleton (runService: store, outbox relay, transport server, errgroup);
-// gateway.go the gateway unit; health.go readiness and /healthz, /readyz.
+// gateway.go the gateway unit; health.go readiness and /healthz, /readyz;
+// healthcheck.go each service unit's grpc.health.v1.Health, served over
+// Kafka on the unit's own topic (kafkatransport.HealthSpec) from live
+// checks: SELECT 1 on its database within DBCheckTimeout (1s), and the
+// Health of its transport server and subscribers. It answers NOT_SERVING,
+// with the failures in the trailer kafkatransport.HealthReasonKey, while one
+// fails; the unit's /readyz runs the same checks, and the gateway's /readyz
+// asks each unit's health service.
 package app

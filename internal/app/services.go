@@ -36,7 +36,8 @@ type ServiceConfig struct {
 	// DB is the database: a SQLite file path or a postgres:// URL.
 	DB string
 	// Ready, when not nil, is set once the service consumes requests, and
-	// watches the Health of its transport server and subscribers.
+	// watches the Health of its transport server and subscribers, and its
+	// database (SELECT 1 within DBCheckTimeout).
 	Ready *Ready
 	// IdempotencyTTL is how long the outcomes of calls with side effects
 	// are kept (see kafkatransport/idempotency); zero means
@@ -180,7 +181,9 @@ type store interface {
 // build register the service (and add loops and closers), then serves,
 // relays and runs the loops until ctx ends or one fails, and sets ready once
 // the server consumes requests; from then on ready also follows the Health
-// of the server and of the subscribers build adds. Everything it opened is closed on return.
+// of the server and of the subscribers build adds, and the database. The
+// server also serves grpc.health.v1.Health on the unit's own topic
+// (serveHealth), from the same checks. Everything it opened is closed on return.
 func runService[R store](ctx context.Context, c Common, name string, cfg ServiceConfig, open func(ctx context.Context, dsn string) (R, error), build func(context.Context, *serviceUnit, R) error) error {
 	env, err := c.unit(name)
 	if err != nil {
@@ -230,11 +233,12 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 	if err := build(ctx, u, repo); err != nil {
 		return err
 	}
+	checks := u.serveHealth(name, repo.DB())
 	g, gctx := errgroup.WithContext(ctx)
 	for _, run := range append([]func(context.Context) error{u.srv.Serve, u.relay.Run}, u.loops...) {
 		g.Go(func() error { return stopped(gctx, run(gctx)) })
 	}
-	cfg.Ready.Watch(append(u.health, u.srv.Health)...)
+	cfg.Ready.Watch(checks...)
 	g.Go(func() error { return cfg.Ready.follow(gctx, u.srv.Ready()) })
 	return g.Wait()
 }

@@ -12,7 +12,9 @@
 //     (".products.", ".orders."): their request topic and its consumer
 //     group, its ".dlq", their event topics, their subscriber groups and
 //     dead-letter topics. They read, write, create and describe those
-//     topics and read the groups.
+//     topics and read the groups. Each also owns its health service's
+//     request topic (HealthTopic: P+"grpc.health.v1.Health.<unit>",
+//     LITERAL), its ".dlq" and its consumer group.
 //   - Every service writes replies to the shared reply topic P+"kgrpc.replies"
 //     (LITERAL), and may use the idempotent producer (IDEMPOTENT_WRITE on the
 //     cluster: its events' publisher turns idempotence on).
@@ -21,7 +23,8 @@
 //     "kgrpc-reply-<instance>" of its reply consumer (PREFIXED "kgrpc-reply-",
 //     which kafkatransport does not prefix; they hold no offsets), and writes
 //     (never reads) the request topics of the services it calls, LITERAL
-//     names: the gateway all three, ordersvc productsvc's.
+//     names: the gateway all three and their units' health topics,
+//     ordersvc productsvc's.
 //   - A subscriber reads, describes and creates (kafkatransport creates the
 //     topics it subscribes to when they are missing) the LITERAL event topics
 //     of other services it consumes: productsvc reads

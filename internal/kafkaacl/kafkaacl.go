@@ -12,6 +12,7 @@ import (
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
+	"github.com/kgrpc/platform/kafkatransport"
 )
 
 // Unit principals: the SASL user names of the shop's units.
@@ -39,6 +40,10 @@ var Namespaces = map[string]string{
 	Products: "shop.products.v1.",
 	Orders:   "shop.orders.v1.",
 }
+
+// HealthTopic returns the request topic of unit's health service, before
+// the topic prefix (kafkatransport.HealthSpec).
+func HealthTopic(unit string) string { return kafkatransport.HealthSpec(unit).Topic }
 
 // Grant allows Principal ("User:<unit>") the operations Ops on the
 // resources of type Type whose names match Name by Pattern.
@@ -87,10 +92,16 @@ func Grants(prefix string) []Grant {
 		add(svc, group, pre, prefix+Namespaces[svc], consume)
 		add(svc, topic, lit, prefix+ReplyTopic, produce)
 		add(svc, kafka.ResourceBroker, lit, ClusterName, []kafka.ACLOperation{kafka.ACLOperationIdempotentWrite})
+		// Its health service's request topic, dead letters and group.
+		health := prefix + HealthTopic(svc)
+		add(svc, topic, lit, health, own)
+		add(svc, topic, lit, health+".dlq", own)
+		add(svc, group, lit, health, consume)
 	}
 	callers := map[string][]string{
-		Gateway: {usersv1.UserServiceKafkaTopic, productsv1.ProductServiceKafkaTopic, ordersv1.OrderServiceKafkaTopic},
-		Orders:  {productsv1.ProductServiceKafkaTopic},
+		Gateway: {usersv1.UserServiceKafkaTopic, productsv1.ProductServiceKafkaTopic, ordersv1.OrderServiceKafkaTopic,
+			HealthTopic(Users), HealthTopic(Products), HealthTopic(Orders)},
+		Orders: {productsv1.ProductServiceKafkaTopic},
 	}
 	for _, unit := range []string{Gateway, Orders} {
 		add(unit, topic, lit, prefix+ReplyTopic, subscribe)

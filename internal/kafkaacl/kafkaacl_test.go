@@ -92,6 +92,16 @@ func TestGrants(t *testing.T) {
 		{Products, topic, p + ordersv1.OrderCreatedKafkaTopic, read, false},
 		{Orders, topic, p + productsv1.StockChangedKafkaTopic, write, false},
 		{Gateway, topic, p + usersv1.UserCreatedKafkaTopic, write, false},
+		// Each service owns its health topic; the gateway writes to them.
+		{Products, topic, p + HealthTopic(Products), read, true},
+		{Products, topic, p + HealthTopic(Products), create, true},
+		{Products, topic, p + HealthTopic(Products) + ".dlq", create, true},
+		{Products, group, p + HealthTopic(Products), read, true},
+		{Products, topic, p + HealthTopic(Users), read, false},
+		{Products, group, p + HealthTopic(Users), read, false},
+		{Gateway, topic, p + HealthTopic(Orders), write, true},
+		{Gateway, topic, p + HealthTopic(Orders), read, false},
+		{Orders, topic, p + HealthTopic(Products), write, false},
 		// Another prefix is another deployment.
 		{Users, topic, "t2." + usersv1.UserServiceKafkaTopic, read, false},
 		{Gateway, topic, "t2." + usersv1.UserServiceKafkaTopic, write, false},

@@ -11,6 +11,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -100,6 +101,10 @@ func TestLevels(t *testing.T) {
 		"/shop.products.v1.ProductService/AdjustStock":  descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN,
 		"/shop.products.v1.ProductService/Nope":         descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN,
 		"garbage":                                       descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN,
+		// The health protocol's methods read, although health.proto does
+		// not say so.
+		grpc_health_v1.Health_Check_FullMethodName: descriptorpb.MethodOptions_NO_SIDE_EFFECTS,
+		grpc_health_v1.Health_List_FullMethodName:  descriptorpb.MethodOptions_NO_SIDE_EFFECTS,
 	}
 	for m, want := range tests {
 		if got := idempotency.LevelOf(m); got != want {

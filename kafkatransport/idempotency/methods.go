@@ -52,15 +52,26 @@ func find(fullMethod string) protoreflect.MethodDescriptor {
 	return sd.Methods().ByName(protoreflect.Name(name))
 }
 
+// levelOf returns the idempotency level of md: its option, or, for a
+// service in readOnly, NO_SIDE_EFFECTS.
 func levelOf(md protoreflect.MethodDescriptor) descriptorpb.MethodOptions_IdempotencyLevel {
 	opts, _ := md.Options().(*descriptorpb.MethodOptions)
-	return opts.GetIdempotencyLevel()
+	if l := opts.GetIdempotencyLevel(); l != descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN || !readOnly[md.Parent().FullName()] {
+		return l
+	}
+	return descriptorpb.MethodOptions_NO_SIDE_EFFECTS
 }
+
+// readOnly are the standard services whose methods only read, although
+// their proto files do not say so: a health check must neither write an
+// outcome to the store (which may be what is down) nor wait for it.
+var readOnly = map[protoreflect.FullName]bool{"grpc.health.v1.Health": true}
 
 // LevelOf returns the idempotency level of the method named fullMethod
 // ("/pkg.Service/Method") as its service descriptor in protoregistry gives
 // it: IDEMPOTENCY_UNKNOWN, meaning side effects, for a method without the
-// option or one it does not find.
+// option or one it does not find. The methods of grpc.health.v1.Health are
+// NO_SIDE_EFFECTS.
 func LevelOf(fullMethod string) descriptorpb.MethodOptions_IdempotencyLevel {
 	if md := find(fullMethod); md != nil {
 		return levelOf(md)

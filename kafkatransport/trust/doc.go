@@ -34,6 +34,15 @@
 // it comes from the unit that serves the method. Sealing costs a few
 // microseconds per record; the X25519 agreement runs once per pair of keys.
 //
+// A service that every unit serves for itself, such as the health service
+// on the topics kafkatransport.HealthSpec names
+// ("grpc.health.v1.Health.<unit>"), is listed in Policy.PerUnit rather
+// than Policy.Owners: its requests are sealed for the unit whose name ends
+// the request topic, and its replies open from any unit of the keyring,
+// since a reply record does not name its request's topic. So another
+// unit holding keys could answer a health check in a unit's place; it
+// cannot read the check nor act as a caller the Policy does not allow.
+//
 // What sealing does not hide: the record key (a partition key such as an
 // email), the envelope (method, correlation id, deadline and metadata: the
 // gateway's principal names a user id and role, idempotency keys), reply

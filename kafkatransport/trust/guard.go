@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -41,6 +42,13 @@ type Policy struct {
 	// ("/shop.products.v1.ProductService/ReserveStock") or a service's
 	// every method ("/shop.products.v1.ProductService/*").
 	Calls map[string][]string
+	// PerUnit lists services (full names, "grpc.health.v1.Health") that
+	// every unit serves for itself, each on a request topic whose name
+	// ends with "." and the unit's name (kafkatransport.HealthSpec): a
+	// request to one is sealed for the unit its topic names, and the
+	// reply opens from any unit of the keyring, for a reply does not name
+	// the topic of its request.
+	PerUnit []string
 }
 
 // owner returns the unit that owns the package of name, a service or
@@ -52,6 +60,21 @@ func (p Policy) owner(name string) (string, bool) {
 	}
 	u, ok := p.Owners[name[:i]]
 	return u, ok
+}
+
+// server returns the unit that serves a request of method on topic: the
+// owner of its package, or for a PerUnit service the unit that ends the
+// topic's name.
+func (p Policy) server(method, topic string) (string, bool) {
+	svc := serviceOf(method)
+	if !slices.Contains(p.PerUnit, svc) {
+		return p.owner(svc)
+	}
+	i := strings.LastIndexByte(topic, '.')
+	if i < 0 || i == len(topic)-1 {
+		return "", false
+	}
+	return topic[i+1:], true
 }
 
 // mayCall reports whether unit may call method.
@@ -127,9 +150,13 @@ const (
 
 // SealRequest implements kafkatransport.Guard.
 func (g *Guard) SealRequest(method string, m *kafka.Message) error {
-	to, ok := g.policy.owner(serviceOf(method))
+	var topic string
+	if m.TopicPartition.Topic != nil {
+		topic = *m.TopicPartition.Topic
+	}
+	to, ok := g.policy.server(method, topic)
 	if !ok {
-		return fmt.Errorf("trust: no unit serves %s (Policy.Owners)", method)
+		return fmt.Errorf("trust: no unit serves %s on topic %s (Policy.Owners, Policy.PerUnit)", method, topic)
 	}
 	return g.seal(kindRequest, method, to, m)
 }
@@ -156,6 +183,9 @@ func (g *Guard) OpenReply(method string, m *kafka.Message) error {
 	producer, err := g.open(kindReply, method, m)
 	if err != nil {
 		return err
+	}
+	if slices.Contains(g.policy.PerUnit, serviceOf(method)) {
+		return nil // open() checked that the producer's key is the keyring's
 	}
 	if want, _ := g.policy.owner(serviceOf(method)); producer != want {
 		return fmt.Errorf("reply to %s produced by unit %s, which does not serve it", method, producer)

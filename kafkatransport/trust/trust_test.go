@@ -31,14 +31,19 @@ var policy = Policy{
 
 // units returns a Guard for each of the shop's units, sharing one keyring.
 func units(t *testing.T) (map[string]*Guard, *Keyring, map[string]*UnitKey) {
+	return guards(t, policy, "gateway", "usersvc", "productsvc", "ordersvc")
+}
+
+// guards returns a Guard under p for each unit, sharing one keyring.
+func guards(t *testing.T, p Policy, units ...string) (map[string]*Guard, *Keyring, map[string]*UnitKey) {
 	t.Helper()
-	ring, keys, err := Generate(time.Now(), "gateway", "usersvc", "productsvc", "ordersvc")
+	ring, keys, err := Generate(time.Now(), units...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	gs := map[string]*Guard{}
 	for u, k := range keys {
-		if gs[u], err = NewGuard(k, ring, policy); err != nil {
+		if gs[u], err = NewGuard(k, ring, p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -388,5 +393,59 @@ func BenchmarkSeal(b *testing.B) {
 		rep := record("kgrpc.replies", nil, body, env)
 		_ = ps.SealReply(getProduct, "gateway", rep)
 		_ = gw.OpenReply(getProduct, rep)
+	}
+}
+
+// A PerUnit service's request is sealed for the unit its topic names, which
+// alone opens it; its reply opens from any unit of the keyring.
+func TestPerUnitService(t *testing.T) {
+	const check = "/grpc.health.v1.Health/Check"
+	p := Policy{Owners: policy.Owners, PerUnit: []string{"grpc.health.v1.Health"},
+		Calls: map[string][]string{"gateway": {"/grpc.health.v1.Health/*"}}}
+	gs, _, _ := guards(t, p, "gateway", "usersvc", "productsvc")
+	tests := []struct {
+		name, caller, topic string
+		sealErr             bool
+		opener              string // the unit that opens it; the others cannot
+		code                codes.Code
+	}{
+		{"for the unit the topic names", "gateway", "t-x-grpc.health.v1.Health.productsvc", false, "productsvc", codes.OK},
+		{"for another unit", "gateway", "grpc.health.v1.Health.usersvc", false, "usersvc", codes.OK},
+		{"a caller the policy does not allow", "usersvc", "grpc.health.v1.Health.productsvc", false, "productsvc", codes.PermissionDenied},
+		{"a topic naming no unit", "gateway", "grpc.health.v1.Health", true, "", codes.OK},
+		{"a topic ending in a dot", "gateway", "grpc.health.v1.Health.", true, "", codes.OK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := record(tc.topic, nil, []byte("check"))
+			err := gs[tc.caller].SealRequest(check, req)
+			if tc.sealErr {
+				if err == nil {
+					t.Fatal("sealed a request for a unit the keyring does not hold")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for u, g := range gs {
+				caller, err := g.OpenRequest(check, clone(req))
+				switch {
+				case u != tc.opener && caller != "":
+					t.Errorf("%s opened a request sealed for %s", u, tc.opener)
+				case u == tc.opener && (caller != tc.caller || status.Code(err) != tc.code):
+					t.Errorf("%s: OpenRequest = %q, %v; want %q, code %v", u, caller, err, tc.caller, tc.code)
+				}
+			}
+		})
+	}
+	for _, from := range []string{"productsvc", "usersvc"} {
+		reply := record("kgrpc.replies", nil, []byte("SERVING"))
+		if err := gs[from].SealReply(check, "gateway", reply); err != nil {
+			t.Fatal(err)
+		}
+		if err := gs["gateway"].OpenReply(check, reply); err != nil || string(reply.Value) != "SERVING" {
+			t.Errorf("reply from %s: OpenReply = %v, value %q", from, err, reply.Value)
+		}
 	}
 }
