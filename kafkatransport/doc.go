@@ -148,7 +148,10 @@
 //
 // Key: the event's key field. Value: the event in protobuf binary encoding.
 // Headers: ev-type (the message's full name), ev-id (unique per publish), and
-// traceparent/tracestate when the publishing context carries them.
+// traceparent/tracestate when the publishing context carries a trace: with
+// WithTracerProvider, those of the publisher's "send <topic>" span, a child
+// of the span in the publishing context; without, copied from the
+// publishing context's outgoing "traceparent"/"tracestate" metadata.
 //
 // A subscriber handles the records of a partition in order, one at a time,
 // each partition in its own worker, so a slow or stuck handler holds up its
@@ -257,6 +260,31 @@
 // trailer HealthReasonKey ("kgrpc-health-reason"), which the reply carries
 // like any trailer; the shop's services put there the failing check
 // ("database: ...") and their Server's Health.
+//
+// # Observability
+//
+// Traces: a call's trace context travels as W3C traceparent (and
+// tracestate) in the envelope's metadata, where a grpc-go stats handler or
+// propagator on the caller puts it, and is repeated in the request record's
+// headers of the same names for Kafka tools that read records. With
+// WithStatsHandler, a Server hands the envelope's metadata to the stats
+// handler as the incoming header, so otelgrpc.NewServerHandler continues
+// the caller's trace; the transport adds to the tagged span the Kafka facts
+// of the call (messaging.system "kafka", messaging.destination.name,
+// messaging.destination.partition.id, messaging.kafka.offset,
+// messaging.message.id, messaging.consumer.group.name) and rpc.system
+// "grpc", rpc.service and rpc.grpc.status_code, which otelgrpc's current
+// semantic conventions do not set. Events: see Event record and
+// WithTracerProvider; a subscriber's "process <topic>" span starts a trace
+// of its own, linked to the record's trace context.
+//
+// Metrics: WithMetrics reports requests in flight and expired unrun
+// (servers), calls in flight and the time each waited for its reply
+// (clients), records dead-lettered (servers and subscribers) and every
+// Kafka client's librdkafka statistics (consumer lag, queue sizes, broker
+// round trips), every DefaultStatisticsInterval; kafkatransport/kafkaprom
+// exposes them to Prometheus. gRPC's own metrics come from interceptors,
+// as over HTTP/2 (go-grpc-middleware's providers/prometheus).
 //
 // # Delivery guarantees
 //

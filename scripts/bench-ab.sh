@@ -18,6 +18,11 @@
 #   BENCH_CONC=64          concurrent callers
 #   BENCH_DURATION=15s     length of each measured run
 #   BENCH_SCENARIO=get-product  or create-order
+#   BENCH_ENV_A, BENCH_ENV_B     "KEY=value ..." settings of one side's units,
+#                such as OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:19595
+#                (with BENCH_SINK=1, a local OTLP/HTTP receiver runs there:
+#                bench otlp-sink). BASE=HEAD with different settings
+#                measures what a setting costs.
 #
 # Either side may predate per-unit keys: binaries whose --help has no
 # --unit-key get --auth-secret.
@@ -59,6 +64,11 @@ kafka)
 	;;
 esac
 
+if [[ -n "${BENCH_SINK:-}" ]]; then
+	"$OUT/b/bench" otlp-sink --addr 127.0.0.1:19595 >"$OUT/sink.txt" 2>&1 &
+	pids+=($!)
+fi
+
 wait_http() { # url, timeout seconds
 	local deadline=$(($(date +%s) + $2))
 	until curl -fsS -o /dev/null "$1" 2>/dev/null; do
@@ -86,7 +96,9 @@ run() {
 		if [[ "$help" == *--unit-key* ]]; then
 			auth=(--unit-key "$OUT/keys/$name.key" --keyring "$OUT/keys/keyring.json")
 		fi
-		"$bin/$name" --brokers "$BROKERS" "${auth[@]}" --topic-prefix "$prefix" --log-level warn "$@" 2>>"$dir/$name.log" &
+		local envs=()
+		if [[ $side == a ]]; then read -ra envs <<<"${BENCH_ENV_A:-}"; else read -ra envs <<<"${BENCH_ENV_B:-}"; fi
+		env "${envs[@]}" "$bin/$name" --brokers "$BROKERS" "${auth[@]}" --topic-prefix "$prefix" --log-level warn "$@" 2>>"$dir/$name.log" &
 		run_pids+=($!)
 		pids+=($!)
 	}

@@ -32,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The suites that take their broker from KAFKA_BROKERS.
-REAL_KAFKA_PACKAGES=(./kafkatransport ./kafkatransport/idempotency ./gateway ./internal/outbox ./cmd/platform ./internal/scaletest)
+REAL_KAFKA_PACKAGES=(./kafkatransport ./kafkatransport/idempotency ./gateway ./internal/outbox ./cmd/platform ./internal/scaletest ./internal/observetest)
 
 GO_TIMEOUT=20m
 CI="${CI:-}"

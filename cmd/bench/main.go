@@ -7,9 +7,12 @@
 //	bench rest --url http://127.0.0.1:8080 --scenario create-order \
 //	    --admin-email admin@example.com --admin-password admin-pass-123
 //	bench transport --brokers 127.0.0.1:9092 -c 64 -d 20s
+//	bench otlp-sink --addr 127.0.0.1:4318
 //
 // The transport mode serves the sample echo service in-process unless
 // --serve=false, and starts an embedded broker when --brokers is empty.
+// The otlp-sink mode is a local OTLP/HTTP trace receiver that decodes and
+// counts spans, for measuring what exporting traces costs.
 package main
 
 import (
@@ -40,7 +43,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 || strings.HasPrefix(os.Args[1], "-") {
-		fmt.Fprintln(os.Stderr, "usage: bench rest|transport [flags]  (bench rest --help)")
+		fmt.Fprintln(os.Stderr, "usage: bench rest|transport|otlp-sink [flags]  (bench rest --help)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -51,8 +54,10 @@ func main() {
 		err = runREST(ctx, os.Args[2:])
 	case "transport":
 		err = runTransport(ctx, os.Args[2:])
+	case "otlp-sink":
+		err = runSink(ctx, os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown mode %q: want rest or transport", os.Args[1])
+		err = fmt.Errorf("unknown mode %q: want rest, transport or otlp-sink", os.Args[1])
 	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
