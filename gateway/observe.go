@@ -28,13 +28,15 @@ import (
 const RequestIDHeader = "X-Request-Id"
 
 // traceHTTP makes the server span of each request with tp, continuing the
-// trace of an incoming traceparent header. The span is named after the
+// trace of an incoming traceparent header, except for probes. The span is
+// named after the
 // route once routing found one ("GET /v1/products/{id}"); withRoute must
 // run before it.
 func traceHTTP(tp trace.TracerProvider, prop propagation.TextMapPropagator) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return otelhttp.NewHandler(next, "http", otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(prop),
 			otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
+			otelhttp.WithFilter(func(r *http.Request) bool { return !probes[r.URL.Path] }),
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 				if route, ok := r.Context().Value(routeKey{}).(*string); ok && *route != "" {
 					return r.Method + " " + *route
@@ -43,6 +45,10 @@ func traceHTTP(tp trace.TracerProvider, prop propagation.TextMapPropagator) func
 			}))
 	}
 }
+
+// probes are the paths of probes and scrapers, which get no spans: made
+// every few seconds, they would bury the traces of calls.
+var probes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
 // requestID gives every request an id (RequestIDHeader).
 func requestID(next http.Handler) http.Handler {

@@ -278,6 +278,16 @@ func TestObservability(t *testing.T) {
 		}
 	})
 
+	t.Run("probes make no spans", func(t *testing.T) {
+		// startShop waited for every /readyz, and the gateway's checks
+		// each service's health over Kafka.
+		for _, sp := range s.rx.all() {
+			if strings.HasPrefix(sp.name, "grpc.health.v1.Health/") || strings.Contains(sp.name, "/readyz") || strings.Contains(sp.name, "/healthz") {
+				t.Errorf("span %q of %s: probes should not be traced", sp.name, sp.service)
+			}
+		}
+	})
+
 	t.Run("every process serves metrics that move", func(t *testing.T) {
 		// Traffic: reads, a not-found, and a request no one can answer in
 		// time: its deadline passes in the request topic.

@@ -9,7 +9,8 @@
 // and span ids and a traceparent goes on to the next hop, but they are
 // exported only when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
 // OTEL_EXPORTER_OTLP_ENDPOINT is set (and OTEL_TRACES_EXPORTER is not
-// "none"), over OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or
+// "none"; OTEL_SDK_DISABLED=true makes no spans at all, and log lines then
+// carry a trace id only when the caller sent one), over OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or
 // OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" (the default) or "grpc".
 // The exporters read their other OTEL_EXPORTER_OTLP_* variables (headers,
 // timeout, TLS) themselves; OTEL_TRACES_SAMPLER and
@@ -32,6 +33,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -39,6 +41,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -47,6 +50,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/kafkaprom"
@@ -146,8 +150,12 @@ func (t *Telemetry) Unit(ctx context.Context, name string) (*Unit, error) {
 }
 
 // tracerProvider returns the unit's tracer provider, exporting when the
-// environment says so.
-func (t *Telemetry) tracerProvider(ctx context.Context, name string) (*sdktrace.TracerProvider, error) {
+// environment says so; one that makes no spans when OTEL_SDK_DISABLED is
+// "true".
+func (t *Telemetry) tracerProvider(ctx context.Context, name string) (trace.TracerProvider, error) {
+	if strings.EqualFold(t.env("OTEL_SDK_DISABLED"), "true") {
+		return tracenoop.NewTracerProvider(), nil
+	}
 	attrs := []resource.Option{resource.WithTelemetrySDK(), resource.WithAttributes(semconv.ServiceName(name))}
 	if t.shared {
 		attrs = append([]resource.Option{resource.WithFromEnv()}, attrs...) // the unit's name wins
@@ -239,9 +247,13 @@ func (u *Unit) Client() []kafkatransport.ClientOption {
 	}
 }
 
-// otel returns otelgrpc's options: the unit's tracer, our propagator, and
-// no OpenTelemetry metrics (Prometheus has them).
+// notHealth keeps health checks, which probes make every few seconds, out
+// of the traces; grpc_* metrics still count them.
+var notHealth = filters.Not(filters.ServiceName("grpc.health.v1.Health"))
+
+// otel returns otelgrpc's options: the unit's tracer, our propagator, no
+// OpenTelemetry metrics (Prometheus has them), no spans of health checks.
 func (u *Unit) otel() []otelgrpc.Option {
 	return []otelgrpc.Option{otelgrpc.WithTracerProvider(u.Tracer), otelgrpc.WithPropagators(Propagator),
-		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider())}
+		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()), otelgrpc.WithFilter(notHealth)}
 }
