@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -12,8 +14,8 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
@@ -28,21 +30,46 @@ import (
 const RequestIDHeader = "X-Request-Id"
 
 // traceHTTP makes the server span of each request with tp, continuing the
-// trace of an incoming traceparent header, except for probes. The span is
-// named after the
-// route once routing found one ("GET /v1/products/{id}"); withRoute must
-// run before it.
+// trace of an incoming traceparent header, except for probes. The span
+// follows the semantic conventions for HTTP servers and is named after the
+// route ("GET /v1/products/{id}"); withRoute must run before it. It is
+// leaner than otelhttp's handler, which measured twice its cost here (no
+// body or writer wrappers beyond the status, no metrics: Prometheus has
+// them).
 func traceHTTP(tp trace.TracerProvider, prop propagation.TextMapPropagator) func(http.Handler) http.Handler {
+	tracer := tp.Tracer("github.com/kgrpc/platform/gateway")
 	return func(next http.Handler) http.Handler {
-		return otelhttp.NewHandler(next, "http", otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(prop),
-			otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
-			otelhttp.WithFilter(func(r *http.Request) bool { return !probes[r.URL.Path] }),
-			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-				if route, ok := r.Context().Value(routeKey{}).(*string); ok && *route != "" {
-					return r.Method + " " + *route
-				}
-				return r.Method
-			}))
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if probes[r.URL.Path] {
+				next.ServeHTTP(w, r)
+				return
+			}
+			ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+			scheme := "http"
+			if r.TLS != nil {
+				scheme = "https"
+			}
+			attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLScheme(scheme), semconv.URLPath(r.URL.Path),
+				semconv.NetworkProtocolVersion(fmt.Sprintf("%d.%d", r.ProtoMajor, r.ProtoMinor))}
+			if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+				attrs = append(attrs, semconv.ClientAddress(host))
+			}
+			if ua := r.UserAgent(); ua != "" {
+				attrs = append(attrs, semconv.UserAgentOriginal(ua))
+			}
+			ctx, span := tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+			defer span.End()
+			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+			next.ServeHTTP(rec, r.WithContext(ctx))
+			if route := *routeOf(r); route != "" {
+				span.SetName(r.Method + " " + route)
+				span.SetAttributes(semconv.HTTPRoute(route))
+			}
+			span.SetAttributes(semconv.HTTPResponseStatusCode(rec.code))
+			if rec.code >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(rec.code))
+			}
+		})
 	}
 }
 
@@ -162,12 +189,7 @@ func measure(m *httpMetrics) func(http.Handler) http.Handler {
 func recordRoute(next runtime.HandlerFunc) runtime.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
 		if p, ok := runtime.HTTPPattern(r.Context()); ok {
-			route := routeOf(r)
-			*route = cleanPattern(p.String())
-			if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
-				span.SetName(r.Method + " " + *route)
-				span.SetAttributes(semconv.HTTPRoute(*route))
-			}
+			*routeOf(r) = cleanPattern(p.String())
 		}
 		next(w, r, params)
 	}

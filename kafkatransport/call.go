@@ -95,7 +95,6 @@ func (c *ClientConn) call(ctx context.Context, rt route, method string, args, re
 	ctx = sh.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: method, FailFast: true})
 	begin := time.Now()
 	sh.HandleRPC(ctx, &stats.Begin{Client: true, BeginTime: begin, FailFast: true})
-	recordLocation(trace.SpanFromContext(ctx), rt.topic, -1, -1, "")
 	err := c.roundTrip(ctx, sh, rt, method, req, reply, opts)
 	recordCall(trace.SpanFromContext(ctx), method, err)
 	sh.HandleRPC(ctx, &stats.End{Client: true, BeginTime: begin, EndTime: time.Now(), Error: err})
