@@ -18,7 +18,7 @@ import (
 type discard struct{}
 
 func (discard) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
-func (discard) Shutdown(context.Context) error                           { return nil }
+func (discard) Shutdown(context.Context) error                             { return nil }
 
 // BenchmarkHTTPSpan measures the server span of one request: ours
 // (traceHTTP) and otelhttp's handler, which it replaced, around a handler
