@@ -40,12 +40,12 @@ func cors(origins []string) func(http.Handler) http.Handler {
 			}
 			h.Set("Access-Control-Allow-Origin", origin)
 			if !preflight {
-				h.Set("Access-Control-Expose-Headers", ReplayedHeader+", WWW-Authenticate")
+				h.Set("Access-Control-Expose-Headers", ReplayedHeader+", WWW-Authenticate, "+RequestIDHeader)
 				next.ServeHTTP(w, r)
 				return
 			}
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE")
-			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, "+IdempotencyHeader)
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, "+IdempotencyHeader+", "+RequestIDHeader+", traceparent, tracestate")
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
 		})

@@ -9,8 +9,21 @@
 // service, then a chain of small func(http.Handler) http.Handler
 // middlewares, each in the file of its concern, outermost first:
 //
-//   - logRequests (middleware.go): one log line per request, around
-//     everything, /healthz, /readyz and /openapi.json included;
+//   - withRoute (observe.go): a place in the request's context where
+//     routing writes the route pattern ("/v1/products/{id}", "/healthz";
+//     "unmatched" when no route matched, "unrouted" when a middleware
+//     below answered before routing), for the span and the metrics;
+//   - traceHTTP (observe.go), with Config.TracerProvider: the request's
+//     server span, continuing an incoming traceparent, named
+//     "<METHOD> <route>", not for /healthz, /readyz and /metrics;
+//   - requestID (observe.go): the request's X-Request-Id (the caller's,
+//     up to 128 printable ASCII characters, or a new one), echoed on the
+//     response, in the log lines as request_id and passed to the services
+//     as x-request-id metadata;
+//   - measure (observe.go), with Config.Metrics: http_requests_total and
+//     http_request_duration_seconds by route, method and status;
+//   - logRequests (middleware.go): one log line per request, with its
+//     trace_id, /healthz, /readyz and /openapi.json included;
 //   - securityHeaders (harden.go): X-Content-Type-Options: nosniff on
 //     every response, Cache-Control: no-store on the answers to requests
 //     with an Authorization header;
@@ -56,8 +69,7 @@
 // "NOT_SERVING: database: ...", or "unavailable: ..." when the unit does not
 // answer within the 3s the whole check has.
 //
-// All but logRequests, securityHeaders and cors apply to the API (the ServeMux)
-// only. GET /.well-known/jwks.json serves the public keys that verify user
+// All but those down to cors apply to the API (the ServeMux) only. GET /.well-known/jwks.json serves the public keys that verify user
 // tokens (a JSON Web Key Set, Content-Type application/jwk-set+json). Errors of decoding a request are said without Go internals
 // (decodeError: "malformed JSON in the request body", "request body:
 // unknown field ...", "invalid value for query parameter ..."), and a

@@ -39,6 +39,7 @@ func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler,
 // 404 NOT_FOUND naming the method and path, 405 UNIMPLEMENTED for a path
 // without the method.
 func routingErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, httpStatus int) {
+	*routeOf(r) = routeNone
 	switch httpStatus {
 	case http.StatusMethodNotAllowed:
 		writeJSON(w, httpStatus, errorBody{Code: "UNIMPLEMENTED", Message: "method not allowed", Details: []json.RawMessage{}})

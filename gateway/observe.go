@@ -49,7 +49,8 @@ func traceHTTP(tp trace.TracerProvider, prop propagation.TextMapPropagator) func
 			if r.TLS != nil {
 				scheme = "https"
 			}
-			attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLScheme(scheme), semconv.URLPath(r.URL.Path),
+			method := methodLabel(r.Method)
+			attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(method), semconv.URLScheme(scheme), semconv.URLPath(r.URL.Path),
 				semconv.NetworkProtocolVersion(fmt.Sprintf("%d.%d", r.ProtoMajor, r.ProtoMinor))}
 			if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 				attrs = append(attrs, semconv.ClientAddress(host))
@@ -57,12 +58,12 @@ func traceHTTP(tp trace.TracerProvider, prop propagation.TextMapPropagator) func
 			if ua := r.UserAgent(); ua != "" {
 				attrs = append(attrs, semconv.UserAgentOriginal(ua))
 			}
-			ctx, span := tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+			ctx, span := tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 			defer span.End()
 			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 			next.ServeHTTP(rec, r.WithContext(ctx))
-			if route := *routeOf(r); route != "" {
-				span.SetName(r.Method + " " + route)
+			if route := *routeOf(r); routeFound(route) {
+				span.SetName(method + " " + route)
 				span.SetAttributes(semconv.HTTPRoute(route))
 			}
 			span.SetAttributes(semconv.HTTPResponseStatusCode(rec.code))
@@ -132,9 +133,29 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 }
 
 // routeKey holds, in a request's context, where routing writes the
-// request's route pattern: "/v1/products/{id}", "/healthz", or
-// "unmatched".
+// request's route pattern: "/v1/products/{id}", "/healthz", routeNone for a
+// request no route matched (404, 405) or routeEarly for one answered before
+// routing (a refused token, rate limit, oversized headers, a CORS
+// preflight).
 type routeKey struct{}
+
+// The route labels of requests without a route.
+const (
+	routeNone  = "unmatched"
+	routeEarly = "unrouted"
+)
+
+// methodLabel returns the request's method as a metrics label and span
+// name: one of the methods HTTP defines, or "_OTHER", so that made-up
+// methods cannot make series without bound.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "_OTHER"
+}
 
 // withRoute gives each request a place for its route, which routing
 // fills in (recordRoute, routeOfRoot).
@@ -153,18 +174,22 @@ func routeOf(r *http.Request) *string {
 }
 
 // routeOfRoot serves r with the root mux and, when grpc-gateway did not
-// record a route, records the root mux's pattern ("unmatched" for none).
+// record a route, records the root mux's pattern, or routeEarly when the
+// API's middleware answered before grpc-gateway routed the request.
 func routeOfRoot(root *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		root.ServeHTTP(w, r)
 		if route := routeOf(r); *route == "" {
-			*route = "unmatched"
+			*route = routeEarly
 			if _, p, ok := strings.Cut(r.Pattern, " "); ok && p != "/" {
 				*route = p
 			}
 		}
 	})
 }
+
+// routeFound reports whether route names a route (http.route may hold it).
+func routeFound(route string) bool { return route != "" && route != routeNone && route != routeEarly }
 
 // measure records each request's route, status and duration, when m is
 // not nil.
@@ -177,9 +202,12 @@ func measure(m *httpMetrics) func(http.Handler) http.Handler {
 			start := time.Now()
 			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 			next.ServeHTTP(rec, r)
-			route := *routeOf(r)
-			m.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
-			m.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+			route, method := *routeOf(r), methodLabel(r.Method)
+			if route == "" { // answered outside the router: a CORS preflight
+				route = routeEarly
+			}
+			m.requests.WithLabelValues(route, method, strconv.Itoa(rec.code)).Inc()
+			m.duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 		})
 	}
 }

@@ -90,27 +90,25 @@ func (c *ClientConn) call(ctx context.Context, rt route, method string, args, re
 	}
 	sh := c.cfg.statsHandler()
 	if sh == nil {
-		return c.roundTrip(ctx, nil, rt, method, req, reply, opts)
+		return c.roundTrip(ctx, nil, nil, rt, method, req, reply, opts)
 	}
-	ctx = sh.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: method, FailFast: true})
+	ctx, span := tagRPC(ctx, sh, &stats.RPCTagInfo{FullMethodName: method, FailFast: true})
 	begin := time.Now()
 	sh.HandleRPC(ctx, &stats.Begin{Client: true, BeginTime: begin, FailFast: true})
-	err := c.roundTrip(ctx, sh, rt, method, req, reply, opts)
-	recordCall(trace.SpanFromContext(ctx), method, err)
+	err := c.roundTrip(ctx, sh, span, rt, method, req, reply, opts)
+	recordCall(span, method, err)
 	sh.HandleRPC(ctx, &stats.End{Client: true, BeginTime: begin, EndTime: time.Now(), Error: err})
 	return err
 }
 
 // roundTrip sends req and waits for its reply, the context's end, or a
-// transport failure.
-func (c *ClientConn) roundTrip(ctx context.Context, sh rpcStats, rt route, method string, req proto.Message, reply any, opts []grpc.CallOption) error {
+// transport failure; span, when a stats handler made one, records where
+// the request went.
+func (c *ClientConn) roundTrip(ctx context.Context, sh rpcStats, span trace.Span, rt route, method string, req proto.Message, reply any, opts []grpc.CallOption) error {
 	if err := ctx.Err(); err != nil {
 		return status.FromContextError(err).Err()
 	}
-	pc := &pendingCall{seq: c.seq.Add(1), method: method, ch: make(chan callResult, 1)}
-	if sh != nil {
-		pc.span = trace.SpanFromContext(ctx)
-	}
+	pc := &pendingCall{seq: c.seq.Add(1), method: method, ch: make(chan callResult, 1), span: span}
 	if err := c.send(ctx, sh, rt, method, req, pc); err != nil {
 		return err
 	}
@@ -188,8 +186,10 @@ func (c *ClientConn) send(ctx context.Context, sh rpcStats, rt route, method str
 	c.pending[pc.seq] = pc
 	c.mu.Unlock()
 
-	if sh != nil {
+	if pc.span != nil {
 		recordLocation(pc.span, rt.topic, -1, -1, string(id))
+	}
+	if sh != nil {
 		sh.HandleRPC(ctx, &stats.OutHeader{Client: true, Header: md, FullMethod: method})
 		sh.HandleRPC(ctx, &stats.OutPayload{Client: true, Payload: req, Length: len(*value), WireLength: len(*value), SentTime: time.Now()})
 	}

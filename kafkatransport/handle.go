@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -119,11 +118,10 @@ func (l *lane) serve(req *request) {
 		return
 	}
 	name, m := req.method.name, req.msg
-	ctx = sh.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: name})
+	ctx, span := tagRPC(ctx, sh, &stats.RPCTagInfo{FullMethodName: name})
 	sh.HandleRPC(ctx, &stats.InHeader{FullMethod: name, Header: req.env.metadata, WireLength: len(m.Value)})
 	begin := time.Now()
 	sh.HandleRPC(ctx, &stats.Begin{BeginTime: begin})
-	span := trace.SpanFromContext(ctx)
 	recordLocation(span, l.topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset), string(req.env.id))
 	if span.IsRecording() {
 		span.SetAttributes(keyConsumerGroup.String(l.topic), keyOperationType.String("process"))
@@ -154,7 +152,7 @@ func (l *lane) invoke(ctx context.Context, req *request) (resp any, err error) {
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			l.s.cfg.logger.Error("kafkatransport handler panic", "method", method, "panic", p, "stack", string(debug.Stack()))
+			l.s.cfg.logger.ErrorContext(ctx, "kafkatransport handler panic", "method", method, "panic", p, "stack", string(debug.Stack()))
 			resp, err = nil, status.Errorf(codes.Internal, "handler panic: %v", p)
 		}
 	}()

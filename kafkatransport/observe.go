@@ -82,8 +82,10 @@ func (o RPCOption) applyServer(c *config) error { return o.set.run(c) }
 // WithStatsHandler installs a grpc-go stats.Handler, not nil, as
 // grpc.WithStatsHandler and grpc.StatsHandler do over HTTP/2: every call a
 // ClientConn makes, and every request a Server runs, is tagged (TagRPC)
-// and reported (Begin, OutHeader, OutPayload, InHeader, InPayload,
-// InTrailer, End). So otelgrpc.NewClientHandler and NewServerHandler make
+// and reported: on a client Begin, OutHeader, OutPayload, then InHeader,
+// InPayload and InTrailer once a reply came, and End; on a server
+// InHeader (the request's metadata), Begin, OutHeader and OutTrailer when
+// the handler set them, and End. So otelgrpc.NewClientHandler and NewServerHandler make
 // their spans and metrics over Kafka. The handler sits inside the
 // interceptors, as in grpc-go: a retrying interceptor makes one tagged call
 // per attempt. On the span in the tagged context (OpenTelemetry's) the
@@ -192,6 +194,23 @@ func (c *config) statsHandler() rpcStats {
 	}
 	return multiStats(c.statsHandlers)
 }
+
+// tagRPC tags a call with sh and returns the tagged context and the span
+// the tagging started, or a span that records nothing when it started none
+// (a handler filtered the call out, or makes no spans): the span in the
+// context is then the caller's, which the call's facts must not land on.
+func tagRPC(ctx context.Context, sh rpcStats, info *stats.RPCTagInfo) (context.Context, trace.Span) {
+	before := trace.SpanContextFromContext(ctx)
+	ctx = sh.TagRPC(ctx, info)
+	span := trace.SpanFromContext(ctx)
+	if sc := span.SpanContext(); !sc.IsValid() || sc.SpanID() == before.SpanID() {
+		return ctx, noSpan
+	}
+	return ctx, span
+}
+
+// noSpan records nothing.
+var noSpan = trace.SpanFromContext(context.Background())
 
 // rpcStats is the part of stats.Handler the transport calls: it has no
 // connections to tag.

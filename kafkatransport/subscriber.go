@@ -228,7 +228,7 @@ func (s *Subscriber) handle(ctx, base context.Context, dl *deadLetterer, m *kafk
 		if err == nil || errors.Is(err, errUndecodable) {
 			break
 		}
-		s.cfg.logger.Warn("kafkatransport event handler failed", "topic", topic, "offset", info.Offset, "attempt", attempt, "err", err)
+		s.cfg.logger.WarnContext(hctx, "kafkatransport event handler failed", "topic", topic, "offset", info.Offset, "attempt", attempt, "err", err)
 		if attempt == s.cfg.eventAttempts {
 			break
 		}

@@ -98,6 +98,9 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if common.Telemetry, err = telemetry.New(true, logger); err != nil { // so do bad OTEL_* settings
+		return cli.UsageError{Err: err}
+	}
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -133,9 +136,6 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	}
 
 	common.Brokers, common.Trust = brokers, keys
-	if common.Telemetry, err = telemetry.New(true); err != nil {
-		return err
-	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()

@@ -174,7 +174,7 @@ func (s Settings) Common(unit string) (Common, error) {
 	if err != nil {
 		return c, err
 	}
-	if c.Telemetry, err = telemetry.New(false); err != nil {
+	if c.Telemetry, err = telemetry.New(false, logger); err != nil {
 		return Common{}, cli.UsageError{Err: err}
 	}
 	c.Brokers, c.Trust = s.Brokers, t

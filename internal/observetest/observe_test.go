@@ -289,8 +289,7 @@ func TestObservability(t *testing.T) {
 	})
 
 	t.Run("every process serves metrics that move", func(t *testing.T) {
-		// Traffic: reads, a not-found, and a request no one can answer in
-		// time: its deadline passes in the request topic.
+		// Traffic: reads and a not-found.
 		for range 5 {
 			_, _, _ = proctest.API(ctx, s.gw.URL, "GET", "/v1/products/"+s.product, "", nil)
 		}

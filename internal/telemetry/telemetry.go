@@ -31,6 +31,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -42,6 +43,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -57,8 +59,10 @@ import (
 )
 
 // Propagator is the trace context format of every hop: W3C traceparent
-// and tracestate, and W3C baggage.
-var Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+// and tracestate. Not baggage: the gateway takes the trace context from
+// callers outside, and their baggage would go on, unchecked, into every
+// service's metadata.
+var Propagator propagation.TextMapPropagator = propagation.TraceContext{}
 
 // Telemetry is one process's tracing and metrics.
 type Telemetry struct {
@@ -74,12 +78,17 @@ type Telemetry struct {
 }
 
 // New returns the telemetry of a process running one unit, or several
-// when shared. It checks the OTEL_* variables it reads itself.
-func New(shared bool) (*Telemetry, error) {
+// when shared. It checks the OTEL_* variables it reads itself, and sends
+// OpenTelemetry's own errors (a failed export) to logger. Call it once per
+// process: OpenTelemetry's error handler is the process's.
+func New(shared bool, logger *slog.Logger) (*Telemetry, error) {
 	t := &Telemetry{Registry: prometheus.NewRegistry(), shared: shared, env: os.Getenv}
 	if _, err := t.protocol(); err != nil {
 		return nil, err
 	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("opentelemetry", "err", err)
+	}))
 	t.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return t, nil
 }
@@ -103,9 +112,11 @@ func (t *Telemetry) exporting() bool {
 
 // protocol returns the OTLP protocol the environment asks for.
 func (t *Telemetry) protocol() (string, error) {
-	p := t.env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+	name := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+	p := t.env(name)
 	if p == "" {
-		p = t.env("OTEL_EXPORTER_OTLP_PROTOCOL")
+		name = "OTEL_EXPORTER_OTLP_PROTOCOL"
+		p = t.env(name)
 	}
 	switch p {
 	case "", "http/protobuf":
@@ -113,7 +124,7 @@ func (t *Telemetry) protocol() (string, error) {
 	case "grpc":
 		return "grpc", nil
 	}
-	return "", fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL %q: want http/protobuf or grpc", p)
+	return "", fmt.Errorf("%s %q: want http/protobuf or grpc (http/json is not supported)", name, p)
 }
 
 // Unit is the instrumentation of one unit.
@@ -131,7 +142,8 @@ type Unit struct {
 }
 
 // Unit returns the instrumentation of the unit name; call it once per
-// unit. Its spans are exported until Shutdown.
+// unit and process (its metrics are registered under its name). Its spans
+// are exported until Shutdown.
 func (t *Telemetry) Unit(ctx context.Context, name string) (*Unit, error) {
 	tp, err := t.tracerProvider(ctx, name)
 	if err != nil {
@@ -216,8 +228,8 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Transport returns the options that instrument every role of the unit:
-// its Kafka facts, and the spans of the events it publishes and consumes.
+// Transport returns the option that instruments every role of the unit:
+// its Kafka facts (kafkaprom).
 func (u *Unit) Transport() kafkatransport.Option {
 	return kafkatransport.WithMetrics(u.kafka)
 }

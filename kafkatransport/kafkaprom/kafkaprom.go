@@ -12,12 +12,14 @@
 //	kgrpc_kafka_broker_internal_latency_seconds{client,broker,stat}  time in the producer queue
 //
 // The last four come from librdkafka's statistics (its
-// statistics.interval.ms JSON, documented in librdkafka's STATISTICS.md):
-// stat is "avg" or "p99" of the last interval, client is the librdkafka
-// client's name, broker the broker's "host:port/id". A client whose
-// statistics stop coming (closed) drops out after a minute. Consumer lag
-// is reported for the partitions a consumer fetches; group is "" for a
-// ClientConn's reply partition, which it reads without a group.
+// statistics.interval.ms JSON, documented in librdkafka's STATISTICS.md),
+// parsed at each scrape: stat is "avg" or "p99" of the last interval,
+// client is the librdkafka client's name, broker the broker's
+// "host:port/id". A client whose statistics stop coming (closed) drops out
+// after a minute. Consumer lag is reported for the partitions a group
+// consumer fetches once the group has committed an offset there (a
+// ClientConn's reply consumer commits none, so its partition has no lag
+// series). A consumer's round trips include the broker's fetch wait.
 //
 // Give one Metrics to every role of a unit with kafkatransport.WithMetrics
 // and register it once:
@@ -30,6 +32,7 @@ package kafkaprom
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,11 +56,12 @@ type Metrics struct {
 	now     func() time.Time
 }
 
-// clientStats is what Collect reports of one librdkafka client.
+// clientStats is the last statistics of one librdkafka client, parsed
+// by Collect: the transport calls KafkaStatistics on its poll loops.
 type clientStats struct {
 	at    time.Time
 	group string
-	stats statistics
+	doc   string
 }
 
 var (
@@ -140,16 +144,32 @@ type window struct {
 	Cnt int64 `json:"cnt"`
 }
 
-// KafkaStatistics implements kafkatransport.Metrics. A document that does
-// not parse is ignored.
+// KafkaStatistics implements kafkatransport.Metrics. It keeps the
+// document, read at the next scrape; one without a client name is
+// ignored.
 func (m *Metrics) KafkaStatistics(group, doc string) {
-	var s statistics
-	if err := json.Unmarshal([]byte(doc), &s); err != nil || s.Name == "" {
+	name := clientName(doc)
+	if name == "" {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.clients[s.Name] = clientStats{at: m.now(), group: group, stats: s}
+	m.clients[name] = clientStats{at: m.now(), group: group, doc: doc}
+}
+
+// clientName returns the client name of a statistics document, its first
+// field, without reading the rest.
+func clientName(doc string) string {
+	dec := json.NewDecoder(strings.NewReader(doc))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	if k, err := dec.Token(); err != nil || k != "name" {
+		return ""
+	}
+	name, _ := dec.Token()
+	s, _ := name.(string)
+	return s
 }
 
 // Describe implements prometheus.Collector.
@@ -173,15 +193,22 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.replyWait.Collect(ch)
 	m.dead.Collect(ch)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	now := m.now()
-	lags := map[[3]string]int64{} // a partition two clients report counts once
+	clients := make(map[string]clientStats, len(m.clients))
 	for name, c := range m.clients {
 		if now.Sub(c.at) > staleAfter {
 			delete(m.clients, name)
 			continue
 		}
-		s := c.stats
+		clients[name] = c
+	}
+	m.mu.Unlock()
+	lags := map[[3]string]int64{} // a partition two clients report counts once
+	for name, c := range clients {
+		var s statistics
+		if err := json.Unmarshal([]byte(c.doc), &s); err != nil {
+			continue
+		}
 		if s.Type == "producer" {
 			ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(s.MsgCnt), name)
 		}

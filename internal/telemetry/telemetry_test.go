@@ -1,0 +1,127 @@
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// resourceOf starts a span of the unit and returns its resource
+// attributes, or nil when the span records nothing.
+func resourceOf(t *testing.T, u *Unit) map[string]string {
+	t.Helper()
+	_, span := u.Tracer.Tracer("test").Start(context.Background(), "s")
+	defer span.End()
+	ro, ok := span.(sdktrace.ReadOnlySpan)
+	if !ok || !span.IsRecording() {
+		return nil
+	}
+	attrs := map[string]string{}
+	for _, a := range ro.Resource().Attributes() {
+		attrs[string(a.Key)] = a.Value.Emit()
+	}
+	return attrs
+}
+
+func TestServiceName(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		shared bool
+		env    map[string]string
+		want   string
+	}{
+		{"one unit: its name", false, nil, "productsvc"},
+		{"one unit: OTEL_SERVICE_NAME overrides it", false, map[string]string{"OTEL_SERVICE_NAME": "catalog"}, "catalog"},
+		{"shared process: the unit's name wins", true, map[string]string{"OTEL_SERVICE_NAME": "catalog"}, "productsvc"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			tel, err := New(tt.shared, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tel.Shutdown(context.Background())
+			u, err := tel.Unit(context.Background(), "productsvc")
+			if err != nil {
+				t.Fatal(err)
+			}
+			attrs := resourceOf(t, u)
+			if attrs["service.name"] != tt.want || attrs["deployment.environment.name"] != "test" {
+				t.Errorf("resource %v: want service.name %q and OTEL_RESOURCE_ATTRIBUTES", attrs, tt.want)
+			}
+			// A second unit of the same name in one process is refused:
+			// its metrics would collide.
+			if _, err := tel.Unit(context.Background(), "productsvc"); err == nil {
+				t.Error("a second Unit of one name: no error")
+			}
+		})
+	}
+}
+
+func TestSettings(t *testing.T) {
+	t.Run("OTEL_SDK_DISABLED makes no spans", func(t *testing.T) {
+		t.Setenv("OTEL_SDK_DISABLED", "true")
+		tel, err := New(false, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := tel.Unit(context.Background(), "gateway")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if attrs := resourceOf(t, u); attrs != nil {
+			t.Errorf("a span records with OTEL_SDK_DISABLED=true")
+		}
+	})
+	t.Run("an unsupported protocol is refused, naming its variable", func(t *testing.T) {
+		t.Setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")
+		_, err := New(false, slog.New(slog.DiscardHandler))
+		if err == nil || !strings.Contains(err.Error(), "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+			t.Fatalf("New = %v, want an error naming OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", err)
+		}
+	})
+	t.Run("no endpoint: spans record, nothing is exported", func(t *testing.T) {
+		tel, err := New(false, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tel.exporting() {
+			t.Fatal("exporting without an endpoint")
+		}
+		t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+		if !tel.exporting() {
+			t.Fatal("not exporting with OTEL_EXPORTER_OTLP_ENDPOINT set")
+		}
+		t.Setenv("OTEL_TRACES_EXPORTER", "none")
+		if tel.exporting() {
+			t.Fatal("exporting with OTEL_TRACES_EXPORTER=none")
+		}
+	})
+}
+
+func TestLogHandler(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(LogHandler(slog.NewJSONHandler(&buf, nil))).With("unit", "gateway")
+	tp := sdktrace.NewTracerProvider()
+	ctx, span := tp.Tracer("test").Start(context.Background(), "call")
+	log.InfoContext(WithRequestID(ctx, "req-1"), "inside")
+	span.End()
+	log.Info("outside")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	sc := trace.SpanContextFromContext(ctx)
+	if !strings.Contains(lines[0], `"trace_id":"`+sc.TraceID().String()+`"`) || !strings.Contains(lines[0], `"span_id":"`+sc.SpanID().String()+`"`) ||
+		!strings.Contains(lines[0], `"request_id":"req-1"`) || !strings.Contains(lines[0], `"unit":"gateway"`) {
+		t.Errorf("line inside a span: %s", lines[0])
+	}
+	if strings.Contains(lines[1], "trace_id") {
+		t.Errorf("line outside any span has a trace id: %s", lines[1])
+	}
+}
