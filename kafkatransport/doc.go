@@ -280,11 +280,15 @@
 //
 // Metrics: WithMetrics reports requests in flight and expired unrun
 // (servers), calls in flight and the time each waited for its reply
-// (clients), records dead-lettered (servers and subscribers) and every
-// Kafka client's librdkafka statistics (consumer lag, queue sizes, broker
-// round trips), every DefaultStatisticsInterval; kafkatransport/kafkaprom
+// (clients), records dead-lettered (servers and subscribers) and the
+// librdkafka statistics (consumer lag, queue sizes, broker round trips) of
+// every producer and consumer of a Server, ClientConn, Publisher and
+// Subscriber (not of Watch), every DefaultStatisticsInterval; kafkatransport/kafkaprom
 // exposes them to Prometheus. gRPC's own metrics come from interceptors,
-// as over HTTP/2 (go-grpc-middleware's providers/prometheus).
+// as over HTTP/2 (go-grpc-middleware's providers/prometheus); a request
+// the Guard refuses (PermissionDenied) or of a method the service does not
+// have (Unimplemented) is answered before the interceptors, so only its
+// span and the stats handler see it.
 //
 // # Delivery guarantees
 //

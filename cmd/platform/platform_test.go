@@ -302,6 +302,28 @@ func TestWalkthrough(t *testing.T) {
 	if _, ok := openapi["paths"].(map[string]any)["/v1/orders"]; !ok {
 		t.Fatal("openapi.json lacks /v1/orders")
 	}
+	// /metrics on the API address has every unit's series, each labelled
+	// with its unit, and the process's once.
+	resp, err := http.Get(s.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	metrics := string(body)
+	for _, want := range []string{
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="CreateOrder",grpc_service="shop.orders.v1.OrderService",grpc_type="unary",unit="ordersvc"} 1`,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="ReserveStock",grpc_service="shop.products.v1.ProductService",grpc_type="unary",unit="productsvc"}`,
+		`grpc_client_handled_total{grpc_code="OK",grpc_method="CreateOrder",grpc_service="shop.orders.v1.OrderService",grpc_type="unary",unit="gateway"} 1`,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="CreateUser",grpc_service="shop.users.v1.UserService",grpc_type="unary",unit="usersvc"} 1`,
+		`http_requests_total{code="200",method="POST",route="/v1/orders",unit="gateway"} 1`,
+		`kgrpc_outbox_backlog{unit="ordersvc"}`,
+		"\ngo_goroutines ",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 func TestErrorClasses(t *testing.T) {
