@@ -81,25 +81,18 @@ func TestCallsAndRequests(t *testing.T) {
 	m.CallStarted("svc")
 	m.CallEnded("svc", 3*time.Millisecond, true)
 	m.DeadLettered("orders")
-	for name, want := range map[string]float64{
-		"kgrpc_server_requests_in_flight":     1,
-		"kgrpc_server_requests_expired_total": 1,
-		"kgrpc_client_calls_in_flight":        0,
-		"kgrpc_dead_letters_total":            1,
+	for _, c := range []struct {
+		name string
+		c    prometheus.Collector
+		want float64
+	}{
+		{"kgrpc_server_requests_in_flight", m.inFlight, 1},
+		{"kgrpc_server_requests_expired_total", m.expired, 1},
+		{"kgrpc_client_calls_in_flight", m.calls, 0},
+		{"kgrpc_dead_letters_total", m.dead, 1},
 	} {
-		var c prometheus.Collector
-		switch name {
-		case "kgrpc_server_requests_in_flight":
-			c = m.inFlight
-		case "kgrpc_server_requests_expired_total":
-			c = m.expired
-		case "kgrpc_client_calls_in_flight":
-			c = m.calls
-		case "kgrpc_dead_letters_total":
-			c = m.dead
-		}
-		if got := testutil.ToFloat64(c); got != want {
-			t.Errorf("%s = %v, want %v", name, got, want)
+		if got := testutil.ToFloat64(c.c); got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, got, c.want)
 		}
 	}
 	if n := testutil.CollectAndCount(m.replyWait); n != 1 {
