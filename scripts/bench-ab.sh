@@ -18,6 +18,10 @@
 #   BENCH_CONC=64          concurrent callers
 #   BENCH_DURATION=15s     length of each measured run
 #   BENCH_SCENARIO=get-product  or create-order
+#   BENCH_RATE=0           calls a second at most (0: closed loop, as fast as
+#                they go); a rate both sides keep up with makes the CPU per
+#                request ratio the cost of B's changes alone, without the
+#                batching a lower throughput loses
 #   BENCH_ENV_A, BENCH_ENV_B     "KEY=value ..." settings of one side's units,
 #                such as OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:19595
 #                (with BENCH_SINK=1, a local OTLP/HTTP receiver runs there:
@@ -107,7 +111,7 @@ run() {
 	unit ordersvc --db "$dir/orders.db" --http-addr 127.0.0.1:19594
 	unit gateway --http-addr 127.0.0.1:19590 --auth-rate-limit 0
 	wait_http "http://127.0.0.1:19590/v1/products?pageSize=1" 90
-	local bench=("$OUT/b/bench" rest --url http://127.0.0.1:19590 --scenario "$SCENARIO" -c "$CONC"
+	local bench=("$OUT/b/bench" rest --url http://127.0.0.1:19590 --scenario "$SCENARIO" -c "$CONC" --rate "${BENCH_RATE:-0}"
 		--admin-email admin@example.com --admin-password admin-pass-123)
 	"${bench[@]}" -d 2s >/dev/null 2>&1 # warm up, then measure rate and CPU together
 	local measured=("${run_pids[@]}" $broker_pid) cpu0=0 cpu1=0

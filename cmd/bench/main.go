@@ -34,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc/status"
 
 	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
@@ -74,6 +75,7 @@ type loadFlags struct {
 	duration    time.Duration
 	warmup      time.Duration
 	timeout     time.Duration
+	rate        float64
 }
 
 func (l *loadFlags) register(fs *flag.FlagSet) {
@@ -81,11 +83,12 @@ func (l *loadFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&l.duration, "d", 10*time.Second, "measured duration")
 	fs.DurationVar(&l.warmup, "warmup", 2*time.Second, "unmeasured warm-up before the measurement")
 	fs.DurationVar(&l.timeout, "timeout", 10*time.Second, "deadline of each call")
+	fs.Float64Var(&l.rate, "rate", 0, "calls a second at most, over all callers (0: as fast as they go); with a rate the system keeps up with, compare CPU per call")
 }
 
 func (l *loadFlags) check() error {
-	if l.concurrency < 1 || l.duration <= 0 || l.timeout <= 0 || l.warmup < 0 {
-		return errors.New("-c must be >= 1, -d and -timeout > 0, -warmup >= 0")
+	if l.concurrency < 1 || l.duration <= 0 || l.timeout <= 0 || l.warmup < 0 || l.rate < 0 {
+		return errors.New("-c must be >= 1, -d and -timeout > 0, -warmup and -rate >= 0")
 	}
 	return nil
 }
@@ -146,10 +149,17 @@ type recorder struct {
 
 func run(ctx context.Context, l loadFlags, op func(ctx context.Context) error, rec *recorder) {
 	var wg sync.WaitGroup
+	limit := rate.NewLimiter(rate.Inf, 1)
+	if l.rate > 0 {
+		limit = rate.NewLimiter(rate.Limit(l.rate), 1)
+	}
 	for range l.concurrency {
 		wg.Go(func() {
 			var mine []time.Duration
 			for ctx.Err() == nil {
+				if limit.Wait(ctx) != nil {
+					break
+				}
 				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
 				t0 := time.Now()
 				err := op(cctx)
