@@ -41,6 +41,8 @@ type Metrics interface {
 	// statistics.interval.ms (DefaultStatisticsInterval unless
 	// WithKafkaConfig sets it). group is the consumer group of a group
 	// consumer (a server's request topic, a subscriber's group), else "".
+	// It is called on the poll and delivery loops: keep the document and
+	// read it later (kafkaprom parses it at scrape time).
 	KafkaStatistics(group, json string)
 }
 
