@@ -69,7 +69,8 @@
 // "NOT_SERVING: database: ...", or "unavailable: ..." when the unit does not
 // answer within the 3s the whole check has.
 //
-// All but those down to cors apply to the API (the ServeMux) only. GET /.well-known/jwks.json serves the public keys that verify user
+// All but those down to cors apply to the API (the ServeMux) only.
+// GET /.well-known/jwks.json serves the public keys that verify user
 // tokens (a JSON Web Key Set, Content-Type application/jwk-set+json). Errors of decoding a request are said without Go internals
 // (decodeError: "malformed JSON in the request body", "request body:
 // unknown field ...", "invalid value for query parameter ..."), and a

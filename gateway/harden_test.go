@@ -136,7 +136,8 @@ func TestCORS(t *testing.T) {
 				if m := r.header.Get("Access-Control-Allow-Methods"); !strings.Contains(m, "POST") {
 					t.Errorf("Access-Control-Allow-Methods = %q", m)
 				}
-				if h := r.header.Get("Access-Control-Allow-Headers"); !strings.Contains(h, "Authorization") || !strings.Contains(h, "Idempotency-Key") {
+				if h := r.header.Get("Access-Control-Allow-Headers"); !strings.Contains(h, "Authorization") || !strings.Contains(h, "Idempotency-Key") ||
+					!strings.Contains(h, "X-Request-Id") || !strings.Contains(h, "traceparent") {
 					t.Errorf("Access-Control-Allow-Headers = %q", h)
 				}
 			}

@@ -42,15 +42,14 @@ func limitBody(n int64) func(http.Handler) http.Handler {
 // maxBodyKey holds the body limit in a request's context, for messages.
 type maxBodyKey struct{}
 
-// logRequests logs one line per request: method, path, status and
-// duration.
+// logRequests logs one line per request: method, path, status (as
+// withRoute records it) and duration.
 func logRequests(log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-			next.ServeHTTP(rec, r)
-			log.InfoContext(r.Context(), "http request", "method", r.Method, "path", r.URL.Path, "status", rec.code, "duration", time.Since(start))
+			next.ServeHTTP(w, r)
+			log.InfoContext(r.Context(), "http request", "method", r.Method, "path", r.URL.Path, "status", statusOf(r), "duration", time.Since(start))
 		})
 	}
 }

@@ -60,15 +60,15 @@ func traceHTTP(tp trace.TracerProvider, prop propagation.TextMapPropagator) func
 			}
 			ctx, span := tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 			defer span.End()
-			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-			next.ServeHTTP(rec, r.WithContext(ctx))
+			next.ServeHTTP(w, r.WithContext(ctx))
 			if route := *routeOf(r); routeFound(route) {
 				span.SetName(method + " " + route)
 				span.SetAttributes(semconv.HTTPRoute(route))
 			}
-			span.SetAttributes(semconv.HTTPResponseStatusCode(rec.code))
-			if rec.code >= 500 {
-				span.SetStatus(codes.Error, http.StatusText(rec.code))
+			code := statusOf(r)
+			span.SetAttributes(semconv.HTTPResponseStatusCode(code))
+			if code >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(code))
 			}
 		})
 	}
@@ -132,8 +132,8 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 	return m, nil
 }
 
-// routeKey holds, in a request's context, where routing writes the
-// request's route pattern: "/v1/products/{id}", "/healthz", routeNone for a
+// routeKey holds, in a request's context, its exchange, where routing
+// writes the request's route pattern: "/v1/products/{id}", "/healthz", routeNone for a
 // request no route matched (404, 405) or routeEarly for one answered before
 // routing (a refused token, rate limit, oversized headers, a CORS
 // preflight).
@@ -157,21 +157,35 @@ func methodLabel(m string) string {
 	return "_OTHER"
 }
 
-// withRoute gives each request a place for its route, which routing
-// fills in (recordRoute, routeOfRoot).
+// exchange is what the outer middleware learn of a request while it is
+// served: its route, which routing writes, and the status code written.
+type exchange struct {
+	route string
+	rec   *statusRecorder
+}
+
+// withRoute records each request's exchange, once for every middleware
+// that reads it (traceHTTP, measure, logRequests): it runs outermost.
 func withRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, new(string))))
+		ex := &exchange{rec: &statusRecorder{ResponseWriter: w, code: http.StatusOK}}
+		next.ServeHTTP(ex.rec, r.WithContext(context.WithValue(r.Context(), routeKey{}, ex)))
 	})
 }
 
-// routeOf returns the route withRoute made room for, or a throwaway.
-func routeOf(r *http.Request) *string {
-	if route, ok := r.Context().Value(routeKey{}).(*string); ok {
-		return route
+// exchangeOf returns the exchange withRoute records, or a throwaway.
+func exchangeOf(r *http.Request) *exchange {
+	if ex, ok := r.Context().Value(routeKey{}).(*exchange); ok {
+		return ex
 	}
-	return new(string)
+	return &exchange{rec: &statusRecorder{code: http.StatusOK}}
 }
+
+// routeOf returns where the request's route is written.
+func routeOf(r *http.Request) *string { return &exchangeOf(r).route }
+
+// statusOf returns the status code written so far (200 when none was).
+func statusOf(r *http.Request) int { return exchangeOf(r).rec.code }
 
 // routeOfRoot serves r with the root mux and, when grpc-gateway did not
 // record a route, records the root mux's pattern, or routeEarly when the
@@ -200,13 +214,12 @@ func measure(m *httpMetrics) func(http.Handler) http.Handler {
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-			next.ServeHTTP(rec, r)
+			next.ServeHTTP(w, r)
 			route, method := *routeOf(r), methodLabel(r.Method)
 			if route == "" { // answered outside the router: a CORS preflight
 				route = routeEarly
 			}
-			m.requests.WithLabelValues(route, method, strconv.Itoa(rec.code)).Inc()
+			m.requests.WithLabelValues(route, method, strconv.Itoa(statusOf(r))).Inc()
 			m.duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
 		})
 	}

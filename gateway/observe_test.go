@@ -74,16 +74,20 @@ func TestObserve(t *testing.T) {
 			t.Errorf("span %q of a request without a route, want its method only", s.Name())
 		}
 	}
-	for _, want := range []struct{ route, method string }{
-		{"/v1/products/{id}", "GET"}, // 200
-		{"unmatched", "GET"},         // 404
-		{"unrouted", "GET"},          // 401 before routing
-		{"unmatched", "_OTHER"},      // BREW: no route has the method
-		{"/healthz", "GET"},
+	for _, want := range []struct{ route, method, code string }{
+		{"/v1/products/{id}", "GET", "200"},
+		{"unmatched", "GET", "404"},
+		{"unrouted", "GET", "401"}, // refused before routing
+		{"/healthz", "GET", "200"},
 	} {
-		if got := counter(t, reg, "http_requests_total", map[string]string{"route": want.route, "method": want.method}); got < 1 {
-			t.Errorf("http_requests_total{route=%q,method=%q}: none counted", want.route, want.method)
+		labels := map[string]string{"route": want.route, "method": want.method, "code": want.code}
+		if got := counter(t, reg, "http_requests_total", labels); got < 1 {
+			t.Errorf("http_requests_total%v: none counted", labels)
 		}
+	}
+	// BREW: no route has the method.
+	if got := counter(t, reg, "http_requests_total", map[string]string{"route": "unmatched", "method": "_OTHER"}); got < 1 {
+		t.Errorf("http_requests_total{route=unmatched,method=_OTHER}: none counted")
 	}
 	if got := counter(t, reg, "http_requests_total", map[string]string{"method": "BREW"}); got != 0 {
 		t.Errorf("http_requests_total has a series of the made-up method BREW")

@@ -122,10 +122,8 @@ func (l *lane) serve(req *request) {
 	sh.HandleRPC(ctx, &stats.InHeader{FullMethod: name, Header: req.env.metadata, WireLength: len(m.Value)})
 	begin := time.Now()
 	sh.HandleRPC(ctx, &stats.Begin{BeginTime: begin})
-	recordLocation(span, l.topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset), string(req.env.id))
-	if span.IsRecording() {
-		span.SetAttributes(keyConsumerGroup.String(l.topic), keyOperationType.String("process"))
-	}
+	recordLocation(span, l.topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset), string(req.env.id),
+		keyConsumerGroup.String(l.topic), keyOperationType.String("process"))
 	resp, err := l.invoke(ctx, req)
 	l.s.cfg.metrics.RequestEnded(service)
 	h, t := req.stream.metadata()

@@ -221,13 +221,18 @@ type rpcStats interface {
 	HandleRPC(context.Context, stats.RPCStats)
 }
 
-// recordLocation sets the messaging attributes of a record on span when it
-// records.
-func recordLocation(span trace.Span, topic string, partition int32, offset int64, id string) {
+// recordLocation sets the messaging attributes of a record on span, when
+// it records: the system and destination when topic is not empty, the
+// partition and offset when not negative, the id when not empty, and
+// extra.
+func recordLocation(span trace.Span, topic string, partition int32, offset int64, id string, extra ...attribute.KeyValue) {
 	if !span.IsRecording() {
 		return
 	}
-	attrs := []attribute.KeyValue{attrMessagingSystem, keyDestination.String(topic)}
+	attrs := make([]attribute.KeyValue, 0, 5+len(extra))
+	if topic != "" {
+		attrs = append(attrs, attrMessagingSystem, keyDestination.String(topic))
+	}
 	if partition >= 0 {
 		attrs = append(attrs, keyPartition.String(strconv.Itoa(int(partition))))
 	}
@@ -237,7 +242,7 @@ func recordLocation(span trace.Span, topic string, partition int32, offset int64
 	if id != "" {
 		attrs = append(attrs, keyMessageID.String(id))
 	}
-	span.SetAttributes(attrs...)
+	span.SetAttributes(append(attrs, extra...)...)
 }
 
 // traceContext is the W3C trace context format of the traceparent and

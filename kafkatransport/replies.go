@@ -69,8 +69,8 @@ func (c *ClientConn) delivered(m *kafka.Message) {
 		c.finish(pc.seq, callResult{err: produceError(err)})
 		return
 	}
-	if pc.span != nil && m.TopicPartition.Topic != nil {
-		recordLocation(pc.span, *m.TopicPartition.Topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset), "")
+	if pc.span != nil { // send recorded the topic
+		recordLocation(pc.span, "", m.TopicPartition.Partition, int64(m.TopicPartition.Offset), "")
 	}
 }
 

@@ -72,10 +72,19 @@ func (c Common) unit(name string) (unitEnv, error) {
 	return unitEnv{log: log, kafka: kafkatransport.WithOptions(opts...), secret: c.Trust.Keys[name].Secret, tel: tel}, nil
 }
 
-// events returns the options of the unit's publishers and subscribers:
-// the unit's, its topics' and, with telemetry, the spans of its events.
-func (c Common) events(u unitEnv) []kafkatransport.EventOption {
-	opts := []kafkatransport.EventOption{}
+// publisherOptions and subscriberOptions return the options of the unit's
+// publishers and subscribers: the unit's, its topics' and, with
+// telemetry, the spans of its events.
+func (c Common) publisherOptions(u unitEnv) []kafkatransport.PublisherOption {
+	opts := []kafkatransport.PublisherOption{u.kafka, c.topicOptions()}
+	if u.tel != nil {
+		opts = append(opts, u.tel.Events())
+	}
+	return opts
+}
+
+func (c Common) subscriberOptions(u unitEnv) []kafkatransport.SubscriberOption {
+	opts := []kafkatransport.SubscriberOption{u.kafka, c.topicOptions()}
 	if u.tel != nil {
 		opts = append(opts, u.tel.Events())
 	}

@@ -102,7 +102,7 @@ func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 			}
 		}
 		productsv1.RegisterProductServiceKafkaServer(u.srv, svc)
-		sub, err := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", subscriberOptions(c, u.unitEnv)...)
+		sub, err := kafkatransport.NewSubscriber(c.Brokers, "shop.products.v1.ProductService.events", c.subscriberOptions(u.unitEnv)...)
 		if err != nil {
 			return err
 		}
@@ -202,11 +202,7 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 		return err
 	}
 	defer repo.Close()
-	pubOpts := []kafkatransport.PublisherOption{u.kafka, c.topicOptions()}
-	for _, o := range c.events(u.unitEnv) {
-		pubOpts = append(pubOpts, o)
-	}
-	pub, err := kafkatransport.NewPublisher(c.Brokers, pubOpts...)
+	pub, err := kafkatransport.NewPublisher(c.Brokers, c.publisherOptions(u.unitEnv)...)
 	if err != nil {
 		return err
 	}
@@ -241,15 +237,6 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 	cfg.Ready.Watch(checks...)
 	g.Go(func() error { return cfg.Ready.follow(gctx, u.srv.Ready()) })
 	return g.Wait()
-}
-
-// subscriberOptions returns the options of a subscriber of the unit u.
-func subscriberOptions(c Common, u unitEnv) []kafkatransport.SubscriberOption {
-	opts := []kafkatransport.SubscriberOption{u.kafka, c.topicOptions()}
-	for _, o := range c.events(u) {
-		opts = append(opts, o)
-	}
-	return opts
 }
 
 // DBPaths returns the SQLite files of the three services in dataDir.
