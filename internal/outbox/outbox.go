@@ -24,11 +24,17 @@ const Schema = `CREATE TABLE IF NOT EXISTS outbox (
 	created_at BIGINT NOT NULL
 )`
 
+// Execer runs a statement: a *sql.Tx, or a transaction that wraps one.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
 // Add writes events, in order, to the outbox within tx, each with the
 // trace context of ctx, which the relay publishes it with: the event's
-// spans then belong to the trace of the call that wrote it. Repositories
-// normally call it through sqlstore.Tx.AddEvents.
-func Add(ctx context.Context, tx *sql.Tx, events ...proto.Message) error {
+// spans then belong to the trace of the call that wrote it. tx is a
+// transaction (*sql.Tx, or sqlstore.Tx through which repositories normally
+// call it: Tx.AddEvents).
+func Add(ctx context.Context, tx Execer, events ...proto.Message) error {
 	for _, ev := range events {
 		name := ev.ProtoReflect().Descriptor().FullName()
 		payload, err := proto.Marshal(ev)

@@ -38,10 +38,14 @@ func DialectOf(dsn string) Dialect {
 	return SQLite
 }
 
-// DB is an open database and its dialect.
+// DB is an open database and its dialect. On SQLite, its QueryContext,
+// QueryRowContext and ExecContext, and those of its transactions' Tx, run
+// prepared statements, prepared once per connection and kept (at most
+// 256 texts; a query assembled from filters has one text per combination).
 type DB struct {
 	*sql.DB
 	Dialect Dialect
+	stmts   *stmtCache // nil: statements are not cached
 }
 
 // Open opens dsn, a PostgreSQL URL or a SQLite file path (see DialectOf),
@@ -57,7 +61,7 @@ func Open(ctx context.Context, dsn string, migrations fs.FS) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{DB: db, Dialect: SQLite}, nil
+	return &DB{DB: db, Dialect: SQLite, stmts: &stmtCache{db: db, m: map[string]*sql.Stmt{}}}, nil
 }
 
 // postgresConnectWait bounds how long OpenPostgres waits for a server that

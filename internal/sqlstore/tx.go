@@ -17,6 +17,7 @@ type Tx struct {
 	*sql.Tx
 	// Dialect is the dialect of the database.
 	Dialect Dialect
+	stmts   *stmtCache
 }
 
 // InTx runs fn in a write transaction and commits it when fn returns nil;
@@ -41,7 +42,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 			_ = sqlTx.Rollback()
 		}
 	}()
-	if err = fn(&Tx{Tx: sqlTx, Dialect: db.Dialect}); err != nil {
+	if err = fn(&Tx{Tx: sqlTx, Dialect: db.Dialect, stmts: db.stmts}); err != nil {
 		return err
 	}
 	if err = sqlTx.Commit(); err != nil {
@@ -72,5 +73,5 @@ func (tx *Tx) Lock(ctx context.Context, name string) error {
 // within the transaction: they are published once it commits, and never if
 // it rolls back.
 func (tx *Tx) AddEvents(ctx context.Context, events ...proto.Message) error {
-	return outbox.Add(ctx, tx.Tx, events...)
+	return outbox.Add(ctx, tx, events...)
 }

@@ -1,0 +1,107 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+)
+
+// TestStatementCache checks that a SQLite DB prepares each statement text
+// once and runs it on every connection and in transactions, that a
+// statement that does not prepare is not kept and still reports its error,
+// that the cache stays bounded, and that a statement prepared before a
+// schema change still runs after it.
+func TestStatementCache(t *testing.T) {
+	ctx := context.Background()
+	migs := fstest.MapFS{"001_init.sql": {Data: []byte("CREATE TABLE a (id TEXT PRIMARY KEY, n INTEGER NOT NULL);\n")}}
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"), migs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cached := func() int {
+		db.stmts.mu.RLock()
+		defer db.stmts.mu.RUnlock()
+		return len(db.stmts.m)
+	}
+	base := cached()
+
+	const insert = "INSERT INTO a (id, n) VALUES ($1, $2)"
+	const read = "SELECT n FROM a WHERE id = $1"
+	var wg sync.WaitGroup
+	for i := range 32 { // concurrent: several connections, one statement each
+		wg.Go(func() {
+			if _, err := db.ExecContext(ctx, insert, fmt.Sprint("k", i), i); err != nil {
+				t.Error(err)
+			}
+			var n int
+			if err := db.QueryRowContext(ctx, read, fmt.Sprint("k", i)).Scan(&n); err != nil || n != i {
+				t.Errorf("read k%d = %d, %v", i, n, err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := cached() - base; got != 2 {
+		t.Fatalf("cached statements after two texts run 64 times: %d, want 2", got)
+	}
+
+	err = db.InTx(ctx, func(tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, "UPDATE a SET n = n + 100 WHERE id = $1", "k1"); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, read, "k1").Scan(&n); err != nil || n != 101 {
+			return fmt.Errorf("read in transaction = %d, %v", n, err)
+		}
+		rows, err := tx.QueryContext(ctx, "SELECT id FROM a ORDER BY id")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		count := 0
+		for rows.Next() {
+			count++
+		}
+		if count != 32 {
+			return fmt.Errorf("rows in transaction = %d, want 32", count)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cached() - base; got != 4 {
+		t.Fatalf("cached statements after the transaction: %d, want 4", got)
+	}
+
+	if _, err := db.ExecContext(ctx, "INSERT INTO nowhere VALUES (1)"); err == nil || !strings.Contains(err.Error(), "nowhere") {
+		t.Fatalf("statement on a missing table: %v", err)
+	}
+	if got := cached() - base; got != 4 {
+		t.Fatalf("a statement that does not prepare was cached: %d", got)
+	}
+
+	// A schema change under a prepared statement: SQLite prepares it
+	// again by itself.
+	if _, err := db.DB.ExecContext(ctx, "ALTER TABLE a ADD COLUMN note TEXT NOT NULL DEFAULT 'x'"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, read, "k2").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("read after a schema change = %d, %v", n, err)
+	}
+
+	for i := range maxCachedStatements + 10 { // distinct texts beyond the bound still run
+		var v int
+		if err := db.QueryRowContext(ctx, fmt.Sprintf("SELECT %d", i)).Scan(&v); err != nil || v != i {
+			t.Fatalf("SELECT %d = %d, %v", i, v, err)
+		}
+	}
+	if got := cached(); got != maxCachedStatements {
+		t.Fatalf("cached statements: %d, want the bound %d", got, maxCachedStatements)
+	}
+}
