@@ -115,7 +115,7 @@ func (l *lane) poll() error {
 }
 
 // dispatch validates a request record and starts its handler, and reports
-// whether it started a goroutine. Records that cannot be answered (no
+// whether it started or woke a goroutine (a worker). Records that cannot be answered (no
 // decodable envelope, no correlation id or reply address) are dead-lettered;
 // those whose deadline has passed are finished without running anything.
 func (l *lane) dispatch(m *kafka.Message) bool {
@@ -183,7 +183,7 @@ func (l *lane) dispatch(m *kafka.Message) bool {
 		<-l.s.sem
 		return false
 	}
-	go l.handle(req)
+	l.s.workers.handle(req)
 	return true
 }
 

@@ -38,6 +38,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer hardStop()
 	s.producer, s.base = producer, base
 	s.sem = make(chan struct{}, s.cfg.maxConcurrency)
+	s.workers = newWorkers()
+	defer s.workers.close()
 	s.stopping = make(chan struct{})
 	s.dl = newDeadLetterer(producer, &s.cfg, &s.health)
 	topics := newTopicEnsurer(admin, &s.cfg)

@@ -36,6 +36,7 @@ type Server struct {
 	producer *kafka.Producer
 	base     context.Context // handlers' parent: outlives Serve's ctx for the drain
 	sem      chan struct{}   // a slot per running request
+	workers  *workers        // run the handlers
 	stopping chan struct{}   // closed once Serve begins to stop
 	lanes    []*lane
 	dl       *deadLetterer
