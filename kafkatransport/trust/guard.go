@@ -106,6 +106,26 @@ type Guard struct {
 	// stale.
 	sealTo   map[string]*pair
 	openFrom map[string]*pair
+
+	// bound holds *[]byte buffers for the bytes a seal or signature binds,
+	// which no cipher keeps: one per call would be garbage per record.
+	bound sync.Pool
+}
+
+// boundBuf returns a buffer for boundBytes, to give back with putBound.
+func (g *Guard) boundBuf() *[]byte {
+	if b, ok := g.bound.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte)
+}
+
+// putBound gives b back unless it grew beyond what records usually need.
+func (g *Guard) putBound(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		*b = (*b)[:0]
+		g.bound.Put(b)
+	}
 }
 
 // pair is what sealing between two keys needs: the producing unit, the
@@ -199,7 +219,10 @@ func (g *Guard) seal(kind, name, to string, m *kafka.Message) error {
 	if err != nil {
 		return err
 	}
-	ad := appendField(boundBytes(kind, name, m, m.Headers), p.header)
+	buf := g.boundBuf()
+	defer g.putBound(buf)
+	ad := appendField(boundBytes((*buf)[:0], kind, name, m, m.Headers, len(p.header)), p.header)
+	*buf = ad
 	n := p.aead.NonceSize()
 	out := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen16+len(p.header)+n+len(m.Value)+p.aead.Overhead()), uint64(len(p.header)))
 	out = append(out, p.header...)
@@ -251,7 +274,10 @@ func (g *Guard) open(kind, name string, m *kafka.Message) (string, error) {
 	}
 	// Into a new buffer: a failed Open may overwrite its destination, and
 	// a record that does not open is dead-lettered as it came.
-	plain, err := p.aead.Open(nil, rest[:n], rest[n:], appendField(boundBytes(kind, name, m, m.Headers), desc))
+	buf := g.boundBuf()
+	defer g.putBound(buf)
+	*buf = appendField(boundBytes((*buf)[:0], kind, name, m, m.Headers, len(desc)), desc)
+	plain, err := p.aead.Open(nil, rest[:n], rest[n:], *buf)
 	if err != nil {
 		return "", fmt.Errorf("%s from unit %s does not open: forged or changed", kind, p.unit)
 	}
@@ -313,7 +339,10 @@ func newAEAD(fromID, toID string, mine Key, peer PublicKey) (cipher.AEAD, error)
 // SealEvent implements kafkatransport.Guard.
 func (g *Guard) SealEvent(name string, m *kafka.Message) error {
 	k := g.self.Current()
-	sig := ed25519.Sign(k.sign, signedBytes(name, m, m.Headers))
+	buf := g.boundBuf()
+	defer g.putBound(buf)
+	*buf = signedBytes((*buf)[:0], name, m, m.Headers)
+	sig := ed25519.Sign(k.sign, *buf)
 	m.Headers = append(m.Headers, kafka.Header{Key: HeaderSig, Value: []byte("v1 " + g.self.Unit + " " + k.ID + " " + b64.EncodeToString(sig))})
 	return nil
 }
@@ -338,23 +367,26 @@ func (g *Guard) OpenEvent(name string, m *kafka.Message) (string, error) {
 		return "", fmt.Errorf("unknown key %s of unit %s", kid, unit)
 	}
 	sig, err := b64.DecodeString(f[2])
-	if err != nil || !ed25519.Verify(pk.Verify, signedBytes(name, m, bound), sig) {
+	buf := g.boundBuf()
+	defer g.putBound(buf)
+	*buf = signedBytes((*buf)[:0], name, m, bound)
+	if err != nil || !ed25519.Verify(pk.Verify, *buf, sig) {
 		return "", fmt.Errorf("event %s from unit %s: bad signature: forged or changed", name, unit)
 	}
 	return unit, nil
 }
 
-// signedBytes returns what an event's signature covers: the bound bytes
-// and the value (which a seal covers as the ciphertext).
-func signedBytes(name string, m *kafka.Message, headers []kafka.Header) []byte {
-	return appendField(boundBytes(kindEvent, name, m, headers), m.Value)
+// signedBytes appends to b what an event's signature covers: the bound
+// bytes and the value (which a seal covers as the ciphertext).
+func signedBytes(b []byte, name string, m *kafka.Message, headers []kafka.Header) []byte {
+	return appendField(boundBytes(b, kindEvent, name, m, headers, len(m.Value)), m.Value)
 }
 
-// boundBytes returns what a seal or signature binds: the record's kind,
-// the method or event name, its topic, key and headers (all the record
-// has before the seal or signature header is added), each
-// length-prefixed.
-func boundBytes(kind, name string, m *kafka.Message, headers []kafka.Header) []byte {
+// boundBytes appends to b what a seal or signature binds: the record's
+// kind, the method or event name, its topic, key and headers (all the
+// record has before the seal or signature header is added), each
+// length-prefixed; with room for a field of extra bytes after them.
+func boundBytes(b []byte, kind, name string, m *kafka.Message, headers []kafka.Header, extra int) []byte {
 	var topic string
 	if m.TopicPartition.Topic != nil {
 		topic = *m.TopicPartition.Topic
@@ -363,7 +395,7 @@ func boundBytes(kind, name string, m *kafka.Message, headers []kafka.Header) []b
 	for _, h := range headers {
 		n += len(h.Key) + len(h.Value) + 2*binary.MaxVarintLen32
 	}
-	b := make([]byte, 0, n+len(m.Value)+binary.MaxVarintLen32) // room for signedBytes' value
+	b = slices.Grow(b, n+extra+binary.MaxVarintLen32)
 	b = append(b, "kgrpc-v1"...)
 	b = appendField(b, kind)
 	b = appendField(b, name)
