@@ -50,17 +50,24 @@ func traceHTTP(tp trace.TracerProvider, prop propagation.TextMapPropagator) func
 				scheme = "https"
 			}
 			method := methodLabel(r.Method)
-			attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(method), semconv.URLScheme(scheme), semconv.URLPath(r.URL.Path),
-				semconv.NetworkProtocolVersion(fmt.Sprintf("%d.%d", r.ProtoMajor, r.ProtoMinor))}
-			if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-				attrs = append(attrs, semconv.ClientAddress(host))
-			}
-			if ua := r.UserAgent(); ua != "" {
-				attrs = append(attrs, semconv.UserAgentOriginal(ua))
-			}
-			ctx, span := tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+			ctx, span := tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer))
 			defer span.End()
+			recording := span.IsRecording() // a span that is not (no exporter) only carries ids: skip the rest
+			if recording {
+				attrs := []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(method), semconv.URLScheme(scheme), semconv.URLPath(r.URL.Path),
+					semconv.NetworkProtocolVersion(fmt.Sprintf("%d.%d", r.ProtoMajor, r.ProtoMinor))}
+				if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+					attrs = append(attrs, semconv.ClientAddress(host))
+				}
+				if ua := r.UserAgent(); ua != "" {
+					attrs = append(attrs, semconv.UserAgentOriginal(ua))
+				}
+				span.SetAttributes(attrs...)
+			}
 			next.ServeHTTP(w, r.WithContext(ctx))
+			if !recording {
+				return
+			}
 			if route := *routeOf(r); routeFound(route) {
 				span.SetName(method + " " + route)
 				span.SetAttributes(semconv.HTTPRoute(route))

@@ -133,10 +133,10 @@ func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocatio
 // requestID puts the request id the gateway passes as "x-request-id"
 // metadata into the handler's context, for its log lines.
 func requestID(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(telemetry.RequestIDMetadata); len(v) == 1 {
-			ctx = telemetry.WithRequestID(ctx, v[0])
-		}
+	// ValueFromIncomingContext, not FromIncomingContext: no copy of the
+	// whole metadata per call.
+	if v := metadata.ValueFromIncomingContext(ctx, telemetry.RequestIDMetadata); len(v) == 1 {
+		ctx = telemetry.WithRequestID(ctx, v[0])
 	}
 	return handler(ctx, req)
 }

@@ -106,8 +106,7 @@ func UnaryServerInterceptor(cfg InterceptorConfig) grpc.UnaryServerInterceptor {
 		switch {
 		case ri.Caller == "":
 		case slices.Contains(cfg.Asserters, ri.Caller):
-			md, _ := metadata.FromIncomingContext(ctx)
-			vs := md.Get(PrincipalKey)
+			vs := metadata.ValueFromIncomingContext(ctx, PrincipalKey)
 			if len(vs) == 0 {
 				break
 			}

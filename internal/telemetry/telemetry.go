@@ -7,7 +7,7 @@
 //
 // Tracing: spans are made in every unit, so that log lines carry trace
 // and span ids and a traceparent goes on to the next hop, but they are
-// exported only when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
+// recorded and exported only when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
 // OTEL_EXPORTER_OTLP_ENDPOINT is set (and OTEL_TRACES_EXPORTER is not
 // "none"; OTEL_SDK_DISABLED=true makes no spans at all, and log lines then
 // carry a trace id only when the caller sent one), over OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or
@@ -53,6 +53,7 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc/stats"
 
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/kafkaprom"
@@ -110,6 +111,9 @@ func (t *Telemetry) exporting() bool {
 	return t.env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" || t.env("OTEL_EXPORTER_OTLP_ENDPOINT") != ""
 }
 
+// disabled reports whether OTEL_SDK_DISABLED turns tracing off.
+func (t *Telemetry) disabled() bool { return strings.EqualFold(t.env("OTEL_SDK_DISABLED"), "true") }
+
 // protocol returns the OTLP protocol the environment asks for.
 func (t *Telemetry) protocol() (string, error) {
 	name := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
@@ -136,6 +140,10 @@ type Unit struct {
 	// Registerer registers the unit's metrics, labelled unit=Name.
 	Registerer prometheus.Registerer
 
+	// exporting: its spans are recorded and exported, else its stats
+	// handlers only carry the trace context (carrier).
+	exporting bool
+
 	kafka  *kafkaprom.Metrics
 	server *grpcprom.ServerMetrics
 	client *grpcprom.ClientMetrics
@@ -150,7 +158,7 @@ func (t *Telemetry) Unit(ctx context.Context, name string) (*Unit, error) {
 		return nil, err
 	}
 	reg := prometheus.WrapRegistererWith(prometheus.Labels{"unit": name}, t.Registry)
-	u := &Unit{Name: name, Tracer: tp, Registerer: reg, kafka: kafkaprom.New(),
+	u := &Unit{Name: name, Tracer: tp, Registerer: reg, kafka: kafkaprom.New(), exporting: t.exporting() && !t.disabled(),
 		server: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram()),
 		client: grpcprom.NewClientMetrics(grpcprom.WithClientHandlingTimeHistogram())}
 	for _, c := range []prometheus.Collector{u.kafka, u.server, u.client} {
@@ -165,7 +173,7 @@ func (t *Telemetry) Unit(ctx context.Context, name string) (*Unit, error) {
 // environment says so; one that makes no spans when OTEL_SDK_DISABLED is
 // "true".
 func (t *Telemetry) tracerProvider(ctx context.Context, name string) (trace.TracerProvider, error) {
-	if strings.EqualFold(t.env("OTEL_SDK_DISABLED"), "true") {
+	if t.disabled() {
 		return tracenoop.NewTracerProvider(), nil
 	}
 	attrs := []resource.Option{resource.WithTelemetrySDK(), resource.WithAttributes(semconv.ServiceName(name))}
@@ -185,6 +193,11 @@ func (t *Telemetry) tracerProvider(ctx context.Context, name string) (trace.Trac
 			return nil, err
 		}
 		opts = append(opts, sdktrace.WithBatcher(exp))
+	} else {
+		// Spans that go nowhere are not recorded: they still carry trace
+		// and span ids (for log lines and the next hop's traceparent, sent
+		// unsampled) but cost no attributes, events or processing.
+		opts = append(opts, sdktrace.WithSampler(sdktrace.NeverSample()))
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
 	t.mu.Lock()
@@ -241,20 +254,30 @@ func (u *Unit) Events() kafkatransport.EventOption {
 }
 
 // Server returns the options that instrument a unit's transport server:
-// otelgrpc's server spans and go-grpc-middleware's grpc_server_* metrics
-// (an interceptor: put it first).
+// otelgrpc's server spans (when exported; else only the trace context
+// carried) and go-grpc-middleware's grpc_server_* metrics (an interceptor:
+// put it first).
 func (u *Unit) Server() []kafkatransport.ServerOption {
+	var sh stats.Handler = carrier{}
+	if u.exporting {
+		sh = otelgrpc.NewServerHandler(u.otel()...)
+	}
 	return []kafkatransport.ServerOption{
-		kafkatransport.WithStatsHandler(otelgrpc.NewServerHandler(u.otel()...)),
+		kafkatransport.WithStatsHandler(sh),
 		kafkatransport.WithUnaryServerInterceptors(u.server.UnaryServerInterceptor()),
 	}
 }
 
 // Client returns the options that instrument a unit's transport client:
-// otelgrpc's client spans and go-grpc-middleware's grpc_client_* metrics.
+// otelgrpc's client spans (when exported; else only the trace context
+// carried) and go-grpc-middleware's grpc_client_* metrics.
 func (u *Unit) Client() []kafkatransport.ClientOption {
+	var sh stats.Handler = carrier{client: true}
+	if u.exporting {
+		sh = otelgrpc.NewClientHandler(u.otel()...)
+	}
 	return []kafkatransport.ClientOption{
-		kafkatransport.WithStatsHandler(otelgrpc.NewClientHandler(u.otel()...)),
+		kafkatransport.WithStatsHandler(sh),
 		kafkatransport.WithUnaryClientInterceptors(u.client.UnaryClientInterceptor()),
 	}
 }

@@ -6,9 +6,12 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 )
 
 // resourceOf starts a span of the unit and returns its resource
@@ -41,6 +44,10 @@ func TestServiceName(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test")
+			// Spans are recorded only when exported: to an endpoint that
+			// does not answer, given up on quickly.
+			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+			t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "100")
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
@@ -48,7 +55,11 @@ func TestServiceName(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer tel.Shutdown(context.Background())
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				_ = tel.Shutdown(ctx) // the export fails: nothing listens
+			}()
 			u, err := tel.Unit(context.Background(), "productsvc")
 			if err != nil {
 				t.Fatal(err)
@@ -63,6 +74,37 @@ func TestServiceName(t *testing.T) {
 				t.Error("a second Unit of one name: no error")
 			}
 		})
+	}
+}
+
+func TestSpansWithoutExporter(t *testing.T) {
+	// No endpoint: spans are not recorded, yet carry ids for log lines and
+	// the next hop, which learns that nothing was sampled.
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	tel, err := New(false, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	u, err := tel.Unit(context.Background(), "productsvc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, parent := u.Tracer.Tracer("test").Start(context.Background(), "parent")
+	defer parent.End()
+	_, child := u.Tracer.Tracer("test").Start(ctx, "child")
+	defer child.End()
+	p, c := parent.SpanContext(), child.SpanContext()
+	switch {
+	case parent.IsRecording() || child.IsRecording():
+		t.Error("spans recorded with no exporter")
+	case !p.IsValid() || !c.IsValid():
+		t.Errorf("span contexts without ids: %v, %v", p, c)
+	case c.TraceID() != p.TraceID() || c.SpanID() == p.SpanID():
+		t.Errorf("child %v does not continue parent %v", c, p)
+	case c.IsSampled():
+		t.Error("an unrecorded span says it is sampled")
 	}
 }
 
@@ -123,5 +165,47 @@ func TestLogHandler(t *testing.T) {
 	}
 	if strings.Contains(lines[1], "trace_id") {
 		t.Errorf("line outside any span has a trace id: %s", lines[1])
+	}
+}
+
+func TestCarrierWithoutExporter(t *testing.T) {
+	// With no exporter the units' stats handlers make no spans but carry
+	// the trace context: the server continues the client's trace.
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	tel, err := New(false, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	u, err := tel.Unit(context.Background(), "gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.exporting {
+		t.Fatal("exporting without an endpoint")
+	}
+	ctx, span := u.Tracer.Tracer("test").Start(context.Background(), "request")
+	defer span.End()
+	client, server := carrier{client: true}, carrier{}
+	out := client.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: "/x.Y/Z"})
+	md, _ := metadata.FromOutgoingContext(out)
+	if len(md.Get("traceparent")) != 1 {
+		t.Fatalf("outgoing metadata %v: want one traceparent", md)
+	}
+	in := server.TagRPC(metadata.NewIncomingContext(context.Background(), md), &stats.RPCTagInfo{FullMethodName: "/x.Y/Z"})
+	got, want := trace.SpanContextFromContext(in), span.SpanContext()
+	if got.TraceID() != want.TraceID() || got.SpanID() != want.SpanID() || !got.IsRemote() {
+		t.Errorf("server side %v: want the remote parent %v", got, want)
+	}
+	// No trace context: nothing sent, nothing continued.
+	if out := client.TagRPC(context.Background(), &stats.RPCTagInfo{}); out != context.Background() {
+		if md, _ := metadata.FromOutgoingContext(out); len(md) > 0 {
+			t.Errorf("metadata sent without a trace: %v", md)
+		}
+	}
+	bad := metadata.NewIncomingContext(context.Background(), metadata.Pairs("traceparent", "garbage"))
+	if sc := trace.SpanContextFromContext(server.TagRPC(bad, &stats.RPCTagInfo{})); sc.IsValid() {
+		t.Errorf("a malformed traceparent continued: %v", sc)
 	}
 }
