@@ -40,6 +40,7 @@ var platformFlags = []string{
 	"http-addr=127.0.0.1:8080", "data-dir", "brokers", "admin-email", "admin-password", "auth-secret",
 	"no-demo", "topic-prefix", "log-level", "log-format=text",
 	"instance-id=", "partitions", "kafka-config", "kafka-config-file", "idempotency-ttl", "token-ttl", "cors-origins", "auth-rate-limit", "call-retention",
+	"pprof-addr",
 }
 
 // aliased are the flags whose PLATFORM_ variables were documented.
@@ -101,6 +102,11 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	if common.Telemetry, err = telemetry.New(true, logger); err != nil { // so do bad OTEL_* settings
 		return cli.UsageError{Err: err}
 	}
+	stopProfiles, err := app.ServeProfiles(ctx, o.PprofAddr, logger)
+	if err != nil {
+		return cli.UsageError{Err: err}
+	}
+	defer stopProfiles()
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}

@@ -49,11 +49,13 @@ type Settings struct {
 
 	DataDir string
 	NoDemo  bool
+
+	PprofAddr string
 }
 
 // Shared are the flags every deployable binary takes, in --help order.
 var Shared = []string{"brokers", "unit-key", "keyring", "auth-secret", "instance-id", "topic-prefix", "partitions", "call-retention",
-	"kafka-config", "kafka-config-file", "log-level", "log-format"}
+	"kafka-config", "kafka-config-file", "log-level", "log-format", "pprof-addr"}
 
 // table is the one flag table of the repository: every setting, its flag,
 // its variable (derived from the flag's name, see cli.Flag.Env), its default
@@ -82,6 +84,8 @@ func (s *Settings) table() []cli.Flag {
 			Usage: "file of extra librdkafka properties, one key=value per line, # comments; values may hold commas"},
 		{Name: "log-level", Value: &s.LogLevel, Default: "info", Usage: "debug, info, warn or error"},
 		{Name: "log-format", Value: &s.LogFormat, Default: "json", Usage: "json or text"},
+		{Name: "pprof-addr", Value: &s.PprofAddr,
+			Usage: "listen address of the Go profiling endpoints (/debug/pprof/), off when empty; keep it on loopback"},
 
 		{Name: "http-addr", Value: &s.HTTPAddr, Default: ":9090", Usage: "listen address: of the REST API (gateway, platform), of /healthz and /readyz (services)"},
 		{Name: "db", Value: &s.DB, Secret: true, // a URL may hold a password

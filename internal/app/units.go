@@ -59,6 +59,11 @@ func deployable(name string, flags []string, health bool, run func(ctx context.C
 				c.Logger.Warn("export the last spans", "err", err)
 			}
 		}()
+		stopProfiles, err := ServeProfiles(ctx, s.PprofAddr, c.Logger)
+		if err != nil {
+			return cli.UsageError{Err: err}
+		}
+		defer stopProfiles()
 		ready := new(Ready)
 		unit := func(ctx context.Context) error { return run(ctx, s, c, ready) }
 		if health {
