@@ -207,7 +207,7 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 		return err
 	}
 	defer pub.Close(context.WithoutCancel(ctx))
-	u.relay = outbox.NewRelay(repo.DB(), outbox.PublishTo(pub), u.log)
+	u.relay = outbox.NewRelay(repo.SQL().Writer(), outbox.PublishTo(pub), u.log)
 	if u.tel != nil {
 		if err := u.tel.Registerer.Register(u.relay.Collector()); err != nil {
 			return fmt.Errorf("register outbox metrics: %w", err)

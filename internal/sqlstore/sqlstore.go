@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -38,14 +39,47 @@ func DialectOf(dsn string) Dialect {
 	return SQLite
 }
 
-// DB is an open database and its dialect. On SQLite, its QueryContext,
-// QueryRowContext and ExecContext, and those of its transactions' Tx, run
-// prepared statements, prepared once per connection and kept (at most
-// 256 texts; a query assembled from filters has one text per combination).
+// DB is an open database and its dialect.
+//
+// On SQLite it is two pools of connections to the file: readers (the
+// embedded *sql.DB: reads and QueryContext, QueryRowContext) and one
+// writer, which runs the write transactions (InTx) and ExecContext, so
+// that writes wait their turn in Go rather than in SQLite's busy handler,
+// which sleeps and polls. WAL lets the readers read while it writes. Their
+// QueryContext, QueryRowContext and ExecContext, and those of the
+// transactions' Tx, run prepared statements, prepared once per connection
+// and kept (at most 256 texts per pool; a query assembled from filters has
+// one text per combination).
 type DB struct {
 	*sql.DB
 	Dialect Dialect
-	stmts   *stmtCache // nil: statements are not cached
+	stmts   *stmtCache // the readers' statements; nil: not cached
+	writer  *sql.DB    // SQLite's writer connection; nil: DB writes too
+	wstmts  *stmtCache // the writer's statements
+}
+
+// write returns the pool that writes, and its statements.
+func (db *DB) write() (*sql.DB, *stmtCache) {
+	if db.writer != nil {
+		return db.writer, db.wstmts
+	}
+	return db.DB, db.stmts
+}
+
+// beginTx begins a write transaction, after preparing the statements
+// earlier transactions left pending.
+func (db *DB) beginTx(ctx context.Context) (*sql.Tx, error) {
+	w, stmts := db.write()
+	stmts.prepare(ctx)
+	return w.BeginTx(ctx, nil)
+}
+
+// Writer returns the connection pool that writes (on SQLite the one
+// writer connection), for code that writes through database/sql directly,
+// such as the outbox relay.
+func (db *DB) Writer() *sql.DB {
+	w, _ := db.write()
+	return w
 }
 
 // Open opens dsn, a PostgreSQL URL or a SQLite file path (see DialectOf),
@@ -61,7 +95,17 @@ func Open(ctx context.Context, dsn string, migrations fs.FS) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{DB: db, Dialect: SQLite, stmts: &stmtCache{db: db, m: map[string]*sql.Stmt{}}}, nil
+	writer, err := sql.Open("sqlite", sqliteDSN(dsn))
+	if err == nil {
+		writer.SetMaxOpenConns(1)
+		writer.SetMaxIdleConns(1)
+		err = pingSQLite(ctx, writer)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlstore: open writer of %s: %w", dsn, err)
+	}
+	return &DB{DB: db, Dialect: SQLite, stmts: newStmtCache(db), writer: writer, wstmts: newStmtCache(writer)}, nil
 }
 
 // postgresConnectWait bounds how long OpenPostgres waits for a server that
@@ -117,22 +161,18 @@ func OpenSQLite(ctx context.Context, path string, migrations fs.FS) (*sql.DB, er
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("sqlstore: create directory of %s: %w", path, err)
 	}
-	q := url.Values{}
-	// busy_timeout first: switching to WAL takes a lock, which instances
-	// opening a new file together must wait for rather than fail on.
-	q.Add("_pragma", "busy_timeout(5000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "foreign_keys(1)")
-	q.Add("_pragma", "synchronous(NORMAL)")
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	db, err := sql.Open("sqlite", sqliteDSN(path))
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
 	}
 	// Every new connection runs the pragmas and reads the schema: keep
-	// enough idle ones for a busy service instead of database/sql's two,
-	// so concurrent calls do not open and close connections all the time.
-	db.SetMaxIdleConns(16)
+	// them all open once made, rather than database/sql's two idle ones,
+	// so that concurrent calls do not open and close connections all the
+	// time. SQLite reads use the CPU, so more connections than a few per
+	// core only queue in SQLite instead of in database/sql.
+	readers := max(8, 4*runtime.GOMAXPROCS(0))
+	db.SetMaxOpenConns(readers)
+	db.SetMaxIdleConns(readers)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	if err := pingSQLite(ctx, db); err != nil {
 		db.Close()
@@ -143,6 +183,21 @@ func OpenSQLite(ctx context.Context, path string, migrations fs.FS) (*sql.DB, er
 		return nil, err
 	}
 	return db, nil
+}
+
+// sqliteDSN returns the modernc.org/sqlite DSN of the file at path: WAL,
+// foreign keys on, a 5s busy timeout, write transactions that take the
+// write lock when they begin.
+func sqliteDSN(path string) string {
+	q := url.Values{}
+	// busy_timeout first: switching to WAL takes a lock, which instances
+	// opening a new file together must wait for rather than fail on.
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	return "file:" + path + "?" + q.Encode()
 }
 
 // pingSQLite opens the first connection, which runs the pragmas. Setting

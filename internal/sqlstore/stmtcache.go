@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"sync"
 )
 
@@ -18,10 +19,20 @@ const maxCachedStatements = 256
 // and keeps it there; Tx runs the same Stmt on its connection
 // (Tx.StmtContext). PostgreSQL needs none: pgx caches the prepared
 // statements of each connection itself.
+//
+// Preparing takes a connection of the pool; SQLite's writer has one, which
+// a transaction holds while it runs. A transaction's first use of a text
+// therefore runs it unprepared and leaves the text pending; the next
+// transaction prepares it before it begins (prepare).
 type stmtCache struct {
-	db *sql.DB
-	mu sync.RWMutex
-	m  map[string]*sql.Stmt
+	db      *sql.DB
+	mu      sync.RWMutex
+	m       map[string]*sql.Stmt
+	pending map[string]bool // texts a transaction used before they were prepared
+}
+
+func newStmtCache(db *sql.DB) *stmtCache {
+	return &stmtCache{db: db, m: map[string]*sql.Stmt{}, pending: map[string]bool{}}
 }
 
 // stmt returns the prepared statement of query, preparing it on first use,
@@ -56,6 +67,51 @@ func (c *stmtCache) stmt(ctx context.Context, query string) *sql.Stmt {
 	return s
 }
 
+// inTx returns the prepared statement of query for a transaction to run
+// (Tx.StmtContext), or nil: then it is left pending, to be prepared by the
+// next prepare.
+func (c *stmtCache) inTx(query string) *sql.Stmt {
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	s, ok := c.m[query]
+	known := ok || c.pending[query] || len(c.m)+len(c.pending) >= maxCachedStatements
+	c.mu.RUnlock()
+	if !known {
+		c.mu.Lock()
+		if len(c.m)+len(c.pending) < maxCachedStatements {
+			c.pending[query] = true
+		}
+		c.mu.Unlock()
+	}
+	return s
+}
+
+// prepare prepares the pending texts. Call it before taking a connection
+// for a transaction: it waits for one, as the transaction would.
+func (c *stmtCache) prepare(ctx context.Context) {
+	if c == nil {
+		return
+	}
+	c.mu.RLock()
+	n := len(c.pending)
+	c.mu.RUnlock()
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	texts := make([]string, 0, len(c.pending))
+	for q := range c.pending {
+		texts = append(texts, q)
+	}
+	clear(c.pending)
+	c.mu.Unlock()
+	for _, q := range texts {
+		c.stmt(ctx, q)
+	}
+}
+
 // close closes the cached statements.
 func (c *stmtCache) close() {
 	if c == nil {
@@ -85,24 +141,32 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	return db.DB.QueryRowContext(ctx, query, args...)
 }
 
-// ExecContext runs query, a prepared statement on SQLite (see DB).
+// ExecContext runs query with the writer, a prepared statement on SQLite
+// (see DB).
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if s := db.stmts.stmt(ctx, query); s != nil {
+	w, stmts := db.write()
+	stmts.prepare(ctx)
+	if s := stmts.stmt(ctx, query); s != nil {
 		return s.ExecContext(ctx, args...)
 	}
-	return db.DB.ExecContext(ctx, query, args...)
+	return w.ExecContext(ctx, query, args...)
 }
 
 // Close closes the prepared statements and the database.
 func (db *DB) Close() error {
 	db.stmts.close()
-	return db.DB.Close()
+	db.wstmts.close()
+	var err error
+	if db.writer != nil {
+		err = db.writer.Close()
+	}
+	return errors.Join(err, db.DB.Close())
 }
 
 // QueryContext runs query in the transaction, a prepared statement on
 // SQLite (see DB).
 func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if s := tx.stmts.stmt(ctx, query); s != nil {
+	if s := tx.stmts.inTx(query); s != nil {
 		return tx.Tx.StmtContext(ctx, s).QueryContext(ctx, args...)
 	}
 	return tx.Tx.QueryContext(ctx, query, args...)
@@ -111,7 +175,7 @@ func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql
 // QueryRowContext runs query in the transaction, a prepared statement on
 // SQLite (see DB).
 func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if s := tx.stmts.stmt(ctx, query); s != nil {
+	if s := tx.stmts.inTx(query); s != nil {
 		return tx.Tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
 	}
 	return tx.Tx.QueryRowContext(ctx, query, args...)
@@ -120,7 +184,7 @@ func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *s
 // ExecContext runs query in the transaction, a prepared statement on
 // SQLite (see DB).
 func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if s := tx.stmts.stmt(ctx, query); s != nil {
+	if s := tx.stmts.inTx(query); s != nil {
 		return tx.Tx.StmtContext(ctx, s).ExecContext(ctx, args...)
 	}
 	return tx.Tx.ExecContext(ctx, query, args...)

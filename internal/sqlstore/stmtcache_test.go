@@ -11,7 +11,8 @@ import (
 )
 
 // TestStatementCache checks that a SQLite DB prepares each statement text
-// once and runs it on every connection and in transactions, that a
+// once per pool (readers, writer) and runs it on every connection and in
+// transactions, that a
 // statement that does not prepare is not kept and still reports its error,
 // that the cache stays bounded, and that a statement prepared before a
 // schema change still runs after it.
@@ -23,11 +24,12 @@ func TestStatementCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	cached := func() int {
-		db.stmts.mu.RLock()
-		defer db.stmts.mu.RUnlock()
-		return len(db.stmts.m)
+	count := func(c *stmtCache) int {
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		return len(c.m)
 	}
+	cached := func() int { return count(db.stmts) + count(db.wstmts) }
 	base := cached()
 
 	const insert = "INSERT INTO a (id, n) VALUES ($1, $2)"
@@ -45,11 +47,11 @@ func TestStatementCache(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := cached() - base; got != 2 {
-		t.Fatalf("cached statements after two texts run 64 times: %d, want 2", got)
+	if got := cached() - base; got != 2 || count(db.wstmts) != 1 {
+		t.Fatalf("cached statements after two texts run 64 times: %d (writer's %d), want 2 (the writer's 1)", got, count(db.wstmts))
 	}
 
-	err = db.InTx(ctx, func(tx *Tx) error {
+	inTx := func(tx *Tx) error {
 		if _, err := tx.ExecContext(ctx, "UPDATE a SET n = n + 100 WHERE id = $1", "k1"); err != nil {
 			return err
 		}
@@ -70,18 +72,32 @@ func TestStatementCache(t *testing.T) {
 			return fmt.Errorf("rows in transaction = %d, want 32", count)
 		}
 		return rows.Err()
-	})
-	if err != nil {
+	}
+	// The writer's one connection is the transaction's while it runs: its
+	// new texts run unprepared, and the next transaction prepares them.
+	if err := db.InTx(ctx, inTx); err != nil {
 		t.Fatal(err)
 	}
-	if got := cached() - base; got != 4 {
-		t.Fatalf("cached statements after the transaction: %d, want 4", got)
+	if got := cached() - base; got != 2 || len(db.wstmts.pending) != 3 {
+		t.Fatalf("after a transaction's three new texts: %d cached, %d pending; want 2 and 3", got, len(db.wstmts.pending))
+	}
+	if err := db.InTx(ctx, func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, "UPDATE a SET n = n - 100 WHERE id = $1", "k1")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := cached() - base; got != 5 || len(db.wstmts.pending) != 1 { // its own new text
+		t.Fatalf("after the next transaction: %d cached, %d pending; want 5 and 1", got, len(db.wstmts.pending))
+	}
+	if err := db.InTx(ctx, inTx); err != nil { // now prepared
+		t.Fatal(err)
 	}
 
 	if _, err := db.ExecContext(ctx, "INSERT INTO nowhere VALUES (1)"); err == nil || !strings.Contains(err.Error(), "nowhere") {
 		t.Fatalf("statement on a missing table: %v", err)
 	}
-	if got := cached() - base; got != 4 {
+	if got := cached() - base; got != 6 { // the pending text was prepared first
 		t.Fatalf("a statement that does not prepare was cached: %d", got)
 	}
 
@@ -101,7 +117,7 @@ func TestStatementCache(t *testing.T) {
 			t.Fatalf("SELECT %d = %d, %v", i, v, err)
 		}
 	}
-	if got := cached(); got != maxCachedStatements {
+	if got := count(db.stmts); got != maxCachedStatements {
 		t.Fatalf("cached statements: %d, want the bound %d", got, maxCachedStatements)
 	}
 }

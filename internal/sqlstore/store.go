@@ -46,7 +46,8 @@ func OpenRepository[R any, P repository[R]](ctx context.Context, service, dsn st
 // transactions.
 func (s Store) SQL() *DB { return s.db }
 
-// DB returns the underlying database, for the outbox relay.
+// DB returns the underlying database (on SQLite its readers), for
+// checks; the outbox relay writes with SQL().Writer().
 func (s Store) DB() *sql.DB { return s.db.DB }
 
 // Close closes the database.

@@ -33,7 +33,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if u := db.unitOf(ctx); u != nil {
 		return u.inTx(ctx, fn)
 	}
-	sqlTx, err := db.BeginTx(ctx, nil)
+	sqlTx, err := db.beginTx(ctx)
 	if err != nil {
 		return fmt.Errorf("sqlstore: begin transaction: %w", err)
 	}
@@ -42,7 +42,7 @@ func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 			_ = sqlTx.Rollback()
 		}
 	}()
-	if err = fn(&Tx{Tx: sqlTx, Dialect: db.Dialect, stmts: db.stmts}); err != nil {
+	if err = fn(&Tx{Tx: sqlTx, Dialect: db.Dialect, stmts: db.wstmts}); err != nil {
 		return err
 	}
 	if err = sqlTx.Commit(); err != nil {

@@ -63,11 +63,11 @@ func (u *unit) inTx(ctx context.Context, fn func(tx *Tx) error) error {
 		return u.broken
 	}
 	if u.tx == nil {
-		tx, err := u.db.BeginTx(u.ctx, nil)
+		tx, err := u.db.beginTx(u.ctx)
 		if err != nil {
 			return fmt.Errorf("sqlstore: begin transaction: %w", err)
 		}
-		if err := fn(&Tx{Tx: tx, Dialect: u.db.Dialect, stmts: u.db.stmts}); err != nil {
+		if err := fn(&Tx{Tx: tx, Dialect: u.db.Dialect, stmts: u.db.wstmts}); err != nil {
 			_ = tx.Rollback()
 			return err
 		}
@@ -80,7 +80,7 @@ func (u *unit) inTx(ctx context.Context, fn func(tx *Tx) error) error {
 		u.broken = fmt.Errorf("sqlstore: savepoint: %w", err)
 		return u.broken
 	}
-	if err := fn(&Tx{Tx: u.tx, Dialect: u.db.Dialect, stmts: u.db.stmts}); err != nil {
+	if err := fn(&Tx{Tx: u.tx, Dialect: u.db.Dialect, stmts: u.db.wstmts}); err != nil {
 		if _, rerr := u.tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT "+sp); rerr != nil {
 			u.broken = fmt.Errorf("sqlstore: roll back to savepoint: %w", rerr)
 		}
