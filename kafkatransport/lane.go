@@ -28,6 +28,8 @@ type lane struct {
 	// requests wait (pause), with the assignment they were paused
 	// in. Only the poll goroutine uses it.
 	paused map[int32]*partState
+	// assigned counts the partitions the lane holds (poll goroutine only).
+	assigned int
 }
 
 // newLane subscribes a consumer to topic, the request topic of svc.
@@ -51,7 +53,18 @@ func (l *lane) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 	log := l.s.cfg.logger
 	switch e := ev.(type) {
 	case kafka.AssignedPartitions:
-		log.Info("kafkatransport partitions assigned", "topic", l.topic, "partitions", partitionList(e.Partitions))
+		if c.GetRebalanceProtocol() == "COOPERATIVE" {
+			l.assigned += len(e.Partitions)
+		} else {
+			l.assigned = len(e.Partitions) // eager: the whole assignment
+		}
+		l.s.cfg.metrics.PartitionsAssigned(l.topic, l.assigned)
+		if l.assigned == 0 {
+			log.Warn("kafkatransport instance holds no partition of its request topic and stands by: its group has more members than the topic has partitions",
+				"topic", l.topic)
+		} else {
+			log.Info("kafkatransport partitions assigned", "topic", l.topic, "partitions", partitionList(e.Partitions))
+		}
 	case kafka.RevokedPartitions:
 		if !c.AssignmentLost() {
 			// From now on no request waiting for its key starts: each is
@@ -69,6 +82,8 @@ func (l *lane) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 		}
 		l.tracker.forget(e.Partitions)
 		l.resumeRevoked(e.Partitions)
+		l.assigned = max(0, l.assigned-len(e.Partitions))
+		l.s.cfg.metrics.PartitionsAssigned(l.topic, l.assigned)
 		log.Info("kafkatransport partitions revoked", "topic", l.topic, "partitions", partitionList(e.Partitions), "lost", c.AssignmentLost())
 	}
 	return nil

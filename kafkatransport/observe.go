@@ -36,6 +36,11 @@ type Metrics interface {
 	// DeadLettered counts a record a Server or Subscriber copied to its
 	// dead-letter topic; topic is the record's own topic.
 	DeadLettered(topic string)
+	// PartitionsAssigned reports how many partitions of its request topic
+	// a Server's instance holds after each rebalance of its group; 0 is an
+	// instance that stands by, the group having more members than the
+	// topic has partitions.
+	PartitionsAssigned(topic string, n int)
 	// KafkaStatistics receives the statistics of one librdkafka client of
 	// the role, the JSON document librdkafka emits every
 	// statistics.interval.ms (DefaultStatisticsInterval unless
@@ -60,6 +65,7 @@ func (nopMetrics) RequestExpired(string)                 {}
 func (nopMetrics) CallStarted(string)                    {}
 func (nopMetrics) CallEnded(string, time.Duration, bool) {}
 func (nopMetrics) DeadLettered(string)                   {}
+func (nopMetrics) PartitionsAssigned(string, int)        {}
 func (nopMetrics) KafkaStatistics(string, string)        {}
 
 // WithMetrics sends the role's measurements to m, not nil, and makes its

@@ -6,6 +6,7 @@
 //	kgrpc_client_calls_in_flight{service}             calls waiting for their reply
 //	kgrpc_client_reply_wait_seconds{service}          from a request's send to its call's end
 //	kgrpc_dead_letters_total{topic}                   records copied to a dead-letter topic
+//	kgrpc_server_partitions_assigned{topic}           request partitions held; 0: standing by
 //	kgrpc_consumer_lag{group,topic,partition}         records behind the partition's end
 //	kgrpc_kafka_queue_messages{client}                records in librdkafka's producer queues
 //	kgrpc_kafka_broker_rtt_seconds{client,broker,stat}               broker round trip
@@ -50,6 +51,7 @@ type Metrics struct {
 	calls     *prometheus.GaugeVec
 	replyWait *prometheus.HistogramVec
 	dead      *prometheus.CounterVec
+	assigned  *prometheus.GaugeVec
 
 	mu      sync.Mutex
 	clients map[string]clientStats // by librdkafka client name
@@ -92,6 +94,8 @@ func New() *Metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"service"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kgrpc_dead_letters_total",
 			Help: "Records copied to a dead-letter topic, by the record's own topic."}, []string{"topic"}),
+		assigned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kgrpc_server_partitions_assigned",
+			Help: "Partitions of its request topic a kafkatransport server instance holds; 0: it stands by (more instances than partitions)."}, []string{"topic"}),
 		clients: map[string]clientStats{},
 		now:     time.Now,
 	}
@@ -117,6 +121,11 @@ func (m *Metrics) CallEnded(service string, wait time.Duration, _ bool) {
 
 // DeadLettered implements kafkatransport.Metrics.
 func (m *Metrics) DeadLettered(topic string) { m.dead.WithLabelValues(topic).Inc() }
+
+// PartitionsAssigned implements kafkatransport.Metrics.
+func (m *Metrics) PartitionsAssigned(topic string, n int) {
+	m.assigned.WithLabelValues(topic).Set(float64(n))
+}
 
 // statistics is the part of librdkafka's statistics JSON reported.
 type statistics struct {
@@ -179,6 +188,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.calls.Describe(ch)
 	m.replyWait.Describe(ch)
 	m.dead.Describe(ch)
+	m.assigned.Describe(ch)
 	ch <- lagDesc
 	ch <- queueDesc
 	ch <- rttDesc
@@ -192,6 +202,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.calls.Collect(ch)
 	m.replyWait.Collect(ch)
 	m.dead.Collect(ch)
+	m.assigned.Collect(ch)
 	m.mu.Lock()
 	now := m.now()
 	clients := make(map[string]clientStats, len(m.clients))

@@ -81,6 +81,8 @@ func TestCallsAndRequests(t *testing.T) {
 	m.CallStarted("svc")
 	m.CallEnded("svc", 3*time.Millisecond, true)
 	m.DeadLettered("orders")
+	m.PartitionsAssigned("shop.products.v1.ProductService", 3)
+	m.PartitionsAssigned("shop.products.v1.ProductService", 0) // the last report stands
 	for _, c := range []struct {
 		name string
 		c    prometheus.Collector
@@ -90,6 +92,7 @@ func TestCallsAndRequests(t *testing.T) {
 		{"kgrpc_server_requests_expired_total", m.expired, 1},
 		{"kgrpc_client_calls_in_flight", m.calls, 0},
 		{"kgrpc_dead_letters_total", m.dead, 1},
+		{"kgrpc_server_partitions_assigned", m.assigned, 0},
 	} {
 		if got := testutil.ToFloat64(c.c); got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, got, c.want)

@@ -1,0 +1,74 @@
+package kafkatransport_test
+
+import (
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
+	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/kafkatransport/kafkaprom"
+)
+
+// An instance beyond the request topic's partitions holds none and stands
+// by: it says so in a warning and in kgrpc_server_partitions_assigned,
+// rather than sitting silent, while the other serves.
+func TestStandbyInstanceIsReported(t *testing.T) {
+	e := newEnv(t)
+	type instance struct {
+		warned  *warnings
+		metrics *kafkaprom.Metrics
+		reg     *prometheus.Registry
+	}
+	var instances []instance
+	for range 2 {
+		in := instance{warned: &warnings{}, metrics: kafkaprom.New(), reg: prometheus.NewRegistry()}
+		in.reg.MustRegister(in.metrics)
+		e.serve(newEcho("x"), kafkatransport.WithPartitions(1), kafkatransport.WithMetrics(in.metrics),
+			kafkatransport.WithLogger(slog.New(in.warned)))
+		instances = append(instances, in)
+	}
+	assigned := func(in instance) (float64, bool) {
+		mfs, err := in.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "kgrpc_server_partitions_assigned" && len(mf.GetMetric()) == 1 {
+				return mf.GetMetric()[0].GetGauge().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		a, aok := assigned(instances[0])
+		b, bok := assigned(instances[1])
+		if aok && bok && a+b == 1 {
+			standby := instances[0]
+			if a == 1 {
+				standby = instances[1]
+			}
+			standby.warned.mu.Lock()
+			msgs := slices.Clone(standby.warned.msgs)
+			standby.warned.mu.Unlock()
+			if !slices.ContainsFunc(msgs, func(m string) bool { return m == standbyWarning }) {
+				t.Errorf("the standing-by instance's warnings %q lack %q", msgs, standbyWarning)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions assigned: %v (%v) and %v (%v); want 1 and 0", a, aok, b, bok)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c := testingv1.NewEchoServiceKafkaClient(e.dial())
+	if _, err := c.Echo(ctxTimeout(t, 30*time.Second), &testingv1.EchoRequest{Message: "served"}); err != nil {
+		t.Fatalf("the serving instance: %v", err)
+	}
+}
+
+const standbyWarning = "kafkatransport instance holds no partition of its request topic and stands by: its group has more members than the topic has partitions"
