@@ -28,8 +28,28 @@ type lane struct {
 	// requests wait (pause), with the assignment they were paused
 	// in. Only the poll goroutine uses it.
 	paused map[int32]*partState
-	// assigned counts the partitions the lane holds (poll goroutine only).
-	assigned int
+	// assigned counts the partitions the lane holds; standbySince is when
+	// a rebalance left it none (zero while it holds some), and warned
+	// whether that was logged. Only the poll goroutine uses them.
+	assigned     int
+	standbySince time.Time
+	warned       bool
+}
+
+// standbyWarnAfter is how long an instance holds no request partition
+// before it warns that it stands by: while a group forms, members get
+// empty assignments for a moment.
+const standbyWarnAfter = 10 * time.Second
+
+// checkStandby warns, once per spell, when the lane has held no partition
+// for standbyWarnAfter.
+func (l *lane) checkStandby() {
+	if l.standbySince.IsZero() || l.warned || time.Since(l.standbySince) < standbyWarnAfter {
+		return
+	}
+	l.warned = true
+	l.s.cfg.logger.Warn("kafkatransport instance holds no partition of its request topic and stands by: its group has more members than the topic has partitions",
+		"topic", l.topic, "for", time.Since(l.standbySince).Round(time.Second))
 }
 
 // newLane subscribes a consumer to topic, the request topic of svc.
@@ -59,12 +79,13 @@ func (l *lane) rebalance(c *kafka.Consumer, ev kafka.Event) error {
 			l.assigned = len(e.Partitions) // eager: the whole assignment
 		}
 		l.s.cfg.metrics.PartitionsAssigned(l.topic, l.assigned)
-		if l.assigned == 0 {
-			log.Warn("kafkatransport instance holds no partition of its request topic and stands by: its group has more members than the topic has partitions",
-				"topic", l.topic)
-		} else {
-			log.Info("kafkatransport partitions assigned", "topic", l.topic, "partitions", partitionList(e.Partitions))
+		switch {
+		case l.assigned > 0:
+			l.standbySince, l.warned = time.Time{}, false
+		case l.standbySince.IsZero():
+			l.standbySince = time.Now() // checkStandby warns if it lasts
 		}
+		log.Info("kafkatransport partitions assigned", "topic", l.topic, "partitions", partitionList(e.Partitions))
 	case kafka.RevokedPartitions:
 		if !c.AssignmentLost() {
 			// From now on no request waiting for its key starts: each is
@@ -122,6 +143,7 @@ func (l *lane) poll() error {
 		if len(l.paused) > 0 {
 			l.resumeDrained()
 		}
+		l.checkStandby()
 		if err := pollBurst(l.consumer, l.s.isStopping, handle); err != nil {
 			return err
 		}

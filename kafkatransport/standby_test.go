@@ -14,8 +14,9 @@ import (
 )
 
 // An instance beyond the request topic's partitions holds none and stands
-// by: it says so in a warning and in kgrpc_server_partitions_assigned,
-// rather than sitting silent, while the other serves.
+// by: it says so in kgrpc_server_partitions_assigned at once and in a
+// warning once that lasts, rather than sitting silent, while the other
+// serves.
 func TestStandbyInstanceIsReported(t *testing.T) {
 	e := newEnv(t)
 	type instance struct {
@@ -47,21 +48,18 @@ func TestStandbyInstanceIsReported(t *testing.T) {
 	for {
 		a, aok := assigned(instances[0])
 		b, bok := assigned(instances[1])
-		if aok && bok && a+b == 1 {
-			standby := instances[0]
-			if a == 1 {
-				standby = instances[1]
-			}
-			standby.warned.mu.Lock()
-			msgs := slices.Clone(standby.warned.msgs)
-			standby.warned.mu.Unlock()
-			if !slices.ContainsFunc(msgs, func(m string) bool { return m == standbyWarning }) {
-				t.Errorf("the standing-by instance's warnings %q lack %q", msgs, standbyWarning)
+		standby, serving := instances[0], instances[1]
+		if a == 1 {
+			standby, serving = instances[1], instances[0]
+		}
+		if aok && bok && a+b == 1 && warnedOf(standby.warned, standbyWarning) {
+			if warnedOf(serving.warned, standbyWarning) {
+				t.Error("the serving instance warned that it stands by")
 			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("partitions assigned: %v (%v) and %v (%v); want 1 and 0", a, aok, b, bok)
+			t.Fatalf("partitions assigned: %v (%v) and %v (%v); want 1 and 0, the one with 0 warning %q", a, aok, b, bok, standbyWarning)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -71,4 +69,12 @@ func TestStandbyInstanceIsReported(t *testing.T) {
 	}
 }
 
+// standbyWarning is logged once an instance has held nothing for 10s.
 const standbyWarning = "kafkatransport instance holds no partition of its request topic and stands by: its group has more members than the topic has partitions"
+
+// warnedOf reports whether w holds the warning msg.
+func warnedOf(w *warnings, msg string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Contains(w.msgs, msg)
+}
