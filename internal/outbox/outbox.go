@@ -124,18 +124,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-// flush publishes up to a batch of events in order, deleting each after it
-// is published, and returns how many it published.
-func (r *Relay) flush(ctx context.Context) (int, error) {
+// flush publishes up to a batch of events in order, deletes those it
+// published in one transaction, and returns how many it published. A crash
+// before the delete commits publishes them again (events are at least
+// once: consumers deduplicate on the event id).
+func (r *Relay) flush(ctx context.Context) (n int, err error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT id, event_type, payload, trace_context FROM outbox ORDER BY id LIMIT 100`)
 	if err != nil {
 		return 0, fmt.Errorf("read outbox: %w", err)
-	}
-	type entry struct {
-		id      int64
-		typ     string
-		payload []byte
-		trace   string
 	}
 	var batch []entry
 	for rows.Next() {
@@ -150,19 +146,60 @@ func (r *Relay) flush(ctx context.Context) (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("read outbox: %w", err)
 	}
-	for i, e := range batch {
+	// The events published so far are deleted however the loop ends, even
+	// as the relay stops (else they go out again after a restart).
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if derr := r.delete(dctx, batch[:n]); derr != nil {
+			n, err = 0, errors.Join(err, derr)
+		}
+	}()
+	for _, e := range batch {
 		ev, err := decode(e.typ, e.payload)
 		if err != nil {
 			// No retry can fix it; keep it out of the way of the rest.
 			r.logger.Error("outbox: dropping undecodable event", "id", e.id, "type", e.typ, "err", err)
 		} else if err := r.publish(withTrace(ctx, e.trace), ev); err != nil {
-			return i, fmt.Errorf("publish %s #%d: %w", e.typ, e.id, err)
+			return n, fmt.Errorf("publish %s #%d: %w", e.typ, e.id, err)
 		}
-		if _, err := r.db.ExecContext(ctx, `DELETE FROM outbox WHERE id = $1`, e.id); err != nil {
-			return i, fmt.Errorf("delete outbox #%d: %w", e.id, err)
+		n++
+	}
+	return n, nil
+}
+
+// delete deletes the published events in one transaction: one commit,
+// where a commit per event was most of the relay's database work.
+func (r *Relay) delete(ctx context.Context, published []entry) error {
+	if len(published) == 0 {
+		return nil
+	}
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("delete published outbox events: %w", err)
+	}
+	defer tx.Rollback() // after Commit, a no-op
+	stmt, err := tx.PrepareContext(ctx, `DELETE FROM outbox WHERE id = $1`)
+	if err != nil {
+		return fmt.Errorf("delete published outbox events: %w", err)
+	}
+	for _, e := range published {
+		if _, err := stmt.ExecContext(ctx, e.id); err != nil {
+			return fmt.Errorf("delete outbox #%d: %w", e.id, err)
 		}
 	}
-	return len(batch), nil
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("delete published outbox events: %w", err)
+	}
+	return nil
+}
+
+// entry is an event read from the outbox.
+type entry struct {
+	id      int64
+	typ     string
+	payload []byte
+	trace   string
 }
 
 // decode returns the event message of type typ.
