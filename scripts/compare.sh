@@ -6,7 +6,8 @@
 # (BenchmarkRawPingPong). The same load generator (wrk) drives both REST
 # systems at each concurrency, ours and the peer alternating which goes
 # first. Prints per run the rate, p50 and p99, the CPU per request of the
-# gateway and service processes and their peak resident memory; then the
+# gateway and service processes together and the peak resident memory of
+# each (rss_mb=gateway+service); then the
 # ratios: ours to the peer's rate, the peer's p99 to ours, ours to the
 # floor's rate at 64. Loopback only, bounded (about
 # 2 x levels x COMPARE_DURATION plus a minute).
@@ -105,7 +106,13 @@ OURS_PIDS="$pid_gateway $pid_productsvc"
 
 if [[ "$PEER" != 0 ]]; then
 	say "starting the NestJS peer"
-	(cd "$PEER_DIR" && BROKERS=$BROKERS node dist/create-topics.js) >"$OUT/peer-topics.log" 2>&1 || { say "peer topics: $(cat "$OUT/peer-topics.log")"; exit 1; }
+	# kafkajs's createTopics gives up while a broker just started elects
+	# the new partitions' leaders; the topics are there on a later try.
+	for try in 1 2 3 4 5; do
+		(cd "$PEER_DIR" && BROKERS=$BROKERS node dist/create-topics.js) >"$OUT/peer-topics.log" 2>&1 && break
+		((try < 5)) || { say "peer topics: $(cat "$OUT/peer-topics.log")"; exit 1; }
+		sleep 2
+	done
 	BROKERS=$BROKERS node "$PEER_DIR/dist/product-service.js" >"$OUT/peer-service.log" 2>&1 &
 	pids+=($!)
 	peer_svc=$!
@@ -128,9 +135,9 @@ measure() {
 	for p in $pids_; do cpu0=$((cpu0 + $(cpu_ticks "$p"))); done
 	: >"$OUT/rss.$system.$c"
 	(while sleep 0.5; do
-		t=0
-		for p in $pids_; do t=$((t + $(rss_kb "$p"))); done
-		echo "$t"
+		line=""
+		for p in $pids_; do line+="$(rss_kb "$p") "; done
+		echo "$line"
 	done >>"$OUT/rss.$system.$c") &
 	local sampler=$!
 	wrk -t"$threads" -c"$c" -d"$DUR" --latency "$url" >"$OUT/wrk.$system.$c" 2>&1 || true
@@ -138,17 +145,24 @@ measure() {
 	wait "$sampler" 2>/dev/null || true
 	for p in $pids_; do cpu1=$((cpu1 + $(cpu_ticks "$p"))); done
 	awk -v sys="$system" -v c="$c" -v ticks=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" \
-		-v rss="$(sort -n "$OUT/rss.$system.$c" | tail -1)" -v p50="$(ms "$(awk '/ 50%/ {print $2}' "$OUT/wrk.$system.$c")")" \
+		-v rss="$(awk '{ for (i = 1; i <= NF; i++) if ($i > m[i]) m[i] = $i } END { for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? "+" : ""), m[i] / 1024 }' "$OUT/rss.$system.$c")" -v p50="$(ms "$(awk '/ 50%/ {print $2}' "$OUT/wrk.$system.$c")")" \
 		-v p99="$(ms "$(awk '/ 99%/ {print $2}' "$OUT/wrk.$system.$c")")" '
 		/^Requests\/sec/ { rate = $2 }
 		/requests in/ { n = $1 }
 		/Non-2xx/ { bad = $NF }
 		/Socket errors/ { err = $0 }
 		END {
-			printf "%s c=%d rate=%.0f/s p50=%sms p99=%sms non2xx=%d cpu_us_per_request=%.0f rss_mb=%.0f%s\n",
-				sys, c, rate, p50, p99, bad, (n > 0 ? ticks * 1e6 / hz / n : 0), rss / 1024, (err == "" ? "" : " " err)
+			printf "%s c=%d rate=%.0f/s p50=%sms p99=%sms non2xx=%d cpu_us_per_request=%.0f rss_mb=%s%s\n",
+				sys, c, rate, p50, p99, bad, (n > 0 ? ticks * 1e6 / hz / n : 0), rss, (err == "" ? "" : " " err)
 		}' "$OUT/wrk.$system.$c"
 }
+
+# A broker just started is slow until its JVM has compiled its hot paths
+# (Apache Kafka), and each system's first calls open connections: warm
+# both up, not counted.
+say "warming up (10s each, not counted)"
+wrk -t2 -c64 -d10s "$OURS_URL" >/dev/null 2>&1 || true
+[[ "$PEER" == 0 ]] || wrk -t2 -c64 -d10s "$PEER_URL" >/dev/null 2>&1 || true
 
 : >"$OUT/results.txt"
 round=0
@@ -174,6 +188,10 @@ awk '/^BenchmarkRawPingPong\/conc=/ {
 		printf "floor c=%d rate=%.0f/s p50=%.2fms p99=%.2fms\n", c, r, p50 / 1000, p99 / 1000
 	}' "$OUT/floor.txt" | tee -a "$OUT/results.txt"
 
+if grep -qE ' rate=0/s|non2xx=[1-9]' "$OUT/results.txt"; then
+	say "a run served nothing or answered errors: see $OUT"
+	exit 1
+fi
 echo "== ratios on $BROKER ($DUR runs)"
 awk '
 	{ split($2, a, "="); c = a[2]; for (i = 3; i <= NF; i++) { split($i, kv, "="); v[$1, c, kv[1]] = kv[2] + 0 } ; levels[c] = 1 }
