@@ -2,7 +2,9 @@
 // written to an outbox table in the same transaction as the change they
 // describe, and a relay publishes them afterwards, retrying until the broker
 // takes them (at-least-once, in the order they were written). A crash between
-// commit and publish loses nothing; the relay resumes on restart.
+// commit and publish loses nothing; the relay resumes on restart. It
+// deletes the events it published in one transaction per batch (up to
+// 100), so a crash before that commit publishes the batch again.
 //
 // Repositories write events through sqlstore.Tx.AddEvents (which calls Add)
 // inside the unit of work of the change. A write whose events depend on the

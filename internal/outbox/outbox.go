@@ -126,8 +126,8 @@ func (r *Relay) Run(ctx context.Context) error {
 
 // flush publishes up to a batch of events in order, deletes those it
 // published in one transaction, and returns how many it published. A crash
-// before the delete commits publishes them again (events are at least
-// once: consumers deduplicate on the event id).
+// before the delete commits publishes them again: events are at least
+// once, and their handlers idempotent (kafkatransport's doc).
 func (r *Relay) flush(ctx context.Context) (n int, err error) {
 	rows, err := r.db.QueryContext(ctx, `SELECT id, event_type, payload, trace_context FROM outbox ORDER BY id LIMIT 100`)
 	if err != nil {
