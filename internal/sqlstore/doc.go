@@ -6,8 +6,11 @@
 // dialects differ.
 //
 // A repository type embeds Store and is opened with OpenRepository, which
-// gives it DB (for the outbox relay), Close, and SQL, the database for its
-// own statements. Every write goes through DB.InTx: the function it runs
+// gives it DB (the database/sql pool that reads, for checks and metrics),
+// Close, and SQL, the database for its own statements (and its Writer, for
+// the outbox relay). On SQLite, DB is two pools on one file, readers and a
+// single writer connection that every write transaction queues for, and
+// statements are prepared once and kept (see DB). Every write goes through DB.InTx: the function it runs
 // gets a Tx, the unit of work, writes the repository's rows through it and
 // adds the outbox events that describe the change with Tx.AddEvents, so that
 // state and events commit together or not at all. Tx.Lock serializes the

@@ -83,6 +83,7 @@ func (s *Idempotency) Do(ctx context.Context, k idempotency.Key, fn func(ctx con
 		return fmt.Errorf("sqlstore: commit: %w", err)
 	}
 	u.tx = nil
+	u.holding.Store(false)
 	if s.afterCommit != nil {
 		s.afterCommit()
 	}

@@ -49,7 +49,7 @@ func (c *stmtCache) stmt(ctx context.Context, query string) *sql.Stmt {
 	if ok || n >= maxCachedStatements {
 		return s
 	}
-	s, err := c.db.PrepareContext(context.WithoutCancel(ctx), query)
+	s, err := c.db.PrepareContext(ctx, query)
 	if err != nil {
 		return nil
 	}
@@ -144,6 +144,9 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 // ExecContext runs query with the writer, a prepared statement on SQLite
 // (see DB).
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := db.writerHeld(ctx); err != nil {
+		return nil, err
+	}
 	w, stmts := db.write()
 	stmts.prepare(ctx)
 	if s := stmts.stmt(ctx, query); s != nil {

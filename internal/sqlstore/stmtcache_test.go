@@ -2,12 +2,18 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/kgrpc/platform/kafkatransport/idempotency"
 )
 
 // TestStatementCache checks that a SQLite DB prepares each statement text
@@ -119,5 +125,67 @@ func TestStatementCache(t *testing.T) {
 	}
 	if got := count(db.stmts); got != maxCachedStatements {
 		t.Fatalf("cached statements: %d, want the bound %d", got, maxCachedStatements)
+	}
+}
+
+// TestWriterHeld checks that on SQLite a write that would wait for the one
+// writer connection its own call's unit of work holds fails at once with
+// ErrWriterHeld, and that a detached write before the unit's first write
+// commits on its own.
+func TestWriterHeld(t *testing.T) {
+	ctx := context.Background()
+	migs := fstest.MapFS{"001_init.sql": {Data: []byte("CREATE TABLE a (id TEXT PRIMARY KEY);\n")}}
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"), migs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	insert := func(ctx context.Context, id string) error {
+		return db.InTx(ctx, func(tx *Tx) error {
+			_, err := tx.ExecContext(ctx, "INSERT INTO a (id) VALUES ($1)", id)
+			return err
+		})
+	}
+	store := NewIdempotency(db, nil)
+	k := idempotency.Key{Method: "/s/M", Key: "k"}
+	var errs []error
+	err = store.Do(ctx, k, func(ctx context.Context) (idempotency.Outcome, bool) {
+		errs = append(errs, insert(Detach(ctx), "before")) // no unit write yet: commits on its own
+		errs = append(errs, insert(ctx, "unit"))           // the unit takes the writer
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		errs = append(errs, insert(Detach(wctx), "after"))
+		_, err := db.ExecContext(wctx, "INSERT INTO a (id) VALUES ('exec')")
+		errs = append(errs, err)
+		return idempotency.Outcome{Fingerprint: []byte("fp"), Code: codes.OK, Body: []byte("ok")}, true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []error{nil, nil, ErrWriterHeld, ErrWriterHeld}
+	for i := range want {
+		if !errors.Is(errs[i], want[i]) {
+			t.Errorf("write %d: %v, want %v", i, errs[i], want[i])
+		}
+	}
+	var ids []string
+	rows, err := db.QueryContext(ctx, "SELECT id FROM a ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if strings.Join(ids, ",") != "before,unit" {
+		t.Errorf("rows %v, want before and unit", ids)
+	}
+	// After the call the writer is free again, detached or not.
+	if err := insert(Detach(ctx), "later"); err != nil {
+		t.Errorf("a write after the call: %v", err)
 	}
 }

@@ -12,7 +12,11 @@ import (
 )
 
 // Tx is a unit of work: one write transaction of a DB, through which a
-// repository writes its rows and the outbox events that describe them.
+// repository writes its rows and the outbox events that describe them. On
+// SQLite its statements are the DB's prepared ones: one text runs as one
+// statement on the transaction's connection, so do not run a text again
+// while rows of it are still open in the same transaction (close them, as
+// ScanAll does, first).
 type Tx struct {
 	*sql.Tx
 	// Dialect is the dialect of the database.
@@ -32,6 +36,9 @@ type Tx struct {
 func (db *DB) InTx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if u := db.unitOf(ctx); u != nil {
 		return u.inTx(ctx, fn)
+	}
+	if err := db.writerHeld(ctx); err != nil {
+		return err
 	}
 	sqlTx, err := db.beginTx(ctx)
 	if err != nil {

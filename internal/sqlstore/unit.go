@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync/atomic"
 )
@@ -20,6 +21,9 @@ type unit struct {
 	// with a context that still carries the unit (a goroutine the handler
 	// left behind) runs a transaction of its own.
 	done atomic.Bool
+	// holding is set while tx is open: on SQLite it holds the one writer
+	// connection (see DB.writerHeld).
+	holding atomic.Bool
 	// savepoints counts the savepoints taken, to name them.
 	savepoints int
 	// broken is set when a failed InTx could not be undone.
@@ -37,12 +41,45 @@ func withUnit(ctx context.Context, u *unit) context.Context {
 // made with it commit on their own at once. A call that must make a write
 // durable before it goes on, say before it asks another service to act on
 // it, detaches that write; its other writes still commit with the call's
-// outcome.
+// outcome. On SQLite the detached write must come before the unit's first
+// write, which holds the one writer connection until the call ends: after
+// it, the detached write fails with ErrWriterHeld instead of waiting for
+// ever.
 func Detach(ctx context.Context) context.Context {
-	if _, ok := ctx.Value(unitKey{}).(*unit); !ok {
+	u, ok := ctx.Value(unitKey{}).(*unit)
+	if !ok {
 		return ctx
 	}
-	return context.WithValue(ctx, unitKey{}, (*unit)(nil))
+	return context.WithValue(ctx, unitKey{}, detached{u})
+}
+
+// detached is the value of unitKey in a context Detach made: no unit to
+// join, but the unit the call still has, whose writer it must not wait for.
+type detached struct{ u *unit }
+
+// ErrWriterHeld is the error of a write on SQLite that would wait for the
+// writer connection its own call's unit of work holds: a detached write
+// (Detach) after the unit's first write, or DB.ExecContext inside a unit.
+var ErrWriterHeld = errors.New("sqlstore: this call's unit of work holds the SQLite writer: write through InTx, or detach before the unit's first write")
+
+// writerHeld returns ErrWriterHeld when ctx's call holds db's one writer
+// connection (SQLite) in its unit of work, where a write outside the unit
+// would wait for it for ever.
+func (db *DB) writerHeld(ctx context.Context) error {
+	if db.writer == nil {
+		return nil
+	}
+	var u *unit
+	switch v := ctx.Value(unitKey{}).(type) {
+	case *unit:
+		u = v
+	case detached:
+		u = v.u
+	}
+	if u == nil || u.db != db || !u.holding.Load() {
+		return nil
+	}
+	return ErrWriterHeld
 }
 
 // unitOf returns the unit of work of ctx on db, or nil.
@@ -67,8 +104,10 @@ func (u *unit) inTx(ctx context.Context, fn func(tx *Tx) error) error {
 		if err != nil {
 			return fmt.Errorf("sqlstore: begin transaction: %w", err)
 		}
+		u.holding.Store(true)
 		if err := fn(&Tx{Tx: tx, Dialect: u.db.Dialect, stmts: u.db.wstmts}); err != nil {
 			_ = tx.Rollback()
+			u.holding.Store(false)
 			return err
 		}
 		u.tx = tx
@@ -100,4 +139,5 @@ func (u *unit) end() {
 		_ = u.tx.Rollback()
 		u.tx = nil
 	}
+	u.holding.Store(false)
 }
