@@ -209,7 +209,7 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 	defer pub.Close(context.WithoutCancel(ctx))
 	u.relay = outbox.NewRelay(repo.SQL().Writer(), outbox.PublishTo(pub), u.log)
 	if u.tel != nil {
-		if err := u.tel.Registerer.Register(u.relay.Collector()); err != nil {
+		if err := u.tel.Registerer.Register(outbox.NewCollector(repo.DB())); err != nil { // the readers: a scrape waits for no write
 			return fmt.Errorf("register outbox metrics: %w", err)
 		}
 	}

@@ -47,7 +47,12 @@ var (
 // Collector returns a Prometheus collector of the relay's outbox:
 // kgrpc_outbox_backlog and kgrpc_outbox_oldest_age_seconds, read from the
 // database at each scrape. A scrape whose query fails reports neither.
-func (r *Relay) Collector() prometheus.Collector { return collector{r.db} }
+func (r *Relay) Collector() prometheus.Collector { return NewCollector(r.db) }
+
+// NewCollector is Relay.Collector reading the outbox through db, such as
+// SQLite's readers rather than the relay's writer connection, which a
+// scrape would otherwise wait for and hold.
+func NewCollector(db *sql.DB) prometheus.Collector { return collector{db} }
 
 type collector struct{ db *sql.DB }
 

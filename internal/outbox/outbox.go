@@ -68,8 +68,8 @@ func (e Events[S]) Of(state S) []proto.Message {
 // PublishFunc publishes one event; the relay retries it until it returns nil.
 type PublishFunc func(ctx context.Context, ev proto.Message) error
 
-// Relay publishes the outbox's events in order and deletes each once
-// published.
+// Relay publishes the outbox's events in order and deletes them once
+// published (a batch at a time).
 type Relay struct {
 	db       *sql.DB
 	publish  PublishFunc
