@@ -6,8 +6,9 @@ package kafkatransport
 // tens of kilobytes deep); a new goroutine grows it again from a few
 // kilobytes, copying it at each doubling, which cost about a tenth of a
 // busy service's CPU. An idle worker waits for work until Serve stops.
-// There are at most as many as handlers ever ran at once, which the
-// server's concurrency limit bounds.
+// There are about as many as handlers ever ran at once, which the
+// server's concurrency limit bounds (a worker releases its slot just
+// before it waits for work, so a few more may start in that moment).
 type workers struct {
 	jobs chan *request // unbuffered: a send succeeds only when a worker waits
 	stop chan struct{}

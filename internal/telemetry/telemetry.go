@@ -5,13 +5,18 @@
 // stats handlers, go-grpc-middleware's Prometheus interceptors,
 // kafkaprom's Kafka facts).
 //
-// Tracing: spans are made in every unit, so that log lines carry trace
-// and span ids and a traceparent goes on to the next hop, but they are
-// recorded and exported only when OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
+// Tracing: spans are recorded and exported only when
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
 // OTEL_EXPORTER_OTLP_ENDPOINT is set (and OTEL_TRACES_EXPORTER is not
 // "none"; OTEL_SDK_DISABLED=true makes no spans at all, and log lines then
 // carry a trace id only when the caller sent one), over OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or
 // OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf" (the default) or "grpc".
+// Without an exporter the units still carry the trace context (the
+// gateway's span ids, sent on as traceparent, and the caller's on the
+// services' side) so that every hop's log lines share one trace id, but
+// make no RPC spans: their stats handlers only inject and extract
+// traceparent. A request whose traceparent says sampled keeps that
+// decision downstream.
 // The exporters read their other OTEL_EXPORTER_OTLP_* variables (headers,
 // timeout, TLS) themselves; OTEL_TRACES_SAMPLER and
 // OTEL_TRACES_SAMPLER_ARG choose the sampler (default parentbased_always_on)
@@ -196,8 +201,9 @@ func (t *Telemetry) tracerProvider(ctx context.Context, name string) (trace.Trac
 	} else {
 		// Spans that go nowhere are not recorded: they still carry trace
 		// and span ids (for log lines and the next hop's traceparent, sent
-		// unsampled) but cost no attributes, events or processing.
-		opts = append(opts, sdktrace.WithSampler(sdktrace.NeverSample()))
+		// unsampled) but cost no attributes, events or processing. A
+		// sampled parent keeps its decision, for the hops that export.
+		opts = append(opts, sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
 	t.mu.Lock()
