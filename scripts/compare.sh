@@ -16,7 +16,8 @@
 #
 #   COMPARE_BROKER=devkafka      the embedded Kafka-protocol broker (cmd/devkafka,
 #                                started afresh), or kafka: Apache Kafka from
-#                                scripts/kafka.sh
+#                                scripts/kafka.sh (left running afterwards, as
+#                                scripts/test.sh leaves it; scripts/kafka.sh stop)
 #   COMPARE_DURATION=15s         length of each wrk run
 #   COMPARE_CONCURRENCY="1 64 256"
 #   COMPARE_PEER=1               0 measures ours and the floor only (no Node.js)
@@ -36,6 +37,8 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	# Keep the results and logs, not the binaries and databases.
+	rm -rf "$OUT"/{gateway,usersvc,productsvc,ordersvc,devkafka,kgrpc-keys,kafkatransport.test,keys} "$OUT"/*.db "$OUT"/*.db-* 2>/dev/null || true
 }
 trap cleanup EXIT
 say() { echo "compare: $*" >&2; }
@@ -188,7 +191,7 @@ awk '/^BenchmarkRawPingPong\/conc=/ {
 		printf "floor c=%d rate=%.0f/s p50=%.2fms p99=%.2fms\n", c, r, p50 / 1000, p99 / 1000
 	}' "$OUT/floor.txt" | tee -a "$OUT/results.txt"
 
-if grep -qE ' rate=0/s|non2xx=[1-9]' "$OUT/results.txt"; then
+if grep -qE ' rate=0/s|non2xx=[1-9]' "$OUT/results.txt" || grep -E '^ours' "$OUT/results.txt" | grep -q 'timeout [1-9]'; then
 	say "a run served nothing or answered errors: see $OUT"
 	exit 1
 fi

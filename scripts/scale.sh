@@ -75,11 +75,12 @@ for layout in $LAYOUTS; do
 	sleep 2 # the group settles after the warm-up
 	cpu0=0
 	for p in "${measured[@]}"; do cpu0=$((cpu0 + $(cpu_ticks "$p"))); done
+	wrks=()
 	for i in $(seq "$ng"); do
 		wrk -t1 -c"$((CONC / ng))" -d"$DUR" --latency "http://127.0.0.1:$((19920 + i))/v1/products/$id" >"$dir/wrk.$i" 2>&1 &
+		wrks+=($!)
 	done
-	wait_wrk=$(jobs -p | tail -n "$ng")
-	for j in $wait_wrk; do wait "$j" 2>/dev/null || true; done
+	for j in "${wrks[@]}"; do wait "$j" 2>/dev/null || true; done
 	cpu1=0
 	for p in "${measured[@]}"; do cpu1=$((cpu1 + $(cpu_ticks "$p"))); done
 	held=""
