@@ -43,11 +43,9 @@ cleanup() {
 trap cleanup EXIT
 say() { echo "compare: $*" >&2; }
 
-if ! command -v wrk >/dev/null; then
-	say "installing wrk"
-	{ apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null 2>&1 || true
-	command -v wrk >/dev/null || { say "wrk is missing and apt-get could not install it"; exit 1; }
-fi
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
+need_wrk
 if [[ "$PEER" != 0 ]]; then
 	command -v node >/dev/null && command -v npm >/dev/null || { say "the peer needs node and npm (COMPARE_PEER=0 skips it)"; exit 1; }
 	if [[ ! -d "$PEER_DIR/node_modules" ]]; then
@@ -78,15 +76,6 @@ kafka)
 	;;
 esac
 
-wait_http() { # url, timeout seconds
-	local deadline=$(($(date +%s) + $2))
-	until curl -fsS -o /dev/null "$1" 2>/dev/null; do
-		(($(date +%s) < deadline)) || { say "timeout waiting for $1"; return 1; }
-		sleep 0.1
-	done
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 say "starting ours (gateway, usersvc, productsvc, ordersvc) on $BROKER at $BROKERS"
 prefix="cmp-$(date +%s)-"

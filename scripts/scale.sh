@@ -31,19 +31,12 @@ cleanup() {
 }
 trap cleanup EXIT
 say() { echo "scale: $*" >&2; }
-command -v wrk >/dev/null || { { apt-get update -qq && apt-get install -y -qq wrk; } >/dev/null 2>&1 || true; }
-command -v wrk >/dev/null || { say "wrk is missing and apt-get could not install it"; exit 1; }
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
+need_wrk
 
 go build -o "$OUT/" ./cmd/gateway ./cmd/usersvc ./cmd/productsvc ./cmd/ordersvc ./cmd/devkafka ./cmd/kgrpc-keys
 "$OUT/kgrpc-keys" init --dir "$OUT/keys" >/dev/null
-wait_http() { # url, timeout seconds
-	local deadline=$(($(date +%s) + $2))
-	until curl -fsS -o /dev/null "$1" 2>/dev/null; do
-		(($(date +%s) < deadline)) || { say "timeout waiting for $1"; return 1; }
-		sleep 0.1
-	done
-}
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 for layout in $LAYOUTS; do
 	np=${layout%x*} ng=${layout#*x} dir="$OUT/$layout" run=() measured=()

@@ -77,20 +77,28 @@ func TestServiceName(t *testing.T) {
 	}
 }
 
-func TestSpansWithoutExporter(t *testing.T) {
-	// No endpoint: spans are not recorded, yet carry ids for log lines and
-	// the next hop, which learns that nothing was sampled.
+// unitWithoutExporter returns the unit name of a Telemetry with no OTLP
+// endpoint set, shut down when the test ends.
+func unitWithoutExporter(t *testing.T, name string) *Unit {
+	t.Helper()
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
 	tel, err := New(false, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tel.Shutdown(context.Background())
-	u, err := tel.Unit(context.Background(), "productsvc")
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	u, err := tel.Unit(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return u
+}
+
+func TestSpansWithoutExporter(t *testing.T) {
+	// No endpoint: spans are not recorded, yet carry ids for log lines and
+	// the next hop, which learns that nothing was sampled.
+	u := unitWithoutExporter(t, "productsvc")
 	ctx, parent := u.Tracer.Tracer("test").Start(context.Background(), "parent")
 	defer parent.End()
 	_, child := u.Tracer.Tracer("test").Start(ctx, "child")
@@ -171,17 +179,7 @@ func TestLogHandler(t *testing.T) {
 func TestCarrierWithoutExporter(t *testing.T) {
 	// With no exporter the units' stats handlers make no spans but carry
 	// the trace context: the server continues the client's trace.
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
-	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
-	tel, err := New(false, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tel.Shutdown(context.Background())
-	u, err := tel.Unit(context.Background(), "gateway")
-	if err != nil {
-		t.Fatal(err)
-	}
+	u := unitWithoutExporter(t, "gateway")
 	if u.exporting {
 		t.Fatal("exporting without an endpoint")
 	}
