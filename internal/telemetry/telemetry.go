@@ -14,8 +14,7 @@
 // Without an exporter the units still carry the trace context (the
 // gateway's span ids, sent on as traceparent, and the caller's on the
 // services' side) so that every hop's log lines share one trace id, but
-// make no RPC spans: their stats handlers only inject and extract
-// traceparent. A request whose traceparent says sampled keeps that
+// make no RPC spans: interceptors only inject and extract traceparent. A request whose traceparent says sampled keeps that
 // decision downstream.
 // The exporters read their other OTEL_EXPORTER_OTLP_* variables (headers,
 // timeout, TLS) themselves; OTEL_TRACES_SAMPLER and
@@ -58,7 +57,6 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
-	"google.golang.org/grpc/stats"
 
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/kafkaprom"
@@ -260,30 +258,29 @@ func (u *Unit) Events() kafkatransport.EventOption {
 }
 
 // Server returns the options that instrument a unit's transport server:
-// otelgrpc's server spans (when exported; else only the trace context
-// carried) and go-grpc-middleware's grpc_server_* metrics (an interceptor:
-// put it first).
+// otelgrpc's server spans (when exported; else an interceptor that only
+// carries the trace context, see carryServer) and go-grpc-middleware's
+// grpc_server_* metrics (interceptors: put them first).
 func (u *Unit) Server() []kafkatransport.ServerOption {
-	var sh stats.Handler = carrier{}
-	if u.exporting {
-		sh = otelgrpc.NewServerHandler(u.otel()...)
+	if !u.exporting {
+		return []kafkatransport.ServerOption{kafkatransport.WithUnaryServerInterceptors(carryServer, u.server.UnaryServerInterceptor())}
 	}
 	return []kafkatransport.ServerOption{
-		kafkatransport.WithStatsHandler(sh),
+		kafkatransport.WithStatsHandler(otelgrpc.NewServerHandler(u.otel()...)),
 		kafkatransport.WithUnaryServerInterceptors(u.server.UnaryServerInterceptor()),
 	}
 }
 
 // Client returns the options that instrument a unit's transport client:
-// otelgrpc's client spans (when exported; else only the trace context
-// carried) and go-grpc-middleware's grpc_client_* metrics.
+// otelgrpc's client spans (when exported; else an interceptor that only
+// carries the trace context, see carryClient) and go-grpc-middleware's
+// grpc_client_* metrics.
 func (u *Unit) Client() []kafkatransport.ClientOption {
-	var sh stats.Handler = carrier{client: true}
-	if u.exporting {
-		sh = otelgrpc.NewClientHandler(u.otel()...)
+	if !u.exporting {
+		return []kafkatransport.ClientOption{kafkatransport.WithUnaryClientInterceptors(carryClient, u.client.UnaryClientInterceptor())}
 	}
 	return []kafkatransport.ClientOption{
-		kafkatransport.WithStatsHandler(sh),
+		kafkatransport.WithStatsHandler(otelgrpc.NewClientHandler(u.otel()...)),
 		kafkatransport.WithUnaryClientInterceptors(u.client.UnaryClientInterceptor()),
 	}
 }

@@ -10,8 +10,8 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/stats"
 )
 
 // resourceOf starts a span of the unit and returns its resource
@@ -177,33 +177,43 @@ func TestLogHandler(t *testing.T) {
 }
 
 func TestCarrierWithoutExporter(t *testing.T) {
-	// With no exporter the units' stats handlers make no spans but carry
-	// the trace context: the server continues the client's trace.
+	// With no exporter the units make no RPC spans but carry the trace
+	// context: the server continues the client's trace.
 	u := unitWithoutExporter(t, "gateway")
 	if u.exporting {
 		t.Fatal("exporting without an endpoint")
 	}
 	ctx, span := u.Tracer.Tracer("test").Start(context.Background(), "request")
 	defer span.End()
-	client, server := carrier{client: true}, carrier{}
-	out := client.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: "/x.Y/Z"})
-	md, _ := metadata.FromOutgoingContext(out)
-	if len(md.Get("traceparent")) != 1 {
-		t.Fatalf("outgoing metadata %v: want one traceparent", md)
+	var sent metadata.MD
+	invoker := func(ctx context.Context, _ string, _, _ any, _ *grpc.ClientConn, _ ...grpc.CallOption) error {
+		sent, _ = metadata.FromOutgoingContext(ctx)
+		return nil
 	}
-	in := server.TagRPC(metadata.NewIncomingContext(context.Background(), md), &stats.RPCTagInfo{FullMethodName: "/x.Y/Z"})
-	got, want := trace.SpanContextFromContext(in), span.SpanContext()
+	if err := carryClient(ctx, "/x.Y/Z", nil, nil, nil, invoker); err != nil {
+		t.Fatal(err)
+	}
+	if len(sent.Get("traceparent")) != 1 {
+		t.Fatalf("outgoing metadata %v: want one traceparent", sent)
+	}
+	var got trace.SpanContext
+	handler := func(ctx context.Context, _ any) (any, error) {
+		got = trace.SpanContextFromContext(ctx)
+		return nil, nil
+	}
+	if _, err := carryServer(metadata.NewIncomingContext(context.Background(), sent), nil, &grpc.UnaryServerInfo{}, handler); err != nil {
+		t.Fatal(err)
+	}
+	want := span.SpanContext()
 	if got.TraceID() != want.TraceID() || got.SpanID() != want.SpanID() || !got.IsRemote() {
 		t.Errorf("server side %v: want the remote parent %v", got, want)
 	}
 	// No trace context: nothing sent, nothing continued.
-	if out := client.TagRPC(context.Background(), &stats.RPCTagInfo{}); out != context.Background() {
-		if md, _ := metadata.FromOutgoingContext(out); len(md) > 0 {
-			t.Errorf("metadata sent without a trace: %v", md)
-		}
+	if err := carryClient(context.Background(), "/x.Y/Z", nil, nil, nil, invoker); err != nil || len(sent) > 0 {
+		t.Errorf("metadata sent without a trace: %v, %v", sent, err)
 	}
 	bad := metadata.NewIncomingContext(context.Background(), metadata.Pairs("traceparent", "garbage"))
-	if sc := trace.SpanContextFromContext(server.TagRPC(bad, &stats.RPCTagInfo{})); sc.IsValid() {
+	if sc := trace.SpanContextFromContext(extractTrace(bad)); sc.IsValid() {
 		t.Errorf("a malformed traceparent continued: %v", sc)
 	}
 }
