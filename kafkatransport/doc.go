@@ -280,8 +280,10 @@
 //
 // Metrics: WithMetrics reports requests in flight and expired unrun
 // (servers), calls in flight and the time each waited for its reply
-// (clients), records dead-lettered (servers and subscribers) and the
-// librdkafka statistics (consumer lag, queue sizes, broker round trips) of
+// (clients), records dead-lettered (servers and subscribers), the
+// partitions of its request topic each server instance holds after every
+// rebalance (an instance that holds none stands by, and logs a warning
+// once that has lasted 10 s) and the librdkafka statistics (consumer lag, queue sizes, broker round trips) of
 // every producer and consumer of a Server, ClientConn, Publisher and
 // Subscriber (not of Watch), every DefaultStatisticsInterval; kafkatransport/kafkaprom
 // exposes them to Prometheus. gRPC's own metrics come from interceptors,

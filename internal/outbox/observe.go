@@ -44,13 +44,10 @@ var (
 	ageDesc     = prometheus.NewDesc("kgrpc_outbox_oldest_age_seconds", "Age of the oldest event in the outbox; 0 when it is empty.", nil, nil)
 )
 
-// Collector returns a Prometheus collector of the relay's outbox:
-// kgrpc_outbox_backlog and kgrpc_outbox_oldest_age_seconds, read from the
-// database at each scrape. A scrape whose query fails reports neither.
-func (r *Relay) Collector() prometheus.Collector { return NewCollector(r.db) }
-
-// NewCollector is Relay.Collector reading the outbox through db, such as
-// SQLite's readers rather than the relay's writer connection, which a
+// NewCollector returns a Prometheus collector of the outbox in db:
+// kgrpc_outbox_backlog and kgrpc_outbox_oldest_age_seconds, read at each
+// scrape. A scrape whose query fails reports neither. Give it a pool that
+// reads (SQLite's readers), not the relay's writer connection, which a
 // scrape would otherwise wait for and hold.
 func NewCollector(db *sql.DB) prometheus.Collector { return collector{db} }
 

@@ -16,20 +16,27 @@ import (
 	"github.com/kgrpc/platform/kafkatransport/idempotency"
 )
 
+// openSQLite opens a SQLite DB in the test's directory with the one
+// migration schema, closed when the test ends.
+func openSQLite(t *testing.T, schema string) *DB {
+	t.Helper()
+	migs := fstest.MapFS{"001_init.sql": {Data: []byte(schema + ";\n")}}
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "db.sqlite"), migs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // TestStatementCache checks that a SQLite DB prepares each statement text
 // once per pool (readers, writer) and runs it on every connection and in
-// transactions, that a
-// statement that does not prepare is not kept and still reports its error,
+// transactions, that a statement that does not prepare is not kept and still reports its error,
 // that the cache stays bounded, and that a statement prepared before a
 // schema change still runs after it.
 func TestStatementCache(t *testing.T) {
 	ctx := context.Background()
-	migs := fstest.MapFS{"001_init.sql": {Data: []byte("CREATE TABLE a (id TEXT PRIMARY KEY, n INTEGER NOT NULL);\n")}}
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"), migs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openSQLite(t, "CREATE TABLE a (id TEXT PRIMARY KEY, n INTEGER NOT NULL)")
 	count := func(c *stmtCache) int {
 		c.mu.RLock()
 		defer c.mu.RUnlock()
@@ -134,12 +141,7 @@ func TestStatementCache(t *testing.T) {
 // commits on its own.
 func TestWriterHeld(t *testing.T) {
 	ctx := context.Background()
-	migs := fstest.MapFS{"001_init.sql": {Data: []byte("CREATE TABLE a (id TEXT PRIMARY KEY);\n")}}
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "db.sqlite"), migs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openSQLite(t, "CREATE TABLE a (id TEXT PRIMARY KEY)")
 	insert := func(ctx context.Context, id string) error {
 		return db.InTx(ctx, func(tx *Tx) error {
 			_, err := tx.ExecContext(ctx, "INSERT INTO a (id) VALUES ($1)", id)
@@ -149,7 +151,7 @@ func TestWriterHeld(t *testing.T) {
 	store := NewIdempotency(db, nil)
 	k := idempotency.Key{Method: "/s/M", Key: "k"}
 	var errs []error
-	err = store.Do(ctx, k, func(ctx context.Context) (idempotency.Outcome, bool) {
+	err := store.Do(ctx, k, func(ctx context.Context) (idempotency.Outcome, bool) {
 		errs = append(errs, insert(Detach(ctx), "before")) // no unit write yet: commits on its own
 		errs = append(errs, insert(ctx, "unit"))           // the unit takes the writer
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -112,7 +112,8 @@ type Guard struct {
 	bound sync.Pool
 }
 
-// boundBuf returns a buffer for boundBytes, to give back with putBound.
+// boundBuf returns an empty buffer for boundBytes, to give back with
+// putBound.
 func (g *Guard) boundBuf() *[]byte {
 	if b, ok := g.bound.Get().(*[]byte); ok {
 		return b
@@ -221,8 +222,8 @@ func (g *Guard) seal(kind, name, to string, m *kafka.Message) error {
 	}
 	buf := g.boundBuf()
 	defer g.putBound(buf)
-	ad := appendField(boundBytes((*buf)[:0], kind, name, m, m.Headers, len(p.header)), p.header)
-	*buf = ad
+	*buf = appendField(boundBytes(*buf, kind, name, m, m.Headers, len(p.header)), p.header)
+	ad := *buf
 	n := p.aead.NonceSize()
 	out := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen16+len(p.header)+n+len(m.Value)+p.aead.Overhead()), uint64(len(p.header)))
 	out = append(out, p.header...)
@@ -276,7 +277,7 @@ func (g *Guard) open(kind, name string, m *kafka.Message) (string, error) {
 	// a record that does not open is dead-lettered as it came.
 	buf := g.boundBuf()
 	defer g.putBound(buf)
-	*buf = appendField(boundBytes((*buf)[:0], kind, name, m, m.Headers, len(desc)), desc)
+	*buf = appendField(boundBytes(*buf, kind, name, m, m.Headers, len(desc)), desc)
 	plain, err := p.aead.Open(nil, rest[:n], rest[n:], *buf)
 	if err != nil {
 		return "", fmt.Errorf("%s from unit %s does not open: forged or changed", kind, p.unit)
@@ -341,7 +342,7 @@ func (g *Guard) SealEvent(name string, m *kafka.Message) error {
 	k := g.self.Current()
 	buf := g.boundBuf()
 	defer g.putBound(buf)
-	*buf = signedBytes((*buf)[:0], name, m, m.Headers)
+	*buf = signedBytes(*buf, name, m, m.Headers)
 	sig := ed25519.Sign(k.sign, *buf)
 	m.Headers = append(m.Headers, kafka.Header{Key: HeaderSig, Value: []byte("v1 " + g.self.Unit + " " + k.ID + " " + b64.EncodeToString(sig))})
 	return nil
@@ -367,10 +368,13 @@ func (g *Guard) OpenEvent(name string, m *kafka.Message) (string, error) {
 		return "", fmt.Errorf("unknown key %s of unit %s", kid, unit)
 	}
 	sig, err := b64.DecodeString(f[2])
+	if err != nil {
+		return "", fmt.Errorf("event %s from unit %s: bad signature: forged or changed", name, unit)
+	}
 	buf := g.boundBuf()
 	defer g.putBound(buf)
-	*buf = signedBytes((*buf)[:0], name, m, bound)
-	if err != nil || !ed25519.Verify(pk.Verify, *buf, sig) {
+	*buf = signedBytes(*buf, name, m, bound)
+	if !ed25519.Verify(pk.Verify, *buf, sig) {
 		return "", fmt.Errorf("event %s from unit %s: bad signature: forged or changed", name, unit)
 	}
 	return unit, nil
