@@ -2,15 +2,18 @@
 # Side by side on one broker, in one run: GET /v1/products/{id} through our
 # gateway and productsvc, the same request-reply through the NestJS 11 +
 # kafkajs design this project replaces (bench/peers/nestjs: a NestJS gateway
-# and product service), and the raw confluent-kafka-go request-reply floor
-# (BenchmarkRawPingPong). The same load generator (wrk) drives both REST
-# systems at each concurrency, ours and the peer alternating which goes
-# first. Prints per run the rate, p50 and p99, the CPU per request of the
-# gateway and service processes together and the peak resident memory of
-# each (rss_mb=gateway+service); then the
-# ratios: ours to the peer's rate, the peer's p99 to ours, ours to the
-# floor's rate at 64. Loopback only, bounded (about
-# 2 x levels x COMPARE_DURATION plus a minute).
+# and product service), the REST floor (`bench rawrest`: a bare net/http
+# handler in front of plain confluent-kafka-go request-reply, as a bridge
+# and a responder process, answering the same JSON bytes) and the raw
+# confluent-kafka-go request-reply floor (BenchmarkRawPingPong, no HTTP).
+# The same load generator (wrk) drives the three REST systems at each
+# concurrency, rotating which goes first. Prints per run the rate, p50 and
+# p99, the CPU per request of the gateway and service processes together
+# and the peak resident memory of each (rss_mb=gateway+service); then the
+# ratios: ours to the peer's rate, the peer's p99 to ours, ours to the REST
+# floor's rate and CPU, and ours and the REST floor to the raw floor's rate.
+# Loopback only, bounded (about 3 x levels x COMPARE_DURATION plus a
+# minute).
 #
 #   scripts/compare.sh
 #
@@ -38,7 +41,7 @@ cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	# Keep the results and logs, not the binaries and databases.
-	rm -rf "$OUT"/{gateway,usersvc,productsvc,ordersvc,devkafka,kgrpc-keys,kafkatransport.test,keys} "$OUT"/*.db "$OUT"/*.db-* 2>/dev/null || true
+	rm -rf "$OUT"/{gateway,usersvc,productsvc,ordersvc,devkafka,kgrpc-keys,bench,kafkatransport.test,keys} "$OUT"/*.db "$OUT"/*.db-* 2>/dev/null || true
 }
 trap cleanup EXIT
 say() { echo "compare: $*" >&2; }
@@ -56,7 +59,7 @@ if [[ "$PEER" != 0 ]]; then
 fi
 
 say "building into $OUT"
-go build -o "$OUT/" ./cmd/gateway ./cmd/usersvc ./cmd/productsvc ./cmd/ordersvc ./cmd/devkafka ./cmd/kgrpc-keys
+go build -o "$OUT/" ./cmd/gateway ./cmd/usersvc ./cmd/productsvc ./cmd/ordersvc ./cmd/devkafka ./cmd/kgrpc-keys ./cmd/bench
 go test -c -o "$OUT/kafkatransport.test" ./kafkatransport
 "$OUT/kgrpc-keys" init --dir "$OUT/keys" >/dev/null
 
@@ -95,6 +98,18 @@ wait_http "http://127.0.0.1:19790/v1/products?pageSize=1" 120
 id=$(curl -fsS "http://127.0.0.1:19790/v1/products?pageSize=1" | sed -E 's/.*"id":"([^"]+)".*/\1/')
 OURS_URL="http://127.0.0.1:19790/v1/products/$id"
 OURS_PIDS="$pid_gateway $pid_productsvc"
+
+say "starting the REST floor (bench rawrest: bridge and responder)"
+curl -fsS -o "$OUT/product.json" "$OURS_URL"
+for role in responder bridge; do
+	"$OUT/bench" rawrest --role "$role" --brokers "$BROKERS" --http-addr 127.0.0.1:19770 \
+		--topic-prefix "${prefix}rawrest-" --body-file "$OUT/product.json" 2>"$OUT/rawrest-$role.log" &
+	pids+=($!)
+	eval "pid_$role=$!"
+done
+wait_http "http://127.0.0.1:19770/" 120
+FLOOR_URL="http://127.0.0.1:19770/"
+FLOOR_PIDS="$pid_bridge $pid_responder"
 
 if [[ "$PEER" != 0 ]]; then
 	say "starting the NestJS peer"
@@ -154,21 +169,25 @@ measure() {
 # both up, not counted.
 say "warming up (10s each, not counted)"
 wrk -t2 -c64 -d10s "$OURS_URL" >/dev/null 2>&1 || true
+wrk -t2 -c64 -d10s "$FLOOR_URL" >/dev/null 2>&1 || true
 [[ "$PEER" == 0 ]] || wrk -t2 -c64 -d10s "$PEER_URL" >/dev/null 2>&1 || true
 
 : >"$OUT/results.txt"
+systems=(ours restfloor)
+[[ "$PEER" == 0 ]] || systems+=(nestjs)
 round=0
 for c in $LEVELS; do
+	# Rotate which system goes first, so none always runs on the
+	# warmest or the coldest machine.
+	for ((i = 0; i < ${#systems[@]}; i++)); do
+		sys=${systems[(i + round) % ${#systems[@]}]}
+		case $sys in
+		ours) measure ours "$OURS_URL" "$c" "$OURS_PIDS" ;;
+		restfloor) measure restfloor "$FLOOR_URL" "$c" "$FLOOR_PIDS" ;;
+		nestjs) measure nestjs "$PEER_URL" "$c" "$PEER_PIDS" ;;
+		esac | tee -a "$OUT/results.txt"
+	done
 	round=$((round + 1))
-	if [[ "$PEER" == 0 ]]; then
-		measure ours "$OURS_URL" "$c" "$OURS_PIDS" | tee -a "$OUT/results.txt"
-	elif ((round % 2)); then
-		measure ours "$OURS_URL" "$c" "$OURS_PIDS" | tee -a "$OUT/results.txt"
-		measure nestjs "$PEER_URL" "$c" "$PEER_PIDS" | tee -a "$OUT/results.txt"
-	else
-		measure nestjs "$PEER_URL" "$c" "$PEER_PIDS" | tee -a "$OUT/results.txt"
-		measure ours "$OURS_URL" "$c" "$OURS_PIDS" | tee -a "$OUT/results.txt"
-	fi
 done
 
 say "raw request-reply floor (BenchmarkRawPingPong) on the same broker"
@@ -180,7 +199,7 @@ awk '/^BenchmarkRawPingPong\/conc=/ {
 		printf "floor c=%d rate=%.0f/s p50=%.2fms p99=%.2fms\n", c, r, p50 / 1000, p99 / 1000
 	}' "$OUT/floor.txt" | tee -a "$OUT/results.txt"
 
-if grep -qE ' rate=0/s|non2xx=[1-9]' "$OUT/results.txt" || grep -E '^ours' "$OUT/results.txt" | grep -q 'timeout [1-9]'; then
+if grep -qE ' rate=0/s|non2xx=[1-9]' "$OUT/results.txt" || grep -E '^(ours|restfloor)' "$OUT/results.txt" | grep -q 'timeout [1-9]'; then
 	say "a run served nothing or answered errors: see $OUT"
 	exit 1
 fi
@@ -191,8 +210,10 @@ awk '
 		for (c in levels) {
 			if ((("ours", c, "rate") in v) && (("nestjs", c, "rate") in v) && v["nestjs", c, "rate"] > 0)
 				printf "c=%s: ours/nestjs rate %.2fx, nestjs p99 / ours p99 %.2fx\n", c, v["ours", c, "rate"] / v["nestjs", c, "rate"], (v["ours", c, "p99"] > 0 ? v["nestjs", c, "p99"] / v["ours", c, "p99"] : 0)
+			if ((("ours", c, "rate") in v) && (("restfloor", c, "rate") in v) && v["restfloor", c, "rate"] > 0)
+				printf "c=%s: ours/restfloor rate %.0f %%, CPU per request ours/restfloor %.2fx\n", c, 100 * v["ours", c, "rate"] / v["restfloor", c, "rate"], (v["restfloor", c, "cpu_us_per_request"] > 0 ? v["ours", c, "cpu_us_per_request"] / v["restfloor", c, "cpu_us_per_request"] : 0)
 			if ((("ours", c, "rate") in v) && (("floor", c, "rate") in v) && v["floor", c, "rate"] > 0)
-				printf "c=%s: ours/floor rate %.0f %%\n", c, 100 * v["ours", c, "rate"] / v["floor", c, "rate"]
+				printf "c=%s: ours/floor rate %.0f %%, restfloor/floor rate %.0f %%\n", c, 100 * v["ours", c, "rate"] / v["floor", c, "rate"], 100 * v["restfloor", c, "rate"] / v["floor", c, "rate"]
 		}
 	}' "$OUT/results.txt" | sort -t= -k2 -n
 say "results and logs in $OUT"

@@ -8,11 +8,14 @@
 //	    --admin-email admin@example.com --admin-password admin-pass-123
 //	bench transport --brokers 127.0.0.1:9092 -c 64 -d 20s
 //	bench otlp-sink --addr 127.0.0.1:4318
+//	bench rawrest --brokers 127.0.0.1:9092 --http-addr 127.0.0.1:19770
 //
 // The transport mode serves the sample echo service in-process unless
 // --serve=false, and starts an embedded broker when --brokers is empty.
 // The otlp-sink mode is a local OTLP/HTTP trace receiver that decodes and
-// counts spans, for measuring what exporting traces costs.
+// counts spans, for measuring what exporting traces costs. The rawrest mode
+// serves the floor of a REST path over Kafka: plain net/http in front of
+// plain confluent-kafka-go request-reply (see runRawREST).
 package main
 
 import (
@@ -44,7 +47,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 || strings.HasPrefix(os.Args[1], "-") {
-		fmt.Fprintln(os.Stderr, "usage: bench rest|transport|otlp-sink [flags]  (bench rest --help)")
+		fmt.Fprintln(os.Stderr, "usage: bench rest|transport|otlp-sink|rawrest [flags]  (bench rest --help)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -57,8 +60,10 @@ func main() {
 		err = runTransport(ctx, os.Args[2:])
 	case "otlp-sink":
 		err = runSink(ctx, os.Args[2:])
+	case "rawrest":
+		err = runRawREST(ctx, os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown mode %q: want rest, transport or otlp-sink", os.Args[1])
+		err = fmt.Errorf("unknown mode %q: want rest, transport, otlp-sink or rawrest", os.Args[1])
 	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
