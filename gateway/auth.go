@@ -20,7 +20,7 @@ type claimsKey struct{}
 // header is not "Bearer <token>", whose token v does not verify, or whose
 // user's tokens are revoked (revoked, when set), before anything is
 // forwarded. A verified request goes on with the header removed and the
-// claims in its context, which principalMetadata turns into the
+// claims in its context, which callMetadata turns into the
 // auth.PrincipalKey metadata of its calls: the token itself never goes on
 // the bus. A request without the header goes on anonymous: public routes
 // need no token, and the services refuse the others.
@@ -72,23 +72,19 @@ func revocationError(err error) error {
 	return status.Errorf(codes.Unauthenticated, "token revoked: %v", err)
 }
 
-// principalMetadata is the ServeMux's metadata annotator: the user
-// verifyBearer verified, as auth.PrincipalKey metadata.
-func principalMetadata(_ context.Context, r *http.Request) metadata.MD {
-	c, ok := r.Context().Value(claimsKey{}).(auth.Claims)
-	if !ok {
-		return nil
-	}
-	return metadata.Pairs(auth.PrincipalKey, auth.Principal(c))
-}
-
-// requestIDMetadata passes the request's id (RequestIDHeader) to the
-// services it calls, for their log lines.
-func requestIDMetadata(_ context.Context, r *http.Request) metadata.MD {
+// callMetadata is the ServeMux's metadata annotator: the request's id
+// (RequestIDHeader), for the services' log lines, and the user
+// verifyBearer verified, as auth.PrincipalKey metadata. One annotator
+// rather than two: grpc-gateway joins every annotator's MD into a new one.
+func callMetadata(_ context.Context, r *http.Request) metadata.MD {
+	md := make(metadata.MD, 2)
 	if id, ok := telemetry.RequestID(r.Context()); ok {
-		return metadata.Pairs(telemetry.RequestIDMetadata, id)
+		md[telemetry.RequestIDMetadata] = []string{id}
 	}
-	return nil
+	if c, ok := r.Context().Value(claimsKey{}).(auth.Claims); ok {
+		md[auth.PrincipalKey] = []string{auth.Principal(c)}
+	}
+	return md
 }
 
 // serveJWKS serves the public keys that verify user tokens, as a JSON Web

@@ -12,14 +12,13 @@
 //   - withRoute (observe.go): a place in the request's context where
 //     routing writes the route pattern ("/v1/products/{id}", "/healthz";
 //     "unmatched" when no route matched, "unrouted" when a middleware
-//     below answered before routing), for the span and the metrics;
+//     below answered before routing), for the span and the metrics; and
+//     the request's X-Request-Id (the caller's, up to 128 printable ASCII
+//     characters, or a new one), echoed on the response, in the log lines
+//     as request_id and passed to the services as x-request-id metadata;
 //   - traceHTTP (observe.go), with Config.TracerProvider: the request's
 //     server span, continuing an incoming traceparent, named
 //     "<METHOD> <route>", not for /healthz, /readyz and /metrics;
-//   - requestID (observe.go): the request's X-Request-Id (the caller's,
-//     up to 128 printable ASCII characters, or a new one), echoed on the
-//     response, in the log lines as request_id and passed to the services
-//     as x-request-id metadata;
 //   - measure (observe.go), with Config.Metrics: http_requests_total and
 //     http_request_duration_seconds by route, method and status;
 //   - logRequests (middleware.go): one log line per request, with its

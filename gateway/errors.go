@@ -67,8 +67,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	httpStatus, msg := runtime.HTTPStatusFromCode(st.Code()), st.Message()
 	switch {
 	case st.Code() == codes.InvalidArgument:
-		maxBody, _ := r.Context().Value(maxBodyKey{}).(int64)
-		if code, text, ok := decodeError(msg, maxBody); ok {
+		if code, text, ok := decodeError(msg, exchangeOf(r).maxBody); ok {
 			httpStatus, msg = code, text
 		}
 	case st.Code() == codes.ResourceExhausted && tooLarge(st):

@@ -117,8 +117,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		// Authorization, which grpc-gateway would forward by itself), and
 		// the verified user goes as auth.PrincipalKey metadata.
 		runtime.WithIncomingHeaderMatcher(idempotencyHeaderMatcher),
-		runtime.WithMetadata(principalMetadata),
-		runtime.WithMetadata(requestIDMetadata),
+		runtime.WithMetadata(callMetadata),
 		runtime.WithMiddlewares(recordRoute),
 		runtime.WithOutgoingHeaderMatcher(responseHeaderMatcher),
 	)
@@ -172,6 +171,6 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	if cfg.TracerProvider != nil {
 		outer = append(outer, traceHTTP(cfg.TracerProvider, cfg.Propagator))
 	}
-	outer = append(outer, requestID, measure(metrics), logRequests(cfg.Logger), securityHeaders, cors(cfg.CORSOrigins))
+	outer = append(outer, measure(metrics), logRequests(cfg.Logger), securityHeaders, cors(cfg.CORSOrigins))
 	return chain(routeOfRoot(root), outer...), nil
 }

@@ -34,13 +34,11 @@ func limitBody(n int64) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		limited := http.MaxBytesHandler(next, n)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			limited.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), maxBodyKey{}, n)))
+			exchangeOf(r).maxBody = n // for decodeError's message
+			limited.ServeHTTP(w, r)
 		})
 	}
 }
-
-// maxBodyKey holds the body limit in a request's context, for messages.
-type maxBodyKey struct{}
 
 // logRequests logs one line per request: method, path, status (as
 // withRoute records it) and duration.

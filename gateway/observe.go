@@ -62,6 +62,9 @@ func traceHTTP(tp trace.TracerProvider, prop propagation.TextMapPropagator) func
 				if ua := r.UserAgent(); ua != "" {
 					attrs = append(attrs, semconv.UserAgentOriginal(ua))
 				}
+				if id, ok := telemetry.RequestID(r.Context()); ok {
+					attrs = append(attrs, semconv.HTTPRequestHeader("x-request-id", id))
+				}
 				span.SetAttributes(attrs...)
 			}
 			next.ServeHTTP(w, r.WithContext(ctx))
@@ -85,22 +88,17 @@ func traceHTTP(tp trace.TracerProvider, prop propagation.TextMapPropagator) func
 // every few seconds, they would bury the traces of calls.
 var probes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
-// requestID gives every request an id (RequestIDHeader).
-func requestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(RequestIDHeader)
-		if !validRequestID(id) {
-			var b [16]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-			r.Header.Set(RequestIDHeader, id)
-		}
-		w.Header().Set(RequestIDHeader, id)
-		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
-			span.SetAttributes(semconv.HTTPRequestHeader("x-request-id", id))
-		}
-		next.ServeHTTP(w, r.WithContext(telemetry.WithRequestID(r.Context(), id)))
-	})
+// requestIDOf returns the request's id (RequestIDHeader): the caller's
+// when valid, else a new one, written to the request's header.
+func requestIDOf(r *http.Request) string {
+	id := r.Header.Get(RequestIDHeader)
+	if !validRequestID(id) {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+		r.Header.Set(RequestIDHeader, id)
+	}
+	return id
 }
 
 // validRequestID accepts up to 128 printable ASCII characters.
@@ -164,19 +162,28 @@ func methodLabel(m string) string {
 	return "_OTHER"
 }
 
-// exchange is what the outer middleware learn of a request while it is
-// served: its route, which routing writes, and the status code written.
+// exchange is what the middleware learn of a request while it is served:
+// its route, which routing writes, the status code written and the body
+// limit (limitBody), kept in one context value rather than one each: every
+// value is a copy of the request.
 type exchange struct {
-	route string
-	rec   *statusRecorder
+	route   string
+	rec     *statusRecorder
+	maxBody int64
 }
 
 // withRoute records each request's exchange, once for every middleware
-// that reads it (traceHTTP, measure, logRequests): it runs outermost.
+// that reads it (traceHTTP, measure, logRequests): it runs outermost. It
+// also gives every request its id (RequestIDHeader, see requestIDOf),
+// echoed on the response, in the log lines (telemetry.WithRequestID) and
+// passed to the services (callMetadata).
 func withRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ex := &exchange{rec: &statusRecorder{ResponseWriter: w, code: http.StatusOK}}
-		next.ServeHTTP(ex.rec, r.WithContext(context.WithValue(r.Context(), routeKey{}, ex)))
+		id := requestIDOf(r)
+		w.Header().Set(RequestIDHeader, id)
+		ctx := telemetry.WithRequestID(context.WithValue(r.Context(), routeKey{}, ex), id)
+		next.ServeHTTP(ex.rec, r.WithContext(ctx))
 	})
 }
 
