@@ -96,6 +96,7 @@
 // Idempotency-Replayed: true header; the same key with another body is 400
 // FAILED_PRECONDITION. Of the request's headers, only Idempotency-Key (on
 // any method) becomes call metadata, beside the verified user
-// (auth.PrincipalKey) and the x-forwarded-host and x-forwarded-for entries
+// (auth.PrincipalKey), the request id (x-request-id) and the
+// x-forwarded-host and x-forwarded-for entries
 // grpc-gateway always adds.
 package gateway

@@ -115,7 +115,8 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		// grpc-gateway adds x-forwarded-host and x-forwarded-for; of the
 		// headers, only Idempotency-Key is forwarded (verifyBearer removes
 		// Authorization, which grpc-gateway would forward by itself), and
-		// the verified user goes as auth.PrincipalKey metadata.
+		// callMetadata adds the request id and the verified user
+		// (auth.PrincipalKey).
 		runtime.WithIncomingHeaderMatcher(idempotencyHeaderMatcher),
 		runtime.WithMetadata(callMetadata),
 		runtime.WithMiddlewares(recordRoute),

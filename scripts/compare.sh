@@ -23,7 +23,7 @@
 #                                scripts/test.sh leaves it; scripts/kafka.sh stop)
 #   COMPARE_DURATION=15s         length of each wrk run
 #   COMPARE_CONCURRENCY="1 64 256"
-#   COMPARE_PEER=1               0 measures ours and the floor only (no Node.js)
+#   COMPARE_PEER=1               0 measures ours and the two floors only (no Node.js)
 #
 # Needs wrk (installed with apt-get when missing) and, for the peer, Node.js
 # and npm (its packages are installed into bench/peers/nestjs on first use).
@@ -166,7 +166,7 @@ measure() {
 
 # A broker just started is slow until its JVM has compiled its hot paths
 # (Apache Kafka), and each system's first calls open connections: warm
-# both up, not counted.
+# each up, not counted.
 say "warming up (10s each, not counted)"
 wrk -t2 -c64 -d10s "$OURS_URL" >/dev/null 2>&1 || true
 wrk -t2 -c64 -d10s "$FLOOR_URL" >/dev/null 2>&1 || true
@@ -199,7 +199,7 @@ awk '/^BenchmarkRawPingPong\/conc=/ {
 		printf "floor c=%d rate=%.0f/s p50=%.2fms p99=%.2fms\n", c, r, p50 / 1000, p99 / 1000
 	}' "$OUT/floor.txt" | tee -a "$OUT/results.txt"
 
-if grep -qE ' rate=0/s|non2xx=[1-9]' "$OUT/results.txt" || grep -E '^(ours|restfloor)' "$OUT/results.txt" | grep -q 'timeout [1-9]'; then
+if grep -qE ' rate=0/s|non2xx=[1-9]' "$OUT/results.txt" || grep -qE '^(ours|restfloor) .*timeout [1-9]' "$OUT/results.txt"; then
 	say "a run served nothing or answered errors: see $OUT"
 	exit 1
 fi

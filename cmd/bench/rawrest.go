@@ -30,8 +30,8 @@ func runRawREST(ctx context.Context, args []string) error {
 	brokers := fs.String("brokers", os.Getenv("KAFKA_BROKERS"), "Kafka bootstrap servers (KAFKA_BROKERS)")
 	addr := fs.String("http-addr", "127.0.0.1:19770", "listen address of the bridge")
 	role := fs.String("role", "both", "bridge (HTTP to Kafka), responder (Kafka echo) or both")
-	prefix := fs.String("topic-prefix", "rawrest-", "prefix of the request and reply topics; bridge and responder must agree")
-	bodyFile := fs.String("body-file", "", "file whose bytes are the request value and so the response body (default: a 200-byte JSON object)")
+	prefix := fs.String("topic-prefix", "", "prefix of the request and reply topics; bridge and responder must agree (default: rawrest-<unix time>-, new topics each run)")
+	bodyFile := fs.String("body-file", "", "file whose bytes are the request value and so the response body (default: a 204-byte JSON object)")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline of each call")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -41,6 +41,11 @@ func runRawREST(ctx context.Context, args []string) error {
 	}
 	if *role != "both" && *role != "bridge" && *role != "responder" {
 		return fmt.Errorf("--role %q: want both, bridge or responder", *role)
+	}
+	if *prefix == "" {
+		// A responder reads its group from the earliest offset: topics of
+		// an earlier run would be answered again.
+		*prefix = fmt.Sprintf("rawrest-%d-", time.Now().Unix())
 	}
 	body := []byte(fmt.Sprintf(`{"id":"floor","name":"%0180d"}`, 0))
 	if *bodyFile != "" {
@@ -70,8 +75,18 @@ func runRawREST(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "rawrest: responder on %s\n", request)
 	}
 	if *role == "responder" {
-		<-ctx.Done()
-		return srv.Err()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return srv.Err()
+			case <-tick.C:
+				if err := srv.Err(); err != nil {
+					return err
+				}
+			}
+		}
 	}
 
 	cli, err := rawkafka.NewClient(setup, *brokers, *prefix+"bridge", request, reply)
@@ -102,7 +117,7 @@ func runRawREST(ctx context.Context, args []string) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, scancel := context.WithTimeout(context.Background(), *timeout+time.Second) // calls in flight end by then
 	defer scancel()
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

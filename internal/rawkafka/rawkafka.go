@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
@@ -188,6 +189,7 @@ type Client struct {
 	producer *kafka.Producer
 	consumer *kafka.Consumer
 	request  string
+	run      string // random per client, so ids never repeat across runs
 	nextID   atomic.Uint64
 
 	mu      sync.Mutex
@@ -195,7 +197,8 @@ type Client struct {
 }
 
 // NewClient assigns the reply partition at its current end; group is only
-// the group.id librdkafka requires.
+// the group.id librdkafka requires. ctx bounds the wait for the reply
+// topic's leader: give it a deadline.
 func NewClient(ctx context.Context, brokers, group, request, reply string) (*Client, error) {
 	pc := ProducerConfig(brokers)
 	p, err := kafka.NewProducer(&pc)
@@ -226,7 +229,7 @@ func NewClient(ctx context.Context, brokers, group, request, reply string) (*Cli
 		p.Close()
 		return nil, err
 	}
-	return &Client{producer: p, consumer: c, request: request, pending: map[string]chan []byte{}}, nil
+	return &Client{producer: p, consumer: c, request: request, run: fmt.Sprintf("%08x-", rand.Uint32()), pending: map[string]chan []byte{}}, nil
 }
 
 // Run reads replies and wakes their callers until ctx is done, then closes
@@ -269,7 +272,7 @@ var ErrNoReply = errors.New("raw request-reply: no reply")
 
 // Call sends one request and returns its reply's value, or ctx's error.
 func (c *Client) Call(ctx context.Context, payload []byte) ([]byte, error) {
-	id := strconv.FormatUint(c.nextID.Add(1), 10)
+	id := c.run + strconv.FormatUint(c.nextID.Add(1), 10)
 	ch := make(chan []byte, 1)
 	c.mu.Lock()
 	c.pending[id] = ch
