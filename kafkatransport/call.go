@@ -26,12 +26,6 @@ func (c *ClientConn) Invoke(ctx context.Context, method string, args, reply any,
 	return c.invoke(ctx, route{topic: c.cfg.topic(serviceOf(method))}, method, args, reply, opts)
 }
 
-// NewStream implements grpc.ClientConnInterface. Streaming is not carried
-// over Kafka yet: it returns an Unimplemented error.
-func (c *ClientConn) NewStream(context.Context, *grpc.StreamDesc, string, ...grpc.CallOption) (grpc.ClientStream, error) {
-	return nil, status.Error(codes.Unimplemented, "kafkatransport: streaming calls are not supported")
-}
-
 // Service returns a grpc.ClientConnInterface that routes the calls of one
 // service as its spec says: to its topic, keyed per method.
 func (c *ClientConn) Service(spec ServiceSpec) grpc.ClientConnInterface {
@@ -51,10 +45,6 @@ func (s *serviceConn) Invoke(ctx context.Context, method string, args, reply any
 	}
 	rt.key = s.spec.Keys[method]
 	return s.c.invoke(ctx, rt, method, args, reply, opts)
-}
-
-func (s *serviceConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-	return s.c.NewStream(ctx, desc, method, opts...)
 }
 
 // route says where a call's request goes.

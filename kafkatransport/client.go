@@ -37,6 +37,11 @@ type ClientConn struct {
 	mu      sync.Mutex
 	pending map[uint64]*pendingCall // by sequence number
 	closed  bool
+	// streams are the open streams, by sequence number; livenessStarted
+	// whether their heartbeat loop runs.
+	streams         map[uint64]*clientStream
+	livenessStarted bool
+	silenced        atomic.Bool // tests: no more heartbeats (SilenceForTest)
 
 	// produceMu is held shared around Produce and exclusively while the
 	// producer closes, so no call produces on a closed producer.
@@ -103,44 +108,8 @@ func Dial(ctx context.Context, brokers string, opts ...ClientOption) (*ClientCon
 	if c.admin, err = kafka.NewAdminClientFromProducer(c.producer); err != nil {
 		return fail(fmt.Errorf("kafkatransport: new admin client: %w", err))
 	}
-	if err := newTopicEnsurer(c.admin, &c.cfg).ensureCalls(ctx, cfg.replyPartitions, c.replyTopic); err != nil {
-		return fail(fmt.Errorf("kafkatransport: %w", err))
-	}
-	// A topic just created takes a moment to have leaders on real Kafka.
-	startCtx, cancel := context.WithTimeout(ctx, adminTimeout)
-	defer cancel()
-	var n int
-	err = retry(startCtx, func() (err error) {
-		n, err = partitionCount(c.admin, c.replyTopic, timeoutMs(startCtx, 5*time.Second))
-		return err
-	})
-	if err != nil {
-		return fail(fmt.Errorf("kafkatransport: %w", err))
-	}
-	c.replyPartition = cfg.replyPartition
-	if c.replyPartition < 0 {
-		c.replyPartition = int32(rand.IntN(n))
-	} else if int(c.replyPartition) >= n {
-		return fail(fmt.Errorf("kafkatransport: reply partition %d out of range: %q has %d partitions", c.replyPartition, c.replyTopic, n))
-	}
-	c.consumer, err = kafka.NewConsumer(c.cfg.consumerConfig("kgrpc-reply-"+cfg.instanceID, kafka.ConfigMap{
-		"enable.auto.commit": false,
-	}))
-	if err != nil {
-		return fail(fmt.Errorf("kafkatransport: new reply consumer: %w", err))
-	}
-	// Start at the partition's end as it is now: every reply to a call made
-	// from here on lands at or after it.
-	var high int64
-	err = retry(startCtx, func() (err error) {
-		_, high, err = c.consumer.QueryWatermarkOffsets(c.replyTopic, c.replyPartition, timeoutMs(startCtx, 5*time.Second))
-		return err
-	})
-	if err != nil {
-		return fail(fmt.Errorf("kafkatransport: reply partition end: %w", err))
-	}
-	if err := c.consumer.Assign([]kafka.TopicPartition{{Topic: &c.replyTopic, Partition: c.replyPartition, Offset: kafka.Offset(high)}}); err != nil {
-		return fail(fmt.Errorf("kafkatransport: assign reply partition: %w", err))
+	if c.consumer, c.replyPartition, err = openInbox(ctx, c.admin, &c.cfg, c.replyTopic, cfg.replyPartition, "kgrpc-reply-"); err != nil {
+		return fail(err)
 	}
 	c.wg.Go(c.readReplies)
 	c.wg.Go(func() { readDeliveries(c.producer, &c.cfg, c.delivered) })
@@ -159,11 +128,17 @@ func (c *ClientConn) Ping(ctx context.Context) error {
 // ReplyPartition returns the partition of the reply topic this client reads.
 func (c *ClientConn) ReplyPartition() int32 { return c.replyPartition }
 
-// Close stops reading replies, fails the calls still waiting with
-// Unavailable, drops the requests not yet sent (no caller waits for them),
+// Close stops reading replies, fails the calls and streams still waiting
+// with Unavailable (telling the streams' servers), drops the requests not yet sent (no caller waits for them),
 // and closes the Kafka clients. It is safe to call more than
 // once.
 func (c *ClientConn) Close() error {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if !closed {
+		c.closeStreams() // before the producer refuses their cancels
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -188,6 +163,55 @@ func (c *ClientConn) Close() error {
 	err := c.consumer.Close()
 	c.stopLogs()
 	return err
+}
+
+// openInbox creates the reply topic when missing and assigns a new
+// consumer to one of its partitions (want, or a random one when want is
+// negative) at the partition's end as it is now, so that every record
+// produced to it from here on is read: the reply partition of a client,
+// the stream inbox of a server. ctx bounds it.
+func openInbox(ctx context.Context, admin *kafka.AdminClient, cfg *config, topic string, want int32, groupPrefix string) (*kafka.Consumer, int32, error) {
+	if err := newTopicEnsurer(admin, cfg).ensureCalls(ctx, cfg.replyPartitions, topic); err != nil {
+		return nil, 0, fmt.Errorf("kafkatransport: %w", err)
+	}
+	// A topic just created takes a moment to have leaders on real Kafka.
+	startCtx, cancel := context.WithTimeout(ctx, adminTimeout)
+	defer cancel()
+	var n int
+	err := retry(startCtx, func() (err error) {
+		n, err = partitionCount(admin, topic, timeoutMs(startCtx, 5*time.Second))
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("kafkatransport: %w", err)
+	}
+	partition := want
+	if partition < 0 {
+		partition = int32(rand.IntN(n))
+	} else if int(partition) >= n {
+		return nil, 0, fmt.Errorf("kafkatransport: reply partition %d out of range: %q has %d partitions", partition, topic, n)
+	}
+	consumer, err := kafka.NewConsumer(cfg.consumerConfig(groupPrefix+cfg.instanceID, kafka.ConfigMap{
+		"enable.auto.commit": false,
+	}))
+	if err != nil {
+		return nil, 0, fmt.Errorf("kafkatransport: new consumer of %q: %w", topic, err)
+	}
+	// Start at the partition's end as it is now: every record produced to
+	// it from here on lands at or after it.
+	var high int64
+	err = retry(startCtx, func() (err error) {
+		_, high, err = consumer.QueryWatermarkOffsets(topic, partition, timeoutMs(startCtx, 5*time.Second))
+		return err
+	})
+	if err == nil {
+		err = consumer.Assign([]kafka.TopicPartition{{Topic: &topic, Partition: partition, Offset: kafka.Offset(high)}})
+	}
+	if err != nil {
+		_ = consumer.Close()
+		return nil, 0, fmt.Errorf("kafkatransport: assign partition %d of %q: %w", partition, topic, err)
+	}
+	return consumer, partition, nil
 }
 
 // runID returns 8 random hex digits naming this ClientConn, so that a

@@ -35,6 +35,11 @@ type config struct {
 	defaultTimeout     time.Duration
 	clientInterceptors []grpc.UnaryClientInterceptor
 	serverInterceptors []grpc.UnaryServerInterceptor
+	streamClientICs    []grpc.StreamClientInterceptor
+	streamServerICs    []grpc.StreamServerInterceptor
+	streamWindow       uint64
+	streamHeartbeat    time.Duration
+	maxStreams         int
 	maxConcurrency     int
 	drainTimeout       time.Duration
 	stallTimeout       time.Duration
@@ -64,6 +69,9 @@ func newConfig[O any](brokers string, opts []O, apply func(O, *config) error) (c
 		replyPartition:    -1,
 		defaultTimeout:    30 * time.Second,
 		maxConcurrency:    256,
+		streamWindow:      DefaultStreamWindow,
+		streamHeartbeat:   DefaultStreamHeartbeat,
+		maxStreams:        DefaultMaxStreams,
 		metrics:           nopMetrics{},
 		drainTimeout:      30 * time.Second,
 		stallTimeout:      DefaultStallTimeout,

@@ -80,6 +80,8 @@ type echo struct {
 	mu      sync.Mutex
 	started map[string]int
 	calls   atomic.Int64
+	sent    atomic.Int64 // messages its stream handlers sent
+	ends    []streamEnd  // how its stream handlers ended, guarded by mu
 }
 
 func newEcho(name string) *echo { return &echo{name: name, started: map[string]int{}} }
@@ -677,6 +679,37 @@ func TestCrashedInstanceRedelivers(t *testing.T) {
 	e := newEnv(t)
 	// The helper process is the only server at first, so it holds calls in
 	// flight when it is killed.
+	cmd := startHelper(t, e)
+	c := testingv1.NewEchoServiceKafkaClient(e.dial())
+	waitServing(t, c)
+	survivor := newEcho("survivor")
+	e.serve(survivor)
+
+	var killed atomic.Bool
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		killed.Store(true)
+	}()
+	// Calls sleep 400ms each: the helper always has some in flight.
+	errs, served := load(t, c, 200, 32, 400, 60*time.Second)
+	if !killed.Load() {
+		t.Fatal("load ended before the helper was killed")
+	}
+	if len(errs) > 0 {
+		t.Fatalf("%d calls failed, first: %v", len(errs), errs[0])
+	}
+	if served["helper"] == 0 || served["survivor"] == 0 {
+		t.Fatalf("served by %v, want both the killed helper and the survivor", served)
+	}
+	t.Logf("served by %v", served)
+}
+
+// startHelper starts a process that serves the echo service on e's broker
+// as instance "helper" (runHelperServer) and waits until it serves; the
+// test kills it at the latest when it ends.
+func startHelper(t *testing.T, e *env) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envHelperBrokers+"="+e.brokers, envHelperPrefix+"="+e.prefix)
 	cmd.Stderr = os.Stderr
@@ -702,29 +735,7 @@ func TestCrashedInstanceRedelivers(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("helper server not ready")
 	}
-	c := testingv1.NewEchoServiceKafkaClient(e.dial())
-	waitServing(t, c)
-	survivor := newEcho("survivor")
-	e.serve(survivor)
-
-	var killed atomic.Bool
-	go func() {
-		time.Sleep(700 * time.Millisecond)
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		killed.Store(true)
-	}()
-	// Calls sleep 400ms each: the helper always has some in flight.
-	errs, served := load(t, c, 200, 32, 400, 60*time.Second)
-	if !killed.Load() {
-		t.Fatal("load ended before the helper was killed")
-	}
-	if len(errs) > 0 {
-		t.Fatalf("%d calls failed, first: %v", len(errs), errs[0])
-	}
-	if served["helper"] == 0 || served["survivor"] == 0 {
-		t.Fatalf("served by %v, want both the killed helper and the survivor", served)
-	}
-	t.Logf("served by %v", served)
+	return cmd
 }
 
 func TestClientsReceiveOnlyTheirReplies(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc"
@@ -200,7 +199,7 @@ func (l *lane) reply(req *request, resp any, err error) {
 		code, message, details = st.Code(), strings.ToValidUTF8(st.Message(), "\uFFFD"), statusDetails(st)
 	}
 	h, t := req.stream.metadata()
-	h, t = l.validMetadata(req, h), l.validMetadata(req, t)
+	h, t = validMD(l.s, req.method.name, h), validMD(l.s, req.method.name, t)
 	*env = appendReplyEnvelope(*env, req.env.id, int32(code), message, details, h, t)
 	msg := &kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &req.replyTopic, Partition: req.env.replyPartition},
@@ -236,23 +235,6 @@ func (l *lane) reply(req *request, resp any, err error) {
 		l.s.cfg.logger.Error("kafkatransport produce reply", "method", req.method.name, "id", string(req.env.id), "err", perr)
 		l.done(req)
 	}
-}
-
-// validMetadata returns md without keys that are not UTF-8, which no
-// client could decode, logging what it drops.
-func (l *lane) validMetadata(req *request, md metadata.MD) metadata.MD {
-	if invalidMetadataKey(md) == "" {
-		return md
-	}
-	out := metadata.MD{}
-	for k, vs := range md {
-		if utf8.ValidString(k) {
-			out[k] = vs
-			continue
-		}
-		l.s.cfg.logger.Warn("kafkatransport dropping response metadata key that is not UTF-8", "method", req.method.name, "key", []byte(k))
-	}
-	return out
 }
 
 // serverStream collects the header and trailer metadata a handler sets with

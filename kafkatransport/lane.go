@@ -186,6 +186,10 @@ func (l *lane) dispatch(m *kafka.Message) bool {
 			return l.deadLetter(req, req.refused)
 		}
 	}
+	if req.env.stream != nil { // opens a stream: not ordered by key, no slot
+		l.openStream(req)
+		return false
+	}
 	keyed := len(m.Key) > 0
 	if keyed {
 		switch res, waiting := l.keys.enqueue(req); res {

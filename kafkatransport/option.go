@@ -104,6 +104,13 @@ func (o TimeoutOption) applyClient(c *config) error     { return o.set.run(c) }
 func (o TimeoutOption) applyServer(c *config) error     { return o.set.run(c) }
 func (o TimeoutOption) applySubscriber(c *config) error { return o.set.run(c) }
 
+// StreamOption configures the roles at either end of a stream: ClientConn
+// and Server.
+type StreamOption struct{ set setting }
+
+func (o StreamOption) applyClient(c *config) error { return o.set.run(c) }
+func (o StreamOption) applyServer(c *config) error { return o.set.run(c) }
+
 // invalid returns the error of an option given a value it refuses.
 func invalid(option string, value any, want string) error {
 	return fmt.Errorf("kafkatransport: %s(%v): want %s", option, value, want)
@@ -293,6 +300,65 @@ func WithUnaryClientInterceptors(ics ...grpc.UnaryClientInterceptor) ClientOptio
 // nil. Default: none. Server.
 func WithUnaryServerInterceptors(ics ...grpc.UnaryServerInterceptor) ServerOption {
 	return serverOption(interceptors("WithUnaryServerInterceptors", ics, func(c *config) *[]grpc.UnaryServerInterceptor { return &c.serverInterceptors }))
+}
+
+// WithStreamClientInterceptors adds grpc-go stream client interceptors,
+// which wrap every NewStream. The first is the outermost, as with
+// grpc.WithChainStreamInterceptor; the *grpc.ClientConn argument they
+// receive is nil. None may be nil. Default: none. Client.
+func WithStreamClientInterceptors(ics ...grpc.StreamClientInterceptor) ClientOption {
+	return clientOption(interceptors("WithStreamClientInterceptors", ics, func(c *config) *[]grpc.StreamClientInterceptor { return &c.streamClientICs }))
+}
+
+// WithStreamServerInterceptors adds grpc-go stream server interceptors,
+// which wrap every streaming method's handler. The first is the
+// outermost, as with grpc.ChainStreamInterceptor. None may be nil.
+// Default: none. Server.
+func WithStreamServerInterceptors(ics ...grpc.StreamServerInterceptor) ServerOption {
+	return serverOption(interceptors("WithStreamServerInterceptors", ics, func(c *config) *[]grpc.StreamServerInterceptor { return &c.streamServerICs }))
+}
+
+// WithStreamWindow sets how many messages of a stream the client or the
+// server accepts from its peer before it grants more credit: the bound of
+// what a slow reader buffers, per stream. At least 1. Default:
+// DefaultStreamWindow. Client and server.
+func WithStreamWindow(n int) StreamOption {
+	return StreamOption{func(c *config) error {
+		if n < 1 {
+			return invalid("WithStreamWindow", n, "at least 1")
+		}
+		c.streamWindow = uint64(n)
+		return nil
+	}}
+}
+
+// WithStreamHeartbeat sets how long a stream may be idle in one direction
+// before that side sends a heartbeat; a side that hears nothing from its
+// peer for three times as long ends the stream (the client with
+// Unavailable, the server by cancelling the handler's context). At least
+// 10ms. Default: DefaultStreamHeartbeat. Client and server.
+func WithStreamHeartbeat(d time.Duration) StreamOption {
+	return StreamOption{func(c *config) error {
+		if d < 10*time.Millisecond {
+			return invalid("WithStreamHeartbeat", d, "at least 10ms")
+		}
+		c.streamHeartbeat = d
+		return nil
+	}}
+}
+
+// WithMaxStreams limits the streams a server holds at once; a stream
+// opened beyond it ends at once with ResourceExhausted. Streams do not
+// count against WithMaxConcurrency. At least 1. Default:
+// DefaultMaxStreams. Server.
+func WithMaxStreams(n int) ServerOption {
+	return serverOption(func(c *config) error {
+		if n < 1 {
+			return invalid("WithMaxStreams", n, "at least 1")
+		}
+		c.maxStreams = n
+		return nil
+	})
 }
 
 // interceptors returns the setting of option, which appends ics to the

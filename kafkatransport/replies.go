@@ -4,6 +4,8 @@ import (
 	"math"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // readReplies hands each reply record to the call waiting for it. Replies to
@@ -27,6 +29,9 @@ func (c *ClientConn) handleReply(ev kafka.Event) (bool, error) {
 	case *kafka.Message:
 		raw, ok := header(e.Headers, hdrRPC)
 		if !ok {
+			if raw, ok := header(e.Headers, hdrStream); ok {
+				return c.handleStreamFrame(e, raw), nil
+			}
 			return false, nil
 		}
 		var env replyEnvelope
@@ -61,6 +66,12 @@ func (c *ClientConn) handleReply(ev kafka.Event) (bool, error) {
 // delivered fails the call whose request the broker did not accept, and
 // records where an accepted one was stored on the call's span.
 func (c *ClientConn) delivered(m *kafka.Message) {
+	if cs, ok := m.Opaque.(*clientStream); ok {
+		if err := m.TopicPartition.Error; err != nil {
+			cs.finish(status.Errorf(codes.Unavailable, "kafkatransport: produce stream record: %v", err))
+		}
+		return
+	}
 	pc, ok := m.Opaque.(*pendingCall)
 	if !ok {
 		return

@@ -6,7 +6,8 @@ import (
 	"google.golang.org/grpc"
 )
 
-// RequestInfo describes the request record a method handler is running for.
+// RequestInfo describes the request record a method handler is running
+// for: a unary call's request, or a stream's opening record.
 type RequestInfo struct {
 	// ID is the call's correlation id (the envelope's id). It is unique per
 	// call and the same in every delivery of its record, so a handler or
@@ -25,12 +26,18 @@ type RequestInfo struct {
 // RequestFromContext returns the request record a method handler of a
 // Server is running for; ok is false outside such a handler.
 func RequestFromContext(ctx context.Context) (info RequestInfo, ok bool) {
-	s, ok := grpc.ServerTransportStreamFromContext(ctx).(*serverStream)
-	if !ok || s.req == nil {
+	var req *request
+	switch s := grpc.ServerTransportStreamFromContext(ctx).(type) {
+	case *serverStream:
+		req = s.req
+	case *streamTransport:
+		req = s.st.req
+	}
+	if req == nil {
 		return RequestInfo{}, false
 	}
-	m := s.req.msg
-	info = RequestInfo{ID: string(s.req.env.id), Caller: s.req.caller, Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset)}
+	m := req.msg
+	info = RequestInfo{ID: string(req.env.id), Caller: req.caller, Partition: m.TopicPartition.Partition, Offset: int64(m.TopicPartition.Offset)}
 	if m.TopicPartition.Topic != nil {
 		info.Topic = *m.TopicPartition.Topic
 	}

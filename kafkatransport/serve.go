@@ -67,6 +67,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 
 	var deliveries, polls sync.WaitGroup
+	if s.hasStreams() {
+		if err := s.startStreams(ctx, admin, &polls); err != nil {
+			s.closeLanes()
+			return err
+		}
+	}
 	deliveries.Go(func() { readDeliveries(s.producer, &s.cfg, s.delivered) })
 	errc := make(chan error, len(s.lanes))
 	for _, l := range s.lanes {
@@ -83,6 +89,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	close(s.stopping)
 	polls.Wait() // no more dispatches, so waiting for s.count to drop is sound
+	s.stopStreams(s.cfg.drainTimeout)
 	s.cfg.logger.Info("kafkatransport server draining", "in_flight", s.count.Load())
 	if !s.waitDrained(s.cfg.drainTimeout) {
 		s.cfg.logger.Warn("kafkatransport drain timeout: cancelling handlers")
@@ -153,6 +160,15 @@ func (s *Server) closeLanes() {
 // delivered finishes the request whose reply the broker acknowledged, or
 // refused.
 func (s *Server) delivered(m *kafka.Message) {
+	if st, ok := m.Opaque.(*srvStream); ok {
+		if err := m.TopicPartition.Error; err != nil {
+			s.cfg.logger.Warn("kafkatransport stream frame not delivered; ending the stream", "method", st.method, "id", st.id, "err", err)
+			if st.cancel != nil {
+				st.cancel(errClientGone)
+			}
+		}
+		return
+	}
 	req, ok := m.Opaque.(*request)
 	if !ok {
 		return

@@ -40,6 +40,7 @@ type Server struct {
 	stopping chan struct{}   // closed once Serve begins to stop
 	lanes    []*lane
 	dl       *deadLetterer
+	streams  *streams // nil when no service has streaming methods
 
 	health health
 
@@ -56,7 +57,8 @@ type Server struct {
 type service struct {
 	desc    *grpc.ServiceDesc
 	impl    any
-	methods map[string]method // by full method name
+	methods map[string]method           // by full method name
+	streams map[string]*grpc.StreamDesc // the streaming methods, by full name
 }
 
 // method is one method of a registered service.
@@ -93,11 +95,15 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	if _, dup := s.services[desc.ServiceName]; dup {
 		panic(fmt.Sprintf("kafkatransport: service %s registered twice", desc.ServiceName))
 	}
-	svc := &service{desc: desc, impl: impl, methods: map[string]method{}}
+	svc := &service{desc: desc, impl: impl, methods: map[string]method{}, streams: map[string]*grpc.StreamDesc{}}
 	for i := range desc.Methods {
 		m := &desc.Methods[i]
 		name := "/" + desc.ServiceName + "/" + m.MethodName
 		svc.methods[name] = method{name: name, desc: m}
+	}
+	for i := range desc.Streams {
+		sd := &desc.Streams[i]
+		svc.streams["/"+desc.ServiceName+"/"+sd.StreamName] = sd
 	}
 	s.services[desc.ServiceName] = svc
 }

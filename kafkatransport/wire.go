@@ -26,6 +26,23 @@ const (
 	reqReplyPartition protowire.Number = 4
 	reqDeadline       protowire.Number = 5
 	reqMetadata       protowire.Number = 6
+	reqStream         protowire.Number = 7
+
+	openWindow     protowire.Number = 1
+	openHalfClosed protowire.Number = 2
+
+	frID             protowire.Number = 1
+	frKind           protowire.Number = 2
+	frSeq            protowire.Number = 3
+	frCredit         protowire.Number = 4
+	frInboxTopic     protowire.Number = 5
+	frInboxPartition protowire.Number = 6
+	frHeader         protowire.Number = 7
+	frCode           protowire.Number = 8
+	frMessage        protowire.Number = 9
+	frDetails        protowire.Number = 10
+	frTrailer        protowire.Number = 11
+	frFromClient     protowire.Number = 12
 
 	repID      protowire.Number = 1
 	repCode    protowire.Number = 2
@@ -47,6 +64,51 @@ type requestEnvelope struct {
 	replyPartition int32
 	deadlineUnixMs int64
 	metadata       metadata.MD
+	// stream is set when the record opens a stream (StreamOpen).
+	stream *streamOpen
+}
+
+// streamOpen is a decoded StreamOpen.
+type streamOpen struct {
+	window     uint64
+	halfClosed bool
+}
+
+// frameKind is StreamFrame.Kind.
+type frameKind int32
+
+const (
+	frameAccept    frameKind = 1
+	frameMessage   frameKind = 2
+	frameHeader    frameKind = 3
+	frameHalfClose frameKind = 4
+	frameEnd       frameKind = 5
+	frameCredit    frameKind = 6
+	framePing      frameKind = 7
+	frameCancel    frameKind = 8
+)
+
+// ordered reports whether frames of kind k carry a sequence number and
+// are delivered in its order.
+func (k frameKind) ordered() bool {
+	return k == frameMessage || k == frameHeader || k == frameHalfClose || k == frameEnd
+}
+
+// streamFrame is a decoded (or to be encoded) StreamFrame. Its byte slices
+// alias the header it was decoded from.
+type streamFrame struct {
+	id             []byte
+	kind           frameKind
+	seq            uint64
+	credit         uint64
+	inboxTopic     []byte
+	inboxPartition int32
+	header         metadata.MD
+	code           int32
+	message        []byte
+	details        []byte
+	trailer        metadata.MD
+	fromClient     bool
 }
 
 // replyEnvelope is a decoded ReplyEnvelope. Its byte slices alias the
@@ -76,6 +138,81 @@ func appendRequestEnvelope(b []byte, method string, id []byte, replyTopic string
 	b = appendVarint(b, reqReplyPartition, uint64(int64(replyPartition)))
 	b = appendVarint(b, reqDeadline, uint64(deadlineUnixMs))
 	return appendMetadata(b, reqMetadata, md)
+}
+
+// appendStreamOpen appends a StreamOpen field to b, a RequestEnvelope.
+func appendStreamOpen(b []byte, o streamOpen) []byte {
+	var inner [24]byte
+	body := appendVarint(inner[:0], openWindow, o.window)
+	if o.halfClosed {
+		body = appendVarint(body, openHalfClosed, 1)
+	}
+	b = protowire.AppendTag(b, reqStream, protowire.BytesType)
+	return protowire.AppendBytes(b, body)
+}
+
+// appendStreamFrame appends the encoding of a StreamFrame to b.
+func appendStreamFrame(b []byte, f *streamFrame) []byte {
+	b = appendBytes(b, frID, f.id)
+	b = appendVarint(b, frKind, uint64(int64(f.kind)))
+	b = appendVarint(b, frSeq, f.seq)
+	b = appendVarint(b, frCredit, f.credit)
+	b = appendBytes(b, frInboxTopic, f.inboxTopic)
+	b = appendVarint(b, frInboxPartition, uint64(int64(f.inboxPartition)))
+	b = appendMetadata(b, frHeader, f.header)
+	b = appendVarint(b, frCode, uint64(int64(f.code)))
+	b = appendBytes(b, frMessage, f.message)
+	b = appendBytes(b, frDetails, f.details)
+	b = appendMetadata(b, frTrailer, f.trailer)
+	if f.fromClient {
+		b = appendVarint(b, frFromClient, 1)
+	}
+	return b
+}
+
+// decode parses b into f, as proto.Unmarshal would.
+func (f *streamFrame) decode(b []byte) error {
+	*f = streamFrame{}
+	return decodeFields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		if typ == protowire.VarintType {
+			v, n := protowire.ConsumeVarint(b)
+			switch num {
+			case frKind:
+				f.kind = frameKind(int32(v))
+			case frSeq:
+				f.seq = v
+			case frCredit:
+				f.credit = v
+			case frInboxPartition:
+				f.inboxPartition = int32(v)
+			case frCode:
+				f.code = int32(v)
+			case frFromClient:
+				f.fromClient = v != 0
+			}
+			return n, nil
+		}
+		if typ != protowire.BytesType {
+			return protowire.ConsumeFieldValue(num, typ, b), nil
+		}
+		switch num {
+		case frID:
+			return consumeString(b, &f.id)
+		case frInboxTopic:
+			return consumeString(b, &f.inboxTopic)
+		case frHeader:
+			return consumeMetadata(b, &f.header)
+		case frMessage:
+			return consumeString(b, &f.message)
+		case frDetails:
+			v, n := protowire.ConsumeBytes(b)
+			f.details = v
+			return n, nil
+		case frTrailer:
+			return consumeMetadata(b, &f.trailer)
+		}
+		return protowire.ConsumeFieldValue(num, typ, b), nil
+	})
 }
 
 // appendReplyEnvelope appends the encoding of a ReplyEnvelope to b.
@@ -159,8 +296,35 @@ func (e *requestEnvelope) decode(b []byte) error {
 			return n, nil
 		case num == reqMetadata && typ == protowire.BytesType:
 			return consumeMetadata(b, &e.metadata)
+		case num == reqStream && typ == protowire.BytesType:
+			return consumeStreamOpen(b, &e.stream)
 		}
 		return protowire.ConsumeFieldValue(num, typ, b), nil
+	})
+}
+
+// consumeStreamOpen reads a StreamOpen into *o. Like protobuf, a second
+// occurrence merges into the first.
+func consumeStreamOpen(b []byte, o **streamOpen) (int, error) {
+	body, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return n, nil
+	}
+	if *o == nil {
+		*o = &streamOpen{}
+	}
+	return n, decodeFields(body, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		if typ != protowire.VarintType {
+			return protowire.ConsumeFieldValue(num, typ, b), nil
+		}
+		v, n := protowire.ConsumeVarint(b)
+		switch num {
+		case openWindow:
+			(*o).window = v
+		case openHalfClosed:
+			(*o).halfClosed = v != 0
+		}
+		return n, nil
 	})
 }
 

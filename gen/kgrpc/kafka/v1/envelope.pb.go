@@ -27,6 +27,88 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Kind is what a frame carries.
+type StreamFrame_Kind int32
+
+const (
+	// KIND_UNSPECIFIED is not sent; a receiver ignores such a frame.
+	StreamFrame_KIND_UNSPECIFIED StreamFrame_Kind = 0
+	// KIND_ACCEPT: server to client, first. The server took the stream:
+	// inbox_topic and inbox_partition are where the client sends its
+	// frames, credit how many messages the client may send.
+	StreamFrame_KIND_ACCEPT StreamFrame_Kind = 1
+	// KIND_MESSAGE: one message, the record's value; seq orders it.
+	StreamFrame_KIND_MESSAGE StreamFrame_Kind = 2
+	// KIND_HEADER: server to client, the response header metadata.
+	StreamFrame_KIND_HEADER StreamFrame_Kind = 3
+	// KIND_HALF_CLOSE: client to server, the client sends no more
+	// messages; seq orders it after them.
+	StreamFrame_KIND_HALF_CLOSE StreamFrame_Kind = 4
+	// KIND_END: server to client, last: the status and trailer; seq
+	// orders it after the messages.
+	StreamFrame_KIND_END StreamFrame_Kind = 5
+	// KIND_CREDIT: the receiver of messages raises credit, the total
+	// number of messages it accepts.
+	StreamFrame_KIND_CREDIT StreamFrame_Kind = 6
+	// KIND_PING: a heartbeat on an idle stream.
+	StreamFrame_KIND_PING StreamFrame_Kind = 7
+	// KIND_CANCEL: client to server, the client gave up the stream.
+	StreamFrame_KIND_CANCEL StreamFrame_Kind = 8
+)
+
+// Enum value maps for StreamFrame_Kind.
+var (
+	StreamFrame_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_ACCEPT",
+		2: "KIND_MESSAGE",
+		3: "KIND_HEADER",
+		4: "KIND_HALF_CLOSE",
+		5: "KIND_END",
+		6: "KIND_CREDIT",
+		7: "KIND_PING",
+		8: "KIND_CANCEL",
+	}
+	StreamFrame_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"KIND_ACCEPT":      1,
+		"KIND_MESSAGE":     2,
+		"KIND_HEADER":      3,
+		"KIND_HALF_CLOSE":  4,
+		"KIND_END":         5,
+		"KIND_CREDIT":      6,
+		"KIND_PING":        7,
+		"KIND_CANCEL":      8,
+	}
+)
+
+func (x StreamFrame_Kind) Enum() *StreamFrame_Kind {
+	p := new(StreamFrame_Kind)
+	*p = x
+	return p
+}
+
+func (x StreamFrame_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StreamFrame_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_kgrpc_kafka_v1_envelope_proto_enumTypes[0].Descriptor()
+}
+
+func (StreamFrame_Kind) Type() protoreflect.EnumType {
+	return &file_kgrpc_kafka_v1_envelope_proto_enumTypes[0]
+}
+
+func (x StreamFrame_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StreamFrame_Kind.Descriptor instead.
+func (StreamFrame_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_kgrpc_kafka_v1_envelope_proto_rawDescGZIP(), []int{2, 0}
+}
+
 // RequestEnvelope is the "rpc" header of a request record.
 type RequestEnvelope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -42,7 +124,10 @@ type RequestEnvelope struct {
 	// means none.
 	DeadlineUnixMs int64 `protobuf:"varint,5,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
 	// metadata is the call's outgoing gRPC metadata.
-	Metadata      []*MetadataEntry `protobuf:"bytes,6,rep,name=metadata,proto3" json:"metadata,omitempty"`
+	Metadata []*MetadataEntry `protobuf:"bytes,6,rep,name=metadata,proto3" json:"metadata,omitempty"`
+	// stream, when present, makes the record the opening of a stream of a
+	// streaming method rather than a unary call; id is then the stream's id.
+	Stream        *StreamOpen `protobuf:"bytes,7,opt,name=stream,proto3" json:"stream,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -119,6 +204,223 @@ func (x *RequestEnvelope) GetMetadata() []*MetadataEntry {
 	return nil
 }
 
+func (x *RequestEnvelope) GetStream() *StreamOpen {
+	if x != nil {
+		return x.Stream
+	}
+	return nil
+}
+
+// StreamOpen is what the opening record of a stream adds to its
+// RequestEnvelope.
+type StreamOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// window is how many messages the client accepts from the server before
+	// it grants more credit (StreamFrame.credit).
+	Window uint64 `protobuf:"varint,1,opt,name=window,proto3" json:"window,omitempty"`
+	// half_closed is set when the record's value is the client's only
+	// message (a server-streaming method): the client sends no more.
+	HalfClosed    bool `protobuf:"varint,2,opt,name=half_closed,json=halfClosed,proto3" json:"half_closed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamOpen) Reset() {
+	*x = StreamOpen{}
+	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamOpen) ProtoMessage() {}
+
+func (x *StreamOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamOpen.ProtoReflect.Descriptor instead.
+func (*StreamOpen) Descriptor() ([]byte, []int) {
+	return file_kgrpc_kafka_v1_envelope_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StreamOpen) GetWindow() uint64 {
+	if x != nil {
+		return x.Window
+	}
+	return 0
+}
+
+func (x *StreamOpen) GetHalfClosed() bool {
+	if x != nil {
+		return x.HalfClosed
+	}
+	return false
+}
+
+// StreamFrame is the "kgrpc-stream" header of every record of a stream
+// after its opening record, in either direction: server to client on the
+// client's reply topic and partition, client to server on the inbox the
+// server names in its ACCEPT frame.
+type StreamFrame struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the stream's id: the id of its opening record's RequestEnvelope.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// kind is what the frame carries.
+	Kind StreamFrame_Kind `protobuf:"varint,2,opt,name=kind,proto3,enum=kgrpc.kafka.v1.StreamFrame_Kind" json:"kind,omitempty"`
+	// seq numbers the ordered frames (MESSAGE, HEADER, HALF_CLOSE, END) of
+	// one direction 1, 2, 3, ...; 0 on the others.
+	Seq uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
+	// credit (ACCEPT, CREDIT) is the total number of messages, counted from
+	// the stream's start, the frame's sender accepts from its peer.
+	Credit uint64 `protobuf:"varint,4,opt,name=credit,proto3" json:"credit,omitempty"`
+	// inbox_topic and inbox_partition (ACCEPT) are where the client sends
+	// its frames.
+	InboxTopic     string `protobuf:"bytes,5,opt,name=inbox_topic,json=inboxTopic,proto3" json:"inbox_topic,omitempty"`
+	InboxPartition int32  `protobuf:"varint,6,opt,name=inbox_partition,json=inboxPartition,proto3" json:"inbox_partition,omitempty"`
+	// header (HEADER, or the first MESSAGE or END when no HEADER came
+	// before) is the response header metadata.
+	Header []*MetadataEntry `protobuf:"bytes,7,rep,name=header,proto3" json:"header,omitempty"`
+	// code, message and status_details (END) are the stream's status, as
+	// in ReplyEnvelope.
+	Code          int32  `protobuf:"varint,8,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,9,opt,name=message,proto3" json:"message,omitempty"`
+	StatusDetails []byte `protobuf:"bytes,10,opt,name=status_details,json=statusDetails,proto3" json:"status_details,omitempty"`
+	// trailer (END) is the response trailer metadata.
+	Trailer []*MetadataEntry `protobuf:"bytes,11,rep,name=trailer,proto3" json:"trailer,omitempty"`
+	// from_client is set on the frames the client sends. A server's inbox is
+	// a partition of the reply topic, which clients read too: each end
+	// ignores the frames of its own direction.
+	FromClient    bool `protobuf:"varint,12,opt,name=from_client,json=fromClient,proto3" json:"from_client,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamFrame) Reset() {
+	*x = StreamFrame{}
+	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamFrame) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamFrame) ProtoMessage() {}
+
+func (x *StreamFrame) ProtoReflect() protoreflect.Message {
+	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamFrame.ProtoReflect.Descriptor instead.
+func (*StreamFrame) Descriptor() ([]byte, []int) {
+	return file_kgrpc_kafka_v1_envelope_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StreamFrame) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *StreamFrame) GetKind() StreamFrame_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return StreamFrame_KIND_UNSPECIFIED
+}
+
+func (x *StreamFrame) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *StreamFrame) GetCredit() uint64 {
+	if x != nil {
+		return x.Credit
+	}
+	return 0
+}
+
+func (x *StreamFrame) GetInboxTopic() string {
+	if x != nil {
+		return x.InboxTopic
+	}
+	return ""
+}
+
+func (x *StreamFrame) GetInboxPartition() int32 {
+	if x != nil {
+		return x.InboxPartition
+	}
+	return 0
+}
+
+func (x *StreamFrame) GetHeader() []*MetadataEntry {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *StreamFrame) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *StreamFrame) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *StreamFrame) GetStatusDetails() []byte {
+	if x != nil {
+		return x.StatusDetails
+	}
+	return nil
+}
+
+func (x *StreamFrame) GetTrailer() []*MetadataEntry {
+	if x != nil {
+		return x.Trailer
+	}
+	return nil
+}
+
+func (x *StreamFrame) GetFromClient() bool {
+	if x != nil {
+		return x.FromClient
+	}
+	return false
+}
+
 // ReplyEnvelope is the "rpc" header of a reply record.
 type ReplyEnvelope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -141,7 +443,7 @@ type ReplyEnvelope struct {
 
 func (x *ReplyEnvelope) Reset() {
 	*x = ReplyEnvelope{}
-	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[1]
+	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -153,7 +455,7 @@ func (x *ReplyEnvelope) String() string {
 func (*ReplyEnvelope) ProtoMessage() {}
 
 func (x *ReplyEnvelope) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[1]
+	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -166,7 +468,7 @@ func (x *ReplyEnvelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplyEnvelope.ProtoReflect.Descriptor instead.
 func (*ReplyEnvelope) Descriptor() ([]byte, []int) {
-	return file_kgrpc_kafka_v1_envelope_proto_rawDescGZIP(), []int{1}
+	return file_kgrpc_kafka_v1_envelope_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ReplyEnvelope) GetId() string {
@@ -225,7 +527,7 @@ type MetadataEntry struct {
 
 func (x *MetadataEntry) Reset() {
 	*x = MetadataEntry{}
-	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[2]
+	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -237,7 +539,7 @@ func (x *MetadataEntry) String() string {
 func (*MetadataEntry) ProtoMessage() {}
 
 func (x *MetadataEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[2]
+	mi := &file_kgrpc_kafka_v1_envelope_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -250,7 +552,7 @@ func (x *MetadataEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataEntry.ProtoReflect.Descriptor instead.
 func (*MetadataEntry) Descriptor() ([]byte, []int) {
-	return file_kgrpc_kafka_v1_envelope_proto_rawDescGZIP(), []int{2}
+	return file_kgrpc_kafka_v1_envelope_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MetadataEntry) GetKey() string {
@@ -271,7 +573,7 @@ var File_kgrpc_kafka_v1_envelope_proto protoreflect.FileDescriptor
 
 const file_kgrpc_kafka_v1_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x1dkgrpc/kafka/v1/envelope.proto\x12\x0ekgrpc.kafka.v1\"\xe8\x01\n" +
+	"\x1dkgrpc/kafka/v1/envelope.proto\x12\x0ekgrpc.kafka.v1\"\x9c\x02\n" +
 	"\x0fRequestEnvelope\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1f\n" +
@@ -279,7 +581,39 @@ const file_kgrpc_kafka_v1_envelope_proto_rawDesc = "" +
 	"replyTopic\x12'\n" +
 	"\x0freply_partition\x18\x04 \x01(\x05R\x0ereplyPartition\x12(\n" +
 	"\x10deadline_unix_ms\x18\x05 \x01(\x03R\x0edeadlineUnixMs\x129\n" +
-	"\bmetadata\x18\x06 \x03(\v2\x1d.kgrpc.kafka.v1.MetadataEntryR\bmetadata\"\xe4\x01\n" +
+	"\bmetadata\x18\x06 \x03(\v2\x1d.kgrpc.kafka.v1.MetadataEntryR\bmetadata\x122\n" +
+	"\x06stream\x18\a \x01(\v2\x1a.kgrpc.kafka.v1.StreamOpenR\x06stream\"E\n" +
+	"\n" +
+	"StreamOpen\x12\x16\n" +
+	"\x06window\x18\x01 \x01(\x04R\x06window\x12\x1f\n" +
+	"\vhalf_closed\x18\x02 \x01(\bR\n" +
+	"halfClosed\"\xd4\x04\n" +
+	"\vStreamFrame\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
+	"\x04kind\x18\x02 \x01(\x0e2 .kgrpc.kafka.v1.StreamFrame.KindR\x04kind\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06credit\x18\x04 \x01(\x04R\x06credit\x12\x1f\n" +
+	"\vinbox_topic\x18\x05 \x01(\tR\n" +
+	"inboxTopic\x12'\n" +
+	"\x0finbox_partition\x18\x06 \x01(\x05R\x0einboxPartition\x125\n" +
+	"\x06header\x18\a \x03(\v2\x1d.kgrpc.kafka.v1.MetadataEntryR\x06header\x12\x12\n" +
+	"\x04code\x18\b \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\t \x01(\tR\amessage\x12%\n" +
+	"\x0estatus_details\x18\n" +
+	" \x01(\fR\rstatusDetails\x127\n" +
+	"\atrailer\x18\v \x03(\v2\x1d.kgrpc.kafka.v1.MetadataEntryR\atrailer\x12\x1f\n" +
+	"\vfrom_client\x18\f \x01(\bR\n" +
+	"fromClient\"\xa4\x01\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vKIND_ACCEPT\x10\x01\x12\x10\n" +
+	"\fKIND_MESSAGE\x10\x02\x12\x0f\n" +
+	"\vKIND_HEADER\x10\x03\x12\x13\n" +
+	"\x0fKIND_HALF_CLOSE\x10\x04\x12\f\n" +
+	"\bKIND_END\x10\x05\x12\x0f\n" +
+	"\vKIND_CREDIT\x10\x06\x12\r\n" +
+	"\tKIND_PING\x10\a\x12\x0f\n" +
+	"\vKIND_CANCEL\x10\b\"\xe4\x01\n" +
 	"\rReplyEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
@@ -304,21 +638,29 @@ func file_kgrpc_kafka_v1_envelope_proto_rawDescGZIP() []byte {
 	return file_kgrpc_kafka_v1_envelope_proto_rawDescData
 }
 
-var file_kgrpc_kafka_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_kgrpc_kafka_v1_envelope_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_kgrpc_kafka_v1_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_kgrpc_kafka_v1_envelope_proto_goTypes = []any{
-	(*RequestEnvelope)(nil), // 0: kgrpc.kafka.v1.RequestEnvelope
-	(*ReplyEnvelope)(nil),   // 1: kgrpc.kafka.v1.ReplyEnvelope
-	(*MetadataEntry)(nil),   // 2: kgrpc.kafka.v1.MetadataEntry
+	(StreamFrame_Kind)(0),   // 0: kgrpc.kafka.v1.StreamFrame.Kind
+	(*RequestEnvelope)(nil), // 1: kgrpc.kafka.v1.RequestEnvelope
+	(*StreamOpen)(nil),      // 2: kgrpc.kafka.v1.StreamOpen
+	(*StreamFrame)(nil),     // 3: kgrpc.kafka.v1.StreamFrame
+	(*ReplyEnvelope)(nil),   // 4: kgrpc.kafka.v1.ReplyEnvelope
+	(*MetadataEntry)(nil),   // 5: kgrpc.kafka.v1.MetadataEntry
 }
 var file_kgrpc_kafka_v1_envelope_proto_depIdxs = []int32{
-	2, // 0: kgrpc.kafka.v1.RequestEnvelope.metadata:type_name -> kgrpc.kafka.v1.MetadataEntry
-	2, // 1: kgrpc.kafka.v1.ReplyEnvelope.header:type_name -> kgrpc.kafka.v1.MetadataEntry
-	2, // 2: kgrpc.kafka.v1.ReplyEnvelope.trailer:type_name -> kgrpc.kafka.v1.MetadataEntry
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 0: kgrpc.kafka.v1.RequestEnvelope.metadata:type_name -> kgrpc.kafka.v1.MetadataEntry
+	2, // 1: kgrpc.kafka.v1.RequestEnvelope.stream:type_name -> kgrpc.kafka.v1.StreamOpen
+	0, // 2: kgrpc.kafka.v1.StreamFrame.kind:type_name -> kgrpc.kafka.v1.StreamFrame.Kind
+	5, // 3: kgrpc.kafka.v1.StreamFrame.header:type_name -> kgrpc.kafka.v1.MetadataEntry
+	5, // 4: kgrpc.kafka.v1.StreamFrame.trailer:type_name -> kgrpc.kafka.v1.MetadataEntry
+	5, // 5: kgrpc.kafka.v1.ReplyEnvelope.header:type_name -> kgrpc.kafka.v1.MetadataEntry
+	5, // 6: kgrpc.kafka.v1.ReplyEnvelope.trailer:type_name -> kgrpc.kafka.v1.MetadataEntry
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_kgrpc_kafka_v1_envelope_proto_init() }
@@ -331,13 +673,14 @@ func file_kgrpc_kafka_v1_envelope_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kgrpc_kafka_v1_envelope_proto_rawDesc), len(file_kgrpc_kafka_v1_envelope_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   3,
+			NumEnums:      1,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_kgrpc_kafka_v1_envelope_proto_goTypes,
 		DependencyIndexes: file_kgrpc_kafka_v1_envelope_proto_depIdxs,
+		EnumInfos:         file_kgrpc_kafka_v1_envelope_proto_enumTypes,
 		MessageInfos:      file_kgrpc_kafka_v1_envelope_proto_msgTypes,
 	}.Build()
 	File_kgrpc_kafka_v1_envelope_proto = out.File

@@ -22,9 +22,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EchoService_Echo_FullMethodName  = "/kgrpc.testing.v1.EchoService/Echo"
-	EchoService_Fail_FullMethodName  = "/kgrpc.testing.v1.EchoService/Fail"
-	EchoService_Sleep_FullMethodName = "/kgrpc.testing.v1.EchoService/Sleep"
+	EchoService_Echo_FullMethodName         = "/kgrpc.testing.v1.EchoService/Echo"
+	EchoService_Fail_FullMethodName         = "/kgrpc.testing.v1.EchoService/Fail"
+	EchoService_Sleep_FullMethodName        = "/kgrpc.testing.v1.EchoService/Sleep"
+	EchoService_ServerStream_FullMethodName = "/kgrpc.testing.v1.EchoService/ServerStream"
+	EchoService_ClientStream_FullMethodName = "/kgrpc.testing.v1.EchoService/ClientStream"
+	EchoService_BidiStream_FullMethodName   = "/kgrpc.testing.v1.EchoService/BidiStream"
 )
 
 // EchoServiceClient is the client API for EchoService service.
@@ -41,6 +44,16 @@ type EchoServiceClient interface {
 	Fail(ctx context.Context, in *FailRequest, opts ...grpc.CallOption) (*FailResponse, error)
 	// Sleep waits for the requested time, or until the call's context ends.
 	Sleep(ctx context.Context, in *SleepRequest, opts ...grpc.CallOption) (*SleepResponse, error)
+	// ServerStream answers with count messages, each carrying the request's
+	// message and payload and its index, then ends with the status the
+	// request's fail_code names (OK by default).
+	ServerStream(ctx context.Context, in *StreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamResponse], error)
+	// ClientStream counts the messages it was sent and answers once the
+	// client half-closes.
+	ClientStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[StreamRequest, StreamResponse], error)
+	// BidiStream answers every message with one of its own, until the
+	// client half-closes.
+	BidiStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
 }
 
 type echoServiceClient struct {
@@ -81,6 +94,51 @@ func (c *echoServiceClient) Sleep(ctx context.Context, in *SleepRequest, opts ..
 	return out, nil
 }
 
+func (c *echoServiceClient) ServerStream(ctx context.Context, in *StreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EchoService_ServiceDesc.Streams[0], EchoService_ServerStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamRequest, StreamResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EchoService_ServerStreamClient = grpc.ServerStreamingClient[StreamResponse]
+
+func (c *echoServiceClient) ClientStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[StreamRequest, StreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EchoService_ServiceDesc.Streams[1], EchoService_ClientStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamRequest, StreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EchoService_ClientStreamClient = grpc.ClientStreamingClient[StreamRequest, StreamResponse]
+
+func (c *echoServiceClient) BidiStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EchoService_ServiceDesc.Streams[2], EchoService_BidiStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamRequest, StreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EchoService_BidiStreamClient = grpc.BidiStreamingClient[StreamRequest, StreamResponse]
+
 // EchoServiceServer is the server API for EchoService service.
 // All implementations must embed UnimplementedEchoServiceServer
 // for forward compatibility.
@@ -95,6 +153,16 @@ type EchoServiceServer interface {
 	Fail(context.Context, *FailRequest) (*FailResponse, error)
 	// Sleep waits for the requested time, or until the call's context ends.
 	Sleep(context.Context, *SleepRequest) (*SleepResponse, error)
+	// ServerStream answers with count messages, each carrying the request's
+	// message and payload and its index, then ends with the status the
+	// request's fail_code names (OK by default).
+	ServerStream(*StreamRequest, grpc.ServerStreamingServer[StreamResponse]) error
+	// ClientStream counts the messages it was sent and answers once the
+	// client half-closes.
+	ClientStream(grpc.ClientStreamingServer[StreamRequest, StreamResponse]) error
+	// BidiStream answers every message with one of its own, until the
+	// client half-closes.
+	BidiStream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
 	mustEmbedUnimplementedEchoServiceServer()
 }
 
@@ -113,6 +181,15 @@ func (UnimplementedEchoServiceServer) Fail(context.Context, *FailRequest) (*Fail
 }
 func (UnimplementedEchoServiceServer) Sleep(context.Context, *SleepRequest) (*SleepResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Sleep not implemented")
+}
+func (UnimplementedEchoServiceServer) ServerStream(*StreamRequest, grpc.ServerStreamingServer[StreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method ServerStream not implemented")
+}
+func (UnimplementedEchoServiceServer) ClientStream(grpc.ClientStreamingServer[StreamRequest, StreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method ClientStream not implemented")
+}
+func (UnimplementedEchoServiceServer) BidiStream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method BidiStream not implemented")
 }
 func (UnimplementedEchoServiceServer) mustEmbedUnimplementedEchoServiceServer() {}
 func (UnimplementedEchoServiceServer) testEmbeddedByValue()                     {}
@@ -189,6 +266,31 @@ func _EchoService_Sleep_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EchoService_ServerStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(EchoServiceServer).ServerStream(m, &grpc.GenericServerStream[StreamRequest, StreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EchoService_ServerStreamServer = grpc.ServerStreamingServer[StreamResponse]
+
+func _EchoService_ClientStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EchoServiceServer).ClientStream(&grpc.GenericServerStream[StreamRequest, StreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EchoService_ClientStreamServer = grpc.ClientStreamingServer[StreamRequest, StreamResponse]
+
+func _EchoService_BidiStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EchoServiceServer).BidiStream(&grpc.GenericServerStream[StreamRequest, StreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EchoService_BidiStreamServer = grpc.BidiStreamingServer[StreamRequest, StreamResponse]
+
 // EchoService_ServiceDesc is the grpc.ServiceDesc for EchoService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -209,6 +311,23 @@ var EchoService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _EchoService_Sleep_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ServerStream",
+			Handler:       _EchoService_ServerStream_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ClientStream",
+			Handler:       _EchoService_ClientStream_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "BidiStream",
+			Handler:       _EchoService_BidiStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "kgrpc/testing/v1/echo.proto",
 }

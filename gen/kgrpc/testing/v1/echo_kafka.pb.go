@@ -27,13 +27,23 @@ func EchoServiceEchoKafkaKey(req *EchoRequest) []byte {
 	return nil
 }
 
+// EchoServiceServerStreamKafkaKey returns the Kafka record key of a
+// ServerStream request: its key field.
+func EchoServiceServerStreamKafkaKey(req *StreamRequest) []byte {
+	if k := req.GetKey(); k != "" {
+		return []byte(k)
+	}
+	return nil
+}
+
 // EchoServiceKafkaSpec describes how EchoService is carried over
 // Kafka: its request topic and the record key of each keyed method.
 var EchoServiceKafkaSpec = kafkatransport.ServiceSpec{
 	Name:  "kgrpc.testing.v1.EchoService",
 	Topic: EchoServiceKafkaTopic,
 	Keys: map[string]kafkatransport.KeyFunc{
-		EchoService_Echo_FullMethodName: kafkatransport.Key(EchoServiceEchoKafkaKey),
+		EchoService_Echo_FullMethodName:         kafkatransport.Key(EchoServiceEchoKafkaKey),
+		EchoService_ServerStream_FullMethodName: kafkatransport.Key(EchoServiceServerStreamKafkaKey),
 	},
 }
 

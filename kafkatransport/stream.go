@@ -1,0 +1,229 @@
+package kafkatransport
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// Streams (see "Streams" in the package doc): the state both ends of a
+// stream keep, and the defaults.
+
+const (
+	// DefaultStreamWindow is how many messages each end of a stream accepts
+	// from the other before it grants more credit (WithStreamWindow).
+	DefaultStreamWindow = 64
+	// DefaultStreamHeartbeat is how long a stream may be idle in one
+	// direction before that end sends a heartbeat; an end that hears
+	// nothing for three times as long gives the stream up
+	// (WithStreamHeartbeat). A dead peer is found within 6 s.
+	DefaultStreamHeartbeat = 2 * time.Second
+	// DefaultMaxStreams is how many streams a server holds at once
+	// (WithMaxStreams).
+	DefaultMaxStreams = 1024
+
+	// hdrStream is the header of every stream record but the opening one.
+	hdrStream = "kgrpc-stream"
+)
+
+// streamSilence is how long an end waits without hearing from its peer
+// before it gives the stream up.
+func streamSilence(heartbeat time.Duration) time.Duration { return 3 * heartbeat }
+
+// inFrame is an ordered frame an end received: a message (its value), a
+// header, a half-close or the end of the stream.
+type inFrame struct {
+	kind   frameKind
+	value  []byte
+	header metadata.MD
+	// The end of the stream (frameEnd).
+	status  *status.Status
+	trailer metadata.MD
+}
+
+// flow is the ordering, flow control and liveness state of one end of a
+// stream. Its methods are safe for concurrent use.
+type flow struct {
+	window uint64 // messages granted to the peer at a time
+
+	mu      sync.Mutex
+	changed chan struct{} // closed, and replaced, whenever anything changes
+
+	// Receiving: ordered frames are delivered in seq order. Those that
+	// come early wait in early; the peer may send at most the credit it
+	// was granted, so early and queue hold at most window messages.
+	nextSeq  uint64
+	early    map[uint64]inFrame
+	queue    []inFrame
+	received uint64 // messages received
+	consumed uint64 // messages the application took
+	granted  uint64 // credit granted to the peer, a total
+
+	// Sending.
+	outSeq uint64 // seq of the last ordered frame sent
+	sent   uint64 // messages sent
+	limit  uint64 // credit the peer granted, a total
+
+	// failed is why the stream ended on this side (a broken rule of the
+	// peer, the context, the peer's silence, a closed client or server).
+	failed error
+
+	lastSent, lastRecv atomic.Int64 // unix nanoseconds
+}
+
+func newFlow(window, limit uint64) *flow {
+	f := &flow{window: window, granted: window, limit: limit, nextSeq: 1, changed: make(chan struct{})}
+	now := time.Now().UnixNano()
+	f.lastSent.Store(now)
+	f.lastRecv.Store(now)
+	return f
+}
+
+// signalLocked wakes every waiter; f.mu is held.
+func (f *flow) signalLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// fail ends the stream on this side with err, unless it ended already.
+func (f *flow) fail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failed == nil {
+		f.failed = err
+		f.signalLocked()
+	}
+}
+
+// err returns why the stream ended on this side, or nil.
+func (f *flow) err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failed
+}
+
+// receive adds an ordered frame of the peer. A frame seen before is
+// dropped; one beyond the credit granted, or too far ahead of the next,
+// breaks the stream (a peer that ignores flow control would make this end
+// buffer without bound).
+func (f *flow) receive(seq uint64, fr inFrame) {
+	f.lastRecv.Store(time.Now().UnixNano())
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failed != nil || seq < f.nextSeq {
+		return
+	}
+	if _, dup := f.early[seq]; dup {
+		return
+	}
+	if fr.kind == frameMessage {
+		f.received++
+		if f.received > f.granted {
+			f.failed = status.Errorf(codes.ResourceExhausted, "kafkatransport: stream peer sent %d messages, more than the %d granted", f.received, f.granted)
+			f.signalLocked()
+			return
+		}
+	}
+	if seq != f.nextSeq {
+		// Messages are bounded by credit; the others are a handful.
+		if len(f.early) > int(f.window)+8 {
+			f.failed = status.Error(codes.Internal, "kafkatransport: stream frames missing")
+			f.signalLocked()
+			return
+		}
+		if f.early == nil {
+			f.early = map[uint64]inFrame{}
+		}
+		f.early[seq] = fr
+		return
+	}
+	f.queue = append(f.queue, fr)
+	f.nextSeq++
+	for {
+		next, ok := f.early[f.nextSeq]
+		if !ok {
+			break
+		}
+		delete(f.early, f.nextSeq)
+		f.queue = append(f.queue, next)
+		f.nextSeq++
+	}
+	f.signalLocked()
+}
+
+// heard records that the peer sent something unordered (credit, a ping).
+func (f *flow) heard() { f.lastRecv.Store(time.Now().UnixNano()) }
+
+// credit raises the credit the peer granted to total, if that is more.
+func (f *flow) credit(total uint64) {
+	f.heard()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if total > f.limit {
+		f.limit = total
+		f.signalLocked()
+	}
+}
+
+// next returns the next ordered frame, or a nil frame, the error the stream
+// ended with on this side, and a channel closed when either may have
+// changed. A message taken counts as consumed; grant is then the new total
+// credit to send the peer, or 0 when none is due yet (credit goes out once
+// half the window was consumed).
+func (f *flow) next() (fr *inFrame, grant uint64, err error, changed <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.queue) > 0 {
+		first := f.queue[0]
+		f.queue[0] = inFrame{}
+		f.queue = f.queue[1:]
+		if first.kind == frameMessage {
+			f.consumed++
+			if f.granted-f.consumed <= f.window/2 {
+				f.granted = f.consumed + f.window
+				grant = f.granted
+			}
+		}
+		return &first, grant, nil, f.changed
+	}
+	return nil, 0, f.failed, f.changed
+}
+
+// reserve takes the credit to send one message and returns its seq, or
+// reports that there is none yet (with a channel closed when that may have
+// changed) or the error the stream ended with.
+func (f *flow) reserve() (seq uint64, ok bool, err error, changed <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failed != nil {
+		return 0, false, f.failed, f.changed
+	}
+	if f.sent >= f.limit {
+		return 0, false, nil, f.changed
+	}
+	f.sent++
+	f.outSeq++
+	return f.outSeq, true, nil, f.changed
+}
+
+// nextSeqOut returns the seq of an ordered frame that is not a message.
+func (f *flow) nextSeqOut() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.outSeq++
+	return f.outSeq
+}
+
+// sentNow records that a frame went to the peer.
+func (f *flow) sentNow() { f.lastSent.Store(time.Now().UnixNano()) }
+
+// idle reports whether this end has sent nothing for d, and whether it has
+// heard nothing for silence.
+func (f *flow) idle(now time.Time, d, silence time.Duration) (ping, dead bool) {
+	n := now.UnixNano()
+	return n-f.lastSent.Load() >= int64(d), n-f.lastRecv.Load() >= int64(silence)
+}
