@@ -2,6 +2,7 @@ package kafkatransport_test
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/trust"
@@ -127,5 +129,98 @@ func TestWatch(t *testing.T) {
 		if len(seqs) != 3 || seqs[0] != 0 || seqs[2] != 2 {
 			t.Fatalf("watcher %d saw %v, want [0 1 2] (the forged 99 skipped)", w, seqs)
 		}
+	}
+}
+
+// With Guards, streams open only for methods the client's unit may call,
+// the handler sees the calling unit, and a frame sealed by another unit
+// for the stream (one the policy lets call the method too) is ignored: a
+// stream belongs to the unit that opened it.
+func TestGuardedStreams(t *testing.T) {
+	e := newEnv(t)
+	ring, keys, err := trust.Generate(time.Now(), "caller", "echo", "intruder")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bidi := testingv1.EchoService_BidiStream_FullMethodName
+	policy := trust.Policy{Owners: map[string]string{"kgrpc.testing.v1": "echo"},
+		Calls: map[string][]string{"caller": {bidi}, "intruder": {bidi}}}
+	guardOf := func(unit string) kafkatransport.Guard {
+		g, err := trust.NewGuard(keys[unit], ring, policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	type opened struct{ id, caller string }
+	opens := make(chan opened, 10)
+	seeCaller := kafkatransport.WithStreamServerInterceptors(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		ri, _ := kafkatransport.RequestFromContext(ss.Context())
+		opens <- opened{ri.ID, ri.Caller}
+		return h(srv, ss)
+	})
+	srv, err := kafkatransport.NewServer(e.brokers, e.common(), testReplyTopics, kafkatransport.WithGuard(guardOf("echo")), seeCaller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testingv1.RegisterEchoServiceKafkaServer(srv, newEcho("a"))
+	e.run(srv)
+	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithGuard(guardOf("caller"))))
+
+	stream, err := c.BidiStream(ctxTimeout(t, 30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip := func(msg string) {
+		t.Helper()
+		if err := stream.Send(&testingv1.BidiStreamRequest{Message: msg}); err != nil {
+			t.Fatalf("Send %s: %v", msg, err)
+		}
+		resp, err := stream.Recv()
+		if err != nil || resp.GetMessage() != msg {
+			t.Fatalf("Recv after %s = %v, %v", msg, resp, err)
+		}
+	}
+	roundTrip("m0")
+	o := <-opens
+	if o.caller != "caller" {
+		t.Fatalf("the handler saw caller %q", o.caller)
+	}
+	// The intruder seals the stream's next message (seq 2) to the server's
+	// inbox: were it taken, the client's own seq 2 would be dropped as a
+	// duplicate and the server would answer "forged".
+	value, _ := proto.Marshal(&testingv1.BidiStreamRequest{Message: "forged"})
+	frame, _ := proto.Marshal(&kafkav1.StreamFrame{Id: o.id, Kind: kafkav1.StreamFrame_KIND_MESSAGE, Seq: 2, FromClient: true})
+	inbox := e.prefix + "kgrpc.replies"
+	forged := &kafka.Message{
+		TopicPartition: kafka.TopicPartition{Topic: &inbox, Partition: kafkatransport.InboxPartitionForTest(srv)},
+		Value:          value,
+		Headers:        []kafka.Header{{Key: "kgrpc-stream", Value: frame}},
+	}
+	if err := guardOf("intruder").SealRequest(bidi, forged); err != nil {
+		t.Fatal(err)
+	}
+	produceTo(t, e.rawProducer(), inbox, forged.TopicPartition.Partition, nil, forged.Value, forged.Headers...)
+	time.Sleep(300 * time.Millisecond) // let the server read it first
+	roundTrip("m1")
+	if err := stream.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Fatalf("Recv after CloseSend = %v, want io.EOF", err)
+	}
+
+	// A method the caller may not call: refused before any handler runs.
+	cs, err := c.ClientStream(ctxTimeout(t, 30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CloseAndRecv(); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("ClientStream = %v, want PermissionDenied", err)
+	}
+	select {
+	case o := <-opens:
+		t.Fatalf("a handler ran for a refused stream: %v", o)
+	default:
 	}
 }

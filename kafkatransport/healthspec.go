@@ -33,8 +33,7 @@ func HealthSpec(unit string) ServiceSpec {
 
 // GetServiceInfo returns the services registered on s by name, with their
 // methods, as grpc.Server.GetServiceInfo does. Metadata is the
-// descriptor's Metadata (the proto file name in generated code). Streaming
-// methods are listed, although Serve answers them Unimplemented.
+// descriptor's Metadata (the proto file name in generated code).
 func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()

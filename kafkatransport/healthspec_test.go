@@ -72,10 +72,21 @@ func TestHealthProtocol(t *testing.T) {
 			t.Fatalf("List = %v, want %q and %q NOT_SERVING", got, "", echo)
 		}
 	})
-	t.Run("Watch streams, which Kafka does not carry", func(t *testing.T) {
-		_, err := c.Watch(ctxTimeout(t, 20*time.Second), &grpc_health_v1.HealthCheckRequest{})
-		if status.Code(err) != codes.Unimplemented {
-			t.Fatalf("Watch = %v, want Unimplemented", err)
+	t.Run("Watch streams the status and its changes", func(t *testing.T) {
+		w, err := c.Watch(ctxTimeout(t, 20*time.Second), &grpc_health_v1.HealthCheckRequest{Service: echo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := w.Recv(); err != nil || resp.GetStatus() != notServing {
+			t.Fatalf("first Watch message = %v, %v; want NOT_SERVING", resp, err)
+		}
+		hs.SetServingStatus(echo, serving)
+		if resp, err := w.Recv(); err != nil || resp.GetStatus() != serving {
+			t.Fatalf("Watch message after the change = %v, %v; want SERVING", resp, err)
+		}
+		hs.SetServingStatus(echo, notServing) // as the steps above left it
+		if resp, err := w.Recv(); err != nil || resp.GetStatus() != notServing {
+			t.Fatalf("Watch message after the second change = %v, %v; want NOT_SERVING", resp, err)
 		}
 	})
 	t.Run("GetServiceInfo", func(t *testing.T) {

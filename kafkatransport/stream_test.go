@@ -24,7 +24,7 @@ import (
 // the messages its handlers have sent, streamEnded records how each
 // handler ended.
 
-func (e *echo) ServerStream(req *testingv1.StreamRequest, stream grpc.ServerStreamingServer[testingv1.StreamResponse]) error {
+func (e *echo) ServerStream(req *testingv1.ServerStreamRequest, stream grpc.ServerStreamingServer[testingv1.ServerStreamResponse]) error {
 	ctx := stream.Context()
 	defer func() { e.streamEnded(ctx) }()
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
@@ -41,7 +41,7 @@ func (e *echo) ServerStream(req *testingv1.StreamRequest, stream grpc.ServerStre
 				return ctx.Err()
 			}
 		}
-		if err := stream.Send(&testingv1.StreamResponse{Message: req.GetMessage(), Payload: req.GetPayload(), Index: i, ServedBy: e.name}); err != nil {
+		if err := stream.Send(&testingv1.ServerStreamResponse{Message: req.GetMessage(), Payload: req.GetPayload(), Index: i, ServedBy: e.name}); err != nil {
 			return err
 		}
 		e.sent.Add(1)
@@ -52,14 +52,14 @@ func (e *echo) ServerStream(req *testingv1.StreamRequest, stream grpc.ServerStre
 	return nil
 }
 
-func (e *echo) ClientStream(stream grpc.ClientStreamingServer[testingv1.StreamRequest, testingv1.StreamResponse]) error {
+func (e *echo) ClientStream(stream grpc.ClientStreamingServer[testingv1.ClientStreamRequest, testingv1.ClientStreamResponse]) error {
 	defer func() { e.streamEnded(stream.Context()) }()
 	var n int32
-	var last *testingv1.StreamRequest
+	var last *testingv1.ClientStreamRequest
 	for {
 		req, err := stream.Recv()
 		if err == io.EOF {
-			return stream.SendAndClose(&testingv1.StreamResponse{Message: last.GetMessage(), Index: n, ServedBy: e.name})
+			return stream.SendAndClose(&testingv1.ClientStreamResponse{LastMessage: last.GetMessage(), Count: n, ServedBy: e.name})
 		}
 		if err != nil {
 			return err
@@ -68,7 +68,7 @@ func (e *echo) ClientStream(stream grpc.ClientStreamingServer[testingv1.StreamRe
 	}
 }
 
-func (e *echo) BidiStream(stream grpc.BidiStreamingServer[testingv1.StreamRequest, testingv1.StreamResponse]) error {
+func (e *echo) BidiStream(stream grpc.BidiStreamingServer[testingv1.BidiStreamRequest, testingv1.BidiStreamResponse]) error {
 	defer func() { e.streamEnded(stream.Context()) }()
 	for i := int32(0); ; i++ {
 		req, err := stream.Recv()
@@ -81,7 +81,7 @@ func (e *echo) BidiStream(stream grpc.BidiStreamingServer[testingv1.StreamReques
 		if c := req.GetFailCode(); c != 0 {
 			return status.Errorf(codes.Code(c), "failed as asked at message %d", i)
 		}
-		if err := stream.Send(&testingv1.StreamResponse{Message: req.GetMessage(), Payload: req.GetPayload(), Index: i, ServedBy: e.name}); err != nil {
+		if err := stream.Send(&testingv1.BidiStreamResponse{Message: req.GetMessage(), Payload: req.GetPayload(), Index: i, ServedBy: e.name}); err != nil {
 			return err
 		}
 		e.sent.Add(1)
@@ -129,7 +129,7 @@ func TestServerStream(t *testing.T) {
 	e.serve(srv)
 	c := testingv1.NewEchoServiceKafkaClient(e.dial())
 	ctx := metadata.AppendToOutgoingContext(ctxTimeout(t, 30*time.Second), "x-in", "v")
-	stream, err := c.ServerStream(ctx, &testingv1.StreamRequest{Key: "k", Message: "hi", Payload: []byte{1, 2}, Count: 100})
+	stream, err := c.ServerStream(ctx, &testingv1.ServerStreamRequest{Key: "k", Message: "hi", Payload: []byte{1, 2}, Count: 100})
 	if err != nil {
 		t.Fatalf("ServerStream: %v", err)
 	}
@@ -158,7 +158,7 @@ func TestServerStreamEndsWithStatus(t *testing.T) {
 	e := newEnv(t)
 	e.serve(newEcho("a"))
 	c := testingv1.NewEchoServiceKafkaClient(e.dial())
-	stream, err := c.ServerStream(ctxTimeout(t, 30*time.Second), &testingv1.StreamRequest{Count: 3, FailCode: int32(codes.FailedPrecondition)})
+	stream, err := c.ServerStream(ctxTimeout(t, 30*time.Second), &testingv1.ServerStreamRequest{Count: 3, FailCode: int32(codes.FailedPrecondition)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestClientStream(t *testing.T) {
 	}
 	// More than the window, so the client waits for credit on the way.
 	for i := range 3*kafkatransport.DefaultStreamWindow + 5 {
-		if err := stream.Send(&testingv1.StreamRequest{Message: fmt.Sprint("m", i)}); err != nil {
+		if err := stream.Send(&testingv1.ClientStreamRequest{Message: fmt.Sprint("m", i)}); err != nil {
 			t.Fatalf("Send %d: %v", i, err)
 		}
 	}
@@ -195,7 +195,7 @@ func TestClientStream(t *testing.T) {
 		t.Fatalf("CloseAndRecv: %v", err)
 	}
 	want := int32(3*kafkatransport.DefaultStreamWindow + 5)
-	if resp.GetIndex() != want || resp.GetMessage() != fmt.Sprint("m", want-1) {
+	if resp.GetCount() != want || resp.GetLastMessage() != fmt.Sprint("m", want-1) {
 		t.Fatalf("CloseAndRecv = %v, want %d messages, the last m%d", resp, want, want-1)
 	}
 }
@@ -210,7 +210,7 @@ func TestBidiStream(t *testing.T) {
 	}
 	// Ping-pong, then a burst the server answers while the client sends.
 	for i := range 10 {
-		if err := stream.Send(&testingv1.StreamRequest{Message: fmt.Sprint("p", i)}); err != nil {
+		if err := stream.Send(&testingv1.BidiStreamRequest{Message: fmt.Sprint("p", i)}); err != nil {
 			t.Fatalf("Send %d: %v", i, err)
 		}
 		resp, err := stream.Recv()
@@ -222,7 +222,7 @@ func TestBidiStream(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		for i := range burst {
-			if err := stream.Send(&testingv1.StreamRequest{Message: fmt.Sprint("b", i)}); err != nil {
+			if err := stream.Send(&testingv1.BidiStreamRequest{Message: fmt.Sprint("b", i)}); err != nil {
 				errc <- err
 				return
 			}
@@ -261,7 +261,7 @@ func TestStreamSharesPartitionWithServerInbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 * kafkatransport.DefaultStreamWindow {
-		if err := stream.Send(&testingv1.StreamRequest{Message: fmt.Sprint("m", i)}); err != nil {
+		if err := stream.Send(&testingv1.BidiStreamRequest{Message: fmt.Sprint("m", i)}); err != nil {
 			t.Fatalf("Send %d: %v", i, err)
 		}
 		resp, err := stream.Recv()
@@ -285,7 +285,7 @@ func TestBidiStreamServerFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&testingv1.StreamRequest{FailCode: int32(codes.PermissionDenied)}); err != nil {
+	if err := stream.Send(&testingv1.BidiStreamRequest{FailCode: int32(codes.PermissionDenied)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := stream.Recv(); status.Code(err) != codes.PermissionDenied {
@@ -293,7 +293,7 @@ func TestBidiStreamServerFails(t *testing.T) {
 	}
 	// Sending to an ended stream says io.EOF, as grpc-go does.
 	deadline := time.Now().Add(5 * time.Second)
-	for stream.Send(&testingv1.StreamRequest{}) != io.EOF {
+	for stream.Send(&testingv1.BidiStreamRequest{}) != io.EOF {
 		if time.Now().After(deadline) {
 			t.Fatal("Send on an ended stream does not return io.EOF")
 		}
@@ -308,7 +308,7 @@ func TestStreamClientCancels(t *testing.T) {
 	c := testingv1.NewEchoServiceKafkaClient(e.dial())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stream, err := c.ServerStream(ctx, &testingv1.StreamRequest{Count: 1000, IntervalMs: 50})
+	stream, err := c.ServerStream(ctx, &testingv1.ServerStreamRequest{Count: 1000, IntervalMs: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestStreamDeadline(t *testing.T) {
 	waitServing(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
-	stream, err := c.ServerStream(ctx, &testingv1.StreamRequest{Count: 1000, IntervalMs: 100})
+	stream, err := c.ServerStream(ctx, &testingv1.ServerStreamRequest{Count: 1000, IntervalMs: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +360,7 @@ func TestStreamFlowControl(t *testing.T) {
 	const window = 8
 	e.serve(srv, kafkatransport.WithStreamWindow(window))
 	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithStreamWindow(window)))
-	stream, err := c.ServerStream(ctxTimeout(t, 60*time.Second), &testingv1.StreamRequest{Count: 60, Payload: make([]byte, 100)})
+	stream, err := c.ServerStream(ctxTimeout(t, 60*time.Second), &testingv1.ServerStreamRequest{Count: 60, Payload: make([]byte, 100)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +407,7 @@ func TestStreamInterceptors(t *testing.T) {
 	}
 	e.serve(newEcho("a"), kafkatransport.WithStreamServerInterceptors(serverIC("1"), serverIC("2")))
 	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithStreamClientInterceptors(clientIC("1"), clientIC("2"))))
-	stream, err := c.ServerStream(ctxTimeout(t, 30*time.Second), &testingv1.StreamRequest{Count: 1})
+	stream, err := c.ServerStream(ctxTimeout(t, 30*time.Second), &testingv1.ServerStreamRequest{Count: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +442,7 @@ func TestStreamOfUnknownMethod(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := stream.RecvMsg(&testingv1.StreamResponse{}); status.Code(err) != codes.Unimplemented {
+		if err := stream.RecvMsg(&testingv1.BidiStreamResponse{}); status.Code(err) != codes.Unimplemented {
 			t.Fatalf("%s: RecvMsg = %v, want Unimplemented", method, err)
 		}
 	}
@@ -456,7 +456,7 @@ func TestStreamServerKilled(t *testing.T) {
 	cmd := startHelper(t, e)
 	c := testingv1.NewEchoServiceKafkaClient(e.dial())
 	waitServing(t, c)
-	stream, err := c.ServerStream(ctxTimeout(t, 60*time.Second), &testingv1.StreamRequest{Count: 100000, IntervalMs: 100})
+	stream, err := c.ServerStream(ctxTimeout(t, 60*time.Second), &testingv1.ServerStreamRequest{Count: 100000, IntervalMs: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +491,7 @@ func TestStreamClientGoesSilent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&testingv1.StreamRequest{}); err != nil {
+	if err := stream.Send(&testingv1.BidiStreamRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := stream.Recv(); err != nil {

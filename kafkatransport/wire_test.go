@@ -248,3 +248,76 @@ func assertMD(t *testing.T, what string, got, want metadata.MD) {
 		}
 	}
 }
+
+func TestStreamOpenAgreesWithProtobuf(t *testing.T) {
+	for _, o := range []streamOpen{{}, {window: 64}, {window: math.MaxUint64, halfClosed: true}, {halfClosed: true}} {
+		b := appendStreamOpen(appendRequestEnvelope(nil, "/a/B", []byte("id"), "r", 1, 2, nil), o)
+		var pb kafkav1.RequestEnvelope
+		if err := proto.Unmarshal(b, &pb); err != nil {
+			t.Fatalf("protobuf cannot decode our encoding: %v", err)
+		}
+		if pb.GetStream() == nil || pb.GetStream().GetWindow() != o.window || pb.GetStream().GetHalfClosed() != o.halfClosed {
+			t.Errorf("%+v: protobuf decoded %v", o, pb.GetStream())
+		}
+		pbBytes, err := proto.Marshal(&pb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e requestEnvelope
+		if err := e.decode(pbBytes); err != nil {
+			t.Fatalf("decode protobuf's encoding: %v", err)
+		}
+		if e.stream == nil || *e.stream != o {
+			t.Errorf("%+v: decoded %+v", o, e.stream)
+		}
+	}
+	var e requestEnvelope
+	if err := e.decode(appendRequestEnvelope(nil, "/a/B", []byte("id"), "r", 1, 2, nil)); err != nil || e.stream != nil {
+		t.Errorf("an envelope without StreamOpen decoded as a stream: %+v, %v", e.stream, err)
+	}
+}
+
+func TestStreamFrameAgreesWithProtobuf(t *testing.T) {
+	for i, f := range []streamFrame{
+		{},
+		{id: []byte("inst-1-z"), kind: frameAccept, credit: 64, inboxTopic: []byte("kgrpc.replies"), inboxPartition: 15},
+		{id: []byte("x"), kind: frameMessage, seq: math.MaxUint64, fromClient: true},
+		{id: []byte("x"), kind: frameEnd, seq: 9, code: 9, message: []byte("préconditions"), details: []byte{1, 2, 3},
+			header: metadata.MD{"h": {"1"}}, trailer: metadata.MD{"t-bin": {"\x00\xff"}}},
+		{kind: frameKind(99), inboxPartition: -1, code: -3},
+	} {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			b := appendStreamFrame(nil, &f)
+			var pb kafkav1.StreamFrame
+			if err := proto.Unmarshal(b, &pb); err != nil {
+				t.Fatalf("protobuf cannot decode our encoding: %v", err)
+			}
+			if pb.GetId() != string(f.id) || int32(pb.GetKind()) != int32(f.kind) || pb.GetSeq() != f.seq || pb.GetCredit() != f.credit ||
+				pb.GetInboxTopic() != string(f.inboxTopic) || pb.GetInboxPartition() != f.inboxPartition || pb.GetCode() != f.code ||
+				pb.GetMessage() != string(f.message) || !bytes.Equal(pb.GetStatusDetails(), f.details) || pb.GetFromClient() != f.fromClient {
+				t.Errorf("protobuf decoded %v", &pb)
+			}
+			assertMD(t, "protobuf's header", entriesToMD(pb.GetHeader()), f.header)
+			assertMD(t, "protobuf's trailer", entriesToMD(pb.GetTrailer()), f.trailer)
+			pbBytes, err := proto.Marshal(&pb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got streamFrame
+			if err := got.decode(pbBytes); err != nil {
+				t.Fatalf("decode protobuf's encoding: %v", err)
+			}
+			if string(got.id) != string(f.id) || got.kind != f.kind || got.seq != f.seq || got.credit != f.credit ||
+				string(got.inboxTopic) != string(f.inboxTopic) || got.inboxPartition != f.inboxPartition || got.code != f.code ||
+				string(got.message) != string(f.message) || !bytes.Equal(got.details, f.details) || got.fromClient != f.fromClient {
+				t.Errorf("decoded %+v", got)
+			}
+			assertMD(t, "decoded header", got.header, f.header)
+			assertMD(t, "decoded trailer", got.trailer, f.trailer)
+		})
+	}
+	var f streamFrame
+	if err := f.decode([]byte{0x0a, 0x02, 0xff, 0xfe}); err == nil {
+		t.Error("a frame id that is not UTF-8 decoded")
+	}
+}

@@ -60,6 +60,10 @@ func generateFile(gen *protogen.Plugin, f *protogen.File) error {
 			if opts.GetPartitionKey() == "" {
 				continue
 			}
+			if m.Desc.IsStreamingClient() {
+				// The opening record of a client stream carries no message.
+				return fmt.Errorf("%s: method %s: partition_key %q: a client-streaming method has no request to key its stream by", f.Desc.Path(), m.Desc.FullName(), opts.GetPartitionKey())
+			}
 			path, err := keyPath(m.Input, opts.GetPartitionKey())
 			if err != nil {
 				return fmt.Errorf("%s: method %s: partition_key %q: %w", f.Desc.Path(), m.Desc.FullName(), opts.GetPartitionKey(), err)

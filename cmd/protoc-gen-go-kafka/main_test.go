@@ -96,8 +96,10 @@ func TestKeyErrors(t *testing.T) {
 		name    string
 		method  string // partition_key of the method, if any
 		event   string // key of the event, if any
+		stream  bool   // the method is client-streaming
 		wantErr string
 	}{
+		{name: "client stream", method: "s", stream: true, wantErr: `partition_key "s": a client-streaming method has no request to key its stream by`},
 		{name: "unknown field", method: "nope", wantErr: `partition_key "nope": message test.keys.v1.Req has no field "nope"`},
 		{name: "message field", method: "inner", wantErr: "field test.keys.v1.Req.inner is a message; a key must be"},
 		{name: "repeated field", method: "tags", wantErr: "field test.keys.v1.Req.tags is repeated"},
@@ -115,6 +117,9 @@ func TestKeyErrors(t *testing.T) {
 			f.MessageType = f.MessageType[:2] // Inner, Req
 			if tt.method != "" {
 				f.Service[0].Method[0].Options = methodKey(tt.method)
+			}
+			if tt.stream {
+				f.Service[0].Method[0].ClientStreaming = proto.Bool(true)
 			}
 			if tt.event != "" {
 				key := tt.event

@@ -25,18 +25,18 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// StreamRequest is a message of the streaming methods of EchoService.
-type StreamRequest struct {
+// ServerStreamRequest is the request of EchoService.ServerStream.
+type ServerStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// key is the record key of a ServerStream opening.
+	// key is the record key of the stream's opening.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// message is echoed back.
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// payload is echoed back.
 	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
-	// count is how many messages ServerStream sends.
+	// count is how many messages to send.
 	Count int32 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
-	// interval_ms is how long ServerStream waits between messages.
+	// interval_ms is how long to wait between messages.
 	IntervalMs int64 `protobuf:"varint,5,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
 	// fail_code, when not 0, is the status code the stream ends with, after
 	// its messages.
@@ -45,20 +45,20 @@ type StreamRequest struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *StreamRequest) Reset() {
-	*x = StreamRequest{}
+func (x *ServerStreamRequest) Reset() {
+	*x = ServerStreamRequest{}
 	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *StreamRequest) String() string {
+func (x *ServerStreamRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*StreamRequest) ProtoMessage() {}
+func (*ServerStreamRequest) ProtoMessage() {}
 
-func (x *StreamRequest) ProtoReflect() protoreflect.Message {
+func (x *ServerStreamRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -70,62 +70,61 @@ func (x *StreamRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
-func (*StreamRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use ServerStreamRequest.ProtoReflect.Descriptor instead.
+func (*ServerStreamRequest) Descriptor() ([]byte, []int) {
 	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *StreamRequest) GetKey() string {
+func (x *ServerStreamRequest) GetKey() string {
 	if x != nil {
 		return x.Key
 	}
 	return ""
 }
 
-func (x *StreamRequest) GetMessage() string {
+func (x *ServerStreamRequest) GetMessage() string {
 	if x != nil {
 		return x.Message
 	}
 	return ""
 }
 
-func (x *StreamRequest) GetPayload() []byte {
+func (x *ServerStreamRequest) GetPayload() []byte {
 	if x != nil {
 		return x.Payload
 	}
 	return nil
 }
 
-func (x *StreamRequest) GetCount() int32 {
+func (x *ServerStreamRequest) GetCount() int32 {
 	if x != nil {
 		return x.Count
 	}
 	return 0
 }
 
-func (x *StreamRequest) GetIntervalMs() int64 {
+func (x *ServerStreamRequest) GetIntervalMs() int64 {
 	if x != nil {
 		return x.IntervalMs
 	}
 	return 0
 }
 
-func (x *StreamRequest) GetFailCode() int32 {
+func (x *ServerStreamRequest) GetFailCode() int32 {
 	if x != nil {
 		return x.FailCode
 	}
 	return 0
 }
 
-// StreamResponse is a message of the streaming methods of EchoService.
-type StreamResponse struct {
+// ServerStreamResponse is a message of EchoService.ServerStream.
+type ServerStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// message is the request's message.
 	Message string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
 	// payload is the request's payload.
 	Payload []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
-	// index counts the messages of the stream, from 0; ClientStream's one
-	// response carries how many messages it got.
+	// index counts the messages of the stream, from 0.
 	Index int32 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
 	// served_by names the server instance that answered.
 	ServedBy      string `protobuf:"bytes,4,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
@@ -133,20 +132,20 @@ type StreamResponse struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *StreamResponse) Reset() {
-	*x = StreamResponse{}
+func (x *ServerStreamResponse) Reset() {
+	*x = ServerStreamResponse{}
 	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *StreamResponse) String() string {
+func (x *ServerStreamResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*StreamResponse) ProtoMessage() {}
+func (*ServerStreamResponse) ProtoMessage() {}
 
-func (x *StreamResponse) ProtoReflect() protoreflect.Message {
+func (x *ServerStreamResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -158,33 +157,281 @@ func (x *StreamResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
-func (*StreamResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use ServerStreamResponse.ProtoReflect.Descriptor instead.
+func (*ServerStreamResponse) Descriptor() ([]byte, []int) {
 	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *StreamResponse) GetMessage() string {
+func (x *ServerStreamResponse) GetMessage() string {
 	if x != nil {
 		return x.Message
 	}
 	return ""
 }
 
-func (x *StreamResponse) GetPayload() []byte {
+func (x *ServerStreamResponse) GetPayload() []byte {
 	if x != nil {
 		return x.Payload
 	}
 	return nil
 }
 
-func (x *StreamResponse) GetIndex() int32 {
+func (x *ServerStreamResponse) GetIndex() int32 {
 	if x != nil {
 		return x.Index
 	}
 	return 0
 }
 
-func (x *StreamResponse) GetServedBy() string {
+func (x *ServerStreamResponse) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+// ClientStreamRequest is a message of EchoService.ClientStream.
+type ClientStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// message is remembered; the response carries the last one.
+	Message       string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientStreamRequest) Reset() {
+	*x = ClientStreamRequest{}
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientStreamRequest) ProtoMessage() {}
+
+func (x *ClientStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientStreamRequest.ProtoReflect.Descriptor instead.
+func (*ClientStreamRequest) Descriptor() ([]byte, []int) {
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ClientStreamRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// ClientStreamResponse is the response of EchoService.ClientStream.
+type ClientStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// count is how many messages the client sent.
+	Count int32 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	// last_message is the message of the last of them.
+	LastMessage string `protobuf:"bytes,2,opt,name=last_message,json=lastMessage,proto3" json:"last_message,omitempty"`
+	// served_by names the server instance that answered.
+	ServedBy      string `protobuf:"bytes,3,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientStreamResponse) Reset() {
+	*x = ClientStreamResponse{}
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientStreamResponse) ProtoMessage() {}
+
+func (x *ClientStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientStreamResponse.ProtoReflect.Descriptor instead.
+func (*ClientStreamResponse) Descriptor() ([]byte, []int) {
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ClientStreamResponse) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ClientStreamResponse) GetLastMessage() string {
+	if x != nil {
+		return x.LastMessage
+	}
+	return ""
+}
+
+func (x *ClientStreamResponse) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+// BidiStreamRequest is a message of EchoService.BidiStream.
+type BidiStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// message is echoed back.
+	Message string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	// payload is echoed back.
+	Payload []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	// fail_code, when not 0, ends the stream with that status code instead
+	// of an answer.
+	FailCode      int32 `protobuf:"varint,3,opt,name=fail_code,json=failCode,proto3" json:"fail_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BidiStreamRequest) Reset() {
+	*x = BidiStreamRequest{}
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BidiStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BidiStreamRequest) ProtoMessage() {}
+
+func (x *BidiStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BidiStreamRequest.ProtoReflect.Descriptor instead.
+func (*BidiStreamRequest) Descriptor() ([]byte, []int) {
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BidiStreamRequest) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BidiStreamRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *BidiStreamRequest) GetFailCode() int32 {
+	if x != nil {
+		return x.FailCode
+	}
+	return 0
+}
+
+// BidiStreamResponse is a message of EchoService.BidiStream.
+type BidiStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// message is the request's message.
+	Message string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	// payload is the request's payload.
+	Payload []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	// index counts the messages of the stream, from 0.
+	Index int32 `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// served_by names the server instance that answered.
+	ServedBy      string `protobuf:"bytes,4,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BidiStreamResponse) Reset() {
+	*x = BidiStreamResponse{}
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BidiStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BidiStreamResponse) ProtoMessage() {}
+
+func (x *BidiStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BidiStreamResponse.ProtoReflect.Descriptor instead.
+func (*BidiStreamResponse) Descriptor() ([]byte, []int) {
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *BidiStreamResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *BidiStreamResponse) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *BidiStreamResponse) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *BidiStreamResponse) GetServedBy() string {
 	if x != nil {
 		return x.ServedBy
 	}
@@ -206,7 +453,7 @@ type EchoRequest struct {
 
 func (x *EchoRequest) Reset() {
 	*x = EchoRequest{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[2]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +465,7 @@ func (x *EchoRequest) String() string {
 func (*EchoRequest) ProtoMessage() {}
 
 func (x *EchoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[2]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +478,7 @@ func (x *EchoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EchoRequest.ProtoReflect.Descriptor instead.
 func (*EchoRequest) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{2}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *EchoRequest) GetKey() string {
@@ -270,7 +517,7 @@ type EchoResponse struct {
 
 func (x *EchoResponse) Reset() {
 	*x = EchoResponse{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[3]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +529,7 @@ func (x *EchoResponse) String() string {
 func (*EchoResponse) ProtoMessage() {}
 
 func (x *EchoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[3]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +542,7 @@ func (x *EchoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EchoResponse.ProtoReflect.Descriptor instead.
 func (*EchoResponse) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{3}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *EchoResponse) GetMessage() string {
@@ -334,7 +581,7 @@ type FailRequest struct {
 
 func (x *FailRequest) Reset() {
 	*x = FailRequest{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[4]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +593,7 @@ func (x *FailRequest) String() string {
 func (*FailRequest) ProtoMessage() {}
 
 func (x *FailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[4]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +606,7 @@ func (x *FailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailRequest.ProtoReflect.Descriptor instead.
 func (*FailRequest) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{4}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FailRequest) GetCode() int32 {
@@ -392,7 +639,7 @@ type FailResponse struct {
 
 func (x *FailResponse) Reset() {
 	*x = FailResponse{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[5]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +651,7 @@ func (x *FailResponse) String() string {
 func (*FailResponse) ProtoMessage() {}
 
 func (x *FailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[5]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +664,7 @@ func (x *FailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailResponse.ProtoReflect.Descriptor instead.
 func (*FailResponse) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{5}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{9}
 }
 
 // SleepRequest is the request of EchoService.Sleep.
@@ -433,7 +680,7 @@ type SleepRequest struct {
 
 func (x *SleepRequest) Reset() {
 	*x = SleepRequest{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[6]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +692,7 @@ func (x *SleepRequest) String() string {
 func (*SleepRequest) ProtoMessage() {}
 
 func (x *SleepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[6]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +705,7 @@ func (x *SleepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SleepRequest.ProtoReflect.Descriptor instead.
 func (*SleepRequest) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{6}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SleepRequest) GetId() string {
@@ -488,7 +735,7 @@ type SleepResponse struct {
 
 func (x *SleepResponse) Reset() {
 	*x = SleepResponse{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[7]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +747,7 @@ func (x *SleepResponse) String() string {
 func (*SleepResponse) ProtoMessage() {}
 
 func (x *SleepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[7]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +760,7 @@ func (x *SleepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SleepResponse.ProtoReflect.Descriptor instead.
 func (*SleepResponse) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{7}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SleepResponse) GetId() string {
@@ -546,7 +793,7 @@ type Pinged struct {
 
 func (x *Pinged) Reset() {
 	*x = Pinged{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[8]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +805,7 @@ func (x *Pinged) String() string {
 func (*Pinged) ProtoMessage() {}
 
 func (x *Pinged) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[8]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +818,7 @@ func (x *Pinged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pinged.ProtoReflect.Descriptor instead.
 func (*Pinged) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{8}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Pinged) GetId() string {
@@ -599,16 +846,31 @@ var File_kgrpc_testing_v1_echo_proto protoreflect.FileDescriptor
 
 const file_kgrpc_testing_v1_echo_proto_rawDesc = "" +
 	"\n" +
-	"\x1bkgrpc/testing/v1/echo.proto\x12\x10kgrpc.testing.v1\x1a\x1ckgrpc/kafka/v1/options.proto\"\xa9\x01\n" +
-	"\rStreamRequest\x12\x10\n" +
+	"\x1bkgrpc/testing/v1/echo.proto\x12\x10kgrpc.testing.v1\x1a\x1ckgrpc/kafka/v1/options.proto\"\xaf\x01\n" +
+	"\x13ServerStreamRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x14\n" +
 	"\x05count\x18\x04 \x01(\x05R\x05count\x12\x1f\n" +
 	"\vinterval_ms\x18\x05 \x01(\x03R\n" +
 	"intervalMs\x12\x1b\n" +
-	"\tfail_code\x18\x06 \x01(\x05R\bfailCode\"w\n" +
-	"\x0eStreamResponse\x12\x18\n" +
+	"\tfail_code\x18\x06 \x01(\x05R\bfailCode\"}\n" +
+	"\x14ServerStreamResponse\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\x12\x1b\n" +
+	"\tserved_by\x18\x04 \x01(\tR\bservedBy\"/\n" +
+	"\x13ClientStreamRequest\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\"l\n" +
+	"\x14ClientStreamResponse\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x05R\x05count\x12!\n" +
+	"\flast_message\x18\x02 \x01(\tR\vlastMessage\x12\x1b\n" +
+	"\tserved_by\x18\x03 \x01(\tR\bservedBy\"d\n" +
+	"\x11BidiStreamRequest\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1b\n" +
+	"\tfail_code\x18\x03 \x01(\x05R\bfailCode\"{\n" +
+	"\x12BidiStreamResponse\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x05R\x05index\x12\x1b\n" +
@@ -638,17 +900,17 @@ const file_kgrpc_testing_v1_echo_proto_rawDesc = "" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
 	"\n" +
 	"fail_times\x18\x03 \x01(\x05R\tfailTimes:\b\xca\xf3\x18\x04\n" +
-	"\x02id2\xfa\x03\n" +
+	"\x02id2\x9a\x04\n" +
 	"\vEchoService\x12P\n" +
 	"\x04Echo\x12\x1d.kgrpc.testing.v1.EchoRequest\x1a\x1e.kgrpc.testing.v1.EchoResponse\"\t\xca\xf3\x18\x05\n" +
 	"\x03key\x12E\n" +
 	"\x04Fail\x12\x1d.kgrpc.testing.v1.FailRequest\x1a\x1e.kgrpc.testing.v1.FailResponse\x12H\n" +
-	"\x05Sleep\x12\x1e.kgrpc.testing.v1.SleepRequest\x1a\x1f.kgrpc.testing.v1.SleepResponse\x12^\n" +
-	"\fServerStream\x12\x1f.kgrpc.testing.v1.StreamRequest\x1a .kgrpc.testing.v1.StreamResponse\"\t\xca\xf3\x18\x05\n" +
-	"\x03key0\x01\x12S\n" +
-	"\fClientStream\x12\x1f.kgrpc.testing.v1.StreamRequest\x1a .kgrpc.testing.v1.StreamResponse(\x01\x12S\n" +
+	"\x05Sleep\x12\x1e.kgrpc.testing.v1.SleepRequest\x1a\x1f.kgrpc.testing.v1.SleepResponse\x12j\n" +
+	"\fServerStream\x12%.kgrpc.testing.v1.ServerStreamRequest\x1a&.kgrpc.testing.v1.ServerStreamResponse\"\t\xca\xf3\x18\x05\n" +
+	"\x03key0\x01\x12_\n" +
+	"\fClientStream\x12%.kgrpc.testing.v1.ClientStreamRequest\x1a&.kgrpc.testing.v1.ClientStreamResponse(\x01\x12[\n" +
 	"\n" +
-	"BidiStream\x12\x1f.kgrpc.testing.v1.StreamRequest\x1a .kgrpc.testing.v1.StreamResponse(\x010\x01B\xbd\x01\n" +
+	"BidiStream\x12#.kgrpc.testing.v1.BidiStreamRequest\x1a$.kgrpc.testing.v1.BidiStreamResponse(\x010\x01B\xbd\x01\n" +
 	"\x14com.kgrpc.testing.v1B\tEchoProtoP\x01Z8github.com/kgrpc/platform/gen/kgrpc/testing/v1;testingv1\xa2\x02\x03KTX\xaa\x02\x10Kgrpc.Testing.V1\xca\x02\x10Kgrpc\\Testing\\V1\xe2\x02\x1cKgrpc\\Testing\\V1\\GPBMetadata\xea\x02\x12Kgrpc::Testing::V1b\x06proto3"
 
 var (
@@ -663,36 +925,40 @@ func file_kgrpc_testing_v1_echo_proto_rawDescGZIP() []byte {
 	return file_kgrpc_testing_v1_echo_proto_rawDescData
 }
 
-var file_kgrpc_testing_v1_echo_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_kgrpc_testing_v1_echo_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_kgrpc_testing_v1_echo_proto_goTypes = []any{
-	(*StreamRequest)(nil),  // 0: kgrpc.testing.v1.StreamRequest
-	(*StreamResponse)(nil), // 1: kgrpc.testing.v1.StreamResponse
-	(*EchoRequest)(nil),    // 2: kgrpc.testing.v1.EchoRequest
-	(*EchoResponse)(nil),   // 3: kgrpc.testing.v1.EchoResponse
-	(*FailRequest)(nil),    // 4: kgrpc.testing.v1.FailRequest
-	(*FailResponse)(nil),   // 5: kgrpc.testing.v1.FailResponse
-	(*SleepRequest)(nil),   // 6: kgrpc.testing.v1.SleepRequest
-	(*SleepResponse)(nil),  // 7: kgrpc.testing.v1.SleepResponse
-	(*Pinged)(nil),         // 8: kgrpc.testing.v1.Pinged
+	(*ServerStreamRequest)(nil),  // 0: kgrpc.testing.v1.ServerStreamRequest
+	(*ServerStreamResponse)(nil), // 1: kgrpc.testing.v1.ServerStreamResponse
+	(*ClientStreamRequest)(nil),  // 2: kgrpc.testing.v1.ClientStreamRequest
+	(*ClientStreamResponse)(nil), // 3: kgrpc.testing.v1.ClientStreamResponse
+	(*BidiStreamRequest)(nil),    // 4: kgrpc.testing.v1.BidiStreamRequest
+	(*BidiStreamResponse)(nil),   // 5: kgrpc.testing.v1.BidiStreamResponse
+	(*EchoRequest)(nil),          // 6: kgrpc.testing.v1.EchoRequest
+	(*EchoResponse)(nil),         // 7: kgrpc.testing.v1.EchoResponse
+	(*FailRequest)(nil),          // 8: kgrpc.testing.v1.FailRequest
+	(*FailResponse)(nil),         // 9: kgrpc.testing.v1.FailResponse
+	(*SleepRequest)(nil),         // 10: kgrpc.testing.v1.SleepRequest
+	(*SleepResponse)(nil),        // 11: kgrpc.testing.v1.SleepResponse
+	(*Pinged)(nil),               // 12: kgrpc.testing.v1.Pinged
 }
 var file_kgrpc_testing_v1_echo_proto_depIdxs = []int32{
-	2, // 0: kgrpc.testing.v1.EchoService.Echo:input_type -> kgrpc.testing.v1.EchoRequest
-	4, // 1: kgrpc.testing.v1.EchoService.Fail:input_type -> kgrpc.testing.v1.FailRequest
-	6, // 2: kgrpc.testing.v1.EchoService.Sleep:input_type -> kgrpc.testing.v1.SleepRequest
-	0, // 3: kgrpc.testing.v1.EchoService.ServerStream:input_type -> kgrpc.testing.v1.StreamRequest
-	0, // 4: kgrpc.testing.v1.EchoService.ClientStream:input_type -> kgrpc.testing.v1.StreamRequest
-	0, // 5: kgrpc.testing.v1.EchoService.BidiStream:input_type -> kgrpc.testing.v1.StreamRequest
-	3, // 6: kgrpc.testing.v1.EchoService.Echo:output_type -> kgrpc.testing.v1.EchoResponse
-	5, // 7: kgrpc.testing.v1.EchoService.Fail:output_type -> kgrpc.testing.v1.FailResponse
-	7, // 8: kgrpc.testing.v1.EchoService.Sleep:output_type -> kgrpc.testing.v1.SleepResponse
-	1, // 9: kgrpc.testing.v1.EchoService.ServerStream:output_type -> kgrpc.testing.v1.StreamResponse
-	1, // 10: kgrpc.testing.v1.EchoService.ClientStream:output_type -> kgrpc.testing.v1.StreamResponse
-	1, // 11: kgrpc.testing.v1.EchoService.BidiStream:output_type -> kgrpc.testing.v1.StreamResponse
-	6, // [6:12] is the sub-list for method output_type
-	0, // [0:6] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	6,  // 0: kgrpc.testing.v1.EchoService.Echo:input_type -> kgrpc.testing.v1.EchoRequest
+	8,  // 1: kgrpc.testing.v1.EchoService.Fail:input_type -> kgrpc.testing.v1.FailRequest
+	10, // 2: kgrpc.testing.v1.EchoService.Sleep:input_type -> kgrpc.testing.v1.SleepRequest
+	0,  // 3: kgrpc.testing.v1.EchoService.ServerStream:input_type -> kgrpc.testing.v1.ServerStreamRequest
+	2,  // 4: kgrpc.testing.v1.EchoService.ClientStream:input_type -> kgrpc.testing.v1.ClientStreamRequest
+	4,  // 5: kgrpc.testing.v1.EchoService.BidiStream:input_type -> kgrpc.testing.v1.BidiStreamRequest
+	7,  // 6: kgrpc.testing.v1.EchoService.Echo:output_type -> kgrpc.testing.v1.EchoResponse
+	9,  // 7: kgrpc.testing.v1.EchoService.Fail:output_type -> kgrpc.testing.v1.FailResponse
+	11, // 8: kgrpc.testing.v1.EchoService.Sleep:output_type -> kgrpc.testing.v1.SleepResponse
+	1,  // 9: kgrpc.testing.v1.EchoService.ServerStream:output_type -> kgrpc.testing.v1.ServerStreamResponse
+	3,  // 10: kgrpc.testing.v1.EchoService.ClientStream:output_type -> kgrpc.testing.v1.ClientStreamResponse
+	5,  // 11: kgrpc.testing.v1.EchoService.BidiStream:output_type -> kgrpc.testing.v1.BidiStreamResponse
+	6,  // [6:12] is the sub-list for method output_type
+	0,  // [0:6] is the sub-list for method input_type
+	0,  // [0:0] is the sub-list for extension type_name
+	0,  // [0:0] is the sub-list for extension extendee
+	0,  // [0:0] is the sub-list for field type_name
 }
 
 func init() { file_kgrpc_testing_v1_echo_proto_init() }
@@ -706,7 +972,7 @@ func file_kgrpc_testing_v1_echo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kgrpc_testing_v1_echo_proto_rawDesc), len(file_kgrpc_testing_v1_echo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -47,13 +47,13 @@ type EchoServiceClient interface {
 	// ServerStream answers with count messages, each carrying the request's
 	// message and payload and its index, then ends with the status the
 	// request's fail_code names (OK by default).
-	ServerStream(ctx context.Context, in *StreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamResponse], error)
+	ServerStream(ctx context.Context, in *ServerStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ServerStreamResponse], error)
 	// ClientStream counts the messages it was sent and answers once the
 	// client half-closes.
-	ClientStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[StreamRequest, StreamResponse], error)
+	ClientStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ClientStreamRequest, ClientStreamResponse], error)
 	// BidiStream answers every message with one of its own, until the
-	// client half-closes.
-	BidiStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error)
+	// client half-closes, or fails at a message with a fail_code.
+	BidiStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BidiStreamRequest, BidiStreamResponse], error)
 }
 
 type echoServiceClient struct {
@@ -94,13 +94,13 @@ func (c *echoServiceClient) Sleep(ctx context.Context, in *SleepRequest, opts ..
 	return out, nil
 }
 
-func (c *echoServiceClient) ServerStream(ctx context.Context, in *StreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamResponse], error) {
+func (c *echoServiceClient) ServerStream(ctx context.Context, in *ServerStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ServerStreamResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &EchoService_ServiceDesc.Streams[0], EchoService_ServerStream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[StreamRequest, StreamResponse]{ClientStream: stream}
+	x := &grpc.GenericClientStream[ServerStreamRequest, ServerStreamResponse]{ClientStream: stream}
 	if err := x.ClientStream.SendMsg(in); err != nil {
 		return nil, err
 	}
@@ -111,33 +111,33 @@ func (c *echoServiceClient) ServerStream(ctx context.Context, in *StreamRequest,
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type EchoService_ServerStreamClient = grpc.ServerStreamingClient[StreamResponse]
+type EchoService_ServerStreamClient = grpc.ServerStreamingClient[ServerStreamResponse]
 
-func (c *echoServiceClient) ClientStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[StreamRequest, StreamResponse], error) {
+func (c *echoServiceClient) ClientStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ClientStreamRequest, ClientStreamResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &EchoService_ServiceDesc.Streams[1], EchoService_ClientStream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[StreamRequest, StreamResponse]{ClientStream: stream}
+	x := &grpc.GenericClientStream[ClientStreamRequest, ClientStreamResponse]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type EchoService_ClientStreamClient = grpc.ClientStreamingClient[StreamRequest, StreamResponse]
+type EchoService_ClientStreamClient = grpc.ClientStreamingClient[ClientStreamRequest, ClientStreamResponse]
 
-func (c *echoServiceClient) BidiStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[StreamRequest, StreamResponse], error) {
+func (c *echoServiceClient) BidiStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BidiStreamRequest, BidiStreamResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &EchoService_ServiceDesc.Streams[2], EchoService_BidiStream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[StreamRequest, StreamResponse]{ClientStream: stream}
+	x := &grpc.GenericClientStream[BidiStreamRequest, BidiStreamResponse]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type EchoService_BidiStreamClient = grpc.BidiStreamingClient[StreamRequest, StreamResponse]
+type EchoService_BidiStreamClient = grpc.BidiStreamingClient[BidiStreamRequest, BidiStreamResponse]
 
 // EchoServiceServer is the server API for EchoService service.
 // All implementations must embed UnimplementedEchoServiceServer
@@ -156,13 +156,13 @@ type EchoServiceServer interface {
 	// ServerStream answers with count messages, each carrying the request's
 	// message and payload and its index, then ends with the status the
 	// request's fail_code names (OK by default).
-	ServerStream(*StreamRequest, grpc.ServerStreamingServer[StreamResponse]) error
+	ServerStream(*ServerStreamRequest, grpc.ServerStreamingServer[ServerStreamResponse]) error
 	// ClientStream counts the messages it was sent and answers once the
 	// client half-closes.
-	ClientStream(grpc.ClientStreamingServer[StreamRequest, StreamResponse]) error
+	ClientStream(grpc.ClientStreamingServer[ClientStreamRequest, ClientStreamResponse]) error
 	// BidiStream answers every message with one of its own, until the
-	// client half-closes.
-	BidiStream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error
+	// client half-closes, or fails at a message with a fail_code.
+	BidiStream(grpc.BidiStreamingServer[BidiStreamRequest, BidiStreamResponse]) error
 	mustEmbedUnimplementedEchoServiceServer()
 }
 
@@ -182,13 +182,13 @@ func (UnimplementedEchoServiceServer) Fail(context.Context, *FailRequest) (*Fail
 func (UnimplementedEchoServiceServer) Sleep(context.Context, *SleepRequest) (*SleepResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Sleep not implemented")
 }
-func (UnimplementedEchoServiceServer) ServerStream(*StreamRequest, grpc.ServerStreamingServer[StreamResponse]) error {
+func (UnimplementedEchoServiceServer) ServerStream(*ServerStreamRequest, grpc.ServerStreamingServer[ServerStreamResponse]) error {
 	return status.Error(codes.Unimplemented, "method ServerStream not implemented")
 }
-func (UnimplementedEchoServiceServer) ClientStream(grpc.ClientStreamingServer[StreamRequest, StreamResponse]) error {
+func (UnimplementedEchoServiceServer) ClientStream(grpc.ClientStreamingServer[ClientStreamRequest, ClientStreamResponse]) error {
 	return status.Error(codes.Unimplemented, "method ClientStream not implemented")
 }
-func (UnimplementedEchoServiceServer) BidiStream(grpc.BidiStreamingServer[StreamRequest, StreamResponse]) error {
+func (UnimplementedEchoServiceServer) BidiStream(grpc.BidiStreamingServer[BidiStreamRequest, BidiStreamResponse]) error {
 	return status.Error(codes.Unimplemented, "method BidiStream not implemented")
 }
 func (UnimplementedEchoServiceServer) mustEmbedUnimplementedEchoServiceServer() {}
@@ -267,29 +267,29 @@ func _EchoService_Sleep_Handler(srv interface{}, ctx context.Context, dec func(i
 }
 
 func _EchoService_ServerStream_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(StreamRequest)
+	m := new(ServerStreamRequest)
 	if err := stream.RecvMsg(m); err != nil {
 		return err
 	}
-	return srv.(EchoServiceServer).ServerStream(m, &grpc.GenericServerStream[StreamRequest, StreamResponse]{ServerStream: stream})
+	return srv.(EchoServiceServer).ServerStream(m, &grpc.GenericServerStream[ServerStreamRequest, ServerStreamResponse]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type EchoService_ServerStreamServer = grpc.ServerStreamingServer[StreamResponse]
+type EchoService_ServerStreamServer = grpc.ServerStreamingServer[ServerStreamResponse]
 
 func _EchoService_ClientStream_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(EchoServiceServer).ClientStream(&grpc.GenericServerStream[StreamRequest, StreamResponse]{ServerStream: stream})
+	return srv.(EchoServiceServer).ClientStream(&grpc.GenericServerStream[ClientStreamRequest, ClientStreamResponse]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type EchoService_ClientStreamServer = grpc.ClientStreamingServer[StreamRequest, StreamResponse]
+type EchoService_ClientStreamServer = grpc.ClientStreamingServer[ClientStreamRequest, ClientStreamResponse]
 
 func _EchoService_BidiStream_Handler(srv interface{}, stream grpc.ServerStream) error {
-	return srv.(EchoServiceServer).BidiStream(&grpc.GenericServerStream[StreamRequest, StreamResponse]{ServerStream: stream})
+	return srv.(EchoServiceServer).BidiStream(&grpc.GenericServerStream[BidiStreamRequest, BidiStreamResponse]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type EchoService_BidiStreamServer = grpc.BidiStreamingServer[StreamRequest, StreamResponse]
+type EchoService_BidiStreamServer = grpc.BidiStreamingServer[BidiStreamRequest, BidiStreamResponse]
 
 // EchoService_ServiceDesc is the grpc.ServiceDesc for EchoService service.
 // It's only intended for direct use with grpc.RegisterService,

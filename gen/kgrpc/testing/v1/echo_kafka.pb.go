@@ -29,7 +29,7 @@ func EchoServiceEchoKafkaKey(req *EchoRequest) []byte {
 
 // EchoServiceServerStreamKafkaKey returns the Kafka record key of a
 // ServerStream request: its key field.
-func EchoServiceServerStreamKafkaKey(req *StreamRequest) []byte {
+func EchoServiceServerStreamKafkaKey(req *ServerStreamRequest) []byte {
 	if k := req.GetKey(); k != "" {
 		return []byte(k)
 	}
