@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// ClientConn carries unary gRPC calls over Kafka. It implements
+// ClientConn carries gRPC calls and streams over Kafka. It implements
 // grpc.ClientConnInterface, so the standard generated clients run over it:
 // usersv1.NewUserServiceClient(conn). Generated New<Service>KafkaClient
 // helpers add each service's topic and partition keys.
@@ -151,8 +151,10 @@ func (c *ClientConn) Close() error {
 	}
 	c.mu.Unlock()
 	close(c.stop)
-	c.produceMu.Lock() // waits for calls inside Produce; later ones see closed
-	defer c.produceMu.Unlock()
+	// Wait for the calls inside Produce; later ones see closed. Not held
+	// while the loops below end: they may be producing a frame.
+	c.produceMu.Lock()
+	c.produceMu.Unlock() // empty on purpose: a barrier
 	// Every call has ended: requests still queued (for example to a
 	// service whose topic does not exist) have no caller left.
 	_ = c.producer.Purge(kafka.PurgeQueue | kafka.PurgeNonBlocking)

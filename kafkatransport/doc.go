@@ -157,35 +157,44 @@
 // Opening record: a request record (see Request record) on the service's
 // request topic whose RequestEnvelope also carries stream
 // (kgrpc.kafka.v1.StreamOpen): window, how many messages the client
-// accepts before it grants more, and half_closed. For a server-streaming
-// method the opening is produced with the client's one request as its
-// value, key from partition_key as for a unary call, and half_closed set;
-// for client-streaming and bidirectional methods it is produced by
-// NewStream with no value and no key (protoc-gen-go-kafka refuses
-// partition_key on them), and the messages follow as frames. id, a
-// correlation id as for unary calls, is the stream's id. Openings are not
-// ordered by key and take no WithMaxConcurrency slot; a server holds at
-// most WithMaxStreams streams (1024) and ends one more at once with
-// ResourceExhausted. The opening's offset is finished once the server has
-// answered it.
+// accepts before it grants more (at least 1), half_closed, and
+// heartbeat_ms, the client's heartbeat. For a server-streaming method the
+// opening is produced with the client's one request as its value, key
+// from partition_key as for a unary call, and half_closed set; for
+// client-streaming and bidirectional methods it is produced by NewStream
+// with no value and no key (protoc-gen-go-kafka refuses partition_key on
+// them), and the messages follow as frames. id, a correlation id as for
+// unary calls, is the stream's id. Openings are not ordered by key and take
+// no WithMaxConcurrency slot; a server holds at most WithMaxStreams streams
+// (1024) and ends one more at once with ResourceExhausted. The opening's
+// offset is finished once the server has handed its answer (ACCEPT, or
+// END for a refused stream) to the producer. A client whose stream no
+// server has accepted within WithDefaultTimeout (30s) ends it with
+// Unavailable.
 //
 // Every later record of a stream, in either direction, has no key, the
 // value of a message (empty for the other frames) and one header,
 // "kgrpc-stream": a kgrpc.kafka.v1.StreamFrame in protobuf binary
-// encoding, with id (the stream's), kind, and from_client set on the
-// frames the client sends. Server to client, frames go to the reply topic
-// and partition of the opening's envelope. Client to server, they go to
-// the server instance's inbox: a partition of the default reply topic the
+// encoding, with id (the stream's), kind, from_client set on the frames
+// the client sends, and server, naming the server instance, on those the
+// server sends. Server to client, frames go to the reply topic and
+// partition of the opening's envelope. Client to server, they go to the
+// server instance's inbox: a partition of the default reply topic the
 // server reads by direct assignment from its end at start, as a client
 // reads its replies, named by ACCEPT. Each end ignores frames of its own
-// direction, of streams it does not hold, and, with a Guard, frames that do
-// not open or come from another unit than the stream's (see below).
+// direction, of streams it does not hold, and, with a Guard, frames that
+// do not open or come from another unit than the stream's (see below). A
+// client takes the frames of the first server instance to send one and
+// answers an ACCEPT of any other (an opening redelivered after a crash)
+// with CANCEL to that instance's inbox.
 //
-//	ACCEPT      server → client, first: inbox_topic, inbox_partition, and
-//	            credit, the client's first send window
+//	ACCEPT      server → client, first: inbox_topic, inbox_partition,
+//	            credit, the client's first send window, and heartbeat_ms,
+//	            the server's heartbeat
 //	MESSAGE     one message, the value; seq
 //	HEADER      server → client: header metadata (grpc.SendHeader); seq.
-//	            Without it the header rides on the first MESSAGE or END
+//	            Without it the header rides on the first MESSAGE or END:
+//	            the server's frame of seq 1 always carries it
 //	HALF_CLOSE  client → server: no more messages (CloseSend); seq
 //	END         server → client, last: code, message, status_details and
 //	            trailer as in a ReplyEnvelope; seq
@@ -197,34 +206,39 @@
 // Ordering: MESSAGE, HEADER, HALF_CLOSE and END carry seq, 1, 2, 3, ... per
 // direction, and the receiver delivers them in seq order whatever order
 // they arrive in (a retried batch may land after the next one), dropping a
-// seq it has seen. Flow control: a sender sends a message only while the
+// seq it has seen and every ordered frame after HALF_CLOSE or END. A frame
+// the server could not produce gives its seq to END, so the client does
+// not wait for it. Flow control: a sender sends a message only while the
 // messages it has sent are fewer than the credit its peer granted
 // (StreamOpen.window for the server, ACCEPT's credit for the client, then
 // CREDIT frames); a receiver grants window more once half of a window was
 // read by the application (WithStreamWindow, DefaultStreamWindow = 64). A
 // slow reader therefore buffers one window of messages at most, and a
-// peer that sends past its credit, or whose frames leave a gap of more
-// than a window, ends the stream (ResourceExhausted, Internal). Liveness:
-// an end that has sent nothing on a stream for WithStreamHeartbeat
-// (DefaultStreamHeartbeat = 2s) sends PING, and an end that has heard
-// nothing for three heartbeats gives the stream up: the client ends it
-// with Unavailable, the server cancels the handler's context. A client
-// that cancels, or whose context's deadline passes, sends CANCEL; a
-// client that is closed fails its streams with Unavailable and cancels
-// them. A stream's deadline is that of the opening's envelope (none when
-// 0: streams do not get WithDefaultTimeout). A stopping server ends its
-// streams, with Unavailable, before it drains its unary calls.
+// peer that sends past its credit, or more than window+8 frames ahead of
+// the reader, ends the stream with ResourceExhausted. Liveness: an end
+// that has sent nothing on a stream for its heartbeat (WithStreamHeartbeat,
+// DefaultStreamHeartbeat = 2s) sends PING, and an end that has heard
+// nothing for three of its peer's heartbeats gives the stream up: the
+// client ends it with Unavailable (within 7s of a server's death by
+// default), the server cancels the handler's context. A client that
+// cancels, whose context's deadline passes, or that finds the server
+// broke these rules, sends CANCEL; a client that is closed fails its
+// streams with Unavailable and cancels them. A stream's deadline is that
+// of the opening's envelope (none when 0: an accepted stream may last as
+// long as both ends live). A stopping server ends its streams, with
+// Unavailable, and drains its unary calls within one WithDrainTimeout.
 //
 // Statuses: the handler's error ends the stream as a unary handler's
-// error ends a call (see Status codes); a stream method opened as a unary
-// call, a unary method opened as a stream, and an unknown method end with
-// Unimplemented; a refused caller with PermissionDenied. With a Guard,
-// client frames are sealed like requests (Guard.SealRequest with the
-// stream's method) and server frames like replies, and a frame that opens
-// as another unit's is ignored: a stream belongs to the unit that opened
-// it. Stream interceptors run as over HTTP/2 (WithStreamClientInterceptors,
-// WithStreamServerInterceptors); stats handlers and WithMetrics see unary
-// calls only.
+// error ends a call (see Status codes); a message too large for the
+// producer ends it with ResourceExhausted; a stream method opened as a
+// unary call, a unary method opened as a stream, and an unknown method
+// end with Unimplemented; a refused caller with PermissionDenied. With a
+// Guard, client frames are sealed like requests (Guard.SealRequest with
+// the stream's method) and server frames like replies, and a frame that
+// opens as another unit's is ignored: a stream belongs to the unit that
+// opened it. Stream interceptors run as over HTTP/2
+// (WithStreamClientInterceptors, WithStreamServerInterceptors); stats
+// handlers and WithMetrics see unary calls only.
 //
 // # Event record
 //

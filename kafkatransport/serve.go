@@ -89,9 +89,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	close(s.stopping)
 	polls.Wait() // no more dispatches, so waiting for s.count to drop is sound
-	s.stopStreams(s.cfg.drainTimeout)
+	drainEnd := time.Now().Add(s.cfg.drainTimeout)
+	s.stopStreams(drainEnd)
 	s.cfg.logger.Info("kafkatransport server draining", "in_flight", s.count.Load())
-	if !s.waitDrained(s.cfg.drainTimeout) {
+	if !s.waitDrained(time.Until(drainEnd)) {
 		s.cfg.logger.Warn("kafkatransport drain timeout: cancelling handlers")
 		hardStop()
 		s.waitDrained(5 * time.Second)

@@ -19,8 +19,9 @@ const (
 	DefaultStreamWindow = 64
 	// DefaultStreamHeartbeat is how long a stream may be idle in one
 	// direction before that end sends a heartbeat; an end that hears
-	// nothing for three times as long gives the stream up
-	// (WithStreamHeartbeat). A dead peer is found within 6 s.
+	// nothing for three of its peer's heartbeats gives the stream up
+	// (WithStreamHeartbeat). A dead peer is found within 7 s (three
+	// heartbeats and the half heartbeat between two checks).
 	DefaultStreamHeartbeat = 2 * time.Second
 	// DefaultMaxStreams is how many streams a server holds at once
 	// (WithMaxStreams).
@@ -30,9 +31,18 @@ const (
 	hdrStream = "kgrpc-stream"
 )
 
-// streamSilence is how long an end waits without hearing from its peer
-// before it gives the stream up.
+// streamSilence is how long an end waits without hearing from a peer
+// whose heartbeat is heartbeat before it gives the stream up.
 func streamSilence(heartbeat time.Duration) time.Duration { return 3 * heartbeat }
+
+// peerSilence returns streamSilence of the heartbeat a peer announced in
+// milliseconds, or of own when it announced none.
+func peerSilence(announcedMs uint64, own time.Duration) time.Duration {
+	if announcedMs == 0 || announcedMs > uint64(time.Hour/time.Millisecond) {
+		return streamSilence(own)
+	}
+	return streamSilence(time.Duration(announcedMs) * time.Millisecond)
+}
 
 // inFrame is an ordered frame an end received: a message (its value), a
 // header, a half-close or the end of the stream.
@@ -55,7 +65,11 @@ type flow struct {
 
 	// Receiving: ordered frames are delivered in seq order. Those that
 	// come early wait in early; the peer may send at most the credit it
-	// was granted, so early and queue hold at most window messages.
+	// was granted, so early and queue hold at most window messages (and a
+	// few other frames: both are capped at window+8 frames). closedIn is
+	// set once a last frame (HALF_CLOSE, END) was queued: later ordered
+	// frames are dropped.
+	closedIn bool
 	nextSeq  uint64
 	early    map[uint64]inFrame
 	queue    []inFrame
@@ -73,13 +87,15 @@ type flow struct {
 	failed error
 
 	lastSent, lastRecv atomic.Int64 // unix nanoseconds
+	silence            atomic.Int64 // how long the peer may be silent, ns
 }
 
-func newFlow(window, limit uint64) *flow {
+func newFlow(window, limit uint64, silence time.Duration) *flow {
 	f := &flow{window: window, granted: window, limit: limit, nextSeq: 1, changed: make(chan struct{})}
 	now := time.Now().UnixNano()
 	f.lastSent.Store(now)
 	f.lastRecv.Store(now)
+	f.silence.Store(int64(silence))
 	return f
 }
 
@@ -87,6 +103,21 @@ func newFlow(window, limit uint64) *flow {
 func (f *flow) signalLocked() {
 	close(f.changed)
 	f.changed = make(chan struct{})
+}
+
+// signal wakes every waiter: state beside the flow changed.
+func (f *flow) signal() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.signalLocked()
+}
+
+// changedCh returns the channel the next change closes. Take it before
+// reading the state to wait on, so that no change is missed.
+func (f *flow) changedCh() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
 }
 
 // fail ends the stream on this side with err, unless it ended already.
@@ -114,10 +145,15 @@ func (f *flow) receive(seq uint64, fr inFrame) {
 	f.lastRecv.Store(time.Now().UnixNano())
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.failed != nil || seq < f.nextSeq {
+	if f.failed != nil || f.closedIn || seq < f.nextSeq {
 		return
 	}
 	if _, dup := f.early[seq]; dup {
+		return
+	}
+	if len(f.early)+len(f.queue) > int(f.window)+8 {
+		f.failed = status.Error(codes.ResourceExhausted, "kafkatransport: stream peer sent more frames than it may")
+		f.signalLocked()
 		return
 	}
 	if fr.kind == frameMessage {
@@ -129,30 +165,34 @@ func (f *flow) receive(seq uint64, fr inFrame) {
 		}
 	}
 	if seq != f.nextSeq {
-		// Messages are bounded by credit; the others are a handful.
-		if len(f.early) > int(f.window)+8 {
-			f.failed = status.Error(codes.Internal, "kafkatransport: stream frames missing")
-			f.signalLocked()
-			return
-		}
 		if f.early == nil {
 			f.early = map[uint64]inFrame{}
 		}
 		f.early[seq] = fr
 		return
 	}
-	f.queue = append(f.queue, fr)
-	f.nextSeq++
-	for {
+	f.enqueueLocked(fr)
+	for !f.closedIn {
 		next, ok := f.early[f.nextSeq]
 		if !ok {
 			break
 		}
 		delete(f.early, f.nextSeq)
-		f.queue = append(f.queue, next)
-		f.nextSeq++
+		f.enqueueLocked(next)
+	}
+	if f.closedIn {
+		f.early = nil
 	}
 	f.signalLocked()
+}
+
+// enqueueLocked queues the next ordered frame; f.mu is held.
+func (f *flow) enqueueLocked(fr inFrame) {
+	f.queue = append(f.queue, fr)
+	f.nextSeq++
+	if fr.kind == frameHalfClose || fr.kind == frameEnd {
+		f.closedIn = true
+	}
 }
 
 // heard records that the peer sent something unordered (credit, a ping).
@@ -222,8 +262,8 @@ func (f *flow) nextSeqOut() uint64 {
 func (f *flow) sentNow() { f.lastSent.Store(time.Now().UnixNano()) }
 
 // idle reports whether this end has sent nothing for d, and whether it has
-// heard nothing for silence.
-func (f *flow) idle(now time.Time, d, silence time.Duration) (ping, dead bool) {
+// heard nothing for longer than its peer may be silent.
+func (f *flow) idle(now time.Time, d time.Duration) (ping, dead bool) {
 	n := now.UnixNano()
-	return n-f.lastSent.Load() >= int64(d), n-f.lastRecv.Load() >= int64(silence)
+	return n-f.lastSent.Load() >= int64(d), n-f.lastRecv.Load() >= f.silence.Load()
 }

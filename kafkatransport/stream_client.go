@@ -40,6 +40,7 @@ type clientStream struct {
 	mu             sync.Mutex
 	opened         bool // the opening record was produced
 	accepted       bool
+	server         string // the instance whose frames count (the first to send one)
 	inboxTopic     string
 	inboxPartition int32
 	halfClosed     bool // CloseSend was called
@@ -102,7 +103,7 @@ func (c *ClientConn) newStream(ctx context.Context, rt route, desc *grpc.StreamD
 	cs := &clientStream{
 		c: c, ctx: sctx, cancel: cancel, desc: desc, method: method, rt: rt, md: md, opts: opts,
 		seq:         c.seq.Add(1),
-		flow:        newFlow(c.cfg.streamWindow, 0),
+		flow:        newFlow(c.cfg.streamWindow, 0, streamSilence(c.cfg.streamHeartbeat)),
 		began:       time.Now(),
 		headerReady: make(chan struct{}),
 		done:        make(chan struct{}),
@@ -196,7 +197,7 @@ func (cs *clientStream) produceOpen(value, key []byte, halfClosed bool) error {
 		headers = traceHeaders(headers, cs.md)
 	}
 	*env = appendRequestEnvelope(*env, cs.method, cs.id, c.replyTopic, c.replyPartition, unixMs(deadline), cs.md)
-	*env = appendStreamOpen(*env, streamOpen{window: c.cfg.streamWindow, halfClosed: halfClosed})
+	*env = appendStreamOpen(*env, streamOpen{window: c.cfg.streamWindow, halfClosed: halfClosed, heartbeatMs: uint64(c.cfg.streamHeartbeat / time.Millisecond)})
 	headers[0] = kafka.Header{Key: hdrRPC, Value: *env}
 	msg := &kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &cs.rt.topic, Partition: kafka.PartitionAny},
@@ -210,6 +211,9 @@ func (cs *clientStream) produceOpen(value, key []byte, halfClosed bool) error {
 			return status.Errorf(codes.Internal, "kafkatransport: seal stream opening: %v", err)
 		}
 	}
+	cs.mu.Lock()
+	cs.began = time.Now() // the wait for ACCEPT starts now
+	cs.mu.Unlock()
 	cs.flow.sentNow()
 	return c.produce(msg)
 }
@@ -229,6 +233,11 @@ func (cs *clientStream) sendFrame(f *streamFrame, value []byte) error {
 	cs.mu.Lock()
 	topic, partition := cs.inboxTopic, cs.inboxPartition
 	cs.mu.Unlock()
+	return cs.sendFrameTo(topic, partition, f, value)
+}
+
+// sendFrameTo produces a frame to a server's inbox.
+func (cs *clientStream) sendFrameTo(topic string, partition int32, f *streamFrame, value []byte) error {
 	c := cs.c
 	buf := c.bufs.get()
 	defer c.bufs.put(buf)
@@ -350,12 +359,14 @@ func (cs *clientStream) SendMsg(m any) error {
 		}
 		if err := cs.produceOpen(value, key, true); err != nil {
 			cs.finish(err)
-			return io.EOF
+			return err // the generated stub returns it: say why, not io.EOF
 		}
 		return nil
 	}
 	cs.mu.Unlock()
 	for {
+		// The channel first, then the state: a change in between wakes us.
+		changed := cs.flow.changedCh()
 		cs.mu.Lock()
 		accepted, peerEnded := cs.accepted, cs.peerEnded
 		cs.mu.Unlock()
@@ -363,15 +374,14 @@ func (cs *clientStream) SendMsg(m any) error {
 			return io.EOF
 		}
 		var (
-			seq     uint64
-			ok      bool
-			err     error
-			changed <-chan struct{}
+			seq uint64
+			ok  bool
+			err error
 		)
 		if accepted {
-			seq, ok, err, changed = cs.flow.reserve()
+			seq, ok, err, _ = cs.flow.reserve()
 		} else {
-			_, _, err, changed = cs.flow.next0()
+			err = cs.flow.err()
 		}
 		if err != nil {
 			return io.EOF
@@ -385,7 +395,8 @@ func (cs *clientStream) SendMsg(m any) error {
 			}
 			if err := cs.sendFrame(&streamFrame{kind: frameMessage, seq: seq}, value); err != nil {
 				cs.finish(err)
-				return io.EOF
+				cs.sendCancel() // its seq is lost: the server must not wait for it
+				return err
 			}
 			return nil
 		}
@@ -419,7 +430,9 @@ func (cs *clientStream) RecvMsg(m any) error {
 		}
 		if fr == nil {
 			if err != nil {
-				cs.finish(err)
+				if cs.finish(err) {
+					cs.sendCancel() // a broken rule of the server: tell it
+				}
 				cs.mu.Lock()
 				err = cs.endErr
 				cs.mu.Unlock()
@@ -522,8 +535,27 @@ func (cs *clientStream) sendCredit(total uint64) {
 	}
 }
 
-// onFrame handles a frame of the server for this stream.
+// onFrame handles a frame of the server for this stream. Only the frames
+// of the first server instance to send one count: another instance that
+// accepts the stream (its opening redelivered after a crash) gets CANCEL.
 func (cs *clientStream) onFrame(f *streamFrame, value []byte) {
+	cs.mu.Lock()
+	if cs.server == "" {
+		cs.server = string(f.server)
+	}
+	other := cs.server != string(f.server)
+	cs.mu.Unlock()
+	if other {
+		if f.kind == frameAccept {
+			_ = cs.sendFrameTo(string(f.inboxTopic), f.inboxPartition, &streamFrame{kind: frameCancel}, nil)
+		}
+		return
+	}
+	if f.kind.ordered() && f.seq == 1 {
+		// The server's first ordered frame carries its header (or none
+		// will come): Header need not wait for RecvMsg.
+		cs.setHeader(f.header)
+	}
 	switch f.kind {
 	case frameAccept:
 		cs.onAccept(f)
@@ -542,6 +574,7 @@ func (cs *clientStream) onFrame(f *streamFrame, value []byte) {
 		cs.peerEnded = true // SendMsg returns io.EOF from now on
 		cs.mu.Unlock()
 		cs.flow.receive(f.seq, inFrame{kind: frameEnd, header: f.header, status: st, trailer: f.trailer})
+		cs.flow.signal() // also when the END waits for an earlier frame
 	}
 }
 
@@ -554,6 +587,8 @@ func (cs *clientStream) onAccept(f *streamFrame) {
 		cs.mu.Unlock()
 		return
 	}
+	cs.flow.heard() // before accepted: the liveness loop then sees a fresh stream
+	cs.flow.silence.Store(int64(peerSilence(f.heartbeatMs, cs.c.cfg.streamHeartbeat)))
 	cs.accepted = true
 	cs.inboxTopic, cs.inboxPartition = string(f.inboxTopic), f.inboxPartition
 	ended := cs.ended
@@ -561,6 +596,7 @@ func (cs *clientStream) onAccept(f *streamFrame) {
 	cs.halfCloseSent = cs.halfCloseSent || halfClose
 	cs.mu.Unlock()
 	cs.flow.credit(f.credit)
+	cs.flow.signal() // SendMsg waits for acceptance, even without credit
 	if ended {
 		_ = cs.sendFrame(&streamFrame{kind: frameCancel}, nil)
 		cs.c.forgetStream(cs.seq)
@@ -571,14 +607,6 @@ func (cs *clientStream) onAccept(f *streamFrame) {
 			cs.finish(err)
 		}
 	}
-}
-
-// next0 is next without taking anything: the stream's error and change
-// channel.
-func (f *flow) next0() (*inFrame, uint64, error, <-chan struct{}) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return nil, 0, f.failed, f.changed
 }
 
 // handleStreamFrame hands a stream frame read from the reply partition to
@@ -661,9 +689,15 @@ func (c *ClientConn) checkStreams(now time.Time, hb time.Duration) {
 			continue
 		}
 		if !accepted {
-			continue // the opening waits in the request topic: the deadline bounds it
+			// The opening waits in the request topic, or was refused
+			// without an answer (dead-lettered): WithDefaultTimeout bounds
+			// the wait, as it bounds a unary call without a deadline.
+			if opened := cs.openedLocked(); opened && now.Sub(began) > c.cfg.defaultTimeout {
+				cs.finish(status.Errorf(codes.Unavailable, "kafkatransport: no server accepted the stream of %s within %v", cs.method, c.cfg.defaultTimeout))
+			}
+			continue
 		}
-		ping, dead := cs.flow.idle(now, hb, streamSilence(hb))
+		ping, dead := cs.flow.idle(now, hb)
 		if dead {
 			cs.finish(status.Errorf(codes.Unavailable, "kafkatransport: the server holding the stream of %s went silent", cs.method))
 			continue
@@ -674,6 +708,13 @@ func (c *ClientConn) checkStreams(now time.Time, hb time.Duration) {
 			}
 		}
 	}
+}
+
+// openedLocked reports whether the opening was produced.
+func (cs *clientStream) openedLocked() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.opened
 }
 
 // closeStreams fails every stream of a closing client with Unavailable.

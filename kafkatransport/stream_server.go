@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -34,10 +35,11 @@ type streams struct {
 	inbox          *kafka.Consumer
 	inboxTopic     string
 	inboxPartition int32
+	run            []byte // names this server instance in its frames
 
-	mu   sync.Mutex
-	byID map[string]*srvStream
-	wg   sync.WaitGroup // running stream handlers
+	mu      sync.Mutex
+	byID    map[string]*srvStream
+	running atomic.Int64 // stream handlers running
 }
 
 // srvStream is the server end of a stream. It implements grpc.ServerStream.
@@ -61,8 +63,9 @@ type srvStream struct {
 	header     metadata.MD
 	headerSent bool
 	trailer    metadata.MD
-	recvDone   bool // RecvMsg returned io.EOF or its one request
-	ended      bool // END was sent
+	recvDone   bool   // RecvMsg returned io.EOF or its one request
+	ended      bool   // END was sent
+	lostSeq    uint64 // the seq of an ordered frame that could not be sent: END takes it
 }
 
 // hasStreams reports whether a registered service has streaming methods.
@@ -83,7 +86,7 @@ func (s *Server) startStreams(ctx context.Context, admin *kafka.AdminClient, wg 
 	if err != nil {
 		return err
 	}
-	s.streams = &streams{inbox: c, inboxTopic: topic, inboxPartition: p, byID: map[string]*srvStream{}}
+	s.streams = &streams{inbox: c, inboxTopic: topic, inboxPartition: p, byID: map[string]*srvStream{}, run: []byte(s.cfg.instanceID + "-" + runID())}
 	wg.Go(func() {
 		for !s.isStopping() {
 			_ = pollBurst(c, s.isStopping, s.handleInbox)
@@ -107,9 +110,9 @@ func (s *Server) startStreams(ctx context.Context, admin *kafka.AdminClient, wg 
 }
 
 // stopStreams ends every stream (their handlers' contexts are cancelled
-// and their clients get Unavailable), waits at most d for the handlers to
-// return, then closes the inbox.
-func (s *Server) stopStreams(d time.Duration) {
+// and their clients get Unavailable), waits until deadline at most for the
+// handlers to return, then closes the inbox.
+func (s *Server) stopStreams(deadline time.Time) {
 	if s.streams == nil {
 		return
 	}
@@ -119,12 +122,14 @@ func (s *Server) stopStreams(d time.Duration) {
 		st.cancel(errServerStopping)
 	}
 	ss.mu.Unlock()
-	done := make(chan struct{})
-	go func() { ss.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-		s.cfg.logger.Warn("kafkatransport stream handlers still running after the drain timeout")
+	// Polled, not waited for in a goroutine, which a handler that ignores
+	// its context would leak.
+	for ss.running.Load() > 0 {
+		if time.Now().After(deadline) {
+			s.cfg.logger.Warn("kafkatransport stream handlers still running after the drain timeout", "running", ss.running.Load())
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if err := ss.inbox.Close(); err != nil {
 		s.cfg.logger.Warn("kafkatransport close stream inbox", "err", err)
@@ -140,7 +145,7 @@ func (l *lane) openStream(req *request) {
 	sd := l.svc.streams[req.method.name]
 	refuse := func(err error) {
 		st := &srvStream{l: l, method: req.method.name, id: string(req.env.id), caller: req.caller, req: req,
-			replyTopic: req.replyTopic, replyPartition: req.env.replyPartition, flow: newFlow(1, 0)}
+			replyTopic: req.replyTopic, replyPartition: req.env.replyPartition, flow: newFlow(1, 0, 0)}
 		st.sendEnd(status.Convert(err))
 		l.done(req)
 	}
@@ -157,13 +162,16 @@ func (l *lane) openStream(req *request) {
 	case s.streams == nil:
 		refuse(status.Error(codes.Internal, "kafkatransport: server has no stream inbox"))
 		return
+	case req.env.stream.window == 0:
+		refuse(status.Error(codes.InvalidArgument, "kafkatransport: stream opening with a window of 0"))
+		return
 	}
 	ss := s.streams
 	window := req.env.stream.window
 	st := &srvStream{
 		l: l, sd: sd, method: req.method.name, id: string(req.env.id), caller: req.caller, req: req,
 		replyTopic: req.replyTopic, replyPartition: req.env.replyPartition,
-		flow: newFlow(s.cfg.streamWindow, window),
+		flow: newFlow(s.cfg.streamWindow, window, peerSilence(req.env.stream.heartbeatMs, s.cfg.streamHeartbeat)),
 	}
 	if sd.ClientStreams == req.env.stream.halfClosed {
 		refuse(status.Errorf(codes.Internal, "kafkatransport: stream opening of %s does not match its kind", req.method.name))
@@ -194,13 +202,24 @@ func (l *lane) openStream(req *request) {
 	}
 	st.ctx = grpc.NewContextWithServerTransportStream(ctx, &streamTransport{st})
 	ss.byID[st.id] = st
-	ss.wg.Add(1)
+	ss.running.Add(1)
 	ss.mu.Unlock()
 
-	st.send(&streamFrame{kind: frameAccept, credit: s.cfg.streamWindow, inboxTopic: []byte(ss.inboxTopic), inboxPartition: ss.inboxPartition}, nil)
+	err := st.send(&streamFrame{kind: frameAccept, credit: s.cfg.streamWindow, inboxTopic: []byte(ss.inboxTopic), inboxPartition: ss.inboxPartition,
+		heartbeatMs: uint64(s.cfg.streamHeartbeat / time.Millisecond)}, nil)
 	l.done(req)
+	if err != nil {
+		s.cfg.logger.Warn("kafkatransport stream not accepted", "method", st.method, "id", st.id, "err", err)
+		ss.mu.Lock()
+		delete(ss.byID, st.id)
+		ss.mu.Unlock()
+		ss.running.Add(-1)
+		st.cancel(err)
+		stopDeadline()
+		return
+	}
 	go func() {
-		defer ss.wg.Done()
+		defer ss.running.Add(-1)
 		defer stopDeadline()
 		st.run()
 	}()
@@ -273,6 +292,9 @@ func (st *srvStream) send(f *streamFrame, value []byte) error {
 	buf := s.bufs.get()
 	defer s.bufs.put(buf)
 	f.id = []byte(st.id)
+	if s.streams != nil {
+		f.server = s.streams.run
+	}
 	*buf = appendStreamFrame(*buf, f)
 	topic := st.replyTopic
 	msg := &kafka.Message{
@@ -294,9 +316,28 @@ func (st *srvStream) send(f *streamFrame, value []byte) error {
 	}
 	st.flow.sentNow()
 	if err := s.producer.Produce(msg, nil); err != nil {
+		var ke kafka.Error
+		if errors.As(err, &ke) && ke.Code() == kafka.ErrMsgSizeTooLarge {
+			return status.Errorf(codes.ResourceExhausted, "kafkatransport: stream message too large: %v", err)
+		}
 		return status.Errorf(codes.Unavailable, "kafkatransport: produce stream frame: %v", err)
 	}
 	return nil
+}
+
+// sendOrdered sends an ordered frame; when it cannot be sent, its seq is
+// kept for END, so that the client does not wait for a frame that never
+// comes.
+func (st *srvStream) sendOrdered(f *streamFrame, value []byte) error {
+	err := st.send(f, value)
+	if err != nil {
+		st.mu.Lock()
+		if st.lostSeq == 0 {
+			st.lostSeq = f.seq
+		}
+		st.mu.Unlock()
+	}
+	return err
 }
 
 // sendEnd sends the stream's status and trailer, and the header when none
@@ -314,8 +355,11 @@ func (st *srvStream) sendEnd(stt *status.Status) {
 		st.headerSent = true
 		f.header = validMD(st.l.s, st.method, st.header)
 	}
+	lost := st.lostSeq
 	st.mu.Unlock()
-	f.seq = st.flow.nextSeqOut()
+	if f.seq = lost; f.seq == 0 {
+		f.seq = st.flow.nextSeqOut()
+	}
 	if err := st.send(f, nil); err != nil {
 		st.l.s.cfg.logger.Warn("kafkatransport stream end not sent", "method", st.method, "id", st.id, "err", err)
 	}
@@ -363,7 +407,7 @@ func (st *srvStream) SendHeader(md metadata.MD) error {
 	st.headerSent = true
 	h := validMD(st.l.s, st.method, metadata.Join(st.header, md))
 	st.mu.Unlock()
-	return st.send(&streamFrame{kind: frameHeader, seq: st.flow.nextSeqOut(), header: h}, nil)
+	return st.sendOrdered(&streamFrame{kind: frameHeader, seq: st.flow.nextSeqOut(), header: h}, nil)
 }
 
 // SetTrailer implements grpc.ServerStream.
@@ -396,7 +440,7 @@ func (st *srvStream) SendMsg(m any) error {
 				f.header = validMD(st.l.s, st.method, st.header)
 			}
 			st.mu.Unlock()
-			return st.send(f, value)
+			return st.sendOrdered(f, value)
 		}
 		select {
 		case <-changed:
@@ -528,7 +572,7 @@ func (s *Server) checkStreams(now time.Time, hb time.Duration) {
 	}
 	s.streams.mu.Unlock()
 	for _, st := range list {
-		ping, dead := st.flow.idle(now, hb, streamSilence(hb))
+		ping, dead := st.flow.idle(now, hb)
 		if dead {
 			s.cfg.logger.Info("kafkatransport stream client went silent; cancelling", "method", st.method, "id", st.id)
 			st.cancel(errClientGone)

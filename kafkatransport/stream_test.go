@@ -133,6 +133,11 @@ func TestServerStream(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ServerStream: %v", err)
 	}
+	// The header comes before any Recv (grpc-gateway asks for it first).
+	h, err := stream.Header()
+	if err != nil || len(h.Get("x-header")) != 1 || h.Get("x-header")[0] != "h:v" {
+		t.Fatalf("Header before Recv = %v, %v; want x-header h:v", h, err)
+	}
 	for i := range int32(100) {
 		resp, err := stream.Recv()
 		if err != nil {
@@ -144,10 +149,6 @@ func TestServerStream(t *testing.T) {
 	}
 	if _, err := stream.Recv(); err != io.EOF {
 		t.Fatalf("Recv after the last message = %v, want io.EOF", err)
-	}
-	h, err := stream.Header()
-	if err != nil || h.Get("x-header")[0] != "h:v" {
-		t.Fatalf("Header = %v, %v; want x-header h:v", h, err)
 	}
 	if tr := stream.Trailer(); len(tr.Get("x-trailer")) != 1 || tr.Get("x-trailer")[0] != "t:v" {
 		t.Fatalf("Trailer = %v, want x-trailer t:v", tr)
@@ -445,6 +446,23 @@ func TestStreamOfUnknownMethod(t *testing.T) {
 		if err := stream.RecvMsg(&testingv1.BidiStreamResponse{}); status.Code(err) != codes.Unimplemented {
 			t.Fatalf("%s: RecvMsg = %v, want Unimplemented", method, err)
 		}
+	}
+}
+
+// A stream no server accepts (here: no server runs) ends Unavailable after
+// the client's default timeout, not never.
+func TestStreamNotAccepted(t *testing.T) {
+	e := newEnv(t)
+	e.createTopic(testingv1.EchoServiceKafkaTopic, 1) // so the opening is stored
+	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithDefaultTimeout(time.Second)))
+	stream, err := c.BidiStream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = stream.Recv()
+	if took := time.Since(start); status.Code(err) != codes.Unavailable || took > 5*time.Second {
+		t.Fatalf("Recv = %v after %v, want Unavailable after about 1s", err, took)
 	}
 }
 

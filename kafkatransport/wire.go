@@ -30,6 +30,7 @@ const (
 
 	openWindow     protowire.Number = 1
 	openHalfClosed protowire.Number = 2
+	openHeartbeat  protowire.Number = 3
 
 	frID             protowire.Number = 1
 	frKind           protowire.Number = 2
@@ -43,6 +44,8 @@ const (
 	frDetails        protowire.Number = 10
 	frTrailer        protowire.Number = 11
 	frFromClient     protowire.Number = 12
+	frServer         protowire.Number = 13
+	frHeartbeat      protowire.Number = 14
 
 	repID      protowire.Number = 1
 	repCode    protowire.Number = 2
@@ -70,8 +73,9 @@ type requestEnvelope struct {
 
 // streamOpen is a decoded StreamOpen.
 type streamOpen struct {
-	window     uint64
-	halfClosed bool
+	window      uint64
+	halfClosed  bool
+	heartbeatMs uint64
 }
 
 // frameKind is StreamFrame.Kind.
@@ -109,6 +113,8 @@ type streamFrame struct {
 	details        []byte
 	trailer        metadata.MD
 	fromClient     bool
+	server         []byte
+	heartbeatMs    uint64
 }
 
 // replyEnvelope is a decoded ReplyEnvelope. Its byte slices alias the
@@ -142,11 +148,12 @@ func appendRequestEnvelope(b []byte, method string, id []byte, replyTopic string
 
 // appendStreamOpen appends a StreamOpen field to b, a RequestEnvelope.
 func appendStreamOpen(b []byte, o streamOpen) []byte {
-	var inner [24]byte
+	var inner [40]byte
 	body := appendVarint(inner[:0], openWindow, o.window)
 	if o.halfClosed {
 		body = appendVarint(body, openHalfClosed, 1)
 	}
+	body = appendVarint(body, openHeartbeat, o.heartbeatMs)
 	b = protowire.AppendTag(b, reqStream, protowire.BytesType)
 	return protowire.AppendBytes(b, body)
 }
@@ -167,7 +174,8 @@ func appendStreamFrame(b []byte, f *streamFrame) []byte {
 	if f.fromClient {
 		b = appendVarint(b, frFromClient, 1)
 	}
-	return b
+	b = appendBytes(b, frServer, f.server)
+	return appendVarint(b, frHeartbeat, f.heartbeatMs)
 }
 
 // decode parses b into f, as proto.Unmarshal would.
@@ -189,6 +197,8 @@ func (f *streamFrame) decode(b []byte) error {
 				f.code = int32(v)
 			case frFromClient:
 				f.fromClient = v != 0
+			case frHeartbeat:
+				f.heartbeatMs = v
 			}
 			return n, nil
 		}
@@ -210,6 +220,8 @@ func (f *streamFrame) decode(b []byte) error {
 			return n, nil
 		case frTrailer:
 			return consumeMetadata(b, &f.trailer)
+		case frServer:
+			return consumeString(b, &f.server)
 		}
 		return protowire.ConsumeFieldValue(num, typ, b), nil
 	})
@@ -323,6 +335,8 @@ func consumeStreamOpen(b []byte, o **streamOpen) (int, error) {
 			(*o).window = v
 		case openHalfClosed:
 			(*o).halfClosed = v != 0
+		case openHeartbeat:
+			(*o).heartbeatMs = v
 		}
 		return n, nil
 	})

@@ -220,7 +220,11 @@ type StreamOpen struct {
 	Window uint64 `protobuf:"varint,1,opt,name=window,proto3" json:"window,omitempty"`
 	// half_closed is set when the record's value is the client's only
 	// message (a server-streaming method): the client sends no more.
-	HalfClosed    bool `protobuf:"varint,2,opt,name=half_closed,json=halfClosed,proto3" json:"half_closed,omitempty"`
+	HalfClosed bool `protobuf:"varint,2,opt,name=half_closed,json=halfClosed,proto3" json:"half_closed,omitempty"`
+	// heartbeat_ms is how long the client lets its side of the stream idle
+	// before it sends a PING: the server gives the client up after three
+	// times as long without a frame.
+	HeartbeatMs   uint64 `protobuf:"varint,3,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,6 +273,13 @@ func (x *StreamOpen) GetHalfClosed() bool {
 	return false
 }
 
+func (x *StreamOpen) GetHeartbeatMs() uint64 {
+	if x != nil {
+		return x.HeartbeatMs
+	}
+	return 0
+}
+
 // StreamFrame is the "kgrpc-stream" header of every record of a stream
 // after its opening record, in either direction: server to client on the
 // client's reply topic and partition, client to server on the inbox the
@@ -302,7 +313,14 @@ type StreamFrame struct {
 	// from_client is set on the frames the client sends. A server's inbox is
 	// a partition of the reply topic, which clients read too: each end
 	// ignores the frames of its own direction.
-	FromClient    bool `protobuf:"varint,12,opt,name=from_client,json=fromClient,proto3" json:"from_client,omitempty"`
+	FromClient bool `protobuf:"varint,12,opt,name=from_client,json=fromClient,proto3" json:"from_client,omitempty"`
+	// server names the server instance that holds the stream, on every
+	// frame the server sends: a client takes the frames of the instance
+	// whose ACCEPT came first and cancels a stream another instance accepted
+	// (its opening redelivered after a crash).
+	Server string `protobuf:"bytes,13,opt,name=server,proto3" json:"server,omitempty"`
+	// heartbeat_ms (ACCEPT) is StreamOpen.heartbeat_ms for the server.
+	HeartbeatMs   uint64 `protobuf:"varint,14,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -419,6 +437,20 @@ func (x *StreamFrame) GetFromClient() bool {
 		return x.FromClient
 	}
 	return false
+}
+
+func (x *StreamFrame) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *StreamFrame) GetHeartbeatMs() uint64 {
+	if x != nil {
+		return x.HeartbeatMs
+	}
+	return 0
 }
 
 // ReplyEnvelope is the "rpc" header of a reply record.
@@ -582,12 +614,13 @@ const file_kgrpc_kafka_v1_envelope_proto_rawDesc = "" +
 	"\x0freply_partition\x18\x04 \x01(\x05R\x0ereplyPartition\x12(\n" +
 	"\x10deadline_unix_ms\x18\x05 \x01(\x03R\x0edeadlineUnixMs\x129\n" +
 	"\bmetadata\x18\x06 \x03(\v2\x1d.kgrpc.kafka.v1.MetadataEntryR\bmetadata\x122\n" +
-	"\x06stream\x18\a \x01(\v2\x1a.kgrpc.kafka.v1.StreamOpenR\x06stream\"E\n" +
+	"\x06stream\x18\a \x01(\v2\x1a.kgrpc.kafka.v1.StreamOpenR\x06stream\"h\n" +
 	"\n" +
 	"StreamOpen\x12\x16\n" +
 	"\x06window\x18\x01 \x01(\x04R\x06window\x12\x1f\n" +
 	"\vhalf_closed\x18\x02 \x01(\bR\n" +
-	"halfClosed\"\xd4\x04\n" +
+	"halfClosed\x12!\n" +
+	"\fheartbeat_ms\x18\x03 \x01(\x04R\vheartbeatMs\"\x8f\x05\n" +
 	"\vStreamFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
 	"\x04kind\x18\x02 \x01(\x0e2 .kgrpc.kafka.v1.StreamFrame.KindR\x04kind\x12\x10\n" +
@@ -603,7 +636,9 @@ const file_kgrpc_kafka_v1_envelope_proto_rawDesc = "" +
 	" \x01(\fR\rstatusDetails\x127\n" +
 	"\atrailer\x18\v \x03(\v2\x1d.kgrpc.kafka.v1.MetadataEntryR\atrailer\x12\x1f\n" +
 	"\vfrom_client\x18\f \x01(\bR\n" +
-	"fromClient\"\xa4\x01\n" +
+	"fromClient\x12\x16\n" +
+	"\x06server\x18\r \x01(\tR\x06server\x12!\n" +
+	"\fheartbeat_ms\x18\x0e \x01(\x04R\vheartbeatMs\"\xa4\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vKIND_ACCEPT\x10\x01\x12\x10\n" +
