@@ -47,8 +47,12 @@ type Config struct {
 	// OpenAPI is served at /openapi.json.
 	OpenAPI []byte
 	// RequestTimeout bounds every API request, including its calls over
-	// Kafka. Default: 10s.
+	// Kafka, but streams. Default: 10s.
 	RequestTimeout time.Duration
+	// MaxStreamDuration bounds a streaming request (GET .../{id}:watch)
+	// instead: it lasts until the stream ends, the client goes, this much
+	// time has passed or the gateway stops. Default: 1h.
+	MaxStreamDuration time.Duration
 	// MaxBodyBytes bounds request bodies. Default: 1 MiB.
 	MaxBodyBytes int64
 	// MaxHeaderBytes bounds the request line and headers; more is 431.
@@ -91,6 +95,9 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
+	}
+	if cfg.MaxStreamDuration <= 0 {
+		cfg.MaxStreamDuration = time.Hour
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
@@ -156,7 +163,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		validUTF8,                               // %ff in a path or query: 400 before routing
 		verifyBearer(cfg.Verifier, cfg.Revoked), // a bad token is refused here; none goes on
 		addIdempotencyKey,                       // one made-up key per POST, PATCH, DELETE without one
-		withTimeout(cfg.RequestTimeout),         // bounds the request and its calls
+		withTimeout(ctx, cfg.RequestTimeout, cfg.MaxStreamDuration), // bounds the request and its calls
 		bodyDeadline(cfg.RequestTimeout),        // and the reading of its body
 		limitBody(cfg.MaxBodyBytes),
 		rateLimitAuth(cfg.AuthRateLimit), // reads the email of the bounded body

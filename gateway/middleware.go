@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -17,14 +18,29 @@ func chain(h http.Handler, mws ...func(http.Handler) http.Handler) http.Handler 
 
 // withTimeout bounds each request, and so every call it makes over Kafka,
 // by d. A call cut short answers 504 DEADLINE_EXCEEDED (see writeError).
-func withTimeout(d time.Duration) func(http.Handler) http.Handler {
+// A stream (isStream) is bounded by streamD instead, and ends when run, the
+// gateway's context, does.
+func withTimeout(run context.Context, d, streamD time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx, cancel := context.WithTimeout(r.Context(), d)
+			if !isStream(r) {
+				ctx, cancel := context.WithTimeout(r.Context(), d)
+				defer cancel()
+				next.ServeHTTP(w, r.WithContext(ctx))
+				return
+			}
+			ctx, cancel := context.WithTimeout(r.Context(), streamD)
 			defer cancel()
+			defer context.AfterFunc(run, cancel)()
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
+}
+
+// isStream reports whether r is a request of a streaming route: GET
+// /v1/orders/{id}:watch.
+func isStream(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/orders/") && strings.HasSuffix(r.URL.Path, ":watch")
 }
 
 // limitBody bounds request bodies to n bytes. Reading past them fails, and
@@ -65,4 +81,12 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 func (s *statusRecorder) WriteHeader(code int) {
 	s.code = code
 	s.ResponseWriter.WriteHeader(code)
+}
+
+// Flush sends what was written so far, for streams: grpc-gateway flushes
+// each message of a server stream through http.Flusher.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }

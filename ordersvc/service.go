@@ -85,6 +85,10 @@ type Config struct {
 	// RecoverEvery is the pause between sweeps of RecoverReservations; zero
 	// means RecoverAfter/6.
 	RecoverEvery time.Duration
+	// Watches, when not nil, serves WatchOrder from the OrderStatusChanged
+	// events the instance reads into it (Watches.Publish); nil answers
+	// WatchOrder Unimplemented.
+	Watches *Watches
 }
 
 // withDefaults checks cfg and returns it with every zero value that has a

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -123,11 +124,36 @@ func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocatio
 	if u.tel != nil {
 		opts = append(opts, u.tel.Server()...) // outermost: every request counted
 	}
+	authCfg := auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked}
 	opts = append(opts, kafkatransport.WithUnaryServerInterceptors(requestID, logCalls(u.log),
-		auth.UnaryServerInterceptor(auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked}),
+		auth.UnaryServerInterceptor(authCfg),
 		idempotency.UnaryServerInterceptor(idem, idempotency.WithScope(callerScope), idempotency.WithLogger(u.log),
 			idempotency.WithFingerprintKey(u.secret("idempotency-fingerprint")))))
+	// Streams get the same, but for idempotency: every streaming method
+	// of the shop is a read.
+	opts = append(opts, kafkatransport.WithStreamServerInterceptors(requestIDStream, logStreams(u.log), auth.StreamServerInterceptor(authCfg)))
 	return kafkatransport.NewServer(c.Brokers, opts...)
+}
+
+// requestIDStream is requestID for streams.
+func requestIDStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx := ss.Context()
+	if v := metadata.ValueFromIncomingContext(ctx, telemetry.RequestIDMetadata); len(v) == 1 {
+		w := middleware.WrapServerStream(ss)
+		w.WrappedContext = telemetry.WithRequestID(ctx, v[0])
+		ss = w
+	}
+	return handler(srv, ss)
+}
+
+// logStreams is logCalls for streams: one line when a stream ends.
+func logStreams(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		start := time.Now()
+		err := handler(srv, ss)
+		logCall(ss.Context(), logger, info.FullMethod, err, start)
+		return err
+	}
 }
 
 // requestID puts the request id the gateway passes as "x-request-id"
@@ -154,15 +180,20 @@ func logCalls(logger *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := handler(ctx, req)
-		st := status.Convert(err)
-		level := slog.LevelDebug
-		switch st.Code().String() {
-		case "Internal", "Unknown", "DataLoss":
-			level = slog.LevelError
-		}
-		logger.Log(ctx, level, "rpc", "method", info.FullMethod, "code", st.Code().String(), "duration", time.Since(start))
+		logCall(ctx, logger, info.FullMethod, err, start)
 		return resp, err
 	}
+}
+
+// logCall logs one call or stream that began at start and ended with err.
+func logCall(ctx context.Context, logger *slog.Logger, method string, err error, start time.Time) {
+	st := status.Convert(err)
+	level := slog.LevelDebug
+	switch st.Code().String() {
+	case "Internal", "Unknown", "DataLoss":
+		level = slog.LevelError
+	}
+	logger.Log(ctx, level, "rpc", "method", method, "code", st.Code().String(), "duration", time.Since(start))
 }
 
 // PinReplyPartition adds the reply partition p to c's client options unless

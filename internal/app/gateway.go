@@ -22,6 +22,8 @@ type GatewayConfig struct {
 	HTTPAddr string
 	// RequestTimeout bounds each API request. Default: 10s.
 	RequestTimeout time.Duration
+	// MaxStreamDuration bounds each streaming API request. Default: 1h.
+	MaxStreamDuration time.Duration
 	// CORSOrigins are the browser origins allowed to call the API.
 	CORSOrigins []string
 	// AuthRateLimit is gateway.Config.AuthRateLimit.
@@ -56,21 +58,22 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 	go func() { watchErr <- rev.Watch(watchCtx, c.Brokers, u.kafka, c.topicOptions()) }()
 	defer func() { stopWatch(); <-watchErr }()
 	gcfg := gateway.Config{
-		Users:          usersv1.NewUserServiceKafkaClient(conn),
-		Products:       productsv1.NewProductServiceKafkaClient(conn),
-		Orders:         ordersv1.NewOrderServiceKafkaClient(conn),
-		UsersHealth:    healthClient(conn, UnitUsers),
-		ProductsHealth: healthClient(conn, UnitProducts),
-		OrdersHealth:   healthClient(conn, UnitOrders),
-		Verifier:       verifier,
-		Revoked:        rev.Revoked,
-		Health:         map[string]func() error{"revocations": rev.Health},
-		Ping:           conn.Ping,
-		OpenAPI:        gateway.OpenAPI,
-		RequestTimeout: cfg.RequestTimeout,
-		CORSOrigins:    cfg.CORSOrigins,
-		AuthRateLimit:  cfg.AuthRateLimit,
-		Logger:         log,
+		Users:             usersv1.NewUserServiceKafkaClient(conn),
+		Products:          productsv1.NewProductServiceKafkaClient(conn),
+		Orders:            ordersv1.NewOrderServiceKafkaClient(conn),
+		UsersHealth:       healthClient(conn, UnitUsers),
+		ProductsHealth:    healthClient(conn, UnitProducts),
+		OrdersHealth:      healthClient(conn, UnitOrders),
+		Verifier:          verifier,
+		Revoked:           rev.Revoked,
+		Health:            map[string]func() error{"revocations": rev.Health},
+		Ping:              conn.Ping,
+		OpenAPI:           gateway.OpenAPI,
+		RequestTimeout:    cfg.RequestTimeout,
+		MaxStreamDuration: cfg.MaxStreamDuration,
+		CORSOrigins:       cfg.CORSOrigins,
+		AuthRateLimit:     cfg.AuthRateLimit,
+		Logger:            log,
 	}
 	if u.tel != nil {
 		gcfg.TracerProvider, gcfg.Metrics = u.tel.Tracer, u.tel.Registerer

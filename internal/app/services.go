@@ -135,11 +135,15 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 			return err
 		}
 		u.closers = append(u.closers, func() { _ = conn.Close() })
+		// Every instance reads every status change, from now on, for the
+		// WatchOrder streams it serves.
+		watches, since := ordersvc.NewWatches(), time.Now()
 		svc, err := ordersvc.New(ordersvc.Config{
 			Repo:     repo,
 			Products: productsv1.NewProductServiceClient(conn.Service(productsv1.ProductServiceKafkaSpec)),
 			Logger:   u.log,
 			Notify:   u.relay.Notify,
+			Watches:  watches,
 
 			RecoverAfter: cfg.RecoverAfter,
 		})
@@ -147,7 +151,9 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 			return err
 		}
 		ordersv1.RegisterOrderServiceKafkaServer(u.srv, svc)
-		u.loops = append(u.loops, svc.RecoverReservations)
+		u.loops = append(u.loops, svc.RecoverReservations, func(ctx context.Context) error {
+			return kafkatransport.Watch(ctx, c.Brokers, ordersv1.OrderStatusChangedKafkaEvent, since, watches.Publish, nil, c.subscriberOptions(u.unitEnv)...)
+		})
 		return nil
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -102,29 +103,53 @@ type InterceptorConfig struct {
 // never go on the bus.
 func UnaryServerInterceptor(cfg InterceptorConfig) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ri, _ := kafkatransport.RequestFromContext(ctx)
-		switch {
-		case ri.Caller == "":
-		case slices.Contains(cfg.Asserters, ri.Caller):
-			vs := metadata.ValueFromIncomingContext(ctx, PrincipalKey)
-			if len(vs) == 0 {
-				break
-			}
-			c, err := parsePrincipal(vs[0])
-			if err != nil || len(vs) > 1 {
-				return nil, status.Errorf(codes.Unauthenticated, "malformed %s metadata", PrincipalKey)
-			}
-			if cfg.Revoked != nil {
-				if err := cfg.Revoked(c.Subject, c.TokenVersion); errors.Is(err, ErrNotCaughtUp) {
-					return nil, status.Error(codes.Unavailable, "token revocations not read yet; retry")
-				} else if err != nil {
-					return nil, status.Errorf(codes.Unauthenticated, "token revoked: %v", err)
-				}
-			}
-			ctx = NewContext(ctx, c)
-		default:
-			ctx = NewContext(ctx, Claims{Subject: ri.Caller, Role: RoleService})
+		ctx, err := cfg.callerContext(ctx)
+		if err != nil {
+			return nil, err
 		}
 		return handler(ctx, req)
 	}
+}
+
+// StreamServerInterceptor is UnaryServerInterceptor for streams: the
+// caller's claims come from the stream's opening record.
+func StreamServerInterceptor(cfg InterceptorConfig) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx, err := cfg.callerContext(ss.Context())
+		if err != nil {
+			return err
+		}
+		w := middleware.WrapServerStream(ss)
+		w.WrappedContext = ctx
+		return handler(srv, w)
+	}
+}
+
+// callerContext returns ctx with the caller's claims, as
+// UnaryServerInterceptor describes, or the error that refuses the call.
+func (cfg InterceptorConfig) callerContext(ctx context.Context) (context.Context, error) {
+	ri, _ := kafkatransport.RequestFromContext(ctx)
+	switch {
+	case ri.Caller == "":
+	case slices.Contains(cfg.Asserters, ri.Caller):
+		vs := metadata.ValueFromIncomingContext(ctx, PrincipalKey)
+		if len(vs) == 0 {
+			break
+		}
+		c, err := parsePrincipal(vs[0])
+		if err != nil || len(vs) > 1 {
+			return nil, status.Errorf(codes.Unauthenticated, "malformed %s metadata", PrincipalKey)
+		}
+		if cfg.Revoked != nil {
+			if err := cfg.Revoked(c.Subject, c.TokenVersion); errors.Is(err, ErrNotCaughtUp) {
+				return nil, status.Error(codes.Unavailable, "token revocations not read yet; retry")
+			} else if err != nil {
+				return nil, status.Errorf(codes.Unauthenticated, "token revoked: %v", err)
+			}
+		}
+		ctx = NewContext(ctx, c)
+	default:
+		ctx = NewContext(ctx, Claims{Subject: ri.Caller, Role: RoleService})
+	}
+	return ctx, nil
 }

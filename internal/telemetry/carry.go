@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -26,6 +27,18 @@ func carryClient(ctx context.Context, method string, req, reply any, cc *grpc.Cl
 // carryServer runs the handler in the caller's trace context.
 func carryServer(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	return handler(extractTrace(ctx), req)
+}
+
+// carryClientStream is carryClient for streams.
+func carryClientStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return streamer(injectTrace(ctx), desc, cc, method, opts...)
+}
+
+// carryServerStream is carryServer for streams.
+func carryServerStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	w := middleware.WrapServerStream(ss)
+	w.WrappedContext = extractTrace(ss.Context())
+	return handler(srv, w)
 }
 
 // injectTrace returns ctx with the traceparent (and tracestate) of its

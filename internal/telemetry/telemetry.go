@@ -261,13 +261,18 @@ func (u *Unit) Events() kafkatransport.EventOption {
 // otelgrpc's server spans (when exported; else an interceptor that only
 // carries the trace context, see carryServer) and go-grpc-middleware's
 // grpc_server_* metrics (interceptors: put them first).
+//
+// Streams, which the transport's stats handlers do not see, carry the
+// trace context with interceptors either way and get the same metrics.
 func (u *Unit) Server() []kafkatransport.ServerOption {
+	streams := kafkatransport.WithStreamServerInterceptors(carryServerStream, u.server.StreamServerInterceptor())
 	if !u.exporting {
-		return []kafkatransport.ServerOption{kafkatransport.WithUnaryServerInterceptors(carryServer, u.server.UnaryServerInterceptor())}
+		return []kafkatransport.ServerOption{kafkatransport.WithUnaryServerInterceptors(carryServer, u.server.UnaryServerInterceptor()), streams}
 	}
 	return []kafkatransport.ServerOption{
 		kafkatransport.WithStatsHandler(otelgrpc.NewServerHandler(u.otel()...)),
 		kafkatransport.WithUnaryServerInterceptors(u.server.UnaryServerInterceptor()),
+		streams,
 	}
 }
 
@@ -276,12 +281,14 @@ func (u *Unit) Server() []kafkatransport.ServerOption {
 // carries the trace context, see carryClient) and go-grpc-middleware's
 // grpc_client_* metrics.
 func (u *Unit) Client() []kafkatransport.ClientOption {
+	streams := kafkatransport.WithStreamClientInterceptors(carryClientStream, u.client.StreamClientInterceptor())
 	if !u.exporting {
-		return []kafkatransport.ClientOption{kafkatransport.WithUnaryClientInterceptors(carryClient, u.client.UnaryClientInterceptor())}
+		return []kafkatransport.ClientOption{kafkatransport.WithUnaryClientInterceptors(carryClient, u.client.UnaryClientInterceptor()), streams}
 	}
 	return []kafkatransport.ClientOption{
 		kafkatransport.WithStatsHandler(otelgrpc.NewClientHandler(u.otel()...)),
 		kafkatransport.WithUnaryClientInterceptors(u.client.UnaryClientInterceptor()),
+		streams,
 	}
 }
 

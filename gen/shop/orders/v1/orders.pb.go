@@ -829,6 +829,99 @@ func (x *UpdateOrderStatusResponse) GetOrder() *Order {
 	return nil
 }
 
+// WatchOrderRequest is the request of OrderService.WatchOrder.
+type WatchOrderRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the order to watch.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOrderRequest) Reset() {
+	*x = WatchOrderRequest{}
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrderRequest) ProtoMessage() {}
+
+func (x *WatchOrderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrderRequest.ProtoReflect.Descriptor instead.
+func (*WatchOrderRequest) Descriptor() ([]byte, []int) {
+	return file_shop_orders_v1_orders_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WatchOrderRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// WatchOrderResponse is a message of OrderService.WatchOrder: the order as
+// it is after a status change (the first: as it is now).
+type WatchOrderResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// order is the watched order.
+	Order         *Order `protobuf:"bytes,1,opt,name=order,proto3" json:"order,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchOrderResponse) Reset() {
+	*x = WatchOrderResponse{}
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchOrderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchOrderResponse) ProtoMessage() {}
+
+func (x *WatchOrderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_orders_v1_orders_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchOrderResponse.ProtoReflect.Descriptor instead.
+func (*WatchOrderResponse) Descriptor() ([]byte, []int) {
+	return file_shop_orders_v1_orders_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *WatchOrderResponse) GetOrder() *Order {
+	if x != nil {
+		return x.Order
+	}
+	return nil
+}
+
 var File_shop_orders_v1_orders_proto protoreflect.FileDescriptor
 
 const file_shop_orders_v1_orders_proto_rawDesc = "" +
@@ -881,6 +974,10 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x123\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1b.shop.orders.v1.OrderStatusR\x06status\"H\n" +
 	"\x19UpdateOrderStatusResponse\x12+\n" +
+	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\"#\n" +
+	"\x11WatchOrderRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"A\n" +
+	"\x12WatchOrderResponse\x12+\n" +
 	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order*\xb3\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +
 	"\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n" +
@@ -888,7 +985,7 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x18\n" +
 	"\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n" +
 	"\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n" +
-	"\x16ORDER_STATUS_CANCELLED\x10\x052\xf6\x03\n" +
+	"\x16ORDER_STATUS_CANCELLED\x10\x052\xd2\x04\n" +
 	"\fOrderService\x12V\n" +
 	"\vCreateOrder\x12\".shop.orders.v1.CreateOrderRequest\x1a#.shop.orders.v1.CreateOrderResponse\x12R\n" +
 	"\bGetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\"\x03\x90\x02\x01\x12d\n" +
@@ -896,7 +993,9 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\vCancelOrder\x12\".shop.orders.v1.CancelOrderRequest\x1a#.shop.orders.v1.CancelOrderResponse\"\b\xca\xf3\x18\x04\n" +
 	"\x02id\x12r\n" +
 	"\x11UpdateOrderStatus\x12(.shop.orders.v1.UpdateOrderStatusRequest\x1a).shop.orders.v1.UpdateOrderStatusResponse\"\b\xca\xf3\x18\x04\n" +
-	"\x02idB\xb2\x01\n" +
+	"\x02id\x12Z\n" +
+	"\n" +
+	"WatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse\"\x03\x90\x02\x010\x01B\xb2\x01\n" +
 	"\x12com.shop.orders.v1B\vOrdersProtoP\x01Z5github.com/kgrpc/platform/gen/shop/orders/v1;ordersv1\xa2\x02\x03SOX\xaa\x02\x0eShop.Orders.V1\xca\x02\x0eShop\\Orders\\V1\xe2\x02\x1aShop\\Orders\\V1\\GPBMetadata\xea\x02\x10Shop::Orders::V1b\x06proto3"
 
 var (
@@ -912,7 +1011,7 @@ func file_shop_orders_v1_orders_proto_rawDescGZIP() []byte {
 }
 
 var file_shop_orders_v1_orders_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shop_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_shop_orders_v1_orders_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_shop_orders_v1_orders_proto_goTypes = []any{
 	(OrderStatus)(0),                  // 0: shop.orders.v1.OrderStatus
 	(*OrderItem)(nil),                 // 1: shop.orders.v1.OrderItem
@@ -928,13 +1027,15 @@ var file_shop_orders_v1_orders_proto_goTypes = []any{
 	(*CancelOrderResponse)(nil),       // 11: shop.orders.v1.CancelOrderResponse
 	(*UpdateOrderStatusRequest)(nil),  // 12: shop.orders.v1.UpdateOrderStatusRequest
 	(*UpdateOrderStatusResponse)(nil), // 13: shop.orders.v1.UpdateOrderStatusResponse
-	(*timestamppb.Timestamp)(nil),     // 14: google.protobuf.Timestamp
+	(*WatchOrderRequest)(nil),         // 14: shop.orders.v1.WatchOrderRequest
+	(*WatchOrderResponse)(nil),        // 15: shop.orders.v1.WatchOrderResponse
+	(*timestamppb.Timestamp)(nil),     // 16: google.protobuf.Timestamp
 }
 var file_shop_orders_v1_orders_proto_depIdxs = []int32{
 	1,  // 0: shop.orders.v1.Order.items:type_name -> shop.orders.v1.OrderItem
 	0,  // 1: shop.orders.v1.Order.status:type_name -> shop.orders.v1.OrderStatus
-	14, // 2: shop.orders.v1.Order.create_time:type_name -> google.protobuf.Timestamp
-	14, // 3: shop.orders.v1.Order.update_time:type_name -> google.protobuf.Timestamp
+	16, // 2: shop.orders.v1.Order.create_time:type_name -> google.protobuf.Timestamp
+	16, // 3: shop.orders.v1.Order.update_time:type_name -> google.protobuf.Timestamp
 	3,  // 4: shop.orders.v1.CreateOrderRequest.items:type_name -> shop.orders.v1.CreateOrderItem
 	2,  // 5: shop.orders.v1.CreateOrderResponse.order:type_name -> shop.orders.v1.Order
 	2,  // 6: shop.orders.v1.GetOrderResponse.order:type_name -> shop.orders.v1.Order
@@ -942,21 +1043,24 @@ var file_shop_orders_v1_orders_proto_depIdxs = []int32{
 	2,  // 8: shop.orders.v1.CancelOrderResponse.order:type_name -> shop.orders.v1.Order
 	0,  // 9: shop.orders.v1.UpdateOrderStatusRequest.status:type_name -> shop.orders.v1.OrderStatus
 	2,  // 10: shop.orders.v1.UpdateOrderStatusResponse.order:type_name -> shop.orders.v1.Order
-	4,  // 11: shop.orders.v1.OrderService.CreateOrder:input_type -> shop.orders.v1.CreateOrderRequest
-	6,  // 12: shop.orders.v1.OrderService.GetOrder:input_type -> shop.orders.v1.GetOrderRequest
-	8,  // 13: shop.orders.v1.OrderService.ListUserOrders:input_type -> shop.orders.v1.ListUserOrdersRequest
-	10, // 14: shop.orders.v1.OrderService.CancelOrder:input_type -> shop.orders.v1.CancelOrderRequest
-	12, // 15: shop.orders.v1.OrderService.UpdateOrderStatus:input_type -> shop.orders.v1.UpdateOrderStatusRequest
-	5,  // 16: shop.orders.v1.OrderService.CreateOrder:output_type -> shop.orders.v1.CreateOrderResponse
-	7,  // 17: shop.orders.v1.OrderService.GetOrder:output_type -> shop.orders.v1.GetOrderResponse
-	9,  // 18: shop.orders.v1.OrderService.ListUserOrders:output_type -> shop.orders.v1.ListUserOrdersResponse
-	11, // 19: shop.orders.v1.OrderService.CancelOrder:output_type -> shop.orders.v1.CancelOrderResponse
-	13, // 20: shop.orders.v1.OrderService.UpdateOrderStatus:output_type -> shop.orders.v1.UpdateOrderStatusResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	2,  // 11: shop.orders.v1.WatchOrderResponse.order:type_name -> shop.orders.v1.Order
+	4,  // 12: shop.orders.v1.OrderService.CreateOrder:input_type -> shop.orders.v1.CreateOrderRequest
+	6,  // 13: shop.orders.v1.OrderService.GetOrder:input_type -> shop.orders.v1.GetOrderRequest
+	8,  // 14: shop.orders.v1.OrderService.ListUserOrders:input_type -> shop.orders.v1.ListUserOrdersRequest
+	10, // 15: shop.orders.v1.OrderService.CancelOrder:input_type -> shop.orders.v1.CancelOrderRequest
+	12, // 16: shop.orders.v1.OrderService.UpdateOrderStatus:input_type -> shop.orders.v1.UpdateOrderStatusRequest
+	14, // 17: shop.orders.v1.OrderService.WatchOrder:input_type -> shop.orders.v1.WatchOrderRequest
+	5,  // 18: shop.orders.v1.OrderService.CreateOrder:output_type -> shop.orders.v1.CreateOrderResponse
+	7,  // 19: shop.orders.v1.OrderService.GetOrder:output_type -> shop.orders.v1.GetOrderResponse
+	9,  // 20: shop.orders.v1.OrderService.ListUserOrders:output_type -> shop.orders.v1.ListUserOrdersResponse
+	11, // 21: shop.orders.v1.OrderService.CancelOrder:output_type -> shop.orders.v1.CancelOrderResponse
+	13, // 22: shop.orders.v1.OrderService.UpdateOrderStatus:output_type -> shop.orders.v1.UpdateOrderStatusResponse
+	15, // 23: shop.orders.v1.OrderService.WatchOrder:output_type -> shop.orders.v1.WatchOrderResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_shop_orders_v1_orders_proto_init() }
@@ -970,7 +1074,7 @@ func file_shop_orders_v1_orders_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shop_orders_v1_orders_proto_rawDesc), len(file_shop_orders_v1_orders_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	OrderService_ListUserOrders_FullMethodName    = "/shop.orders.v1.OrderService/ListUserOrders"
 	OrderService_CancelOrder_FullMethodName       = "/shop.orders.v1.OrderService/CancelOrder"
 	OrderService_UpdateOrderStatus_FullMethodName = "/shop.orders.v1.OrderService/UpdateOrderStatus"
+	OrderService_WatchOrder_FullMethodName        = "/shop.orders.v1.OrderService/WatchOrder"
 )
 
 // OrderServiceClient is the client API for OrderService service.
@@ -50,6 +51,12 @@ type OrderServiceClient interface {
 	// UpdateOrderStatus moves an order forward in its life cycle. Admins only.
 	// It fails with FAILED_PRECONDITION on a transition that is not allowed.
 	UpdateOrderStatus(ctx context.Context, in *UpdateOrderStatusRequest, opts ...grpc.CallOption) (*UpdateOrderStatusResponse, error)
+	// WatchOrder streams an order: first as it is now, then once per status
+	// change, made through any instance of the service; the stream ends
+	// after a terminal status (ORDER_STATUS_DELIVERED, ORDER_STATUS_CANCELLED).
+	// Only the order's owner or an admin may watch it: another user's order
+	// is NOT_FOUND, like an unknown one.
+	WatchOrder(ctx context.Context, in *WatchOrderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrderResponse], error)
 }
 
 type orderServiceClient struct {
@@ -110,6 +117,25 @@ func (c *orderServiceClient) UpdateOrderStatus(ctx context.Context, in *UpdateOr
 	return out, nil
 }
 
+func (c *orderServiceClient) WatchOrder(ctx context.Context, in *WatchOrderRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchOrderResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &OrderService_ServiceDesc.Streams[0], OrderService_WatchOrder_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchOrderRequest, WatchOrderResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_WatchOrderClient = grpc.ServerStreamingClient[WatchOrderResponse]
+
 // OrderServiceServer is the server API for OrderService service.
 // All implementations must embed UnimplementedOrderServiceServer
 // for forward compatibility.
@@ -131,6 +157,12 @@ type OrderServiceServer interface {
 	// UpdateOrderStatus moves an order forward in its life cycle. Admins only.
 	// It fails with FAILED_PRECONDITION on a transition that is not allowed.
 	UpdateOrderStatus(context.Context, *UpdateOrderStatusRequest) (*UpdateOrderStatusResponse, error)
+	// WatchOrder streams an order: first as it is now, then once per status
+	// change, made through any instance of the service; the stream ends
+	// after a terminal status (ORDER_STATUS_DELIVERED, ORDER_STATUS_CANCELLED).
+	// Only the order's owner or an admin may watch it: another user's order
+	// is NOT_FOUND, like an unknown one.
+	WatchOrder(*WatchOrderRequest, grpc.ServerStreamingServer[WatchOrderResponse]) error
 	mustEmbedUnimplementedOrderServiceServer()
 }
 
@@ -155,6 +187,9 @@ func (UnimplementedOrderServiceServer) CancelOrder(context.Context, *CancelOrder
 }
 func (UnimplementedOrderServiceServer) UpdateOrderStatus(context.Context, *UpdateOrderStatusRequest) (*UpdateOrderStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateOrderStatus not implemented")
+}
+func (UnimplementedOrderServiceServer) WatchOrder(*WatchOrderRequest, grpc.ServerStreamingServer[WatchOrderResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchOrder not implemented")
 }
 func (UnimplementedOrderServiceServer) mustEmbedUnimplementedOrderServiceServer() {}
 func (UnimplementedOrderServiceServer) testEmbeddedByValue()                      {}
@@ -267,6 +302,17 @@ func _OrderService_UpdateOrderStatus_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrderService_WatchOrder_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchOrderRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(OrderServiceServer).WatchOrder(m, &grpc.GenericServerStream[WatchOrderRequest, WatchOrderResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type OrderService_WatchOrderServer = grpc.ServerStreamingServer[WatchOrderResponse]
+
 // OrderService_ServiceDesc is the grpc.ServiceDesc for OrderService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -295,6 +341,12 @@ var OrderService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _OrderService_UpdateOrderStatus_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchOrder",
+			Handler:       _OrderService_WatchOrder_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "shop/orders/v1/orders.proto",
 }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// watchLine is one line of GET /v1/orders/{id}:watch: a message, or the
+// stream's error.
+type watchLine struct {
+	Result *struct {
+		Order struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+			UserID string `json:"userId"`
+		} `json:"order"`
+	} `json:"result"`
+	Error *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// watch opens GET /v1/orders/{id}:watch and returns its status and a
+// channel of its lines, closed at the end of the body.
+func (s *shop) watch(id, token string) (int, <-chan watchLine) {
+	s.t.Helper()
+	req, err := http.NewRequest("GET", s.base+"/v1/orders/"+id+":watch", nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	lines := make(chan watchLine, 16)
+	go func() {
+		defer close(lines)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			var l watchLine
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				s.t.Errorf("watch line %q: %v", sc.Text(), err)
+				return
+			}
+			lines <- l
+		}
+	}()
+	return resp.StatusCode, lines
+}
+
+// next returns the next line of a watch, failing the test after 10s.
+func nextLine(t *testing.T, lines <-chan watchLine) (watchLine, bool) {
+	t.Helper()
+	select {
+	case l, ok := <-lines:
+		return l, ok
+	case <-time.After(10 * time.Second):
+		t.Fatal("no watch line within 10s")
+		return watchLine{}, false
+	}
+}
+
+// The order's owner watches it over REST: the order as it is at once,
+// then a line per status change an admin makes, and the stream ends after
+// DELIVERED; the request timeout (1s here) does not cut it. Another user
+// gets NOT_FOUND, and an admin may watch any order.
+func TestWatchOrderOverREST(t *testing.T) {
+	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true; o.RequestTimeout = time.Second })
+	admin := s.adminToken()
+	_, tok := s.register("watcher@example.com")
+	_, other := s.register("other@example.com")
+	pid := s.product(admin, "WATCH-1", 100, 10)
+	id := s.must(200, "POST", "/v1/orders", tok, map[string]any{"items": []any{map[string]any{"productId": pid, "quantity": 1}}})["id"].(string)
+
+	code, lines := s.watch(id, tok)
+	if code != 200 {
+		t.Fatalf("watch = %d", code)
+	}
+	first, ok := nextLine(t, lines)
+	if !ok || first.Result == nil || first.Result.Order.ID != id || first.Result.Order.Status != "ORDER_STATUS_PENDING" {
+		t.Fatalf("first line = %+v, want the pending order", first)
+	}
+	_, adminLines := s.watch(id, admin)
+	if l, ok := nextLine(t, adminLines); !ok || l.Result == nil || l.Result.Order.ID != id {
+		t.Fatalf("admin's first line = %+v", l)
+	}
+	for i, st := range []string{"ORDER_STATUS_CONFIRMED", "ORDER_STATUS_SHIPPED", "ORDER_STATUS_DELIVERED"} {
+		if i == 1 {
+			time.Sleep(1500 * time.Millisecond) // past the request timeout
+		}
+		s.must(200, "POST", "/v1/orders/"+id+":updateStatus", admin, map[string]any{"status": st})
+		l, ok := nextLine(t, lines)
+		if !ok || l.Result == nil || l.Result.Order.Status != st {
+			t.Fatalf("line after -> %s = %+v (open %v)", st, l, ok)
+		}
+	}
+	if l, ok := nextLine(t, lines); ok {
+		t.Fatalf("after DELIVERED the stream goes on: %+v", l)
+	}
+
+	code, otherLines := s.watch(id, other)
+	l, ok := nextLine(t, otherLines)
+	if code != http.StatusNotFound || !ok || l.Error == nil || !strings.Contains(l.Error.Message, "not found") {
+		t.Fatalf("another user's watch = %d %+v, want 404 and a not-found error", code, l)
+	}
+}
