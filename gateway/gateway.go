@@ -164,7 +164,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		verifyBearer(cfg.Verifier, cfg.Revoked), // a bad token is refused here; none goes on
 		addIdempotencyKey,                       // one made-up key per POST, PATCH, DELETE without one
 		withTimeout(ctx, cfg.RequestTimeout, cfg.MaxStreamDuration), // bounds the request and its calls
-		bodyDeadline(cfg.RequestTimeout),        // and the reading of its body
+		bodyDeadline(cfg.RequestTimeout),                            // and the reading of its body
 		limitBody(cfg.MaxBodyBytes),
 		rateLimitAuth(cfg.AuthRateLimit), // reads the email of the bounded body
 	))

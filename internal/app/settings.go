@@ -42,12 +42,12 @@ type Settings struct {
 	RequestTimeout time.Duration
 	// MaxStreamDuration bounds a streaming API request (--max-stream-duration).
 	MaxStreamDuration time.Duration
-	CORSOrigins    string
-	AuthRateLimit  int
-	ReplyPartition int
-	RecoverAfter   time.Duration
-	IdempotencyTTL time.Duration
-	TokenTTL       time.Duration
+	CORSOrigins       string
+	AuthRateLimit     int
+	ReplyPartition    int
+	RecoverAfter      time.Duration
+	IdempotencyTTL    time.Duration
+	TokenTTL          time.Duration
 
 	DataDir string
 	NoDemo  bool
