@@ -16,10 +16,15 @@
 //     request topic (HealthTopic: P+"grpc.health.v1.Health.<unit>",
 //     LITERAL), its ".dlq" and its consumer group.
 //   - Every service writes replies to the shared reply topic P+"kgrpc.replies"
-//     (LITERAL), and may use the idempotent producer (IDEMPOTENT_WRITE on the
+//     (LITERAL), and reads, creates and describes it: a server's stream
+//     inbox is a partition of it, read through a consumer group named
+//     "kgrpc-inbox-<instance>" (PREFIXED "kgrpc-inbox-", read; it holds no
+//     offsets). Every service serves streams, the health service's Watch
+//     at least. It may use the idempotent producer (IDEMPOTENT_WRITE on the
 //     cluster: its events' publisher turns idempotence on).
 //   - A unit that calls services (gateway, ordersvc) creates, describes and
-//     reads the reply topic, reads the consumer groups named
+//     reads the reply topic, and writes it (the frames of its streams go
+//     to the servers' inboxes there), reads the consumer groups named
 //     "kgrpc-reply-<instance>" of its reply consumer (PREFIXED "kgrpc-reply-",
 //     which kafkatransport does not prefix; they hold no offsets), and writes
 //     (never reads) the request topics of the services it calls, LITERAL

@@ -30,6 +30,11 @@ const ReplyTopic = "kgrpc.replies"
 // consumers ("kgrpc-reply-<instance>"), which carry no topic prefix.
 const ReplyGroupPrefix = "kgrpc-reply-"
 
+// InboxGroupPrefix begins the consumer group names of kafkatransport's
+// stream inbox consumers ("kgrpc-inbox-<instance>"), which read a
+// partition of the reply topic by assignment and carry no topic prefix.
+const InboxGroupPrefix = "kgrpc-inbox-"
+
 // ClusterName is the name of Kafka's one cluster resource.
 const ClusterName = "kafka-cluster"
 
@@ -90,7 +95,11 @@ func Grants(prefix string) []Grant {
 	for _, svc := range []string{Users, Products, Orders} {
 		add(svc, topic, pre, prefix+Namespaces[svc], own)
 		add(svc, group, pre, prefix+Namespaces[svc], consume)
-		add(svc, topic, lit, prefix+ReplyTopic, produce)
+		// Replies, and the stream inbox: every service serves streams
+		// (the health service's Watch at least), whose clients' frames it
+		// reads from a partition of the reply topic.
+		add(svc, topic, lit, prefix+ReplyTopic, own)
+		add(svc, group, pre, InboxGroupPrefix, consume)
 		add(svc, kafka.ResourceBroker, lit, ClusterName, []kafka.ACLOperation{kafka.ACLOperationIdempotentWrite})
 		// Its health service's request topic, dead letters and group.
 		health := prefix + HealthTopic(svc)
@@ -104,7 +113,8 @@ func Grants(prefix string) []Grant {
 		Orders: {productsv1.ProductServiceKafkaTopic},
 	}
 	for _, unit := range []string{Gateway, Orders} {
-		add(unit, topic, lit, prefix+ReplyTopic, subscribe)
+		// Reading replies; writing stream frames to servers' inboxes.
+		add(unit, topic, lit, prefix+ReplyTopic, own)
 		add(unit, group, pre, ReplyGroupPrefix, consume)
 		for _, t := range callers[unit] {
 			add(unit, topic, lit, prefix+t, produce)

@@ -78,12 +78,16 @@ func TestGrants(t *testing.T) {
 		{Products, topic, users, write, false},
 		{Products, topic, orders, write, false},
 		{Users, topic, products, write, false},
-		// Replies: services write them, callers read them.
+		// Replies: services write them, callers read them; stream frames
+		// go both ways, servers read theirs from an inbox partition.
 		{Users, topic, p + ReplyTopic, write, true},
-		{Users, topic, p + ReplyTopic, read, false},
+		{Users, topic, p + ReplyTopic, read, true},
+		{Users, group, InboxGroupPrefix + "usersvc-1", read, true},
+		{Users, group, ReplyGroupPrefix + "usersvc-1", read, false},
 		{Gateway, topic, p + ReplyTopic, read, true},
 		{Gateway, topic, p + ReplyTopic, create, true},
-		{Gateway, topic, p + ReplyTopic, write, false},
+		{Gateway, topic, p + ReplyTopic, write, true},
+		{Gateway, topic, p + ReplyTopic, kafka.ACLOperationDelete, false},
 		{Orders, topic, p + ReplyTopic, read, true},
 		{Gateway, group, ReplyGroupPrefix + "gw-1", read, true},
 		// Events: only the owner writes; productsvc reads the orders' status.
