@@ -49,9 +49,10 @@ type Config struct {
 	// RequestTimeout bounds every API request, including its calls over
 	// Kafka, but streams. Default: 10s.
 	RequestTimeout time.Duration
-	// MaxStreamDuration bounds a streaming request (GET .../{id}:watch)
-	// instead: it lasts until the stream ends, the client goes, this much
-	// time has passed or the gateway stops. Default: 1h.
+	// MaxStreamDuration bounds a streaming request (GET
+	// /v1/orders/{id}:watch, POST /v1/products:import) instead: it lasts
+	// until the stream ends, the client goes, this much time has passed
+	// or the gateway stops. Default: 1h.
 	MaxStreamDuration time.Duration
 	// MaxBodyBytes bounds request bodies. Default: 1 MiB.
 	MaxBodyBytes int64

@@ -38,9 +38,15 @@ func withTimeout(run context.Context, d, streamD time.Duration) func(http.Handle
 }
 
 // isStream reports whether r is a request of a streaming route: GET
-// /v1/orders/{id}:watch.
+// /v1/orders/{id}:watch, POST /v1/products:import.
 func isStream(r *http.Request) bool {
-	return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/orders/") && strings.HasSuffix(r.URL.Path, ":watch")
+	switch r.Method {
+	case http.MethodGet:
+		return strings.HasPrefix(r.URL.Path, "/v1/orders/") && strings.HasSuffix(r.URL.Path, ":watch")
+	case http.MethodPost:
+		return r.URL.Path == "/v1/products:import"
+	}
+	return false
 }
 
 // limitBody bounds request bodies to n bytes. Reading past them fails, and

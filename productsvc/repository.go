@@ -225,6 +225,9 @@ type Repository interface {
 	CreateProduct(ctx context.Context, p Product, events ProductEvents) error
 	// GetProduct returns the live product id, or ErrNotFound.
 	GetProduct(ctx context.Context, id string) (Product, error)
+	// ProductBySKU returns the live product whose SKU is sku, ignoring
+	// case, or ErrNotFound.
+	ProductBySKU(ctx context.Context, sku string) (Product, error)
 	// ListProducts returns the live products q selects, in q's order.
 	ListProducts(ctx context.Context, q ListQuery) ([]Product, error)
 	// UpdateProduct applies patch to the live product id and returns it

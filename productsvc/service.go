@@ -67,42 +67,47 @@ func (s *Service) CreateProduct(ctx context.Context, req *productsv1.CreateProdu
 	if _, err := auth.RequireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	sku, err := parseSKU(req.GetSku())
+	p, err := newProduct(req.GetSku(), req.GetName(), req.GetDescription(), req.GetCategory(), req.GetPriceCents(), req.GetStock())
 	if err != nil {
-		return nil, invalid(err)
-	}
-	name, err := parseName(req.GetName())
-	if err != nil {
-		return nil, invalid(err)
-	}
-	desc, err := parseDescription(req.GetDescription())
-	if err != nil {
-		return nil, invalid(err)
-	}
-	cat, err := parseCategory(req.GetCategory())
-	if err != nil {
-		return nil, invalid(err)
-	}
-	if err := checkPrice("price_cents", req.GetPriceCents()); err != nil {
-		return nil, invalid(err)
-	}
-	if req.GetStock() < 0 || req.GetStock() > MaxStock {
-		return nil, status.Errorf(codes.InvalidArgument, "stock must be between 0 and %d", int64(MaxStock))
+		return nil, err
 	}
 	now := s.now()
-	p := Product{
-		ID: sqlstore.NewID("p_"), SKU: sku, Name: name, Description: desc, Category: cat,
-		PriceCents: req.GetPriceCents(), Stock: req.GetStock(), CreateTime: now, UpdateTime: now,
-	}
+	p.ID, p.CreateTime, p.UpdateTime = sqlstore.NewID("p_"), now, now
 	err = s.repo.CreateProduct(ctx, p, createdEvents(now))
 	if errors.Is(err, ErrSKUTaken) {
-		return nil, status.Errorf(codes.AlreadyExists, "a product with sku %q already exists", sku)
+		return nil, status.Errorf(codes.AlreadyExists, "a product with sku %q already exists", p.SKU)
 	}
 	if err != nil {
 		return nil, s.internal(ctx, "create product", err)
 	}
 	s.notify()
 	return &productsv1.CreateProductResponse{Product: toProto(p)}, nil
+}
+
+// newProduct checks the fields of a new product (CreateProduct, and
+// ImportProducts) and returns it without id and times, or an
+// InvalidArgument error.
+func newProduct(sku, name, description, category string, priceCents, stock int64) (Product, error) {
+	sku, err := parseSKU(sku)
+	if err != nil {
+		return Product{}, invalid(err)
+	}
+	if name, err = parseName(name); err != nil {
+		return Product{}, invalid(err)
+	}
+	if description, err = parseDescription(description); err != nil {
+		return Product{}, invalid(err)
+	}
+	if category, err = parseCategory(category); err != nil {
+		return Product{}, invalid(err)
+	}
+	if err := checkPrice("price_cents", priceCents); err != nil {
+		return Product{}, invalid(err)
+	}
+	if stock < 0 || stock > MaxStock {
+		return Product{}, status.Errorf(codes.InvalidArgument, "stock must be between 0 and %d", int64(MaxStock))
+	}
+	return Product{SKU: sku, Name: name, Description: description, Category: category, PriceCents: priceCents, Stock: stock}, nil
 }
 
 // GetProduct returns one product. Anyone may call it.

@@ -72,6 +72,16 @@ func (r *SQLRepository) GetProduct(ctx context.Context, id string) (Product, err
 	return p, nil
 }
 
+// ProductBySKU implements Repository.
+func (r *SQLRepository) ProductBySKU(ctx context.Context, sku string) (Product, error) {
+	p, err := scanProduct(r.SQL().QueryRowContext(ctx, `SELECT `+productColumns+` FROM products
+		WHERE sku_key = $1 AND delete_time IS NULL`, foldCase(sku)))
+	if err != nil {
+		return Product{}, fmt.Errorf("productsvc: product by sku: %w", err)
+	}
+	return p, nil
+}
+
 // getProduct reads the live product id, or ErrNotFound.
 func getProduct(ctx context.Context, q sqlstore.Querier, id string) (Product, error) {
 	return scanProduct(q.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products

@@ -1178,6 +1178,237 @@ func (x *ReleaseStockResponse) GetReleased() bool {
 	return false
 }
 
+// ImportProductsRequest is one product of an import: created when its SKU
+// is new, else updated (name, description, category, price, and the stock
+// set to stock).
+type ImportProductsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sku identifies the product.
+	Sku string `protobuf:"bytes,1,opt,name=sku,proto3" json:"sku,omitempty"`
+	// name is the product's name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// description is the product's description.
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// category is the product's category.
+	Category string `protobuf:"bytes,4,opt,name=category,proto3" json:"category,omitempty"`
+	// price_cents is the unit price in cents.
+	PriceCents int64 `protobuf:"varint,5,opt,name=price_cents,json=priceCents,proto3" json:"price_cents,omitempty"`
+	// stock is the units in stock after the import.
+	Stock         int64 `protobuf:"varint,6,opt,name=stock,proto3" json:"stock,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportProductsRequest) Reset() {
+	*x = ImportProductsRequest{}
+	mi := &file_shop_products_v1_products_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportProductsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportProductsRequest) ProtoMessage() {}
+
+func (x *ImportProductsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_products_v1_products_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportProductsRequest.ProtoReflect.Descriptor instead.
+func (*ImportProductsRequest) Descriptor() ([]byte, []int) {
+	return file_shop_products_v1_products_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ImportProductsRequest) GetSku() string {
+	if x != nil {
+		return x.Sku
+	}
+	return ""
+}
+
+func (x *ImportProductsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportProductsRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *ImportProductsRequest) GetCategory() string {
+	if x != nil {
+		return x.Category
+	}
+	return ""
+}
+
+func (x *ImportProductsRequest) GetPriceCents() int64 {
+	if x != nil {
+		return x.PriceCents
+	}
+	return 0
+}
+
+func (x *ImportProductsRequest) GetStock() int64 {
+	if x != nil {
+		return x.Stock
+	}
+	return 0
+}
+
+// ImportProductsResponse is the outcome of an import.
+type ImportProductsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// created counts the products created.
+	Created int32 `protobuf:"varint,1,opt,name=created,proto3" json:"created,omitempty"`
+	// updated counts the products updated.
+	Updated int32 `protobuf:"varint,2,opt,name=updated,proto3" json:"updated,omitempty"`
+	// rejected counts the items rejected.
+	Rejected int32 `protobuf:"varint,3,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	// rejections lists the rejected items (the first 1000).
+	Rejections    []*ImportRejection `protobuf:"bytes,4,rep,name=rejections,proto3" json:"rejections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportProductsResponse) Reset() {
+	*x = ImportProductsResponse{}
+	mi := &file_shop_products_v1_products_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportProductsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportProductsResponse) ProtoMessage() {}
+
+func (x *ImportProductsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_products_v1_products_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportProductsResponse.ProtoReflect.Descriptor instead.
+func (*ImportProductsResponse) Descriptor() ([]byte, []int) {
+	return file_shop_products_v1_products_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ImportProductsResponse) GetCreated() int32 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *ImportProductsResponse) GetUpdated() int32 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+func (x *ImportProductsResponse) GetRejected() int32 {
+	if x != nil {
+		return x.Rejected
+	}
+	return 0
+}
+
+func (x *ImportProductsResponse) GetRejections() []*ImportRejection {
+	if x != nil {
+		return x.Rejections
+	}
+	return nil
+}
+
+// ImportRejection is one rejected item of an import.
+type ImportRejection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// position is the item's place in the stream, from 1 (the line of an
+	// NDJSON body).
+	Position int32 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	// sku is the item's SKU, as sent.
+	Sku string `protobuf:"bytes,2,opt,name=sku,proto3" json:"sku,omitempty"`
+	// reason says why it was rejected.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRejection) Reset() {
+	*x = ImportRejection{}
+	mi := &file_shop_products_v1_products_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRejection) ProtoMessage() {}
+
+func (x *ImportRejection) ProtoReflect() protoreflect.Message {
+	mi := &file_shop_products_v1_products_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRejection.ProtoReflect.Descriptor instead.
+func (*ImportRejection) Descriptor() ([]byte, []int) {
+	return file_shop_products_v1_products_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ImportRejection) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *ImportRejection) GetSku() string {
+	if x != nil {
+		return x.Sku
+	}
+	return ""
+}
+
+func (x *ImportRejection) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_shop_products_v1_products_proto protoreflect.FileDescriptor
 
 const file_shop_products_v1_products_proto_rawDesc = "" +
@@ -1264,7 +1495,26 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\x13ReleaseStockRequest\x12%\n" +
 	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\"2\n" +
 	"\x14ReleaseStockResponse\x12\x1a\n" +
-	"\breleased\x18\x01 \x01(\bR\breleased2\xed\x06\n" +
+	"\breleased\x18\x01 \x01(\bR\breleased\"\xb2\x01\n" +
+	"\x15ImportProductsRequest\x12\x10\n" +
+	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1a\n" +
+	"\bcategory\x18\x04 \x01(\tR\bcategory\x12\x1f\n" +
+	"\vprice_cents\x18\x05 \x01(\x03R\n" +
+	"priceCents\x12\x14\n" +
+	"\x05stock\x18\x06 \x01(\x03R\x05stock\"\xab\x01\n" +
+	"\x16ImportProductsResponse\x12\x18\n" +
+	"\acreated\x18\x01 \x01(\x05R\acreated\x12\x18\n" +
+	"\aupdated\x18\x02 \x01(\x05R\aupdated\x12\x1a\n" +
+	"\brejected\x18\x03 \x01(\x05R\brejected\x12A\n" +
+	"\n" +
+	"rejections\x18\x04 \x03(\v2!.shop.products.v1.ImportRejectionR\n" +
+	"rejections\"W\n" +
+	"\x0fImportRejection\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x05R\bposition\x12\x10\n" +
+	"\x03sku\x18\x02 \x01(\tR\x03sku\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason2\xd4\a\n" +
 	"\x0eProductService\x12k\n" +
 	"\rCreateProduct\x12&.shop.products.v1.CreateProductRequest\x1a'.shop.products.v1.CreateProductResponse\"\t\xca\xf3\x18\x05\n" +
 	"\x03sku\x12\\\n" +
@@ -1280,7 +1530,8 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\fReserveStock\x12%.shop.products.v1.ReserveStockRequest\x1a&.shop.products.v1.ReserveStockResponse\"\x17\xca\xf3\x18\x10\n" +
 	"\x0ereservation_id\x90\x02\x02\x12v\n" +
 	"\fReleaseStock\x12%.shop.products.v1.ReleaseStockRequest\x1a&.shop.products.v1.ReleaseStockResponse\"\x17\xca\xf3\x18\x10\n" +
-	"\x0ereservation_id\x90\x02\x02B\xc2\x01\n" +
+	"\x0ereservation_id\x90\x02\x02\x12e\n" +
+	"\x0eImportProducts\x12'.shop.products.v1.ImportProductsRequest\x1a(.shop.products.v1.ImportProductsResponse(\x01B\xc2\x01\n" +
 	"\x14com.shop.products.v1B\rProductsProtoP\x01Z9github.com/kgrpc/platform/gen/shop/products/v1;productsv1\xa2\x02\x03SPX\xaa\x02\x10Shop.Products.V1\xca\x02\x10Shop\\Products\\V1\xe2\x02\x1cShop\\Products\\V1\\GPBMetadata\xea\x02\x12Shop::Products::V1b\x06proto3"
 
 var (
@@ -1295,32 +1546,35 @@ func file_shop_products_v1_products_proto_rawDescGZIP() []byte {
 	return file_shop_products_v1_products_proto_rawDescData
 }
 
-var file_shop_products_v1_products_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_shop_products_v1_products_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_shop_products_v1_products_proto_goTypes = []any{
-	(*Product)(nil),               // 0: shop.products.v1.Product
-	(*CreateProductRequest)(nil),  // 1: shop.products.v1.CreateProductRequest
-	(*CreateProductResponse)(nil), // 2: shop.products.v1.CreateProductResponse
-	(*GetProductRequest)(nil),     // 3: shop.products.v1.GetProductRequest
-	(*GetProductResponse)(nil),    // 4: shop.products.v1.GetProductResponse
-	(*ListProductsRequest)(nil),   // 5: shop.products.v1.ListProductsRequest
-	(*ListProductsResponse)(nil),  // 6: shop.products.v1.ListProductsResponse
-	(*UpdateProductRequest)(nil),  // 7: shop.products.v1.UpdateProductRequest
-	(*UpdateProductResponse)(nil), // 8: shop.products.v1.UpdateProductResponse
-	(*DeleteProductRequest)(nil),  // 9: shop.products.v1.DeleteProductRequest
-	(*DeleteProductResponse)(nil), // 10: shop.products.v1.DeleteProductResponse
-	(*AdjustStockRequest)(nil),    // 11: shop.products.v1.AdjustStockRequest
-	(*AdjustStockResponse)(nil),   // 12: shop.products.v1.AdjustStockResponse
-	(*StockItem)(nil),             // 13: shop.products.v1.StockItem
-	(*ReserveStockRequest)(nil),   // 14: shop.products.v1.ReserveStockRequest
-	(*ReservedItem)(nil),          // 15: shop.products.v1.ReservedItem
-	(*ReserveStockResponse)(nil),  // 16: shop.products.v1.ReserveStockResponse
-	(*ReleaseStockRequest)(nil),   // 17: shop.products.v1.ReleaseStockRequest
-	(*ReleaseStockResponse)(nil),  // 18: shop.products.v1.ReleaseStockResponse
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*Product)(nil),                // 0: shop.products.v1.Product
+	(*CreateProductRequest)(nil),   // 1: shop.products.v1.CreateProductRequest
+	(*CreateProductResponse)(nil),  // 2: shop.products.v1.CreateProductResponse
+	(*GetProductRequest)(nil),      // 3: shop.products.v1.GetProductRequest
+	(*GetProductResponse)(nil),     // 4: shop.products.v1.GetProductResponse
+	(*ListProductsRequest)(nil),    // 5: shop.products.v1.ListProductsRequest
+	(*ListProductsResponse)(nil),   // 6: shop.products.v1.ListProductsResponse
+	(*UpdateProductRequest)(nil),   // 7: shop.products.v1.UpdateProductRequest
+	(*UpdateProductResponse)(nil),  // 8: shop.products.v1.UpdateProductResponse
+	(*DeleteProductRequest)(nil),   // 9: shop.products.v1.DeleteProductRequest
+	(*DeleteProductResponse)(nil),  // 10: shop.products.v1.DeleteProductResponse
+	(*AdjustStockRequest)(nil),     // 11: shop.products.v1.AdjustStockRequest
+	(*AdjustStockResponse)(nil),    // 12: shop.products.v1.AdjustStockResponse
+	(*StockItem)(nil),              // 13: shop.products.v1.StockItem
+	(*ReserveStockRequest)(nil),    // 14: shop.products.v1.ReserveStockRequest
+	(*ReservedItem)(nil),           // 15: shop.products.v1.ReservedItem
+	(*ReserveStockResponse)(nil),   // 16: shop.products.v1.ReserveStockResponse
+	(*ReleaseStockRequest)(nil),    // 17: shop.products.v1.ReleaseStockRequest
+	(*ReleaseStockResponse)(nil),   // 18: shop.products.v1.ReleaseStockResponse
+	(*ImportProductsRequest)(nil),  // 19: shop.products.v1.ImportProductsRequest
+	(*ImportProductsResponse)(nil), // 20: shop.products.v1.ImportProductsResponse
+	(*ImportRejection)(nil),        // 21: shop.products.v1.ImportRejection
+	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
 }
 var file_shop_products_v1_products_proto_depIdxs = []int32{
-	19, // 0: shop.products.v1.Product.create_time:type_name -> google.protobuf.Timestamp
-	19, // 1: shop.products.v1.Product.update_time:type_name -> google.protobuf.Timestamp
+	22, // 0: shop.products.v1.Product.create_time:type_name -> google.protobuf.Timestamp
+	22, // 1: shop.products.v1.Product.update_time:type_name -> google.protobuf.Timestamp
 	0,  // 2: shop.products.v1.CreateProductResponse.product:type_name -> shop.products.v1.Product
 	0,  // 3: shop.products.v1.GetProductResponse.product:type_name -> shop.products.v1.Product
 	0,  // 4: shop.products.v1.ListProductsResponse.products:type_name -> shop.products.v1.Product
@@ -1328,27 +1582,30 @@ var file_shop_products_v1_products_proto_depIdxs = []int32{
 	0,  // 6: shop.products.v1.AdjustStockResponse.product:type_name -> shop.products.v1.Product
 	13, // 7: shop.products.v1.ReserveStockRequest.items:type_name -> shop.products.v1.StockItem
 	15, // 8: shop.products.v1.ReserveStockResponse.items:type_name -> shop.products.v1.ReservedItem
-	1,  // 9: shop.products.v1.ProductService.CreateProduct:input_type -> shop.products.v1.CreateProductRequest
-	3,  // 10: shop.products.v1.ProductService.GetProduct:input_type -> shop.products.v1.GetProductRequest
-	5,  // 11: shop.products.v1.ProductService.ListProducts:input_type -> shop.products.v1.ListProductsRequest
-	7,  // 12: shop.products.v1.ProductService.UpdateProduct:input_type -> shop.products.v1.UpdateProductRequest
-	9,  // 13: shop.products.v1.ProductService.DeleteProduct:input_type -> shop.products.v1.DeleteProductRequest
-	11, // 14: shop.products.v1.ProductService.AdjustStock:input_type -> shop.products.v1.AdjustStockRequest
-	14, // 15: shop.products.v1.ProductService.ReserveStock:input_type -> shop.products.v1.ReserveStockRequest
-	17, // 16: shop.products.v1.ProductService.ReleaseStock:input_type -> shop.products.v1.ReleaseStockRequest
-	2,  // 17: shop.products.v1.ProductService.CreateProduct:output_type -> shop.products.v1.CreateProductResponse
-	4,  // 18: shop.products.v1.ProductService.GetProduct:output_type -> shop.products.v1.GetProductResponse
-	6,  // 19: shop.products.v1.ProductService.ListProducts:output_type -> shop.products.v1.ListProductsResponse
-	8,  // 20: shop.products.v1.ProductService.UpdateProduct:output_type -> shop.products.v1.UpdateProductResponse
-	10, // 21: shop.products.v1.ProductService.DeleteProduct:output_type -> shop.products.v1.DeleteProductResponse
-	12, // 22: shop.products.v1.ProductService.AdjustStock:output_type -> shop.products.v1.AdjustStockResponse
-	16, // 23: shop.products.v1.ProductService.ReserveStock:output_type -> shop.products.v1.ReserveStockResponse
-	18, // 24: shop.products.v1.ProductService.ReleaseStock:output_type -> shop.products.v1.ReleaseStockResponse
-	17, // [17:25] is the sub-list for method output_type
-	9,  // [9:17] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	21, // 9: shop.products.v1.ImportProductsResponse.rejections:type_name -> shop.products.v1.ImportRejection
+	1,  // 10: shop.products.v1.ProductService.CreateProduct:input_type -> shop.products.v1.CreateProductRequest
+	3,  // 11: shop.products.v1.ProductService.GetProduct:input_type -> shop.products.v1.GetProductRequest
+	5,  // 12: shop.products.v1.ProductService.ListProducts:input_type -> shop.products.v1.ListProductsRequest
+	7,  // 13: shop.products.v1.ProductService.UpdateProduct:input_type -> shop.products.v1.UpdateProductRequest
+	9,  // 14: shop.products.v1.ProductService.DeleteProduct:input_type -> shop.products.v1.DeleteProductRequest
+	11, // 15: shop.products.v1.ProductService.AdjustStock:input_type -> shop.products.v1.AdjustStockRequest
+	14, // 16: shop.products.v1.ProductService.ReserveStock:input_type -> shop.products.v1.ReserveStockRequest
+	17, // 17: shop.products.v1.ProductService.ReleaseStock:input_type -> shop.products.v1.ReleaseStockRequest
+	19, // 18: shop.products.v1.ProductService.ImportProducts:input_type -> shop.products.v1.ImportProductsRequest
+	2,  // 19: shop.products.v1.ProductService.CreateProduct:output_type -> shop.products.v1.CreateProductResponse
+	4,  // 20: shop.products.v1.ProductService.GetProduct:output_type -> shop.products.v1.GetProductResponse
+	6,  // 21: shop.products.v1.ProductService.ListProducts:output_type -> shop.products.v1.ListProductsResponse
+	8,  // 22: shop.products.v1.ProductService.UpdateProduct:output_type -> shop.products.v1.UpdateProductResponse
+	10, // 23: shop.products.v1.ProductService.DeleteProduct:output_type -> shop.products.v1.DeleteProductResponse
+	12, // 24: shop.products.v1.ProductService.AdjustStock:output_type -> shop.products.v1.AdjustStockResponse
+	16, // 25: shop.products.v1.ProductService.ReserveStock:output_type -> shop.products.v1.ReserveStockResponse
+	18, // 26: shop.products.v1.ProductService.ReleaseStock:output_type -> shop.products.v1.ReleaseStockResponse
+	20, // 27: shop.products.v1.ProductService.ImportProducts:output_type -> shop.products.v1.ImportProductsResponse
+	19, // [19:28] is the sub-list for method output_type
+	10, // [10:19] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_shop_products_v1_products_proto_init() }
@@ -1364,7 +1621,7 @@ func file_shop_products_v1_products_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shop_products_v1_products_proto_rawDesc), len(file_shop_products_v1_products_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,14 +22,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ProductService_CreateProduct_FullMethodName = "/shop.products.v1.ProductService/CreateProduct"
-	ProductService_GetProduct_FullMethodName    = "/shop.products.v1.ProductService/GetProduct"
-	ProductService_ListProducts_FullMethodName  = "/shop.products.v1.ProductService/ListProducts"
-	ProductService_UpdateProduct_FullMethodName = "/shop.products.v1.ProductService/UpdateProduct"
-	ProductService_DeleteProduct_FullMethodName = "/shop.products.v1.ProductService/DeleteProduct"
-	ProductService_AdjustStock_FullMethodName   = "/shop.products.v1.ProductService/AdjustStock"
-	ProductService_ReserveStock_FullMethodName  = "/shop.products.v1.ProductService/ReserveStock"
-	ProductService_ReleaseStock_FullMethodName  = "/shop.products.v1.ProductService/ReleaseStock"
+	ProductService_CreateProduct_FullMethodName  = "/shop.products.v1.ProductService/CreateProduct"
+	ProductService_GetProduct_FullMethodName     = "/shop.products.v1.ProductService/GetProduct"
+	ProductService_ListProducts_FullMethodName   = "/shop.products.v1.ProductService/ListProducts"
+	ProductService_UpdateProduct_FullMethodName  = "/shop.products.v1.ProductService/UpdateProduct"
+	ProductService_DeleteProduct_FullMethodName  = "/shop.products.v1.ProductService/DeleteProduct"
+	ProductService_AdjustStock_FullMethodName    = "/shop.products.v1.ProductService/AdjustStock"
+	ProductService_ReserveStock_FullMethodName   = "/shop.products.v1.ProductService/ReserveStock"
+	ProductService_ReleaseStock_FullMethodName   = "/shop.products.v1.ProductService/ReleaseStock"
+	ProductService_ImportProducts_FullMethodName = "/shop.products.v1.ProductService/ImportProducts"
 )
 
 // ProductServiceClient is the client API for ProductService service.
@@ -65,6 +66,11 @@ type ProductServiceClient interface {
 	// reservation_id; releasing an unknown or released reservation does
 	// nothing. Internal; not exposed over REST.
 	ReleaseStock(ctx context.Context, in *ReleaseStockRequest, opts ...grpc.CallOption) (*ReleaseStockResponse, error)
+	// ImportProducts creates or updates products by SKU, one per streamed
+	// request, and answers once the client half-closes: how many it created
+	// and updated, and each rejected item's position and reason. Admins
+	// only.
+	ImportProducts(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportProductsRequest, ImportProductsResponse], error)
 }
 
 type productServiceClient struct {
@@ -155,6 +161,19 @@ func (c *productServiceClient) ReleaseStock(ctx context.Context, in *ReleaseStoc
 	return out, nil
 }
 
+func (c *productServiceClient) ImportProducts(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportProductsRequest, ImportProductsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ProductService_ServiceDesc.Streams[0], ProductService_ImportProducts_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportProductsRequest, ImportProductsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ProductService_ImportProductsClient = grpc.ClientStreamingClient[ImportProductsRequest, ImportProductsResponse]
+
 // ProductServiceServer is the server API for ProductService service.
 // All implementations must embed UnimplementedProductServiceServer
 // for forward compatibility.
@@ -188,6 +207,11 @@ type ProductServiceServer interface {
 	// reservation_id; releasing an unknown or released reservation does
 	// nothing. Internal; not exposed over REST.
 	ReleaseStock(context.Context, *ReleaseStockRequest) (*ReleaseStockResponse, error)
+	// ImportProducts creates or updates products by SKU, one per streamed
+	// request, and answers once the client half-closes: how many it created
+	// and updated, and each rejected item's position and reason. Admins
+	// only.
+	ImportProducts(grpc.ClientStreamingServer[ImportProductsRequest, ImportProductsResponse]) error
 	mustEmbedUnimplementedProductServiceServer()
 }
 
@@ -221,6 +245,9 @@ func (UnimplementedProductServiceServer) ReserveStock(context.Context, *ReserveS
 }
 func (UnimplementedProductServiceServer) ReleaseStock(context.Context, *ReleaseStockRequest) (*ReleaseStockResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReleaseStock not implemented")
+}
+func (UnimplementedProductServiceServer) ImportProducts(grpc.ClientStreamingServer[ImportProductsRequest, ImportProductsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportProducts not implemented")
 }
 func (UnimplementedProductServiceServer) mustEmbedUnimplementedProductServiceServer() {}
 func (UnimplementedProductServiceServer) testEmbeddedByValue()                        {}
@@ -387,6 +414,13 @@ func _ProductService_ReleaseStock_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProductService_ImportProducts_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ProductServiceServer).ImportProducts(&grpc.GenericServerStream[ImportProductsRequest, ImportProductsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ProductService_ImportProductsServer = grpc.ClientStreamingServer[ImportProductsRequest, ImportProductsResponse]
+
 // ProductService_ServiceDesc is the grpc.ServiceDesc for ProductService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -427,6 +461,12 @@ var ProductService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ProductService_ReleaseStock_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ImportProducts",
+			Handler:       _ProductService_ImportProducts_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "shop/products/v1/products.proto",
 }

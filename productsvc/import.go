@@ -1,0 +1,106 @@
+package productsvc
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/sqlstore"
+)
+
+// Limits of ImportProducts.
+const (
+	// MaxImportItems is the most products one import may carry; the
+	// stream fails InvalidArgument at the next one.
+	MaxImportItems = 10_000
+	// MaxImportRejections is the most rejected items an import lists (it
+	// counts them all).
+	MaxImportRejections = 1_000
+)
+
+// ImportProducts creates or updates, by SKU, every product the admin
+// streams, one item after another: a new SKU is created with the item's
+// fields and stock; a known one gets the item's name, description,
+// category and price, and its stock is set to the item's. An item that
+// fails (an invalid field, a stock out of range) is rejected, with its
+// position in the stream (from 1) and the reason, and the import goes on.
+// Each item is its own unit of work: a failure later does not undo the
+// items before it.
+func (s *Service) ImportProducts(stream grpc.ClientStreamingServer[productsv1.ImportProductsRequest, productsv1.ImportProductsResponse]) error {
+	ctx := stream.Context()
+	if _, err := auth.RequireAdmin(ctx); err != nil {
+		return err
+	}
+	resp := &productsv1.ImportProductsResponse{}
+	for pos := int32(1); ; pos++ {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return stream.SendAndClose(resp)
+		}
+		if err != nil {
+			return err
+		}
+		if pos > MaxImportItems {
+			return status.Errorf(codes.InvalidArgument, "an import carries at most %d products", MaxImportItems)
+		}
+		created, err := s.importOne(ctx, req)
+		switch {
+		case err == nil && created:
+			resp.Created++
+		case err == nil:
+			resp.Updated++
+		default:
+			st, ok := status.FromError(err)
+			if !ok || st.Code() == codes.Internal || st.Code() == codes.Unknown {
+				return err // the store failed: say so rather than reject
+			}
+			resp.Rejected++
+			if len(resp.Rejections) < MaxImportRejections {
+				resp.Rejections = append(resp.Rejections, &productsv1.ImportRejection{Position: pos, Sku: req.GetSku(), Reason: st.Message()})
+			}
+		}
+	}
+}
+
+// importOne creates or updates one imported product and reports whether it
+// created it.
+func (s *Service) importOne(ctx context.Context, req *productsv1.ImportProductsRequest) (bool, error) {
+	p, err := newProduct(req.GetSku(), req.GetName(), req.GetDescription(), req.GetCategory(), req.GetPriceCents(), req.GetStock())
+	if err != nil {
+		return false, err
+	}
+	now := s.now()
+	p.ID, p.CreateTime, p.UpdateTime = sqlstore.NewID("p_"), now, now
+	err = s.repo.CreateProduct(ctx, p, createdEvents(now))
+	if err == nil {
+		s.notify()
+		return true, nil
+	}
+	if !errors.Is(err, ErrSKUTaken) {
+		return false, s.internal(ctx, "import product", err)
+	}
+	old, err := s.repo.ProductBySKU(ctx, p.SKU)
+	if errors.Is(err, ErrNotFound) { // deleted since: try again later
+		return false, status.Errorf(codes.Aborted, "product %q changed during the import; import it again", p.SKU)
+	}
+	if err != nil {
+		return false, s.internal(ctx, "import product", err)
+	}
+	patch := ProductPatch{UpdateTime: now, Name: &p.Name, Description: &p.Description, Category: &p.Category, PriceCents: &p.PriceCents}
+	if _, err := s.repo.UpdateProduct(ctx, old.ID, patch, changedEvents(now, false)); err != nil {
+		return false, s.internal(ctx, "import product", err)
+	}
+	if delta := p.Stock - old.Stock; delta != 0 {
+		if _, err := s.repo.AdjustStock(ctx, old.ID, delta, now, adjustedEvents(now, delta)); err != nil {
+			return false, s.internal(ctx, "import product stock", err)
+		}
+	}
+	s.notify()
+	return false, nil
+}
