@@ -3,6 +3,8 @@ package kafkatransport
 import (
 	"context"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -672,13 +674,7 @@ func (c *ClientConn) startStreamLiveness() {
 // silent too long, and forgets streams given up before they were accepted
 // once streamOpenLinger has passed.
 func (c *ClientConn) checkStreams(now time.Time, hb time.Duration) {
-	c.mu.Lock()
-	streams := make([]*clientStream, 0, len(c.streams))
-	for _, cs := range c.streams {
-		streams = append(streams, cs)
-	}
-	c.mu.Unlock()
-	for _, cs := range streams {
+	for _, cs := range c.streamList() {
 		cs.mu.Lock()
 		accepted, ended, began := cs.accepted, cs.ended, cs.began
 		cs.mu.Unlock()
@@ -717,15 +713,17 @@ func (cs *clientStream) openedLocked() bool {
 	return cs.opened
 }
 
+// streamList returns the client's streams, so that they are handled
+// without holding c.mu.
+func (c *ClientConn) streamList() []*clientStream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Collect(maps.Values(c.streams))
+}
+
 // closeStreams fails every stream of a closing client with Unavailable.
 func (c *ClientConn) closeStreams() {
-	c.mu.Lock()
-	streams := make([]*clientStream, 0, len(c.streams))
-	for _, cs := range c.streams {
-		streams = append(streams, cs)
-	}
-	c.mu.Unlock()
-	for _, cs := range streams {
+	for _, cs := range c.streamList() {
 		if cs.finish(status.Error(codes.Unavailable, "kafkatransport: client closed")) {
 			cs.sendCancel()
 		}
