@@ -217,9 +217,9 @@
 // peer that sends past its credit, or more than window+8 frames ahead of
 // the reader, ends the stream with ResourceExhausted. Liveness: an end
 // that has sent nothing on a stream for its heartbeat (WithStreamHeartbeat,
-// DefaultStreamHeartbeat = 2s) sends PING, and an end that has heard
+// DefaultStreamHeartbeat = 1s) sends PING, and an end that has heard
 // nothing for three of its peer's heartbeats gives the stream up: the
-// client ends it with Unavailable (within 7s of a server's death by
+// client ends it with Unavailable (about 3.5s after a server's death by
 // default), the server cancels the handler's context. A client that
 // cancels, whose context's deadline passes, or that finds the server
 // broke these rules, sends CANCEL; a client that is closed fails its

@@ -20,9 +20,11 @@ const (
 	// DefaultStreamHeartbeat is how long a stream may be idle in one
 	// direction before that end sends a heartbeat; an end that hears
 	// nothing for three of its peer's heartbeats gives the stream up
-	// (WithStreamHeartbeat). A dead peer is found within 7 s (three
-	// heartbeats and the half heartbeat between two checks).
-	DefaultStreamHeartbeat = 2 * time.Second
+	// (WithStreamHeartbeat). A dead peer is found within about 3.5 s
+	// (three heartbeats and the half heartbeat between two checks), which
+	// leaves room for a loaded machine within the 10 s a watcher may wait.
+	// An idle stream costs a PING record a second each way.
+	DefaultStreamHeartbeat = time.Second
 	// DefaultMaxStreams is how many streams a server holds at once
 	// (WithMaxStreams).
 	DefaultMaxStreams = 1024

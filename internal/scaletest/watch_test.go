@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -117,21 +118,37 @@ func TestWatchAcrossInstancesAndKill(t *testing.T) {
 	orders[1].Kill()
 	killed := time.Now()
 	// Each watch either ends with UNAVAILABLE within 10s (orders-2 held
-	// it) or stays open (orders-1 holds it).
+	// it) or stays open (orders-1 holds it); they are read side by side,
+	// each with the time its line came.
+	type after struct {
+		line watchLine
+		ok   bool
+		at   time.Duration
+	}
+	got := make([]*after, n)
+	var wg sync.WaitGroup
+	for i := range watches {
+		wg.Go(func() {
+			select {
+			case l, ok := <-watches[i]:
+				got[i] = &after{l, ok, time.Since(killed)}
+			case <-time.After(12 * time.Second):
+			}
+		})
+	}
+	wg.Wait()
 	ended := make([]bool, n)
 	var endedCount int
-	deadline := killed.Add(10 * time.Second)
-	for i := range watches {
-		select {
-		case l, ok := <-watches[i]:
-			if !ok || l.Error == nil || l.Error.Code != 14 {
-				t.Fatalf("watch %d after the kill = %+v (open %v), want an UNAVAILABLE error line", i, l, ok)
-			}
-			ended[i] = true
-			endedCount++
-			t.Logf("watch %d: UNAVAILABLE %v after SIGKILL: %s", i, time.Since(killed).Round(time.Millisecond), l.Error.Message)
-		case <-time.After(time.Until(deadline)):
+	for i, a := range got {
+		if a == nil {
+			continue // still open: orders-1 holds it
 		}
+		if !a.ok || a.line.Error == nil || a.line.Error.Code != 14 || a.at > 10*time.Second {
+			t.Fatalf("watch %d %v after the kill: %+v (open %v), want an UNAVAILABLE error line within 10s", i, a.at, a.line, a.ok)
+		}
+		ended[i] = true
+		endedCount++
+		t.Logf("watch %d: UNAVAILABLE %v after SIGKILL: %s", i, a.at.Round(time.Millisecond), a.line.Error.Message)
 	}
 	if endedCount == 0 || endedCount == n {
 		t.Fatalf("%d of %d watches ended after orders-2 was killed; want those it held, and only those", endedCount, n)
