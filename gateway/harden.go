@@ -25,7 +25,9 @@ import (
 func bodyDeadline(d time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Body != nil && r.Body != http.NoBody {
+			// A stream's body (an import) is read as the service takes
+			// it, within the stream's own bound (withTimeout).
+			if r.Body != nil && r.Body != http.NoBody && !isStream(r) {
 				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
 			}
 			next.ServeHTTP(w, r)

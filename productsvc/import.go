@@ -2,12 +2,13 @@ package productsvc
 
 import (
 	"context"
-	"errors"
 	"io"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/internal/auth"
@@ -27,7 +28,8 @@ const (
 // ImportProducts creates or updates, by SKU, every product the admin
 // streams, one item after another: a new SKU is created with the item's
 // fields and stock; a known one gets the item's name, description,
-// category and price, and its stock is set to the item's. An item that
+// category, price and stock (each line replaces the product's fields: a
+// field left out is set to its zero value). An item that
 // fails (an invalid field, a stock out of range) is rejected, with its
 // position in the stream (from 1) and the reason, and the import goes on.
 // Each item is its own unit of work: a failure later does not undo the
@@ -68,8 +70,8 @@ func (s *Service) ImportProducts(stream grpc.ClientStreamingServer[productsv1.Im
 	}
 }
 
-// importOne creates or updates one imported product and reports whether it
-// created it.
+// importOne creates or updates one imported product, in one unit of work,
+// and reports whether it created it.
 func (s *Service) importOne(ctx context.Context, req *productsv1.ImportProductsRequest) (bool, error) {
 	p, err := newProduct(req.GetSku(), req.GetName(), req.GetDescription(), req.GetCategory(), req.GetPriceCents(), req.GetStock())
 	if err != nil {
@@ -77,30 +79,16 @@ func (s *Service) importOne(ctx context.Context, req *productsv1.ImportProductsR
 	}
 	now := s.now()
 	p.ID, p.CreateTime, p.UpdateTime = sqlstore.NewID("p_"), now, now
-	err = s.repo.CreateProduct(ctx, p, createdEvents(now))
-	if err == nil {
-		s.notify()
-		return true, nil
-	}
-	if !errors.Is(err, ErrSKUTaken) {
-		return false, s.internal(ctx, "import product", err)
-	}
-	old, err := s.repo.ProductBySKU(ctx, p.SKU)
-	if errors.Is(err, ErrNotFound) { // deleted since: try again later
-		return false, status.Errorf(codes.Aborted, "product %q changed during the import; import it again", p.SKU)
-	}
+	created, err := s.repo.ImportProduct(ctx, p, func(p Product, created bool, delta int64) []proto.Message {
+		evs := []proto.Message{productChanged(p, false, now)}
+		if delta != 0 {
+			evs = append(evs, &productsv1.StockChanged{ProductId: p.ID, Delta: delta, Stock: p.Stock, ChangeTime: timestamppb.New(now)})
+		}
+		return evs
+	})
 	if err != nil {
 		return false, s.internal(ctx, "import product", err)
 	}
-	patch := ProductPatch{UpdateTime: now, Name: &p.Name, Description: &p.Description, Category: &p.Category, PriceCents: &p.PriceCents}
-	if _, err := s.repo.UpdateProduct(ctx, old.ID, patch, changedEvents(now, false)); err != nil {
-		return false, s.internal(ctx, "import product", err)
-	}
-	if delta := p.Stock - old.Stock; delta != 0 {
-		if _, err := s.repo.AdjustStock(ctx, old.ID, delta, now, adjustedEvents(now, delta)); err != nil {
-			return false, s.internal(ctx, "import product stock", err)
-		}
-	}
 	s.notify()
-	return false, nil
+	return created, nil
 }

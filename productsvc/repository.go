@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"strings"
 	"time"
 
@@ -225,9 +226,13 @@ type Repository interface {
 	CreateProduct(ctx context.Context, p Product, events ProductEvents) error
 	// GetProduct returns the live product id, or ErrNotFound.
 	GetProduct(ctx context.Context, id string) (Product, error)
-	// ProductBySKU returns the live product whose SKU is sku, ignoring
-	// case, or ErrNotFound.
-	ProductBySKU(ctx context.Context, sku string) (Product, error)
+	// ImportProduct creates p (its ID and times set) when no live product
+	// has its SKU, ignoring case; else it sets that product's name,
+	// description, category, price and stock to p's, keeping its id, SKU
+	// and create time, and stamps p.UpdateTime. One transaction either
+	// way; events gets the product as stored and the stock delta (p's
+	// stock for a new product). It reports whether it created.
+	ImportProduct(ctx context.Context, p Product, events func(p Product, created bool, delta int64) []proto.Message) (bool, error)
 	// ListProducts returns the live products q selects, in q's order.
 	ListProducts(ctx context.Context, q ListQuery) ([]Product, error)
 	// UpdateProduct applies patch to the live product id and returns it

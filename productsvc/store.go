@@ -5,6 +5,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"io/fs"
 	"strings"
 	"time"
@@ -72,14 +73,38 @@ func (r *SQLRepository) GetProduct(ctx context.Context, id string) (Product, err
 	return p, nil
 }
 
-// ProductBySKU implements Repository.
-func (r *SQLRepository) ProductBySKU(ctx context.Context, sku string) (Product, error) {
-	p, err := scanProduct(r.SQL().QueryRowContext(ctx, `SELECT `+productColumns+` FROM products
-		WHERE sku_key = $1 AND delete_time IS NULL`, foldCase(sku)))
-	if err != nil {
-		return Product{}, fmt.Errorf("productsvc: product by sku: %w", err)
-	}
-	return p, nil
+// ImportProduct implements Repository.
+func (r *SQLRepository) ImportProduct(ctx context.Context, p Product, events func(p Product, created bool, delta int64) []proto.Message) (bool, error) {
+	var created bool
+	err := r.write(ctx, "import product", func(tx *sqlstore.Tx) error {
+		// Setting a column to itself takes the row's write lock on
+		// PostgreSQL before it is read; SQLite's one writer serializes
+		// anyway. The stock is set, not added to, so a reservation in
+		// between cannot make it wrong, only replaced.
+		old, err := scanProduct(tx.QueryRowContext(ctx, `UPDATE products SET sku = sku
+			WHERE sku_key = $1 AND delete_time IS NULL RETURNING `+productColumns, foldCase(p.SKU)))
+		if errors.Is(err, ErrNotFound) {
+			created = true
+			if err := insertProduct(ctx, tx, p); err != nil {
+				return err
+			}
+			return tx.AddEvents(ctx, events(p, true, p.Stock)...)
+		}
+		if err != nil {
+			return err
+		}
+		stored, err := scanProduct(tx.QueryRowContext(ctx, `UPDATE products SET
+			name = $1, name_key = $2, description = $3, description_key = $4, category = $5, category_key = $6,
+			price_cents = $7, stock = $8, update_time = $9
+			WHERE id = $10 RETURNING `+productColumns,
+			p.Name, foldCase(p.Name), p.Description, foldCase(p.Description), p.Category, foldCase(p.Category),
+			p.PriceCents, p.Stock, sqlstore.Micros(p.UpdateTime), old.ID))
+		if err != nil {
+			return err
+		}
+		return tx.AddEvents(ctx, events(stored, false, stored.Stock-old.Stock)...)
+	})
+	return created, err
 }
 
 // getProduct reads the live product id, or ErrNotFound.

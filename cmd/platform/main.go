@@ -168,7 +168,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		return app.RunOrders(gctx, common, app.OrdersConfig{ServiceConfig: app.ServiceConfig{DB: ordersDB, IdempotencyTTL: o.IdempotencyTTL}})
 	})
 	g.Go(func() error {
-		return app.RunGateway(gctx, common, app.GatewayConfig{HTTPAddr: o.HTTPAddr, MaxStreamDuration: o.MaxStreamDuration, CORSOrigins: o.Origins(), AuthRateLimit: o.AuthRateLimit, Listening: func(addr string) {
+		return app.RunGateway(gctx, common, app.GatewayConfig{HTTPAddr: o.HTTPAddr, RequestTimeout: o.RequestTimeout, MaxStreamDuration: o.MaxStreamDuration, CORSOrigins: o.Origins(), AuthRateLimit: o.AuthRateLimit, Listening: func(addr string) {
 			if fresh {
 				_ = os.WriteFile(marker, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 			}

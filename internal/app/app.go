@@ -129,8 +129,9 @@ func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocatio
 		auth.UnaryServerInterceptor(authCfg),
 		idempotency.UnaryServerInterceptor(idem, idempotency.WithScope(callerScope), idempotency.WithLogger(u.log),
 			idempotency.WithFingerprintKey(u.secret("idempotency-fingerprint")))))
-	// Streams get the same, but for idempotency: every streaming method
-	// of the shop is a read.
+	// Streams get the same, but for idempotency, which keys one request
+	// and its answer: WatchOrder is a read, and ImportProducts, whose items
+	// each create or set a product by SKU, is safe to run again.
 	opts = append(opts, kafkatransport.WithStreamServerInterceptors(requestIDStream, logStreams(u.log), auth.StreamServerInterceptor(authCfg)))
 	return kafkatransport.NewServer(c.Brokers, opts...)
 }

@@ -96,7 +96,7 @@ func (s *Settings) table() []cli.Flag {
 		{Name: "admin-password", Value: &s.AdminPassword, Secret: true, Usage: "password of a newly created admin account"},
 		{Name: "seed-demo", Value: &s.SeedDemo, Default: "false", Usage: "load the demo catalog into an empty store"},
 		{Name: "request-timeout", Value: &s.RequestTimeout, Default: "10s", Usage: "deadline of each API request, Kafka calls included (streams: --max-stream-duration)"},
-		{Name: "max-stream-duration", Value: &s.MaxStreamDuration, Default: "1h", Usage: "longest a streaming API request (GET /v1/orders/{id}:watch) may last"},
+		{Name: "max-stream-duration", Value: &s.MaxStreamDuration, Default: "1h", Usage: "longest a streaming API request (GET /v1/orders/{id}:watch, POST /v1/products:import) may last"},
 		{Name: "auth-rate-limit", Value: &s.AuthRateLimit, Default: "30",
 			Usage: "login and registration attempts a minute allowed per client address and per email (more get 429 with Retry-After); 0 for no limit"},
 		{Name: "cors-origins", Value: &s.CORSOrigins,
