@@ -69,10 +69,11 @@ func nextLine(t *testing.T, lines <-chan watchLine) (watchLine, bool) {
 
 // The order's owner watches it over REST: the order as it is at once,
 // then a line per status change an admin makes, and the stream ends after
-// DELIVERED; the request timeout (1s here) does not cut it. Another user
-// gets NOT_FOUND, and an admin may watch any order.
+// DELIVERED; the request timeout (5s here: logins hash passwords, slow on
+// a busy machine) does not cut it. Another user gets NOT_FOUND, and an
+// admin may watch any order.
 func TestWatchOrderOverREST(t *testing.T) {
-	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true; o.RequestTimeout = time.Second })
+	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true; o.RequestTimeout = 5 * time.Second })
 	admin := s.adminToken()
 	_, tok := s.register("watcher@example.com")
 	_, other := s.register("other@example.com")
@@ -93,7 +94,7 @@ func TestWatchOrderOverREST(t *testing.T) {
 	}
 	for i, st := range []string{"ORDER_STATUS_CONFIRMED", "ORDER_STATUS_SHIPPED", "ORDER_STATUS_DELIVERED"} {
 		if i == 1 {
-			time.Sleep(1500 * time.Millisecond) // past the request timeout
+			time.Sleep(5500 * time.Millisecond) // past the request timeout
 		}
 		s.must(200, "POST", "/v1/orders/"+id+":updateStatus", admin, map[string]any{"status": st})
 		l, ok := nextLine(t, lines)
