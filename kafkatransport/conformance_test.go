@@ -614,6 +614,12 @@ func TestInstancesShareLoad(t *testing.T) {
 // load runs n Sleep calls of sleepMs with the given concurrency and returns
 // the errors and how many calls each instance served.
 func load(t *testing.T, c testingv1.EchoServiceClient, n, conc int, sleepMs int64, timeout time.Duration) (errs []error, served map[string]int) {
+	return loadNotify(t, c, n, conc, sleepMs, timeout, nil)
+}
+
+// loadNotify is load calling answered, when not nil, with the instance
+// that served each call as it is answered.
+func loadNotify(t *testing.T, c testingv1.EchoServiceClient, n, conc int, sleepMs int64, timeout time.Duration, answered func(servedBy string)) (errs []error, served map[string]int) {
 	var mu sync.Mutex
 	served = map[string]int{}
 	sem := make(chan struct{}, conc)
@@ -635,6 +641,9 @@ func load(t *testing.T, c testingv1.EchoServiceClient, n, conc int, sleepMs int6
 				errs = append(errs, fmt.Errorf("%s answered as %s", id, resp.GetId()))
 			}
 			served[resp.GetServedBy()]++
+			if answered != nil {
+				answered(resp.GetServedBy())
+			}
 		}()
 	}
 	wg.Wait()
@@ -685,14 +694,27 @@ func TestCrashedInstanceRedelivers(t *testing.T) {
 	survivor := newEcho("survivor")
 	e.serve(survivor)
 
+	// Killed once it has answered a call of the load (keyless calls stick
+	// to one partition for 10ms, so which instance gets the first ones is
+	// chance), and 100ms later: calls sleep 400ms each and the load keeps
+	// 32 going, so it then has some in flight.
 	var killed atomic.Bool
+	helperAnswered := make(chan struct{})
+	var once sync.Once
 	go func() {
-		time.Sleep(700 * time.Millisecond)
+		select {
+		case <-helperAnswered:
+		case <-time.After(30 * time.Second):
+		}
+		time.Sleep(100 * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		killed.Store(true)
 	}()
-	// Calls sleep 400ms each: the helper always has some in flight.
-	errs, served := load(t, c, 200, 32, 400, 60*time.Second)
+	errs, served := loadNotify(t, c, 200, 32, 400, 60*time.Second, func(by string) {
+		if by == "helper" {
+			once.Do(func() { close(helperAnswered) })
+		}
+	})
 	if !killed.Load() {
 		t.Fatal("load ended before the helper was killed")
 	}
