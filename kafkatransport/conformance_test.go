@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -200,7 +201,9 @@ func (e *env) run(srv *kafkatransport.Server) (stop func()) {
 					e.t.Errorf("Serve returned %v", err)
 				}
 			case <-time.After(60 * time.Second):
-				e.t.Error("Serve did not return 60s after stop")
+				var stacks bytes.Buffer
+				_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+				e.t.Errorf("Serve did not return 60s after stop; goroutines:\n%s", stacks.String())
 			}
 		})
 	}

@@ -150,12 +150,12 @@ func (s *Server) add(n int) {
 // closeLanes stores the finished requests' offsets and closes the lanes'
 // consumers, which commits them and leaves the consumer groups.
 func (s *Server) closeLanes() {
-	for _, l := range s.lanes {
+	cs := make([]*kafka.Consumer, len(s.lanes))
+	for i, l := range s.lanes {
 		l.tracker.close()
-		if err := l.consumer.Close(); err != nil {
-			s.cfg.logger.Warn("kafkatransport close consumer", "topic", l.topic, "err", err)
-		}
+		cs[i] = l.consumer
 	}
+	closeConsumers(s.cfg.logger, cs, func(i int) string { return s.lanes[i].topic })
 }
 
 // delivered finishes the request whose reply the broker acknowledged, or

@@ -91,9 +91,7 @@ func (s *Server) stopStreams(deadline time.Time) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := ss.inbox.Close(); err != nil {
-		s.cfg.logger.Warn("kafkatransport close stream inbox", "err", err)
-	}
+	closeConsumers(s.cfg.logger, []*kafka.Consumer{ss.inbox}, func(int) string { return "stream inbox" })
 }
 
 // handleInbox hands a frame of the inbox to its stream; it runs on the

@@ -151,7 +151,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kafkatransport: new consumer: %w", err)
 	}
-	defer consumer.Close()
+	defer closeConsumers(s.cfg.logger, []*kafka.Consumer{consumer}, func(int) string { return s.group })
 
 	// Handlers outlive ctx for the drain; hardStop ends them after it.
 	base, hardStop := context.WithCancel(context.WithoutCancel(ctx))
