@@ -38,6 +38,7 @@ type config struct {
 	streamClientICs    []grpc.StreamClientInterceptor
 	streamServerICs    []grpc.StreamServerInterceptor
 	streamWindow       uint64
+	streamWindowBytes  uint64
 	streamHeartbeat    time.Duration
 	maxStreams         int
 	maxConcurrency     int
@@ -70,6 +71,7 @@ func newConfig[O any](brokers string, opts []O, apply func(O, *config) error) (c
 		defaultTimeout:    30 * time.Second,
 		maxConcurrency:    256,
 		streamWindow:      DefaultStreamWindow,
+		streamWindowBytes: DefaultStreamWindowBytes,
 		streamHeartbeat:   DefaultStreamHeartbeat,
 		maxStreams:        DefaultMaxStreams,
 		metrics:           nopMetrics{},

@@ -156,9 +156,10 @@
 //
 // Opening record: a request record (see Request record) on the service's
 // request topic whose RequestEnvelope also carries stream
-// (kgrpc.kafka.v1.StreamOpen): window, how many messages the client
-// accepts before it grants more (at least 1), half_closed, and
-// heartbeat_ms, the client's heartbeat. For a server-streaming method the
+// (kgrpc.kafka.v1.StreamOpen): window and window_bytes, how many messages
+// (at least 1) and bytes of message values (0: not counted) the client
+// accepts before it grants more, half_closed, and heartbeat_ms, the
+// client's heartbeat. For a server-streaming method the
 // opening is produced with the client's one request as its value, key
 // from partition_key as for a unary call, and half_closed set; for
 // client-streaming and bidirectional methods it is produced by NewStream
@@ -189,8 +190,8 @@
 // with CANCEL to that instance's inbox.
 //
 //	ACCEPT      server → client, first: inbox_topic, inbox_partition,
-//	            credit, the client's first send window, and heartbeat_ms,
-//	            the server's heartbeat
+//	            credit and credit_bytes, the client's first send window,
+//	            and heartbeat_ms, the server's heartbeat
 //	MESSAGE     one message, the value; seq
 //	HEADER      server → client: header metadata (grpc.SendHeader); seq.
 //	            Without it the header rides on the first MESSAGE or END:
@@ -198,8 +199,10 @@
 //	HALF_CLOSE  client → server: no more messages (CloseSend); seq
 //	END         server → client, last: code, message, status_details and
 //	            trailer as in a ReplyEnvelope; seq
-//	CREDIT      credit: the total number of messages, from the start of
-//	            the stream, the frame's sender accepts from its peer
+//	CREDIT      credit and credit_bytes: the total numbers of messages
+//	            and of bytes of message values, from the start of the
+//	            stream, the frame's sender accepts from its peer (0 bytes
+//	            when that direction counts none)
 //	PING        a heartbeat
 //	CANCEL      client → server: the client gave the stream up
 //
@@ -208,13 +211,18 @@
 // they arrive in (a retried batch may land after the next one), dropping a
 // seq it has seen and every ordered frame after HALF_CLOSE or END. A frame
 // the server could not produce gives its seq to END, so the client does
-// not wait for it. Flow control: a sender sends a message only while the
-// messages it has sent are fewer than the credit its peer granted
-// (StreamOpen.window for the server, ACCEPT's credit for the client, then
-// CREDIT frames); a receiver grants window more once half of a window was
-// read by the application (WithStreamWindow, DefaultStreamWindow = 64). A
-// slow reader therefore buffers one window of messages at most, and a
-// peer that sends past its credit, or more than window+8 frames ahead of
+// not wait for it. Flow control: a sender starts a message only while the
+// messages it has sent are fewer than the credit its peer granted and,
+// when the peer counts bytes, the bytes of message values it has sent are
+// fewer than the byte credit (StreamOpen.window and window_bytes for the
+// server, ACCEPT's credit and credit_bytes for the client, then CREDIT
+// frames); so a message larger than the whole byte window still goes,
+// alone. A receiver grants a window more (counted from what it has read)
+// once the application has read half a window of messages or of bytes
+// (WithStreamWindow, DefaultStreamWindow = 4096; WithStreamWindowBytes,
+// DefaultStreamWindowBytes = 1 MiB). A slow reader therefore buffers one
+// window of messages, and one window of bytes plus one message, at most;
+// a peer that sends past its credit, or more than window+8 frames ahead of
 // the reader, ends the stream with ResourceExhausted. Liveness: an end
 // that has sent nothing on a stream for its heartbeat (WithStreamHeartbeat,
 // DefaultStreamHeartbeat = 1s) sends PING, and an end that has heard

@@ -319,15 +319,31 @@ func WithStreamServerInterceptors(ics ...grpc.StreamServerInterceptor) ServerOpt
 }
 
 // WithStreamWindow sets how many messages of a stream the client or the
-// server accepts from its peer before it grants more credit: the bound of
-// what a slow reader buffers, per stream. At least 1. Default:
-// DefaultStreamWindow. Client and server.
+// server accepts from its peer before it grants more credit: with
+// WithStreamWindowBytes, the bound of what a slow reader buffers, per
+// stream. At least 1. Default: DefaultStreamWindow. Client and server.
 func WithStreamWindow(n int) StreamOption {
 	return StreamOption{func(c *config) error {
 		if n < 1 {
 			return invalid("WithStreamWindow", n, "at least 1")
 		}
 		c.streamWindow = uint64(n)
+		return nil
+	}}
+}
+
+// WithStreamWindowBytes sets how many bytes of messages of a stream the
+// client or the server accepts from its peer before it grants more credit;
+// a reader buffers at most that many bytes plus one message per stream
+// (a message larger than the window still passes, alone). 0 counts no
+// bytes, leaving WithStreamWindow as the only bound. Default:
+// DefaultStreamWindowBytes. Client and server.
+func WithStreamWindowBytes(n int) StreamOption {
+	return StreamOption{func(c *config) error {
+		if n < 0 {
+			return invalid("WithStreamWindowBytes", n, "at least 0")
+		}
+		c.streamWindowBytes = uint64(n)
 		return nil
 	}}
 }

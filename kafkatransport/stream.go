@@ -16,7 +16,15 @@ import (
 const (
 	// DefaultStreamWindow is how many messages each end of a stream accepts
 	// from the other before it grants more credit (WithStreamWindow).
-	DefaultStreamWindow = 64
+	DefaultStreamWindow = 4096
+	// DefaultStreamWindowBytes is how many bytes of message values each end
+	// of a stream accepts from the other before it grants more credit
+	// (WithStreamWindowBytes). With DefaultStreamWindow it bounds what a
+	// slow reader buffers per stream: 4096 messages, and 1 MiB plus one
+	// message. A credit round trip takes milliseconds on Kafka (a CREDIT
+	// record produced with acks=all, then fetched), so a stream moves about
+	// half a window per round trip: smaller windows cap one stream's rate.
+	DefaultStreamWindowBytes = 1 << 20
 	// DefaultStreamHeartbeat is how long a stream may be idle in one
 	// direction before that end sends a heartbeat; an end that hears
 	// nothing for three of its peer's heartbeats gives the stream up
@@ -60,10 +68,12 @@ type inFrame struct {
 // flow is the ordering, flow control and liveness state of one end of a
 // stream. Its methods are safe for concurrent use.
 type flow struct {
-	window uint64 // messages granted to the peer at a time
+	window      uint64 // messages granted to the peer at a time
+	windowBytes uint64 // bytes granted to the peer at a time; 0: not counted
 
 	mu      sync.Mutex
 	changed chan struct{} // closed, and replaced, whenever anything changes
+	taken   bool          // changed was handed out: someone may wait on it
 
 	// Receiving: ordered frames are delivered in seq order. Those that
 	// come early wait in early; the peer may send at most the credit it
@@ -78,11 +88,17 @@ type flow struct {
 	received uint64 // messages received
 	consumed uint64 // messages the application took
 	granted  uint64 // credit granted to the peer, a total
+	// The same in bytes of message values, counted when windowBytes > 0;
+	// maxSeen is the largest message received, orderedBytes the bytes of
+	// those delivered in seq order.
+	receivedBytes, consumedBytes, grantedBytes, maxSeen, orderedBytes uint64
 
 	// Sending.
-	outSeq uint64 // seq of the last ordered frame sent
-	sent   uint64 // messages sent
-	limit  uint64 // credit the peer granted, a total
+	outSeq     uint64 // seq of the last ordered frame sent
+	sent       uint64 // messages sent
+	limit      uint64 // credit the peer granted, a total
+	sentBytes  uint64 // bytes of messages sent
+	limitBytes uint64 // byte credit the peer granted, a total; 0: none
 
 	// failed is why the stream ended on this side (a broken rule of the
 	// peer, the context, the peer's silence, a closed client or server).
@@ -92,8 +108,13 @@ type flow struct {
 	silence            atomic.Int64 // how long the peer may be silent, ns
 }
 
-func newFlow(window, limit uint64, silence time.Duration) *flow {
-	f := &flow{window: window, granted: window, limit: limit, nextSeq: 1, changed: make(chan struct{})}
+// newFlow returns the state of an end that grants its peer window messages
+// and windowBytes bytes (0: bytes not counted) at a time, and may send limit
+// messages and limitBytes bytes (0: no byte limit) until the peer grants
+// more.
+func newFlow(window, windowBytes, limit, limitBytes uint64, silence time.Duration) *flow {
+	f := &flow{window: window, windowBytes: windowBytes, granted: window, grantedBytes: windowBytes,
+		limit: limit, limitBytes: limitBytes, nextSeq: 1, changed: make(chan struct{})}
 	now := time.Now().UnixNano()
 	f.lastSent.Store(now)
 	f.lastRecv.Store(now)
@@ -103,8 +124,11 @@ func newFlow(window, limit uint64, silence time.Duration) *flow {
 
 // signalLocked wakes every waiter; f.mu is held.
 func (f *flow) signalLocked() {
-	close(f.changed)
-	f.changed = make(chan struct{})
+	if f.taken { // else no one can be waiting: spare a channel per message
+		close(f.changed)
+		f.changed = make(chan struct{})
+		f.taken = false
+	}
 }
 
 // signal wakes every waiter: state beside the flow changed.
@@ -119,6 +143,12 @@ func (f *flow) signal() {
 func (f *flow) changedCh() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.changedLocked()
+}
+
+// changedLocked hands out the channel the next change closes; f.mu is held.
+func (f *flow) changedLocked() <-chan struct{} {
+	f.taken = true
 	return f.changed
 }
 
@@ -165,6 +195,20 @@ func (f *flow) receive(seq uint64, fr inFrame) {
 			f.signalLocked()
 			return
 		}
+		if f.windowBytes > 0 {
+			// The peer starts a message while it has sent less than the
+			// byte credit, so all it sent is under the credit plus its
+			// last message, whatever order they arrive in; enqueueLocked
+			// checks the rule exactly once the order is known.
+			n := uint64(len(fr.value))
+			f.receivedBytes += n
+			f.maxSeen = max(f.maxSeen, n)
+			if f.receivedBytes >= f.grantedBytes+f.maxSeen {
+				f.failed = status.Errorf(codes.ResourceExhausted, "kafkatransport: stream peer sent %d bytes, more than the %d granted", f.receivedBytes, f.grantedBytes)
+				f.signalLocked()
+				return
+			}
+		}
 	}
 	if seq != f.nextSeq {
 		if f.early == nil {
@@ -174,7 +218,7 @@ func (f *flow) receive(seq uint64, fr inFrame) {
 		return
 	}
 	f.enqueueLocked(fr)
-	for !f.closedIn {
+	for !f.closedIn && f.failed == nil {
 		next, ok := f.early[f.nextSeq]
 		if !ok {
 			break
@@ -188,8 +232,16 @@ func (f *flow) receive(seq uint64, fr inFrame) {
 	f.signalLocked()
 }
 
-// enqueueLocked queues the next ordered frame; f.mu is held.
+// enqueueLocked queues the next ordered frame; f.mu is held. A message the
+// peer started when it had sent its byte credit already breaks the stream.
 func (f *flow) enqueueLocked(fr inFrame) {
+	if fr.kind == frameMessage && f.windowBytes > 0 {
+		if f.orderedBytes >= f.grantedBytes {
+			f.failed = status.Errorf(codes.ResourceExhausted, "kafkatransport: stream peer sent a message after %d bytes, the %d granted", f.orderedBytes, f.grantedBytes)
+			return
+		}
+		f.orderedBytes += uint64(len(fr.value))
+	}
 	f.queue = append(f.queue, fr)
 	f.nextSeq++
 	if fr.kind == frameHalfClose || fr.kind == frameEnd {
@@ -200,23 +252,28 @@ func (f *flow) enqueueLocked(fr inFrame) {
 // heard records that the peer sent something unordered (credit, a ping).
 func (f *flow) heard() { f.lastRecv.Store(time.Now().UnixNano()) }
 
-// credit raises the credit the peer granted to total, if that is more.
-func (f *flow) credit(total uint64) {
+// credit raises the credit the peer granted to total messages and
+// totalBytes bytes, where those are more.
+func (f *flow) credit(total, totalBytes uint64) {
 	f.heard()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if total > f.limit {
-		f.limit = total
+	if total > f.limit || totalBytes > f.limitBytes {
+		f.limit = max(f.limit, total)
+		f.limitBytes = max(f.limitBytes, totalBytes)
 		f.signalLocked()
 	}
 }
 
+// grant is credit to send the peer: totals of messages and bytes.
+type grant struct{ msgs, bytes uint64 }
+
 // next returns the next ordered frame, or a nil frame, the error the stream
 // ended with on this side, and a channel closed when either may have
-// changed. A message taken counts as consumed; grant is then the new total
-// credit to send the peer, or 0 when none is due yet (credit goes out once
-// half the window was consumed).
-func (f *flow) next() (fr *inFrame, grant uint64, err error, changed <-chan struct{}) {
+// changed. A message taken counts as consumed; g is then the new credit to
+// send the peer, or zero when none is due yet (credit goes out once half
+// the window of messages, or of bytes, was consumed).
+func (f *flow) next() (fr *inFrame, g grant, err error, changed <-chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.queue) > 0 {
@@ -225,31 +282,38 @@ func (f *flow) next() (fr *inFrame, grant uint64, err error, changed <-chan stru
 		f.queue = f.queue[1:]
 		if first.kind == frameMessage {
 			f.consumed++
-			if f.granted-f.consumed <= f.window/2 {
+			f.consumedBytes += uint64(len(first.value))
+			if f.granted-f.consumed <= f.window/2 || (f.windowBytes > 0 && f.consumedBytes+f.windowBytes/2 >= f.grantedBytes) {
 				f.granted = f.consumed + f.window
-				grant = f.granted
+				if f.windowBytes > 0 {
+					f.grantedBytes = f.consumedBytes + f.windowBytes
+				}
+				g = grant{f.granted, f.grantedBytes}
 			}
 		}
-		return &first, grant, nil, f.changed
+		return &first, g, nil, f.changedLocked()
 	}
-	return nil, 0, f.failed, f.changed
+	return nil, g, f.failed, f.changedLocked()
 }
 
-// reserve takes the credit to send one message and returns its seq, or
-// reports that there is none yet (with a channel closed when that may have
-// changed) or the error the stream ended with.
-func (f *flow) reserve() (seq uint64, ok bool, err error, changed <-chan struct{}) {
+// reserve takes the credit to send one message of size bytes and returns
+// its seq, or reports that there is none yet (with a channel closed when
+// that may have changed) or the error the stream ended with. A message
+// goes while the bytes sent are under the byte credit, so one larger than
+// the peer's whole window still goes.
+func (f *flow) reserve(size int) (seq uint64, ok bool, err error, changed <-chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failed != nil {
-		return 0, false, f.failed, f.changed
+		return 0, false, f.failed, f.changedLocked()
 	}
-	if f.sent >= f.limit {
-		return 0, false, nil, f.changed
+	if f.sent >= f.limit || (f.limitBytes > 0 && f.sentBytes >= f.limitBytes) {
+		return 0, false, nil, f.changedLocked()
 	}
 	f.sent++
+	f.sentBytes += uint64(size)
 	f.outSeq++
-	return f.outSeq, true, nil, f.changed
+	return f.outSeq, true, nil, f.changedLocked()
 }
 
 // nextSeqOut returns the seq of an ordered frame that is not a message.

@@ -10,7 +10,8 @@ package kafkatransport_test
 //	go test ./kafkatransport -run '^$' -bench 'ServerStream|RawStream' -benchtime 20000x
 //
 // The broker is kfake in-process unless KAFKA_BROKERS names a real cluster.
-// STREAM_WINDOW sets WithStreamWindow on both ends, for experiments.
+// STREAM_WINDOW and STREAM_WINDOW_BYTES set WithStreamWindow and
+// WithStreamWindowBytes on both ends, for experiments.
 
 import (
 	"context"
@@ -54,8 +55,10 @@ func (stamped) ServerStream(req *testingv1.ServerStreamRequest, stream grpc.Serv
 }
 
 // reportStream reports the rate and latency percentiles of n messages
-// received over elapsed, lat holding each one's latency.
-func reportStream(b *testing.B, n int, elapsed time.Duration, lat []time.Duration) {
+// received over elapsed, lat holding each one's latency, and the CPU this
+// process used per message since cpu0 (processCPU; with kfake, the
+// broker's included).
+func reportStream(b *testing.B, n int, elapsed time.Duration, lat []time.Duration, cpu0 time.Duration) {
 	b.Helper()
 	slices.Sort(lat)
 	pct := func(p float64) float64 {
@@ -67,6 +70,7 @@ func reportStream(b *testing.B, n int, elapsed time.Duration, lat []time.Duratio
 	b.ReportMetric(float64(n)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(pct(0.50), "p50_us")
 	b.ReportMetric(pct(0.99), "p99_us")
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(n), "cpu_us/msg")
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -74,11 +78,15 @@ func BenchmarkServerStream(b *testing.B) {
 	brokers := kafkatest.Brokers(b)
 	prefix := kafkatest.TopicPrefix(b)
 	opt := kafkatransport.WithOptions(kafkatransport.WithTopicPrefix(prefix))
-	window := kafkatransport.WithStreamWindow(kafkatransport.DefaultStreamWindow)
+	msgs, bytes := kafkatransport.DefaultStreamWindow, kafkatransport.DefaultStreamWindowBytes
 	if w, err := strconv.Atoi(os.Getenv("STREAM_WINDOW")); err == nil {
-		window = kafkatransport.WithStreamWindow(w)
+		msgs = w
 	}
-	srv, err := kafkatransport.NewServer(brokers, opt, window)
+	if w, err := strconv.Atoi(os.Getenv("STREAM_WINDOW_BYTES")); err == nil {
+		bytes = w
+	}
+	window, windowBytes := kafkatransport.WithStreamWindow(msgs), kafkatransport.WithStreamWindowBytes(bytes)
+	srv, err := kafkatransport.NewServer(brokers, opt, window, windowBytes)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -90,7 +98,7 @@ func BenchmarkServerStream(b *testing.B) {
 	<-srv.Ready()
 	dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer dcancel()
-	conn, err := kafkatransport.Dial(dctx, brokers, opt, window)
+	conn, err := kafkatransport.Dial(dctx, brokers, opt, window, windowBytes)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -131,7 +139,7 @@ func BenchmarkServerStream(b *testing.B) {
 			var wg sync.WaitGroup
 			var failed atomic.Pointer[error]
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0 := time.Now(), processCPU()
 			for s := range streams {
 				wg.Go(func() {
 					sctx, scancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -147,7 +155,7 @@ func BenchmarkServerStream(b *testing.B) {
 			if p := failed.Load(); p != nil {
 				b.Fatal(*p)
 			}
-			reportStream(b, per*streams, elapsed, lat)
+			reportStream(b, per*streams, elapsed, lat, cpu0)
 		})
 	}
 }
@@ -227,7 +235,7 @@ func BenchmarkRawStream(b *testing.B) {
 			var failed atomic.Pointer[error]
 			var wg sync.WaitGroup
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0 := time.Now(), processCPU()
 			for range producers {
 				wg.Go(func() {
 					if err := produce(per); err != nil {
@@ -245,7 +253,7 @@ func BenchmarkRawStream(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			reportStream(b, per*producers, elapsed, lat)
+			reportStream(b, per*producers, elapsed, lat, cpu0)
 		})
 	}
 }

@@ -102,7 +102,7 @@ func (c *ClientConn) newStream(ctx context.Context, rt route, desc *grpc.StreamD
 	cs := &clientStream{
 		c: c, ctx: sctx, cancel: cancel, desc: desc, method: method, rt: rt, md: md, opts: opts,
 		seq:         c.seq.Add(1),
-		flow:        newFlow(c.cfg.streamWindow, 0, streamSilence(c.cfg.streamHeartbeat)),
+		flow:        newFlow(c.cfg.streamWindow, c.cfg.streamWindowBytes, 0, 0, streamSilence(c.cfg.streamHeartbeat)),
 		began:       time.Now(),
 		headerReady: make(chan struct{}),
 		done:        make(chan struct{}),
@@ -268,6 +268,12 @@ func (cs *clientStream) SendMsg(m any) error {
 		return nil
 	}
 	cs.mu.Unlock()
+	value, err := proto.Marshal(pm)
+	if err != nil {
+		err := status.Errorf(codes.Internal, "kafkatransport: marshal request: %v", err)
+		cs.finish(err)
+		return err
+	}
 	for {
 		// The channel first, then the state: a change in between wakes us.
 		changed := cs.flow.changedCh()
@@ -283,7 +289,7 @@ func (cs *clientStream) SendMsg(m any) error {
 			err error
 		)
 		if accepted {
-			seq, ok, err, _ = cs.flow.reserve()
+			seq, ok, err, _ = cs.flow.reserve(len(value))
 		} else {
 			err = cs.flow.err()
 		}
@@ -291,12 +297,6 @@ func (cs *clientStream) SendMsg(m any) error {
 			return io.EOF
 		}
 		if ok {
-			value, merr := proto.Marshal(pm)
-			if merr != nil {
-				err := status.Errorf(codes.Internal, "kafkatransport: marshal request: %v", merr)
-				cs.finish(err)
-				return err
-			}
 			if err := cs.sendFrame(&streamFrame{kind: frameMessage, seq: seq}, value); err != nil {
 				cs.finish(err)
 				cs.sendCancel() // its seq is lost: the server must not wait for it
@@ -328,9 +328,9 @@ func (cs *clientStream) RecvMsg(m any) error {
 			return err
 		}
 		cs.mu.Unlock()
-		fr, grant, err, changed := cs.flow.next()
-		if grant > 0 {
-			cs.sendCredit(grant)
+		fr, g, err, changed := cs.flow.next()
+		if g.msgs > 0 {
+			cs.sendCredit(g)
 		}
 		if fr == nil {
 			if err != nil {

@@ -159,7 +159,7 @@ func (cs *clientStream) onFrame(f *streamFrame, value []byte) {
 	case frameAccept:
 		cs.onAccept(f)
 	case frameCredit:
-		cs.flow.credit(f.credit)
+		cs.flow.credit(f.credit, f.creditBytes)
 	case framePing:
 		cs.flow.heard()
 	case frameMessage, frameHeader:
@@ -194,7 +194,7 @@ func (cs *clientStream) onAccept(f *streamFrame) {
 	halfClose := cs.halfClosed && cs.desc.ClientStreams && !cs.halfCloseSent && !ended
 	cs.halfCloseSent = cs.halfCloseSent || halfClose
 	cs.mu.Unlock()
-	cs.flow.credit(f.credit)
+	cs.flow.credit(f.credit, f.creditBytes)
 	cs.flow.signal() // SendMsg waits for acceptance, even without credit
 	if ended {
 		_ = cs.sendFrame(&streamFrame{kind: frameCancel}, nil)
@@ -250,9 +250,9 @@ func (cs *clientStream) sendCancel() {
 	}
 }
 
-// sendCredit grants the server credit up to total messages.
-func (cs *clientStream) sendCredit(total uint64) {
-	if err := cs.sendFrame(&streamFrame{kind: frameCredit, credit: total}, nil); err != nil {
+// sendCredit grants the server credit up to g.
+func (cs *clientStream) sendCredit(g grant) {
+	if err := cs.sendFrame(&streamFrame{kind: frameCredit, credit: g.msgs, creditBytes: g.bytes}, nil); err != nil {
 		cs.finish(err)
 	}
 }
@@ -269,7 +269,7 @@ func (cs *clientStream) produceOpen(value, key []byte, halfClosed bool) error {
 		headers = traceHeaders(headers, cs.md)
 	}
 	*env = appendRequestEnvelope(*env, cs.method, cs.id, c.replyTopic, c.replyPartition, unixMs(deadline), cs.md)
-	*env = appendStreamOpen(*env, streamOpen{window: c.cfg.streamWindow, halfClosed: halfClosed, heartbeatMs: uint64(c.cfg.streamHeartbeat / time.Millisecond)})
+	*env = appendStreamOpen(*env, streamOpen{window: c.cfg.streamWindow, windowBytes: c.cfg.streamWindowBytes, halfClosed: halfClosed, heartbeatMs: uint64(c.cfg.streamHeartbeat / time.Millisecond)})
 	headers[0] = kafka.Header{Key: hdrRPC, Value: *env}
 	msg := &kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &cs.rt.topic, Partition: kafka.PartitionAny},

@@ -133,7 +133,7 @@ func (s *Server) handleInbox(ev kafka.Event) (bool, error) {
 	}
 	switch f.kind {
 	case frameCredit:
-		st.flow.credit(f.credit)
+		st.flow.credit(f.credit, f.creditBytes)
 	case framePing:
 		st.flow.heard()
 	case frameCancel:

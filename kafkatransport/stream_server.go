@@ -62,7 +62,7 @@ func (l *lane) openStream(req *request) {
 	sd := l.svc.streams[req.method.name]
 	refuse := func(err error) {
 		st := &srvStream{l: l, method: req.method.name, id: string(req.env.id), caller: req.caller, req: req,
-			replyTopic: req.replyTopic, replyPartition: req.env.replyPartition, flow: newFlow(1, 0, 0)}
+			replyTopic: req.replyTopic, replyPartition: req.env.replyPartition, flow: newFlow(1, 0, 0, 0, 0)}
 		st.sendEnd(status.Convert(err))
 		l.done(req)
 	}
@@ -84,11 +84,10 @@ func (l *lane) openStream(req *request) {
 		return
 	}
 	ss := s.streams
-	window := req.env.stream.window
 	st := &srvStream{
 		l: l, sd: sd, method: req.method.name, id: string(req.env.id), caller: req.caller, req: req,
 		replyTopic: req.replyTopic, replyPartition: req.env.replyPartition,
-		flow: newFlow(s.cfg.streamWindow, window, peerSilence(req.env.stream.heartbeatMs, s.cfg.streamHeartbeat)),
+		flow: newFlow(s.cfg.streamWindow, s.cfg.streamWindowBytes, req.env.stream.window, req.env.stream.windowBytes, peerSilence(req.env.stream.heartbeatMs, s.cfg.streamHeartbeat)),
 	}
 	if sd.ClientStreams == req.env.stream.halfClosed {
 		refuse(status.Errorf(codes.Internal, "kafkatransport: stream opening of %s does not match its kind", req.method.name))
@@ -122,7 +121,7 @@ func (l *lane) openStream(req *request) {
 	ss.running.Add(1)
 	ss.mu.Unlock()
 
-	err := st.send(&streamFrame{kind: frameAccept, credit: s.cfg.streamWindow, inboxTopic: []byte(ss.inboxTopic), inboxPartition: ss.inboxPartition,
+	err := st.send(&streamFrame{kind: frameAccept, credit: s.cfg.streamWindow, creditBytes: s.cfg.streamWindowBytes, inboxTopic: []byte(ss.inboxTopic), inboxPartition: ss.inboxPartition,
 		heartbeatMs: uint64(s.cfg.streamHeartbeat / time.Millisecond)}, nil)
 	l.done(req)
 	if err != nil {
@@ -340,16 +339,16 @@ func (st *srvStream) SendMsg(m any) error {
 	if !ok {
 		return status.Errorf(codes.Internal, "kafkatransport: response %T is not a proto.Message", m)
 	}
+	value, err := proto.Marshal(pm)
+	if err != nil {
+		return status.Errorf(codes.Internal, "kafkatransport: marshal response: %v", err)
+	}
 	for {
-		seq, ok, err, changed := st.flow.reserve()
+		seq, ok, err, changed := st.flow.reserve(len(value))
 		if err != nil {
 			return err
 		}
 		if ok {
-			value, err := proto.Marshal(pm)
-			if err != nil {
-				return status.Errorf(codes.Internal, "kafkatransport: marshal response: %v", err)
-			}
 			f := &streamFrame{kind: frameMessage, seq: seq}
 			st.mu.Lock()
 			if !st.headerSent {
@@ -394,9 +393,9 @@ func (st *srvStream) RecvMsg(m any) error {
 		if done {
 			return io.EOF
 		}
-		fr, grant, err, changed := st.flow.next()
-		if grant > 0 {
-			if err := st.send(&streamFrame{kind: frameCredit, credit: grant}, nil); err != nil {
+		fr, g, err, changed := st.flow.next()
+		if g.msgs > 0 {
+			if err := st.send(&streamFrame{kind: frameCredit, credit: g.msgs, creditBytes: g.bytes}, nil); err != nil {
 				return err
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
 	"github.com/kgrpc/platform/kafkatransport"
@@ -177,16 +178,20 @@ func TestServerStreamEndsWithStatus(t *testing.T) {
 	}
 }
 
+// smallWindow makes both ends of the tests' streams grant 16 messages at a
+// time, so that a few dozen messages wait for credit on the way.
+const smallWindow = 16
+
 func TestClientStream(t *testing.T) {
 	e := newEnv(t)
-	e.serve(newEcho("a"))
-	c := testingv1.NewEchoServiceKafkaClient(e.dial())
+	e.serve(newEcho("a"), kafkatransport.WithStreamWindow(smallWindow))
+	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithStreamWindow(smallWindow)))
 	stream, err := c.ClientStream(ctxTimeout(t, 30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// More than the window, so the client waits for credit on the way.
-	for i := range 3*kafkatransport.DefaultStreamWindow + 5 {
+	for i := range 3*smallWindow + 5 {
 		if err := stream.Send(&testingv1.ClientStreamRequest{Message: fmt.Sprint("m", i)}); err != nil {
 			t.Fatalf("Send %d: %v", i, err)
 		}
@@ -195,7 +200,7 @@ func TestClientStream(t *testing.T) {
 	if err != nil {
 		t.Fatalf("CloseAndRecv: %v", err)
 	}
-	want := int32(3*kafkatransport.DefaultStreamWindow + 5)
+	want := int32(3*smallWindow + 5)
 	if resp.GetCount() != want || resp.GetLastMessage() != fmt.Sprint("m", want-1) {
 		t.Fatalf("CloseAndRecv = %v, want %d messages, the last m%d", resp, want, want-1)
 	}
@@ -249,19 +254,19 @@ func TestBidiStream(t *testing.T) {
 // its inbox: each must ignore the frames of the other direction.
 func TestStreamSharesPartitionWithServerInbox(t *testing.T) {
 	e := newEnv(t)
-	srv, err := kafkatransport.NewServer(e.brokers, e.common(), testReplyTopics)
+	srv, err := kafkatransport.NewServer(e.brokers, e.common(), testReplyTopics, kafkatransport.WithStreamWindow(smallWindow))
 	if err != nil {
 		t.Fatal(err)
 	}
 	testingv1.RegisterEchoServiceKafkaServer(srv, newEcho("a"))
 	e.run(srv)
 	p := kafkatransport.InboxPartitionForTest(srv)
-	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithReplyPartition(p)))
+	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithReplyPartition(p), kafkatransport.WithStreamWindow(smallWindow)))
 	stream, err := c.BidiStream(ctxTimeout(t, 30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 3 * kafkatransport.DefaultStreamWindow {
+	for i := range 3 * smallWindow {
 		if err := stream.Send(&testingv1.BidiStreamRequest{Message: fmt.Sprint("m", i)}); err != nil {
 			t.Fatalf("Send %d: %v", i, err)
 		}
@@ -356,11 +361,30 @@ func TestStreamDeadline(t *testing.T) {
 }
 
 func TestStreamFlowControl(t *testing.T) {
+	t.Run("messages", func(t *testing.T) {
+		testSlowReader(t, 8, kafkatransport.WithStreamWindow(8))
+	})
+	t.Run("bytes", func(t *testing.T) {
+		// Nine and a half messages' worth of bytes in a window of a
+		// thousand messages: the sender starts a tenth, not an eleventh.
+		size := proto.Size(&testingv1.ServerStreamResponse{Payload: make([]byte, 100), Index: 59, ServedBy: "a"})
+		testSlowReader(t, 10, kafkatransport.WithStreamWindow(1000), kafkatransport.WithStreamWindowBytes(10*size-size/2))
+	})
+}
+
+// testSlowReader reads a server stream of 60 messages of 100 bytes slowly
+// and checks that the server runs ahead of it by window messages at most,
+// and by half of them at least (credit flows).
+func testSlowReader(t *testing.T, window int64, opts ...kafkatransport.StreamOption) {
 	e := newEnv(t)
 	srv := newEcho("a")
-	const window = 8
-	e.serve(srv, kafkatransport.WithStreamWindow(window))
-	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithStreamWindow(window)))
+	var serveOpts []kafkatransport.ServerOption
+	var dialOpts []kafkatransport.ClientOption
+	for _, o := range opts {
+		serveOpts, dialOpts = append(serveOpts, o), append(dialOpts, o)
+	}
+	e.serve(srv, serveOpts...)
+	c := testingv1.NewEchoServiceKafkaClient(e.dial(dialOpts...))
 	stream, err := c.ServerStream(ctxTimeout(t, 60*time.Second), &testingv1.ServerStreamRequest{Count: 60, Payload: make([]byte, 100)})
 	if err != nil {
 		t.Fatal(err)

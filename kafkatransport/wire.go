@@ -31,6 +31,7 @@ const (
 	openWindow     protowire.Number = 1
 	openHalfClosed protowire.Number = 2
 	openHeartbeat  protowire.Number = 3
+	openBytes      protowire.Number = 4
 
 	frID             protowire.Number = 1
 	frKind           protowire.Number = 2
@@ -46,6 +47,7 @@ const (
 	frFromClient     protowire.Number = 12
 	frServer         protowire.Number = 13
 	frHeartbeat      protowire.Number = 14
+	frCreditBytes    protowire.Number = 15
 
 	repID      protowire.Number = 1
 	repCode    protowire.Number = 2
@@ -76,6 +78,7 @@ type streamOpen struct {
 	window      uint64
 	halfClosed  bool
 	heartbeatMs uint64
+	windowBytes uint64
 }
 
 // frameKind is StreamFrame.Kind.
@@ -105,6 +108,7 @@ type streamFrame struct {
 	kind           frameKind
 	seq            uint64
 	credit         uint64
+	creditBytes    uint64
 	inboxTopic     []byte
 	inboxPartition int32
 	header         metadata.MD
@@ -148,12 +152,13 @@ func appendRequestEnvelope(b []byte, method string, id []byte, replyTopic string
 
 // appendStreamOpen appends a StreamOpen field to b, a RequestEnvelope.
 func appendStreamOpen(b []byte, o streamOpen) []byte {
-	var inner [40]byte
+	var inner [48]byte
 	body := appendVarint(inner[:0], openWindow, o.window)
 	if o.halfClosed {
 		body = appendVarint(body, openHalfClosed, 1)
 	}
 	body = appendVarint(body, openHeartbeat, o.heartbeatMs)
+	body = appendVarint(body, openBytes, o.windowBytes)
 	b = protowire.AppendTag(b, reqStream, protowire.BytesType)
 	return protowire.AppendBytes(b, body)
 }
@@ -175,7 +180,8 @@ func appendStreamFrame(b []byte, f *streamFrame) []byte {
 		b = appendVarint(b, frFromClient, 1)
 	}
 	b = appendBytes(b, frServer, f.server)
-	return appendVarint(b, frHeartbeat, f.heartbeatMs)
+	b = appendVarint(b, frHeartbeat, f.heartbeatMs)
+	return appendVarint(b, frCreditBytes, f.creditBytes)
 }
 
 // decode parses b into f, as proto.Unmarshal would.
@@ -199,6 +205,8 @@ func (f *streamFrame) decode(b []byte) error {
 				f.fromClient = v != 0
 			case frHeartbeat:
 				f.heartbeatMs = v
+			case frCreditBytes:
+				f.creditBytes = v
 			}
 			return n, nil
 		}
@@ -337,6 +345,8 @@ func consumeStreamOpen(b []byte, o **streamOpen) (int, error) {
 			(*o).halfClosed = v != 0
 		case openHeartbeat:
 			(*o).heartbeatMs = v
+		case openBytes:
+			(*o).windowBytes = v
 		}
 		return n, nil
 	})

@@ -250,13 +250,13 @@ func assertMD(t *testing.T, what string, got, want metadata.MD) {
 }
 
 func TestStreamOpenAgreesWithProtobuf(t *testing.T) {
-	for _, o := range []streamOpen{{}, {window: 64}, {window: math.MaxUint64, halfClosed: true, heartbeatMs: 2000}, {halfClosed: true}} {
+	for _, o := range []streamOpen{{}, {window: 64}, {window: math.MaxUint64, halfClosed: true, heartbeatMs: 2000, windowBytes: 256 << 10}, {halfClosed: true}} {
 		b := appendStreamOpen(appendRequestEnvelope(nil, "/a/B", []byte("id"), "r", 1, 2, nil), o)
 		var pb kafkav1.RequestEnvelope
 		if err := proto.Unmarshal(b, &pb); err != nil {
 			t.Fatalf("protobuf cannot decode our encoding: %v", err)
 		}
-		if pb.GetStream() == nil || pb.GetStream().GetWindow() != o.window || pb.GetStream().GetHalfClosed() != o.halfClosed || pb.GetStream().GetHeartbeatMs() != o.heartbeatMs {
+		if pb.GetStream() == nil || pb.GetStream().GetWindow() != o.window || pb.GetStream().GetHalfClosed() != o.halfClosed || pb.GetStream().GetHeartbeatMs() != o.heartbeatMs || pb.GetStream().GetWindowBytes() != o.windowBytes {
 			t.Errorf("%+v: protobuf decoded %v", o, pb.GetStream())
 		}
 		pbBytes, err := proto.Marshal(&pb)
@@ -280,7 +280,7 @@ func TestStreamOpenAgreesWithProtobuf(t *testing.T) {
 func TestStreamFrameAgreesWithProtobuf(t *testing.T) {
 	for i, f := range []streamFrame{
 		{},
-		{id: []byte("inst-1-z"), kind: frameAccept, credit: 64, inboxTopic: []byte("kgrpc.replies"), inboxPartition: 15, server: []byte("srv-1a2b"), heartbeatMs: 2000},
+		{id: []byte("inst-1-z"), kind: frameAccept, credit: 64, creditBytes: math.MaxUint64, inboxTopic: []byte("kgrpc.replies"), inboxPartition: 15, server: []byte("srv-1a2b"), heartbeatMs: 2000},
 		{id: []byte("x"), kind: frameMessage, seq: math.MaxUint64, fromClient: true},
 		{id: []byte("x"), kind: frameEnd, seq: 9, code: 9, message: []byte("préconditions"), details: []byte{1, 2, 3},
 			header: metadata.MD{"h": {"1"}}, trailer: metadata.MD{"t-bin": {"\x00\xff"}}},
@@ -295,7 +295,7 @@ func TestStreamFrameAgreesWithProtobuf(t *testing.T) {
 			if pb.GetId() != string(f.id) || int32(pb.GetKind()) != int32(f.kind) || pb.GetSeq() != f.seq || pb.GetCredit() != f.credit ||
 				pb.GetInboxTopic() != string(f.inboxTopic) || pb.GetInboxPartition() != f.inboxPartition || pb.GetCode() != f.code ||
 				pb.GetMessage() != string(f.message) || !bytes.Equal(pb.GetStatusDetails(), f.details) || pb.GetFromClient() != f.fromClient ||
-				pb.GetServer() != string(f.server) || pb.GetHeartbeatMs() != f.heartbeatMs {
+				pb.GetServer() != string(f.server) || pb.GetHeartbeatMs() != f.heartbeatMs || pb.GetCreditBytes() != f.creditBytes {
 				t.Errorf("protobuf decoded %v", &pb)
 			}
 			assertMD(t, "protobuf's header", entriesToMD(pb.GetHeader()), f.header)
@@ -311,7 +311,7 @@ func TestStreamFrameAgreesWithProtobuf(t *testing.T) {
 			if string(got.id) != string(f.id) || got.kind != f.kind || got.seq != f.seq || got.credit != f.credit ||
 				string(got.inboxTopic) != string(f.inboxTopic) || got.inboxPartition != f.inboxPartition || got.code != f.code ||
 				string(got.message) != string(f.message) || !bytes.Equal(got.details, f.details) || got.fromClient != f.fromClient ||
-				string(got.server) != string(f.server) || got.heartbeatMs != f.heartbeatMs {
+				string(got.server) != string(f.server) || got.heartbeatMs != f.heartbeatMs || got.creditBytes != f.creditBytes {
 				t.Errorf("decoded %+v", got)
 			}
 			assertMD(t, "decoded header", got.header, f.header)

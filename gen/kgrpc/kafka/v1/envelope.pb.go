@@ -35,7 +35,8 @@ const (
 	StreamFrame_KIND_UNSPECIFIED StreamFrame_Kind = 0
 	// KIND_ACCEPT: server to client, first. The server took the stream:
 	// inbox_topic and inbox_partition are where the client sends its
-	// frames, credit how many messages the client may send.
+	// frames, credit and credit_bytes how many messages and bytes the
+	// client may send.
 	StreamFrame_KIND_ACCEPT StreamFrame_Kind = 1
 	// KIND_MESSAGE: one message, the record's value; seq orders it.
 	StreamFrame_KIND_MESSAGE StreamFrame_Kind = 2
@@ -47,8 +48,8 @@ const (
 	// KIND_END: server to client, last: the status and trailer; seq
 	// orders it after the messages.
 	StreamFrame_KIND_END StreamFrame_Kind = 5
-	// KIND_CREDIT: the receiver of messages raises credit, the total
-	// number of messages it accepts.
+	// KIND_CREDIT: the receiver of messages raises credit and
+	// credit_bytes, the totals of messages and bytes it accepts.
 	StreamFrame_KIND_CREDIT StreamFrame_Kind = 6
 	// KIND_PING: a heartbeat on an idle stream.
 	StreamFrame_KIND_PING StreamFrame_Kind = 7
@@ -224,7 +225,11 @@ type StreamOpen struct {
 	// heartbeat_ms is how long the client lets its side of the stream idle
 	// before it sends a PING: the server gives the client up after three
 	// times as long without a frame.
-	HeartbeatMs   uint64 `protobuf:"varint,3,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	HeartbeatMs uint64 `protobuf:"varint,3,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	// window_bytes is how many bytes of message values the client accepts
+	// from the server before it grants more (StreamFrame.credit_bytes); 0
+	// sets no byte limit.
+	WindowBytes   uint64 `protobuf:"varint,4,opt,name=window_bytes,json=windowBytes,proto3" json:"window_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -280,6 +285,13 @@ func (x *StreamOpen) GetHeartbeatMs() uint64 {
 	return 0
 }
 
+func (x *StreamOpen) GetWindowBytes() uint64 {
+	if x != nil {
+		return x.WindowBytes
+	}
+	return 0
+}
+
 // StreamFrame is the "kgrpc-stream" header of every record of a stream
 // after its opening record, in either direction: server to client on the
 // client's reply topic and partition, client to server on the inbox the
@@ -320,7 +332,12 @@ type StreamFrame struct {
 	// (its opening redelivered after a crash).
 	Server string `protobuf:"bytes,13,opt,name=server,proto3" json:"server,omitempty"`
 	// heartbeat_ms (ACCEPT) is StreamOpen.heartbeat_ms for the server.
-	HeartbeatMs   uint64 `protobuf:"varint,14,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	HeartbeatMs uint64 `protobuf:"varint,14,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
+	// credit_bytes (ACCEPT, CREDIT) is the total number of bytes of message
+	// values, counted from the stream's start, the frame's sender accepts
+	// from its peer; 0 in ACCEPT sets no byte limit on the client, and
+	// CREDIT frames of a direction without one carry 0.
+	CreditBytes   uint64 `protobuf:"varint,15,opt,name=credit_bytes,json=creditBytes,proto3" json:"credit_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -449,6 +466,13 @@ func (x *StreamFrame) GetServer() string {
 func (x *StreamFrame) GetHeartbeatMs() uint64 {
 	if x != nil {
 		return x.HeartbeatMs
+	}
+	return 0
+}
+
+func (x *StreamFrame) GetCreditBytes() uint64 {
+	if x != nil {
+		return x.CreditBytes
 	}
 	return 0
 }
@@ -614,13 +638,14 @@ const file_kgrpc_kafka_v1_envelope_proto_rawDesc = "" +
 	"\x0freply_partition\x18\x04 \x01(\x05R\x0ereplyPartition\x12(\n" +
 	"\x10deadline_unix_ms\x18\x05 \x01(\x03R\x0edeadlineUnixMs\x129\n" +
 	"\bmetadata\x18\x06 \x03(\v2\x1d.kgrpc.kafka.v1.MetadataEntryR\bmetadata\x122\n" +
-	"\x06stream\x18\a \x01(\v2\x1a.kgrpc.kafka.v1.StreamOpenR\x06stream\"h\n" +
+	"\x06stream\x18\a \x01(\v2\x1a.kgrpc.kafka.v1.StreamOpenR\x06stream\"\x8b\x01\n" +
 	"\n" +
 	"StreamOpen\x12\x16\n" +
 	"\x06window\x18\x01 \x01(\x04R\x06window\x12\x1f\n" +
 	"\vhalf_closed\x18\x02 \x01(\bR\n" +
 	"halfClosed\x12!\n" +
-	"\fheartbeat_ms\x18\x03 \x01(\x04R\vheartbeatMs\"\x8f\x05\n" +
+	"\fheartbeat_ms\x18\x03 \x01(\x04R\vheartbeatMs\x12!\n" +
+	"\fwindow_bytes\x18\x04 \x01(\x04R\vwindowBytes\"\xb2\x05\n" +
 	"\vStreamFrame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x124\n" +
 	"\x04kind\x18\x02 \x01(\x0e2 .kgrpc.kafka.v1.StreamFrame.KindR\x04kind\x12\x10\n" +
@@ -638,7 +663,8 @@ const file_kgrpc_kafka_v1_envelope_proto_rawDesc = "" +
 	"\vfrom_client\x18\f \x01(\bR\n" +
 	"fromClient\x12\x16\n" +
 	"\x06server\x18\r \x01(\tR\x06server\x12!\n" +
-	"\fheartbeat_ms\x18\x0e \x01(\x04R\vheartbeatMs\"\xa4\x01\n" +
+	"\fheartbeat_ms\x18\x0e \x01(\x04R\vheartbeatMs\x12!\n" +
+	"\fcredit_bytes\x18\x0f \x01(\x04R\vcreditBytes\"\xa4\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vKIND_ACCEPT\x10\x01\x12\x10\n" +
