@@ -57,7 +57,15 @@ func verifyBearer(v *auth.Verifier, revoked func(id string, version int64) error
 					return
 				}
 			}
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, c)))
+			ctx := context.WithValue(r.Context(), claimsKey{}, c)
+			if isStream(r) && !c.ExpiresAt.IsZero() {
+				// A stream outlives the check made when it opened: it
+				// ends when the token expires.
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithDeadline(ctx, c.ExpiresAt)
+				defer cancel()
+			}
+			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
 )
 
 // watchLine is one line of GET /v1/orders/{id}:watch: a message, or the
@@ -111,4 +113,53 @@ func TestWatchOrderOverREST(t *testing.T) {
 	if code != http.StatusNotFound || !ok || l.Error == nil || !strings.Contains(l.Error.Message, "not found") {
 		t.Fatalf("another user's watch = %d %+v, want 404 and a not-found error", code, l)
 	}
+}
+
+// A watch outlives the token check made when it opened: it ends with
+// UNAUTHENTICATED once the user's tokens are revoked (a new password), and
+// when its token expires.
+func TestWatchEndsWithItsToken(t *testing.T) {
+	t.Run("revoked", func(t *testing.T) {
+		s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true; o.RequestTimeout = 5 * time.Second })
+		admin := s.adminToken()
+		_, tok := s.register("revoked-watcher@example.com")
+		pid := s.product(admin, "WATCH-R", 100, 10)
+		id := s.must(200, "POST", "/v1/orders", tok, map[string]any{"items": []any{map[string]any{"productId": pid, "quantity": 1}}})["id"].(string)
+		_, lines := s.watch(id, tok)
+		if l, ok := nextLine(t, lines); !ok || l.Result == nil {
+			t.Fatalf("first line = %+v", l)
+		}
+		start := time.Now()
+		s.must(200, "PATCH", "/v1/users/me", tok, map[string]any{"password": "new-password-456"})
+		l, ok := nextLine(t, lines)
+		if !ok || l.Error == nil || l.Error.Code != int(codes.Unauthenticated) || !strings.Contains(l.Error.Message, "revoked") {
+			t.Fatalf("line after the password change = %+v (open %v), want an UNAUTHENTICATED revocation", l, ok)
+		}
+		t.Logf("watch ended %v after the password change", time.Since(start).Round(time.Millisecond))
+		if l, ok := nextLine(t, lines); ok {
+			t.Fatalf("the watch goes on after its revocation: %+v", l)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		const ttl = 6 * time.Second
+		s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true; o.RequestTimeout = 5 * time.Second; o.TokenTTL = ttl })
+		admin := s.adminToken()
+		pid := s.product(admin, "WATCH-E", 100, 10)
+		_, tok := s.register("expiring-watcher@example.com")
+		issued := time.Now()
+		id := s.must(200, "POST", "/v1/orders", tok, map[string]any{"items": []any{map[string]any{"productId": pid, "quantity": 1}}})["id"].(string)
+		_, lines := s.watch(id, tok)
+		if l, ok := nextLine(t, lines); !ok || l.Result == nil {
+			t.Fatalf("first line = %+v", l)
+		}
+		l, ok := nextLine(t, lines)
+		ended := time.Since(issued)
+		if !ok || l.Error == nil || l.Error.Code != int(codes.DeadlineExceeded) {
+			t.Fatalf("line at the token's expiry = %+v (open %v), want DEADLINE_EXCEEDED", l, ok)
+		}
+		if ended > ttl+2*time.Second || ended < ttl-2*time.Second {
+			t.Fatalf("the watch ended %v after its token was issued, which expired after %v", ended, ttl)
+		}
+		t.Logf("watch ended %v after its token was issued (ttl %v): %s", ended.Round(time.Millisecond), ttl, l.Error.Message)
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
@@ -111,17 +112,56 @@ func UnaryServerInterceptor(cfg InterceptorConfig) grpc.UnaryServerInterceptor {
 	}
 }
 
+// RevocationCheckInterval is how often StreamServerInterceptor checks
+// whether the user of a running stream had its tokens revoked.
+const RevocationCheckInterval = time.Second
+
 // StreamServerInterceptor is UnaryServerInterceptor for streams: the
-// caller's claims come from the stream's opening record.
+// caller's claims come from the stream's opening record. A stream outlives
+// the check made when it opened, so a user's stream is checked again every
+// RevocationCheckInterval while it runs, and one whose user's tokens were
+// revoked meanwhile ends with Unauthenticated: its handler's context is
+// cancelled.
 func StreamServerInterceptor(cfg InterceptorConfig) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx, err := cfg.callerContext(ss.Context())
 		if err != nil {
 			return err
 		}
+		if c, ok := FromContext(ctx); ok && c.Role != RoleService && cfg.Revoked != nil {
+			var cancel context.CancelCauseFunc
+			ctx, cancel = context.WithCancelCause(ctx)
+			defer cancel(nil)
+			go cfg.watchRevocation(ctx, c, cancel)
+		}
 		w := middleware.WrapServerStream(ss)
 		w.WrappedContext = ctx
-		return handler(srv, w)
+		err = handler(srv, w)
+		if cause := context.Cause(ctx); errors.Is(cause, errRevokedMidStream) {
+			return status.Errorf(codes.Unauthenticated, "%v", cause)
+		}
+		return err
+	}
+}
+
+// errRevokedMidStream is the cause of a stream ended by watchRevocation.
+var errRevokedMidStream = errors.New("token revoked while the stream ran")
+
+// watchRevocation cancels ctx, with errRevokedMidStream, once the tokens of
+// c's user are revoked; it returns when ctx ends.
+func (cfg InterceptorConfig) watchRevocation(ctx context.Context, c Claims, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(RevocationCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := cfg.Revoked(c.Subject, c.TokenVersion); err != nil && !errors.Is(err, ErrNotCaughtUp) {
+				cancel(fmt.Errorf("%w: %v", errRevokedMidStream, err))
+				return
+			}
+		}
 	}
 }
 
