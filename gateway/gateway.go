@@ -54,6 +54,12 @@ type Config struct {
 	// until the stream ends, the client goes, this much time has passed
 	// or the gateway stops. Default: 1h.
 	MaxStreamDuration time.Duration
+	// MaxStreamsPerUser bounds the streaming requests one user has open
+	// at once; more answer 429 RESOURCE_EXHAUSTED. A stream holds a
+	// server's stream slot (kafkatransport.WithMaxStreams) for as long as
+	// it lasts, so one user must not take them all. Default:
+	// DefaultMaxStreamsPerUser.
+	MaxStreamsPerUser int
 	// MaxBodyBytes bounds request bodies. Default: 1 MiB.
 	MaxBodyBytes int64
 	// MaxHeaderBytes bounds the request line and headers; more is 431.
@@ -99,6 +105,9 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	}
 	if cfg.MaxStreamDuration <= 0 {
 		cfg.MaxStreamDuration = time.Hour
+	}
+	if cfg.MaxStreamsPerUser <= 0 {
+		cfg.MaxStreamsPerUser = DefaultMaxStreamsPerUser
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
@@ -163,6 +172,7 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		limitHeaders(cfg.MaxHeaderBytes),        // 431 in the JSON error format
 		validUTF8,                               // %ff in a path or query: 400 before routing
 		verifyBearer(cfg.Verifier, cfg.Revoked), // a bad token is refused here; none goes on
+		limitStreams(cfg.MaxStreamsPerUser),     // a user's open streams
 		addIdempotencyKey,                       // one made-up key per POST, PATCH, DELETE without one
 		withTimeout(ctx, cfg.RequestTimeout, cfg.MaxStreamDuration), // bounds the request and its calls
 		bodyDeadline(cfg.RequestTimeout),                            // and the reading of its body

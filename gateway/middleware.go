@@ -5,7 +5,13 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/kgrpc/platform/internal/auth"
 )
 
 // chain wraps h in the middlewares, the first outermost.
@@ -47,6 +53,44 @@ func isStream(r *http.Request) bool {
 		return r.URL.Path == "/v1/products:import"
 	}
 	return false
+}
+
+// DefaultMaxStreamsPerUser is Config.MaxStreamsPerUser's default.
+const DefaultMaxStreamsPerUser = 16
+
+// limitStreams answers 429 RESOURCE_EXHAUSTED to a streaming request
+// (isStream) of a user who has n open already. Anonymous streams are not
+// counted: the services refuse them at once.
+func limitStreams(n int) func(http.Handler) http.Handler {
+	var (
+		mu   sync.Mutex
+		open = map[string]int{}
+	)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, ok := r.Context().Value(claimsKey{}).(auth.Claims)
+			if !ok || !isStream(r) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			mu.Lock()
+			if open[c.Subject] >= n {
+				mu.Unlock()
+				writeError(w, r, status.Errorf(codes.ResourceExhausted, "at most %d streams open at once per user", n))
+				return
+			}
+			open[c.Subject]++
+			mu.Unlock()
+			defer func() {
+				mu.Lock()
+				if open[c.Subject]--; open[c.Subject] == 0 {
+					delete(open, c.Subject)
+				}
+				mu.Unlock()
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
 }
 
 // limitBody bounds request bodies to n bytes. Reading past them fails, and

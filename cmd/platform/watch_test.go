@@ -163,3 +163,45 @@ func TestWatchEndsWithItsToken(t *testing.T) {
 		t.Logf("watch ended %v after its token was issued (ttl %v): %s", ended.Round(time.Millisecond), ttl, l.Error.Message)
 	})
 }
+
+// One user may hold --max-streams-per-user watches at once; another is
+// refused 429 until one of them ends, and other users are not affected.
+func TestWatchesPerUserBounded(t *testing.T) {
+	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true; o.RequestTimeout = 5 * time.Second; o.MaxStreamsPerUser = 2 })
+	admin := s.adminToken()
+	_, tok := s.register("many-watches@example.com")
+	pid := s.product(admin, "WATCH-N", 100, 10)
+	id := s.must(200, "POST", "/v1/orders", tok, map[string]any{"items": []any{map[string]any{"productId": pid, "quantity": 1}}})["id"].(string)
+	var open []<-chan watchLine
+	for range 2 {
+		code, lines := s.watch(id, tok)
+		if l, ok := nextLine(t, lines); code != 200 || !ok || l.Result == nil {
+			t.Fatalf("watch = %d %+v", code, l)
+		}
+		open = append(open, lines)
+	}
+	if code, _ := s.watch(id, tok); code != http.StatusTooManyRequests {
+		t.Fatalf("a third watch of the user = %d, want 429", code)
+	}
+	if code, lines := s.watch(id, admin); code != 200 {
+		t.Fatalf("the admin's watch beside them = %d, want 200", code)
+	} else if l, ok := nextLine(t, lines); !ok || l.Result == nil {
+		t.Fatalf("the admin's first line = %+v", l)
+	}
+	s.must(200, "POST", "/v1/orders/"+id+":cancel", tok, nil)
+	for i, lines := range open {
+		for {
+			l, ok := nextLine(t, lines)
+			if !ok {
+				break
+			}
+			if l.Result == nil || l.Result.Order.Status != "ORDER_STATUS_CANCELLED" {
+				t.Fatalf("watch %d: line %+v, want the cancelled order", i, l)
+			}
+		}
+	}
+	code, lines := s.watch(id, tok) // both ended: a slot is free again
+	if l, ok := nextLine(t, lines); code != 200 || !ok || l.Result == nil || l.Result.Order.Status != "ORDER_STATUS_CANCELLED" {
+		t.Fatalf("a watch after the others ended = %d %+v", code, l)
+	}
+}

@@ -24,6 +24,8 @@ type GatewayConfig struct {
 	RequestTimeout time.Duration
 	// MaxStreamDuration bounds each streaming API request. Default: 1h.
 	MaxStreamDuration time.Duration
+	// MaxStreamsPerUser is gateway.Config.MaxStreamsPerUser.
+	MaxStreamsPerUser int
 	// CORSOrigins are the browser origins allowed to call the API.
 	CORSOrigins []string
 	// AuthRateLimit is gateway.Config.AuthRateLimit.
@@ -71,6 +73,7 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 		OpenAPI:           gateway.OpenAPI,
 		RequestTimeout:    cfg.RequestTimeout,
 		MaxStreamDuration: cfg.MaxStreamDuration,
+		MaxStreamsPerUser: cfg.MaxStreamsPerUser,
 		CORSOrigins:       cfg.CORSOrigins,
 		AuthRateLimit:     cfg.AuthRateLimit,
 		Logger:            log,

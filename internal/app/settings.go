@@ -42,6 +42,9 @@ type Settings struct {
 	RequestTimeout time.Duration
 	// MaxStreamDuration bounds a streaming API request (--max-stream-duration).
 	MaxStreamDuration time.Duration
+	// MaxStreamsPerUser bounds one user's open streaming API requests
+	// (--max-streams-per-user).
+	MaxStreamsPerUser int
 	CORSOrigins       string
 	AuthRateLimit     int
 	ReplyPartition    int
@@ -97,6 +100,7 @@ func (s *Settings) table() []cli.Flag {
 		{Name: "seed-demo", Value: &s.SeedDemo, Default: "false", Usage: "load the demo catalog into an empty store"},
 		{Name: "request-timeout", Value: &s.RequestTimeout, Default: "10s", Usage: "deadline of each API request, Kafka calls included (streams: --max-stream-duration)"},
 		{Name: "max-stream-duration", Value: &s.MaxStreamDuration, Default: "1h", Usage: "longest a streaming API request (GET /v1/orders/{id}:watch, POST /v1/products:import) may last"},
+		{Name: "max-streams-per-user", Value: &s.MaxStreamsPerUser, Default: "16", Usage: "streaming API requests one user may have open at once; more get 429"},
 		{Name: "auth-rate-limit", Value: &s.AuthRateLimit, Default: "30",
 			Usage: "login and registration attempts a minute allowed per client address and per email (more get 429 with Retry-After); 0 for no limit"},
 		{Name: "cors-origins", Value: &s.CORSOrigins,
