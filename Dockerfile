@@ -18,6 +18,7 @@ FROM golang:1.26-bookworm AS build
 WORKDIR /src
 ENV CGO_ENABLED=1
 COPY go.mod go.sum ./
+COPY kafkatransport/go.mod kafkatransport/go.sum ./kafkatransport/
 RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY . .

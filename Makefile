@@ -25,14 +25,21 @@ check: check-generated lint
 # bench prints the transport's round-trip numbers next to the raw
 # confluent-kafka-go ping-pong floor on the same broker.
 bench:
-	go test ./kafkatransport -run '^$$' -bench 'RawPingPong|Transport|StartToFirstCall' -benchtime 3s -count 1
+	go -C kafkatransport test . -run '^$$' -bench 'RawPingPong|Transport|StartToFirstCall' -benchtime 3s -count 1
 
-# generate rebuilds gen/ from proto/. protoc-gen-go-kafka is built into .bin/
-# first because it imports gen/kgrpc/kafka/v1, which buf generate deletes
-# (clean: true) before writing fresh output.
+# generate rebuilds gen/ from proto/ and kafkatransport/gen/ from
+# kafkatransport/proto/. protoc-gen-go-kafka is built into .bin/ first
+# because it imports kafkatransport/gen/kgrpc/kafka/v1, which buf generate
+# deletes (clean: true) before writing fresh output.
+#
+# examples/greeter generates with its own go tool plugins, as docs/guide.md
+# shows, from its copy of options.proto, rewritten first.
 generate:
-	go build -o .bin/protoc-gen-go-kafka ./cmd/protoc-gen-go-kafka
+	go build -o .bin/protoc-gen-go-kafka github.com/kgrpc/platform/kafkatransport/cmd/protoc-gen-go-kafka
+	$(BUF) generate --template kafkatransport/buf.gen.yaml
 	$(BUF) generate
+	.bin/protoc-gen-go-kafka --write-options examples/greeter/proto >/dev/null
+	cd examples/greeter && go tool -modfile=../../tools/go.mod buf generate
 
 # lint checks the protos (buf STANDARD), Go formatting and go vet.
 lint:
@@ -40,11 +47,14 @@ lint:
 	@out="$$(git ls-files -z --cached --others --exclude-standard '*.go' | xargs -0 -r gofmt -l)"; \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
+	go -C kafkatransport vet ./...
+	go -C examples/greeter vet ./...
+	cd examples/greeter && go tool -modfile=../../tools/go.mod buf lint
 
 # check-generated fails when gen/ differs from what the protos generate.
 check-generated: generate
-	git diff --exit-code -- gen/ gateway/openapiv2/
-	@untracked="$$(git ls-files --others --exclude-standard -- gen/ gateway/openapiv2/)"; \
+	git diff --exit-code -- gen/ kafkatransport/gen/ gateway/openapiv2/ examples/greeter/gen/ examples/greeter/proto/
+	@untracked="$$(git ls-files --others --exclude-standard -- gen/ kafkatransport/gen/ gateway/openapiv2/ examples/greeter/gen/ examples/greeter/proto/)"; \
 	if [ -n "$$untracked" ]; then echo "untracked generated files:"; echo "$$untracked"; exit 1; fi
 
 # breaking checks the protos for breaking changes against the main branch.

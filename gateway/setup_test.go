@@ -29,8 +29,8 @@ import (
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/internal/auth"
-	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 	"github.com/kgrpc/platform/kafkatransport/trust"
 )
 

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
-	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/kafkatransport"
+	testingv1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/testing/v1"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 	"github.com/kgrpc/platform/kafkatransport/trust"
 )
 

@@ -30,10 +30,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
-	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
-	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/kafkatransport"
+	kafkav1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/kafka/v1"
+	testingv1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/testing/v1"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 )
 
 // Environment of the helper process that TestCrashedInstanceRedelivers

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
 	"github.com/kgrpc/platform/kafkatransport"
+	testingv1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/testing/v1"
 )
 
 // stubborn is an echo service whose Echo ignores cancellation: it returns

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
+	kafkav1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/kafka/v1"
 )
 
 // ErrNotEvent is returned by EventSpecOf and PublishEvent for a message type

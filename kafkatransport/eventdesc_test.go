@@ -13,9 +13,9 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
-	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
 	"github.com/kgrpc/platform/kafkatransport"
+	kafkav1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/kafka/v1"
+	testingv1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/testing/v1"
 )
 
 // eventType returns a dynamic message type "t.v1.E" with one field of each

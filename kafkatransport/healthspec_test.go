@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
-	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
 	"github.com/kgrpc/platform/kafkatransport"
+	testingv1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/testing/v1"
 )
 
 // The standard health service of grpc-go, server and client, works over

@@ -20,9 +20,9 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/protobuf/proto"
 
-	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
-	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
 	"github.com/kgrpc/platform/kafkatransport"
+	kafkav1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/kafka/v1"
+	testingv1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/testing/v1"
 )
 
 // keyRecorder is an echo service whose Echo sleeps for the milliseconds

@@ -2,7 +2,7 @@ package kafkatransport_test
 
 // BenchmarkRawPingPong is the floor the transport's round-trip benchmarks are
 // compared against: request-reply over plain confluent-kafka-go
-// (internal/rawkafka), with no protobuf, no interceptors, no deadlines and
+// (kafkatest/rawkafka), with no protobuf, no interceptors, no deadlines and
 // no offset tracking. Whatever BenchmarkTransport adds on top of these
 // numbers is the transport's cost.
 //
@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kgrpc/platform/internal/kafkatest"
-	"github.com/kgrpc/platform/internal/rawkafka"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest/rawkafka"
 )
 
 // BenchmarkRawPingPong measures request-reply round trips over two

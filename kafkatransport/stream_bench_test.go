@@ -28,10 +28,10 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc"
 
-	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
-	"github.com/kgrpc/platform/internal/kafkatest"
-	"github.com/kgrpc/platform/internal/rawkafka"
 	"github.com/kgrpc/platform/kafkatransport"
+	testingv1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/testing/v1"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest/rawkafka"
 )
 
 // streamBenchConcurrency are the stream counts of the streaming benchmarks.

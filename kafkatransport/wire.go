@@ -12,7 +12,7 @@ import (
 
 // The "rpc" header of request and reply records holds a
 // kgrpc.kafka.v1.RequestEnvelope or ReplyEnvelope in protobuf binary
-// encoding (proto/kgrpc/kafka/v1/envelope.proto; doc.go). The transport
+// encoding (kafkatransport/proto/kgrpc/kafka/v1/envelope.proto; doc.go). The transport
 // encodes and decodes them here, by hand, on every call: without
 // reflection, into reused buffers, and decoding strings the receiver only
 // compares or looks up as slices of the header instead of new strings.

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
+	kafkav1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/kafka/v1"
 )
 
 // The hand-written envelope codec (wire.go) must agree with the generated

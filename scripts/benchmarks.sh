@@ -40,7 +40,7 @@ if [[ "${BENCH_TRANSPORT:-1}" != 0 ]]; then
 	# Rounds rather than -count: each round measures the transport and
 	# the floor a minute apart, so a machine that slows down for a while
 	# (the broker's own GC, a neighbour) slows both of a pair.
-	go test -c -o "$OUT/kafkatransport.test" ./kafkatransport
+	go -C kafkatransport test -c -o "$OUT/kafkatransport.test" .
 	: >"$OUT/transport.txt"
 	# A broker just started runs slowly until the JVM has compiled its hot
 	# paths, and the transport goes first in each round: one round to warm

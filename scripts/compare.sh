@@ -60,7 +60,7 @@ fi
 
 say "building into $OUT"
 go build -o "$OUT/" ./cmd/gateway ./cmd/usersvc ./cmd/productsvc ./cmd/ordersvc ./cmd/devkafka ./cmd/kgrpc-keys ./cmd/bench
-go test -c -o "$OUT/kafkatransport.test" ./kafkatransport
+go -C kafkatransport test -c -o "$OUT/kafkatransport.test" .
 "$OUT/kgrpc-keys" init --dir "$OUT/keys" >/dev/null
 
 case "$BROKER" in

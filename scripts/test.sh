@@ -4,9 +4,11 @@
 #   0. PostgreSQL, when scripts/postgres.sh exists: `scripts/postgres.sh start`
 #      prints a DSN, exported as TEST_POSTGRES_DSN for every pass (a
 #      TEST_POSTGRES_DSN already in the environment is used as it is);
-#   1. go test -race ./... with the in-process kfake broker;
-#   2. the suites of REAL_KAFKA_PACKAGES again against a real Apache Kafka
-#      broker (scripts/kafka.sh), when Java and Maven are present or CI=true;
+#   1. go test -race ./... with the in-process kfake broker, in each Go
+#      module of the repository (MODULES: the shop's, the transport's);
+#   2. the suites of REAL_KAFKA_PACKAGES (and REAL_KAFKA_TRANSPORT_PACKAGES,
+#      in the transport's module) again against a real Apache Kafka broker
+#      (scripts/kafka.sh), when Java and Maven are present or CI=true;
 #   3. the fault suite (internal/faulttest, FAULT_SUITE=1), alone, after the
 #      others: it stops and starts a broker of its own, a private Apache
 #      Kafka when pass 2 runs (ports 19192-19193, cache .cache/kafka-faults
@@ -31,8 +33,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The suites that take their broker from KAFKA_BROKERS.
-REAL_KAFKA_PACKAGES=(./kafkatransport ./kafkatransport/idempotency ./gateway ./internal/outbox ./cmd/platform ./internal/scaletest ./internal/observetest)
+# The Go modules whose every package pass 1 tests: the shop's (the root),
+# the transport's, which the shop requires through a replace directive, and
+# the guide's example (docs/guide.md), which does too.
+MODULES=(. kafkatransport examples/greeter)
+# The suites that take their broker from KAFKA_BROKERS: in the shop's
+# module, and in the transport's.
+REAL_KAFKA_PACKAGES=(./internal/idemtest ./internal/guidetest ./gateway ./internal/outbox ./cmd/platform ./internal/scaletest ./internal/observetest)
+REAL_KAFKA_TRANSPORT_PACKAGES=(.)
 
 GO_TIMEOUT=20m
 CI="${CI:-}"
@@ -60,11 +68,12 @@ banner() {
 	echo "================================================================"
 }
 
-# gotest runs go test with the given arguments, shows its output, and counts
-# the packages that passed and failed.
+# gotest runs go test with the given arguments (in the module directory
+# GOTEST_DIR when set), shows its output, and counts the packages that
+# passed and failed.
 gotest() {
-	local log="${GOTEST_LOG:-$LOGDIR/pass$((pkgs_ok + pkgs_failed)).log}" rc=0
-	go test "$@" 2>&1 | tee "$log" || rc=$?
+	local log="${GOTEST_LOG:-$LOGDIR/pass$((pkgs_ok + pkgs_failed))-$RANDOM.log}" rc=0
+	go -C "${GOTEST_DIR:-.}" test "$@" 2>&1 | tee "$log" || rc=$?
 	pkgs_ok=$((pkgs_ok + $(grep -cE '^ok[[:space:]]' "$log" || true)))
 	pkgs_failed=$((pkgs_failed + $(grep -cE '^FAIL[[:space:]]' "$log" || true)))
 	if ((rc != 0)); then
@@ -89,7 +98,7 @@ finish() {
 	rm -rf "$LOGDIR"
 	((rc != 0)) && failed=1
 	banner "test summary ($((SECONDS - started_at))s)"
-	echo "kfake pass (go test -race ./...):        $status_kfake"
+	echo "kfake pass (go test -race ./..., ${#MODULES[@]} modules): $status_kfake"
 	echo "real Apache Kafka pass:                  $status_real"
 	echo "fault suite (internal/faulttest):        $status_faults"
 	if ((${#figures[@]})); then
@@ -143,14 +152,16 @@ elif [[ -f scripts/postgres.sh ]]; then
 fi
 
 # ---- pass 1: kfake
-banner "pass 1: every package, in-process kfake broker, race detector"
+banner "pass 1: every package of ${MODULES[*]}, in-process kfake broker, race detector"
 unset KAFKA_BROKERS # pass 2 sets it explicitly
-if gotest -race -count=1 -timeout "$GO_TIMEOUT" ./...; then
-	status_kfake="passed"
-else
-	status_kfake="FAILED (see the failed tests above)"
-	failed=1
-fi
+status_kfake="passed"
+for m in "${MODULES[@]}"; do
+	echo "-- module $m"
+	if ! GOTEST_DIR="$m" gotest -race -count=1 -timeout "$GO_TIMEOUT" ./...; then
+		status_kfake="FAILED (see the failed tests above)"
+		failed=1
+	fi
+done
 
 # ---- pass 2: real Apache Kafka
 want_real=false
@@ -166,7 +177,7 @@ else
 fi
 
 if [[ "$want_real" == true ]]; then
-	banner "pass 2: ${REAL_KAFKA_PACKAGES[*]} against real Apache Kafka"
+	banner "pass 2: ${REAL_KAFKA_PACKAGES[*]} and kafkatransport ${REAL_KAFKA_TRANSPORT_PACKAGES[*]} against real Apache Kafka"
 	kafka_ok=true
 	if scripts/kafka.sh status 2>/dev/null; then
 		say "using the broker that is already running (left running afterwards)"
@@ -182,8 +193,11 @@ if [[ "$want_real" == true ]]; then
 	else
 		brokers="$(scripts/kafka.sh brokers)"
 		version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
-		if KAFKA_BROKERS="$brokers" gotest -count=1 -timeout "$GO_TIMEOUT" "${REAL_KAFKA_PACKAGES[@]}"; then
-			status_real="passed on Apache Kafka $version at $brokers: ${REAL_KAFKA_PACKAGES[*]}"
+		real_ok=true
+		KAFKA_BROKERS="$brokers" GOTEST_DIR=kafkatransport gotest -count=1 -timeout "$GO_TIMEOUT" "${REAL_KAFKA_TRANSPORT_PACKAGES[@]}" || real_ok=false
+		KAFKA_BROKERS="$brokers" gotest -count=1 -timeout "$GO_TIMEOUT" "${REAL_KAFKA_PACKAGES[@]}" || real_ok=false
+		if [[ "$real_ok" == true ]]; then
+			status_real="passed on Apache Kafka $version at $brokers: kafkatransport ${REAL_KAFKA_TRANSPORT_PACKAGES[*]}, ${REAL_KAFKA_PACKAGES[*]}"
 		else
 			status_real="FAILED on Apache Kafka $version at $brokers (see the failed tests above)"
 			failed=1

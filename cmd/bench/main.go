@@ -40,9 +40,9 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc/status"
 
-	testingv1 "github.com/kgrpc/platform/gen/kgrpc/testing/v1"
-	"github.com/kgrpc/platform/internal/embedkafka"
 	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/kafkatransport/embedkafka"
+	testingv1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/testing/v1"
 )
 
 func main() {

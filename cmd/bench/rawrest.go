@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kgrpc/platform/internal/rawkafka"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest/rawkafka"
 )
 
 // runRawREST serves the floor of a REST path over Kafka: a net/http handler
-// that sends the fixed body as a raw request record (internal/rawkafka),
+// that sends the fixed body as a raw request record (kafkatransport/kafkatest/rawkafka),
 // waits for the reply and writes the reply's value as the JSON response; a
 // raw responder echoes every request. Nothing else: no routing, no
 // protobuf, no envelope, no sealing, no middleware. A load generator

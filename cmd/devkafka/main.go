@@ -1,5 +1,5 @@
 // Command devkafka runs an embedded, single-broker Kafka (kfake, through
-// internal/embedkafka) for local development: point services, the gateway or
+// kafkatransport/embedkafka) for local development: point services, the gateway or
 // `KAFKA_BROKERS=127.0.0.1:9092 go test ./...` at it instead of installing
 // Apache Kafka.
 //
@@ -23,7 +23,7 @@ import (
 	"strconv"
 
 	"github.com/kgrpc/platform/internal/cli"
-	"github.com/kgrpc/platform/internal/embedkafka"
+	"github.com/kgrpc/platform/kafkatransport/embedkafka"
 )
 
 func main() {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/kgrpc/platform/internal/cli"
-	"github.com/kgrpc/platform/internal/embedkafka"
+	"github.com/kgrpc/platform/kafkatransport/embedkafka"
 )
 
 func TestParseFlags(t *testing.T) {

@@ -28,8 +28,8 @@ import (
 
 	"github.com/kgrpc/platform/internal/app"
 	"github.com/kgrpc/platform/internal/cli"
-	"github.com/kgrpc/platform/internal/embedkafka"
 	"github.com/kgrpc/platform/internal/telemetry"
+	"github.com/kgrpc/platform/kafkatransport/embedkafka"
 )
 
 // platformFlags are cmd/platform's rows of the flag table. Each reads its

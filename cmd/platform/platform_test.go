@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/kgrpc/platform/internal/app"
-	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 )
 
 const (

@@ -14,9 +14,9 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/protobuf/proto"
 
-	kafkav1 "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	kafkav1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/kafka/v1"
 )
 
 // After the README walkthrough (register, log in, order, cancel, change the

@@ -22,9 +22,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
-	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/internal/sqlstore/sqltest"
 	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 )
 
 // TestHealthNamesTheDatabase runs the shop's four units, the products

@@ -14,8 +14,8 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
-	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/internal/proctest"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 )
 
 // shop is the split binaries, started once for the package's tests.

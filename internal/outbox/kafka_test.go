@@ -15,10 +15,10 @@ import (
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
-	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/internal/outbox"
 	"github.com/kgrpc/platform/internal/sqlstore"
 	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 )
 
 // shopEvent is one event of the shop with the topic and key its generated

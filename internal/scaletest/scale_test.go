@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/internal/proctest"
 	"github.com/kgrpc/platform/internal/sqlstore"
 	"github.com/kgrpc/platform/internal/sqlstore/sqltest"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 )
 
 const (

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kgrpc/platform/internal/kafkatest"
 	"github.com/kgrpc/platform/internal/proctest"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 )
 
 // watchLine is one line of GET /v1/orders/{id}:watch.

@@ -7,7 +7,7 @@
 package usersv1
 
 import (
-	_ "github.com/kgrpc/platform/gen/kgrpc/kafka/v1"
+	_ "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/kafka/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
