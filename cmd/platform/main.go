@@ -110,6 +110,11 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	unlock, err := lockDataDir(o.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	marker := filepath.Join(o.DataDir, ".initialized")
 	_, statErr := os.Stat(marker)
 	fresh := errors.Is(statErr, fs.ErrNotExist)

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -649,4 +650,25 @@ func readmeWalkthrough(t *testing.T, s *shop, script string) {
 			t.Errorf("walkthrough output lacks %s:\n%s", want, text)
 		}
 	}
+}
+
+// A second platform on a data directory in use fails at once, naming the
+// process that holds it, and the first one keeps serving. (Once the first
+// has stopped, the directory is free: TestPersistenceAcrossRestart.)
+func TestDataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	s := startShop(t, dir)
+	o := options{Settings: app.Settings{HTTPAddr: "127.0.0.1:0", DataDir: dir, LogLevel: "warn", LogFormat: "text", Brokers: os.Getenv("KAFKA_BROKERS")}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := run(ctx, o, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "in use by process "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("a second platform on %s: %v, want an error naming process %d", dir, err, os.Getpid())
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the second platform took %v to fail", took)
+	}
+	t.Logf("refused in %v: %v", time.Since(start).Round(time.Millisecond), err)
+	s.must(200, "GET", "/v1/products?pageSize=1", "", nil)
 }
