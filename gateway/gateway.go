@@ -123,10 +123,10 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	}
 
 	mux := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, newlineJSON{&runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		// grpc-gateway adds x-forwarded-host and x-forwarded-for; of the
@@ -193,3 +193,22 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	outer = append(outer, measure(metrics), logRequests(cfg.Logger), securityHeaders, cors(cfg.CORSOrigins))
 	return chain(routeOfRoot(root), outer...), nil
 }
+
+// newlineJSON is grpc-gateway's JSON marshaler with a newline after every
+// message, as the gateway's own JSON (errors, the dashboard) has: a body
+// ends with one, and a stream is newline-delimited JSON with no separator
+// beside it.
+type newlineJSON struct{ *runtime.JSONPb }
+
+// Marshal implements runtime.Marshaler.
+func (m newlineJSON) Marshal(v any) ([]byte, error) {
+	b, err := m.JSONPb.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Delimiter implements runtime.Delimited: Marshal ends each message of a
+// stream already.
+func (newlineJSON) Delimiter() []byte { return nil }

@@ -170,6 +170,11 @@ func (s *shop) call(method, path, token string, header http.Header, body any) (i
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	// Every JSON body of the API ends with one newline.
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") && len(raw) > 0 &&
+		(!bytes.HasSuffix(raw, []byte("\n")) || bytes.HasSuffix(raw, []byte("\n\n"))) {
+		s.t.Errorf("%s %s: the JSON body does not end with one newline: %q", method, path, raw[max(0, len(raw)-20):])
+	}
 	return resp.StatusCode, raw, resp.Header
 }
 
