@@ -53,6 +53,10 @@
 //     Units that share a cluster each serve it on their own topic,
 //     "grpc.health.v1.Health.<unit>" (HealthSpec), so that a check reaches
 //     the unit it names and not whichever consumes a shared topic.
+//   - Reflection topic: the standard server reflection service,
+//     grpc.reflection.v1.ServerReflection (RegisterReflection), on
+//     "grpc.reflection.v1.ServerReflection.<unit>" (ReflectionSpec) for the
+//     same reason; a tool finds a cluster's units from these topics.
 //   - Dead-letter topic: "<group>.dlq", one per consumer group that
 //     consumes requests or events: "<request topic>.dlq" for each service's
 //     request topic, and "<subscriber group>.dlq" for each subscriber.

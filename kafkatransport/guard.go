@@ -23,6 +23,12 @@ type Guard interface {
 	// SealRequest seals a request record of method ("/pkg.Service/Method")
 	// for the unit that serves the method's service.
 	SealRequest(method string, m *kafka.Message) error
+	// SealStreamFrame seals a frame a client sends on a stream of method
+	// that it opened on the request topic openTopic, for the unit that
+	// holds the stream, as SealRequest seals a request to openTopic: the
+	// frame goes to the server's inbox, whose topic does not name the
+	// unit of a per-unit service. The server opens it with OpenRequest.
+	SealStreamFrame(method, openTopic string, m *kafka.Message) error
 	// OpenRequest checks and opens a request record of method and returns
 	// the unit that produced it. An error with code PermissionDenied means
 	// that the record is authentic but its unit may not call method: the

@@ -231,7 +231,7 @@ func (cs *clientStream) sendFrameTo(topic string, partition int32, f *streamFram
 		Opaque:         cs,
 	}
 	if g := c.cfg.guard; g != nil {
-		if err := g.SealRequest(cs.method, msg); err != nil {
+		if err := g.SealStreamFrame(cs.method, cs.rt.topic, msg); err != nil {
 			return status.Errorf(codes.Internal, "kafkatransport: seal stream frame: %v", err)
 		}
 	}

@@ -43,6 +43,10 @@ var platformFlags = []string{
 	"pprof-addr",
 }
 
+// BrokerAddrFile is the file in the data directory that holds the embedded
+// broker's address while the platform runs (kgrpc --data-dir reads it).
+const BrokerAddrFile = "broker-addr"
+
 // aliased are the flags whose PLATFORM_ variables were documented.
 var aliased = map[string]bool{"http-addr": true, "data-dir": true, "brokers": true, "admin-email": true,
 	"admin-password": true, "auth-secret": true, "no-demo": true, "topic-prefix": true, "log-level": true}
@@ -144,6 +148,10 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		}()
 		brokers = b.Addr()
 		logger.Info("embedded Kafka broker running", "addr", brokers, "data_dir", filepath.Join(o.DataDir, "kafka"))
+		// For tools on this data directory: kgrpc --data-dir.
+		if err := os.WriteFile(filepath.Join(o.DataDir, BrokerAddrFile), []byte(brokers+"\n"), 0o644); err != nil {
+			return fmt.Errorf("write the broker's address: %w", err)
+		}
 	}
 
 	common.Brokers, common.Trust = brokers, keys

@@ -236,6 +236,9 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 		return err
 	}
 	checks := u.serveHealth(name, repo.DB())
+	// Server reflection, for tools such as cmd/kgrpc, on the unit's own
+	// topic; the Guard lets the gateway's key call it.
+	kafkatransport.RegisterReflection(u.srv, name)
 	g, gctx := errgroup.WithContext(ctx)
 	for _, run := range append([]func(context.Context) error{u.srv.Serve, u.relay.Run}, u.loops...) {
 		g.Go(func() error { return stopped(gctx, run(gctx)) })

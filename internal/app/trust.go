@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
@@ -26,10 +27,11 @@ var Units = []string{UnitGateway, UnitUsers, UnitProducts, UnitOrders}
 
 // Policy is the shop's trust policy: each service's package belongs to its
 // unit, which alone serves it and produces its events; every service unit
-// serves the health service for itself (kafkatransport.HealthSpec); the
-// gateway may call every method of the three services and their health
-// services, and the order service only the two methods that reserve and
-// release stock.
+// serves the health and reflection services for itself
+// (kafkatransport.HealthSpec, ReflectionSpec); the gateway may call every
+// method of the three services and their health and reflection services
+// (cmd/kgrpc calls as the gateway), and the order service only the two
+// methods that reserve and release stock.
 func Policy() trust.Policy {
 	return trust.Policy{
 		Owners: map[string]string{"shop.users.v1": UnitUsers, "shop.products.v1": UnitProducts, "shop.orders.v1": UnitOrders},
@@ -39,10 +41,11 @@ func Policy() trust.Policy {
 				"/" + productsv1.ProductService_ServiceDesc.ServiceName + "/*",
 				"/" + ordersv1.OrderService_ServiceDesc.ServiceName + "/*",
 				"/" + grpc_health_v1.Health_ServiceDesc.ServiceName + "/*",
+				"/" + grpc_reflection_v1.ServerReflection_ServiceDesc.ServiceName + "/*",
 			},
 			UnitOrders: {productsv1.ProductService_ReserveStock_FullMethodName, productsv1.ProductService_ReleaseStock_FullMethodName},
 		},
-		PerUnit: []string{grpc_health_v1.Health_ServiceDesc.ServiceName},
+		PerUnit: []string{grpc_health_v1.Health_ServiceDesc.ServiceName, grpc_reflection_v1.ServerReflection_ServiceDesc.ServiceName},
 	}
 }
 

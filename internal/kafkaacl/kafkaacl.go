@@ -50,6 +50,10 @@ var Namespaces = map[string]string{
 // the topic prefix (kafkatransport.HealthSpec).
 func HealthTopic(unit string) string { return kafkatransport.HealthSpec(unit).Topic }
 
+// ReflectionTopic returns the request topic of unit's reflection service,
+// before the topic prefix (kafkatransport.ReflectionSpec).
+func ReflectionTopic(unit string) string { return kafkatransport.ReflectionSpec(unit).Topic }
+
 // Grant allows Principal ("User:<unit>") the operations Ops on the
 // resources of type Type whose names match Name by Pattern.
 type Grant struct {
@@ -101,15 +105,18 @@ func Grants(prefix string) []Grant {
 		add(svc, topic, lit, prefix+ReplyTopic, own)
 		add(svc, group, pre, InboxGroupPrefix, consume)
 		add(svc, kafka.ResourceBroker, lit, ClusterName, []kafka.ACLOperation{kafka.ACLOperationIdempotentWrite})
-		// Its health service's request topic, dead letters and group.
-		health := prefix + HealthTopic(svc)
-		add(svc, topic, lit, health, own)
-		add(svc, topic, lit, health+".dlq", own)
-		add(svc, group, lit, health, consume)
+		// Its health and reflection services' request topics, dead
+		// letters and groups.
+		for _, t := range []string{prefix + HealthTopic(svc), prefix + ReflectionTopic(svc)} {
+			add(svc, topic, lit, t, own)
+			add(svc, topic, lit, t+".dlq", own)
+			add(svc, group, lit, t, consume)
+		}
 	}
 	callers := map[string][]string{
 		Gateway: {usersv1.UserServiceKafkaTopic, productsv1.ProductServiceKafkaTopic, ordersv1.OrderServiceKafkaTopic,
-			HealthTopic(Users), HealthTopic(Products), HealthTopic(Orders)},
+			HealthTopic(Users), HealthTopic(Products), HealthTopic(Orders),
+			ReflectionTopic(Users), ReflectionTopic(Products), ReflectionTopic(Orders)},
 		Orders: {productsv1.ProductServiceKafkaTopic},
 	}
 	for _, unit := range []string{Gateway, Orders} {

@@ -182,6 +182,17 @@ func (g *Guard) SealRequest(method string, m *kafka.Message) error {
 	return g.seal(kindRequest, method, to, m)
 }
 
+// SealStreamFrame implements kafkatransport.Guard: the frame is sealed for
+// the unit that serves method on openTopic, and bound to the frame's own
+// topic (the server's inbox), which OpenRequest binds on the other side.
+func (g *Guard) SealStreamFrame(method, openTopic string, m *kafka.Message) error {
+	to, ok := g.policy.server(method, openTopic)
+	if !ok {
+		return fmt.Errorf("trust: no unit serves %s on topic %s (Policy.Owners, Policy.PerUnit)", method, openTopic)
+	}
+	return g.seal(kindRequest, method, to, m)
+}
+
 // OpenRequest implements kafkatransport.Guard.
 func (g *Guard) OpenRequest(method string, m *kafka.Message) (string, error) {
 	caller, err := g.open(kindRequest, method, m)

@@ -1,0 +1,367 @@
+package kgrpccli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/dynamicpb"
+)
+
+// Headers the transport writes (kafkatransport/doc.go).
+const (
+	hdrEventType = "ev-type"
+	hdrEventID   = "ev-id"
+	hdrDLQ       = "dlq-"
+)
+
+// partitions returns the partitions of topic with their low and high
+// watermarks.
+func partitions(c *kafka.Consumer, topic string, timeoutMs int) ([]kafka.TopicPartition, []int64, []int64, error) {
+	md, err := c.GetMetadata(&topic, false, timeoutMs)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	tm, ok := md.Topics[topic]
+	if !ok || tm.Error.Code() == kafka.ErrUnknownTopicOrPart || len(tm.Partitions) == 0 {
+		return nil, nil, nil, fmt.Errorf("no topic %s", topic)
+	}
+	var tps []kafka.TopicPartition
+	var lows, highs []int64
+	for _, p := range tm.Partitions {
+		lo, hi, err := c.QueryWatermarkOffsets(topic, p.ID, timeoutMs)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("offsets of %s[%d]: %w", topic, p.ID, err)
+		}
+		tps = append(tps, kafka.TopicPartition{Topic: &topic, Partition: p.ID})
+		lows, highs = append(lows, lo), append(highs, hi)
+	}
+	return tps, lows, highs, nil
+}
+
+// newReader returns a consumer with no group, reading by assignment.
+func newReader(o options) (*kafka.Consumer, error) {
+	return kafka.NewConsumer(&kafka.ConfigMap{
+		"bootstrap.servers": o.brokers, "group.id": "kgrpc-cli", "enable.auto.commit": false,
+		"enable.partition.eof": false, "log_level": 0,
+	})
+}
+
+// headerValue returns the last value of header key in hs.
+func headerValue(hs []kafka.Header, key string) (string, bool) {
+	for i := len(hs) - 1; i >= 0; i-- {
+		if hs[i].Key == key {
+			return string(hs[i].Value), true
+		}
+	}
+	return "", false
+}
+
+// tail prints the events of a topic as JSON lines as they arrive (from its
+// start with --from-beginning), decoded by the type their ev-type header
+// names, whose descriptor the units' reflection services give.
+func tail(ctx context.Context, o options, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fromStart := fs.Bool("from-beginning", false, "read the topic from its start, not only new events")
+	n := fs.Int("n", 0, "stop after this many events (0: run until interrupted)")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return usagef("usage: kgrpc tail TOPIC [--from-beginning] [-n N]")
+	}
+	topic := o.prefix + args[0]
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 || *n < 0 {
+		return usagef("usage: kgrpc tail TOPIC [--from-beginning] [-n N]")
+	}
+	dctx, cancel := withTimeout(ctx, o)
+	c, err := discover(dctx, o)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	r, err := newReader(o)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	tps, lows, highs, err := partitions(r, topic, int(o.timeout.Milliseconds()))
+	if err != nil {
+		return err
+	}
+	for i := range tps {
+		tps[i].Offset = kafka.Offset(highs[i])
+		if *fromStart {
+			tps[i].Offset = kafka.Offset(lows[i])
+		}
+	}
+	if err := r.Assign(tps); err != nil {
+		return err
+	}
+	types := map[string]protoreflect.MessageDescriptor{}
+	for seen := 0; *n == 0 || seen < *n; {
+		if ctx.Err() != nil {
+			return nil
+		}
+		ev := r.Poll(200)
+		m, ok := ev.(*kafka.Message)
+		if !ok {
+			if e, ok := ev.(kafka.Error); ok && e.IsFatal() {
+				return e
+			}
+			continue
+		}
+		line := map[string]any{"topic": *m.TopicPartition.Topic, "partition": m.TopicPartition.Partition,
+			"offset": int64(m.TopicPartition.Offset), "key": string(m.Key), "timestamp": m.Timestamp.UTC().Format(time.RFC3339Nano)}
+		typ, _ := headerValue(m.Headers, hdrEventType)
+		line["type"] = typ
+		if id, ok := headerValue(m.Headers, hdrEventID); ok {
+			line["id"] = id
+		}
+		if typ == "" {
+			line["error"] = "no ev-type header: not an event"
+		} else if md, err := eventType(ctx, c, types, typ, o); err != nil {
+			line["error"] = err.Error()
+		} else {
+			msg := dynamicpb.NewMessage(md)
+			if err := protoUnmarshal(m.Value, msg); err != nil {
+				line["error"] = fmt.Sprintf("undecodable %s: %v", typ, err)
+			} else if b, err := protojson.Marshal(msg); err == nil {
+				line["event"] = json.RawMessage(b)
+			}
+		}
+		b, err := json.Marshal(line)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(out, "%s\n", b); err != nil {
+			return err
+		}
+		seen++
+	}
+	return nil
+}
+
+// eventType resolves an event's message type once.
+func eventType(ctx context.Context, c *cluster, cache map[string]protoreflect.MessageDescriptor, name string, o options) (protoreflect.MessageDescriptor, error) {
+	if md, ok := cache[name]; ok {
+		return md, nil
+	}
+	ctx, cancel := withTimeout(ctx, o)
+	defer cancel()
+	d, err := c.resolve(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	md, ok := d.(protoreflect.MessageDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a message", name)
+	}
+	cache[name] = md
+	return md, nil
+}
+
+// deadLetter is one record of a dead-letter topic.
+type deadLetter struct {
+	msg    *kafka.Message
+	source string // dlq-topic
+	stub   bool
+}
+
+// readDeadLetters returns the records of topic (a dead-letter topic) from
+// its start up to its end as it is now, or only the one at offset when
+// offset >= 0.
+func readDeadLetters(ctx context.Context, o options, topic string, offset int64) ([]deadLetter, error) {
+	r, err := newReader(o)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	tps, lows, highs, err := partitions(r, topic, int(o.timeout.Milliseconds()))
+	if err != nil {
+		return nil, err
+	}
+	left := map[int32]int64{}
+	for i := range tps {
+		from := lows[i]
+		if offset >= 0 {
+			if offset < lows[i] || offset >= highs[i] {
+				continue
+			}
+			from = offset
+		}
+		if from < highs[i] {
+			tps[i].Offset = kafka.Offset(from)
+			left[tps[i].Partition] = highs[i]
+		}
+	}
+	if offset >= 0 && len(left) == 0 {
+		return nil, fmt.Errorf("%s has no record at offset %d", topic, offset)
+	}
+	var assign []kafka.TopicPartition
+	for _, tp := range tps {
+		if _, ok := left[tp.Partition]; ok {
+			assign = append(assign, tp)
+		}
+	}
+	if err := r.Assign(assign); err != nil {
+		return nil, err
+	}
+	ctx, cancel := withTimeout(ctx, o)
+	defer cancel()
+	var out []deadLetter
+	for len(left) > 0 {
+		if ctx.Err() != nil {
+			return out, fmt.Errorf("reading %s: %w", topic, ctx.Err())
+		}
+		m, ok := r.Poll(200).(*kafka.Message)
+		if !ok {
+			continue
+		}
+		p, off := m.TopicPartition.Partition, int64(m.TopicPartition.Offset)
+		end, ok := left[p]
+		if !ok || off >= end {
+			continue
+		}
+		if offset < 0 || off == offset {
+			src, _ := headerValue(m.Headers, "dlq-topic")
+			stub, _ := headerValue(m.Headers, "dlq-stub")
+			out = append(out, deadLetter{msg: m, source: src, stub: stub == "true"})
+		}
+		if off+1 >= end || offset >= 0 {
+			delete(left, p)
+		}
+	}
+	return out, nil
+}
+
+// dlq lists or replays the dead letters of a topic.
+func dlq(ctx context.Context, o options, args []string, out io.Writer) error {
+	const use = "usage: kgrpc dlq list TOPIC | kgrpc dlq replay TOPIC [--offset N]"
+	if len(args) < 2 || strings.HasPrefix(args[1], "-") {
+		return usagef(use)
+	}
+	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	offset := fs.Int64("offset", -1, "replay only the dead letter at this offset")
+	if err := fs.Parse(args[2:]); err != nil || fs.NArg() != 0 {
+		return usagef(use)
+	}
+	topic := o.prefix + strings.TrimSuffix(args[1], ".dlq") + ".dlq"
+	switch args[0] {
+	case "list":
+		if *offset >= 0 {
+			return usagef(use)
+		}
+		dls, err := readDeadLetters(ctx, o, topic, -1)
+		if err != nil {
+			return err
+		}
+		for _, d := range dls {
+			b, err := json.Marshal(letterLine(d))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "%s\n", b)
+		}
+		return nil
+	case "replay":
+		dls, err := readDeadLetters(ctx, o, topic, *offset)
+		if err != nil {
+			return err
+		}
+		return replay(ctx, o, dls, out)
+	}
+	return usagef(use)
+}
+
+// replay produces each dead letter to its source topic again, as it was:
+// key, value and headers, without the dlq- headers. Stubs (records too
+// large to copy whole) cannot be replayed.
+func replay(ctx context.Context, o options, dls []deadLetter, out io.Writer) error {
+	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": o.brokers, "enable.idempotence": true, "log_level": 0})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	var errs []error
+	replayed := 0
+	for _, d := range dls {
+		off := int64(d.msg.TopicPartition.Offset)
+		if d.stub || d.source == "" {
+			errs = append(errs, fmt.Errorf("offset %d: a stub without its record (or no dlq-topic header): nothing to replay", off))
+			continue
+		}
+		var hs []kafka.Header
+		for _, h := range d.msg.Headers {
+			if !strings.HasPrefix(h.Key, hdrDLQ) {
+				hs = append(hs, h)
+			}
+		}
+		src := d.source
+		done := make(chan kafka.Event, 1)
+		err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &src, Partition: kafka.PartitionAny},
+			Key: d.msg.Key, Value: d.msg.Value, Headers: hs}, done)
+		if err == nil {
+			select {
+			case ev := <-done:
+				if m, ok := ev.(*kafka.Message); ok {
+					err = m.TopicPartition.Error
+				}
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-time.After(o.timeout):
+				err = errors.New("not acknowledged in time")
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("offset %d: %w", off, err))
+			continue
+		}
+		replayed++
+		fmt.Fprintf(out, "replayed offset %d to %s\n", off, src)
+	}
+	if len(dls) == 0 {
+		fmt.Fprintln(out, "no dead letters")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("replayed %d of %d: %w", replayed, len(dls), errors.Join(errs...))
+	}
+	return nil
+}
+
+// protoUnmarshal decodes b into msg.
+func protoUnmarshal(b []byte, msg *dynamicpb.Message) error { return proto.Unmarshal(b, msg) }
+
+// letterLine is the JSON line of a dead letter in dlq list: where it is,
+// where it came from and why.
+func letterLine(d deadLetter) map[string]any {
+	h := func(k string) string { v, _ := headerValue(d.msg.Headers, k); return v }
+	num := func(k string) any {
+		if n, err := strconv.ParseInt(h(k), 10, 64); err == nil {
+			return n
+		}
+		return nil
+	}
+	line := map[string]any{
+		"partition": d.msg.TopicPartition.Partition, "offset": int64(d.msg.TopicPartition.Offset), "key": string(d.msg.Key),
+		"source": map[string]any{"topic": d.source, "partition": num("dlq-partition"), "offset": num("dlq-offset")},
+		"error":  h("dlq-error"), "attempts": num("dlq-attempts"), "group": h("dlq-group"), "stub": d.stub, "size": len(d.msg.Value),
+	}
+	if d.stub {
+		line["size"] = num("dlq-size")
+	}
+	if t := h(hdrEventType); t != "" {
+		line["type"] = t
+	}
+	return line
+}
