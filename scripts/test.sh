@@ -35,8 +35,9 @@ cd "$(dirname "$0")/.."
 
 # The Go modules whose every package pass 1 tests: the shop's (the root),
 # the transport's, which the shop requires through a replace directive, and
-# the guide's example (docs/guide.md), which does too.
-MODULES=(. kafkatransport examples/greeter)
+# the guide's example (docs/guide.md), which does too, and the Kubernetes
+# manifests' check (deploy/k8s: kustomize and the Kubernetes API types).
+MODULES=(. kafkatransport examples/greeter deploy/k8s)
 # The suites that take their broker from KAFKA_BROKERS: in the shop's
 # module, and in the transport's.
 REAL_KAFKA_PACKAGES=(./internal/idemtest ./internal/guidetest ./gateway ./internal/outbox ./cmd/platform ./internal/scaletest ./internal/observetest)
