@@ -120,12 +120,12 @@ func TestOpenAPIDescribesTheAPI(t *testing.T) {
 	if err := protojson.Unmarshal(raw, &apiErr); err != nil || apiErr.GetCode() != "NOT_FOUND" {
 		t.Fatalf("error body %s is not an Error: %v", raw, err)
 	}
-	// The dashboard is the Dashboard schema.
+	// The dashboard is the GetUserDashboardResponse schema.
 	_, tok := s.register("openapi@example.com")
 	_, raw, _ = s.call("GET", "/v1/users/me/dashboard", tok, nil, nil)
-	var dash apiv1.Dashboard
+	var dash apiv1.GetUserDashboardResponse
 	if err := protojson.Unmarshal(raw, &dash); err != nil || dash.GetUser().GetEmail() != "openapi@example.com" {
-		t.Fatalf("dashboard body %s is not a Dashboard: %v", raw, err)
+		t.Fatalf("dashboard body %s is not a GetUserDashboardResponse: %v", raw, err)
 	}
 }
 

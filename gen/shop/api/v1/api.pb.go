@@ -70,8 +70,9 @@ func (x *GetUserDashboardRequest) GetId() string {
 	return ""
 }
 
-// Dashboard is a user and their most recent orders.
-type Dashboard struct {
+// GetUserDashboardResponse is the dashboard: a user and their most recent
+// orders.
+type GetUserDashboardResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// user is the user.
 	User *v1.User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -83,20 +84,20 @@ type Dashboard struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Dashboard) Reset() {
-	*x = Dashboard{}
+func (x *GetUserDashboardResponse) Reset() {
+	*x = GetUserDashboardResponse{}
 	mi := &file_shop_api_v1_api_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Dashboard) String() string {
+func (x *GetUserDashboardResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Dashboard) ProtoMessage() {}
+func (*GetUserDashboardResponse) ProtoMessage() {}
 
-func (x *Dashboard) ProtoReflect() protoreflect.Message {
+func (x *GetUserDashboardResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_shop_api_v1_api_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -108,26 +109,26 @@ func (x *Dashboard) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Dashboard.ProtoReflect.Descriptor instead.
-func (*Dashboard) Descriptor() ([]byte, []int) {
+// Deprecated: Use GetUserDashboardResponse.ProtoReflect.Descriptor instead.
+func (*GetUserDashboardResponse) Descriptor() ([]byte, []int) {
 	return file_shop_api_v1_api_proto_rawDescGZIP(), []int{1}
 }
 
-func (x *Dashboard) GetUser() *v1.User {
+func (x *GetUserDashboardResponse) GetUser() *v1.User {
 	if x != nil {
 		return x.User
 	}
 	return nil
 }
 
-func (x *Dashboard) GetRecentOrders() []*v11.Order {
+func (x *GetUserDashboardResponse) GetRecentOrders() []*v11.Order {
 	if x != nil {
 		return x.RecentOrders
 	}
 	return nil
 }
 
-func (x *Dashboard) GetOrderCount() int32 {
+func (x *GetUserDashboardResponse) GetOrderCount() int32 {
 	if x != nil {
 		return x.OrderCount
 	}
@@ -207,8 +208,8 @@ const file_shop_api_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"\x15shop/api/v1/api.proto\x12\vshop.api.v1\x1a\x19google/protobuf/any.proto\x1a\x1bshop/orders/v1/orders.proto\x1a\x19shop/users/v1/users.proto\")\n" +
 	"\x17GetUserDashboardRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x91\x01\n" +
-	"\tDashboard\x12'\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xa0\x01\n" +
+	"\x18GetUserDashboardResponse\x12'\n" +
 	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\x12:\n" +
 	"\rrecent_orders\x18\x02 \x03(\v2\x15.shop.orders.v1.OrderR\frecentOrders\x12\x1f\n" +
 	"\vorder_count\x18\x03 \x01(\x05R\n" +
@@ -216,9 +217,9 @@ const file_shop_api_v1_api_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12.\n" +
-	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails2b\n" +
-	"\x0eGatewayService\x12P\n" +
-	"\x10GetUserDashboard\x12$.shop.api.v1.GetUserDashboardRequest\x1a\x16.shop.api.v1.DashboardB\x9a\x01\n" +
+	"\adetails\x18\x03 \x03(\v2\x14.google.protobuf.AnyR\adetails2q\n" +
+	"\x0eGatewayService\x12_\n" +
+	"\x10GetUserDashboard\x12$.shop.api.v1.GetUserDashboardRequest\x1a%.shop.api.v1.GetUserDashboardResponseB\x9a\x01\n" +
 	"\x0fcom.shop.api.v1B\bApiProtoP\x01Z/github.com/kgrpc/platform/gen/shop/api/v1;apiv1\xa2\x02\x03SAX\xaa\x02\vShop.Api.V1\xca\x02\vShop\\Api\\V1\xe2\x02\x17Shop\\Api\\V1\\GPBMetadata\xea\x02\rShop::Api::V1b\x06proto3"
 
 var (
@@ -235,19 +236,19 @@ func file_shop_api_v1_api_proto_rawDescGZIP() []byte {
 
 var file_shop_api_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_shop_api_v1_api_proto_goTypes = []any{
-	(*GetUserDashboardRequest)(nil), // 0: shop.api.v1.GetUserDashboardRequest
-	(*Dashboard)(nil),               // 1: shop.api.v1.Dashboard
-	(*Error)(nil),                   // 2: shop.api.v1.Error
-	(*v1.User)(nil),                 // 3: shop.users.v1.User
-	(*v11.Order)(nil),               // 4: shop.orders.v1.Order
-	(*anypb.Any)(nil),               // 5: google.protobuf.Any
+	(*GetUserDashboardRequest)(nil),  // 0: shop.api.v1.GetUserDashboardRequest
+	(*GetUserDashboardResponse)(nil), // 1: shop.api.v1.GetUserDashboardResponse
+	(*Error)(nil),                    // 2: shop.api.v1.Error
+	(*v1.User)(nil),                  // 3: shop.users.v1.User
+	(*v11.Order)(nil),                // 4: shop.orders.v1.Order
+	(*anypb.Any)(nil),                // 5: google.protobuf.Any
 }
 var file_shop_api_v1_api_proto_depIdxs = []int32{
-	3, // 0: shop.api.v1.Dashboard.user:type_name -> shop.users.v1.User
-	4, // 1: shop.api.v1.Dashboard.recent_orders:type_name -> shop.orders.v1.Order
+	3, // 0: shop.api.v1.GetUserDashboardResponse.user:type_name -> shop.users.v1.User
+	4, // 1: shop.api.v1.GetUserDashboardResponse.recent_orders:type_name -> shop.orders.v1.Order
 	5, // 2: shop.api.v1.Error.details:type_name -> google.protobuf.Any
 	0, // 3: shop.api.v1.GatewayService.GetUserDashboard:input_type -> shop.api.v1.GetUserDashboardRequest
-	1, // 4: shop.api.v1.GatewayService.GetUserDashboard:output_type -> shop.api.v1.Dashboard
+	1, // 4: shop.api.v1.GatewayService.GetUserDashboard:output_type -> shop.api.v1.GetUserDashboardResponse
 	4, // [4:5] is the sub-list for method output_type
 	3, // [3:4] is the sub-list for method input_type
 	3, // [3:3] is the sub-list for extension type_name

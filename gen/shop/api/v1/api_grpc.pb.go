@@ -33,7 +33,7 @@ type GatewayServiceClient interface {
 	// GetUserDashboard aggregates a user and their recent orders from the
 	// users and orders services: GET /v1/users/{id}/dashboard ("me" for the
 	// caller). It needs a bearer token: the user's own, or an admin's.
-	GetUserDashboard(ctx context.Context, in *GetUserDashboardRequest, opts ...grpc.CallOption) (*Dashboard, error)
+	GetUserDashboard(ctx context.Context, in *GetUserDashboardRequest, opts ...grpc.CallOption) (*GetUserDashboardResponse, error)
 }
 
 type gatewayServiceClient struct {
@@ -44,9 +44,9 @@ func NewGatewayServiceClient(cc grpc.ClientConnInterface) GatewayServiceClient {
 	return &gatewayServiceClient{cc}
 }
 
-func (c *gatewayServiceClient) GetUserDashboard(ctx context.Context, in *GetUserDashboardRequest, opts ...grpc.CallOption) (*Dashboard, error) {
+func (c *gatewayServiceClient) GetUserDashboard(ctx context.Context, in *GetUserDashboardRequest, opts ...grpc.CallOption) (*GetUserDashboardResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Dashboard)
+	out := new(GetUserDashboardResponse)
 	err := c.cc.Invoke(ctx, GatewayService_GetUserDashboard_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -65,7 +65,7 @@ type GatewayServiceServer interface {
 	// GetUserDashboard aggregates a user and their recent orders from the
 	// users and orders services: GET /v1/users/{id}/dashboard ("me" for the
 	// caller). It needs a bearer token: the user's own, or an admin's.
-	GetUserDashboard(context.Context, *GetUserDashboardRequest) (*Dashboard, error)
+	GetUserDashboard(context.Context, *GetUserDashboardRequest) (*GetUserDashboardResponse, error)
 	mustEmbedUnimplementedGatewayServiceServer()
 }
 
@@ -76,7 +76,7 @@ type GatewayServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedGatewayServiceServer struct{}
 
-func (UnimplementedGatewayServiceServer) GetUserDashboard(context.Context, *GetUserDashboardRequest) (*Dashboard, error) {
+func (UnimplementedGatewayServiceServer) GetUserDashboard(context.Context, *GetUserDashboardRequest) (*GetUserDashboardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetUserDashboard not implemented")
 }
 func (UnimplementedGatewayServiceServer) mustEmbedUnimplementedGatewayServiceServer() {}
