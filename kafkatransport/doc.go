@@ -227,7 +227,11 @@
 // DefaultStreamWindowBytes = 1 MiB). A slow reader therefore buffers one
 // window of messages, and one window of bytes plus one message, at most;
 // a peer that sends past its credit, or more than window+8 frames ahead of
-// the reader, ends the stream with ResourceExhausted. Liveness: an end
+// the reader, ends the stream with ResourceExhausted. Byte credit binds a
+// peer that announced a byte window of its own (the client's window_bytes
+// for the server, ACCEPT's credit_bytes for the client); one that
+// announced none may predate byte credit, and is held to its message
+// credit only. Liveness: an end
 // that has sent nothing on a stream for its heartbeat (WithStreamHeartbeat,
 // DefaultStreamHeartbeat = 1s) sends PING, and an end that has heard
 // nothing for three of its peer's heartbeats gives the stream up: the

@@ -90,8 +90,10 @@ type flow struct {
 	granted  uint64 // credit granted to the peer, a total
 	// The same in bytes of message values, counted when windowBytes > 0;
 	// maxSeen is the largest message received, orderedBytes the bytes of
-	// those delivered in seq order.
+	// those delivered in seq order. lenient: the byte credit is not
+	// enforced (trustNoBytes).
 	receivedBytes, consumedBytes, grantedBytes, maxSeen, orderedBytes uint64
+	lenient                                                           bool
 
 	// Sending.
 	outSeq     uint64 // seq of the last ordered frame sent
@@ -203,7 +205,7 @@ func (f *flow) receive(seq uint64, fr inFrame) {
 			n := uint64(len(fr.value))
 			f.receivedBytes += n
 			f.maxSeen = max(f.maxSeen, n)
-			if f.receivedBytes >= f.grantedBytes+f.maxSeen {
+			if !f.lenient && f.receivedBytes >= f.grantedBytes+f.maxSeen {
 				f.failed = status.Errorf(codes.ResourceExhausted, "kafkatransport: stream peer sent %d bytes, more than the %d granted", f.receivedBytes, f.grantedBytes)
 				f.signalLocked()
 				return
@@ -236,7 +238,7 @@ func (f *flow) receive(seq uint64, fr inFrame) {
 // peer started when it had sent its byte credit already breaks the stream.
 func (f *flow) enqueueLocked(fr inFrame) {
 	if fr.kind == frameMessage && f.windowBytes > 0 {
-		if f.orderedBytes >= f.grantedBytes {
+		if !f.lenient && f.orderedBytes >= f.grantedBytes {
 			f.failed = status.Errorf(codes.ResourceExhausted, "kafkatransport: stream peer sent a message after %d bytes, the %d granted", f.orderedBytes, f.grantedBytes)
 			return
 		}
@@ -251,6 +253,15 @@ func (f *flow) enqueueLocked(fr inFrame) {
 
 // heard records that the peer sent something unordered (credit, a ping).
 func (f *flow) heard() { f.lastRecv.Store(time.Now().UnixNano()) }
+
+// trustNoBytes stops refusing a peer that sends past this end's byte
+// credit: the peer announced no byte window of its own, so it may be an
+// older one that does not know byte credit. This end still grants bytes.
+func (f *flow) trustNoBytes() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lenient = true
+}
 
 // credit raises the credit the peer granted to total messages and
 // totalBytes bytes, where those are more.
@@ -270,7 +281,7 @@ type grant struct{ msgs, bytes uint64 }
 
 // next returns the next ordered frame, or a nil frame, the error the stream
 // ended with on this side, and a channel closed when either may have
-// changed. A message taken counts as consumed; g is then the new credit to
+// changed (nil with a frame: the caller does not wait then). A message taken counts as consumed; g is then the new credit to
 // send the peer, or zero when none is due yet (credit goes out once half
 // the window of messages, or of bytes, was consumed).
 func (f *flow) next() (fr *inFrame, g grant, err error, changed <-chan struct{}) {
@@ -291,14 +302,15 @@ func (f *flow) next() (fr *inFrame, g grant, err error, changed <-chan struct{})
 				g = grant{f.granted, f.grantedBytes}
 			}
 		}
-		return &first, g, nil, f.changedLocked()
+		return &first, g, nil, nil // no wait: the channel stays untaken
 	}
 	return nil, g, f.failed, f.changedLocked()
 }
 
 // reserve takes the credit to send one message of size bytes and returns
-// its seq, or reports that there is none yet (with a channel closed when
-// that may have changed) or the error the stream ended with. A message
+// its seq (and a nil channel), or reports that there is none yet (with a
+// channel closed when that may have changed) or the error the stream ended
+// with. A message
 // goes while the bytes sent are under the byte credit, so one larger than
 // the peer's whole window still goes.
 func (f *flow) reserve(size int) (seq uint64, ok bool, err error, changed <-chan struct{}) {
@@ -313,7 +325,7 @@ func (f *flow) reserve(size int) (seq uint64, ok bool, err error, changed <-chan
 	f.sent++
 	f.sentBytes += uint64(size)
 	f.outSeq++
-	return f.outSeq, true, nil, f.changedLocked()
+	return f.outSeq, true, nil, nil // no wait: the channel stays untaken
 }
 
 // nextSeqOut returns the seq of an ordered frame that is not a message.

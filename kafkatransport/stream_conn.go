@@ -194,6 +194,9 @@ func (cs *clientStream) onAccept(f *streamFrame) {
 	halfClose := cs.halfClosed && cs.desc.ClientStreams && !cs.halfCloseSent && !ended
 	cs.halfCloseSent = cs.halfCloseSent || halfClose
 	cs.mu.Unlock()
+	if f.creditBytes == 0 {
+		cs.flow.trustNoBytes() // a server without byte credit may not keep to ours
+	}
 	cs.flow.credit(f.credit, f.creditBytes)
 	cs.flow.signal() // SendMsg waits for acceptance, even without credit
 	if ended {

@@ -73,3 +73,28 @@ func TestFlowByteBudget(t *testing.T) {
 		}
 	})
 }
+
+// A peer that announced no byte window may not know byte credit (an older
+// version): past the byte credit it is not refused, and credit in bytes
+// still goes out for peers that keep to it.
+func TestFlowTrustsPeersWithoutBytes(t *testing.T) {
+	f := newFlow(8, 100, 0, 0, time.Second)
+	f.trustNoBytes()
+	for i := range uint64(4) {
+		f.receive(i+1, inFrame{kind: frameMessage, value: make([]byte, 60)})
+	}
+	if err := f.err(); err != nil {
+		t.Fatalf("a peer without a byte window was refused: %v", err)
+	}
+	var last grant
+	for range 4 {
+		if fr, g, _, _ := f.next(); fr == nil {
+			t.Fatal("a message was lost")
+		} else if g.msgs > 0 {
+			last = g
+		}
+	}
+	if last.bytes == 0 {
+		t.Fatalf("no byte credit went out: %+v", last)
+	}
+}

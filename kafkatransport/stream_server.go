@@ -89,6 +89,11 @@ func (l *lane) openStream(req *request) {
 		replyTopic: req.replyTopic, replyPartition: req.env.replyPartition,
 		flow: newFlow(s.cfg.streamWindow, s.cfg.streamWindowBytes, req.env.stream.window, req.env.stream.windowBytes, peerSilence(req.env.stream.heartbeatMs, s.cfg.streamHeartbeat)),
 	}
+	if req.env.stream.windowBytes == 0 {
+		// A client without a byte window may be an older one, which does
+		// not know byte credit: its messages are counted, not refused.
+		st.flow.trustNoBytes()
+	}
 	if sd.ClientStreams == req.env.stream.halfClosed {
 		refuse(status.Errorf(codes.Internal, "kafkatransport: stream opening of %s does not match its kind", req.method.name))
 		return
