@@ -138,6 +138,10 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		runtime.WithMetadata(callMetadata),
 		runtime.WithMiddlewares(recordRoute),
 		runtime.WithOutgoingHeaderMatcher(responseHeaderMatcher),
+		// No POST form of GET routes (grpc-gateway's path-length
+		// fallback): a POST .../{id}:watch would not be a stream to the
+		// middlewares that bound streams (isStream).
+		runtime.WithDisablePathLengthFallback(),
 	)
 	for _, svc := range []struct {
 		name     string

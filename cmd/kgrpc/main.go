@@ -9,8 +9,8 @@
 //	kgrpc [flags] describe SYMBOL                       a service, method or message
 //	kgrpc [flags] call SERVICE/METHOD [-d JSON] [-H k:v]...
 //	kgrpc [flags] tail TOPIC [--from-beginning] [-n N]  events as JSON lines
-//	kgrpc [flags] dlq list TOPIC                        the dead letters of TOPIC (TOPIC.dlq)
-//	kgrpc [flags] dlq replay TOPIC [--offset N]         send them back to their source topic
+//	kgrpc [flags] dlq list TOPIC [--partition P]        the dead letters of TOPIC (TOPIC.dlq)
+//	kgrpc [flags] dlq replay TOPIC [--partition P [--offset N]]  send them back to their source topic
 //
 // Flags: --brokers (KAFKA_BROKERS, default 127.0.0.1:9092), --topic-prefix,
 // --unit-key and --keyring (a unit's key and the keyring, when the cluster's

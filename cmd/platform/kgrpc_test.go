@@ -129,8 +129,11 @@ func TestKgrpcCLI(t *testing.T) {
 	if src["topic"] != topic || first["key"] != "poison" || first["error"] == "" {
 		t.Fatalf("dead letter = %v", first)
 	}
-	out = must("dlq", "replay", "shop.products.v1.ProductService", "--offset", fmt.Sprint(int64(first["offset"].(float64))))
-	if !strings.Contains(out, "replayed offset") || !strings.Contains(out, topic) {
+	if _, err := kgrpc("dlq", "replay", "shop.products.v1.ProductService", "--offset", fmt.Sprint(int64(first["offset"].(float64)))); err == nil || !strings.Contains(err.Error(), "--partition") {
+		t.Fatalf("replay of an offset without its partition: %v, want a usage error", err)
+	}
+	out = must("dlq", "replay", "shop.products.v1.ProductService", "--partition", fmt.Sprint(int64(first["partition"].(float64))), "--offset", fmt.Sprint(int64(first["offset"].(float64))))
+	if !strings.Contains(out, "replayed partition") || !strings.Contains(out, topic) {
 		t.Fatalf("dlq replay printed %q", out)
 	}
 	// The replayed record came back on the request topic at a new offset,
@@ -141,7 +144,7 @@ func TestKgrpcCLI(t *testing.T) {
 		t.Fatalf("after the replay: %v, first %v", second, first)
 	}
 	t.Logf("dead letter %v replayed and dead-lettered again as %v", first, second)
-	if _, err := kgrpc("dlq", "replay", "shop.products.v1.ProductService", "--offset", "999999"); err == nil {
+	if _, err := kgrpc("dlq", "replay", "shop.products.v1.ProductService", "--partition", "0", "--offset", "999999"); err == nil {
 		t.Fatal("replay of an offset with no record succeeded")
 	}
 }

@@ -149,9 +149,11 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		brokers = b.Addr()
 		logger.Info("embedded Kafka broker running", "addr", brokers, "data_dir", filepath.Join(o.DataDir, "kafka"))
 		// For tools on this data directory: kgrpc --data-dir.
-		if err := os.WriteFile(filepath.Join(o.DataDir, BrokerAddrFile), []byte(brokers+"\n"), 0o644); err != nil {
+		addrFile := filepath.Join(o.DataDir, BrokerAddrFile)
+		if err := os.WriteFile(addrFile, []byte(brokers+"\n"), 0o644); err != nil {
 			return fmt.Errorf("write the broker's address: %w", err)
 		}
+		defer os.Remove(addrFile) // the broker is gone with this process
 	}
 
 	common.Brokers, common.Trust = brokers, keys

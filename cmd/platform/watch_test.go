@@ -183,6 +183,12 @@ func TestWatchesPerUserBounded(t *testing.T) {
 	if code, _ := s.watch(id, tok); code != http.StatusTooManyRequests {
 		t.Fatalf("a third watch of the user = %d, want 429", code)
 	}
+	// Nor through grpc-gateway's POST form of a GET route, which the
+	// gateway does not serve.
+	form := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	if code, raw, _ := s.call("POST", "/v1/orders/"+id+":watch", tok, form, ""); code == http.StatusOK {
+		t.Fatalf("POST form of the watch = %d %s, want it refused", code, raw)
+	}
 	if code, lines := s.watch(id, admin); code != 200 {
 		t.Fatalf("the admin's watch beside them = %d, want 200", code)
 	} else if l, ok := nextLine(t, lines); !ok || l.Result == nil {

@@ -29,8 +29,8 @@ const usage = `usage: kgrpc [flags] list
        kgrpc [flags] describe SYMBOL
        kgrpc [flags] call SERVICE/METHOD [-d JSON] [-H key:value]...
        kgrpc [flags] tail TOPIC [--from-beginning] [-n N]
-       kgrpc [flags] dlq list TOPIC
-       kgrpc [flags] dlq replay TOPIC [--offset N]`
+       kgrpc [flags] dlq list TOPIC [--partition P]
+       kgrpc [flags] dlq replay TOPIC [--partition P [--offset N]]`
 
 // options are kgrpc's global flags.
 type options struct {

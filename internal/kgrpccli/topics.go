@@ -49,11 +49,13 @@ func partitions(c *kafka.Consumer, topic string, timeoutMs int) ([]kafka.TopicPa
 	return tps, lows, highs, nil
 }
 
-// newReader returns a consumer with no group, reading by assignment.
+// newReader returns a consumer that reads by assignment and commits
+// nothing. A record deleted by retention under it restarts it at the
+// earliest one left.
 func newReader(o options) (*kafka.Consumer, error) {
 	return kafka.NewConsumer(&kafka.ConfigMap{
 		"bootstrap.servers": o.brokers, "group.id": "kgrpc-cli", "enable.auto.commit": false,
-		"enable.partition.eof": false, "log_level": 0,
+		"enable.partition.eof": false, "auto.offset.reset": "earliest", "log_level": 0,
 	})
 }
 
@@ -178,9 +180,10 @@ type deadLetter struct {
 }
 
 // readDeadLetters returns the records of topic (a dead-letter topic) from
-// its start up to its end as it is now, or only the one at offset when
-// offset >= 0.
-func readDeadLetters(ctx context.Context, o options, topic string, offset int64) ([]deadLetter, error) {
+// its start up to its end as it is now, of every partition or of partition
+// when it is >= 0, or only the one at offset of partition when offset >= 0.
+// It gives up when no record has come for --timeout.
+func readDeadLetters(ctx context.Context, o options, topic string, partition int32, offset int64) ([]deadLetter, error) {
 	r, err := newReader(o)
 	if err != nil {
 		return nil, err
@@ -190,8 +193,17 @@ func readDeadLetters(ctx context.Context, o options, topic string, offset int64)
 	if err != nil {
 		return nil, err
 	}
+	if offset >= 0 && partition < 0 {
+		if len(tps) > 1 {
+			return nil, usagef("%s has %d partitions and offsets are per partition: give --partition (dlq list shows each dead letter's)", topic, len(tps))
+		}
+		partition = tps[0].Partition
+	}
 	left := map[int32]int64{}
 	for i := range tps {
+		if partition >= 0 && tps[i].Partition != partition {
+			continue
+		}
 		from := lows[i]
 		if offset >= 0 {
 			if offset < lows[i] || offset >= highs[i] {
@@ -205,7 +217,7 @@ func readDeadLetters(ctx context.Context, o options, topic string, offset int64)
 		}
 	}
 	if offset >= 0 && len(left) == 0 {
-		return nil, fmt.Errorf("%s has no record at offset %d", topic, offset)
+		return nil, fmt.Errorf("%s has no record at offset %d of partition %d", topic, offset, partition)
 	}
 	var assign []kafka.TopicPartition
 	for _, tp := range tps {
@@ -216,17 +228,36 @@ func readDeadLetters(ctx context.Context, o options, topic string, offset int64)
 	if err := r.Assign(assign); err != nil {
 		return nil, err
 	}
-	ctx, cancel := withTimeout(ctx, o)
-	defer cancel()
-	var out []deadLetter
+	var (
+		out     []deadLetter
+		lastErr error
+		idle    = time.Now().Add(o.timeout) // moved on by every record
+	)
 	for len(left) > 0 {
-		if ctx.Err() != nil {
-			return out, fmt.Errorf("reading %s: %w", topic, ctx.Err())
+		if err := ctx.Err(); err != nil {
+			return out, err
 		}
-		m, ok := r.Poll(200).(*kafka.Message)
-		if !ok {
+		if time.Now().After(idle) {
+			err := fmt.Errorf("reading %s: no record for %v with %d partitions unread", topic, o.timeout, len(left))
+			if lastErr != nil {
+				err = fmt.Errorf("%w (last error: %v)", err, lastErr)
+			}
+			return out, err
+		}
+		var m *kafka.Message
+		switch e := r.Poll(200).(type) {
+		case *kafka.Message:
+			m = e
+		case kafka.Error:
+			if e.IsFatal() {
+				return out, e
+			}
+			lastErr = e
+			continue
+		default:
 			continue
 		}
+		idle = time.Now().Add(o.timeout)
 		p, off := m.TopicPartition.Partition, int64(m.TopicPartition.Offset)
 		end, ok := left[p]
 		if !ok || off >= end {
@@ -246,13 +277,14 @@ func readDeadLetters(ctx context.Context, o options, topic string, offset int64)
 
 // dlq lists or replays the dead letters of a topic.
 func dlq(ctx context.Context, o options, args []string, out io.Writer) error {
-	const use = "usage: kgrpc dlq list TOPIC | kgrpc dlq replay TOPIC [--offset N]"
+	const use = "usage: kgrpc dlq list TOPIC [--partition P] | kgrpc dlq replay TOPIC [--partition P [--offset N]]"
 	if len(args) < 2 || strings.HasPrefix(args[1], "-") {
 		return usagef(use)
 	}
 	fs := flag.NewFlagSet("dlq", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	offset := fs.Int64("offset", -1, "replay only the dead letter at this offset")
+	offset := fs.Int64("offset", -1, "replay only the dead letter at this offset (of --partition)")
+	partition := fs.Int("partition", -1, "only this partition of the dead-letter topic")
 	if err := fs.Parse(args[2:]); err != nil || fs.NArg() != 0 {
 		return usagef(use)
 	}
@@ -262,10 +294,7 @@ func dlq(ctx context.Context, o options, args []string, out io.Writer) error {
 		if *offset >= 0 {
 			return usagef(use)
 		}
-		dls, err := readDeadLetters(ctx, o, topic, -1)
-		if err != nil {
-			return err
-		}
+		dls, err := readDeadLetters(ctx, o, topic, int32(*partition), -1)
 		for _, d := range dls {
 			b, err := json.Marshal(letterLine(d))
 			if err != nil {
@@ -273,9 +302,9 @@ func dlq(ctx context.Context, o options, args []string, out io.Writer) error {
 			}
 			fmt.Fprintf(out, "%s\n", b)
 		}
-		return nil
+		return err // what was read is printed either way
 	case "replay":
-		dls, err := readDeadLetters(ctx, o, topic, *offset)
+		dls, err := readDeadLetters(ctx, o, topic, int32(*partition), *offset)
 		if err != nil {
 			return err
 		}
@@ -285,8 +314,11 @@ func dlq(ctx context.Context, o options, args []string, out io.Writer) error {
 }
 
 // replay produces each dead letter to its source topic again, as it was:
-// key, value and headers, without the dlq- headers. Stubs (records too
-// large to copy whole) cannot be replayed.
+// key, value and headers, without the dlq- headers. Every consumer group
+// of the source topic sees it again, not only the one that dead-lettered
+// it. Stubs (records too large to copy whole) cannot be replayed. An
+// interrupt stops it producing more; a record not acknowledged in time is
+// reported as unknown: it may still land.
 func replay(ctx context.Context, o options, dls []deadLetter, out io.Writer) error {
 	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": o.brokers, "enable.idempotence": true, "log_level": 0})
 	if err != nil {
@@ -294,9 +326,14 @@ func replay(ctx context.Context, o options, dls []deadLetter, out io.Writer) err
 	}
 	defer p.Close()
 	var errs []error
-	replayed := 0
+	done := make(chan kafka.Event, len(dls))
+	sent := map[int64]deadLetter{} // by the dead letter's offset, within one partition or one record
 	for _, d := range dls {
 		off := int64(d.msg.TopicPartition.Offset)
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("interrupted: %d not replayed", len(dls)-len(sent)-len(errs)))
+			break
+		}
 		if d.stub || d.source == "" {
 			errs = append(errs, fmt.Errorf("offset %d: a stub without its record (or no dlq-topic header): nothing to replay", off))
 			continue
@@ -308,27 +345,37 @@ func replay(ctx context.Context, o options, dls []deadLetter, out io.Writer) err
 			}
 		}
 		src := d.source
-		done := make(chan kafka.Event, 1)
-		err := p.Produce(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &src, Partition: kafka.PartitionAny},
-			Key: d.msg.Key, Value: d.msg.Value, Headers: hs}, done)
-		if err == nil {
-			select {
-			case ev := <-done:
-				if m, ok := ev.(*kafka.Message); ok {
-					err = m.TopicPartition.Error
-				}
-			case <-ctx.Done():
-				err = ctx.Err()
-			case <-time.After(o.timeout):
-				err = errors.New("not acknowledged in time")
-			}
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("offset %d: %w", off, err))
+		m := &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &src, Partition: kafka.PartitionAny},
+			Key: d.msg.Key, Value: d.msg.Value, Headers: hs, Opaque: d}
+		if err := p.Produce(m, done); err != nil {
+			errs = append(errs, fmt.Errorf("partition %d offset %d: %w", d.msg.TopicPartition.Partition, off, err))
 			continue
 		}
-		replayed++
-		fmt.Fprintf(out, "replayed offset %d to %s\n", off, src)
+		sent[int64(d.msg.TopicPartition.Partition)<<48|off] = d
+	}
+	p.Flush(int(o.timeout.Milliseconds()))
+	replayed := 0
+	for len(sent) > 0 {
+		select {
+		case ev := <-done:
+			m, ok := ev.(*kafka.Message)
+			if !ok {
+				continue
+			}
+			d := m.Opaque.(deadLetter)
+			delete(sent, int64(d.msg.TopicPartition.Partition)<<48|int64(d.msg.TopicPartition.Offset))
+			if err := m.TopicPartition.Error; err != nil {
+				errs = append(errs, fmt.Errorf("partition %d offset %d: %w", d.msg.TopicPartition.Partition, d.msg.TopicPartition.Offset, err))
+				continue
+			}
+			replayed++
+			fmt.Fprintf(out, "replayed partition %d offset %d to %s\n", d.msg.TopicPartition.Partition, d.msg.TopicPartition.Offset, d.source)
+		case <-time.After(time.Second): // Flush has returned: reports are queued by now
+			for _, d := range sent {
+				errs = append(errs, fmt.Errorf("partition %d offset %d: not acknowledged in %v: it may still land", d.msg.TopicPartition.Partition, d.msg.TopicPartition.Offset, o.timeout))
+			}
+			sent = nil
+		}
 	}
 	if len(dls) == 0 {
 		fmt.Fprintln(out, "no dead letters")
