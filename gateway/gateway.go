@@ -170,6 +170,9 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 	root.HandleFunc("GET /healthz", healthz)
 	root.HandleFunc("GET /readyz", g.readyz)
 	root.Handle("GET /openapi.json", serveOpenAPI(cfg.OpenAPI))
+	docsPage, docsAssets := serveDocs()
+	root.Handle("GET /docs", docsPage)
+	root.Handle("GET /docs/", docsAssets)
 	root.Handle("GET /.well-known/jwks.json", serveJWKS(cfg.Verifier))
 	// The API's middlewares, outermost first.
 	root.Handle("/", chain(mux,

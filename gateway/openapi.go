@@ -1,7 +1,8 @@
 package gateway
 
 import (
-	_ "embed"
+	"embed"
+	"io/fs"
 	"net/http"
 )
 
@@ -17,4 +18,38 @@ func serveOpenAPI(doc []byte) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(doc)
 	})
+}
+
+// docsFS holds the API reference page: index.html and init.js, ours, and
+// Swagger UI's files, vendored (docs/swagger-ui/README.md).
+//
+//go:embed docs
+var docsFS embed.FS
+
+// serveDocs serves GET /docs, the API reference rendered from
+// /openapi.json, and its assets under /docs/; nothing comes from another
+// host.
+func serveDocs() (page, assets http.Handler) {
+	sub, err := fs.Sub(docsFS, "docs")
+	if err != nil {
+		panic(err) // the embedded tree has docs/
+	}
+	index, err := fs.ReadFile(sub, "index.html")
+	if err != nil {
+		panic(err)
+	}
+	page = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(index)
+	})
+	files := http.StripPrefix("/docs/", http.FileServerFS(sub))
+	assets = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/docs/" || r.URL.Path == "/docs/index.html" {
+			http.Redirect(w, r, "/docs", http.StatusMovedPermanently)
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		files.ServeHTTP(w, r)
+	})
+	return page, assets
 }

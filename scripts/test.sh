@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test, as `make test` (the README's test command) and CI run it:
 #
-#   0. PostgreSQL, when scripts/postgres.sh exists: `scripts/postgres.sh start`
+#   0. Chromium (scripts/chromium.sh installs Debian's when missing) for the
+#      browser test of GET /docs; PostgreSQL, when scripts/postgres.sh exists: `scripts/postgres.sh start`
 #      prints a DSN, exported as TEST_POSTGRES_DSN for every pass (a
 #      TEST_POSTGRES_DSN already in the environment is used as it is);
 #   1. go test -race ./... with the in-process kfake broker, in each Go
@@ -149,6 +150,18 @@ elif [[ -f scripts/postgres.sh ]]; then
 		started_pg=true # stop whatever it may have left half-started
 		status_pg="NOT RUN: scripts/postgres.sh start failed (see above); the PostgreSQL tests were skipped"
 		say "WARNING: scripts/postgres.sh start failed; the PostgreSQL tests will skip"
+	fi
+fi
+
+# ---- Chromium, for the browser test of GET /docs (cmd/platform TestDocsPage)
+if ! command -v chromium >/dev/null; then
+	banner "Chromium: scripts/chromium.sh install"
+	if ! bash scripts/chromium.sh install; then
+		if [[ "$CI" == true ]]; then
+			say "ERROR: Chromium could not be installed; CI needs it for TestDocsPage"
+			exit 1
+		fi
+		say "WARNING: no Chromium: TestDocsPage will fail (install Debian's chromium)"
 	fi
 fi
 
