@@ -1,0 +1,160 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// schemaDoc is what the limits test reads of /openapi.json: each
+// definition's required fields and the limits of its properties.
+type schemaDoc struct {
+	Definitions map[string]struct {
+		Required   []string `json:"required"`
+		Properties map[string]struct {
+			MaxLength *int     `json:"maxLength"`
+			MinLength *int     `json:"minLength"`
+			Maximum   *float64 `json:"maximum"`
+			Minimum   *float64 `json:"minimum"`
+			MaxItems  *int     `json:"maxItems"`
+			MinItems  *int     `json:"minItems"`
+		} `json:"properties"`
+	} `json:"definitions"`
+}
+
+// The required fields and limits /openapi.json states are the ones the API
+// enforces: a body without a required field, or one past a limit, answers
+// 400 INVALID_ARGUMENT, and a value at the limit is accepted. Each case
+// starts from a valid body and changes one field, with the limit read from
+// the served document.
+func TestOpenAPILimitsHold(t *testing.T) {
+	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true })
+	_, raw, _ := s.call("GET", "/openapi.json", "", nil, nil)
+	var doc schemaDoc
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	admin := s.adminToken()
+	_, user := s.register("limits@example.com")
+	pid := s.product(admin, "LIMITS-1", 100, 1000)
+	n := 0
+	unique := func() string { n++; return fmt.Sprint(n) }
+
+	type route struct {
+		method, path, token, def string
+		body                     func() map[string]any // a valid body
+	}
+	routes := []route{
+		{"POST", "/v1/users", "", "CreateUserRequest", func() map[string]any {
+			return map[string]any{"email": "u" + unique() + "@example.com", "password": "correct-horse", "displayName": "U"}
+		}},
+		{"POST", "/v1/products", admin, "CreateProductRequest", func() map[string]any {
+			return map[string]any{"sku": "SKU-" + unique(), "name": "N", "description": "D", "category": "C", "priceCents": "100", "stock": "1"}
+		}},
+		{"PATCH", "/v1/products/" + pid, admin, "UpdateProductBody", func() map[string]any {
+			return map[string]any{"name": "N", "description": "D", "category": "C", "priceCents": "100"}
+		}},
+		{"POST", "/v1/products/" + pid + ":adjustStock", admin, "AdjustStockBody", func() map[string]any {
+			return map[string]any{"delta": "1"}
+		}},
+		{"POST", "/v1/orders", user, "CreateOrderRequest", func() map[string]any {
+			return map[string]any{"items": []any{map[string]any{"productId": pid, "quantity": 1}}}
+		}},
+		{"PATCH", "/v1/users/me", user, "UpdateUserBody", func() map[string]any {
+			return map[string]any{"displayName": "U"}
+		}},
+	}
+	// The body schemas name the request message; the test covers each
+	// limit the document states on them.
+	checked := 0
+	send := func(r route, body map[string]any) (int, string) {
+		t.Helper()
+		code, raw, _ := s.call(r.method, r.path, r.token, nil, body)
+		return code, string(raw)
+	}
+	expect := func(r route, what string, body map[string]any, bad bool) {
+		t.Helper()
+		code, raw := send(r, body)
+		if bad && (code != http.StatusBadRequest || !strings.Contains(raw, "INVALID_ARGUMENT")) {
+			t.Errorf("%s %s with %s: %d %s, want 400 INVALID_ARGUMENT as the document says", r.method, r.path, what, code, raw)
+		}
+		if !bad && code == http.StatusBadRequest {
+			t.Errorf("%s %s with %s: 400 %s, but the document allows it", r.method, r.path, what, raw)
+		}
+		checked++
+	}
+	for _, r := range routes {
+		def, ok := doc.Definitions[r.def]
+		if !ok {
+			t.Fatalf("no definition %s", r.def)
+		}
+		if code, raw := send(r, r.body()); code >= 400 {
+			t.Fatalf("%s %s with a valid body: %d %s", r.method, r.path, code, raw)
+		}
+		for _, f := range def.Required {
+			b := r.body()
+			delete(b, f)
+			expect(r, "no "+f, b, true)
+		}
+		for name, p := range def.Properties {
+			with := func(v any) map[string]any { b := maps.Clone(r.body()); b[name] = v; return b }
+			text := func(n int) string {
+				if name == "sku" {
+					return "S" + strings.Repeat("K", n-1)
+				}
+				return strings.Repeat("a", n)
+			}
+			// An email at the limit would need a valid address that long,
+			// and a new password at the limit would revoke the test's token.
+			if p.MaxLength != nil && name != "email" && !(name == "password" && r.method == "PATCH") {
+				expect(r, fmt.Sprintf("%s of %d characters", name, *p.MaxLength), with(text(*p.MaxLength)), false)
+			}
+			if p.MaxLength != nil {
+				expect(r, fmt.Sprintf("%s of %d characters", name, *p.MaxLength+1), with(text(*p.MaxLength+1)), true)
+			}
+			if p.MinLength != nil && *p.MinLength > 0 {
+				expect(r, fmt.Sprintf("%s of %d characters", name, *p.MinLength-1), with(text(*p.MinLength-1)), true)
+			}
+			if p.Maximum != nil {
+				expect(r, fmt.Sprintf("%s %v", name, int64(*p.Maximum)+1), with(fmt.Sprint(int64(*p.Maximum)+1)), true)
+			}
+			if p.Minimum != nil {
+				expect(r, fmt.Sprintf("%s %v", name, int64(*p.Minimum)-1), with(fmt.Sprint(int64(*p.Minimum)-1)), true)
+			}
+			if p.MaxItems != nil || p.MinItems != nil {
+				items := func(k int) []any {
+					out := make([]any, k)
+					for i := range out {
+						out[i] = map[string]any{"productId": fmt.Sprint("p_", i), "quantity": 1}
+					}
+					return out
+				}
+				if p.MaxItems != nil {
+					expect(r, fmt.Sprintf("%d %s", *p.MaxItems+1, name), with(items(*p.MaxItems+1)), true)
+				}
+				if p.MinItems != nil && *p.MinItems > 0 {
+					expect(r, fmt.Sprintf("%d %s", *p.MinItems-1, name), with(items(*p.MinItems-1)), true)
+				}
+			}
+		}
+	}
+	// An order item's limits, inside a CreateOrderRequest.
+	item := doc.Definitions["CreateOrderItem"]
+	orders := routes[4]
+	for _, f := range item.Required {
+		it := map[string]any{"productId": pid, "quantity": 1}
+		delete(it, f)
+		expect(orders, "an item without "+f, map[string]any{"items": []any{it}}, true)
+	}
+	if q := item.Properties["quantity"]; q.Maximum != nil && q.Minimum != nil {
+		expect(orders, "an item of quantity above the maximum", map[string]any{"items": []any{map[string]any{"productId": pid, "quantity": int(*q.Maximum) + 1}}}, true)
+		expect(orders, "an item of quantity below the minimum", map[string]any{"items": []any{map[string]any{"productId": pid, "quantity": int(*q.Minimum) - 1}}}, true)
+	}
+	if checked < 30 {
+		t.Fatalf("checked %d limits: the document states fewer than expected", checked)
+	}
+	t.Logf("checked %d required fields and limits against the API", checked)
+}
