@@ -1,5 +1,5 @@
 // Package k8s_test renders the Kubernetes manifests of deploy/k8s with
-// kustomize's own library (what `kustomize build` runs) and checks every
+// `kustomize build` (the CLI, and its library, which must agree) and checks every
 // object against the Kubernetes API types of k8s.io/api, strictly (an
 // unknown or mistyped field fails), and against what the shop needs.
 package k8s_test
@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -88,6 +89,7 @@ func build(t *testing.T, overlay string) []object {
 		t.Fatalf("kustomize build overlays/%s: %v", overlay, err)
 	}
 	var objs []object
+	cli := kustomizeCLI(t, od)
 	for _, r := range res.Resources() {
 		b, err := r.AsYAML()
 		if err != nil {
@@ -95,7 +97,49 @@ func build(t *testing.T, overlay string) []object {
 		}
 		objs = append(objs, object{kind: r.GetKind(), name: r.GetName(), body: b})
 	}
+	if got := names(objs); !slices.Equal(got, cli) {
+		t.Fatalf("kustomize build (the CLI) rendered %v, kustomize's library %v", cli, got)
+	}
 	return objs
+}
+
+// names returns "Kind/name" of each object, sorted.
+func names(objs []object) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.kind+"/"+o.name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// kustomizeCLI renders dir with `kustomize build`, the CLI of the Go
+// module sigs.k8s.io/kustomize/kustomize/v5 pinned as a tool of this
+// module, and returns "Kind/name" of each object, sorted.
+func kustomizeCLI(t *testing.T, dir string) []string {
+	t.Helper()
+	cmd := exec.Command("go", "tool", "kustomize", "build", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v\n%s", dir, err, stderr.String())
+	}
+	var got []string
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		var m struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+			t.Fatalf("kustomize build printed a document that is not YAML: %v", err)
+		}
+		got = append(got, m.Kind+"/"+m.Metadata.Name)
+	}
+	slices.Sort(got)
+	return got
 }
 
 // strict decodes an object's YAML into v, refusing unknown fields.
