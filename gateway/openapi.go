@@ -42,14 +42,43 @@ func serveDocs() (page, assets http.Handler) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(index)
 	})
-	files := http.StripPrefix("/docs/", http.FileServerFS(sub))
+	files := http.StripPrefix("/docs/", http.FileServerFS(filesOnly{sub}))
 	assets = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/docs/" || r.URL.Path == "/docs/index.html" {
 			http.Redirect(w, r, "/docs", http.StatusMovedPermanently)
 			return
 		}
-		w.Header().Set("Cache-Control", "public, max-age=3600")
-		files.ServeHTTP(w, r)
+		files.ServeHTTP(&cacheOnOK{ResponseWriter: w}, r)
 	})
 	return page, assets
+}
+
+// filesOnly is an fs.FS whose directories do not open, so that the file
+// server lists none: only the files themselves are served.
+type filesOnly struct{ fs.FS }
+
+// Open implements fs.FS.
+func (f filesOnly) Open(name string) (fs.File, error) {
+	file, err := f.FS.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := file.Stat(); err != nil || st.IsDir() {
+		_ = file.Close()
+		return nil, fs.ErrNotExist
+	}
+	return file, nil
+}
+
+// cacheOnOK lets caches keep an asset for an hour, when it was found.
+type cacheOnOK struct {
+	http.ResponseWriter
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (c *cacheOnOK) WriteHeader(code int) {
+	if code == http.StatusOK {
+		c.Header().Set("Cache-Control", "public, max-age=3600")
+	}
+	c.ResponseWriter.WriteHeader(code)
 }

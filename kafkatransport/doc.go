@@ -225,7 +225,8 @@
 // once the application has read half a window of messages or of bytes
 // (WithStreamWindow, DefaultStreamWindow = 4096; WithStreamWindowBytes,
 // DefaultStreamWindowBytes = 1 MiB). A slow reader therefore buffers one
-// window of messages, and one window of bytes plus one message, at most;
+// window of messages, and (from a peer that keeps to byte credit) one
+// window of bytes plus one message, at most;
 // a peer that sends past its credit, or more than window+8 frames ahead of
 // the reader, ends the stream with ResourceExhausted. Byte credit binds a
 // peer that announced a byte window of its own (the client's window_bytes

@@ -335,7 +335,9 @@ func WithStreamWindow(n int) StreamOption {
 // WithStreamWindowBytes sets how many bytes of messages of a stream the
 // client or the server accepts from its peer before it grants more credit;
 // a reader buffers at most that many bytes plus one message per stream
-// (a message larger than the window still passes, alone). 0 counts no
+// (a message larger than the window still passes, alone) from a peer that
+// announced a byte window of its own; a peer that did not (an older
+// version, or one with 0 here) is held to WithStreamWindow only. 0 counts no
 // bytes, leaving WithStreamWindow as the only bound. Default:
 // DefaultStreamWindowBytes. Client and server.
 func WithStreamWindowBytes(n int) StreamOption {

@@ -21,7 +21,8 @@ const (
 	// of a stream accepts from the other before it grants more credit
 	// (WithStreamWindowBytes). With DefaultStreamWindow it bounds what a
 	// slow reader buffers per stream: 4096 messages, and 1 MiB plus one
-	// message. A credit round trip takes milliseconds on Kafka (a CREDIT
+	// message from a peer that announced a byte window of its own (one
+	// that did not, such as an older version, is held to messages only). A credit round trip takes milliseconds on Kafka (a CREDIT
 	// record produced with acks=all, then fetched), so a stream moves about
 	// half a window per round trip: smaller windows cap one stream's rate.
 	DefaultStreamWindowBytes = 1 << 20

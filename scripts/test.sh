@@ -52,6 +52,7 @@ status_kfake="NOT RUN"
 status_real="NOT RUN"
 status_faults="NOT RUN"
 status_secure="NOT RUN"
+status_chromium="NOT CHECKED"
 figures=()
 status_pg="NOT RUN (no scripts/postgres.sh, no TEST_POSTGRES_DSN)"
 failed=0
@@ -108,6 +109,7 @@ finish() {
 	fi
 	echo "secure channels (internal/securetest):   $status_secure"
 	echo "PostgreSQL (TEST_POSTGRES_DSN):          $status_pg"
+	echo "Chromium (TestDocsPage):                 $status_chromium"
 	if ((failed)); then
 		echo "RESULT: FAILED"
 	else
@@ -153,16 +155,20 @@ elif [[ -f scripts/postgres.sh ]]; then
 	fi
 fi
 
-# ---- Chromium, for the browser test of GET /docs (cmd/platform TestDocsPage)
+# ---- Chromium, for the browser test of GET /docs (cmd/platform TestDocsPage,
+# which finds it in CHROMIUM).
 if ! command -v chromium >/dev/null; then
 	banner "Chromium: scripts/chromium.sh install"
-	if ! bash scripts/chromium.sh install; then
-		if [[ "$CI" == true ]]; then
-			say "ERROR: Chromium could not be installed; CI needs it for TestDocsPage"
-			exit 1
-		fi
-		say "WARNING: no Chromium: TestDocsPage will fail (install Debian's chromium)"
-	fi
+fi
+if chromium_path="$(bash scripts/chromium.sh install)"; then
+	export CHROMIUM="$chromium_path"
+	status_chromium="$chromium_path ($("$chromium_path" --version 2>/dev/null || echo 'version unknown'))"
+elif [[ "$CI" == true ]]; then
+	say "ERROR: Chromium could not be installed; CI needs it for TestDocsPage"
+	exit 1
+else
+	status_chromium="NOT AVAILABLE: TestDocsPage skipped (install Debian's chromium, or run as root)"
+	say "WARNING: no Chromium: TestDocsPage will skip"
 fi
 
 # ---- pass 1: kfake

@@ -15,19 +15,24 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// chromium returns the Chromium to drive: $CHROMIUM, or Debian's
-// /usr/bin/chromium, which scripts/test.sh installs when it is missing.
+// chromium returns the Chromium to drive: $CHROMIUM (scripts/test.sh sets
+// it, installing Debian's chromium when it is missing), or chromium on the
+// PATH. Without one the test fails in CI and skips elsewhere, and
+// scripts/test.sh's summary says so.
 func chromium(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{os.Getenv("CHROMIUM"), "/usr/bin/chromium"} {
+	for _, p := range []string{os.Getenv("CHROMIUM"), "chromium", "/usr/bin/chromium"} {
 		if p == "" {
 			continue
 		}
-		if _, err := exec.LookPath(p); err == nil {
-			return p
+		if path, err := exec.LookPath(p); err == nil {
+			return path
 		}
 	}
-	t.Fatal("no Chromium: install Debian's chromium (scripts/test.sh does, for make test) or set CHROMIUM")
+	if os.Getenv("CI") == "true" {
+		t.Fatal("no Chromium: CI installs Debian's chromium (scripts/chromium.sh)")
+	}
+	t.Skip("no Chromium: install Debian's chromium (scripts/chromium.sh, as root) or set CHROMIUM")
 	return ""
 }
 

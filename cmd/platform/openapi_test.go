@@ -110,6 +110,14 @@ func TestOpenAPIDescribesTheAPI(t *testing.T) {
 		}
 	}
 
+	// The docs page is served, its asset directories are not listed.
+	if code, raw, _ := s.call("GET", "/docs", "", nil, nil); code != 200 || !strings.Contains(string(raw), "swagger-ui-bundle.js") {
+		t.Errorf("GET /docs = %d %.100s", code, raw)
+	}
+	if code, raw, _ := s.call("GET", "/docs/swagger-ui/", "", nil, nil); code != http.StatusNotFound {
+		t.Errorf("GET /docs/swagger-ui/ = %d %.200s, want 404: no directory listing", code, raw)
+	}
+
 	// An error body is the Error schema: code a string, message, details.
 	errDef := doc.Definitions["Error"].Properties
 	if errDef["code"].Type != "string" || errDef["message"].Type != "string" || errDef["details"].Type != "array" {

@@ -60,7 +60,8 @@ type object struct {
 // build renders overlay as `kustomize build` does, after making what the
 // overlay's comments tell an operator to make: the units' key files (here
 // placeholders: kgrpc-keys makes the real ones, and rendering only copies
-// them into Secrets), and for production db.env from its example.
+// them into Secrets), and for production the .env files from their
+// examples.
 func build(t *testing.T, overlay string) []object {
 	t.Helper()
 	dir := t.TempDir()
@@ -78,8 +79,16 @@ func build(t *testing.T, overlay string) []object {
 			t.Fatal(err)
 		}
 	}
-	if ex, err := os.ReadFile(filepath.Join(od, "db.env.example")); err == nil {
-		if err := os.WriteFile(filepath.Join(od, "db.env"), ex, 0o600); err != nil {
+	examples, err := filepath.Glob(filepath.Join(od, "*.env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ex := range examples { // db.env, kafka-credentials.env, admin.env
+		b, err := os.ReadFile(ex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(strings.TrimSuffix(ex, ".example"), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -199,6 +200,9 @@ func readDeadLetters(ctx context.Context, o options, topic string, partition int
 		}
 		partition = tps[0].Partition
 	}
+	if partition >= 0 && !slices.ContainsFunc(tps, func(tp kafka.TopicPartition) bool { return tp.Partition == partition }) {
+		return nil, fmt.Errorf("%s has no partition %d (it has %d)", topic, partition, len(tps))
+	}
 	left := map[int32]int64{}
 	for i := range tps {
 		if partition >= 0 && tps[i].Partition != partition {
@@ -262,6 +266,10 @@ func readDeadLetters(ctx context.Context, o options, topic string, partition int
 		end, ok := left[p]
 		if !ok || off >= end {
 			continue
+		}
+		if offset >= 0 && off != offset {
+			// The record at offset is gone (retention), or was never there.
+			return nil, fmt.Errorf("%s has no record at offset %d of partition %d (the next is at %d)", topic, offset, p, off)
 		}
 		if offset < 0 || off == offset {
 			src, _ := headerValue(m.Headers, "dlq-topic")
@@ -353,7 +361,16 @@ func replay(ctx context.Context, o options, dls []deadLetter, out io.Writer) err
 		}
 		sent[int64(d.msg.TopicPartition.Partition)<<48|off] = d
 	}
-	p.Flush(int(o.timeout.Milliseconds()))
+	// Wait for the acknowledgements, for --timeout at most; an interrupt
+	// purges what has not gone yet, whose reports then say so.
+	for wait := time.Now().Add(o.timeout); p.Len() > 0 && time.Now().Before(wait); {
+		if ctx.Err() != nil {
+			_ = p.Purge(kafka.PurgeQueue)
+			errs = append(errs, errors.New("interrupted: records not yet sent were not replayed"))
+			break
+		}
+		p.Flush(100)
+	}
 	replayed := 0
 	for len(sent) > 0 {
 		select {
