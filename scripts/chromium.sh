@@ -18,7 +18,7 @@ install)
 	started=$SECONDS
 	log="$(mktemp)"
 	export DEBIAN_FRONTEND=noninteractive
-	if ! { apt-get update -q && apt-get install -y -q --no-install-recommends chromium; } >"$log" 2>&1; then
+	if ! { apt-get update -q && apt-get install -y -q --no-install-recommends chromium fonts-liberation; } >"$log" 2>&1; then
 		tail -30 "$log" >&2
 		die "apt-get install chromium failed"
 	fi
