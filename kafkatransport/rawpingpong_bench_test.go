@@ -6,7 +6,7 @@ package kafkatransport_test
 // no offset tracking. Whatever BenchmarkTransport adds on top of these
 // numbers is the transport's cost.
 //
-//	go test ./kafkatransport -run '^$' -bench RawPingPong -benchtime 3s
+//	go -C kafkatransport test . -run '^$' -bench RawPingPong -benchtime 3s
 //
 // The broker is kfake in-process unless KAFKA_BROKERS names a real cluster.
 // RAW_PINGPONG_CONFIG overrides librdkafka properties of every client for

@@ -7,7 +7,7 @@ package kafkatransport_test
 // one-partition topic and consumed by an assigned consumer, with 1 and 64
 // producing goroutines.
 //
-//	go test ./kafkatransport -run '^$' -bench 'ServerStream|RawStream' -benchtime 20000x
+//	go -C kafkatransport test . -run '^$' -bench 'ServerStream|RawStream' -benchtime 100000x
 //
 // The broker is kfake in-process unless KAFKA_BROKERS names a real cluster.
 // STREAM_WINDOW and STREAM_WINDOW_BYTES set WithStreamWindow and
