@@ -29,14 +29,14 @@ func EventSpecOf(mt protoreflect.MessageType) (EventSpec[proto.Message], error) 
 	if opts == nil {
 		return EventSpec[proto.Message]{}, fmt.Errorf("%w: %s", ErrNotEvent, md.FullName())
 	}
-	path, err := eventKeyPath(md, opts.GetKey())
+	path, err := keyPath(md, opts.GetKey())
 	if err != nil {
 		return EventSpec[proto.Message]{}, fmt.Errorf("kafkatransport: event %s: key %q: %w", md.FullName(), opts.GetKey(), err)
 	}
 	return EventSpec[proto.Message]{
 		Name:  string(md.FullName()),
 		Topic: opts.GetTopic(),
-		Key:   func(ev proto.Message) []byte { return eventKey(ev.ProtoReflect(), path) },
+		Key:   func(ev proto.Message) []byte { return keyAt(ev.ProtoReflect(), path) },
 		New:   func() proto.Message { return mt.New().Interface() },
 	}, nil
 }
@@ -62,7 +62,7 @@ func PublishEvent(ctx context.Context, p *Publisher, ev proto.Message) error {
 
 // eventKeyPath resolves a key option, a field name or a dotted path through
 // singular message fields, to the fields it walks.
-func eventKeyPath(md protoreflect.MessageDescriptor, key string) ([]protoreflect.FieldDescriptor, error) {
+func keyPath(md protoreflect.MessageDescriptor, key string) ([]protoreflect.FieldDescriptor, error) {
 	if key == "" {
 		return nil, errors.New("the event option needs a key field")
 	}
@@ -91,7 +91,7 @@ func eventKeyPath(md protoreflect.MessageDescriptor, key string) ([]protoreflect
 // key functions do: strings and bytes as they are (an empty string is no
 // key; unset bytes are none, set but empty bytes an empty key), integers
 // and enum numbers in decimal, bools as "true" or "false".
-func eventKey(m protoreflect.Message, path []protoreflect.FieldDescriptor) []byte {
+func keyAt(m protoreflect.Message, path []protoreflect.FieldDescriptor) []byte {
 	for _, fd := range path[:len(path)-1] {
 		m = m.Get(fd).Message()
 	}
@@ -116,4 +116,23 @@ func eventKey(m protoreflect.Message, path []protoreflect.FieldDescriptor) []byt
 	default: // signed integers
 		return strconv.AppendInt(nil, v.Int(), 10)
 	}
+}
+
+// KeyFuncOf returns the KeyFunc of requests of type md keyed by the field,
+// or dotted path, key (a method's (kgrpc.kafka.v1.kafka_method).partition_key),
+// computing keys as the functions protoc-gen-go-kafka generates do. It is
+// for code that has descriptors but no generated code, such as a dynamic
+// client (cmd/kgrpc). A path that cannot be a key is an error.
+func KeyFuncOf(md protoreflect.MessageDescriptor, key string) (KeyFunc, error) {
+	path, err := keyPath(md, key)
+	if err != nil {
+		return nil, err
+	}
+	return func(req any) []byte {
+		pm, ok := req.(proto.Message)
+		if !ok || pm.ProtoReflect().Descriptor().FullName() != md.FullName() {
+			return nil
+		}
+		return keyAt(pm.ProtoReflect(), path)
+	}, nil
 }

@@ -178,3 +178,29 @@ func TestEventSpecOfMatchesGenerated(t *testing.T) {
 		t.Fatalf("New() = %T, want *Pinged", spec.New())
 	}
 }
+
+// KeyFuncOf computes a method's partition key from descriptors alone as the
+// generated key function does, for generated and dynamic messages alike.
+func TestKeyFuncOf(t *testing.T) {
+	md := (&testingv1.EchoRequest{}).ProtoReflect().Descriptor()
+	key, err := kafkatransport.KeyFuncOf(md, "key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	generated := testingv1.EchoServiceKafkaSpec.Keys[testingv1.EchoService_Echo_FullMethodName]
+	req := &testingv1.EchoRequest{Key: "k-1", Message: "m"}
+	if got, want := string(key(req)), string(generated(req)); got != want || got != "k-1" {
+		t.Fatalf("KeyFuncOf = %q, generated %q", got, want)
+	}
+	dyn := dynamicpb.NewMessage(md)
+	dyn.Set(md.Fields().ByName("key"), protoreflect.ValueOfString("k-2"))
+	if got := string(key(dyn)); got != "k-2" {
+		t.Fatalf("KeyFuncOf of a dynamic message = %q", got)
+	}
+	if key(&testingv1.EchoRequest{}) != nil || key(&testingv1.FailRequest{}) != nil {
+		t.Fatal("an empty key or another message type gave a key")
+	}
+	if _, err := kafkatransport.KeyFuncOf(md, "nope"); err == nil {
+		t.Fatal("a path with no such field was accepted")
+	}
+}

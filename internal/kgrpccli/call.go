@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -103,7 +102,10 @@ func call(ctx context.Context, o options, args []string, out io.Writer) error {
 		}
 		defer conn.Close()
 	}
-	spec := serviceSpec(sd)
+	spec, err := serviceSpec(sd)
+	if err != nil {
+		return err
+	}
 	cc := conn.Service(spec)
 	ctx = metadata.NewOutgoingContext(ctx, md)
 	method := fmt.Sprintf("/%s/%s", sd.FullName(), m.Name())
@@ -166,8 +168,9 @@ func statusError(err error) error {
 }
 
 // serviceSpec is the kafkatransport spec of sd from its Kafka options: its
-// request topic, and the record key of each method with a partition_key.
-func serviceSpec(sd protoreflect.ServiceDescriptor) kafkatransport.ServiceSpec {
+// request topic, and the record key of each method with a partition_key,
+// computed as the generated clients compute it (kafkatransport.KeyFuncOf).
+func serviceSpec(sd protoreflect.ServiceDescriptor) (kafkatransport.ServiceSpec, error) {
 	spec := kafkatransport.ServiceSpec{Name: string(sd.FullName()), Keys: map[string]kafkatransport.KeyFunc{}}
 	if opts, ok := proto.GetExtension(sd.Options(), kafkav1.E_Kafka).(*kafkav1.ServiceKafkaOptions); ok {
 		spec.Topic = opts.GetTopic()
@@ -178,53 +181,11 @@ func serviceSpec(sd protoreflect.ServiceDescriptor) kafkatransport.ServiceSpec {
 		if !ok || opts.GetPartitionKey() == "" {
 			continue
 		}
-		path := strings.Split(opts.GetPartitionKey(), ".")
-		spec.Keys[fmt.Sprintf("/%s/%s", sd.FullName(), m.Name())] = func(req any) []byte {
-			pm, ok := req.(proto.Message)
-			if !ok {
-				return nil
-			}
-			return keyOf(pm.ProtoReflect(), path)
+		key, err := kafkatransport.KeyFuncOf(m.Input(), opts.GetPartitionKey())
+		if err != nil {
+			return spec, fmt.Errorf("%s: partition_key: %w", m.FullName(), err)
 		}
+		spec.Keys[fmt.Sprintf("/%s/%s", sd.FullName(), m.Name())] = key
 	}
-	return spec
-}
-
-// keyOf returns the record key of msg at the field path, as the code
-// protoc-gen-go-kafka generates computes it: a string's bytes (nil when
-// empty), bytes as they are, numbers, enums and bools in decimal text.
-func keyOf(msg protoreflect.Message, path []string) []byte {
-	for i, name := range path {
-		f := msg.Descriptor().Fields().ByName(protoreflect.Name(name))
-		if f == nil {
-			return nil
-		}
-		v := msg.Get(f)
-		if i < len(path)-1 {
-			if f.Kind() != protoreflect.MessageKind {
-				return nil
-			}
-			msg = v.Message()
-			continue
-		}
-		switch f.Kind() {
-		case protoreflect.StringKind:
-			if s := v.String(); s != "" {
-				return []byte(s)
-			}
-			return nil
-		case protoreflect.BytesKind:
-			return v.Bytes()
-		case protoreflect.BoolKind:
-			return strconv.AppendBool(nil, v.Bool())
-		case protoreflect.EnumKind:
-			return strconv.AppendInt(nil, int64(v.Enum()), 10)
-		case protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-			return strconv.AppendUint(nil, v.Uint(), 10)
-		case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
-			protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
-			return strconv.AppendInt(nil, v.Int(), 10)
-		}
-	}
-	return nil
+	return spec, nil
 }
