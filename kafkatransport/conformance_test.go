@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -176,51 +175,17 @@ func (e *env) serve(impl testingv1.EchoServiceServer, extra ...kafkatransport.Se
 }
 
 // run runs srv until the test ends and returns a function that stops it
-// gracefully and waits for Serve to return.
+// gracefully and waits for Serve to return (kafkatest.Serve).
 func (e *env) run(srv *kafkatransport.Server) (stop func()) {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		cancel()
-		e.t.Fatalf("Serve: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		e.t.Fatal("server not ready after 30s")
-	}
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					e.t.Errorf("Serve returned %v", err)
-				}
-			case <-time.After(60 * time.Second):
-				var stacks bytes.Buffer
-				_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
-				e.t.Errorf("Serve did not return 60s after stop; goroutines:\n%s", stacks.String())
-			}
-		})
-	}
-	e.t.Cleanup(stop)
-	return stop
+	return kafkatest.Serve(e.t, srv)
 }
 
+// dial returns a client of the test's broker with the test's topic prefix
+// and extra, closed when the test ends (kafkatest.Dial).
 func (e *env) dial(extra ...kafkatransport.ClientOption) *kafkatransport.ClientConn {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cc, err := kafkatransport.Dial(ctx, e.brokers, append([]kafkatransport.ClientOption{e.common()}, extra...)...)
-	if err != nil {
-		e.t.Fatalf("Dial: %v", err)
-	}
-	e.t.Cleanup(func() { _ = cc.Close() })
-	return cc
+	return kafkatest.Dial(e.t, e.brokers, append([]kafkatransport.ClientOption{e.common()}, extra...)...)
 }
 
 // admin returns an admin client on the test's broker.

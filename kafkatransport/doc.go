@@ -250,10 +250,12 @@
 // producer ends it with ResourceExhausted; a stream method opened as a
 // unary call, a unary method opened as a stream, and an unknown method
 // end with Unimplemented; a refused caller with PermissionDenied. With a
-// Guard, client frames are sealed like requests (Guard.SealRequest with
-// the stream's method) and server frames like replies, and a frame that
-// opens as another unit's is ignored: a stream belongs to the unit that
-// opened it. Stream interceptors run as over HTTP/2
+// Guard, client frames are sealed like requests by Guard.SealStreamFrame
+// (with the stream's method, for the unit that serves it on the topic the
+// stream was opened on, since the inbox's topic names no unit) and opened
+// by Guard.OpenRequest, server frames are sealed like replies, and a frame
+// that opens as another unit's is ignored: a stream belongs to the unit
+// that opened it. Stream interceptors run as over HTTP/2
 // (WithStreamClientInterceptors, WithStreamServerInterceptors); stats
 // handlers and WithMetrics see unary calls only.
 //

@@ -1,7 +1,10 @@
 package kafkatest
 
 import (
+	"bytes"
 	"context"
+	"runtime/pprof"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,10 +14,13 @@ import (
 // Serve runs srv, with its services registered, until t has finished: it
 // returns once srv is ready (its request topics exist and its consumers
 // have joined), and stops it gracefully in t's cleanup, failing t if Serve
-// fails or has not returned a minute after the stop. Give srv and the
-// clients of the test the same kafkatransport.WithTopicPrefix(TopicPrefix(t)),
-// so that tests sharing a real cluster do not collide.
-func Serve(t testing.TB, srv *kafkatransport.Server) {
+// fails or has not returned a minute after the stop (with every
+// goroutine's stack, to show where it hangs). The function it returns
+// stops srv the same way sooner; calling it again does nothing. Give srv
+// and the clients of the test the same
+// kafkatransport.WithTopicPrefix(TopicPrefix(t)), so that tests sharing a
+// real cluster do not collide.
+func Serve(t testing.TB, srv *kafkatransport.Server) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -28,17 +34,24 @@ func Serve(t testing.TB, srv *kafkatransport.Server) {
 		cancel()
 		t.Fatal("kafkatest: server not ready after a minute")
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("kafkatest: Serve returned %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("kafkatest: Serve returned %v", err)
+				}
+			case <-time.After(time.Minute):
+				var stacks bytes.Buffer
+				_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+				t.Errorf("kafkatest: Serve did not return a minute after its stop; goroutines:\n%s", stacks.String())
 			}
-		case <-time.After(time.Minute):
-			t.Error("kafkatest: Serve did not return a minute after its stop")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // Dial returns a client of brokers, closed when t has finished. It fails t
