@@ -161,26 +161,17 @@ func (s *Service) CreateOrder(ctx context.Context, req *ordersv1.CreateOrderRequ
 	return &ordersv1.CreateOrderResponse{Order: toProto(o)}, nil
 }
 
-// parseItems checks the requested lines and merges lines of the same product
-// into the first one, keeping request order.
+// parseItems merges lines of the same product into the first one, keeping
+// request order, and checks the merged lines: at most MaxItems products,
+// each at most MaxQuantity units. The request's rules have checked each
+// line.
 func parseItems(in []*ordersv1.CreateOrderItem) ([]Item, error) {
-	if len(in) == 0 {
-		return nil, errors.New("items must not be empty")
-	}
 	var (
 		lines []Item
 		index = make(map[string]int, len(in))
 	)
-	for i, it := range in {
+	for _, it := range in {
 		id, q := it.GetProductId(), it.GetQuantity()
-		switch {
-		case id == "":
-			return nil, fmt.Errorf("items[%d].product_id is required", i)
-		case len(id) > MaxProductIDLen:
-			return nil, fmt.Errorf("items[%d].product_id is longer than %d bytes", i, MaxProductIDLen)
-		case q < 1 || q > MaxQuantity:
-			return nil, fmt.Errorf("items[%d].quantity must be between 1 and %d", i, MaxQuantity)
-		}
 		if j, ok := index[id]; ok {
 			lines[j].Quantity += q
 			if lines[j].Quantity > MaxQuantity {

@@ -78,7 +78,8 @@
 //   - ListUserOrders lists the caller's orders (user_id "me" or their id), or
 //     anyone's for admins; others get PermissionDenied. Orders come newest
 //     first, ordered by (create_time desc, id desc). page_size defaults to 20
-//     and is capped at 100; negative is InvalidArgument. page_token is
+//     and is capped at 100; negative is InvalidArgument (the request's
+//     buf.validate rules, like every field limit here). page_token is
 //     opaque: unpadded base64url of "<create_time unix microseconds>:<id>" of
 //     the last order of the previous page; a malformed one is
 //     InvalidArgument. total_size counts all the user's orders.

@@ -25,15 +25,17 @@ import (
 // (idempotency keys), errors.go (errors for the caller) and convert.go
 // (messages and statuses).
 
-// Limits of orders and of ListUserOrders pages.
+// Limits of orders and of ListUserOrders pages. Those of each request's
+// fields are its buf.validate rules, in proto/shop/orders/v1/orders.proto,
+// which the server's validation interceptor enforces before a handler runs;
+// these depend on more than one field.
 const (
 	// MaxItems is the most lines an order may have (after merging duplicate
 	// products).
 	MaxItems = 50
-	// MaxQuantity is the most units of one product an order may have.
+	// MaxQuantity is the most units of one product an order may have, all
+	// its lines together.
 	MaxQuantity = 1000
-	// MaxProductIDLen is the longest accepted product id, in bytes.
-	MaxProductIDLen = 128
 	// DefaultPageSize is the ListUserOrders page size when the request has
 	// none.
 	DefaultPageSize = 20
@@ -153,9 +155,6 @@ func (s *Service) GetOrder(ctx context.Context, req *ordersv1.GetOrderRequest) (
 		return nil, err
 	}
 	id := req.GetId()
-	if id == "" {
-		return nil, status.Error(codes.InvalidArgument, "id is required")
-	}
 	o, err := s.cfg.Repo.Get(ctx, id)
 	if errors.Is(err, ErrNotFound) || (err == nil && !mayAccess(c, o)) {
 		return nil, notFound(id)
@@ -175,8 +174,6 @@ func (s *Service) ListUserOrders(ctx context.Context, req *ordersv1.ListUserOrde
 	}
 	userID := req.GetUserId()
 	switch {
-	case userID == "":
-		return nil, status.Error(codes.InvalidArgument, `user_id is required (a user id or "me")`)
 	case userID == Me:
 		userID = c.Subject
 	case userID != c.Subject && !c.IsAdmin():
@@ -212,9 +209,6 @@ func (s *Service) CancelOrder(ctx context.Context, req *ordersv1.CancelOrderRequ
 	if err != nil {
 		return nil, err
 	}
-	if req.GetId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "id is required")
-	}
 	o, err := s.changeStatus(ctx, req.GetId(), StatusCancelled, func(o Order) bool { return mayAccess(c, o) })
 	if err != nil {
 		return nil, err
@@ -227,10 +221,7 @@ func (s *Service) UpdateOrderStatus(ctx context.Context, req *ordersv1.UpdateOrd
 	if _, err := auth.RequireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	if req.GetId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "id is required")
-	}
-	to, ok := fromProtoStatus(req.GetStatus())
+	to, ok := fromProtoStatus(req.GetStatus()) // a defined status but UNSPECIFIED: the request's rules
 	if !ok {
 		return nil, status.Errorf(codes.InvalidArgument, "status %v is not a valid order status", req.GetStatus())
 	}

@@ -110,9 +110,6 @@ func (s *Service) WatchOrder(req *ordersv1.WatchOrderRequest, stream grpc.Server
 		return err
 	}
 	id := req.GetId()
-	if id == "" {
-		return status.Error(codes.InvalidArgument, "id is required")
-	}
 	if s.cfg.Watches == nil {
 		return status.Error(codes.Unimplemented, "this instance does not serve order watches")
 	}

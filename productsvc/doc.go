@@ -11,13 +11,19 @@
 //     admins (Unauthenticated without a token, PermissionDenied otherwise).
 //     ReserveStock and ReleaseStock are for the service and admin roles.
 //     GetProduct and ListProducts need no token.
-//   - Fields are trimmed. A SKU is 1 to 64 ASCII letters, digits, '-', '_'
-//     or '.', starting with a letter or digit; it is stored as given and
-//     unique among live products ignoring case (AlreadyExists). Names are
-//     required, at most 200 characters; descriptions at most 5000; categories
-//     at most 100, stored as given. Prices are 0 to 10^10 cents, stock 0 to
-//     10^9. Text must be valid UTF-8 without control characters (descriptions
-//     may hold newlines and tabs). Violations are InvalidArgument.
+//   - The limits of every request field are its buf.validate rules in
+//     proto/shop/products/v1/products.proto, which the server's validation
+//     interceptor (kafkatransport/validate) enforces before a handler runs:
+//     a SKU is 1 to 64 ASCII letters, digits, '-', '_' or '.', starting with
+//     a letter or digit; names 1 to 200 characters, not only spaces;
+//     descriptions at most 5000, categories at most 100; prices 0 to 10^10
+//     cents, stock 0 to 10^9; no control characters in text (descriptions
+//     may hold newlines and tabs). A request that breaks any is
+//     InvalidArgument listing every violation (google.rpc.BadRequest).
+//     ImportProducts checks each item with the same rules and rejects the
+//     bad ones. Names, descriptions and categories are stored trimmed; a
+//     SKU is stored as given and unique among live products ignoring case
+//     (AlreadyExists).
 //   - UpdateProduct changes the optional fields that are set; none set is
 //     InvalidArgument. Setting category to "" clears it.
 //   - DeleteProduct is a soft delete: the product is NotFound everywhere
@@ -29,7 +35,7 @@
 //     description ('%' and '_' are not wildcards); category matches ignoring
 //     case; min/max price are inclusive, negative or min > max is
 //     InvalidArgument; in_stock keeps stock > 0. order_by is "name" (the
-//     default, case-insensitive), "price" or "create_time", with "-" for
+//     default), "price" or "create_time", with "-" for
 //     descending; anything else is InvalidArgument. The product id breaks
 //     ties in the same direction. page_size defaults to 20, is capped at 100,
 //     negative is InvalidArgument.

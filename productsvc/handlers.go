@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
+	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	"github.com/kgrpc/platform/kafkatransport/validate"
 )
 
 // HandleOrderStatusChanged releases the reservation of an order that was
@@ -16,7 +18,8 @@ func (s *Service) HandleOrderStatusChanged(ctx context.Context, ev *ordersv1.Ord
 		return nil
 	}
 	id := ev.GetOrderId()
-	if err := checkID("order_id", id); err != nil {
+	// The reservation id's rule, as ReleaseStock checks it.
+	if err := validate.Check(s.rules, &productsv1.ReleaseStockRequest{ReservationId: id}); err != nil {
 		// Redelivery cannot fix it.
 		s.logger.WarnContext(ctx, "productsvc: ignoring OrderStatusChanged with a bad order id", "err", err)
 		return nil

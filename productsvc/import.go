@@ -13,6 +13,7 @@ import (
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/sqlstore"
+	"github.com/kgrpc/platform/kafkatransport/validate"
 )
 
 // Limits of ImportProducts.
@@ -73,10 +74,12 @@ func (s *Service) ImportProducts(stream grpc.ClientStreamingServer[productsv1.Im
 // importOne creates or updates one imported product, in one unit of work,
 // and reports whether it created it.
 func (s *Service) importOne(ctx context.Context, req *productsv1.ImportProductsRequest) (bool, error) {
-	p, err := newProduct(req.GetSku(), req.GetName(), req.GetDescription(), req.GetCategory(), req.GetPriceCents(), req.GetStock())
-	if err != nil {
+	// The messages of a client stream pass the validation interceptor
+	// unchecked: a bad item is rejected here, and the import goes on.
+	if err := validate.Check(s.rules, req); err != nil {
 		return false, err
 	}
+	p := newProduct(req.GetSku(), req.GetName(), req.GetDescription(), req.GetCategory(), req.GetPriceCents(), req.GetStock())
 	now := s.now()
 	p.ID, p.CreateTime, p.UpdateTime = sqlstore.NewID("p_"), now, now
 	created, err := s.repo.ImportProduct(ctx, p, func(p Product, created bool, delta int64) []proto.Message {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"buf.build/go/protovalidate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -29,6 +30,10 @@ type Config struct {
 	// Notify, when not nil, is called after a transaction that added outbox
 	// events commits (typically outbox.Relay.Notify).
 	Notify func()
+	// Rules checks the items of ImportProducts, which the server's
+	// validation interceptor passes unchecked (a client stream), and the
+	// order ids of events; nil means a new protovalidate.Validator.
+	Rules protovalidate.Validator
 }
 
 // Service implements productsv1.ProductServiceServer.
@@ -38,6 +43,7 @@ type Service struct {
 	repo   Repository
 	logger *slog.Logger
 	notify func()
+	rules  protovalidate.Validator
 	now    func() time.Time
 }
 
@@ -54,10 +60,17 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Notify == nil {
 		cfg.Notify = func() {}
 	}
+	if cfg.Rules == nil {
+		var err error
+		if cfg.Rules, err = protovalidate.New(); err != nil {
+			return nil, fmt.Errorf("productsvc: validation rules: %w", err)
+		}
+	}
 	return &Service{
 		repo:   cfg.Repo,
 		logger: cfg.Logger,
 		notify: cfg.Notify,
+		rules:  cfg.Rules,
 		now:    func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 	}, nil
 }
@@ -67,13 +80,10 @@ func (s *Service) CreateProduct(ctx context.Context, req *productsv1.CreateProdu
 	if _, err := auth.RequireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	p, err := newProduct(req.GetSku(), req.GetName(), req.GetDescription(), req.GetCategory(), req.GetPriceCents(), req.GetStock())
-	if err != nil {
-		return nil, err
-	}
+	p := newProduct(req.GetSku(), req.GetName(), req.GetDescription(), req.GetCategory(), req.GetPriceCents(), req.GetStock())
 	now := s.now()
 	p.ID, p.CreateTime, p.UpdateTime = sqlstore.NewID("p_"), now, now
-	err = s.repo.CreateProduct(ctx, p, createdEvents(now))
+	err := s.repo.CreateProduct(ctx, p, createdEvents(now))
 	if errors.Is(err, ErrSKUTaken) {
 		return nil, status.Errorf(codes.AlreadyExists, "a product with sku %q already exists", p.SKU)
 	}
@@ -84,37 +94,18 @@ func (s *Service) CreateProduct(ctx context.Context, req *productsv1.CreateProdu
 	return &productsv1.CreateProductResponse{Product: toProto(p)}, nil
 }
 
-// newProduct checks the fields of a new product (CreateProduct, and
-// ImportProducts) and returns it without id and times, or an
-// InvalidArgument error.
-func newProduct(sku, name, description, category string, priceCents, stock int64) (Product, error) {
-	sku, err := parseSKU(sku)
-	if err != nil {
-		return Product{}, invalid(err)
+// newProduct returns a new product (CreateProduct, and ImportProducts)
+// without id and times, its text trimmed. The request's rules (products.proto)
+// have checked the fields.
+func newProduct(sku, name, description, category string, priceCents, stock int64) Product {
+	return Product{
+		SKU: sku, Name: strings.TrimSpace(name), Description: strings.TrimSpace(description),
+		Category: strings.TrimSpace(category), PriceCents: priceCents, Stock: stock,
 	}
-	if name, err = parseName(name); err != nil {
-		return Product{}, invalid(err)
-	}
-	if description, err = parseDescription(description); err != nil {
-		return Product{}, invalid(err)
-	}
-	if category, err = parseCategory(category); err != nil {
-		return Product{}, invalid(err)
-	}
-	if err := checkPrice("price_cents", priceCents); err != nil {
-		return Product{}, invalid(err)
-	}
-	if stock < 0 || stock > MaxStock {
-		return Product{}, status.Errorf(codes.InvalidArgument, "stock must be between 0 and %d", int64(MaxStock))
-	}
-	return Product{SKU: sku, Name: name, Description: description, Category: category, PriceCents: priceCents, Stock: stock}, nil
 }
 
 // GetProduct returns one product. Anyone may call it.
 func (s *Service) GetProduct(ctx context.Context, req *productsv1.GetProductRequest) (*productsv1.GetProductResponse, error) {
-	if err := checkID("id", req.GetId()); err != nil {
-		return nil, invalid(err)
-	}
 	p, err := s.repo.GetProduct(ctx, req.GetId())
 	if errors.Is(err, ErrNotFound) {
 		return nil, notFound(req.GetId())
@@ -127,38 +118,18 @@ func (s *Service) GetProduct(ctx context.Context, req *productsv1.GetProductRequ
 
 // ListProducts searches and pages through the catalogue. Anyone may call it.
 func (s *Service) ListProducts(ctx context.Context, req *productsv1.ListProductsRequest) (*productsv1.ListProductsResponse, error) {
-	text, err := parseText("query", req.GetQuery(), MaxQueryLen, false)
-	if err != nil {
-		return nil, invalid(err)
+	q := ListQuery{
+		Text: strings.TrimSpace(req.GetQuery()), Category: strings.TrimSpace(req.GetCategory()),
+		MinPriceCents: req.MinPriceCents, MaxPriceCents: req.MaxPriceCents, InStock: req.GetInStock(),
 	}
-	cat, err := parseCategory(req.GetCategory())
-	if err != nil {
-		return nil, invalid(err)
-	}
-	q := ListQuery{Text: text, Category: cat, MinPriceCents: req.MinPriceCents, MaxPriceCents: req.MaxPriceCents, InStock: req.GetInStock()}
-	if q.MinPriceCents != nil && *q.MinPriceCents < 0 {
-		return nil, status.Error(codes.InvalidArgument, "min_price_cents must not be negative")
-	}
-	if q.MaxPriceCents != nil && *q.MaxPriceCents < 0 {
-		return nil, status.Error(codes.InvalidArgument, "max_price_cents must not be negative")
-	}
-	if q.MinPriceCents != nil && q.MaxPriceCents != nil && *q.MinPriceCents > *q.MaxPriceCents {
-		return nil, status.Error(codes.InvalidArgument, "min_price_cents must not exceed max_price_cents")
-	}
-	ob, ok := orderBy[strings.TrimSpace(req.GetOrderBy())]
-	if !ok {
-		return nil, status.Errorf(codes.InvalidArgument, "order_by %q is not one of name, price, create_time, optionally prefixed with '-'", req.GetOrderBy())
-	}
+	ob := orderBy[req.GetOrderBy()] // one of them: the request's rules
 	q.Sort, q.Desc = ob.sort, ob.desc
-	switch size := req.GetPageSize(); {
-	case size < 0:
-		return nil, status.Error(codes.InvalidArgument, "page_size must not be negative")
-	case size == 0:
-		q.Limit = DefaultPageSize
-	default:
+	q.Limit = DefaultPageSize
+	if size := req.GetPageSize(); size > 0 {
 		q.Limit = min(int(size), MaxPageSize)
 	}
 	if tok := req.GetPageToken(); tok != "" {
+		var err error
 		if q.After, err = decodePageToken(q, tok); err != nil {
 			return nil, invalid(err)
 		}
@@ -186,41 +157,15 @@ func (s *Service) UpdateProduct(ctx context.Context, req *productsv1.UpdateProdu
 	if _, err := auth.RequireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	if err := checkID("id", req.GetId()); err != nil {
-		return nil, invalid(err)
-	}
-	patch := ProductPatch{UpdateTime: s.now()}
-	if req.Name != nil {
-		name, err := parseName(req.GetName())
-		if err != nil {
-			return nil, invalid(err)
+	patch := ProductPatch{UpdateTime: s.now(), PriceCents: req.PriceCents}
+	trimmed := func(s *string) *string {
+		if s == nil {
+			return nil
 		}
-		patch.Name = &name
+		t := strings.TrimSpace(*s)
+		return &t
 	}
-	if req.Description != nil {
-		desc, err := parseDescription(req.GetDescription())
-		if err != nil {
-			return nil, invalid(err)
-		}
-		patch.Description = &desc
-	}
-	if req.Category != nil {
-		cat, err := parseCategory(req.GetCategory())
-		if err != nil {
-			return nil, invalid(err)
-		}
-		patch.Category = &cat
-	}
-	if req.PriceCents != nil {
-		if err := checkPrice("price_cents", req.GetPriceCents()); err != nil {
-			return nil, invalid(err)
-		}
-		price := req.GetPriceCents()
-		patch.PriceCents = &price
-	}
-	if patch.Name == nil && patch.Description == nil && patch.Category == nil && patch.PriceCents == nil {
-		return nil, status.Error(codes.InvalidArgument, "nothing to update: set at least one of name, description, category, price_cents")
-	}
+	patch.Name, patch.Description, patch.Category = trimmed(req.Name), trimmed(req.Description), trimmed(req.Category)
 	p, err := s.repo.UpdateProduct(ctx, req.GetId(), patch, changedEvents(patch.UpdateTime, false))
 	if errors.Is(err, ErrNotFound) {
 		return nil, notFound(req.GetId())
@@ -239,9 +184,6 @@ func (s *Service) DeleteProduct(ctx context.Context, req *productsv1.DeleteProdu
 	if _, err := auth.RequireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	if err := checkID("id", req.GetId()); err != nil {
-		return nil, invalid(err)
-	}
 	now := s.now()
 	_, err := s.repo.DeleteProduct(ctx, req.GetId(), now, changedEvents(now, true))
 	if errors.Is(err, ErrNotFound) {
@@ -259,16 +201,7 @@ func (s *Service) AdjustStock(ctx context.Context, req *productsv1.AdjustStockRe
 	if _, err := auth.RequireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	if err := checkID("id", req.GetId()); err != nil {
-		return nil, invalid(err)
-	}
 	delta := req.GetDelta()
-	if delta == 0 {
-		return nil, status.Error(codes.InvalidArgument, "delta must not be zero")
-	}
-	if delta < -MaxStock || delta > MaxStock {
-		return nil, status.Errorf(codes.InvalidArgument, "delta must be between %d and %d", -int64(MaxStock), int64(MaxStock))
-	}
 	now := s.now()
 	p, err := s.repo.AdjustStock(ctx, req.GetId(), delta, now, adjustedEvents(now, delta))
 	var ie *ItemError
@@ -305,9 +238,6 @@ func (s *Service) ReserveStock(ctx context.Context, req *productsv1.ReserveStock
 		return nil, err
 	}
 	id := req.GetReservationId()
-	if err := checkID("reservation_id", id); err != nil {
-		return nil, invalid(err)
-	}
 	items, err := mergeItems(req.GetItems())
 	if err != nil {
 		return nil, invalid(err)
@@ -346,9 +276,6 @@ func (s *Service) ReserveStock(ctx context.Context, req *productsv1.ReserveStock
 func (s *Service) ReleaseStock(ctx context.Context, req *productsv1.ReleaseStockRequest) (*productsv1.ReleaseStockResponse, error) {
 	if err := requireService(ctx); err != nil {
 		return nil, err
-	}
-	if err := checkID("reservation_id", req.GetReservationId()); err != nil {
-		return nil, invalid(err)
 	}
 	released, err := s.release(ctx, req.GetReservationId())
 	if err != nil {

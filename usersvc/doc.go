@@ -7,8 +7,8 @@
 //
 //   - User ids are "u_" followed by 16 lower-case hex digits (64 random bits
 //     from crypto/rand), for example "u_3f9a0c1d2e4b5a69".
-//   - Emails are trimmed and must be a bare address (net/mail, no display
-//     name, at most 254 bytes). Uniqueness is case-insensitive: the store
+//   - Emails must be a bare address (the email rule of protovalidate: no
+//     display name, no spaces around it, at most 254 bytes). Uniqueness is case-insensitive: the store
 //     keeps the address as given and a lower-cased copy under a UNIQUE
 //     constraint. Login matches the lower-cased address.
 //   - Passwords are 8 to 72 bytes long (at least 8 characters) and stored only
@@ -29,7 +29,12 @@
 //     never changes the password or display name of an existing account, but
 //     checks every input as CreateUser would (an empty display name means
 //     DefaultAdminDisplayName).
-//   - Login answers InvalidArgument to an empty email or password.
+//   - The limits of every request field are its buf.validate rules in
+//     proto/shop/users/v1/users.proto (email an address of at most 254
+//     bytes, password 8 characters to 72 bytes, display name 1 to 100
+//     characters, not only spaces, no control characters), enforced
+//     before a handler runs: InvalidArgument listing every violation.
+//     Login answers InvalidArgument to an empty email or password.
 //   - Storage failures are logged and answered with Internal and a generic
 //     message.
 package usersvc

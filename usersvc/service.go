@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/mail"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
+	"buf.build/go/protovalidate"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,18 +19,16 @@ import (
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/rpcerr"
 	"github.com/kgrpc/platform/internal/sqlstore"
+	"github.com/kgrpc/platform/kafkatransport/validate"
 )
 
-// Limits of the account fields and of ListUsers pages.
+// The limits of each request's fields are its buf.validate rules, in
+// proto/shop/users/v1/users.proto, which the server's validation
+// interceptor enforces before a handler runs. Those of the pages follow.
 const (
-	// MaxEmailLen is the longest accepted email, in bytes (RFC 5321 path limit).
-	MaxEmailLen = 254
-	// MinPasswordLen is the shortest accepted password, in characters.
-	MinPasswordLen = 8
-	// MaxPasswordLen is the longest accepted password, in bytes (bcrypt's limit).
+	// MaxPasswordLen is the longest password a login compares, in bytes
+	// (bcrypt's limit, and that of the password rule).
 	MaxPasswordLen = 72
-	// MaxDisplayNameLen is the longest accepted display name, in characters.
-	MaxDisplayNameLen = 100
 	// DefaultPageSize is the ListUsers page size when the request has none.
 	DefaultPageSize = 20
 	// MaxPageSize caps the ListUsers page size.
@@ -56,6 +52,9 @@ type Config struct {
 	// Notify, when not nil, is called after a transaction that added outbox
 	// events commits (typically outbox.Relay.Notify).
 	Notify func()
+	// Rules checks EnsureAdmin's account as CreateUser's request is
+	// checked; nil means a new protovalidate.Validator.
+	Rules protovalidate.Validator
 }
 
 // Service implements usersv1.UserServiceServer.
@@ -66,6 +65,7 @@ type Service struct {
 	issuer   *auth.Issuer
 	logger   *slog.Logger
 	notify   func()
+	rules    protovalidate.Validator
 	now      func() time.Time
 	hashCost int
 	// dummyHash is compared against when the email is unknown, so that an
@@ -93,6 +93,12 @@ func newService(cfg Config, hashCost int) (*Service, error) {
 	if cfg.Notify == nil {
 		cfg.Notify = func() {}
 	}
+	if cfg.Rules == nil {
+		var err error
+		if cfg.Rules, err = protovalidate.New(); err != nil {
+			return nil, fmt.Errorf("usersvc: validation rules: %w", err)
+		}
+	}
 	dummy, err := bcrypt.GenerateFromPassword([]byte("not a real password"), hashCost)
 	if err != nil {
 		return nil, fmt.Errorf("usersvc: prepare password hashing: %w", err)
@@ -102,6 +108,7 @@ func newService(cfg Config, hashCost int) (*Service, error) {
 		issuer:    cfg.Issuer,
 		logger:    cfg.Logger,
 		notify:    cfg.Notify,
+		rules:     cfg.Rules,
 		now:       func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 		hashCost:  hashCost,
 		dummyHash: dummy,
@@ -110,18 +117,9 @@ func newService(cfg Config, hashCost int) (*Service, error) {
 
 // CreateUser registers a new customer account. Anyone may call it.
 func (s *Service) CreateUser(ctx context.Context, req *usersv1.CreateUserRequest) (*usersv1.CreateUserResponse, error) {
-	email, norm, err := parseEmail(req.GetEmail())
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	if err := checkPassword(req.GetPassword()); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	name, err := parseDisplayName(req.GetDisplayName())
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	u, err := s.create(ctx, email, norm, req.GetPassword(), name, auth.RoleCustomer)
+	// The request's rules (users.proto) have checked its fields.
+	email := req.GetEmail()
+	u, err := s.create(ctx, email, normalizeEmail(email), req.GetPassword(), strings.TrimSpace(req.GetDisplayName()), auth.RoleCustomer)
 	if errors.Is(err, ErrEmailTaken) {
 		return nil, status.Error(codes.AlreadyExists, "email is already registered")
 	}
@@ -176,9 +174,6 @@ var errBadCredentials = status.Error(codes.Unauthenticated, "invalid email or pa
 func (s *Service) Login(ctx context.Context, req *usersv1.LoginRequest) (*usersv1.LoginResponse, error) {
 	norm := normalizeEmail(req.GetEmail())
 	password := req.GetPassword()
-	if norm == "" || password == "" {
-		return nil, status.Error(codes.InvalidArgument, "email and password are required")
-	}
 	u, err := s.repo.GetByEmail(ctx, norm)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -230,21 +225,14 @@ func (s *Service) UpdateUser(ctx context.Context, req *usersv1.UpdateUserRequest
 	if err != nil {
 		return nil, err
 	}
-	if req.DisplayName == nil && req.Password == nil {
-		return nil, status.Error(codes.InvalidArgument, "nothing to update: set display_name or password")
-	}
+	// The request's rules have checked the fields it sets, and that it
+	// sets one.
 	var p UserPatch
 	if req.DisplayName != nil {
-		name, err := parseDisplayName(req.GetDisplayName())
-		if err != nil {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
-		}
+		name := strings.TrimSpace(req.GetDisplayName())
 		p.DisplayName = &name
 	}
 	if req.Password != nil {
-		if err := checkPassword(req.GetPassword()); err != nil {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
-		}
 		hash, err := bcrypt.GenerateFromPassword([]byte(req.GetPassword()), s.hashCost)
 		if err != nil {
 			return nil, s.internal(ctx, "update user: hash password", err)
@@ -320,20 +308,13 @@ func (s *Service) ListUsers(ctx context.Context, req *usersv1.ListUsersRequest) 
 // existing account's password or display name, but checks all inputs as
 // CreateUser would. It is safe to call on every start, for seeding from flags.
 func (s *Service) EnsureAdmin(ctx context.Context, email, password, displayName string) error {
-	addr, norm, err := parseEmail(email)
-	if err != nil {
-		return fmt.Errorf("usersvc: ensure admin: %w", err)
-	}
-	if err := checkPassword(password); err != nil {
-		return fmt.Errorf("usersvc: ensure admin: %w", err)
-	}
 	if strings.TrimSpace(displayName) == "" {
 		displayName = DefaultAdminDisplayName
 	}
-	name, err := parseDisplayName(displayName)
-	if err != nil {
-		return fmt.Errorf("usersvc: ensure admin: %w", err)
+	if err := validate.Check(s.rules, &usersv1.CreateUserRequest{Email: email, Password: password, DisplayName: displayName}); err != nil {
+		return fmt.Errorf("usersvc: ensure admin: %s", status.Convert(err).Message())
 	}
+	addr, norm, name := email, normalizeEmail(email), strings.TrimSpace(displayName)
 	// Two rounds: a concurrent create of the same email makes the first
 	// create fail, and the second round then promotes that account.
 	for range 2 {
@@ -375,10 +356,7 @@ func authorizeUser(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	switch id {
-	case "":
-		return "", status.Error(codes.InvalidArgument, `id is required (a user id or "me")`)
-	case Me:
+	if id == Me {
 		return c.Subject, nil
 	}
 	if id != c.Subject && !c.IsAdmin() {
@@ -405,50 +383,6 @@ func (s *Service) internal(ctx context.Context, op string, err error) error {
 // normalizeEmail returns the lookup key of an email: trimmed and lower-cased.
 func normalizeEmail(email string) string {
 	return strings.ToLower(strings.TrimSpace(email))
-}
-
-// parseEmail checks a new account's email and returns it trimmed, and its
-// normalized form.
-func parseEmail(raw string) (email, norm string, err error) {
-	email = strings.TrimSpace(raw)
-	switch {
-	case email == "":
-		return "", "", errors.New("email is required")
-	case len(email) > MaxEmailLen:
-		return "", "", fmt.Errorf("email is longer than %d bytes", MaxEmailLen)
-	}
-	addr, err := mail.ParseAddress(email)
-	if err != nil || addr.Address != email || addr.Name != "" {
-		return "", "", errors.New("email is not a valid address")
-	}
-	return email, normalizeEmail(email), nil
-}
-
-// checkPassword checks a new password's length.
-func checkPassword(p string) error {
-	switch {
-	case utf8.RuneCountInString(p) < MinPasswordLen:
-		return fmt.Errorf("password must be at least %d characters", MinPasswordLen)
-	case len(p) > MaxPasswordLen:
-		return fmt.Errorf("password must be at most %d bytes", MaxPasswordLen)
-	}
-	return nil
-}
-
-// parseDisplayName checks a display name and returns it trimmed.
-func parseDisplayName(raw string) (string, error) {
-	name := strings.TrimSpace(raw)
-	switch n := utf8.RuneCountInString(name); {
-	case n == 0:
-		return "", errors.New("display_name is required")
-	case n > MaxDisplayNameLen:
-		return "", fmt.Errorf("display_name must be at most %d characters", MaxDisplayNameLen)
-	case !utf8.ValidString(name):
-		return "", errors.New("display_name is not valid UTF-8")
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		return "", errors.New("display_name must not contain control characters")
-	}
-	return name, nil
 }
 
 func toProtoRole(r auth.Role) usersv1.Role {

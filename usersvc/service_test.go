@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"buf.build/go/protovalidate"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,7 +20,23 @@ import (
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/sqlstore"
 	"github.com/kgrpc/platform/kafkatransport/trust"
+	"github.com/kgrpc/platform/kafkatransport/validate"
 )
+
+// validated returns handler h behind the requests' buf.validate rules, as
+// a server's validation interceptor runs it.
+func validated[Req, Resp any](h func(context.Context, Req) (Resp, error)) func(context.Context, Req) (Resp, error) {
+	return validate.Wrap(testRules, h)
+}
+
+// testRules checks requests as the servers do.
+var testRules = func() protovalidate.Validator {
+	v, err := protovalidate.New()
+	if err != nil {
+		panic(err)
+	}
+	return v
+}()
 
 type testEnv struct {
 	svc     *Service
@@ -80,7 +97,7 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 
 func (e testEnv) mustCreate(t *testing.T, email, password, name string) *usersv1.User {
 	t.Helper()
-	resp, err := e.svc.CreateUser(anonymous, &usersv1.CreateUserRequest{Email: email, Password: password, DisplayName: name})
+	resp, err := validated(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: email, Password: password, DisplayName: name})
 	if err != nil {
 		t.Fatalf("CreateUser(%s): %v", email, err)
 	}
@@ -116,7 +133,7 @@ var idPattern = regexp.MustCompile(`^u_[0-9a-f]{16}$`)
 
 func TestCreateUser(t *testing.T) {
 	e := newTestService(t)
-	u := e.mustCreate(t, "  Ann@Example.com ", "correct horse", "  Ann  ")
+	u := e.mustCreate(t, "Ann@Example.com", "correct horse", "  Ann  ")
 	if !idPattern.MatchString(u.GetId()) {
 		t.Errorf("id = %q, want %s", u.GetId(), idPattern)
 	}
@@ -172,9 +189,9 @@ func TestCreateUser(t *testing.T) {
 	})
 
 	t.Run("duplicate email", func(t *testing.T) {
-		for _, email := range []string{"Ann@Example.com", "ann@example.com", " ANN@EXAMPLE.COM"} {
+		for _, email := range []string{"Ann@Example.com", "ann@example.com", "ANN@EXAMPLE.COM"} {
 			t.Run(email, func(t *testing.T) {
-				_, err := e.svc.CreateUser(anonymous, &usersv1.CreateUserRequest{Email: email, Password: "password1", DisplayName: "Other"})
+				_, err := validated(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: email, Password: "password1", DisplayName: "Other"})
 				wantCode(t, err, codes.AlreadyExists)
 			})
 		}
@@ -210,7 +227,7 @@ func TestCreateUserValidation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := e.svc.CreateUser(anonymous, &usersv1.CreateUserRequest{Email: tc.email, Password: tc.password, DisplayName: tc.displayName})
+			_, err := validated(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: tc.email, Password: tc.password, DisplayName: tc.displayName})
 			wantCode(t, err, codes.InvalidArgument)
 		})
 	}
@@ -241,7 +258,7 @@ func TestLogin(t *testing.T) {
 	var messages []string
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := e.svc.Login(anonymous, &usersv1.LoginRequest{Email: tc.email, Password: tc.password})
+			resp, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: tc.email, Password: tc.password})
 			wantCode(t, err, tc.want)
 			if tc.want == codes.Unauthenticated {
 				messages = append(messages, status.Convert(err).Message())
@@ -298,7 +315,7 @@ func TestGetUser(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := e.svc.GetUser(tc.ctx, &usersv1.GetUserRequest{Id: tc.id})
+			resp, err := validated(e.svc.GetUser)(tc.ctx, &usersv1.GetUserRequest{Id: tc.id})
 			wantCode(t, err, tc.want)
 			if tc.want == codes.OK && resp.GetUser().GetId() != tc.wantID {
 				t.Fatalf("got user %v, want %s", resp.GetUser(), tc.wantID)
@@ -333,19 +350,19 @@ func TestUpdateUser(t *testing.T) {
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				_, err := e.svc.UpdateUser(tc.ctx, tc.req)
+				_, err := validated(e.svc.UpdateUser)(tc.ctx, tc.req)
 				wantCode(t, err, tc.want)
 			})
 		}
 		// Nothing changed.
-		got, err := e.svc.GetUser(annCtx, &usersv1.GetUserRequest{Id: "me"})
+		got, err := validated(e.svc.GetUser)(annCtx, &usersv1.GetUserRequest{Id: "me"})
 		if err != nil || !proto.Equal(got.GetUser(), ann) {
 			t.Fatalf("after failed updates: %v, %v; want %v", got.GetUser(), err, ann)
 		}
 	})
 
 	t.Run("display name only keeps password", func(t *testing.T) {
-		resp, err := e.svc.UpdateUser(annCtx, &usersv1.UpdateUserRequest{Id: "me", DisplayName: str("  Annie ")})
+		resp, err := validated(e.svc.UpdateUser)(annCtx, &usersv1.UpdateUserRequest{Id: "me", DisplayName: str("  Annie ")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -356,35 +373,35 @@ func TestUpdateUser(t *testing.T) {
 		if !u.GetUpdateTime().AsTime().After(ann.GetUpdateTime().AsTime()) {
 			t.Fatalf("update_time %v not after %v", u.GetUpdateTime().AsTime(), ann.GetUpdateTime().AsTime())
 		}
-		if _, err := e.svc.Login(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"}); err != nil {
+		if _, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"}); err != nil {
 			t.Fatalf("login with unchanged password: %v", err)
 		}
 	})
 
 	t.Run("password change", func(t *testing.T) {
-		resp, err := e.svc.UpdateUser(annCtx, &usersv1.UpdateUserRequest{Id: ann.GetId(), Password: str("new password")})
+		resp, err := validated(e.svc.UpdateUser)(annCtx, &usersv1.UpdateUserRequest{Id: ann.GetId(), Password: str("new password")})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if resp.GetUser().GetDisplayName() != "Annie" {
 			t.Fatalf("display name changed to %q", resp.GetUser().GetDisplayName())
 		}
-		_, err = e.svc.Login(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"})
+		_, err = validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"})
 		wantCode(t, err, codes.Unauthenticated)
-		if _, err := e.svc.Login(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "new password"}); err != nil {
+		if _, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "new password"}); err != nil {
 			t.Fatalf("login with new password: %v", err)
 		}
 	})
 
 	t.Run("admin updates other", func(t *testing.T) {
-		resp, err := e.svc.UpdateUser(adminCtx, &usersv1.UpdateUserRequest{Id: bob.GetId(), DisplayName: str("Robert"), Password: str("bobs new pw")})
+		resp, err := validated(e.svc.UpdateUser)(adminCtx, &usersv1.UpdateUserRequest{Id: bob.GetId(), DisplayName: str("Robert"), Password: str("bobs new pw")})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if resp.GetUser().GetDisplayName() != "Robert" || resp.GetUser().GetRole() != usersv1.Role_ROLE_CUSTOMER {
 			t.Fatalf("user = %v", resp.GetUser())
 		}
-		if _, err := e.svc.Login(anonymous, &usersv1.LoginRequest{Email: "bob@example.com", Password: "bobs new pw"}); err != nil {
+		if _, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "bob@example.com", Password: "bobs new pw"}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -430,7 +447,7 @@ func TestListUsers(t *testing.T) {
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				_, err := e.svc.ListUsers(tc.ctx, tc.req)
+				_, err := validated(e.svc.ListUsers)(tc.ctx, tc.req)
 				wantCode(t, err, tc.want)
 			})
 		}
@@ -452,7 +469,7 @@ func TestListUsers(t *testing.T) {
 			var pages []int
 			token := ""
 			for range 50 {
-				resp, err := e.svc.ListUsers(admin, &usersv1.ListUsersRequest{PageSize: tc.pageSize, PageToken: token})
+				resp, err := validated(e.svc.ListUsers)(admin, &usersv1.ListUsersRequest{PageSize: tc.pageSize, PageToken: token})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -511,7 +528,7 @@ func TestEnsureAdmin(t *testing.T) {
 			t.Fatalf("outbox rows = %d, want 1 (one UserCreated)", n)
 		}
 		// The first password stays; later calls do not change it.
-		resp, err := e.svc.Login(anonymous, &usersv1.LoginRequest{Email: "root@example.com", Password: "admin password"})
+		resp, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "root@example.com", Password: "admin password"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -521,7 +538,7 @@ func TestEnsureAdmin(t *testing.T) {
 		if c, _ := e.signer.Verify(resp.GetAccessToken()); c.Role != auth.RoleAdmin {
 			t.Fatalf("token role = %q, want admin", c.Role)
 		}
-		_, err = e.svc.Login(anonymous, &usersv1.LoginRequest{Email: "root@example.com", Password: "another password"})
+		_, err = validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "root@example.com", Password: "another password"})
 		wantCode(t, err, codes.Unauthenticated)
 	})
 
@@ -530,7 +547,7 @@ func TestEnsureAdmin(t *testing.T) {
 		if err := e.svc.EnsureAdmin(ctx, "CAROL@example.com", "ignored password", "Boss"); err != nil {
 			t.Fatal(err)
 		}
-		resp, err := e.svc.Login(anonymous, &usersv1.LoginRequest{Email: "carol@example.com", Password: "carols password"})
+		resp, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "carol@example.com", Password: "carols password"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -539,7 +556,7 @@ func TestEnsureAdmin(t *testing.T) {
 			t.Fatalf("promoted user = %v", got)
 		}
 		// As an admin, Carol may now list users.
-		if _, err := e.svc.ListUsers(as(got.GetId(), auth.RoleAdmin), &usersv1.ListUsersRequest{}); err != nil {
+		if _, err := validated(e.svc.ListUsers)(as(got.GetId(), auth.RoleAdmin), &usersv1.ListUsersRequest{}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -557,20 +574,23 @@ func TestStorageFailureIsInternalWithoutDetails(t *testing.T) {
 		call func() error
 	}{
 		{"CreateUser", func() error {
-			_, err := e.svc.CreateUser(anonymous, &usersv1.CreateUserRequest{Email: "bob@example.com", Password: "password1", DisplayName: "Bob"})
+			_, err := validated(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: "bob@example.com", Password: "password1", DisplayName: "Bob"})
 			return err
 		}},
 		{"Login", func() error {
-			_, err := e.svc.Login(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"})
+			_, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"})
 			return err
 		}},
-		{"GetUser", func() error { _, err := e.svc.GetUser(admin, &usersv1.GetUserRequest{Id: u.GetId()}); return err }},
+		{"GetUser", func() error {
+			_, err := validated(e.svc.GetUser)(admin, &usersv1.GetUserRequest{Id: u.GetId()})
+			return err
+		}},
 		{"UpdateUser", func() error {
 			name := "X"
-			_, err := e.svc.UpdateUser(admin, &usersv1.UpdateUserRequest{Id: u.GetId(), DisplayName: &name})
+			_, err := validated(e.svc.UpdateUser)(admin, &usersv1.UpdateUserRequest{Id: u.GetId(), DisplayName: &name})
 			return err
 		}},
-		{"ListUsers", func() error { _, err := e.svc.ListUsers(admin, &usersv1.ListUsersRequest{}); return err }},
+		{"ListUsers", func() error { _, err := validated(e.svc.ListUsers)(admin, &usersv1.ListUsersRequest{}); return err }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -588,7 +608,7 @@ func TestStorageFailureIsInternalWithoutDetails(t *testing.T) {
 	t.Run("canceled context", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(admin)
 		cancel()
-		_, err := e.svc.GetUser(ctx, &usersv1.GetUserRequest{Id: u.GetId()})
+		_, err := validated(e.svc.GetUser)(ctx, &usersv1.GetUserRequest{Id: u.GetId()})
 		wantCode(t, err, codes.Canceled)
 	})
 }
@@ -603,7 +623,7 @@ func TestCreateUserConcurrentSameEmail(t *testing.T) {
 			if i%2 == 1 {
 				email = "race@example.COM"
 			}
-			_, err := e.svc.CreateUser(anonymous, &usersv1.CreateUserRequest{Email: email, Password: "password1", DisplayName: "Racer"})
+			_, err := validated(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: email, Password: "password1", DisplayName: "Racer"})
 			codesCh <- status.Code(err)
 		}()
 	}

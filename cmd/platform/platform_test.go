@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -398,6 +399,68 @@ func TestErrorClasses(t *testing.T) {
 	users := s.must(200, "GET", "/v1/users?pageSize=100", admin, nil)["users"].([]any)
 	if len(users) != 3 {
 		t.Fatalf("%d users, want admin, alice and bob", len(users))
+	}
+}
+
+// TestValidationListsEveryViolation: a request that breaks three of its
+// buf.validate rules answers 400 with all three in a google.rpc.BadRequest
+// detail, each with its field path, and changes nothing.
+func TestValidationListsEveryViolation(t *testing.T) {
+	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true })
+	admin := s.adminToken()
+	pid := s.product(admin, "VALID-1", 100, 5)
+	tests := []struct {
+		name, method, path, token string
+		body                      any
+		fields                    []string
+	}{
+		{"new user", "POST", "/v1/users", "", map[string]any{"email": "", "password": "x", "displayName": ""},
+			[]string{"email", "password", "display_name"}},
+		{"new product", "POST", "/v1/products", admin, map[string]any{"sku": "-bad sku", "name": " ", "priceCents": -1, "stock": "2000000000"},
+			[]string{"sku", "name", "price_cents", "stock"}},
+		{"order lines", "POST", "/v1/orders", admin, map[string]any{"items": []any{
+			map[string]any{"productId": pid, "quantity": 0},
+			map[string]any{"productId": "", "quantity": 1001},
+		}}, []string{"items[0].quantity", "items[1].product_id", "items[1].quantity"}},
+		{"list filters", "GET", "/v1/products?minPriceCents=-1&orderBy=color&pageSize=-5", "", nil,
+			[]string{"min_price_cents", "order_by", "page_size"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := s.do(tc.method, tc.path, tc.token, tc.body)
+			if code != 400 || body["code"] != "INVALID_ARGUMENT" {
+				t.Fatalf("%s %s = %d %v, want 400 INVALID_ARGUMENT", tc.method, tc.path, code, body)
+			}
+			var got []string
+			for _, d := range body["details"].([]any) {
+				d := d.(map[string]any)
+				if d["@type"] != "type.googleapis.com/google.rpc.BadRequest" {
+					continue
+				}
+				for _, fv := range d["fieldViolations"].([]any) {
+					fv := fv.(map[string]any)
+					if fv["description"] == "" || fv["reason"] == "" {
+						t.Errorf("violation without description or reason: %v", fv)
+					}
+					got = append(got, fv["field"].(string))
+				}
+			}
+			if !slices.Equal(got, tc.fields) {
+				t.Fatalf("violations on %q, want %q; body %v", got, tc.fields, body)
+			}
+			for _, f := range tc.fields {
+				if msg, _ := body["message"].(string); !strings.Contains(msg, f+": ") {
+					t.Errorf("message %q does not name %s", msg, f)
+				}
+			}
+		})
+	}
+	// Nothing above changed anything.
+	if got := s.stock(pid); got != 5 {
+		t.Fatalf("stock = %d, want 5", got)
+	}
+	if users := s.must(200, "GET", "/v1/users?pageSize=100", admin, nil)["users"].([]any); len(users) != 1 {
+		t.Fatalf("%d users, want the admin alone", len(users))
 	}
 }
 

@@ -3,9 +3,11 @@ package app
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
+	"buf.build/go/protovalidate"
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -15,6 +17,7 @@ import (
 	"github.com/kgrpc/platform/internal/telemetry"
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/idempotency"
+	"github.com/kgrpc/platform/kafkatransport/validate"
 )
 
 // Common is what every unit needs.
@@ -115,7 +118,9 @@ func (c Common) clientOptions(u unitEnv) []kafkatransport.ClientOption {
 // telemetry, its spans and metrics outermost; then the request id for log
 // lines, call logging, then the caller's identity (the unit that produced
 // the request, and the user the gateway names, refused when rev knows the
-// user's token revoked), then exactly-once effect
+// user's token revoked), then the request's buf.validate rules (an
+// invalid request is InvalidArgument with every violation), then
+// exactly-once effect
 // for methods with side effects, with outcomes kept in idem, keys scoped
 // to the caller and fingerprints keyed with a secret of the unit (a
 // CreateUser's fingerprint then tells nothing about its password).
@@ -125,14 +130,20 @@ func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocatio
 		opts = append(opts, u.tel.Server()...) // outermost: every request counted
 	}
 	authCfg := auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked}
+	rules, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("validation rules: %w", err)
+	}
 	opts = append(opts, kafkatransport.WithUnaryServerInterceptors(requestID, logCalls(u.log),
 		auth.UnaryServerInterceptor(authCfg),
+		validate.UnaryServerInterceptor(rules),
 		idempotency.UnaryServerInterceptor(idem, idempotency.WithScope(callerScope), idempotency.WithLogger(u.log),
 			idempotency.WithFingerprintKey(u.secret("idempotency-fingerprint")))))
 	// Streams get the same, but for idempotency, which keys one request
 	// and its answer: WatchOrder is a read, and ImportProducts, whose items
 	// each create or set a product by SKU, is safe to run again.
-	opts = append(opts, kafkatransport.WithStreamServerInterceptors(requestIDStream, logStreams(u.log), auth.StreamServerInterceptor(authCfg)))
+	opts = append(opts, kafkatransport.WithStreamServerInterceptors(requestIDStream, logStreams(u.log), auth.StreamServerInterceptor(authCfg),
+		validate.StreamServerInterceptor(rules)))
 	return kafkatransport.NewServer(c.Brokers, opts...)
 }
 

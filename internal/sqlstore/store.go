@@ -174,15 +174,14 @@ func ScanAll[T any](rows *sql.Rows, scan func(Scanner) (T, error)) ([]T, error) 
 }
 
 // PageRequest reads the page_size and page_token of a list request: a
-// size of 0 means def, larger sizes are capped at max, and token is a
-// Cursor's Token or "" for the first page. Its errors are fit for the
-// caller ("page_size must not be negative", "malformed page_token").
+// size of 0 means def (a negative one too, which the request's rules
+// refuse before), larger sizes are capped at max, and token is a Cursor's
+// Token or "" for the first page. Its error is fit for the caller
+// ("malformed page_token").
 func PageRequest(size int32, token string, def, max int) (int, *Cursor, error) {
 	n := int(size)
 	switch {
-	case n < 0:
-		return 0, nil, errors.New("page_size must not be negative")
-	case n == 0:
+	case n <= 0:
 		n = def
 	case n > max:
 		n = max

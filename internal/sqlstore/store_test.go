@@ -134,7 +134,7 @@ func TestPageRequest(t *testing.T) {
 		{"default size", 0, "", 10, "", ""},
 		{"given size", 7, "", 7, "", ""},
 		{"capped size", 500, "", 100, "", ""},
-		{"negative size", -1, "", 0, "", "page_size must not be negative"},
+		{"negative size (refused by the rules before)", -1, "", 10, "", ""},
 		{"token", 3, tok, 3, "x", ""},
 		{"bad token", 3, "!!", 0, "", "malformed page_token"},
 	}

@@ -10,6 +10,7 @@
 package productsv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/kafka/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1413,7 +1414,7 @@ var File_shop_products_v1_products_proto protoreflect.FileDescriptor
 
 const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\n" +
-	"\x1fshop/products/v1/products.proto\x12\x10shop.products.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckgrpc/kafka/v1/options.proto\"\xae\x02\n" +
+	"\x1fshop/products/v1/products.proto\x12\x10shop.products.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckgrpc/kafka/v1/options.proto\"\xae\x02\n" +
 	"\aProduct\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03sku\x18\x02 \x01(\tR\x03sku\x12\x12\n" +
@@ -1426,64 +1427,74 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xb1\x01\n" +
-	"\x14CreateProductRequest\x12\x10\n" +
-	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1a\n" +
-	"\bcategory\x18\x04 \x01(\tR\bcategory\x12\x1f\n" +
-	"\vprice_cents\x18\x05 \x01(\x03R\n" +
-	"priceCents\x12\x14\n" +
-	"\x05stock\x18\x06 \x01(\x03R\x05stock\"L\n" +
+	"updateTime\"\x90\x03\n" +
+	"\x14CreateProductRequest\x129\n" +
+	"\x03sku\x18\x01 \x01(\tB'\xbaH$r\"\x10\x01\x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x03sku\x12n\n" +
+	"\x04name\x18\x02 \x01(\tBZ\xbaHW\xba\x01>\n" +
+	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != ''\xc8\x01\x01r\x11\x18\xc8\x012\f^[^\\p{Cc}]*$R\x04name\x12E\n" +
+	"\vdescription\x18\x03 \x01(\tB#\xbaH r\x1e\x18\x88'2\x19^(?:[\\t\\n\\r]|[^\\p{Cc}])*$R\vdescription\x121\n" +
+	"\bcategory\x18\x04 \x01(\tB\x15\xbaH\x12r\x10\x18d2\f^[^\\p{Cc}]*$R\bcategory\x12.\n" +
+	"\vprice_cents\x18\x05 \x01(\x03B\r\xbaH\n" +
+	"\"\b\x18\x80ȯ\xa0%(\x00R\n" +
+	"priceCents\x12#\n" +
+	"\x05stock\x18\x06 \x01(\x03B\r\xbaH\n" +
+	"\"\b\x18\x80\x94\xeb\xdc\x03(\x00R\x05stock\"L\n" +
 	"\x15CreateProductResponse\x123\n" +
-	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"#\n" +
-	"\x11GetProductRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"I\n" +
+	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"9\n" +
+	"\x11GetProductRequest\x12$\n" +
+	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\x02id\"I\n" +
 	"\x12GetProductResponse\x123\n" +
-	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"\xbb\x02\n" +
-	"\x13ListProductsRequest\x12\x14\n" +
-	"\x05query\x18\x01 \x01(\tR\x05query\x12\x1a\n" +
-	"\bcategory\x18\x02 \x01(\tR\bcategory\x12+\n" +
-	"\x0fmin_price_cents\x18\x03 \x01(\x03H\x00R\rminPriceCents\x88\x01\x01\x12+\n" +
-	"\x0fmax_price_cents\x18\x04 \x01(\x03H\x01R\rmaxPriceCents\x88\x01\x01\x12\x19\n" +
-	"\bin_stock\x18\x05 \x01(\bR\ainStock\x12\x19\n" +
-	"\border_by\x18\x06 \x01(\tR\aorderBy\x12\x1b\n" +
-	"\tpage_size\x18\a \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"\x83\x05\n" +
+	"\x13ListProductsRequest\x12,\n" +
+	"\x05query\x18\x01 \x01(\tB\x16\xbaH\x13r\x11\x18\xc8\x012\f^[^\\p{Cc}]*$R\x05query\x121\n" +
+	"\bcategory\x18\x02 \x01(\tB\x15\xbaH\x12r\x10\x18d2\f^[^\\p{Cc}]*$R\bcategory\x12:\n" +
+	"\x0fmin_price_cents\x18\x03 \x01(\x03B\r\xbaH\n" +
+	"\"\b\x18\x80ȯ\xa0%(\x00H\x00R\rminPriceCents\x88\x01\x01\x12:\n" +
+	"\x0fmax_price_cents\x18\x04 \x01(\x03B\r\xbaH\n" +
+	"\"\b\x18\x80ȯ\xa0%(\x00H\x01R\rmaxPriceCents\x88\x01\x01\x12\x19\n" +
+	"\bin_stock\x18\x05 \x01(\bR\ainStock\x12Y\n" +
+	"\border_by\x18\x06 \x01(\tB>\xbaH;r9R\x00R\x04nameR\x05-nameR\x05priceR\x06-priceR\vcreate_timeR\f-create_timeR\aorderBy\x12$\n" +
+	"\tpage_size\x18\a \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\b \x01(\tR\tpageTokenB\x12\n" +
+	"page_token\x18\b \x01(\tR\tpageToken:\xaf\x01\xbaH\xab\x01\x1a\xa8\x01\n" +
+	"\vprice_range\x12/min_price_cents must not exceed max_price_cents\x1ah!has(this.min_price_cents) || !has(this.max_price_cents) || this.min_price_cents <= this.max_price_centsB\x12\n" +
 	"\x10_min_price_centsB\x12\n" +
 	"\x10_max_price_cents\"u\n" +
 	"\x14ListProductsResponse\x125\n" +
 	"\bproducts\x18\x01 \x03(\v2\x19.shop.products.v1.ProductR\bproducts\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe3\x01\n" +
-	"\x14UpdateProductRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
-	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12%\n" +
-	"\vdescription\x18\x03 \x01(\tH\x01R\vdescription\x88\x01\x01\x12\x1f\n" +
-	"\bcategory\x18\x04 \x01(\tH\x02R\bcategory\x88\x01\x01\x12$\n" +
-	"\vprice_cents\x18\x05 \x01(\x03H\x03R\n" +
-	"priceCents\x88\x01\x01B\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe4\x04\n" +
+	"\x14UpdateProductRequest\x12$\n" +
+	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\x02id\x12r\n" +
+	"\x04name\x18\x02 \x01(\tBY\xbaHV\xba\x01>\n" +
+	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != ''r\x13\x10\x01\x18\xc8\x012\f^[^\\p{Cc}]*$H\x00R\x04name\x88\x01\x01\x12J\n" +
+	"\vdescription\x18\x03 \x01(\tB#\xbaH r\x1e\x18\x88'2\x19^(?:[\\t\\n\\r]|[^\\p{Cc}])*$H\x01R\vdescription\x88\x01\x01\x126\n" +
+	"\bcategory\x18\x04 \x01(\tB\x15\xbaH\x12r\x10\x18d2\f^[^\\p{Cc}]*$H\x02R\bcategory\x88\x01\x01\x123\n" +
+	"\vprice_cents\x18\x05 \x01(\x03B\r\xbaH\n" +
+	"\"\b\x18\x80ȯ\xa0%(\x00H\x03R\n" +
+	"priceCents\x88\x01\x01:\xc2\x01\xbaH\xbe\x01\x1a\xbb\x01\n" +
+	"\x10update.not_empty\x12Onothing to update: set at least one of name, description, category, price_cents\x1aVhas(this.name) || has(this.description) || has(this.category) || has(this.price_cents)B\a\n" +
 	"\x05_nameB\x0e\n" +
 	"\f_descriptionB\v\n" +
 	"\t_categoryB\x0e\n" +
 	"\f_price_cents\"L\n" +
 	"\x15UpdateProductResponse\x123\n" +
-	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"&\n" +
-	"\x14DeleteProductRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x17\n" +
-	"\x15DeleteProductResponse\":\n" +
-	"\x12AdjustStockRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
-	"\x05delta\x18\x02 \x01(\x03R\x05delta\"J\n" +
+	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"<\n" +
+	"\x14DeleteProductRequest\x12$\n" +
+	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\x02id\"\x17\n" +
+	"\x15DeleteProductResponse\"j\n" +
+	"\x12AdjustStockRequest\x12$\n" +
+	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\x02id\x12.\n" +
+	"\x05delta\x18\x02 \x01(\x03B\x18\xbaH\x15\"\x138\x00\x18\x80\x94\xeb\xdc\x03(\x80씣\xfc\xff\xff\xff\xff\x01R\x05delta\"J\n" +
 	"\x13AdjustStockResponse\x123\n" +
-	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"F\n" +
-	"\tStockItem\x12\x1d\n" +
+	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"k\n" +
+	"\tStockItem\x123\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\tR\tproductId\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x05R\bquantity\"o\n" +
-	"\x13ReserveStockRequest\x12%\n" +
-	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x121\n" +
-	"\x05items\x18\x02 \x03(\v2\x1b.shop.products.v1.StockItemR\x05items\"\x96\x01\n" +
+	"product_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\tproductId\x12)\n" +
+	"\bquantity\x18\x02 \x01(\x05B\r\xbaH\n" +
+	"\x1a\b\x18\x80\x94\xeb\xdc\x03(\x01R\bquantity\"\x8f\x01\n" +
+	"\x13ReserveStockRequest\x12;\n" +
+	"\x0ereservation_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\rreservationId\x12;\n" +
+	"\x05items\x18\x02 \x03(\v2\x1b.shop.products.v1.StockItemB\b\xbaH\x05\x92\x01\x02\b\x01R\x05items\"\x96\x01\n" +
 	"\fReservedItem\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\x01 \x01(\tR\tproductId\x12!\n" +
@@ -1491,19 +1502,22 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\x10unit_price_cents\x18\x03 \x01(\x03R\x0eunitPriceCents\x12\x1a\n" +
 	"\bquantity\x18\x04 \x01(\x05R\bquantity\"L\n" +
 	"\x14ReserveStockResponse\x124\n" +
-	"\x05items\x18\x01 \x03(\v2\x1e.shop.products.v1.ReservedItemR\x05items\"<\n" +
-	"\x13ReleaseStockRequest\x12%\n" +
-	"\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\"2\n" +
+	"\x05items\x18\x01 \x03(\v2\x1e.shop.products.v1.ReservedItemR\x05items\"R\n" +
+	"\x13ReleaseStockRequest\x12;\n" +
+	"\x0ereservation_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\rreservationId\"2\n" +
 	"\x14ReleaseStockResponse\x12\x1a\n" +
-	"\breleased\x18\x01 \x01(\bR\breleased\"\xb2\x01\n" +
-	"\x15ImportProductsRequest\x12\x10\n" +
-	"\x03sku\x18\x01 \x01(\tR\x03sku\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1a\n" +
-	"\bcategory\x18\x04 \x01(\tR\bcategory\x12\x1f\n" +
-	"\vprice_cents\x18\x05 \x01(\x03R\n" +
-	"priceCents\x12\x14\n" +
-	"\x05stock\x18\x06 \x01(\x03R\x05stock\"\xab\x01\n" +
+	"\breleased\x18\x01 \x01(\bR\breleased\"\x91\x03\n" +
+	"\x15ImportProductsRequest\x129\n" +
+	"\x03sku\x18\x01 \x01(\tB'\xbaH$r\"\x10\x01\x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x03sku\x12n\n" +
+	"\x04name\x18\x02 \x01(\tBZ\xbaHW\xba\x01>\n" +
+	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != ''\xc8\x01\x01r\x11\x18\xc8\x012\f^[^\\p{Cc}]*$R\x04name\x12E\n" +
+	"\vdescription\x18\x03 \x01(\tB#\xbaH r\x1e\x18\x88'2\x19^(?:[\\t\\n\\r]|[^\\p{Cc}])*$R\vdescription\x121\n" +
+	"\bcategory\x18\x04 \x01(\tB\x15\xbaH\x12r\x10\x18d2\f^[^\\p{Cc}]*$R\bcategory\x12.\n" +
+	"\vprice_cents\x18\x05 \x01(\x03B\r\xbaH\n" +
+	"\"\b\x18\x80ȯ\xa0%(\x00R\n" +
+	"priceCents\x12#\n" +
+	"\x05stock\x18\x06 \x01(\x03B\r\xbaH\n" +
+	"\"\b\x18\x80\x94\xeb\xdc\x03(\x00R\x05stock\"\xab\x01\n" +
 	"\x16ImportProductsResponse\x12\x18\n" +
 	"\acreated\x18\x01 \x01(\x05R\acreated\x12\x18\n" +
 	"\aupdated\x18\x02 \x01(\x05R\aupdated\x12\x1a\n" +

@@ -10,6 +10,7 @@
 package usersv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/kafka/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -801,7 +802,7 @@ var File_shop_users_v1_users_proto protoreflect.FileDescriptor
 
 const file_shop_users_v1_users_proto_rawDesc = "" +
 	"\n" +
-	"\x19shop/users/v1/users.proto\x12\rshop.users.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckgrpc/kafka/v1/options.proto\"\xf2\x01\n" +
+	"\x19shop/users/v1/users.proto\x12\rshop.users.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckgrpc/kafka/v1/options.proto\"\xf2\x01\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12!\n" +
@@ -810,38 +811,42 @@ const file_shop_users_v1_users_proto_rawDesc = "" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"h\n" +
-	"\x11CreateUserRequest\x12\x14\n" +
-	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\x12!\n" +
-	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"=\n" +
+	"updateTime\"\xdd\x01\n" +
+	"\x11CreateUserRequest\x12#\n" +
+	"\x05email\x18\x01 \x01(\tB\r\xbaH\n" +
+	"\xc8\x01\x01r\x05(\xfe\x01`\x01R\x05email\x12%\n" +
+	"\bpassword\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\b(HR\bpassword\x12|\n" +
+	"\fdisplay_name\x18\x03 \x01(\tBY\xbaHV\xba\x01>\n" +
+	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != ''\xc8\x01\x01r\x10\x18d2\f^[^\\p{Cc}]*$R\vdisplayName\"=\n" +
 	"\x12CreateUserResponse\x12'\n" +
-	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"@\n" +
-	"\fLoginRequest\x12\x14\n" +
-	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\"\x98\x01\n" +
+	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"P\n" +
+	"\fLoginRequest\x12\x1c\n" +
+	"\x05email\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x05email\x12\"\n" +
+	"\bpassword\x18\x02 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\bpassword\"\x98\x01\n" +
 	"\rLoginResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12'\n" +
-	"\x04user\x18\x03 \x01(\v2\x13.shop.users.v1.UserR\x04user\" \n" +
-	"\x0eGetUserRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\":\n" +
+	"\x04user\x18\x03 \x01(\v2\x13.shop.users.v1.UserR\x04user\"(\n" +
+	"\x0eGetUserRequest\x12\x16\n" +
+	"\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x02id\":\n" +
 	"\x0fGetUserResponse\x12'\n" +
-	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"\x8a\x01\n" +
-	"\x11UpdateUserRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
-	"\fdisplay_name\x18\x02 \x01(\tH\x00R\vdisplayName\x88\x01\x01\x12\x1f\n" +
-	"\bpassword\x18\x03 \x01(\tH\x01R\bpassword\x88\x01\x01B\x0f\n" +
+	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"\xf0\x02\n" +
+	"\x11UpdateUserRequest\x12\x16\n" +
+	"\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x02id\x12\x80\x01\n" +
+	"\fdisplay_name\x18\x02 \x01(\tBX\xbaHU\xba\x01>\n" +
+	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != ''r\x12\x10\x01\x18d2\f^[^\\p{Cc}]*$H\x00R\vdisplayName\x88\x01\x01\x12*\n" +
+	"\bpassword\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\b(HH\x01R\bpassword\x88\x01\x01:v\xbaHs\x1aq\n" +
+	"\x10update.not_empty\x12/nothing to update: set display_name or password\x1a,has(this.display_name) || has(this.password)B\x0f\n" +
 	"\r_display_nameB\v\n" +
 	"\t_password\"=\n" +
 	"\x12UpdateUserResponse\x12'\n" +
-	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"#\n" +
-	"\x11DeleteUserRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12DeleteUserResponse\"N\n" +
-	"\x10ListUsersRequest\x12\x1b\n" +
-	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"+\n" +
+	"\x11DeleteUserRequest\x12\x16\n" +
+	"\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x02id\"\x14\n" +
+	"\x12DeleteUserResponse\"W\n" +
+	"\x10ListUsersRequest\x12$\n" +
+	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"f\n" +
 	"\x11ListUsersResponse\x12)\n" +
