@@ -32,11 +32,18 @@ bench:
 # because it imports kafkatransport/gen/kgrpc/kafka/v1, which buf generate
 # deletes (clean: true) before writing fresh output.
 #
+# proto/openapi.yaml, the OpenAPI options protoc-gen-openapiv2 reads, is
+# proto/openapi.base.yaml plus the required fields and limits of the
+# buf.validate rules (internal/tools/openapirules).
+#
 # examples/greeter generates with its own go tool plugins, as docs/guide.md
 # shows, from its copy of options.proto, rewritten first.
 generate:
+	bash scripts/vendor-protovalidate.sh
 	go build -o .bin/protoc-gen-go-kafka github.com/kgrpc/platform/kafkatransport/cmd/protoc-gen-go-kafka
 	$(BUF) generate --template kafkatransport/buf.gen.yaml
+	$(BUF) build -o .bin/shop.binpb
+	go run ./internal/tools/openapirules -image .bin/shop.binpb -base proto/openapi.base.yaml -out proto/openapi.yaml
 	$(BUF) generate
 	.bin/protoc-gen-go-kafka --write-options examples/greeter/proto >/dev/null
 	cd examples/greeter && go tool -modfile=../../tools/go.mod buf generate
@@ -54,8 +61,8 @@ lint:
 
 # check-generated fails when gen/ differs from what the protos generate.
 check-generated: generate
-	git diff --exit-code -- gen/ kafkatransport/gen/ gateway/openapiv2/ examples/greeter/gen/ examples/greeter/proto/
-	@untracked="$$(git ls-files --others --exclude-standard -- gen/ kafkatransport/gen/ gateway/openapiv2/ examples/greeter/gen/ examples/greeter/proto/)"; \
+	git diff --exit-code -- gen/ kafkatransport/gen/ gateway/openapiv2/ examples/greeter/gen/ examples/greeter/proto/ proto/openapi.yaml third_party/
+	@untracked="$$(git ls-files --others --exclude-standard -- gen/ kafkatransport/gen/ gateway/openapiv2/ examples/greeter/gen/ examples/greeter/proto/ proto/openapi.yaml third_party/)"; \
 	if [ -n "$$untracked" ]; then echo "untracked generated files:"; echo "$$untracked"; exit 1; fi
 
 # breaking checks the protos for breaking changes against the main branch.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"buf.build/go/protovalidate"
@@ -13,6 +14,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/telemetry"
 	"github.com/kgrpc/platform/kafkatransport"
@@ -129,7 +132,7 @@ func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocatio
 	if u.tel != nil {
 		opts = append(opts, u.tel.Server()...) // outermost: every request counted
 	}
-	authCfg := auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked}
+	authCfg := auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked, Public: publicMethod}
 	rules, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("validation rules: %w", err)
@@ -145,6 +148,19 @@ func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocatio
 	opts = append(opts, kafkatransport.WithStreamServerInterceptors(requestIDStream, logStreams(u.log), auth.StreamServerInterceptor(authCfg),
 		validate.StreamServerInterceptor(rules)))
 	return kafkatransport.NewServer(c.Brokers, opts...)
+}
+
+// publicMethod reports whether anyone may call method without a user or a
+// unit: registration, login, the catalogue, and every unit's health and
+// reflection services. Any other call without one is Unauthenticated
+// before its request is validated or its handler runs.
+func publicMethod(method string) bool {
+	switch method {
+	case usersv1.UserService_CreateUser_FullMethodName, usersv1.UserService_Login_FullMethodName,
+		productsv1.ProductService_GetProduct_FullMethodName, productsv1.ProductService_ListProducts_FullMethodName:
+		return true
+	}
+	return strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.")
 }
 
 // requestIDStream is requestID for streams.

@@ -85,6 +85,14 @@ type InterceptorConfig struct {
 	// Revoked, when set, reports why the tokens of user id at version are
 	// revoked (a newer version exists, or the account was deleted), or nil.
 	Revoked func(id string, version int64) error
+	// Public, when set, reports whether anyone may call a method (a full
+	// method name, "/shop.users.v1.UserService/Login") without claims; a
+	// call of any other method without claims fails Unauthenticated
+	// before the interceptors after this one (request validation) and
+	// the handler run, so an anonymous caller learns nothing else of a
+	// method it may not call. Nil leaves every method to its handler
+	// (Require, RequireAdmin).
+	Public func(method string) bool
 }
 
 // UnaryServerInterceptor puts the caller's claims in the context
@@ -104,7 +112,7 @@ type InterceptorConfig struct {
 // never go on the bus.
 func UnaryServerInterceptor(cfg InterceptorConfig) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := cfg.callerContext(ctx)
+		ctx, err := cfg.callerContext(ctx, info.FullMethod)
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +132,7 @@ const RevocationCheckInterval = time.Second
 // cancelled.
 func StreamServerInterceptor(cfg InterceptorConfig) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := cfg.callerContext(ss.Context())
+		ctx, err := cfg.callerContext(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}
@@ -166,8 +174,9 @@ func (cfg InterceptorConfig) watchRevocation(ctx context.Context, c Claims, canc
 }
 
 // callerContext returns ctx with the caller's claims, as
-// UnaryServerInterceptor describes, or the error that refuses the call.
-func (cfg InterceptorConfig) callerContext(ctx context.Context) (context.Context, error) {
+// UnaryServerInterceptor describes, or the error that refuses the call of
+// method.
+func (cfg InterceptorConfig) callerContext(ctx context.Context, method string) (context.Context, error) {
 	ri, _ := kafkatransport.RequestFromContext(ctx)
 	switch {
 	case ri.Caller == "":
@@ -190,6 +199,10 @@ func (cfg InterceptorConfig) callerContext(ctx context.Context) (context.Context
 		ctx = NewContext(ctx, c)
 	default:
 		ctx = NewContext(ctx, Claims{Subject: ri.Caller, Role: RoleService})
+	}
+	if _, ok := FromContext(ctx); !ok && cfg.Public != nil && !cfg.Public(method) {
+		_, err := Require(ctx)
+		return nil, err
 	}
 	return ctx, nil
 }
