@@ -181,25 +181,31 @@ func TestFailFast(t *testing.T) {
 		}
 		return out
 	}
+	// first waits for answers with status to calls that began at or after
+	// from, for at most 30s, and returns when the earliest one ended.
+	first := func(status int, from time.Time, what string) time.Time {
+		t.Helper()
+		for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			var at time.Time
+			for _, a := range since(from) {
+				if a.status == status && (at.IsZero() || a.end.Before(at)) {
+					at = a.end
+				}
+			}
+			if !at.IsZero() {
+				return at
+			}
+		}
+		t.Fatalf("no %d within 30s of %s", status, what)
+		return time.Time{}
+	}
 	time.Sleep(2 * time.Second)
 	killAt := time.Now()
 	products.Kill()
 	t.Logf("killed productsvc")
 
 	// ---- the circuit opens: the first 503.
-	var openAt time.Time
-	for openAt.IsZero() {
-		if time.Since(killAt) > 30*time.Second {
-			t.Fatal("no 503 within 30s of killing productsvc")
-		}
-		time.Sleep(20 * time.Millisecond)
-		for _, a := range since(killAt) {
-			if a.status == http.StatusServiceUnavailable {
-				openAt = a.end
-				break
-			}
-		}
-	}
+	openAt := first(http.StatusServiceUnavailable, killAt, "killing productsvc")
 	t.Logf("figure: circuit open %v after the kill (request timeout %v)", openAt.Sub(killAt).Round(time.Millisecond), requestTimeout)
 	if v := metric(t, gw, `kgrpc_client_circuit_state{service="shop.products.v1.ProductService"`); v == 0 {
 		t.Errorf("kgrpc_client_circuit_state of the products service = %v while failing fast, want 1 or 2", v)
@@ -260,18 +266,7 @@ func TestFailFast(t *testing.T) {
 	}
 
 	// ---- recovery: the first 200 after productsvc is back.
-	var okAt time.Time
-	for okAt.IsZero() {
-		if time.Since(readyAt) > 30*time.Second {
-			t.Fatal("no 200 within 30s of productsvc's return")
-		}
-		time.Sleep(20 * time.Millisecond)
-		for _, a := range since(restartAt) {
-			if a.status == http.StatusOK && (okAt.IsZero() || a.end.Before(okAt)) {
-				okAt = a.end
-			}
-		}
-	}
+	okAt := first(http.StatusOK, restartAt, "restarting productsvc")
 	close(stop)
 	wg.Wait()
 	t.Logf("figure: recovery: productsvc ready %v after its restart; first 200 %v after it was ready (%v after the restart)",
