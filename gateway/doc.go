@@ -85,8 +85,22 @@
 // (InvalidArgument, FailedPrecondition and OutOfRange 400, Unauthenticated
 // 401, PermissionDenied 403, NotFound 404, AlreadyExists 409,
 // ResourceExhausted 429, Unavailable 503, DeadlineExceeded 504). A 401 has a
-// `WWW-Authenticate: Bearer realm="shop"` header. A path no route takes is
-// 404 NOT_FOUND; a route's path with another method, 405 UNIMPLEMENTED.
+// `WWW-Authenticate: Bearer realm="shop"` header. An error with a
+// google.rpc.RetryInfo detail has a Retry-After header (its delay in whole
+// seconds, rounded up, at least 1). A path no route takes is 404
+// NOT_FOUND; a route's path with another method, 405 UNIMPLEMENTED.
+//
+// Failing fast: the services' clients go through a breaker
+// (kafkatransport/breaker; RunGateway installs it, Config.Breaker shows
+// it). After consecutive calls of one service that got no answer
+// (Unavailable, DeadlineExceeded), its circuit opens and its routes answer
+// 503 UNAVAILABLE at once, with an ErrorInfo detail of reason CIRCUIT_OPEN
+// and Retry-After the time until the breaker probes the service again;
+// beyond the bound of calls in flight to one service, 503 UNAVAILABLE
+// with reason OVERLOADED and Retry-After: 1. The other services' routes
+// are not affected. /readyz lists the circuits that are not closed under
+// "circuits" ({"shop.products.v1.ProductService": "open"}), without
+// changing readiness.
 //
 // A POST, PATCH or DELETE may carry an Idempotency-Key header; the gateway
 // makes up one for each without. Services receive it as "idempotency-key"

@@ -3,7 +3,10 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	rpccode "google.golang.org/genproto/googleapis/rpc/code"
@@ -53,7 +56,9 @@ func routingErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marsh
 // writeError writes err in the API's error format with the status code's
 // HTTP status. An error without a gRPC code (Unknown) of a request whose
 // context ended is that context's error: DEADLINE_EXCEEDED or CANCELLED.
-// A 401 carries a WWW-Authenticate challenge.
+// A 401 carries a WWW-Authenticate challenge, and an error with a
+// google.rpc.RetryInfo detail a Retry-After header (whole seconds, at least
+// 1): the 503 UNAVAILABLE of a call the gateway's breaker refused, say.
 //
 // Errors of decoding a request get words without Go internals and their
 // own statuses (decodeError: 408 for a slow body, 413 for a large one), and
@@ -82,7 +87,30 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if st.Code() == codes.Unauthenticated {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="shop"`)
 	}
+	if d, ok := retryDelay(st); ok {
+		setRetryAfter(w, d)
+	}
 	writeJSON(w, httpStatus, body)
+}
+
+// retryDelay returns the delay of st's google.rpc.RetryInfo detail, as a
+// service or the client's breaker (kafkatransport/breaker: 503 for a
+// circuit open or too many calls in flight) gives it.
+func retryDelay(st *status.Status) (time.Duration, bool) {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.RetryInfo); ok && info.GetRetryDelay() != nil {
+			return info.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
+}
+
+// setRetryAfter sets the Retry-After header to d in whole seconds, rounded
+// up and at least 1, and returns them.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) int {
+	secs := max(1, int(math.Ceil(d.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return secs
 }
 
 // tooLarge reports whether st is the transport's refusal of a request too

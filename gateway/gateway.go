@@ -20,6 +20,7 @@ import (
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/telemetry"
+	"github.com/kgrpc/platform/kafkatransport/breaker"
 )
 
 // Config is what the gateway needs.
@@ -39,6 +40,9 @@ type Config struct {
 	// Revoked, when set, reports why the tokens of user id at version are
 	// revoked, or nil; a revoked token is refused 401.
 	Revoked func(id string, version int64) error
+	// Breaker, when not nil, is the breaker of the services' clients
+	// (kafkatransport/breaker): /readyz shows its circuits. Optional.
+	Breaker *breaker.Breaker
 	// Ping checks that the broker is reachable, for /readyz. Optional.
 	Ping func(ctx context.Context) error
 	// Health are more /readyz checks by name, each nil when ready (the

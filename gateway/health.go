@@ -19,6 +19,7 @@ import (
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/kafkatransport/breaker"
 )
 
 // readyzTimeout bounds /readyz: every check runs at once within it.
@@ -35,6 +36,12 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 // "NOT_SERVING: <the unit's reason>" (say "NOT_SERVING: database: ..."),
 // "unavailable: ..." when the unit does not answer, "<code>: ..." for any
 // other failure of the call.
+//
+// With a Config.Breaker, the body also has "circuits": the state of each
+// service's circuit that is not closed ("open", "half-open"), by service
+// name, empty while all are closed. They show; they do not decide
+// readiness: the gateway still serves the other services, and the health
+// checks, which the breaker lets through, say whether a service answers.
 func (g *gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readyzTimeout)
 	defer cancel()
@@ -70,7 +77,17 @@ func (g *gateway) readyz(w http.ResponseWriter, r *http.Request) {
 			code = http.StatusServiceUnavailable
 		}
 	}
-	writeJSON(w, code, map[string]any{"ready": code == http.StatusOK, "checks": results})
+	body := map[string]any{"ready": code == http.StatusOK, "checks": results}
+	if g.cfg.Breaker != nil {
+		circuits := map[string]string{}
+		for name, st := range g.cfg.Breaker.States() {
+			if st != breaker.StateClosed {
+				circuits[name] = st.String()
+			}
+		}
+		body["circuits"] = circuits
+	}
+	writeJSON(w, code, body)
 }
 
 // serving returns the check that asks c whether service is SERVING: nil

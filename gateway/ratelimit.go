@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -113,8 +111,7 @@ func rateLimitAuth(perMinute int) func(http.Handler) http.Handler {
 				}
 			}
 			if wait > 0 {
-				secs := int(math.Ceil(wait.Seconds()))
-				w.Header().Set("Retry-After", strconv.Itoa(secs))
+				secs := setRetryAfter(w, wait)
 				writeError(w, r, status.Error(codes.ResourceExhausted, fmt.Sprintf("too many login or registration attempts; retry in %d s", secs)))
 				return
 			}

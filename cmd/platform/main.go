@@ -39,7 +39,7 @@ import (
 var platformFlags = []string{
 	"http-addr=127.0.0.1:8080", "data-dir", "brokers", "admin-email", "admin-password", "auth-secret",
 	"no-demo", "topic-prefix", "log-level", "log-format=text", "max-stream-duration", "max-streams-per-user",
-	"instance-id=", "partitions", "kafka-config", "kafka-config-file", "idempotency-ttl", "token-ttl", "cors-origins", "auth-rate-limit", "call-retention",
+	"max-inflight-per-service", "instance-id=", "partitions", "kafka-config", "kafka-config-file", "idempotency-ttl", "token-ttl", "cors-origins", "auth-rate-limit", "call-retention",
 	"pprof-addr",
 }
 
@@ -183,7 +183,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		return app.RunOrders(gctx, common, app.OrdersConfig{ServiceConfig: app.ServiceConfig{DB: ordersDB, IdempotencyTTL: o.IdempotencyTTL}})
 	})
 	g.Go(func() error {
-		return app.RunGateway(gctx, common, app.GatewayConfig{HTTPAddr: o.HTTPAddr, RequestTimeout: o.RequestTimeout, MaxStreamDuration: o.MaxStreamDuration, MaxStreamsPerUser: o.MaxStreamsPerUser, CORSOrigins: o.Origins(), AuthRateLimit: o.AuthRateLimit, Listening: func(addr string) {
+		return app.RunGateway(gctx, common, app.GatewayConfig{HTTPAddr: o.HTTPAddr, RequestTimeout: o.RequestTimeout, MaxStreamDuration: o.MaxStreamDuration, MaxStreamsPerUser: o.MaxStreamsPerUser, MaxInFlightPerService: o.MaxInFlightPerService, CORSOrigins: o.Origins(), AuthRateLimit: o.AuthRateLimit, Listening: func(addr string) {
 			if fresh {
 				_ = os.WriteFile(marker, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 			}

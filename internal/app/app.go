@@ -19,7 +19,9 @@ import (
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/telemetry"
 	"github.com/kgrpc/platform/kafkatransport"
+	"github.com/kgrpc/platform/kafkatransport/breaker"
 	"github.com/kgrpc/platform/kafkatransport/idempotency"
+	"github.com/kgrpc/platform/kafkatransport/kafkaprom"
 	"github.com/kgrpc/platform/kafkatransport/validate"
 )
 
@@ -104,17 +106,56 @@ func (c Common) topicOptions() kafkatransport.TopicOption {
 	return kafkatransport.WithPartitions(cmp.Or(c.Partitions, kafkatransport.DefaultPartitions))
 }
 
-// clientOptions returns the transport options of a unit's client: calls
-// that fail Unavailable and are safe to run again (reads, idempotent
-// methods, calls with an idempotency key) are retried up to twice, after
-// about 100ms and 200ms, within their deadline.
-func (c Common) clientOptions(u unitEnv) []kafkatransport.ClientOption {
+// clientOptions returns the transport options of a unit's client: with
+// telemetry, its spans and metrics outermost; then, when b is not nil, the
+// breaker, which fails calls at once while their service's circuit is open
+// or too many of its calls are in flight; then the retry of calls that
+// fail Unavailable and are safe to run again (reads, idempotent methods,
+// calls with an idempotency key): up to twice, after about 100ms and
+// 200ms, within their deadline.
+//
+// The breaker is outside the retry on purpose: a call counts once toward
+// its circuit, after its retries (three quick Unavailables of one call are
+// one failure, not three), it holds its in-flight slot while it retries,
+// and a refusal (itself Unavailable) is not retried after 100ms and 200ms
+// waits, which would undo failing fast.
+func (c Common) clientOptions(u unitEnv, b *breaker.Breaker) []kafkatransport.ClientOption {
 	opts := []kafkatransport.ClientOption{u.kafka}
 	if u.tel != nil {
 		opts = append(opts, u.tel.Client()...) // outermost: one grpc_client_handled_total per call
 	}
+	if b != nil {
+		opts = append(opts, kafkatransport.WithUnaryClientInterceptors(b.UnaryClientInterceptor()),
+			kafkatransport.WithStreamClientInterceptors(b.StreamClientInterceptor()))
+	}
 	opts = append(opts, kafkatransport.WithUnaryClientInterceptors(idempotency.RetryUnavailable(3, 100*time.Millisecond)))
 	return append(opts, c.Client...)
+}
+
+// newBreaker returns the breaker of a unit's client, with at most
+// maxInFlight calls in flight per service (0: breaker.DefaultMaxInFlight)
+// and the other settings' defaults. It logs each change of a circuit's
+// state and, with telemetry, exports the circuits' states
+// (kafkaprom.NewCircuits).
+func newBreaker(u unitEnv, maxInFlight int) (*breaker.Breaker, error) {
+	log := u.log
+	b, err := breaker.New(breaker.WithMaxInFlight(cmp.Or(maxInFlight, breaker.DefaultMaxInFlight)),
+		breaker.WithStateChange(func(service string, from, to breaker.State) {
+			level := slog.LevelInfo
+			if to == breaker.StateOpen {
+				level = slog.LevelWarn
+			}
+			log.Log(context.Background(), level, "circuit "+to.String(), "service", service, "from", from.String())
+		}))
+	if err != nil {
+		return nil, err
+	}
+	if u.tel != nil {
+		if err := u.tel.Registerer.Register(kafkaprom.NewCircuits(b)); err != nil {
+			return nil, fmt.Errorf("register circuit metrics: %w", err)
+		}
+	}
+	return b, nil
 }
 
 // newServer returns a transport server with the shop's interceptors: with

@@ -26,6 +26,10 @@ type GatewayConfig struct {
 	MaxStreamDuration time.Duration
 	// MaxStreamsPerUser is gateway.Config.MaxStreamsPerUser.
 	MaxStreamsPerUser int
+	// MaxInFlightPerService bounds the calls the gateway has in flight to
+	// each service; more answer 503 UNAVAILABLE at once, with Retry-After
+	// (breaker.WithMaxInFlight). Default: breaker.DefaultMaxInFlight.
+	MaxInFlightPerService int
 	// CORSOrigins are the browser origins allowed to call the API.
 	CORSOrigins []string
 	// AuthRateLimit is gateway.Config.AuthRateLimit.
@@ -47,7 +51,11 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 	if err != nil {
 		return err
 	}
-	conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(u)...)
+	b, err := newBreaker(u, cfg.MaxInFlightPerService)
+	if err != nil {
+		return err
+	}
+	conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(u, b)...)
 	if err != nil {
 		return err
 	}
@@ -69,6 +77,7 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 		Verifier:          verifier,
 		Revoked:           rev.Revoked,
 		Health:            map[string]func() error{"revocations": rev.Health},
+		Breaker:           b,
 		Ping:              conn.Ping,
 		OpenAPI:           gateway.OpenAPI,
 		RequestTimeout:    cfg.RequestTimeout,

@@ -95,7 +95,7 @@ func TestHealthNamesTheDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := kafkatransport.Dial(ctx, brokers, c.clientOptions(gw)...)
+	conn, err := kafkatransport.Dial(ctx, brokers, c.clientOptions(gw, nil)...)
 	if err != nil {
 		t.Fatal(err)
 	}

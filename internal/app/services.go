@@ -130,7 +130,13 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 		return fmt.Errorf("--recover-after %v must exceed the %v call timeout to the product service", cfg.RecoverAfter, ordersvc.DefaultCallTimeout)
 	}
 	return runService(ctx, c, UnitOrders, cfg.ServiceConfig, ordersvc.Open, func(ctx context.Context, u *serviceUnit, repo *ordersvc.SQLRepository) error {
-		conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(u.unitEnv)...)
+		// ReserveStock and the recovery sweep fail at once while the
+		// product service is down, instead of each waiting 10s.
+		b, err := newBreaker(u.unitEnv, 0)
+		if err != nil {
+			return err
+		}
+		conn, err := kafkatransport.Dial(ctx, c.Brokers, c.clientOptions(u.unitEnv, b)...)
 		if err != nil {
 			return err
 		}

@@ -45,12 +45,15 @@ type Settings struct {
 	// MaxStreamsPerUser bounds one user's open streaming API requests
 	// (--max-streams-per-user).
 	MaxStreamsPerUser int
-	CORSOrigins       string
-	AuthRateLimit     int
-	ReplyPartition    int
-	RecoverAfter      time.Duration
-	IdempotencyTTL    time.Duration
-	TokenTTL          time.Duration
+	// MaxInFlightPerService bounds the gateway's calls in flight to each
+	// service (--max-inflight-per-service).
+	MaxInFlightPerService int
+	CORSOrigins           string
+	AuthRateLimit         int
+	ReplyPartition        int
+	RecoverAfter          time.Duration
+	IdempotencyTTL        time.Duration
+	TokenTTL              time.Duration
 
 	DataDir string
 	NoDemo  bool
@@ -101,6 +104,8 @@ func (s *Settings) table() []cli.Flag {
 		{Name: "request-timeout", Value: &s.RequestTimeout, Default: "10s", Usage: "deadline of each API request, Kafka calls included (streams: --max-stream-duration)"},
 		{Name: "max-stream-duration", Value: &s.MaxStreamDuration, Default: "1h", Usage: "longest a streaming API request (GET /v1/orders/{id}:watch, POST /v1/products:import) may last"},
 		{Name: "max-streams-per-user", Value: &s.MaxStreamsPerUser, Default: "16", Usage: "streaming API requests one user may have open at once; more get 429"},
+		{Name: "max-inflight-per-service", Value: &s.MaxInFlightPerService, Default: "1024",
+			Usage: "calls the gateway may have in flight to one service at once; more get 503 with Retry-After at once"},
 		{Name: "auth-rate-limit", Value: &s.AuthRateLimit, Default: "30",
 			Usage: "login and registration attempts a minute allowed per client address and per email (more get 429 with Retry-After); 0 for no limit"},
 		{Name: "cors-origins", Value: &s.CORSOrigins,

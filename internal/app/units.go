@@ -81,10 +81,10 @@ func deployable(name string, flags []string, health bool, run func(ctx context.C
 }
 
 // Gateway is cmd/gateway: the REST API.
-var Gateway = deployable("gateway", []string{"http-addr=:8080", "request-timeout", "max-stream-duration", "max-streams-per-user", "reply-partition", "cors-origins", "auth-rate-limit"}, false,
+var Gateway = deployable("gateway", []string{"http-addr=:8080", "request-timeout", "max-stream-duration", "max-streams-per-user", "max-inflight-per-service", "reply-partition", "cors-origins", "auth-rate-limit"}, false,
 	func(ctx context.Context, s Settings, c Common, _ *Ready) error {
 		c.PinReplyPartition(s.ReplyPartition)
-		return RunGateway(ctx, c, GatewayConfig{HTTPAddr: s.HTTPAddr, RequestTimeout: s.RequestTimeout, MaxStreamDuration: s.MaxStreamDuration, MaxStreamsPerUser: s.MaxStreamsPerUser, CORSOrigins: s.Origins(), AuthRateLimit: s.AuthRateLimit})
+		return RunGateway(ctx, c, GatewayConfig{HTTPAddr: s.HTTPAddr, RequestTimeout: s.RequestTimeout, MaxStreamDuration: s.MaxStreamDuration, MaxStreamsPerUser: s.MaxStreamsPerUser, MaxInFlightPerService: s.MaxInFlightPerService, CORSOrigins: s.Origins(), AuthRateLimit: s.AuthRateLimit})
 	})
 
 // Users is cmd/usersvc: the users service.

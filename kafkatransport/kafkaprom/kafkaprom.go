@@ -22,6 +22,11 @@
 // ClientConn's reply consumer commits none, so its partition has no lag
 // series). A consumer's round trips include the broker's fetch wait.
 //
+// NewCircuits exports a breaker.Breaker's state, read at each scrape:
+//
+//	kgrpc_client_circuit_state{service}            0 closed, 1 half-open, 2 open
+//	kgrpc_client_calls_shed_total{service,reason}  calls failed at once: CIRCUIT_OPEN, OVERLOADED
+//
 // Give one Metrics to every role of a unit with kafkatransport.WithMetrics
 // and register it once:
 //
