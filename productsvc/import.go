@@ -3,6 +3,7 @@ package productsvc
 import (
 	"context"
 	"io"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -65,7 +66,8 @@ func (s *Service) ImportProducts(stream grpc.ClientStreamingServer[productsv1.Im
 			}
 			resp.Rejected++
 			if len(resp.Rejections) < MaxImportRejections {
-				resp.Rejections = append(resp.Rejections, &productsv1.ImportRejection{Position: pos, Sku: req.GetSku(), Reason: st.Message()})
+				reason := strings.TrimPrefix(st.Message(), validate.MessagePrefix) // the item is the request
+				resp.Rejections = append(resp.Rejections, &productsv1.ImportRejection{Position: pos, Sku: req.GetSku(), Reason: reason})
 			}
 		}
 	}

@@ -713,7 +713,8 @@ func readmeWalkthrough(t *testing.T, s *shop, script string) {
 	}
 	// protojson varies its spacing, so compare without whitespace.
 	compact := strings.Join(strings.Fields(text), "")
-	for _, want := range []string{`"email":"ada@example.com"`, `"status":"ORDER_STATUS_PENDING"`, `"status":"ORDER_STATUS_CANCELLED"`, `"orderCount":1`, `"code":"FAILED_PRECONDITION"`} {
+	for _, want := range []string{`"email":"ada@example.com"`, `"status":"ORDER_STATUS_PENDING"`, `"status":"ORDER_STATUS_CANCELLED"`, `"orderCount":1`, `"code":"FAILED_PRECONDITION"`,
+		`"field":"email"`, `"field":"password"`, `"field":"display_name"`} {
 		if !strings.Contains(compact, want) {
 			t.Errorf("walkthrough output lacks %s:\n%s", want, text)
 		}

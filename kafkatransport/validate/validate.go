@@ -98,6 +98,10 @@ func Check(v protovalidate.Validator, msg any) error {
 	return Status(verr).Err()
 }
 
+// MessagePrefix begins the message of every status Check returns for an
+// invalid request.
+const MessagePrefix = "invalid request: "
+
 // Status returns the InvalidArgument status of a validation error: its
 // message names every violation ("invalid request: email: value must be
 // a valid email address; password: value length must be at least 8
@@ -122,7 +126,7 @@ func Status(verr *protovalidate.ValidationError) *status.Status {
 		}
 		words = append(words, msg)
 	}
-	st := status.New(codes.InvalidArgument, "invalid request: "+strings.Join(words, "; "))
+	st := status.New(codes.InvalidArgument, MessagePrefix+strings.Join(words, "; "))
 	if withDetails, err := st.WithDetails(br); err == nil {
 		st = withDetails
 	}
