@@ -80,8 +80,8 @@ func (e *topicEnsurer) ensureWith(ctx context.Context, partitions int, conf map[
 }
 
 // partitionCount returns the number of partitions of topic.
-func partitionCount(admin *kafka.AdminClient, topic string, timeoutMs int) (int, error) {
-	md, err := admin.GetMetadata(&topic, false, timeoutMs)
+func partitionCount(src metadataSource, topic string, timeoutMs int) (int, error) {
+	md, err := src.GetMetadata(&topic, false, timeoutMs)
 	if err != nil {
 		return 0, fmt.Errorf("metadata of %q: %w", topic, err)
 	}

@@ -175,6 +175,10 @@ func (l *lane) dispatch(m *kafka.Message) bool {
 		l.s.cfg.logger.Warn("kafkatransport dead-lettering a request", "topic", l.topic, "method", req.method.name, "err", err)
 		return l.deadLetter(req, err)
 	}
+	if err := l.s.replies.check(req.replyTopic, req.env.replyPartition); err != nil {
+		l.s.cfg.logger.Warn("kafkatransport dead-lettering a request", "topic", l.topic, "method", req.method.name, "err", err)
+		return l.deadLetter(req, err)
+	}
 	if l.expired(req) {
 		l.done(req)
 		return false

@@ -11,6 +11,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	kafkav1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/kafka/v1"
 )
 
 // Publisher publishes events. Generated <Event>Publisher types wrap it; one
@@ -49,6 +52,39 @@ func NewPublisher(brokers string, opts ...PublisherOption) (*Publisher, error) {
 	// Per-message delivery channels carry the reports; drain the rest.
 	go readDeliveries(p, &pub.cfg, nil)
 	return pub, nil
+}
+
+// CreateTopics creates, where missing, the topic of every event message
+// type declared in files (each message with the (kgrpc.kafka.v1.event)
+// option, nested ones included), with the publisher's partitions, so that
+// subscribers in any language find them from the start rather than after
+// the first event of each type. ctx bounds it. A unit calls it as it
+// starts, with the files of the events it owns:
+//
+//	pub.CreateTopics(ctx, usersv1.File_shop_users_v1_events_proto)
+func (p *Publisher) CreateTopics(ctx context.Context, files ...protoreflect.FileDescriptor) error {
+	var topics []string
+	var walk func(protoreflect.MessageDescriptors)
+	walk = func(ms protoreflect.MessageDescriptors) {
+		for i := range ms.Len() {
+			md := ms.Get(i)
+			if opts, _ := proto.GetExtension(md.Options(), kafkav1.E_Event).(*kafkav1.EventOptions); opts != nil {
+				spec := EventSpec[proto.Message]{Name: string(md.FullName()), Topic: opts.GetTopic()}
+				topics = append(topics, p.cfg.topic(spec.topic()))
+			}
+			walk(md.Messages())
+		}
+	}
+	for _, f := range files {
+		walk(f.Messages())
+	}
+	if len(topics) == 0 {
+		return nil
+	}
+	if err := p.topics.ensure(ctx, p.cfg.partitions, topics...); err != nil {
+		return fmt.Errorf("kafkatransport: %w", err)
+	}
+	return nil
 }
 
 // Close flushes queued events (bounded by ctx) and closes the publisher.

@@ -1,6 +1,9 @@
 package kafkatransport_test
 
 import (
+	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -75,7 +78,94 @@ func TestForeignReplyTopicNotCreated(t *testing.T) {
 	if n := impl.startedCount("foreign"); n != 0 {
 		t.Fatalf("the request ran %d times", n)
 	}
-	if e.topicExists(foreign) {
+	if e.topicExists("foreign-replies") {
 		t.Fatalf("topic %s was created", foreign)
+	}
+}
+
+// A request whose reply address names a partition the reply topic does
+// not have, or a reply topic (one the server replies to) that does not
+// exist, can never be answered: it is dead-lettered with the reason before
+// its handler runs, and no topic is created for it. The server keeps
+// serving.
+func TestUnreachableReplyAddressNotRun(t *testing.T) {
+	e := newEnv(t)
+	impl := newEcho("a")
+	e.serve(impl)
+	c := testingv1.NewEchoServiceKafkaClient(e.dial()) // creates the default reply topic
+	waitServing(t, c)
+	missing := e.prefix + "replies" // allowed (testReplyTopics), never created here
+	tests := []struct {
+		name, replyTopic string
+		partition        int32
+		reason           string
+	}{
+		{"partition out of range", e.prefix + "kgrpc.replies", 999, "reply partition 999 out of range"},
+		{"reply topic missing", missing, 0, "does not exist"},
+	}
+	topic := e.prefix + testingv1.EchoServiceKafkaTopic
+	for i, tt := range tests {
+		id := fmt.Sprint("unreachable-", i)
+		env, err := proto.Marshal(&kafkav1.RequestEnvelope{
+			Method:         testingv1.EchoService_Sleep_FullMethodName,
+			Id:             id,
+			ReplyTopic:     tt.replyTopic,
+			ReplyPartition: tt.partition,
+			DeadlineUnixMs: time.Now().Add(time.Minute).UnixMilli(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		value, err := proto.Marshal(&testingv1.SleepRequest{Id: id, DurationMs: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		produceTo(t, e.rawProducer(), topic, 0, nil, value, kafka.Header{Key: "rpc", Value: env})
+	}
+	var reasons []string // dead letters are written concurrently: any order
+	for _, m := range e.readRecords(topic+".dlq", len(tests)) {
+		reasons = append(reasons, headerMap(m)["dlq-error"])
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(r, tt.reason) }) {
+				t.Errorf("dead letter reasons %q, want one to say %q", reasons, tt.reason)
+			}
+			if n := impl.startedCount(fmt.Sprint("unreachable-", i)); n != 0 {
+				t.Fatalf("the request ran %d times", n)
+			}
+		})
+	}
+	if e.topicExists("replies") {
+		t.Fatalf("topic %s was created", missing)
+	}
+	if _, err := c.Echo(ctxTimeout(t, 20*time.Second), &testingv1.EchoRequest{Message: "still here"}); err != nil {
+		t.Fatalf("Echo after unreachable requests: %v", err)
+	}
+}
+
+// CreateTopics creates the topic of every event type a file declares, so
+// that a subscriber that is not a Go Subscriber (which creates its topics
+// itself) finds it before the first event.
+func TestPublisherCreatesEventTopics(t *testing.T) {
+	e := newEnv(t)
+	pub, err := kafkatransport.NewPublisher(e.brokers, e.common())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pub.Close(context.Background()) })
+	topic := testingv1.PingedKafkaTopic // topicExists adds the prefix
+	if e.topicExists(topic) {
+		t.Fatalf("topic %s exists before CreateTopics", topic)
+	}
+	if err := pub.CreateTopics(ctxTimeout(t, 30*time.Second), testingv1.File_kgrpc_testing_v1_echo_proto); err != nil {
+		t.Fatal(err)
+	}
+	if !e.topicExists(topic) {
+		t.Fatalf("topic %s missing after CreateTopics", topic)
+	}
+	// Again: the topics exist, nothing to do.
+	if err := pub.CreateTopics(ctxTimeout(t, 30*time.Second), testingv1.File_kgrpc_testing_v1_echo_proto); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -42,6 +42,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	defer s.workers.close()
 	s.stopping = make(chan struct{})
 	s.dl = newDeadLetterer(producer, &s.cfg, &s.health)
+	s.replies = newReplyAddresses(producer)
 	topics := newTopicEnsurer(admin, &s.cfg)
 	for _, n := range names {
 		spec, ok := s.specs[n]

@@ -40,6 +40,7 @@ type Server struct {
 	stopping chan struct{}   // closed once Serve begins to stop
 	lanes    []*lane
 	dl       *deadLetterer
+	replies  *replyAddresses // checks the reply address of each request
 	streams  *streams // nil when no service has streaming methods
 
 	health health

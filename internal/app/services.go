@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
@@ -57,7 +58,7 @@ type UsersConfig struct {
 
 // RunUsers serves the users service until ctx ends.
 func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
-	return runService(ctx, c, UnitUsers, cfg.ServiceConfig, usersvc.Open, func(ctx context.Context, u *serviceUnit, repo *usersvc.SQLRepository) error {
+	return runService(ctx, c, UnitUsers, cfg.ServiceConfig, usersv1.File_shop_users_v1_events_proto, usersvc.Open, func(ctx context.Context, u *serviceUnit, repo *usersvc.SQLRepository) error {
 		issuer, err := auth.NewIssuer(c.Trust.Keys[UnitUsers].Current(), cfg.TokenTTL)
 		if err != nil {
 			return err
@@ -87,7 +88,7 @@ type ProductsConfig struct {
 // RunProducts serves the products service, and releases the stock of
 // cancelled orders from their OrderStatusChanged events, until ctx ends.
 func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
-	return runService(ctx, c, UnitProducts, cfg.ServiceConfig, productsvc.Open, func(ctx context.Context, u *serviceUnit, repo *productsvc.SQLRepository) error {
+	return runService(ctx, c, UnitProducts, cfg.ServiceConfig, productsv1.File_shop_products_v1_events_proto, productsvc.Open, func(ctx context.Context, u *serviceUnit, repo *productsvc.SQLRepository) error {
 		svc, err := productsvc.New(productsvc.Config{Repo: repo, Logger: u.log, Notify: u.relay.Notify})
 		if err != nil {
 			return err
@@ -129,7 +130,7 @@ func RunOrders(ctx context.Context, c Common, cfg OrdersConfig) error {
 		// Checked before connecting, so a bad flag fails at once.
 		return fmt.Errorf("--recover-after %v must exceed the %v call timeout to the product service", cfg.RecoverAfter, ordersvc.DefaultCallTimeout)
 	}
-	return runService(ctx, c, UnitOrders, cfg.ServiceConfig, ordersvc.Open, func(ctx context.Context, u *serviceUnit, repo *ordersvc.SQLRepository) error {
+	return runService(ctx, c, UnitOrders, cfg.ServiceConfig, ordersv1.File_shop_orders_v1_events_proto, ordersvc.Open, func(ctx context.Context, u *serviceUnit, repo *ordersvc.SQLRepository) error {
 		// ReserveStock and the recovery sweep fail at once while the
 		// product service is down, instead of each waiting 10s.
 		b, err := newBreaker(u.unitEnv, 0)
@@ -188,7 +189,8 @@ type store interface {
 }
 
 // runService runs a service unit until ctx ends: it opens the store of
-// cfg.DB with open, starts
+// cfg.DB with open, creates the topics of the unit's events (declared in
+// the file events), starts
 // an outbox relay publishing its events, builds a transport server, lets
 // build register the service (and add loops and closers), then serves,
 // relays and runs the loops until ctx ends or one fails, and sets ready once
@@ -196,7 +198,7 @@ type store interface {
 // of the server and of the subscribers build adds, and the database. The
 // server also serves grpc.health.v1.Health on the unit's own topic
 // (serveHealth), from the same checks. Everything it opened is closed on return.
-func runService[R store](ctx context.Context, c Common, name string, cfg ServiceConfig, open func(ctx context.Context, dsn string) (R, error), build func(context.Context, *serviceUnit, R) error) error {
+func runService[R store](ctx context.Context, c Common, name string, cfg ServiceConfig, events protoreflect.FileDescriptor, open func(ctx context.Context, dsn string) (R, error), build func(context.Context, *serviceUnit, R) error) error {
 	env, err := c.unit(name)
 	if err != nil {
 		return err
@@ -219,6 +221,11 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 		return err
 	}
 	defer pub.Close(context.WithoutCancel(ctx))
+	// The topics of the unit's events exist from now on, for subscribers
+	// in any language, not only once each type is first published.
+	if err := pub.CreateTopics(ctx, events); err != nil {
+		return err
+	}
 	u.relay = outbox.NewRelay(repo.SQL().Writer(), outbox.PublishTo(pub), u.log)
 	if u.tel != nil {
 		if err := u.tel.Registerer.Register(outbox.NewCollector(repo.DB())); err != nil { // the readers: a scrape waits for no write
