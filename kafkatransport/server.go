@@ -41,7 +41,7 @@ type Server struct {
 	lanes    []*lane
 	dl       *deadLetterer
 	replies  *replyAddresses // checks the reply address of each request
-	streams  *streams // nil when no service has streaming methods
+	streams  *streams        // nil when no service has streaming methods
 
 	health health
 
