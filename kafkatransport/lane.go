@@ -3,6 +3,7 @@ package kafkatransport
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -34,6 +35,9 @@ type lane struct {
 	assigned     int
 	standbySince time.Time
 	warned       bool
+
+	// expiredLog sums up the expired requests dropped (expired).
+	expiredLog everyLog
 }
 
 // standbyWarnAfter is how long an instance holds no request partition
@@ -243,14 +247,23 @@ func (req *request) decode() error {
 	if err := req.env.decode(raw); err != nil {
 		return fmt.Errorf("undecodable rpc envelope: %w", err)
 	}
-	switch {
+	switch ms := req.env.deadlineUnixMs; {
 	case len(req.env.id) == 0:
 		return errors.New("rpc envelope without a correlation id")
 	case len(req.env.replyTopic) == 0 || req.env.replyPartition < 0:
 		return errors.New("rpc envelope without a reply address")
+	case ms != 0 && ms < minDeadlineUnixMs:
+		return fmt.Errorf("deadline_unix_ms %d is before 2001-09-09: milliseconds since the Unix epoch expected (seconds given?)", ms)
 	}
 	return nil
 }
+
+// minDeadlineUnixMs is the earliest deadline a request may carry, 10^12 ms
+// (2001-09-09): an earlier one is a mistake of unit (seconds, which are
+// about 1.8*10^9 now, read as milliseconds fall in January 1970) rather
+// than a request that waited too long, so it is dead-lettered, not
+// dropped as expired.
+const minDeadlineUnixMs = 1_000_000_000_000
 
 // deadLetter copies req, which cannot be answered because of cause, to the
 // dead-letter topic of the lane's consumer group, and finishes it. It takes
@@ -296,14 +309,48 @@ func (l *lane) acquire() (waited, ok bool) {
 }
 
 // expired reports, and logs, that req's deadline has passed: its caller
-// has given up, so it is not run.
+// has given up, so it is not run. Each is counted (Metrics.RequestExpired)
+// and logged at debug level; an info line sums them up at most every
+// expiredLogEvery, so a backlog that expires shows without flooding the
+// log.
 func (l *lane) expired(req *request) bool {
-	if ms := req.env.deadlineUnixMs; ms > 0 && !time.Now().Before(time.UnixMilli(ms)) {
-		l.s.cfg.logger.Debug("kafkatransport dropping expired request", "method", req.method.name, "id", string(req.env.id))
-		l.s.cfg.metrics.RequestExpired(l.svc.desc.ServiceName)
-		return true
+	ms := req.env.deadlineUnixMs
+	if ms <= 0 || time.Now().Before(time.UnixMilli(ms)) {
+		return false
 	}
-	return false
+	l.s.cfg.logger.Debug("kafkatransport dropping expired request", "method", req.method.name, "id", string(req.env.id))
+	l.s.cfg.metrics.RequestExpired(l.svc.desc.ServiceName)
+	if n, ok := l.expiredLog.note(); ok {
+		l.s.cfg.logger.Info("kafkatransport dropped expired requests unrun: their callers gave up", "topic", l.topic, "count", n,
+			"last_method", req.method.name, "last_late_by", time.Since(time.UnixMilli(ms)).Round(time.Millisecond))
+	}
+	return true
+}
+
+// expiredLogEvery is how often, at most, a lane logs the expired requests
+// it dropped.
+const expiredLogEvery = 10 * time.Second
+
+// everyLog counts events and says when to log their sum: at the first, then
+// at most every expiredLogEvery. Safe for concurrent use.
+type everyLog struct {
+	mu     sync.Mutex
+	count  int
+	logged time.Time
+}
+
+// note counts one event and returns the events since the last log and
+// whether to log them now.
+func (e *everyLog) note() (int, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.count++
+	if time.Since(e.logged) < expiredLogEvery {
+		return 0, false
+	}
+	n := e.count
+	e.count, e.logged = 0, time.Now()
+	return n, true
 }
 
 // abandon gives up a request, which holds no concurrency slot, without

@@ -86,7 +86,8 @@ func TestForeignReplyTopicNotCreated(t *testing.T) {
 // A request whose reply address names a partition the reply topic does
 // not have, or a reply topic (one the server replies to) that does not
 // exist, can never be answered: it is dead-lettered with the reason before
-// its handler runs, and no topic is created for it. The server keeps
+// its handler runs, and no topic is created for it. So is one whose
+// deadline is in seconds rather than milliseconds. The server keeps
 // serving.
 func TestUnreachableReplyAddressNotRun(t *testing.T) {
 	e := newEnv(t)
@@ -95,13 +96,16 @@ func TestUnreachableReplyAddressNotRun(t *testing.T) {
 	c := testingv1.NewEchoServiceKafkaClient(e.dial()) // creates the default reply topic
 	waitServing(t, c)
 	missing := e.prefix + "replies" // allowed (testReplyTopics), never created here
+	inAMinute := time.Now().Add(time.Minute)
 	tests := []struct {
 		name, replyTopic string
 		partition        int32
+		deadline         int64
 		reason           string
 	}{
-		{"partition out of range", e.prefix + "kgrpc.replies", 999, "reply partition 999 out of range"},
-		{"reply topic missing", missing, 0, "does not exist"},
+		{"partition out of range", e.prefix + "kgrpc.replies", 999, inAMinute.UnixMilli(), "reply partition 999 out of range"},
+		{"reply topic missing", missing, 0, inAMinute.UnixMilli(), "does not exist"},
+		{"deadline in seconds", e.prefix + "kgrpc.replies", 0, inAMinute.Unix(), "milliseconds since the Unix epoch expected"},
 	}
 	topic := e.prefix + testingv1.EchoServiceKafkaTopic
 	for i, tt := range tests {
@@ -111,7 +115,7 @@ func TestUnreachableReplyAddressNotRun(t *testing.T) {
 			Id:             id,
 			ReplyTopic:     tt.replyTopic,
 			ReplyPartition: tt.partition,
-			DeadlineUnixMs: time.Now().Add(time.Minute).UnixMilli(),
+			DeadlineUnixMs: tt.deadline,
 		})
 		if err != nil {
 			t.Fatal(err)
