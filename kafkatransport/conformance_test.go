@@ -104,6 +104,9 @@ func (e *echo) Echo(ctx context.Context, req *testingv1.EchoRequest) (*testingv1
 }
 
 func (e *echo) Fail(ctx context.Context, req *testingv1.FailRequest) (*testingv1.FailResponse, error) {
+	e.mu.Lock()
+	e.started["fail:"+req.GetMessage()]++
+	e.mu.Unlock()
 	if req.GetMessage() == "not-utf8" {
 		// A message built from raw bytes, as a careless handler might.
 		return nil, status.Error(codes.Code(req.GetCode()), "bad \xff byte")

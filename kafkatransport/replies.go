@@ -1,6 +1,7 @@
 package kafkatransport
 
 import (
+	"errors"
 	"math"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -77,9 +78,10 @@ func (c *ClientConn) delivered(m *kafka.Message) {
 		return
 	}
 	if err := m.TopicPartition.Error; err != nil {
-		c.finish(pc.seq, callResult{err: produceError(err)})
+		c.finish(pc.seq, callResult{err: produceError(err), unsent: notStored(err)})
 		return
 	}
+	pc.partition.Store(m.TopicPartition.Partition)
 	if pc.span != nil { // send recorded the topic
 		recordLocation(pc.span, "", m.TopicPartition.Partition, int64(m.TopicPartition.Offset), "")
 	}
@@ -102,9 +104,35 @@ func (c *ClientConn) finish(seq uint64, r callResult) bool {
 	}
 	c.mu.Unlock()
 	if ok {
+		r.pc = pc
 		pc.ch <- r
 	}
 	return ok
+}
+
+// forget drops the pending call of seq, whose request was not sent,
+// without ending it.
+func (c *ClientConn) forget(seq uint64) {
+	c.mu.Lock()
+	delete(c.pending, seq)
+	c.mu.Unlock()
+}
+
+// notStored reports whether a failed delivery's error says that the
+// broker did not store the record: it refused it before appending it, or
+// it never got it. A record that timed out in flight (ErrMsgTimedOut),
+// or was stored without enough replicas, may have been stored.
+func notStored(err error) bool {
+	var ke kafka.Error
+	if !errors.As(err, &ke) {
+		return false
+	}
+	switch ke.Code() {
+	case kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic, kafka.ErrUnknownPartition, kafka.ErrQueueFull,
+		kafka.ErrLeaderNotAvailable, kafka.ErrNotLeaderForPartition, kafka.ErrNotEnoughReplicas:
+		return true
+	}
+	return false
 }
 
 // seqOf returns the sequence number of one of this client's correlation
