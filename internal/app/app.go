@@ -98,10 +98,14 @@ func (c Common) topicOptions() kafkatransport.TopicOption {
 	return kafkatransport.WithPartitions(cmp.Or(c.Partitions, kafkatransport.DefaultPartitions))
 }
 
-// clientOptions returns the transport options of a unit's client: calls
-// that fail Unavailable and are safe to run again (reads, idempotent
-// methods, calls with an idempotency key) are retried up to twice, after
-// about 100ms and 200ms, within their deadline.
+// clientOptions returns the transport options of a unit's client. The
+// transport retries, within the deadline, what is safe to run again:
+// requests that never reached the broker, reads and idempotent methods
+// that failed Unavailable, and reads that got no reply within a second
+// (hedged to another instance's partition), by
+// kafkatransport.DefaultRetryPolicy. Calls of methods with side effects
+// that carry an idempotency key, and fail Unavailable, are retried up to
+// twice, after about 100ms and 200ms, by idempotency.RetryUnavailable.
 func (c Common) clientOptions(u unitEnv) []kafkatransport.ClientOption {
 	opts := []kafkatransport.ClientOption{u.kafka}
 	if u.tel != nil {
