@@ -3,6 +3,7 @@ package kafkatransport
 import (
 	"errors"
 	"math"
+	"slices"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc/codes"
@@ -123,16 +124,14 @@ func (c *ClientConn) forget(seq uint64) {
 // it never got it. A record that timed out in flight (ErrMsgTimedOut),
 // or was stored without enough replicas, may have been stored.
 func notStored(err error) bool {
+	return hasCode(err, kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic, kafka.ErrUnknownPartition, kafka.ErrQueueFull,
+		kafka.ErrLeaderNotAvailable, kafka.ErrNotLeaderForPartition, kafka.ErrNotEnoughReplicas)
+}
+
+// hasCode reports whether err is a kafka.Error with one of codes.
+func hasCode(err error, codes ...kafka.ErrorCode) bool {
 	var ke kafka.Error
-	if !errors.As(err, &ke) {
-		return false
-	}
-	switch ke.Code() {
-	case kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic, kafka.ErrUnknownPartition, kafka.ErrQueueFull,
-		kafka.ErrLeaderNotAvailable, kafka.ErrNotLeaderForPartition, kafka.ErrNotEnoughReplicas:
-		return true
-	}
-	return false
+	return errors.As(err, &ke) && slices.Contains(codes, ke.Code())
 }
 
 // seqOf returns the sequence number of one of this client's correlation

@@ -71,6 +71,25 @@ func (m *retryCounts) get(reason string) int {
 	return m.n[reason]
 }
 
+// retrying serves an echo instance on a new env and dials a client of it
+// with policy p, counting its retries; it returns once the service
+// answers.
+func retrying(t *testing.T, p kafkatransport.RetryPolicy) (*env, *echo, *retryCounts, *kafkatransport.ClientConn, testingv1.EchoServiceClient) {
+	t.Helper()
+	e := newEnv(t)
+	srv := newEcho("a")
+	e.serve(srv)
+	counts := newRetryCounts()
+	cc := e.dial(kafkatransport.WithMetrics(counts), kafkatransport.WithRetry(p))
+	c := testingv1.NewEchoServiceKafkaClient(cc)
+	waitServing(t, c)
+	return e, srv, counts, cc, c
+}
+
+// quick is a policy with short waits: 3 attempts, 1ms backoff, hedges
+// after 50ms.
+var quick = kafkatransport.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond, HedgeDelay: 50 * time.Millisecond}
+
 // noRetry turns retries and hedges off.
 var noRetry = kafkatransport.WithRetry(kafkatransport.RetryPolicy{MaxAttempts: 1})
 
@@ -130,24 +149,41 @@ func TestHedgedReadsSurviveKilledInstance(t *testing.T) {
 		wg.Wait()
 		return results
 	}
-	var withRetries, without []result
+	// Reads with the default policy right after the kill, then as many
+	// again once the first have found the dead partitions (while the
+	// group has not yet handed them to the survivor), beside reads
+	// without retries.
+	var withRetries, later, without []result
+	var hedgesFirst int
 	var wg sync.WaitGroup
-	wg.Go(func() { withRetries = run(hedged, "hedged-") })
+	wg.Go(func() {
+		withRetries = run(hedged, "hedged-")
+		hedgesFirst = counts.get(kafkatransport.RetryHedge)
+		later = run(hedged, "later-")
+	})
 	wg.Go(func() { without = run(plain, "plain-") })
 	wg.Wait()
-	t.Logf("both batches ended %v after the SIGKILL", time.Since(killed).Round(time.Millisecond))
+	t.Logf("the batches ended %v after the SIGKILL", time.Since(killed).Round(time.Millisecond))
 
-	var took []time.Duration
-	for i, r := range withRetries {
-		if r.err != nil {
-			t.Errorf("read %d with retries: %v after %v", i, r.err, r.took)
+	summary := func(name string, rs []result) time.Duration {
+		var took []time.Duration
+		for i, r := range rs {
+			if r.err != nil {
+				t.Errorf("%s read %d: %v after %v", name, i, r.err, r.took)
+			}
+			took = append(took, r.took)
 		}
-		took = append(took, r.took)
+		slices.Sort(took)
+		t.Logf("%s: %d reads, p50 %v, p99 %v, max %v", name, reads,
+			took[len(took)/2].Round(time.Millisecond), took[len(took)*99/100].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+		return took[len(took)-1]
 	}
-	slices.Sort(took)
-	t.Logf("%d reads with the default policy: p50 %v, p99 %v, max %v; %d hedges", reads,
-		took[len(took)/2].Round(time.Millisecond), took[len(took)*99/100].Round(time.Millisecond),
-		took[len(took)-1].Round(time.Millisecond), counts.get(kafkatransport.RetryHedge))
+	summary("default policy, at once", withRetries)
+	t.Logf("%d hedges at once, %d later", hedgesFirst, counts.get(kafkatransport.RetryHedge)-hedgesFirst)
+	// The dead partitions are suspect now: reads go to the others.
+	if slowest := summary("default policy, later", later); slowest >= time.Second {
+		t.Errorf("a later read took %v: it went to a dead partition and waited for the hedge delay", slowest)
+	}
 	failed := 0
 	for _, r := range without {
 		if r.err != nil {
@@ -167,13 +203,7 @@ func TestHedgedReadsSurviveKilledInstance(t *testing.T) {
 }
 
 func TestRetryUnsentRequest(t *testing.T) {
-	e := newEnv(t)
-	srv := newEcho("a")
-	e.serve(srv)
-	counts := newRetryCounts()
-	cc := e.dial(kafkatransport.WithMetrics(counts))
-	c := testingv1.NewEchoServiceKafkaClient(cc)
-	waitServing(t, c)
+	e, srv, counts, cc, c := retrying(t, kafkatransport.DefaultRetryPolicy())
 
 	// Sleep has no idempotency level: only a request the broker never
 	// had is sent again.
@@ -197,13 +227,7 @@ func TestRetryUnsentRequest(t *testing.T) {
 }
 
 func TestSideEffectsNotRetriedOnceSent(t *testing.T) {
-	e := newEnv(t)
-	srv := newEcho("a")
-	e.serve(srv)
-	counts := newRetryCounts()
-	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithMetrics(counts),
-		kafkatransport.WithRetry(kafkatransport.RetryPolicy{MaxAttempts: 5, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond, HedgeDelay: 50 * time.Millisecond})))
-	waitServing(t, c)
+	_, srv, counts, _, c := retrying(t, quick)
 
 	// A slow reply: no hedge, however long it takes.
 	if _, err := c.Sleep(ctxTimeout(t, 20*time.Second), &testingv1.SleepRequest{Id: "slow", DurationMs: 500}); err != nil {
@@ -233,13 +257,7 @@ func TestSideEffectsNotRetriedOnceSent(t *testing.T) {
 }
 
 func TestIdempotentRetriedOnUnavailable(t *testing.T) {
-	e := newEnv(t)
-	srv := newEcho("a")
-	e.serve(srv)
-	counts := newRetryCounts()
-	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithMetrics(counts),
-		kafkatransport.WithRetry(kafkatransport.RetryPolicy{MaxAttempts: 3, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, HedgeDelay: time.Second})))
-	waitServing(t, c)
+	e, srv, counts, _, c := retrying(t, kafkatransport.RetryPolicy{MaxAttempts: 3, InitialBackoff: 50 * time.Millisecond, MaxBackoff: time.Second, HedgeDelay: time.Second})
 
 	resp, err := c.Put(ctxTimeout(t, 20*time.Second), &testingv1.PutRequest{Key: "k1", FailTimes: 2})
 	if err != nil || resp.GetAttempts() != 3 {
@@ -269,13 +287,7 @@ func TestIdempotentRetriedOnUnavailable(t *testing.T) {
 }
 
 func TestRetryThrottle(t *testing.T) {
-	e := newEnv(t)
-	srv := newEcho("a")
-	e.serve(srv)
-	counts := newRetryCounts()
-	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithMetrics(counts),
-		kafkatransport.WithRetry(kafkatransport.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond, HedgeDelay: 50 * time.Millisecond})))
-	waitServing(t, c)
+	e, srv, counts, _, c := retrying(t, quick)
 
 	// A service whose every answer is Unavailable: 10 tokens, one per
 	// failed attempt, retries while more than 5 are left. Call 1 makes
@@ -300,8 +312,7 @@ func TestRetryThrottle(t *testing.T) {
 		const silent = "kgrpc.testing.v1.Silent"
 		e.createTopic(silent, 6)
 		counts := newRetryCounts()
-		cc := e.dial(kafkatransport.WithMetrics(counts),
-			kafkatransport.WithRetry(kafkatransport.RetryPolicy{MaxAttempts: 3, InitialBackoff: time.Millisecond, MaxBackoff: time.Millisecond, HedgeDelay: 50 * time.Millisecond}))
+		cc := e.dial(kafkatransport.WithMetrics(counts), kafkatransport.WithRetry(quick))
 		conn := cc.Service(kafkatransport.ServiceSpec{Name: "kgrpc.testing.v1.EchoService", Topic: silent})
 		c := testingv1.NewEchoServiceClient(conn)
 		for range 6 {
