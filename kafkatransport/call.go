@@ -302,7 +302,11 @@ func (a *attempts) send() error {
 	pc.partition.Store(partition)
 	a.n++
 	a.all = append(a.all, pc)
-	if err := c.send(a.ctx, a.sh, a.topic, a.method, a.req, a.key, partition, pc); err != nil {
+	sh := a.sh
+	if a.n > 1 {
+		sh = nil // the stats handler sees one request per call
+	}
+	if err := c.send(a.ctx, sh, a.topic, a.method, a.req, a.key, partition, pc); err != nil {
 		return err
 	}
 	a.live = append(a.live, pc)

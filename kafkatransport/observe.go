@@ -102,7 +102,10 @@ func (o RPCOption) applyServer(c *config) error { return o.set.run(c) }
 // the handler set them, and End. So otelgrpc.NewClientHandler and NewServerHandler make
 // their spans and metrics over Kafka. The handler sits inside the
 // interceptors, as in grpc-go: a retrying interceptor makes one tagged call
-// per attempt. On the span in the tagged context (OpenTelemetry's) the
+// per attempt. The transport's own retries and hedges (WithRetry) stay
+// inside one tagged call: its OutHeader and OutPayload are those of the
+// first attempt, and its span gets a "kgrpc.retry" event (with
+// kgrpc.retry.reason) for each later one and the kgrpc.attempts attribute. On the span in the tagged context (OpenTelemetry's) the
 // transport records the Kafka facts of the call: messaging.system "kafka",
 // messaging.destination.name (the request topic), the request's partition
 // and offset (messaging.destination.partition.id,

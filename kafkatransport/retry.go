@@ -3,6 +3,7 @@ package kafkatransport
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -262,12 +263,12 @@ func (t *topicState) pick(used []int32, recent time.Duration) int32 {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.partitions == 0 {
+	if t.partitions == 0 || len(used) == 0 && !slices.ContainsFunc(t.suspect, func(until time.Time) bool { return until.After(now) }) {
 		return kafka.PartitionAny
 	}
 	var good, ok, fresh []int32 // not suspect nor used; also answered recently; not used
 	for p := range int32(t.partitions) {
-		if containsPartition(used, p) {
+		if slices.Contains(used, p) {
 			continue
 		}
 		fresh = append(fresh, p)
@@ -280,8 +281,6 @@ func (t *topicState) pick(used []int32, recent time.Duration) int32 {
 		}
 	}
 	switch {
-	case len(used) == 0 && len(ok) == t.partitions:
-		return kafka.PartitionAny
 	case len(used) > 0 && len(good) > 0:
 		return good[rand.IntN(len(good))]
 	case len(ok) > 0:
@@ -290,15 +289,6 @@ func (t *topicState) pick(used []int32, recent time.Duration) int32 {
 		return fresh[rand.IntN(len(fresh))]
 	}
 	return kafka.PartitionAny
-}
-
-func containsPartition(ps []int32, p int32) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
 
 // watchPartitions starts reading the partition count of t's topic in the
