@@ -7,11 +7,15 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/kgrpc/platform/kafkatransport"
@@ -325,4 +329,94 @@ func TestRetryThrottle(t *testing.T) {
 			t.Errorf("%d hedges, want 4", n)
 		}
 	})
+}
+
+// spanRecorder is a stats.Handler whose calls get a span that records
+// attributes and events, and which counts the requests it is told of.
+type spanRecorder struct {
+	span        *recordingSpan
+	outPayloads atomic.Int64
+}
+
+func (r *spanRecorder) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return trace.ContextWithSpan(ctx, r.span)
+}
+
+func (r *spanRecorder) HandleRPC(_ context.Context, s stats.RPCStats) {
+	if _, ok := s.(*stats.OutPayload); ok {
+		r.outPayloads.Add(1)
+	}
+}
+
+func (r *spanRecorder) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (r *spanRecorder) HandleConn(context.Context, stats.ConnStats)                       {}
+
+// recordingSpan is a span that keeps its attributes and events.
+type recordingSpan struct {
+	trace.Span // a span that records nothing, for the rest of the interface
+	mu         sync.Mutex
+	attrs      map[attribute.Key]attribute.Value
+	events     []string
+}
+
+func newRecordingSpan() *recordingSpan {
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
+	return &recordingSpan{Span: trace.SpanFromContext(trace.ContextWithSpanContext(context.Background(), sc)), attrs: map[attribute.Key]attribute.Value{}}
+}
+
+func (s *recordingSpan) IsRecording() bool { return true }
+
+func (s *recordingSpan) SetAttributes(kvs ...attribute.KeyValue) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, kv := range kvs {
+		s.attrs[kv.Key] = kv.Value
+	}
+}
+
+func (s *recordingSpan) AddEvent(name string, opts ...trace.EventOption) {
+	cfg := trace.NewEventConfig(opts...)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, kv := range cfg.Attributes() {
+		if kv.Key == "kgrpc.retry.reason" {
+			name += " " + kv.Value.AsString()
+		}
+	}
+	s.events = append(s.events, name)
+}
+
+func TestHedgesOfOneCall(t *testing.T) {
+	// A read slower than the hedge delay: hedged twice, 50ms apart, the
+	// first reply (the first attempt's, at 300ms) ends the call, and the
+	// others' replies are ignored.
+	rec := &spanRecorder{span: newRecordingSpan()}
+	e, srv, counts, _, _ := retrying(t, quick)
+	c := testingv1.NewEchoServiceKafkaClient(e.dial(kafkatransport.WithMetrics(counts), kafkatransport.WithRetry(quick), kafkatransport.WithStatsHandler(rec)))
+	resp, err := c.Lookup(ctxTimeout(t, 20*time.Second), &testingv1.LookupRequest{Id: "slow", SleepMs: 300})
+	if err != nil || resp.GetId() != "slow" {
+		t.Fatalf("Lookup = %v, %v", resp, err)
+	}
+	if n := counts.get(kafkatransport.RetryHedge); n != 2 {
+		t.Errorf("%d hedges, want 2", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.startedCount("lookup:slow") < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := srv.startedCount("lookup:slow"); n != 3 {
+		t.Errorf("the server ran %d attempts, want 3", n)
+	}
+	span := rec.span
+	span.mu.Lock()
+	defer span.mu.Unlock()
+	if got := span.attrs["kgrpc.attempts"]; got.AsInt64() != 3 {
+		t.Errorf("kgrpc.attempts = %v, want 3", got.Emit())
+	}
+	if want := []string{"kgrpc.retry hedge", "kgrpc.retry hedge"}; !slices.Equal(span.events, want) {
+		t.Errorf("span events %q, want %q", span.events, want)
+	}
+	if n := rec.outPayloads.Load(); n != 1 {
+		t.Errorf("the stats handler saw %d requests, want 1 per call", n)
+	}
 }
