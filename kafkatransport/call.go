@@ -353,12 +353,22 @@ func (a *attempts) note(reason string) {
 // end abandons the attempts still waiting (their replies, should they
 // come, are ignored as late) and reports the call's end to the metrics. A
 // call that hedged and got no reply takes a throttle token for each of
-// them: a hedge costs nothing while some attempt answers.
+// them: a hedge costs nothing while some attempt answers. A call that got
+// no reply, however it was sent, makes the partitions of the attempts it
+// waited for longer than the hedge delay suspect, unless they answered
+// other calls since.
 func (a *attempts) end(replied bool) {
+	hedgeDelay := a.c.cfg.retry.HedgeDelay
 	for _, pc := range a.live {
 		a.c.finish(pc.seq, callResult{})
-		if !replied && a.hedges > 0 {
+		if replied || a.state == nil {
+			continue
+		}
+		if a.hedges > 0 {
 			a.fail()
+		}
+		if hedgeDelay > 0 && time.Since(pc.sentAt) >= hedgeDelay {
+			a.state.noReplySince(pc.partition.Load(), pc.sentAt)
 		}
 	}
 	a.live = nil

@@ -145,8 +145,8 @@
 //     no reply came within the hedge delay, another request is sent beside
 //     the first, to a partition no earlier attempt of the call used,
 //     preferring partitions that answered within the last hedge delay.
-//     A partition whose request went unanswered for the hedge delay,
-//     with no reply from it since, is suspect for 10s (a dead instance's
+//     A partition whose request (of any call) went unanswered for the
+//     hedge delay, with no reply from it since, is suspect for 10s (a dead instance's
 //     partitions wait for the group's session timeout, 6s, and rebalance)
 //     or until a reply comes from it; while some partition of a topic is
 //     suspect, requests without a key, first attempts too, are sent to a
