@@ -437,6 +437,11 @@ func TestClientDoesNotCreateRequestTopic(t *testing.T) {
 			_, err := c.Sleep(ctx, &testingv1.SleepRequest{Id: "anyone?"})
 			return err
 		}},
+		{"unkeyed read, hedged", func(ctx context.Context) error {
+			// Its client reads the topic's metadata to pick partitions.
+			_, err := c.Lookup(ctx, &testingv1.LookupRequest{Id: "anyone?"})
+			return err
+		}},
 	} {
 		t.Run(call.name, func(t *testing.T) {
 			start := time.Now()
