@@ -41,7 +41,16 @@ type ClientConn struct {
 	// whether their heartbeat loop runs.
 	streams         map[uint64]*clientStream
 	livenessStarted bool
-	silenced        atomic.Bool // tests: no more heartbeats (SilenceForTest)
+	silenced        atomic.Bool  // tests: no more heartbeats (SilenceForTest)
+	failProduces    atomic.Int32 // tests: requests refused before the producer (FailProducesForTest)
+
+	// levels caches the idempotency levels of methods; topics holds a
+	// *topicState per request topic called, for retries and hedges;
+	// metadata counts the partition counts being read (watchPartitions),
+	// which Close waits for before closing the admin client.
+	levels   methodLevels
+	topics   sync.Map
+	metadata sync.WaitGroup
 
 	// produceMu is held shared around Produce and exclusively while the
 	// producer closes, so no call produces on a closed producer.
@@ -61,6 +70,11 @@ type pendingCall struct {
 	// span is the call's span, when a stats handler tagged it, to record
 	// where its request was stored.
 	span trace.Span
+	// sentAt is when the request was produced; partition the partition
+	// it was produced to, or once its delivery report came, stored on
+	// (kafka.PartitionAny until then).
+	sentAt    time.Time
+	partition atomic.Int32
 }
 
 // callResult is what ends a pending call: a reply or a transport error.
@@ -68,6 +82,10 @@ type callResult struct {
 	reply replyEnvelope
 	value []byte
 	err   error
+	// unsent says that err is a failure of a request the broker did not
+	// store, so that no server can have run it.
+	unsent bool
+	pc     *pendingCall // the attempt it ends; finish sets it
 }
 
 // Dial connects a client to the brokers (a librdkafka bootstrap.servers
@@ -146,7 +164,7 @@ func (c *ClientConn) Close() error {
 	}
 	c.closed = true
 	for seq, pc := range c.pending {
-		pc.ch <- callResult{err: status.Error(codes.Unavailable, "kafkatransport: client closed")}
+		pc.ch <- callResult{err: errClientClosed, pc: pc}
 		delete(c.pending, seq)
 	}
 	c.mu.Unlock()
@@ -155,6 +173,7 @@ func (c *ClientConn) Close() error {
 	// while the loops below end: they may be producing a frame.
 	c.produceMu.Lock()
 	c.produceMu.Unlock() // empty on purpose: a barrier
+	c.metadata.Wait()    // partition counts being read, on the admin client
 	// Every call has ended: requests still queued (for example to a
 	// service whose topic does not exist) have no caller left.
 	_ = c.producer.Purge(kafka.PurgeQueue | kafka.PurgeNonBlocking)

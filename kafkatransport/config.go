@@ -48,6 +48,7 @@ type config struct {
 	eventAttempts      int
 	eventBackoff       time.Duration
 	eventMaxBackoff    time.Duration
+	retry              RetryPolicy // clients' unary calls
 	logs               chan kafka.LogEvent
 	metrics            Metrics
 	statistics         bool // librdkafka statistics go to metrics
@@ -80,6 +81,7 @@ func newConfig[O any](brokers string, opts []O, apply func(O, *config) error) (c
 		eventAttempts:     4,
 		eventBackoff:      100 * time.Millisecond,
 		eventMaxBackoff:   5 * time.Second,
+		retry:             DefaultRetryPolicy(),
 	}
 	var errs []error
 	for _, o := range opts {

@@ -104,6 +104,9 @@ func (e *echo) Echo(ctx context.Context, req *testingv1.EchoRequest) (*testingv1
 }
 
 func (e *echo) Fail(ctx context.Context, req *testingv1.FailRequest) (*testingv1.FailResponse, error) {
+	e.mu.Lock()
+	e.started["fail:"+req.GetMessage()]++
+	e.mu.Unlock()
 	if req.GetMessage() == "not-utf8" {
 		// A message built from raw bytes, as a careless handler might.
 		return nil, status.Error(codes.Code(req.GetCode()), "bad \xff byte")
@@ -432,6 +435,11 @@ func TestClientDoesNotCreateRequestTopic(t *testing.T) {
 		}},
 		{"unkeyed", func(ctx context.Context) error {
 			_, err := c.Sleep(ctx, &testingv1.SleepRequest{Id: "anyone?"})
+			return err
+		}},
+		{"unkeyed read, hedged", func(ctx context.Context) error {
+			// Its client reads the topic's metadata to pick partitions.
+			_, err := c.Lookup(ctx, &testingv1.LookupRequest{Id: "anyone?"})
 			return err
 		}},
 	} {

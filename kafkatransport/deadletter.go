@@ -174,16 +174,8 @@ func (d *deadLetterer) produceOnce(ctx context.Context, m *kafka.Message, deadli
 // refuses it. A missing topic is retried: after a deletion, or while a new
 // topic's metadata spreads, it may come back.
 func permanent(err error) bool {
-	var ke kafka.Error
-	if !errors.As(err, &ke) {
-		return false
-	}
-	switch ke.Code() {
-	case kafka.ErrMsgSizeTooLarge, kafka.ErrInvalidMsgSize, kafka.ErrInvalidMsg, kafka.ErrInvalidRecord,
-		kafka.ErrRecordListTooLarge, kafka.ErrTopicAuthorizationFailed, kafka.ErrTopicException, kafka.ErrPolicyViolation:
-		return true
-	}
-	return false
+	return hasCode(err, kafka.ErrMsgSizeTooLarge, kafka.ErrInvalidMsgSize, kafka.ErrInvalidMsg, kafka.ErrInvalidRecord,
+		kafka.ErrRecordListTooLarge, kafka.ErrTopicAuthorizationFailed, kafka.ErrTopicException, kafka.ErrPolicyViolation)
 }
 
 // record returns the dead letter of dl: a copy of the record, or with stub

@@ -118,6 +118,59 @@
 // choosing, and no reply ever creates a topic (the producer does not let
 // the broker auto-create one).
 //
+// # Retries and hedges
+//
+// A ClientConn sends a unary call's request again, within the call's
+// deadline, only where that cannot repeat an effect (WithRetry,
+// RetryPolicy; on by default: DefaultRetryPolicy, 3 attempts in all,
+// backoff from 100ms doubling to at most 1s with ±20% jitter, hedges after
+// 1s). The wire does not change: every attempt is an ordinary request
+// record with its own correlation id, the call's metadata and its absolute
+// deadline; the first reply of any attempt ends the call, and the replies
+// of the others, when they come, are ignored as those of calls that ended.
+// What is sent again depends on the method's protobuf idempotency_level
+// (IdempotencyLevelOf; grpc.health.v1.Health counts as NO_SIDE_EFFECTS):
+//
+//   - Any method, when the request never reached the broker: the producer
+//     refused it (a full queue, an unknown partition) or its delivery
+//     report says the broker did not append it (unknown topic or
+//     partition, no leader, not enough replicas). A delivery that timed
+//     out in flight may have been stored and is not retried, nor is
+//     anything after the client closed.
+//   - IDEMPOTENT methods, and NO_SIDE_EFFECTS methods with a partition
+//     key: also a reply with code Unavailable, after the backoff, with the
+//     same key, so to the same partition (no hedging: a key orders its
+//     requests).
+//   - NO_SIDE_EFFECTS methods without a key (reads): also hedged. When
+//     no reply came within the hedge delay, another request is sent beside
+//     the first, to a partition no earlier attempt of the call used,
+//     preferring partitions that answered within the last hedge delay.
+//     A partition whose request (of any call) went unanswered for the
+//     hedge delay, with no reply from it since, is suspect for 10s (a dead instance's
+//     partitions wait for the group's session timeout, 6s, and rebalance)
+//     or until a reply comes from it; while some partition of a topic is
+//     suspect, requests without a key, first attempts too, are sent to a
+//     partition that is not (the client reads the topic's partition count
+//     from the broker's metadata in the background, every 30s; while it is
+//     unknown the producer picks the partition).
+//
+// Methods with side effects are never sent again once the broker may have
+// stored their request. Their exactly-once machinery is the idempotency
+// package: a call carrying an idempotency key is retried on Unavailable by
+// idempotency.RetryUnavailable, and the server's idempotency interceptor
+// runs it once per key; that interceptor leaves the methods the transport
+// retries alone, so the attempts of two layers do not multiply.
+//
+// Retries and hedges are throttled per request topic, like gRPC's
+// retryThrottling (10 tokens, ratio 0.1): each attempt that failed costs
+// a token, and so does each attempt still unanswered when a call that
+// hedged ends without a reply; each call that got a reply gives back 0.1.
+// With 5 tokens or fewer nothing is retried or hedged, so a service that
+// is down gets no more than its callers' own calls. Streams are never
+// retried. Metrics.CallRetried counts every attempt sent again, by reason
+// ("unsent", "unavailable", "hedge"), and the call's span (WithStatsHandler)
+// gets a "kgrpc.retry" event for each and the kgrpc.attempts attribute.
+//
 // # Reply record
 //
 // Topic and partition: those of the request's envelope. Key: none. Value:
@@ -430,10 +483,12 @@
 // handler again; the reply's header carries "idempotency-replayed: true".
 // Without that interceptor, or for effects outside its store's transaction
 // (a call to another service, a message sent elsewhere), handlers must be
-// idempotent themselves. A caller whose call failed Unavailable may run it
-// again when that is safe (idempotency.RetryUnavailable); one that got
-// DeadlineExceeded does not know whether it ran and must repeat it with the
-// same idempotency key to find out. Events are delivered at least once, and
+// idempotent themselves. The client runs a call again when that is safe
+// (see Retries and hedges); a call of a method with side effects that
+// failed Unavailable is retried with its idempotency key by
+// idempotency.RetryUnavailable. A caller that got DeadlineExceeded does not
+// know whether its call ran and must repeat it with the same idempotency
+// key to find out. Events are delivered at least once, and
 // their handlers must be idempotent.
 //
 // Keyed requests keep their order, as in the key-ordered mode of Confluent's

@@ -12,3 +12,7 @@ func InboxPartitionForTest(s *Server) int32 {
 	}
 	return s.streams.inboxPartition
 }
+
+// FailProducesForTest makes the next n requests of c fail as the producer
+// refusing them would (a full queue): they never reach the broker.
+func FailProducesForTest(c *ClientConn, n int32) { c.failProduces.Store(n) }

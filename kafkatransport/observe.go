@@ -33,6 +33,11 @@ type Metrics interface {
 	// cancellation or a transport failure).
 	CallStarted(service string)
 	CallEnded(service string, wait time.Duration, replied bool)
+	// CallRetried counts a request a ClientConn sends again for a call it
+	// brackets (see RetryPolicy): reason is RetryUnsent (the request never
+	// reached the broker), RetryUnavailable (the server answered
+	// Unavailable) or RetryHedge (no reply within the hedge delay).
+	CallRetried(service, reason string)
 	// DeadLettered counts a record a Server or Subscriber copied to its
 	// dead-letter topic; topic is the record's own topic.
 	DeadLettered(topic string)
@@ -64,6 +69,7 @@ func (nopMetrics) RequestEnded(string)                   {}
 func (nopMetrics) RequestExpired(string)                 {}
 func (nopMetrics) CallStarted(string)                    {}
 func (nopMetrics) CallEnded(string, time.Duration, bool) {}
+func (nopMetrics) CallRetried(string, string)            {}
 func (nopMetrics) DeadLettered(string)                   {}
 func (nopMetrics) PartitionsAssigned(string, int)        {}
 func (nopMetrics) KafkaStatistics(string, string)        {}
@@ -96,7 +102,10 @@ func (o RPCOption) applyServer(c *config) error { return o.set.run(c) }
 // the handler set them, and End. So otelgrpc.NewClientHandler and NewServerHandler make
 // their spans and metrics over Kafka. The handler sits inside the
 // interceptors, as in grpc-go: a retrying interceptor makes one tagged call
-// per attempt. On the span in the tagged context (OpenTelemetry's) the
+// per attempt. The transport's own retries and hedges (WithRetry) stay
+// inside one tagged call: its OutHeader and OutPayload are those of the
+// first attempt, and its span gets a "kgrpc.retry" event (with
+// kgrpc.retry.reason) for each later one and the kgrpc.attempts attribute. On the span in the tagged context (OpenTelemetry's) the
 // transport records the Kafka facts of the call: messaging.system "kafka",
 // messaging.destination.name (the request topic), the request's partition
 // and offset (messaging.destination.partition.id,
@@ -155,6 +164,10 @@ var (
 	keyMessageID        = attribute.Key("messaging.message.id")
 	keyConsumerGroup    = attribute.Key("messaging.consumer.group.name")
 	keyOperationType    = attribute.Key("messaging.operation.type")
+	// The attempts of a call the client sent more than one request for,
+	// and, on the event of each retry or hedge, its reason.
+	keyAttempts    = attribute.Key("kgrpc.attempts")
+	keyRetryReason = attribute.Key("kgrpc.retry.reason")
 )
 
 // Attributes of the RPC semantic conventions the transport sets itself,

@@ -1,7 +1,9 @@
 package kafkatransport
 
 import (
+	"errors"
 	"math"
+	"slices"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"google.golang.org/grpc/codes"
@@ -77,9 +79,10 @@ func (c *ClientConn) delivered(m *kafka.Message) {
 		return
 	}
 	if err := m.TopicPartition.Error; err != nil {
-		c.finish(pc.seq, callResult{err: produceError(err)})
+		c.finish(pc.seq, callResult{err: produceError(err), unsent: notStored(err)})
 		return
 	}
+	pc.partition.Store(m.TopicPartition.Partition)
 	if pc.span != nil { // send recorded the topic
 		recordLocation(pc.span, "", m.TopicPartition.Partition, int64(m.TopicPartition.Offset), "")
 	}
@@ -102,9 +105,33 @@ func (c *ClientConn) finish(seq uint64, r callResult) bool {
 	}
 	c.mu.Unlock()
 	if ok {
+		r.pc = pc
 		pc.ch <- r
 	}
 	return ok
+}
+
+// forget drops the pending call of seq, whose request was not sent,
+// without ending it.
+func (c *ClientConn) forget(seq uint64) {
+	c.mu.Lock()
+	delete(c.pending, seq)
+	c.mu.Unlock()
+}
+
+// notStored reports whether a failed delivery's error says that the
+// broker did not store the record: it refused it before appending it, or
+// it never got it. A record that timed out in flight (ErrMsgTimedOut),
+// or was stored without enough replicas, may have been stored.
+func notStored(err error) bool {
+	return hasCode(err, kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic, kafka.ErrUnknownPartition, kafka.ErrQueueFull,
+		kafka.ErrLeaderNotAvailable, kafka.ErrNotLeaderForPartition, kafka.ErrNotEnoughReplicas)
+}
+
+// hasCode reports whether err is a kafka.Error with one of codes.
+func hasCode(err error, codes ...kafka.ErrorCode) bool {
+	var ke kafka.Error
+	return errors.As(err, &ke) && slices.Contains(codes, ke.Code())
 }
 
 // seqOf returns the sequence number of one of this client's correlation

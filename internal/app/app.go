@@ -109,12 +109,17 @@ func (c Common) topicOptions() kafkatransport.TopicOption {
 // clientOptions returns the transport options of a unit's client: with
 // telemetry, its spans and metrics outermost; then, when b is not nil, the
 // breaker, which fails calls at once while their service's circuit is open
-// or too many of its calls are in flight; then the retry of calls that
-// fail Unavailable and are safe to run again (reads, idempotent methods,
-// calls with an idempotency key): up to twice, after about 100ms and
-// 200ms, within their deadline.
+// or too many of its calls are in flight; then the retry of calls of
+// methods with side effects that carry an idempotency key and fail
+// Unavailable: up to twice, after about 100ms and 200ms, within their
+// deadline (idempotency.RetryUnavailable). Below the interceptors, the
+// transport retries, within the deadline, what else is safe to run again:
+// requests that never reached the broker, reads and idempotent methods
+// that failed Unavailable, and reads that got no reply within a second
+// (hedged to another instance's partition), by
+// kafkatransport.DefaultRetryPolicy.
 //
-// The breaker is outside the retry on purpose: a call counts once toward
+// The breaker is outside every retry on purpose: a call counts once toward
 // its circuit, after its retries (three quick Unavailables of one call are
 // one failure, not three), it holds its in-flight slot while it retries,
 // and a refusal (itself Unavailable) is not retried after 100ms and 200ms

@@ -27,10 +27,12 @@ func TestRetryUnavailable(t *testing.T) {
 		want     int          // runs
 		wantCode codes.Code
 	}{
-		{"read retried until it answers", context.Background(), read, []codes.Code{codes.Unavailable, codes.Unavailable}, 3, codes.OK},
-		{"read gives up after the attempts", context.Background(), read, []codes.Code{codes.Unavailable, codes.Unavailable, codes.Unavailable, codes.Unavailable}, 3, codes.Unavailable},
+		{"read left to the transport", context.Background(), read, []codes.Code{codes.Unavailable}, 1, codes.Unavailable},
+		{"read with a key left to the transport", keyed, read, []codes.Code{codes.Unavailable}, 1, codes.Unavailable},
 		{"write without a key runs once", context.Background(), write, []codes.Code{codes.Unavailable}, 1, codes.Unavailable},
 		{"write with a key is retried", keyed, write, []codes.Code{codes.Unavailable}, 2, codes.OK},
+		{"write with a key retried until it answers", keyed, write, []codes.Code{codes.Unavailable, codes.Unavailable}, 3, codes.OK},
+		{"write with a key gives up after the attempts", keyed, write, []codes.Code{codes.Unavailable, codes.Unavailable, codes.Unavailable, codes.Unavailable}, 3, codes.Unavailable},
 		{"other codes are not retried", context.Background(), read, []codes.Code{codes.DeadlineExceeded}, 1, codes.DeadlineExceeded},
 		{"internal is not retried", keyed, write, []codes.Code{codes.Internal}, 1, codes.Internal},
 	}
@@ -52,10 +54,10 @@ func TestRetryUnavailable(t *testing.T) {
 		})
 	}
 	t.Run("never past the deadline", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		ctx, cancel := context.WithTimeout(keyed, 50*time.Millisecond)
 		defer cancel()
 		runs := 0
-		err := idempotency.RetryUnavailable(5, time.Second)(ctx, read, nil, nil, nil,
+		err := idempotency.RetryUnavailable(5, time.Second)(ctx, write, nil, nil, nil,
 			func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
 				runs++
 				return status.Error(codes.Unavailable, "no")

@@ -12,15 +12,20 @@ import (
 	"google.golang.org/protobuf/types/descriptorpb"
 )
 
-// RetryUnavailable returns a client interceptor that runs a call again
-// when it failed with Unavailable and running it again is safe: its method
-// is marked NO_SIDE_EFFECTS or IDEMPOTENT, or the call carries an
-// idempotency key (MetadataKey), so that a server with
+// RetryUnavailable returns a client interceptor that runs a call of a
+// method with side effects again when it failed with Unavailable and
+// carries an idempotency key (MetadataKey), so that a server with
 // UnaryServerInterceptor runs it once whatever happens. It makes at most
 // attempts runs (attempts < 2 disables it), waiting first, then twice as
 // long each time, give or take a fifth, and never past the call's
-// deadline: it then returns the last error. Other failures, DeadlineExceeded
-// included, are returned at once.
+// deadline: it then returns the last error. Other failures,
+// DeadlineExceeded included, are returned at once.
+//
+// Calls of methods marked NO_SIDE_EFFECTS or IDEMPOTENT, and requests
+// that never reached the broker, are retried by the transport's client
+// itself (kafkatransport.RetryPolicy, on by default), inside each run of
+// this interceptor: it leaves those methods alone, so that two layers do
+// not multiply their attempts.
 func RetryUnavailable(attempts int, first time.Duration) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		err := invoker(ctx, method, req, reply, cc, opts...)
@@ -47,11 +52,12 @@ func RetryUnavailable(attempts int, first time.Duration) grpc.UnaryClientInterce
 	}
 }
 
-// retrySafe reports whether running the call again cannot repeat an
-// effect.
+// retrySafe reports whether the call is one of a method with side effects
+// that running again cannot repeat the effect of: it carries an
+// idempotency key.
 func retrySafe(ctx context.Context, method string) bool {
 	if LevelOf(method) != descriptorpb.MethodOptions_IDEMPOTENCY_UNKNOWN {
-		return true
+		return false // the transport retries it
 	}
 	md, _ := metadata.FromOutgoingContext(ctx)
 	vs := md.Get(MetadataKey)

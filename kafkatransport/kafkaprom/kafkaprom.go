@@ -5,6 +5,7 @@
 //	kgrpc_server_requests_expired_total{service}      requests dropped unrun: deadline passed
 //	kgrpc_client_calls_in_flight{service}             calls waiting for their reply
 //	kgrpc_client_reply_wait_seconds{service}          from a request's send to its call's end
+//	kgrpc_client_retries_total{service,reason}        requests sent again: unsent, unavailable, hedge
 //	kgrpc_dead_letters_total{topic}                   records copied to a dead-letter topic
 //	kgrpc_server_partitions_assigned{topic}           request partitions held; 0: standing by
 //	kgrpc_consumer_lag{group,topic,partition}         records behind the partition's end
@@ -55,6 +56,7 @@ type Metrics struct {
 	expired   *prometheus.CounterVec
 	calls     *prometheus.GaugeVec
 	replyWait *prometheus.HistogramVec
+	retries   *prometheus.CounterVec
 	dead      *prometheus.CounterVec
 	assigned  *prometheus.GaugeVec
 
@@ -97,6 +99,9 @@ func New() *Metrics {
 		replyWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kgrpc_client_reply_wait_seconds",
 			Help:    "Time from sending a request to the end of its call (its reply, deadline, cancellation or failure).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"service"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kgrpc_client_retries_total",
+			Help: "Requests a kafkatransport client sent again for a call, by reason: unsent (never reached the broker), unavailable (the server answered Unavailable) or hedge (no reply within the hedge delay)."},
+			[]string{"service", "reason"}),
 		dead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kgrpc_dead_letters_total",
 			Help: "Records copied to a dead-letter topic, by the record's own topic."}, []string{"topic"}),
 		assigned: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kgrpc_server_partitions_assigned",
@@ -122,6 +127,11 @@ func (m *Metrics) CallStarted(service string) { m.calls.WithLabelValues(service)
 func (m *Metrics) CallEnded(service string, wait time.Duration, _ bool) {
 	m.calls.WithLabelValues(service).Dec()
 	m.replyWait.WithLabelValues(service).Observe(wait.Seconds())
+}
+
+// CallRetried implements kafkatransport.Metrics.
+func (m *Metrics) CallRetried(service, reason string) {
+	m.retries.WithLabelValues(service, reason).Inc()
 }
 
 // DeadLettered implements kafkatransport.Metrics.
@@ -192,6 +202,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.expired.Describe(ch)
 	m.calls.Describe(ch)
 	m.replyWait.Describe(ch)
+	m.retries.Describe(ch)
 	m.dead.Describe(ch)
 	m.assigned.Describe(ch)
 	ch <- lagDesc
@@ -206,6 +217,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.expired.Collect(ch)
 	m.calls.Collect(ch)
 	m.replyWait.Collect(ch)
+	m.retries.Collect(ch)
 	m.dead.Collect(ch)
 	m.assigned.Collect(ch)
 	m.mu.Lock()

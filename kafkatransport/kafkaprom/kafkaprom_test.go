@@ -80,6 +80,8 @@ func TestCallsAndRequests(t *testing.T) {
 	m.RequestExpired("svc")
 	m.CallStarted("svc")
 	m.CallEnded("svc", 3*time.Millisecond, true)
+	m.CallRetried("svc", "hedge")
+	m.CallRetried("svc", "hedge")
 	m.DeadLettered("orders")
 	m.PartitionsAssigned("shop.products.v1.ProductService", 3)
 	m.PartitionsAssigned("shop.products.v1.ProductService", 0) // the last report stands
@@ -91,6 +93,7 @@ func TestCallsAndRequests(t *testing.T) {
 		{"kgrpc_server_requests_in_flight", m.inFlight, 1},
 		{"kgrpc_server_requests_expired_total", m.expired, 1},
 		{"kgrpc_client_calls_in_flight", m.calls, 0},
+		{"kgrpc_client_retries_total", m.retries.WithLabelValues("svc", "hedge"), 2},
 		{"kgrpc_dead_letters_total", m.dead, 1},
 		{"kgrpc_server_partitions_assigned", m.assigned, 0},
 	} {

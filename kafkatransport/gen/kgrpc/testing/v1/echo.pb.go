@@ -25,6 +25,236 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// LookupRequest is the request of EchoService.Lookup.
+type LookupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the call in the server's log of calls.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// sleep_ms is how long the server waits before answering.
+	SleepMs       int64 `protobuf:"varint,2,opt,name=sleep_ms,json=sleepMs,proto3" json:"sleep_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupRequest) Reset() {
+	*x = LookupRequest{}
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupRequest) ProtoMessage() {}
+
+func (x *LookupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupRequest.ProtoReflect.Descriptor instead.
+func (*LookupRequest) Descriptor() ([]byte, []int) {
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *LookupRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *LookupRequest) GetSleepMs() int64 {
+	if x != nil {
+		return x.SleepMs
+	}
+	return 0
+}
+
+// LookupResponse is the response of EchoService.Lookup.
+type LookupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the request's id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// served_by names the server instance that answered.
+	ServedBy string `protobuf:"bytes,2,opt,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	// partition is the partition of the request record that was answered.
+	Partition     int32 `protobuf:"varint,3,opt,name=partition,proto3" json:"partition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupResponse) Reset() {
+	*x = LookupResponse{}
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupResponse) ProtoMessage() {}
+
+func (x *LookupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupResponse.ProtoReflect.Descriptor instead.
+func (*LookupResponse) Descriptor() ([]byte, []int) {
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LookupResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *LookupResponse) GetServedBy() string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return ""
+}
+
+func (x *LookupResponse) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+// PutRequest is the request of EchoService.Put.
+type PutRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the record key.
+	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// fail_times is how many times a server fails the key with
+	// Unavailable before it succeeds.
+	FailTimes     int32 `protobuf:"varint,2,opt,name=fail_times,json=failTimes,proto3" json:"fail_times,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRequest) Reset() {
+	*x = PutRequest{}
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRequest) ProtoMessage() {}
+
+func (x *PutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
+func (*PutRequest) Descriptor() ([]byte, []int) {
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PutRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PutRequest) GetFailTimes() int32 {
+	if x != nil {
+		return x.FailTimes
+	}
+	return 0
+}
+
+// PutResponse is the response of EchoService.Put.
+type PutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// attempts is how many times the server ran the key, this one included.
+	Attempts int32 `protobuf:"varint,1,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// partition is the partition of the request record that was answered.
+	Partition     int32 `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutResponse) Reset() {
+	*x = PutResponse{}
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutResponse) ProtoMessage() {}
+
+func (x *PutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
+func (*PutResponse) Descriptor() ([]byte, []int) {
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PutResponse) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *PutResponse) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
 // ServerStreamRequest is the request of EchoService.ServerStream.
 type ServerStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -47,7 +277,7 @@ type ServerStreamRequest struct {
 
 func (x *ServerStreamRequest) Reset() {
 	*x = ServerStreamRequest{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[0]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -59,7 +289,7 @@ func (x *ServerStreamRequest) String() string {
 func (*ServerStreamRequest) ProtoMessage() {}
 
 func (x *ServerStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[0]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -72,7 +302,7 @@ func (x *ServerStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStreamRequest.ProtoReflect.Descriptor instead.
 func (*ServerStreamRequest) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{0}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ServerStreamRequest) GetKey() string {
@@ -134,7 +364,7 @@ type ServerStreamResponse struct {
 
 func (x *ServerStreamResponse) Reset() {
 	*x = ServerStreamResponse{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[1]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -146,7 +376,7 @@ func (x *ServerStreamResponse) String() string {
 func (*ServerStreamResponse) ProtoMessage() {}
 
 func (x *ServerStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[1]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -159,7 +389,7 @@ func (x *ServerStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerStreamResponse.ProtoReflect.Descriptor instead.
 func (*ServerStreamResponse) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{1}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ServerStreamResponse) GetMessage() string {
@@ -201,7 +431,7 @@ type ClientStreamRequest struct {
 
 func (x *ClientStreamRequest) Reset() {
 	*x = ClientStreamRequest{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[2]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +443,7 @@ func (x *ClientStreamRequest) String() string {
 func (*ClientStreamRequest) ProtoMessage() {}
 
 func (x *ClientStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[2]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +456,7 @@ func (x *ClientStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientStreamRequest.ProtoReflect.Descriptor instead.
 func (*ClientStreamRequest) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{2}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClientStreamRequest) GetMessage() string {
@@ -251,7 +481,7 @@ type ClientStreamResponse struct {
 
 func (x *ClientStreamResponse) Reset() {
 	*x = ClientStreamResponse{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[3]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +493,7 @@ func (x *ClientStreamResponse) String() string {
 func (*ClientStreamResponse) ProtoMessage() {}
 
 func (x *ClientStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[3]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +506,7 @@ func (x *ClientStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientStreamResponse.ProtoReflect.Descriptor instead.
 func (*ClientStreamResponse) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{3}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ClientStreamResponse) GetCount() int32 {
@@ -316,7 +546,7 @@ type BidiStreamRequest struct {
 
 func (x *BidiStreamRequest) Reset() {
 	*x = BidiStreamRequest{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[4]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +558,7 @@ func (x *BidiStreamRequest) String() string {
 func (*BidiStreamRequest) ProtoMessage() {}
 
 func (x *BidiStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[4]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +571,7 @@ func (x *BidiStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BidiStreamRequest.ProtoReflect.Descriptor instead.
 func (*BidiStreamRequest) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{4}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BidiStreamRequest) GetMessage() string {
@@ -382,7 +612,7 @@ type BidiStreamResponse struct {
 
 func (x *BidiStreamResponse) Reset() {
 	*x = BidiStreamResponse{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[5]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +624,7 @@ func (x *BidiStreamResponse) String() string {
 func (*BidiStreamResponse) ProtoMessage() {}
 
 func (x *BidiStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[5]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +637,7 @@ func (x *BidiStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BidiStreamResponse.ProtoReflect.Descriptor instead.
 func (*BidiStreamResponse) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{5}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *BidiStreamResponse) GetMessage() string {
@@ -453,7 +683,7 @@ type EchoRequest struct {
 
 func (x *EchoRequest) Reset() {
 	*x = EchoRequest{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[6]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +695,7 @@ func (x *EchoRequest) String() string {
 func (*EchoRequest) ProtoMessage() {}
 
 func (x *EchoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[6]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +708,7 @@ func (x *EchoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EchoRequest.ProtoReflect.Descriptor instead.
 func (*EchoRequest) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{6}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EchoRequest) GetKey() string {
@@ -517,7 +747,7 @@ type EchoResponse struct {
 
 func (x *EchoResponse) Reset() {
 	*x = EchoResponse{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[7]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +759,7 @@ func (x *EchoResponse) String() string {
 func (*EchoResponse) ProtoMessage() {}
 
 func (x *EchoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[7]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +772,7 @@ func (x *EchoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EchoResponse.ProtoReflect.Descriptor instead.
 func (*EchoResponse) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{7}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EchoResponse) GetMessage() string {
@@ -581,7 +811,7 @@ type FailRequest struct {
 
 func (x *FailRequest) Reset() {
 	*x = FailRequest{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[8]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +823,7 @@ func (x *FailRequest) String() string {
 func (*FailRequest) ProtoMessage() {}
 
 func (x *FailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[8]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +836,7 @@ func (x *FailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailRequest.ProtoReflect.Descriptor instead.
 func (*FailRequest) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{8}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FailRequest) GetCode() int32 {
@@ -639,7 +869,7 @@ type FailResponse struct {
 
 func (x *FailResponse) Reset() {
 	*x = FailResponse{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[9]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +881,7 @@ func (x *FailResponse) String() string {
 func (*FailResponse) ProtoMessage() {}
 
 func (x *FailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[9]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +894,7 @@ func (x *FailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailResponse.ProtoReflect.Descriptor instead.
 func (*FailResponse) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{9}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{13}
 }
 
 // SleepRequest is the request of EchoService.Sleep.
@@ -680,7 +910,7 @@ type SleepRequest struct {
 
 func (x *SleepRequest) Reset() {
 	*x = SleepRequest{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[10]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +922,7 @@ func (x *SleepRequest) String() string {
 func (*SleepRequest) ProtoMessage() {}
 
 func (x *SleepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[10]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +935,7 @@ func (x *SleepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SleepRequest.ProtoReflect.Descriptor instead.
 func (*SleepRequest) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{10}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SleepRequest) GetId() string {
@@ -735,7 +965,7 @@ type SleepResponse struct {
 
 func (x *SleepResponse) Reset() {
 	*x = SleepResponse{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[11]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +977,7 @@ func (x *SleepResponse) String() string {
 func (*SleepResponse) ProtoMessage() {}
 
 func (x *SleepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[11]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +990,7 @@ func (x *SleepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SleepResponse.ProtoReflect.Descriptor instead.
 func (*SleepResponse) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{11}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SleepResponse) GetId() string {
@@ -793,7 +1023,7 @@ type Pinged struct {
 
 func (x *Pinged) Reset() {
 	*x = Pinged{}
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[12]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +1035,7 @@ func (x *Pinged) String() string {
 func (*Pinged) ProtoMessage() {}
 
 func (x *Pinged) ProtoReflect() protoreflect.Message {
-	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[12]
+	mi := &file_kgrpc_testing_v1_echo_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +1048,7 @@ func (x *Pinged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pinged.ProtoReflect.Descriptor instead.
 func (*Pinged) Descriptor() ([]byte, []int) {
-	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{12}
+	return file_kgrpc_testing_v1_echo_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Pinged) GetId() string {
@@ -846,7 +1076,22 @@ var File_kgrpc_testing_v1_echo_proto protoreflect.FileDescriptor
 
 const file_kgrpc_testing_v1_echo_proto_rawDesc = "" +
 	"\n" +
-	"\x1bkgrpc/testing/v1/echo.proto\x12\x10kgrpc.testing.v1\x1a\x1ckgrpc/kafka/v1/options.proto\"\xaf\x01\n" +
+	"\x1bkgrpc/testing/v1/echo.proto\x12\x10kgrpc.testing.v1\x1a\x1ckgrpc/kafka/v1/options.proto\":\n" +
+	"\rLookupRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\bsleep_ms\x18\x02 \x01(\x03R\asleepMs\"[\n" +
+	"\x0eLookupResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\tserved_by\x18\x02 \x01(\tR\bservedBy\x12\x1c\n" +
+	"\tpartition\x18\x03 \x01(\x05R\tpartition\"=\n" +
+	"\n" +
+	"PutRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1d\n" +
+	"\n" +
+	"fail_times\x18\x02 \x01(\x05R\tfailTimes\"G\n" +
+	"\vPutResponse\x12\x1a\n" +
+	"\battempts\x18\x01 \x01(\x05R\battempts\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\"\xaf\x01\n" +
 	"\x13ServerStreamRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x18\n" +
@@ -900,7 +1145,7 @@ const file_kgrpc_testing_v1_echo_proto_rawDesc = "" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x12\x1d\n" +
 	"\n" +
 	"fail_times\x18\x03 \x01(\x05R\tfailTimes:\b\xca\xf3\x18\x04\n" +
-	"\x02id2\x9a\x04\n" +
+	"\x02id2\xbe\x05\n" +
 	"\vEchoService\x12P\n" +
 	"\x04Echo\x12\x1d.kgrpc.testing.v1.EchoRequest\x1a\x1e.kgrpc.testing.v1.EchoResponse\"\t\xca\xf3\x18\x05\n" +
 	"\x03key\x12E\n" +
@@ -910,7 +1155,10 @@ const file_kgrpc_testing_v1_echo_proto_rawDesc = "" +
 	"\x03key0\x01\x12_\n" +
 	"\fClientStream\x12%.kgrpc.testing.v1.ClientStreamRequest\x1a&.kgrpc.testing.v1.ClientStreamResponse(\x01\x12[\n" +
 	"\n" +
-	"BidiStream\x12#.kgrpc.testing.v1.BidiStreamRequest\x1a$.kgrpc.testing.v1.BidiStreamResponse(\x010\x01B\xcc\x01\n" +
+	"BidiStream\x12#.kgrpc.testing.v1.BidiStreamRequest\x1a$.kgrpc.testing.v1.BidiStreamResponse(\x010\x01\x12P\n" +
+	"\x06Lookup\x12\x1f.kgrpc.testing.v1.LookupRequest\x1a .kgrpc.testing.v1.LookupResponse\"\x03\x90\x02\x01\x12P\n" +
+	"\x03Put\x12\x1c.kgrpc.testing.v1.PutRequest\x1a\x1d.kgrpc.testing.v1.PutResponse\"\f\xca\xf3\x18\x05\n" +
+	"\x03key\x90\x02\x02B\xcc\x01\n" +
 	"\x14com.kgrpc.testing.v1B\tEchoProtoP\x01ZGgithub.com/kgrpc/platform/kafkatransport/gen/kgrpc/testing/v1;testingv1\xa2\x02\x03KTX\xaa\x02\x10Kgrpc.Testing.V1\xca\x02\x10Kgrpc\\Testing\\V1\xe2\x02\x1cKgrpc\\Testing\\V1\\GPBMetadata\xea\x02\x12Kgrpc::Testing::V1b\x06proto3"
 
 var (
@@ -925,37 +1173,45 @@ func file_kgrpc_testing_v1_echo_proto_rawDescGZIP() []byte {
 	return file_kgrpc_testing_v1_echo_proto_rawDescData
 }
 
-var file_kgrpc_testing_v1_echo_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_kgrpc_testing_v1_echo_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_kgrpc_testing_v1_echo_proto_goTypes = []any{
-	(*ServerStreamRequest)(nil),  // 0: kgrpc.testing.v1.ServerStreamRequest
-	(*ServerStreamResponse)(nil), // 1: kgrpc.testing.v1.ServerStreamResponse
-	(*ClientStreamRequest)(nil),  // 2: kgrpc.testing.v1.ClientStreamRequest
-	(*ClientStreamResponse)(nil), // 3: kgrpc.testing.v1.ClientStreamResponse
-	(*BidiStreamRequest)(nil),    // 4: kgrpc.testing.v1.BidiStreamRequest
-	(*BidiStreamResponse)(nil),   // 5: kgrpc.testing.v1.BidiStreamResponse
-	(*EchoRequest)(nil),          // 6: kgrpc.testing.v1.EchoRequest
-	(*EchoResponse)(nil),         // 7: kgrpc.testing.v1.EchoResponse
-	(*FailRequest)(nil),          // 8: kgrpc.testing.v1.FailRequest
-	(*FailResponse)(nil),         // 9: kgrpc.testing.v1.FailResponse
-	(*SleepRequest)(nil),         // 10: kgrpc.testing.v1.SleepRequest
-	(*SleepResponse)(nil),        // 11: kgrpc.testing.v1.SleepResponse
-	(*Pinged)(nil),               // 12: kgrpc.testing.v1.Pinged
+	(*LookupRequest)(nil),        // 0: kgrpc.testing.v1.LookupRequest
+	(*LookupResponse)(nil),       // 1: kgrpc.testing.v1.LookupResponse
+	(*PutRequest)(nil),           // 2: kgrpc.testing.v1.PutRequest
+	(*PutResponse)(nil),          // 3: kgrpc.testing.v1.PutResponse
+	(*ServerStreamRequest)(nil),  // 4: kgrpc.testing.v1.ServerStreamRequest
+	(*ServerStreamResponse)(nil), // 5: kgrpc.testing.v1.ServerStreamResponse
+	(*ClientStreamRequest)(nil),  // 6: kgrpc.testing.v1.ClientStreamRequest
+	(*ClientStreamResponse)(nil), // 7: kgrpc.testing.v1.ClientStreamResponse
+	(*BidiStreamRequest)(nil),    // 8: kgrpc.testing.v1.BidiStreamRequest
+	(*BidiStreamResponse)(nil),   // 9: kgrpc.testing.v1.BidiStreamResponse
+	(*EchoRequest)(nil),          // 10: kgrpc.testing.v1.EchoRequest
+	(*EchoResponse)(nil),         // 11: kgrpc.testing.v1.EchoResponse
+	(*FailRequest)(nil),          // 12: kgrpc.testing.v1.FailRequest
+	(*FailResponse)(nil),         // 13: kgrpc.testing.v1.FailResponse
+	(*SleepRequest)(nil),         // 14: kgrpc.testing.v1.SleepRequest
+	(*SleepResponse)(nil),        // 15: kgrpc.testing.v1.SleepResponse
+	(*Pinged)(nil),               // 16: kgrpc.testing.v1.Pinged
 }
 var file_kgrpc_testing_v1_echo_proto_depIdxs = []int32{
-	6,  // 0: kgrpc.testing.v1.EchoService.Echo:input_type -> kgrpc.testing.v1.EchoRequest
-	8,  // 1: kgrpc.testing.v1.EchoService.Fail:input_type -> kgrpc.testing.v1.FailRequest
-	10, // 2: kgrpc.testing.v1.EchoService.Sleep:input_type -> kgrpc.testing.v1.SleepRequest
-	0,  // 3: kgrpc.testing.v1.EchoService.ServerStream:input_type -> kgrpc.testing.v1.ServerStreamRequest
-	2,  // 4: kgrpc.testing.v1.EchoService.ClientStream:input_type -> kgrpc.testing.v1.ClientStreamRequest
-	4,  // 5: kgrpc.testing.v1.EchoService.BidiStream:input_type -> kgrpc.testing.v1.BidiStreamRequest
-	7,  // 6: kgrpc.testing.v1.EchoService.Echo:output_type -> kgrpc.testing.v1.EchoResponse
-	9,  // 7: kgrpc.testing.v1.EchoService.Fail:output_type -> kgrpc.testing.v1.FailResponse
-	11, // 8: kgrpc.testing.v1.EchoService.Sleep:output_type -> kgrpc.testing.v1.SleepResponse
-	1,  // 9: kgrpc.testing.v1.EchoService.ServerStream:output_type -> kgrpc.testing.v1.ServerStreamResponse
-	3,  // 10: kgrpc.testing.v1.EchoService.ClientStream:output_type -> kgrpc.testing.v1.ClientStreamResponse
-	5,  // 11: kgrpc.testing.v1.EchoService.BidiStream:output_type -> kgrpc.testing.v1.BidiStreamResponse
-	6,  // [6:12] is the sub-list for method output_type
-	0,  // [0:6] is the sub-list for method input_type
+	10, // 0: kgrpc.testing.v1.EchoService.Echo:input_type -> kgrpc.testing.v1.EchoRequest
+	12, // 1: kgrpc.testing.v1.EchoService.Fail:input_type -> kgrpc.testing.v1.FailRequest
+	14, // 2: kgrpc.testing.v1.EchoService.Sleep:input_type -> kgrpc.testing.v1.SleepRequest
+	4,  // 3: kgrpc.testing.v1.EchoService.ServerStream:input_type -> kgrpc.testing.v1.ServerStreamRequest
+	6,  // 4: kgrpc.testing.v1.EchoService.ClientStream:input_type -> kgrpc.testing.v1.ClientStreamRequest
+	8,  // 5: kgrpc.testing.v1.EchoService.BidiStream:input_type -> kgrpc.testing.v1.BidiStreamRequest
+	0,  // 6: kgrpc.testing.v1.EchoService.Lookup:input_type -> kgrpc.testing.v1.LookupRequest
+	2,  // 7: kgrpc.testing.v1.EchoService.Put:input_type -> kgrpc.testing.v1.PutRequest
+	11, // 8: kgrpc.testing.v1.EchoService.Echo:output_type -> kgrpc.testing.v1.EchoResponse
+	13, // 9: kgrpc.testing.v1.EchoService.Fail:output_type -> kgrpc.testing.v1.FailResponse
+	15, // 10: kgrpc.testing.v1.EchoService.Sleep:output_type -> kgrpc.testing.v1.SleepResponse
+	5,  // 11: kgrpc.testing.v1.EchoService.ServerStream:output_type -> kgrpc.testing.v1.ServerStreamResponse
+	7,  // 12: kgrpc.testing.v1.EchoService.ClientStream:output_type -> kgrpc.testing.v1.ClientStreamResponse
+	9,  // 13: kgrpc.testing.v1.EchoService.BidiStream:output_type -> kgrpc.testing.v1.BidiStreamResponse
+	1,  // 14: kgrpc.testing.v1.EchoService.Lookup:output_type -> kgrpc.testing.v1.LookupResponse
+	3,  // 15: kgrpc.testing.v1.EchoService.Put:output_type -> kgrpc.testing.v1.PutResponse
+	8,  // [8:16] is the sub-list for method output_type
+	0,  // [0:8] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
@@ -972,7 +1228,7 @@ func file_kgrpc_testing_v1_echo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_kgrpc_testing_v1_echo_proto_rawDesc), len(file_kgrpc_testing_v1_echo_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,8 @@ const (
 	EchoService_ServerStream_FullMethodName = "/kgrpc.testing.v1.EchoService/ServerStream"
 	EchoService_ClientStream_FullMethodName = "/kgrpc.testing.v1.EchoService/ClientStream"
 	EchoService_BidiStream_FullMethodName   = "/kgrpc.testing.v1.EchoService/BidiStream"
+	EchoService_Lookup_FullMethodName       = "/kgrpc.testing.v1.EchoService/Lookup"
+	EchoService_Put_FullMethodName          = "/kgrpc.testing.v1.EchoService/Put"
 )
 
 // EchoServiceClient is the client API for EchoService service.
@@ -54,6 +56,14 @@ type EchoServiceClient interface {
 	// BidiStream answers every message with one of its own, until the
 	// client half-closes, or fails at a message with a fail_code.
 	BidiStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[BidiStreamRequest, BidiStreamResponse], error)
+	// Lookup only reads (NO_SIDE_EFFECTS) and has no partition key, so a
+	// client may hedge it: answers which instance and partition served it,
+	// after sleeping as asked.
+	Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*LookupResponse, error)
+	// Put is IDEMPOTENT and keyed: running it twice has the effect of once.
+	// It fails with Unavailable the first fail_times times a server sees
+	// its key.
+	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error)
 }
 
 type echoServiceClient struct {
@@ -139,6 +149,26 @@ func (c *echoServiceClient) BidiStream(ctx context.Context, opts ...grpc.CallOpt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type EchoService_BidiStreamClient = grpc.BidiStreamingClient[BidiStreamRequest, BidiStreamResponse]
 
+func (c *echoServiceClient) Lookup(ctx context.Context, in *LookupRequest, opts ...grpc.CallOption) (*LookupResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LookupResponse)
+	err := c.cc.Invoke(ctx, EchoService_Lookup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *echoServiceClient) Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutResponse)
+	err := c.cc.Invoke(ctx, EchoService_Put_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EchoServiceServer is the server API for EchoService service.
 // All implementations must embed UnimplementedEchoServiceServer
 // for forward compatibility.
@@ -163,6 +193,14 @@ type EchoServiceServer interface {
 	// BidiStream answers every message with one of its own, until the
 	// client half-closes, or fails at a message with a fail_code.
 	BidiStream(grpc.BidiStreamingServer[BidiStreamRequest, BidiStreamResponse]) error
+	// Lookup only reads (NO_SIDE_EFFECTS) and has no partition key, so a
+	// client may hedge it: answers which instance and partition served it,
+	// after sleeping as asked.
+	Lookup(context.Context, *LookupRequest) (*LookupResponse, error)
+	// Put is IDEMPOTENT and keyed: running it twice has the effect of once.
+	// It fails with Unavailable the first fail_times times a server sees
+	// its key.
+	Put(context.Context, *PutRequest) (*PutResponse, error)
 	mustEmbedUnimplementedEchoServiceServer()
 }
 
@@ -190,6 +228,12 @@ func (UnimplementedEchoServiceServer) ClientStream(grpc.ClientStreamingServer[Cl
 }
 func (UnimplementedEchoServiceServer) BidiStream(grpc.BidiStreamingServer[BidiStreamRequest, BidiStreamResponse]) error {
 	return status.Error(codes.Unimplemented, "method BidiStream not implemented")
+}
+func (UnimplementedEchoServiceServer) Lookup(context.Context, *LookupRequest) (*LookupResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Lookup not implemented")
+}
+func (UnimplementedEchoServiceServer) Put(context.Context, *PutRequest) (*PutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Put not implemented")
 }
 func (UnimplementedEchoServiceServer) mustEmbedUnimplementedEchoServiceServer() {}
 func (UnimplementedEchoServiceServer) testEmbeddedByValue()                     {}
@@ -291,6 +335,42 @@ func _EchoService_BidiStream_Handler(srv interface{}, stream grpc.ServerStream) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type EchoService_BidiStreamServer = grpc.BidiStreamingServer[BidiStreamRequest, BidiStreamResponse]
 
+func _EchoService_Lookup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LookupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EchoServiceServer).Lookup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EchoService_Lookup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EchoServiceServer).Lookup(ctx, req.(*LookupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EchoService_Put_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EchoServiceServer).Put(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EchoService_Put_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EchoServiceServer).Put(ctx, req.(*PutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EchoService_ServiceDesc is the grpc.ServiceDesc for EchoService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -309,6 +389,14 @@ var EchoService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Sleep",
 			Handler:    _EchoService_Sleep_Handler,
+		},
+		{
+			MethodName: "Lookup",
+			Handler:    _EchoService_Lookup_Handler,
+		},
+		{
+			MethodName: "Put",
+			Handler:    _EchoService_Put_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

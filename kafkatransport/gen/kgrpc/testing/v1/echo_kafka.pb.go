@@ -36,6 +36,15 @@ func EchoServiceServerStreamKafkaKey(req *ServerStreamRequest) []byte {
 	return nil
 }
 
+// EchoServicePutKafkaKey returns the Kafka record key of a
+// Put request: its key field.
+func EchoServicePutKafkaKey(req *PutRequest) []byte {
+	if k := req.GetKey(); k != "" {
+		return []byte(k)
+	}
+	return nil
+}
+
 // EchoServiceKafkaSpec describes how EchoService is carried over
 // Kafka: its request topic and the record key of each keyed method.
 var EchoServiceKafkaSpec = kafkatransport.ServiceSpec{
@@ -44,6 +53,7 @@ var EchoServiceKafkaSpec = kafkatransport.ServiceSpec{
 	Keys: map[string]kafkatransport.KeyFunc{
 		EchoService_Echo_FullMethodName:         kafkatransport.Key(EchoServiceEchoKafkaKey),
 		EchoService_ServerStream_FullMethodName: kafkatransport.Key(EchoServiceServerStreamKafkaKey),
+		EchoService_Put_FullMethodName:          kafkatransport.Key(EchoServicePutKafkaKey),
 	},
 }
 
