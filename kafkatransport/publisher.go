@@ -87,6 +87,20 @@ func (p *Publisher) CreateTopics(ctx context.Context, files ...protoreflect.File
 	return nil
 }
 
+// eventIDKey is the context key of WithEventID.
+type eventIDKey struct{}
+
+// WithEventID returns ctx with the ev-id that Publish gives the event it
+// publishes with it, instead of a new one ("<instance>-<nanoseconds, base
+// 36>"): for a publisher that may publish one event again, such as an
+// outbox relay that crashed between publishing and deleting it, so that
+// both copies carry the same ev-id and a subscriber can tell the second
+// for what it is. id must be unique among the events of its topic; ""
+// leaves Publish to make one.
+func WithEventID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, eventIDKey{}, id)
+}
+
 // Close flushes queued events (bounded by ctx) and closes the publisher.
 func (p *Publisher) Close(ctx context.Context) error {
 	left := p.producer.Flush(timeoutMs(ctx, 10*time.Second))
@@ -111,7 +125,10 @@ func Publish[T proto.Message](ctx context.Context, p *Publisher, spec EventSpec[
 	if err := p.topics.ensure(ctx, p.cfg.partitions, topic); err != nil {
 		return fmt.Errorf("kafkatransport: %w", err)
 	}
-	id := p.cfg.instanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	id, _ := ctx.Value(eventIDKey{}).(string)
+	if id == "" {
+		id = p.cfg.instanceID + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
 	headers := make([]kafka.Header, 2, 5)
 	headers[0] = kafka.Header{Key: hdrEventType, Value: []byte(spec.Name)}
 	headers[1] = kafka.Header{Key: hdrEventID, Value: []byte(id)}

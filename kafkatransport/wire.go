@@ -2,6 +2,7 @@ package kafkatransport
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -275,7 +276,15 @@ func appendVarint(b []byte, num protowire.Number, v uint64) []byte {
 // appendMetadata appends md as repeated MetadataEntry fields numbered num,
 // one per key.
 func appendMetadata(b []byte, num protowire.Number, md metadata.MD) []byte {
-	for k, vs := range md {
+	// Entries in key order, so that one call's envelope has one encoding
+	// (docs/wire.md: the golden vectors fix the bytes).
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		vs := md[k]
 		size := 0
 		if k != "" {
 			size += protowire.SizeTag(mdKey) + protowire.SizeBytes(len(k))

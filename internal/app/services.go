@@ -226,7 +226,7 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 	if err := pub.CreateTopics(ctx, events); err != nil {
 		return err
 	}
-	u.relay = outbox.NewRelay(repo.SQL().Writer(), outbox.PublishTo(pub), u.log)
+	u.relay = outbox.NewRelay(repo.SQL().Writer(), outbox.PublishTo(pub, name), u.log)
 	if u.tel != nil {
 		if err := u.tel.Registerer.Register(outbox.NewCollector(repo.DB())); err != nil { // the readers: a scrape waits for no write
 			return fmt.Errorf("register outbox metrics: %w", err)

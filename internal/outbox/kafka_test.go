@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -75,7 +76,7 @@ func TestPublishToPublishesShopEventsByDescriptor(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	relay := outbox.NewRelay(db.DB, outbox.PublishTo(pub), nil)
+	relay := outbox.NewRelay(db.DB, outbox.PublishTo(pub, "test"), nil)
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- relay.Run(rctx) }()
@@ -107,6 +108,7 @@ func TestPublishToPublishesShopEventsByDescriptor(t *testing.T) {
 	if err := cons.SubscribeTopics(topics, nil); err != nil {
 		t.Fatal(err)
 	}
+	ids := map[string]bool{}
 	for len(want) > 0 && ctx.Err() == nil {
 		m, err := cons.ReadMessage(time.Second)
 		if err != nil {
@@ -118,6 +120,18 @@ func TestPublishToPublishesShopEventsByDescriptor(t *testing.T) {
 			t.Fatalf("unexpected record on %s", topic)
 		}
 		delete(want, topic)
+		// The ev-id names the outbox row, so a republish after a crash
+		// carries the same one.
+		var evID string
+		for _, h := range m.Headers {
+			if h.Key == "ev-id" {
+				evID = string(h.Value)
+			}
+		}
+		if !regexp.MustCompile(`^test-outbox-[0-9]+$`).MatchString(evID) || ids[evID] {
+			t.Errorf("%s: ev-id %q, want a new test-outbox-<row id>", topic, evID)
+		}
+		ids[evID] = true
 		if string(m.Key) != string(e.key) || len(e.key) == 0 {
 			t.Errorf("%s: key %q, want %q", topic, m.Key, e.key)
 		}
@@ -132,7 +146,7 @@ func TestPublishToPublishesShopEventsByDescriptor(t *testing.T) {
 	}
 
 	// A message that is no event is refused, as the relay expects.
-	err = outbox.PublishTo(pub)(ctx, wrapperspb.String("not an event"))
+	err = outbox.PublishTo(pub, "test")(ctx, wrapperspb.String("not an event"))
 	if !errors.Is(err, outbox.ErrUnknownEvent) {
 		t.Fatalf("publishing a StringValue: %v, want ErrUnknownEvent", err)
 	}

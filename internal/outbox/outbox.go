@@ -160,7 +160,7 @@ func (r *Relay) flush(ctx context.Context) (n int, err error) {
 		if err != nil {
 			// No retry can fix it; keep it out of the way of the rest.
 			r.logger.Error("outbox: dropping undecodable event", "id", e.id, "type", e.typ, "err", err)
-		} else if err := r.publish(withTrace(ctx, e.trace), ev); err != nil {
+		} else if err := r.publish(context.WithValue(withTrace(ctx, e.trace), entryIDKey{}, e.id), ev); err != nil {
 			return n, fmt.Errorf("publish %s #%d: %w", e.typ, e.id, err)
 		}
 		n++
@@ -193,6 +193,10 @@ func (r *Relay) delete(ctx context.Context, published []entry) error {
 	}
 	return nil
 }
+
+// entryIDKey is the context key of the outbox row id of the event a
+// PublishFunc publishes (int64), for PublishTo's ev-id.
+type entryIDKey struct{}
 
 // entry is an event read from the outbox.
 type entry struct {
