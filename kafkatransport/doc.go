@@ -3,6 +3,11 @@
 // for server-, client- and bidirectional-streaming methods, and
 // fire-and-forget events.
 //
+// The wire protocol is specified for implementers in other languages, with
+// MUST and SHOULD, in docs/wire.md (version 1), with golden vectors in
+// testdata/vectors; this documentation describes the Go implementation,
+// and its Streams section is part of that specification.
+//
 // # Using it
 //
 // ClientConn implements grpc.ClientConnInterface and Server implements
@@ -64,8 +69,10 @@
 // Every name above, consumer groups included, is preceded by the
 // WithTopicPrefix prefix. Each topic is created, when missing, by the role
 // that owns it: a server creates its request topics and their dead-letter
-// topics when it starts, a publisher an event topic on its first publish, a
-// subscriber its event and dead-letter topics when it starts, all with the
+// topics when it starts, a publisher the event topics of the files given to
+// Publisher.CreateTopics (the shop's units call it as they start) and any
+// other on its first publish, a subscriber its event and dead-letter topics
+// when it starts, all with the
 // WithPartitions count (6 by default); a client creates the reply topic
 // (WithReplyTopic: 16 partitions). Request and reply topics are created with
 // retention.ms of WithCallRetention (1h): a call lives for its deadline, so
@@ -105,10 +112,15 @@
 // A call whose context has no deadline gets one of WithDefaultTimeout (30s).
 // A server drops, without running the handler or replying, a request whose
 // deadline has passed when it is fetched, or when it gets its concurrency
-// slot after waiting for one: its caller has given up. Clocks of clients
+// slot after waiting for one: its caller has given up; it counts them
+// (Metrics.RequestExpired) and logs their number at info level at most
+// every 10s. Clocks of clients
 // and servers are assumed to agree to well within a deadline. A request
 // that cannot be answered (no rpc header, an envelope that does not decode,
-// no correlation id or no reply address) is logged and dead-lettered to
+// no correlation id, no reply address, a reply partition the reply topic
+// does not have or a reply topic that does not exist, checked against the
+// broker's metadata before anything runs, or a deadline before 2001, which
+// is one in seconds rather than milliseconds) is logged and dead-lettered to
 // "<request topic>.dlq" as a subscriber dead-letters an event (see Dead
 // letters), with dlq-attempts 1 and dlq-group the request topic's consumer
 // group; its offset is then committed as that of an answered request. So is
@@ -315,7 +327,10 @@
 // # Event record
 //
 // Key: the event's key field. Value: the event in protobuf binary encoding.
-// Headers: ev-type (the message's full name), ev-id (unique per publish), and
+// Headers: ev-type (the message's full name), ev-id (unique within its topic:
+// "<instance>-<nanoseconds, base 36>", or the id WithEventID gives, which a
+// publisher that may publish an event again sets to the same one each time;
+// subscribers deduplicate on it), and
 // traceparent/tracestate when the publishing context carries a trace: with
 // WithTracerProvider, those of the publisher's "send <topic>" span, a child
 // of the span in the publishing context; without, copied from the
