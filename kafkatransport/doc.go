@@ -117,9 +117,9 @@
 // every 10s. Clocks of clients
 // and servers are assumed to agree to well within a deadline. A request
 // that cannot be answered (no rpc header, an envelope that does not decode,
-// no correlation id, no reply address, a reply partition the reply topic
-// does not have or a reply topic that does not exist, checked against the
-// broker's metadata before anything runs, or a deadline before 2001, which
+// no correlation id, no reply address, a reply partition its reply topic
+// does not have, checked against the brokers' metadata before anything
+// runs, or a deadline before 2001, which
 // is one in seconds rather than milliseconds) is logged and dead-lettered to
 // "<request topic>.dlq" as a subscriber dead-letters an event (see Dead
 // letters), with dlq-attempts 1 and dlq-group the request topic's consumer

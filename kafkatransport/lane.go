@@ -157,7 +157,9 @@ func (l *lane) poll() error {
 
 // dispatch validates a request record and starts its handler, and reports
 // whether it started or woke a goroutine (a worker). Records that cannot be answered (no
-// decodable envelope, no correlation id or reply address) are dead-lettered;
+// decodable envelope, no correlation id or reply address, a deadline before
+// 2001, a reply topic the server does not reply to or a reply partition
+// that topic does not have) are dead-lettered;
 // those whose deadline has passed are finished without running anything.
 func (l *lane) dispatch(m *kafka.Message) bool {
 	req := &request{lane: l, msg: m}

@@ -10,7 +10,7 @@ import (
 
 // replyMetadataEvery is how often, at most, a server asks the brokers for
 // the partitions of a reply topic when a request names a partition it does
-// not know (a topic that grew, or one created after the server started).
+// not know of (a topic that grew, or one first seen).
 const replyMetadataEvery = 5 * time.Second
 
 // replyMetadataTimeout bounds that request; the poll loop waits for it.
@@ -21,19 +21,21 @@ type metadataSource interface {
 	GetMetadata(topic *string, allTopics bool, timeoutMs int) (*kafka.Metadata, error)
 }
 
-// replyAddresses checks the reply address of a request before its handler
-// runs: a partition the reply topic does not have, or a reply topic that
-// does not exist, can never carry the reply, so the request is dead-lettered
-// rather than run with its effects and left unanswered. It knows each
-// reply topic's partition count from metadata, asked again (at most every
-// replyMetadataEvery) when a request names a partition beyond it. The poll
-// loops of a server's lanes share it; one waits for another's metadata
-// request, which is rare.
+// replyAddresses checks the reply partition of a request before its
+// handler runs: a partition its reply topic does not have can never carry
+// the reply, so the request is dead-lettered rather than run with its
+// effects and left unanswered. It knows each reply topic's partition count
+// from metadata, asked again (at most every replyMetadataEvery) when a
+// request names a partition beyond it. What it cannot learn (a topic the
+// brokers do not know, a metadata request that fails) lets the request
+// run, as before the check: a missing topic may be one a client has just
+// created, and a failed lookup says nothing. The poll loops of a server's
+// lanes share it; the lookup itself holds no lock.
 type replyAddresses struct {
 	md metadataSource
 
-	mu     sync.Mutex
-	counts map[string]int32     // partitions of each reply topic, when it exists
+	mu     sync.RWMutex
+	counts map[string]int32     // partitions of each reply topic, when known
 	asked  map[string]time.Time // when its metadata was last asked
 }
 
@@ -41,28 +43,39 @@ func newReplyAddresses(md metadataSource) *replyAddresses {
 	return &replyAddresses{md: md, counts: map[string]int32{}, asked: map[string]time.Time{}}
 }
 
-// check returns why partition of topic cannot carry a reply, or nil.
-func (r *replyAddresses) check(topic string, partition int32) error {
+// due reports whether topic's metadata may be asked now, and if so notes
+// that it is.
+func (r *replyAddresses) due(topic string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if time.Since(r.asked[topic]) < replyMetadataEvery {
+		return false
+	}
+	r.asked[topic] = time.Now()
+	return true
+}
+
+// check returns why partition of topic cannot carry a reply, or nil.
+func (r *replyAddresses) check(topic string, partition int32) error {
+	r.mu.RLock()
 	n, known := r.counts[topic]
+	r.mu.RUnlock()
 	if known && partition < n {
 		return nil
 	}
-	if time.Since(r.asked[topic]) >= replyMetadataEvery {
-		r.asked[topic] = time.Now()
+	if r.due(topic) {
 		count, err := partitionCount(r.md, topic, int(replyMetadataTimeout/time.Millisecond))
-		if err == nil {
-			n, known = int32(count), true
-			r.counts[topic] = n
-		} else if !known {
-			return fmt.Errorf("reply topic %q does not exist or has no metadata: %w", topic, err)
+		if err != nil {
+			return nil // unknown: let it run (see the type's doc)
 		}
+		n, known = int32(count), true
+		r.mu.Lock()
+		r.counts[topic] = n
+		r.mu.Unlock()
 	}
-	switch {
-	case !known:
-		return fmt.Errorf("reply topic %q does not exist", topic)
-	case partition >= n:
+	// Partition counts only grow: a count asked less than
+	// replyMetadataEvery ago stands.
+	if known && partition >= n {
 		return fmt.Errorf("reply partition %d out of range: reply topic %q has %d partitions", partition, topic, n)
 	}
 	return nil

@@ -84,15 +84,16 @@ func TestForeignReplyTopicNotCreated(t *testing.T) {
 }
 
 // A request whose reply address names a partition the reply topic does
-// not have, or a reply topic (one the server replies to) that does not
-// exist, can never be answered: it is dead-lettered with the reason before
-// its handler runs, and no topic is created for it. So is one whose
-// deadline is in seconds rather than milliseconds. The server keeps
-// serving.
+// not have can never be answered: it is dead-lettered with the reason
+// before its handler runs. So is one whose deadline is in seconds rather
+// than milliseconds. A reply topic the server replies to but that does not
+// exist (yet) is not created by the reply. The server keeps serving.
 func TestUnreachableReplyAddressNotRun(t *testing.T) {
 	e := newEnv(t)
 	impl := newEcho("a")
-	e.serve(impl)
+	// The reply to the missing topic is never delivered: stopping must not
+	// wait for it long.
+	e.serve(impl, kafkatransport.WithDrainTimeout(time.Second))
 	c := testingv1.NewEchoServiceKafkaClient(e.dial()) // creates the default reply topic
 	waitServing(t, c)
 	missing := e.prefix + "replies" // allowed (testReplyTopics), never created here
@@ -104,18 +105,16 @@ func TestUnreachableReplyAddressNotRun(t *testing.T) {
 		reason           string
 	}{
 		{"partition out of range", e.prefix + "kgrpc.replies", 999, inAMinute.UnixMilli(), "reply partition 999 out of range"},
-		{"reply topic missing", missing, 0, inAMinute.UnixMilli(), "does not exist"},
 		{"deadline in seconds", e.prefix + "kgrpc.replies", 0, inAMinute.Unix(), "milliseconds since the Unix epoch expected"},
 	}
 	topic := e.prefix + testingv1.EchoServiceKafkaTopic
-	for i, tt := range tests {
-		id := fmt.Sprint("unreachable-", i)
+	send := func(id, replyTopic string, partition int32, deadline int64) {
 		env, err := proto.Marshal(&kafkav1.RequestEnvelope{
 			Method:         testingv1.EchoService_Sleep_FullMethodName,
 			Id:             id,
-			ReplyTopic:     tt.replyTopic,
-			ReplyPartition: tt.partition,
-			DeadlineUnixMs: tt.deadline,
+			ReplyTopic:     replyTopic,
+			ReplyPartition: partition,
+			DeadlineUnixMs: deadline,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -126,6 +125,12 @@ func TestUnreachableReplyAddressNotRun(t *testing.T) {
 		}
 		produceTo(t, e.rawProducer(), topic, 0, nil, value, kafka.Header{Key: "rpc", Value: env})
 	}
+	for i, tt := range tests {
+		send(fmt.Sprint("unreachable-", i), tt.replyTopic, tt.partition, tt.deadline)
+	}
+	// A reply topic that does not exist may be one a client has just
+	// created: the request runs, and its reply creates no topic.
+	send("missing-topic", missing, 0, inAMinute.UnixMilli())
 	var reasons []string // dead letters are written concurrently: any order
 	for _, m := range e.readRecords(topic+".dlq", len(tests)) {
 		reasons = append(reasons, headerMap(m)["dlq-error"])
@@ -140,6 +145,12 @@ func TestUnreachableReplyAddressNotRun(t *testing.T) {
 			}
 		})
 	}
+	for end := time.Now().Add(20 * time.Second); impl.startedCount("missing-topic") == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the request to a missing reply topic did not run")
+		}
+	}
+	time.Sleep(time.Second) // its reply's attempt
 	if e.topicExists("replies") {
 		t.Fatalf("topic %s was created", missing)
 	}
