@@ -8,7 +8,9 @@
 //   - Product ids are "p_" followed by 16 lower-case hex digits (64 random
 //     bits from crypto/rand).
 //   - CreateProduct, UpdateProduct, DeleteProduct and AdjustStock are for
-//     admins (Unauthenticated without a token, PermissionDenied otherwise).
+//     admins (Unauthenticated without a token, PermissionDenied otherwise;
+//     a request that breaks its rules is InvalidArgument first, since the
+//     rules are checked before the handler checks the role).
 //     ReserveStock and ReleaseStock are for the service and admin roles.
 //     GetProduct and ListProducts need no token.
 //   - The limits of every request field are its buf.validate rules in
@@ -35,7 +37,7 @@
 //     description ('%' and '_' are not wildcards); category matches ignoring
 //     case; min/max price are inclusive, negative or min > max is
 //     InvalidArgument; in_stock keeps stock > 0. order_by is "name" (the
-//     default), "price" or "create_time", with "-" for
+//     default, sorted ignoring case), "price" or "create_time", with "-" for
 //     descending; anything else is InvalidArgument. The product id breaks
 //     ties in the same direction. page_size defaults to 20, is capped at 100,
 //     negative is InvalidArgument.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/kafkatransport/validate"
@@ -19,7 +22,9 @@ func (s *Service) HandleOrderStatusChanged(ctx context.Context, ev *ordersv1.Ord
 	}
 	id := ev.GetOrderId()
 	// The reservation id's rule, as ReleaseStock checks it.
-	if err := validate.Check(s.rules, &productsv1.ReleaseStockRequest{ReservationId: id}); err != nil {
+	if err := validate.Check(s.rules, &productsv1.ReleaseStockRequest{ReservationId: id}); status.Code(err) == codes.Internal {
+		return err // the rules failed, not the id: redeliver
+	} else if err != nil {
 		// Redelivery cannot fix it.
 		s.logger.WarnContext(ctx, "productsvc: ignoring OrderStatusChanged with a bad order id", "err", err)
 		return nil

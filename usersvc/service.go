@@ -308,6 +308,9 @@ func (s *Service) ListUsers(ctx context.Context, req *usersv1.ListUsersRequest) 
 // existing account's password or display name, but checks all inputs as
 // CreateUser would. It is safe to call on every start, for seeding from flags.
 func (s *Service) EnsureAdmin(ctx context.Context, email, password, displayName string) error {
+	// Settings, not a request: a trailing newline of a secret file is
+	// no part of the address.
+	email = strings.TrimSpace(email)
 	if strings.TrimSpace(displayName) == "" {
 		displayName = DefaultAdminDisplayName
 	}

@@ -107,8 +107,9 @@ type InterceptorConfig struct {
 //     the unit may call the method).
 //
 // A call without an authenticated producer has no claims, whatever its
-// metadata says, and the handler decides (Require, RequireAdmin), since
-// some methods are public. Bearer tokens in metadata are ignored: they
+// metadata says: with InterceptorConfig.Public, it fails Unauthenticated
+// unless its method is public; without, the handler decides (Require,
+// RequireAdmin). Bearer tokens in metadata are ignored: they
 // never go on the bus.
 func UnaryServerInterceptor(cfg InterceptorConfig) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -175,8 +175,16 @@ func writeField(w *strings.Builder, f protoreflect.FieldDescriptor, r *validate.
 			opt("maxLength", s.GetMaxLen())
 			words = append(words, fmt.Sprintf("at most %s characters", thousands(int64(s.GetMaxLen()))))
 		} else if s.MaxBytes != nil {
-			opt("maxLength", s.GetMaxBytes())
+			// maxLength counts characters: it states a byte limit only
+			// where the field is ASCII (an email address, or a pattern of
+			// printable ASCII); elsewhere the words say it.
+			if s.GetEmail() || s.GetPattern() == "^[!-~]+$" {
+				opt("maxLength", s.GetMaxBytes())
+			}
 			words = append(words, fmt.Sprintf("at most %s bytes of UTF-8", thousands(int64(s.GetMaxBytes()))))
+		}
+		if max(s.GetMinLen(), s.GetMinBytes()) == 0 && isRequired(f, r) {
+			opt("minLength", 1) // a required string is not empty
 		}
 		if s.GetEmail() {
 			opt("format", strconv.Quote("email"))

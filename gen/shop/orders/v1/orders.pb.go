@@ -944,11 +944,10 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"d\n" +
-	"\x0fCreateOrderItem\x12)\n" +
+	"updateTime\"n\n" +
+	"\x0fCreateOrderItem\x123\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01(\x80\x01R\tproductId\x12&\n" +
+	"product_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\tproductId\x12&\n" +
 	"\bquantity\x18\x02 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\bquantity\"U\n" +
 	"\x12CreateOrderRequest\x12?\n" +
