@@ -5,7 +5,10 @@
 #   scripts/python.sh venv          make or update .cache/python-venv from
 #                                   clients/python/requirements.lock (PyPI)
 #   scripts/python.sh gen           regenerate clients/python/src from the
-#                                   protos with grpcio-tools' protoc
+#                                   protos with grpcio-tools' protoc (the
+#                                   shop's, the envelopes and options, the
+#                                   transport's echo test service of the
+#                                   wire vectors, protovalidate's)
 #   scripts/python.sh check-gen     fail when the committed generated code
 #                                   differs from what gen makes (drift)
 #   scripts/python.sh mypy          mypy --strict on the kgrpc package
@@ -49,13 +52,14 @@ generate() {
 	mapfile -t protos < <(cd proto && find shop -name '*.proto' | sort)
 	"$VENV/bin/python" -m grpc_tools.protoc -I proto -I kafkatransport/proto -I third_party/protovalidate \
 		--python_out="$out" --pyi_out="$out" \
-		"${protos[@]}" kgrpc/kafka/v1/envelope.proto kgrpc/kafka/v1/options.proto buf/validate/validate.proto
+		"${protos[@]}" kgrpc/kafka/v1/envelope.proto kgrpc/kafka/v1/options.proto kgrpc/testing/v1/echo.proto \
+		buf/validate/validate.proto
 	# Regular packages rather than namespace ones, for mypy and setuptools.
-	find "$out/shop" "$out/buf" "$out/kgrpc/kafka" -type d -exec touch {}/__init__.py \;
+	find "$out/shop" "$out/buf" "$out/kgrpc/kafka" "$out/kgrpc/testing" -type d -exec touch {}/__init__.py \;
 }
 
 # The directories gen owns inside clients/python/src.
-GEN_DIRS=(shop buf kgrpc/kafka)
+GEN_DIRS=(shop buf kgrpc/kafka kgrpc/testing)
 
 gen() {
 	venv
