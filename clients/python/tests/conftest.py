@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -84,6 +83,22 @@ def _start(brokers: str | None) -> Iterator[Shop]:
         else:
             log_path.unlink(missing_ok=True)
         shutil.rmtree(data, ignore_errors=True)
+        if prefix and brokers:
+            _delete_topics(brokers, prefix)
+
+
+def _delete_topics(brokers: str, prefix: str) -> None:
+    """Deletes the run's topics: a real broker outlives its tests (as kafkatest.CleanupTopics)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": brokers})
+    names = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    if names:
+        for f in admin.delete_topics(names, operation_timeout=10).values():
+            try:
+                f.result(15)
+            except Exception as e:  # best effort
+                print(f"delete topic: {e}")
 
 
 @pytest.fixture(scope="session")
@@ -106,5 +121,3 @@ def shop(request: pytest.FixtureRequest) -> Shop:
     s: Shop = request.getfixturevalue(name)
     return s
 
-
-_lock = threading.Lock()
