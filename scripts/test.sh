@@ -7,9 +7,12 @@
 #      TEST_POSTGRES_DSN already in the environment is used as it is);
 #   1. go test -race ./... with the in-process kfake broker, in each Go
 #      module of the repository (MODULES: the shop's, the transport's);
+#      then the Python client's tests (scripts/python.sh test: the wire
+#      vectors, and calls of cmd/platform on its embedded broker);
 #   2. the suites of REAL_KAFKA_PACKAGES (and REAL_KAFKA_TRANSPORT_PACKAGES,
 #      in the transport's module) again against a real Apache Kafka broker
-#      (scripts/kafka.sh), when Java and Maven are present or CI=true;
+#      (scripts/kafka.sh), when Java and Maven are present or CI=true, and
+#      the Python client's real_kafka tests (cmd/platform on that broker);
 #   3. the fault suite (internal/faulttest, FAULT_SUITE=1), alone, after the
 #      others: it stops and starts a broker of its own, a private Apache
 #      Kafka when pass 2 runs (ports 19192-19193, cache .cache/kafka-faults
@@ -52,6 +55,8 @@ status_kfake="NOT RUN"
 status_real="NOT RUN"
 status_faults="NOT RUN"
 status_secure="NOT RUN"
+status_python="NOT RUN"
+status_python_real="NOT RUN: it runs in pass 2, with the real broker"
 status_chromium="NOT CHECKED"
 figures=()
 status_pg="NOT RUN (no scripts/postgres.sh, no TEST_POSTGRES_DSN)"
@@ -102,7 +107,9 @@ finish() {
 	((rc != 0)) && failed=1
 	banner "test summary ($((SECONDS - started_at))s)"
 	echo "kfake pass (go test -race ./..., ${#MODULES[@]} modules): $status_kfake"
+	echo "Python client (clients/python, kfake):   $status_python"
 	echo "real Apache Kafka pass:                  $status_real"
+	echo "Python client on real Apache Kafka:      $status_python_real"
 	echo "fault suite (internal/faulttest):        $status_faults"
 	if ((${#figures[@]})); then
 		printf '    %s\n' "${figures[@]}"
@@ -183,6 +190,18 @@ for m in "${MODULES[@]}"; do
 	fi
 done
 
+# The Python client (clients/python): its generated code is fresh, mypy
+# --strict, then pytest: the wire vectors and cmd/platform on its embedded
+# broker (the real_kafka tests are deselected: KAFKA_BROKERS is unset here).
+banner "pass 1: the Python client (scripts/python.sh test)"
+pylog="$LOGDIR/python.log"
+if bash scripts/python.sh test 2>&1 | tee "$pylog"; then
+	status_python="passed: $(grep -E '^=+ .*(passed|failed).* =+$' "$pylog" | tail -1 | tr -d '=' | sed 's/^ *//; s/ *$//')"
+else
+	status_python="FAILED (see the Python output above)"
+	failed=1
+fi
+
 # ---- pass 2: real Apache Kafka
 want_real=false
 if [[ "$CI" == true ]]; then
@@ -216,6 +235,13 @@ if [[ "$want_real" == true ]]; then
 		real_ok=true
 		KAFKA_BROKERS="$brokers" GOTEST_DIR=kafkatransport gotest -count=1 -timeout "$GO_TIMEOUT" "${REAL_KAFKA_TRANSPORT_PACKAGES[@]}" || real_ok=false
 		KAFKA_BROKERS="$brokers" gotest -count=1 -timeout "$GO_TIMEOUT" "${REAL_KAFKA_PACKAGES[@]}" || real_ok=false
+		pyrlog="$LOGDIR/python-real.log"
+		if KAFKA_BROKERS="$brokers" bash scripts/python.sh test -m real_kafka 2>&1 | tee "$pyrlog"; then
+			status_python_real="passed on Apache Kafka $version at $brokers: $(grep -E '^=+ .*(passed|failed).* =+$' "$pyrlog" | tail -1 | tr -d '=' | sed 's/^ *//; s/ *$//')"
+		else
+			status_python_real="FAILED on Apache Kafka $version at $brokers (see the Python output above)"
+			real_ok=false
+		fi
 		if [[ "$real_ok" == true ]]; then
 			status_real="passed on Apache Kafka $version at $brokers: kafkatransport ${REAL_KAFKA_TRANSPORT_PACKAGES[*]}, ${REAL_KAFKA_PACKAGES[*]}"
 		else
