@@ -180,10 +180,8 @@ class Client:
         rtopic = self.prefix + (topic or wire.request_topic(method))
         if key is None:
             key = wire.partition_key(method, request)
-        env = envelope_pb2.RequestEnvelope(method=method, id=cid, reply_topic=self.reply_topic,
-                                           reply_partition=self.reply_partition, deadline_unix_ms=deadline_ms,
-                                           metadata=wire.encode_metadata(metadata))
-        headers: list[tuple[str, bytes]] = [(wire.HDR_RPC, env.SerializeToString())]
+        env = wire.request_envelope(method, cid, self.reply_topic, self.reply_partition, deadline_ms, metadata)
+        headers: list[tuple[str, bytes]] = [(wire.HDR_RPC, env)]
         for h in (wire.HDR_TRACEPARENT, wire.HDR_TRACESTATE):
             v = wire.first_value(metadata, h)
             if v is not None:

@@ -74,7 +74,12 @@ def partition_key(method: str, request: Message) -> bytes | None:
     field: str = opts.Extensions[_EXT_METHOD].partition_key
     if not field:
         return None
-    return key_text(getattr(request, field))
+    value: object = request
+    for name in field.split("."):  # a dotted path through singular message fields
+        value = getattr(value, name)
+    if isinstance(value, (str, bytes)) and not value:
+        return None  # an empty string or bytes: no key (docs/wire.md, section 6)
+    return key_text(value)
 
 
 @dataclass(frozen=True)
@@ -95,14 +100,23 @@ def event_spec(cls: type[Message]) -> EventSpec:
 
 
 def encode_metadata(md: Metadata | None) -> list[envelope_pb2.MetadataEntry]:
-    """One MetadataEntry per key (lower-cased, as gRPC metadata keys are), values as raw bytes."""
-    out: list[envelope_pb2.MetadataEntry] = []
+    """One MetadataEntry per key (lower-cased, as gRPC metadata keys are), values as raw bytes,
+    entries in key order (docs/wire.md, section 2: one call has one encoding)."""
+    merged: dict[str, list[bytes]] = {}
     for k, v in (md or {}).items():
         vs: Iterable[str | bytes] = [v] if isinstance(v, (str, bytes)) else v
         values = [x.encode() if isinstance(x, str) else x for x in vs]
         if k and values:
-            out.append(envelope_pb2.MetadataEntry(key=k.lower(), values=values))
-    return out
+            merged.setdefault(k.lower(), []).extend(values)
+    return [envelope_pb2.MetadataEntry(key=k, values=merged[k]) for k in sorted(merged, key=lambda k: k.encode())]
+
+
+def request_envelope(method: str, cid: str, reply_topic: str, reply_partition: int, deadline_ms: int,
+                     metadata: Metadata | None) -> bytes:
+    """The rpc header of a request record (docs/wire.md, section 2)."""
+    env = envelope_pb2.RequestEnvelope(method=method, id=cid, reply_topic=reply_topic, reply_partition=reply_partition,
+                                       deadline_unix_ms=deadline_ms, metadata=encode_metadata(metadata))
+    return env.SerializeToString(deterministic=True)
 
 
 def decode_metadata(entries: Iterable[envelope_pb2.MetadataEntry]) -> dict[str, list[bytes]]:

@@ -5,6 +5,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LookupRequest(_message.Message):
+    __slots__ = ("id", "sleep_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SLEEP_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    sleep_ms: int
+    def __init__(self, id: _Optional[str] = ..., sleep_ms: _Optional[int] = ...) -> None: ...
+
+class LookupResponse(_message.Message):
+    __slots__ = ("id", "served_by", "partition")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SERVED_BY_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    served_by: str
+    partition: int
+    def __init__(self, id: _Optional[str] = ..., served_by: _Optional[str] = ..., partition: _Optional[int] = ...) -> None: ...
+
+class PutRequest(_message.Message):
+    __slots__ = ("key", "fail_times")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    FAIL_TIMES_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    fail_times: int
+    def __init__(self, key: _Optional[str] = ..., fail_times: _Optional[int] = ...) -> None: ...
+
+class PutResponse(_message.Message):
+    __slots__ = ("attempts", "partition")
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    attempts: int
+    partition: int
+    def __init__(self, attempts: _Optional[int] = ..., partition: _Optional[int] = ...) -> None: ...
+
 class ServerStreamRequest(_message.Message):
     __slots__ = ("key", "message", "payload", "count", "interval_ms", "fail_code")
     KEY_FIELD_NUMBER: _ClassVar[int]

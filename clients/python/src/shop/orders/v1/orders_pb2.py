@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kgrpc.kafka.v1 import options_pb2 as kgrpc_dot_kafka_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckgrpc/kafka/v1/options.proto\"a\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x14\n\x0cproduct_name\x18\x02 \x01(\t\x12\x18\n\x10unit_price_cents\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"\xf2\x01\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12(\n\x05items\x18\x03 \x03(\x0b\x32\x19.shop.orders.v1.OrderItem\x12\x13\n\x0btotal_cents\x18\x04 \x01(\x03\x12+\n\x06status\x18\x05 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x0f\x43reateOrderItem\x12\x1e\n\nproduct_id\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01(\x80\x01\x12\x1c\n\x08quantity\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01\"N\n\x12\x43reateOrderRequest\x12\x38\n\x05items\x18\x01 \x03(\x0b\x32\x1f.shop.orders.v1.CreateOrderItemB\x08\xbaH\x05\x92\x01\x02\x08\x01\";\n\x13\x43reateOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"%\n\x0fGetOrderRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\"8\n\x10GetOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"`\n\x15ListUserOrdersRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\x12\x1a\n\tpage_size\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x03 \x01(\t\"l\n\x16ListUserOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.shop.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"(\n\x12\x43\x61ncelOrderRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\";\n\x13\x43\x61ncelOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"g\n\x18UpdateOrderStatusRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\x12\x37\n\x06status\x18\x02 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"A\n\x19UpdateOrderStatusResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"\'\n\x11WatchOrderRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\":\n\x12WatchOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order*\xb3\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x05\x32\xd2\x04\n\x0cOrderService\x12V\n\x0b\x43reateOrder\x12\".shop.orders.v1.CreateOrderRequest\x1a#.shop.orders.v1.CreateOrderResponse\x12R\n\x08GetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\"\x03\x90\x02\x01\x12\x64\n\x0eListUserOrders\x12%.shop.orders.v1.ListUserOrdersRequest\x1a&.shop.orders.v1.ListUserOrdersResponse\"\x03\x90\x02\x01\x12`\n\x0b\x43\x61ncelOrder\x12\".shop.orders.v1.CancelOrderRequest\x1a#.shop.orders.v1.CancelOrderResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12r\n\x11UpdateOrderStatus\x12(.shop.orders.v1.UpdateOrderStatusRequest\x1a).shop.orders.v1.UpdateOrderStatusResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12Z\n\nWatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse\"\x03\x90\x02\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckgrpc/kafka/v1/options.proto\"a\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x14\n\x0cproduct_name\x18\x02 \x01(\t\x12\x18\n\x10unit_price_cents\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"\xf2\x01\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12(\n\x05items\x18\x03 \x03(\x0b\x32\x19.shop.orders.v1.OrderItem\x12\x13\n\x0btotal_cents\x18\x04 \x01(\x03\x12+\n\x06status\x18\x05 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Y\n\x0f\x43reateOrderItem\x12(\n\nproduct_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x01\x32\x08^[!-~]+$\x12\x1c\n\x08quantity\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01\"N\n\x12\x43reateOrderRequest\x12\x38\n\x05items\x18\x01 \x03(\x0b\x32\x1f.shop.orders.v1.CreateOrderItemB\x08\xbaH\x05\x92\x01\x02\x08\x01\";\n\x13\x43reateOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"%\n\x0fGetOrderRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\"8\n\x10GetOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"`\n\x15ListUserOrdersRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\x12\x1a\n\tpage_size\x18\x02 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x03 \x01(\t\"l\n\x16ListUserOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.shop.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"(\n\x12\x43\x61ncelOrderRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\";\n\x13\x43\x61ncelOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"g\n\x18UpdateOrderStatusRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\x12\x37\n\x06status\x18\x02 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatusB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"A\n\x19UpdateOrderStatusResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"\'\n\x11WatchOrderRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\":\n\x12WatchOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order*\xb3\x01\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x02\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x03\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x04\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x05\x32\xd2\x04\n\x0cOrderService\x12V\n\x0b\x43reateOrder\x12\".shop.orders.v1.CreateOrderRequest\x1a#.shop.orders.v1.CreateOrderResponse\x12R\n\x08GetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\"\x03\x90\x02\x01\x12\x64\n\x0eListUserOrders\x12%.shop.orders.v1.ListUserOrdersRequest\x1a&.shop.orders.v1.ListUserOrdersResponse\"\x03\x90\x02\x01\x12`\n\x0b\x43\x61ncelOrder\x12\".shop.orders.v1.CancelOrderRequest\x1a#.shop.orders.v1.CancelOrderResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12r\n\x11UpdateOrderStatus\x12(.shop.orders.v1.UpdateOrderStatusRequest\x1a).shop.orders.v1.UpdateOrderStatusResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12Z\n\nWatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse\"\x03\x90\x02\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.orders.v1.orders_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREATEORDERITEM'].fields_by_name['product_id']._loaded_options = None
-  _globals['_CREATEORDERITEM'].fields_by_name['product_id']._serialized_options = b'\272H\007r\005\020\001(\200\001'
+  _globals['_CREATEORDERITEM'].fields_by_name['product_id']._serialized_options = b'\272H\021r\017\020\001(\200\0012\010^[!-~]+$'
   _globals['_CREATEORDERITEM'].fields_by_name['quantity']._loaded_options = None
   _globals['_CREATEORDERITEM'].fields_by_name['quantity']._serialized_options = b'\272H\007\032\005\030\350\007(\001'
   _globals['_CREATEORDERREQUEST'].fields_by_name['items']._loaded_options = None
@@ -64,38 +64,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSERVICE'].methods_by_name['UpdateOrderStatus']._serialized_options = b'\312\363\030\004\n\002id'
   _globals['_ORDERSERVICE'].methods_by_name['WatchOrder']._loaded_options = None
   _globals['_ORDERSERVICE'].methods_by_name['WatchOrder']._serialized_options = b'\220\002\001'
-  _globals['_ORDERSTATUS']._serialized_start=1387
-  _globals['_ORDERSTATUS']._serialized_end=1566
+  _globals['_ORDERSTATUS']._serialized_start=1397
+  _globals['_ORDERSTATUS']._serialized_end=1576
   _globals['_ORDERITEM']._serialized_start=139
   _globals['_ORDERITEM']._serialized_end=236
   _globals['_ORDER']._serialized_start=239
   _globals['_ORDER']._serialized_end=481
   _globals['_CREATEORDERITEM']._serialized_start=483
-  _globals['_CREATEORDERITEM']._serialized_end=562
-  _globals['_CREATEORDERREQUEST']._serialized_start=564
-  _globals['_CREATEORDERREQUEST']._serialized_end=642
-  _globals['_CREATEORDERRESPONSE']._serialized_start=644
-  _globals['_CREATEORDERRESPONSE']._serialized_end=703
-  _globals['_GETORDERREQUEST']._serialized_start=705
-  _globals['_GETORDERREQUEST']._serialized_end=742
-  _globals['_GETORDERRESPONSE']._serialized_start=744
-  _globals['_GETORDERRESPONSE']._serialized_end=800
-  _globals['_LISTUSERORDERSREQUEST']._serialized_start=802
-  _globals['_LISTUSERORDERSREQUEST']._serialized_end=898
-  _globals['_LISTUSERORDERSRESPONSE']._serialized_start=900
-  _globals['_LISTUSERORDERSRESPONSE']._serialized_end=1008
-  _globals['_CANCELORDERREQUEST']._serialized_start=1010
-  _globals['_CANCELORDERREQUEST']._serialized_end=1050
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1052
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1111
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=1113
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=1216
-  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_start=1218
-  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_end=1283
-  _globals['_WATCHORDERREQUEST']._serialized_start=1285
-  _globals['_WATCHORDERREQUEST']._serialized_end=1324
-  _globals['_WATCHORDERRESPONSE']._serialized_start=1326
-  _globals['_WATCHORDERRESPONSE']._serialized_end=1384
-  _globals['_ORDERSERVICE']._serialized_start=1569
-  _globals['_ORDERSERVICE']._serialized_end=2163
+  _globals['_CREATEORDERITEM']._serialized_end=572
+  _globals['_CREATEORDERREQUEST']._serialized_start=574
+  _globals['_CREATEORDERREQUEST']._serialized_end=652
+  _globals['_CREATEORDERRESPONSE']._serialized_start=654
+  _globals['_CREATEORDERRESPONSE']._serialized_end=713
+  _globals['_GETORDERREQUEST']._serialized_start=715
+  _globals['_GETORDERREQUEST']._serialized_end=752
+  _globals['_GETORDERRESPONSE']._serialized_start=754
+  _globals['_GETORDERRESPONSE']._serialized_end=810
+  _globals['_LISTUSERORDERSREQUEST']._serialized_start=812
+  _globals['_LISTUSERORDERSREQUEST']._serialized_end=908
+  _globals['_LISTUSERORDERSRESPONSE']._serialized_start=910
+  _globals['_LISTUSERORDERSRESPONSE']._serialized_end=1018
+  _globals['_CANCELORDERREQUEST']._serialized_start=1020
+  _globals['_CANCELORDERREQUEST']._serialized_end=1060
+  _globals['_CANCELORDERRESPONSE']._serialized_start=1062
+  _globals['_CANCELORDERRESPONSE']._serialized_end=1121
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=1123
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=1226
+  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_start=1228
+  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_end=1293
+  _globals['_WATCHORDERREQUEST']._serialized_start=1295
+  _globals['_WATCHORDERREQUEST']._serialized_end=1334
+  _globals['_WATCHORDERRESPONSE']._serialized_start=1336
+  _globals['_WATCHORDERRESPONSE']._serialized_end=1394
+  _globals['_ORDERSERVICE']._serialized_start=1579
+  _globals['_ORDERSERVICE']._serialized_end=2173
 # @@protoc_insertion_point(module_scope)
