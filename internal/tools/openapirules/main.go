@@ -178,7 +178,7 @@ func writeField(w *strings.Builder, f protoreflect.FieldDescriptor, r *validate.
 			// maxLength counts characters: it states a byte limit only
 			// where the field is ASCII (an email address, or a pattern of
 			// printable ASCII); elsewhere the words say it.
-			if s.GetEmail() || s.GetPattern() == "^[!-~]+$" {
+			if s.GetEmail() || s.GetPattern() == "^[!-~]*$" {
 				opt("maxLength", s.GetMaxBytes())
 			}
 			words = append(words, fmt.Sprintf("at most %s bytes of UTF-8", thousands(int64(s.GetMaxBytes()))))

@@ -947,7 +947,7 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"updateTime\"n\n" +
 	"\x0fCreateOrderItem\x123\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\tproductId\x12&\n" +
+	"product_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\tproductId\x12&\n" +
 	"\bquantity\x18\x02 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\bquantity\"U\n" +
 	"\x12CreateOrderRequest\x12?\n" +

@@ -1442,7 +1442,7 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\x15CreateProductResponse\x123\n" +
 	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"9\n" +
 	"\x11GetProductRequest\x12$\n" +
-	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\x02id\"I\n" +
+	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\x02id\"I\n" +
 	"\x12GetProductResponse\x123\n" +
 	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"\x9b\x05\n" +
 	"\x13ListProductsRequest\x128\n" +
@@ -1464,7 +1464,7 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\bproducts\x18\x01 \x03(\v2\x19.shop.products.v1.ProductR\bproducts\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8c\x05\n" +
 	"\x14UpdateProductRequest\x12$\n" +
-	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\x02id\x12~\n" +
+	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\x02id\x12~\n" +
 	"\x04name\x18\x02 \x01(\tBe\xbaHb\xba\x01>\n" +
 	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != ''r\x1f\x10\x01\x18\xc8\x012\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$H\x00R\x04name\x88\x01\x01\x12Z\n" +
 	"\vdescription\x18\x03 \x01(\tB3\xbaH0r.\x18\x88'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$H\x01R\vdescription\x88\x01\x01\x12B\n" +
@@ -1480,20 +1480,20 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\x15UpdateProductResponse\x123\n" +
 	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"<\n" +
 	"\x14DeleteProductRequest\x12$\n" +
-	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\x02id\"\x17\n" +
+	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\x02id\"\x17\n" +
 	"\x15DeleteProductResponse\"j\n" +
 	"\x12AdjustStockRequest\x12$\n" +
-	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\x02id\x12.\n" +
+	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\x02id\x12.\n" +
 	"\x05delta\x18\x02 \x01(\x03B\x18\xbaH\x15\"\x138\x00\x18\x80\x94\xeb\xdc\x03(\x80씣\xfc\xff\xff\xff\xff\x01R\x05delta\"J\n" +
 	"\x13AdjustStockResponse\x123\n" +
 	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"k\n" +
 	"\tStockItem\x123\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\tproductId\x12)\n" +
+	"product_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\tproductId\x12)\n" +
 	"\bquantity\x18\x02 \x01(\x05B\r\xbaH\n" +
 	"\x1a\b\x18\x80\x94\xeb\xdc\x03(\x01R\bquantity\"\x8f\x01\n" +
 	"\x13ReserveStockRequest\x12;\n" +
-	"\x0ereservation_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\rreservationId\x12;\n" +
+	"\x0ereservation_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\rreservationId\x12;\n" +
 	"\x05items\x18\x02 \x03(\v2\x1b.shop.products.v1.StockItemB\b\xbaH\x05\x92\x01\x02\b\x01R\x05items\"\x96\x01\n" +
 	"\fReservedItem\x12\x1d\n" +
 	"\n" +
@@ -1504,7 +1504,7 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\x14ReserveStockResponse\x124\n" +
 	"\x05items\x18\x01 \x03(\v2\x1e.shop.products.v1.ReservedItemR\x05items\"R\n" +
 	"\x13ReleaseStockRequest\x12;\n" +
-	"\x0ereservation_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]+$R\rreservationId\"2\n" +
+	"\x0ereservation_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\rreservationId\"2\n" +
 	"\x14ReleaseStockResponse\x12\x1a\n" +
 	"\breleased\x18\x01 \x01(\bR\breleased\"\xb9\x03\n" +
 	"\x15ImportProductsRequest\x129\n" +
