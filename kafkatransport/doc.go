@@ -96,8 +96,10 @@
 //	             per ClientConn, seq counts calls in base 36), reply_topic,
 //	             reply_partition,
 //	             deadline_unix_ms (absolute deadline), metadata (the call's
-//	             outgoing gRPC metadata, one entry per key, values as raw
-//	             bytes; a receiver drops entries without key or values)
+//	             outgoing gRPC metadata, one entry per key in key order,
+//	             values as raw bytes; a receiver lower-cases keys, appends
+//	             the values of a repeated key and drops entries without
+//	             key or values)
 //	traceparent  W3C trace context, copied from the "traceparent" metadata
 //	tracestate   W3C trace state, copied from the "tracestate" metadata
 //
@@ -196,7 +198,8 @@
 //	     status_details (a google.rpc.Status in protobuf binary encoding,
 //	     only when the status has details), header and trailer (response
 //	     metadata set with grpc.SetHeader, grpc.SendHeader and
-//	     grpc.SetTrailer; keys that are not UTF-8 are dropped and logged)
+//	     grpc.SetTrailer, one entry per key in key order; keys that are
+//	     not UTF-8 are dropped and logged)
 //
 // # Status codes
 //

@@ -25,6 +25,7 @@ import (
 	"github.com/kgrpc/platform/kafkatransport"
 	kafkav1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/kafka/v1"
 	testingv1 "github.com/kgrpc/platform/kafkatransport/gen/kgrpc/testing/v1"
+	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 )
 
 var updateVectors = flag.Bool("update-vectors", false, "write kafkatransport/testdata/vectors from the transport's encoders")
@@ -197,7 +198,7 @@ func TestGoldenVectorsAccepted(t *testing.T) {
 		}
 		testingv1.RegisterEchoServiceKafkaServer(srv, newEcho("vectors"))
 		e.run(srv)
-		c := testingv1.NewEchoServiceKafkaClient(dialPlain(t, e, plain)) // creates kgrpc.replies
+		c := testingv1.NewEchoServiceKafkaClient(kafkatest.Dial(t, e.brokers, plain)) // creates kgrpc.replies
 		waitServing(t, c)
 
 		v := vs["request"]
@@ -286,17 +287,6 @@ func TestGoldenVectorsAccepted(t *testing.T) {
 			t.Fatal("the event vector was not handled within 30s")
 		}
 	})
-}
-
-// dialPlain dials a client with opts only (no topic prefix).
-func dialPlain(t *testing.T, e *env, opts ...kafkatransport.ClientOption) *kafkatransport.ClientConn {
-	t.Helper()
-	c, err := kafkatransport.Dial(ctxTimeout(t, 30*time.Second), e.brokers, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
 }
 
 func readVectors(t *testing.T) map[string]vector {

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"buf.build/go/protovalidate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,23 +22,8 @@ import (
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/internal/auth"
-	"github.com/kgrpc/platform/kafkatransport/validate"
+	"github.com/kgrpc/platform/internal/validatetest"
 )
-
-// validated returns handler h behind the requests' buf.validate rules, as
-// a server's validation interceptor runs it.
-func validated[Req, Resp any](h func(context.Context, Req) (Resp, error)) func(context.Context, Req) (Resp, error) {
-	return validate.Wrap(testRules, h)
-}
-
-// testRules checks requests as the servers do.
-var testRules = func() protovalidate.Validator {
-	v, err := protovalidate.New()
-	if err != nil {
-		panic(err)
-	}
-	return v
-}()
 
 // fakeProducts is an in-memory product service: a catalogue with stock,
 // all-or-nothing reservations idempotent by id, and injectable failures. It
@@ -273,7 +257,7 @@ func (e *env) place(t *testing.T, ctx context.Context, kv ...any) *ordersv1.Orde
 	if len(kv) == 0 {
 		kv = []any{"p_bolt", 1}
 	}
-	resp, err := validated(e.svc.CreateOrder)(ctx, &ordersv1.CreateOrderRequest{Items: items(kv...)})
+	resp, err := validatetest.Wrap(e.svc.CreateOrder)(ctx, &ordersv1.CreateOrderRequest{Items: items(kv...)})
 	if err != nil {
 		t.Fatalf("CreateOrder: %v", err)
 	}
@@ -319,7 +303,7 @@ func TestNewValidatesConfig(t *testing.T) {
 
 func TestCreateOrder(t *testing.T) {
 	e := newEnv(t)
-	resp, err := validated(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: items("p_anvil", 2, "p_bolt", 3, "p_anvil", 1)})
+	resp, err := validatetest.Wrap(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: items("p_anvil", 2, "p_bolt", 3, "p_anvil", 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +340,7 @@ func TestCreateOrder(t *testing.T) {
 	}
 
 	// Stored as answered, with its event.
-	got, err := validated(e.svc.GetOrder)(alice, &ordersv1.GetOrderRequest{Id: o.GetId()})
+	got, err := validatetest.Wrap(e.svc.GetOrder)(alice, &ordersv1.GetOrderRequest{Id: o.GetId()})
 	if err != nil || !proto.Equal(got.GetOrder(), o) {
 		t.Fatalf("GetOrder = %v, %v, want %v", got.GetOrder(), err, o)
 	}
@@ -398,7 +382,7 @@ func TestCreateOrderRejects(t *testing.T) {
 	e := newEnv(t)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := validated(e.svc.CreateOrder)(tc.ctx, &ordersv1.CreateOrderRequest{Items: tc.items})
+			_, err := validatetest.Wrap(e.svc.CreateOrder)(tc.ctx, &ordersv1.CreateOrderRequest{Items: tc.items})
 			wantCode(t, err, tc.want)
 		})
 	}
@@ -437,7 +421,7 @@ func TestCreateOrderReserveFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.products.reserveErr, e.products.reserveThenFail = tc.reserveErr, tc.thenFail
-			_, err := validated(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: tc.items})
+			_, err := validatetest.Wrap(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: tc.items})
 			wantCode(t, err, tc.want)
 			if tc.wantMessage != "" && status.Convert(err).Message() != tc.wantMessage {
 				t.Fatalf("message = %q, want %q", status.Convert(err).Message(), tc.wantMessage)
@@ -461,7 +445,7 @@ func TestCreateOrderReserveFailures(t *testing.T) {
 
 func TestCreateOrderCompensatesWhenStoreFails(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Repo = failingCreate{c.Repo} })
-	_, err := validated(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: items("p_anvil", 2)})
+	_, err := validatetest.Wrap(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: items("p_anvil", 2)})
 	wantCode(t, err, codes.Internal)
 	if msg := status.Convert(err).Message(); msg != "internal error" {
 		t.Fatalf("message = %q leaks details", msg)
@@ -500,7 +484,7 @@ func (r sweptCreate) Create(ctx context.Context, o Order, events OrderEvents) er
 // release the stock itself: the sweep owns the release.
 func TestCreateOrderTooLate(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.Repo = sweptCreate{c.Repo} })
-	_, err := validated(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: items("p_anvil", 2)})
+	_, err := validatetest.Wrap(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: items("p_anvil", 2)})
 	wantCode(t, err, codes.Aborted)
 	if rel := e.products.releases(); len(rel) != 0 {
 		t.Fatalf("ReleaseStock calls = %v, want none (the sweep releases)", rel)
@@ -533,7 +517,7 @@ func TestGetOrder(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := validated(e.svc.GetOrder)(tc.ctx, &ordersv1.GetOrderRequest{Id: tc.id})
+			resp, err := validatetest.Wrap(e.svc.GetOrder)(tc.ctx, &ordersv1.GetOrderRequest{Id: tc.id})
 			wantCode(t, err, tc.want)
 			if err == nil && !proto.Equal(resp.GetOrder(), o) {
 				t.Fatalf("GetOrder = %v, want %v", resp.GetOrder(), o)
@@ -541,8 +525,8 @@ func TestGetOrder(t *testing.T) {
 		})
 	}
 	// Someone else's order and an unknown one are indistinguishable.
-	_, errOther := validated(e.svc.GetOrder)(bob, &ordersv1.GetOrderRequest{Id: o.GetId()})
-	_, errUnknown := validated(e.svc.GetOrder)(bob, &ordersv1.GetOrderRequest{Id: "o_ffffffffffffffff"})
+	_, errOther := validatetest.Wrap(e.svc.GetOrder)(bob, &ordersv1.GetOrderRequest{Id: o.GetId()})
+	_, errUnknown := validatetest.Wrap(e.svc.GetOrder)(bob, &ordersv1.GetOrderRequest{Id: "o_ffffffffffffffff"})
 	if a, b := status.Convert(errOther).Message(), status.Convert(errUnknown).Message(); a != fmt.Sprintf("order %q not found", o.GetId()) || b != `order "o_ffffffffffffffff" not found` {
 		t.Fatalf("messages differ in form: %q, %q", a, b)
 	}
@@ -590,7 +574,7 @@ func TestListUserOrders(t *testing.T) {
 					if page > 30 {
 						t.Fatal("pagination does not end")
 					}
-					resp, err := validated(e.svc.ListUserOrders)(alice, &ordersv1.ListUserOrdersRequest{UserId: "me", PageSize: size, PageToken: tok})
+					resp, err := validatetest.Wrap(e.svc.ListUserOrders)(alice, &ordersv1.ListUserOrdersRequest{UserId: "me", PageSize: size, PageToken: tok})
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -638,7 +622,7 @@ func TestListUserOrders(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := validated(e.svc.ListUserOrders)(tc.ctx, tc.req)
+			resp, err := validatetest.Wrap(e.svc.ListUserOrders)(tc.ctx, tc.req)
 			wantCode(t, err, tc.want)
 			if err == nil && (len(resp.GetOrders()) != tc.wantCount || resp.GetTotalSize() != tc.wantTotal) {
 				t.Fatalf("got %d orders, total %d; want %d, %d", len(resp.GetOrders()), resp.GetTotalSize(), tc.wantCount, tc.wantTotal)
@@ -692,7 +676,7 @@ func TestUpdateOrderStatusTransitions(t *testing.T) {
 			t.Run(fmt.Sprintf("%s to %s", from, to), func(t *testing.T) {
 				o := e.orderIn(t, from)
 				events := len(outboxEvents(t, e.db))
-				resp, err := validated(e.svc.UpdateOrderStatus)(admin, &ordersv1.UpdateOrderStatusRequest{Id: o.GetId(), Status: toProtoStatus(to)})
+				resp, err := validatetest.Wrap(e.svc.UpdateOrderStatus)(admin, &ordersv1.UpdateOrderStatusRequest{Id: o.GetId(), Status: toProtoStatus(to)})
 				wantCode(t, err, want)
 				stored, _ := e.repo.Get(t.Context(), o.GetId())
 				if err != nil {
@@ -739,7 +723,7 @@ func TestUpdateOrderStatusTransitions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := validated(e.svc.UpdateOrderStatus)(tc.ctx, &ordersv1.UpdateOrderStatusRequest{Id: tc.id, Status: tc.status})
+			_, err := validatetest.Wrap(e.svc.UpdateOrderStatus)(tc.ctx, &ordersv1.UpdateOrderStatusRequest{Id: tc.id, Status: tc.status})
 			wantCode(t, err, tc.want)
 		})
 	}
@@ -768,7 +752,7 @@ func TestCancelOrder(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := e.orderIn(t, tc.from)
 			events := len(outboxEvents(t, e.db))
-			resp, err := validated(e.svc.CancelOrder)(tc.ctx, &ordersv1.CancelOrderRequest{Id: o.GetId()})
+			resp, err := validatetest.Wrap(e.svc.CancelOrder)(tc.ctx, &ordersv1.CancelOrderRequest{Id: o.GetId()})
 			wantCode(t, err, tc.want)
 			if err != nil {
 				if n := len(outboxEvents(t, e.db)); n != events {
@@ -787,11 +771,11 @@ func TestCancelOrder(t *testing.T) {
 		})
 	}
 	t.Run("empty id", func(t *testing.T) {
-		_, err := validated(e.svc.CancelOrder)(alice, &ordersv1.CancelOrderRequest{})
+		_, err := validatetest.Wrap(e.svc.CancelOrder)(alice, &ordersv1.CancelOrderRequest{})
 		wantCode(t, err, codes.InvalidArgument)
 	})
 	t.Run("unknown", func(t *testing.T) {
-		_, err := validated(e.svc.CancelOrder)(admin, &ordersv1.CancelOrderRequest{Id: "o_0000000000000000"})
+		_, err := validatetest.Wrap(e.svc.CancelOrder)(admin, &ordersv1.CancelOrderRequest{Id: "o_0000000000000000"})
 		wantCode(t, err, codes.NotFound)
 	})
 	// Stock comes back through the event, never by a direct call.
@@ -812,7 +796,7 @@ func TestConcurrentStatusChanges(t *testing.T) {
 			if i%2 == 1 {
 				ctx = admin
 			}
-			_, errs[i] = validated(e.svc.CancelOrder)(ctx, &ordersv1.CancelOrderRequest{Id: o.GetId()})
+			_, errs[i] = validatetest.Wrap(e.svc.CancelOrder)(ctx, &ordersv1.CancelOrderRequest{Id: o.GetId()})
 		})
 	}
 	wg.Wait()
@@ -846,19 +830,19 @@ func TestStorageFailureIsInternal(t *testing.T) {
 		call func() error
 	}{
 		{"get", func() error {
-			_, err := validated(e.svc.GetOrder)(alice, &ordersv1.GetOrderRequest{Id: o.GetId()})
+			_, err := validatetest.Wrap(e.svc.GetOrder)(alice, &ordersv1.GetOrderRequest{Id: o.GetId()})
 			return err
 		}},
 		{"list", func() error {
-			_, err := validated(e.svc.ListUserOrders)(alice, &ordersv1.ListUserOrdersRequest{UserId: "me"})
+			_, err := validatetest.Wrap(e.svc.ListUserOrders)(alice, &ordersv1.ListUserOrdersRequest{UserId: "me"})
 			return err
 		}},
 		{"cancel", func() error {
-			_, err := validated(e.svc.CancelOrder)(alice, &ordersv1.CancelOrderRequest{Id: o.GetId()})
+			_, err := validatetest.Wrap(e.svc.CancelOrder)(alice, &ordersv1.CancelOrderRequest{Id: o.GetId()})
 			return err
 		}},
 		{"create", func() error {
-			_, err := validated(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: items("p_bolt", 1)})
+			_, err := validatetest.Wrap(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: items("p_bolt", 1)})
 			return err
 		}},
 	}
@@ -896,9 +880,9 @@ func TestCreateOrderIdempotencyKey(t *testing.T) {
 		t.Fatal("two users' keys named the same order")
 	}
 	// The key reused for a different order is refused and changes nothing.
-	_, err := validated(e.svc.CreateOrder)(withKey(alice, "k1"), &ordersv1.CreateOrderRequest{Items: items("p_bolt", 3)})
+	_, err := validatetest.Wrap(e.svc.CreateOrder)(withKey(alice, "k1"), &ordersv1.CreateOrderRequest{Items: items("p_bolt", 3)})
 	wantCode(t, err, codes.FailedPrecondition)
-	_, err = validated(e.svc.CreateOrder)(withKey(alice, strings.Repeat("k", MaxIdempotencyKeyLen+1)), &ordersv1.CreateOrderRequest{Items: items("p_bolt", 1)})
+	_, err = validatetest.Wrap(e.svc.CreateOrder)(withKey(alice, strings.Repeat("k", MaxIdempotencyKeyLen+1)), &ordersv1.CreateOrderRequest{Items: items("p_bolt", 1)})
 	wantCode(t, err, codes.InvalidArgument)
 	if n := countOrders(t, e.db); n != 2 {
 		t.Fatalf("%d orders stored, want 2", n)
@@ -960,7 +944,7 @@ func TestRecoverDueReleasesAbandonedReservations(t *testing.T) {
 	if n := pendingCount(t, e.db); n != 0 {
 		t.Fatalf("%d pending reservations left", n)
 	}
-	if _, err := validated(e.svc.GetOrder)(alice, &ordersv1.GetOrderRequest{Id: stored.GetId()}); err != nil {
+	if _, err := validatetest.Wrap(e.svc.GetOrder)(alice, &ordersv1.GetOrderRequest{Id: stored.GetId()}); err != nil {
 		t.Fatalf("stored order after the sweep: %v", err)
 	}
 	e.advance(time.Hour)
@@ -975,7 +959,7 @@ func TestRecoverDueRetriesFailedReleases(t *testing.T) {
 	ctx := t.Context()
 	e.products.reserveErr, e.products.reserveThenFail = status.Error(codes.DeadlineExceeded, "reply lost"), true
 	e.products.releaseErr = status.Error(codes.Unavailable, "no broker")
-	_, err := validated(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: items("p_cog", 1)})
+	_, err := validatetest.Wrap(e.svc.CreateOrder)(alice, &ordersv1.CreateOrderRequest{Items: items("p_cog", 1)})
 	wantCode(t, err, codes.Unavailable)
 	if got := e.products.stock("p_cog"); got != 0 {
 		t.Fatalf("cog stock = %d, want 0 (held, release failed)", got)
@@ -1020,7 +1004,7 @@ func TestCreateOrderRetryAfterRollback(t *testing.T) {
 	if c, err := e.repo.ClaimRecovery(ctx, id, e.svc.now(), e.svc.now().Add(time.Minute)); err != nil || c != ClaimRelease {
 		t.Fatalf("ClaimRecovery = %v, %v", c, err)
 	}
-	_, err := validated(e.svc.CreateOrder)(keyed, req)
+	_, err := validatetest.Wrap(e.svc.CreateOrder)(keyed, req)
 	wantCode(t, err, codes.Unavailable)
 	// The sweep finishes; the retry learns the key's attempt was rolled
 	// back, and nothing is held or stored.
@@ -1030,7 +1014,7 @@ func TestCreateOrderRetryAfterRollback(t *testing.T) {
 	if err := e.repo.FinishRecovery(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	_, err = validated(e.svc.CreateOrder)(keyed, req)
+	_, err = validatetest.Wrap(e.svc.CreateOrder)(keyed, req)
 	wantCode(t, err, codes.FailedPrecondition)
 	if msg := status.Convert(err).Message(); !strings.Contains(msg, "new idempotency key") {
 		t.Fatalf("message = %q, want advice to use a new idempotency key", msg)
@@ -1040,7 +1024,7 @@ func TestCreateOrderRetryAfterRollback(t *testing.T) {
 	}
 	// A new key places the order.
 	fresh := metadata.NewIncomingContext(alice, metadata.Pairs(IdempotencyMetadataKey, "k-new"))
-	if _, err := validated(e.svc.CreateOrder)(fresh, req); err != nil {
+	if _, err := validatetest.Wrap(e.svc.CreateOrder)(fresh, req); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -1079,7 +1063,7 @@ func TestCreateOrderUnknownReservationKeptForRetry(t *testing.T) {
 			req := &ordersv1.CreateOrderRequest{Items: items("p_bolt", 3)}
 			// The product service reserves, but its answer is lost.
 			e.products.reserveErr, e.products.reserveThenFail = status.Error(codes.DeadlineExceeded, "timeout"), true
-			_, err := validated(e.svc.CreateOrder)(keyed, req)
+			_, err := validatetest.Wrap(e.svc.CreateOrder)(keyed, req)
 			wantCode(t, err, codes.Unavailable)
 			if rel := e.products.releases(); len(rel) != 0 {
 				t.Fatalf("released at once: %v", rel)
@@ -1089,7 +1073,7 @@ func TestCreateOrderUnknownReservationKeptForRetry(t *testing.T) {
 			}
 			e.products.reserveErr, e.products.reserveThenFail = nil, false
 			if retry {
-				resp, err := validated(e.svc.CreateOrder)(keyed, req)
+				resp, err := validatetest.Wrap(e.svc.CreateOrder)(keyed, req)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	"github.com/kgrpc/platform/internal/validatetest"
 )
 
 // listFixture creates 37 products with repeated names, prices and
@@ -23,7 +24,7 @@ func listFixture(t *testing.T, e testEnv) []*productsv1.Product {
 	var ps []*productsv1.Product
 	for i := range 37 {
 		name := names[i%len(names)]
-		resp, err := validated(e.svc.CreateProduct)(admin, &productsv1.CreateProductRequest{
+		resp, err := validatetest.Wrap(e.svc.CreateProduct)(admin, &productsv1.CreateProductRequest{
 			Sku: fmt.Sprintf("SKU-%02d", i), Name: name, Description: fmt.Sprintf("item %d, a %s", i, strings.ToLower(name)),
 			Category: cats[i%len(cats)], PriceCents: int64(100 * (i % 7)), Stock: int64(i % 3),
 		})
@@ -90,7 +91,7 @@ func walk(t *testing.T, e testEnv, req *productsv1.ListProductsRequest) []string
 		if pages > 100 {
 			t.Fatal("too many pages")
 		}
-		resp, err := validated(e.svc.ListProducts)(anonymous, req)
+		resp, err := validatetest.Wrap(e.svc.ListProducts)(anonymous, req)
 		if err != nil {
 			t.Fatalf("page %d: %v", pages, err)
 		}
@@ -158,7 +159,7 @@ func TestListProductsPagingSurvivesChanges(t *testing.T) {
 	e := newEnv(t)
 	all := listFixture(t, e)
 	req := &productsv1.ListProductsRequest{OrderBy: "price", PageSize: 5}
-	first, err := validated(e.svc.ListProducts)(anonymous, req)
+	first, err := validatetest.Wrap(e.svc.ListProducts)(anonymous, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +176,7 @@ func TestListProductsPagingSurvivesChanges(t *testing.T) {
 		}
 	}
 	for _, id := range []string{first.GetProducts()[0].GetId(), unseen} {
-		if _, err := validated(e.svc.DeleteProduct)(admin, &productsv1.DeleteProductRequest{Id: id}); err != nil {
+		if _, err := validatetest.Wrap(e.svc.DeleteProduct)(admin, &productsv1.DeleteProductRequest{Id: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -195,7 +196,7 @@ func TestListProductsPagingSurvivesChanges(t *testing.T) {
 func TestListProductsInvalid(t *testing.T) {
 	e := newEnv(t)
 	listFixture(t, e)
-	first, err := validated(e.svc.ListProducts)(anonymous, &productsv1.ListProductsRequest{Query: "mug", PageSize: 2})
+	first, err := validatetest.Wrap(e.svc.ListProducts)(anonymous, &productsv1.ListProductsRequest{Query: "mug", PageSize: 2})
 	if err != nil || first.GetNextPageToken() == "" {
 		t.Fatalf("first page = %v, %v", first, err)
 	}
@@ -229,11 +230,11 @@ func TestListProductsInvalid(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := validated(e.svc.ListProducts)(anonymous, tc.req)
+			_, err := validatetest.Wrap(e.svc.ListProducts)(anonymous, tc.req)
 			wantCode(t, err, tc.want)
 		})
 	}
-	resp, err := validated(e.svc.ListProducts)(anonymous, &productsv1.ListProductsRequest{PageSize: 1 << 30})
+	resp, err := validatetest.Wrap(e.svc.ListProducts)(anonymous, &productsv1.ListProductsRequest{PageSize: 1 << 30})
 	if err != nil || len(resp.GetProducts()) != 37 {
 		t.Fatalf("capped page: %d products, %v", len(resp.GetProducts()), err)
 	}

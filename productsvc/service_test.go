@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"buf.build/go/protovalidate"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,23 +20,9 @@ import (
 	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	"github.com/kgrpc/platform/internal/auth"
+	"github.com/kgrpc/platform/internal/validatetest"
 	"github.com/kgrpc/platform/kafkatransport/validate"
 )
-
-// validated returns handler h behind the requests' buf.validate rules, as
-// a server's validation interceptor runs it.
-func validated[Req, Resp any](h func(context.Context, Req) (Resp, error)) func(context.Context, Req) (Resp, error) {
-	return validate.Wrap(testRules, h)
-}
-
-// testRules checks requests as the servers do.
-var testRules = func() protovalidate.Validator {
-	v, err := protovalidate.New()
-	if err != nil {
-		panic(err)
-	}
-	return v
-}()
 
 type testEnv struct {
 	svc      *Service
@@ -89,7 +74,7 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 
 func (e testEnv) create(t *testing.T, sku, name, category string, price, stock int64) *productsv1.Product {
 	t.Helper()
-	resp, err := validated(e.svc.CreateProduct)(admin, &productsv1.CreateProductRequest{
+	resp, err := validatetest.Wrap(e.svc.CreateProduct)(admin, &productsv1.CreateProductRequest{
 		Sku: sku, Name: name, Description: "About " + name, Category: category, PriceCents: price, Stock: stock,
 	})
 	if err != nil {
@@ -151,36 +136,36 @@ func TestAuthorization(t *testing.T) {
 	p := e.create(t, "SKU-1", "Thing", "misc", 100, 10)
 	calls := map[string]func(ctx context.Context) error{
 		"create": func(ctx context.Context) error {
-			_, err := validated(e.svc.CreateProduct)(ctx, &productsv1.CreateProductRequest{Sku: "X-1", Name: "n"})
+			_, err := validatetest.Wrap(e.svc.CreateProduct)(ctx, &productsv1.CreateProductRequest{Sku: "X-1", Name: "n"})
 			return err
 		},
 		"update": func(ctx context.Context) error {
 			name := "n"
-			_, err := validated(e.svc.UpdateProduct)(ctx, &productsv1.UpdateProductRequest{Id: p.GetId(), Name: &name})
+			_, err := validatetest.Wrap(e.svc.UpdateProduct)(ctx, &productsv1.UpdateProductRequest{Id: p.GetId(), Name: &name})
 			return err
 		},
 		"adjust": func(ctx context.Context) error {
-			_, err := validated(e.svc.AdjustStock)(ctx, &productsv1.AdjustStockRequest{Id: p.GetId(), Delta: 1})
+			_, err := validatetest.Wrap(e.svc.AdjustStock)(ctx, &productsv1.AdjustStockRequest{Id: p.GetId(), Delta: 1})
 			return err
 		},
 		"delete": func(ctx context.Context) error {
-			_, err := validated(e.svc.DeleteProduct)(ctx, &productsv1.DeleteProductRequest{Id: "p_unknown"})
+			_, err := validatetest.Wrap(e.svc.DeleteProduct)(ctx, &productsv1.DeleteProductRequest{Id: "p_unknown"})
 			return err
 		},
 		"reserve": func(ctx context.Context) error {
-			_, err := validated(e.svc.ReserveStock)(ctx, &productsv1.ReserveStockRequest{ReservationId: "o_x", Items: []*productsv1.StockItem{{ProductId: p.GetId(), Quantity: 1}}})
+			_, err := validatetest.Wrap(e.svc.ReserveStock)(ctx, &productsv1.ReserveStockRequest{ReservationId: "o_x", Items: []*productsv1.StockItem{{ProductId: p.GetId(), Quantity: 1}}})
 			return err
 		},
 		"release": func(ctx context.Context) error {
-			_, err := validated(e.svc.ReleaseStock)(ctx, &productsv1.ReleaseStockRequest{ReservationId: "o_x"})
+			_, err := validatetest.Wrap(e.svc.ReleaseStock)(ctx, &productsv1.ReleaseStockRequest{ReservationId: "o_x"})
 			return err
 		},
 		"get": func(ctx context.Context) error {
-			_, err := validated(e.svc.GetProduct)(ctx, &productsv1.GetProductRequest{Id: p.GetId()})
+			_, err := validatetest.Wrap(e.svc.GetProduct)(ctx, &productsv1.GetProductRequest{Id: p.GetId()})
 			return err
 		},
 		"list": func(ctx context.Context) error {
-			_, err := validated(e.svc.ListProducts)(ctx, &productsv1.ListProductsRequest{})
+			_, err := validatetest.Wrap(e.svc.ListProducts)(ctx, &productsv1.ListProductsRequest{})
 			return err
 		},
 	}
@@ -266,7 +251,7 @@ func TestCreateProductValidation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ok()
 			tc.modify(r)
-			resp, err := validated(e.svc.CreateProduct)(admin, r)
+			resp, err := validatetest.Wrap(e.svc.CreateProduct)(admin, r)
 			wantCode(t, err, tc.want)
 			if err != nil {
 				return
@@ -276,7 +261,7 @@ func TestCreateProductValidation(t *testing.T) {
 				p.GetCreateTime() == nil || !proto.Equal(p.GetCreateTime(), p.GetUpdateTime()) {
 				t.Fatalf("created %v", p)
 			}
-			got, err := validated(e.svc.GetProduct)(anonymous, &productsv1.GetProductRequest{Id: p.GetId()})
+			got, err := validatetest.Wrap(e.svc.GetProduct)(anonymous, &productsv1.GetProductRequest{Id: p.GetId()})
 			if err != nil || !proto.Equal(got.GetProduct(), p) {
 				t.Fatalf("GetProduct = %v, %v; want %v", got, err, p)
 			}
@@ -309,25 +294,25 @@ func TestUpdateAndDelete(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := validated(e.svc.UpdateProduct)(admin, tc.req)
+			resp, err := validatetest.Wrap(e.svc.UpdateProduct)(admin, tc.req)
 			wantCode(t, err, tc.want)
 			if tc.check != nil && !tc.check(resp.GetProduct()) {
 				t.Fatalf("updated %v", resp.GetProduct())
 			}
 		})
 	}
-	if _, err := validated(e.svc.DeleteProduct)(admin, &productsv1.DeleteProductRequest{Id: p.GetId()}); err != nil {
+	if _, err := validatetest.Wrap(e.svc.DeleteProduct)(admin, &productsv1.DeleteProductRequest{Id: p.GetId()}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := validated(e.svc.GetProduct)(anonymous, &productsv1.GetProductRequest{Id: p.GetId()})
+	_, err := validatetest.Wrap(e.svc.GetProduct)(anonymous, &productsv1.GetProductRequest{Id: p.GetId()})
 	wantCode(t, err, codes.NotFound)
-	_, err = validated(e.svc.DeleteProduct)(admin, &productsv1.DeleteProductRequest{Id: p.GetId()})
+	_, err = validatetest.Wrap(e.svc.DeleteProduct)(admin, &productsv1.DeleteProductRequest{Id: p.GetId()})
 	wantCode(t, err, codes.NotFound)
-	list, err := validated(e.svc.ListProducts)(anonymous, &productsv1.ListProductsRequest{})
+	list, err := validatetest.Wrap(e.svc.ListProducts)(anonymous, &productsv1.ListProductsRequest{})
 	if err != nil || len(list.GetProducts()) != 0 {
 		t.Fatalf("list after delete = %v, %v", list, err)
 	}
-	_, err = validated(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{ReservationId: "o_1", Items: []*productsv1.StockItem{{ProductId: p.GetId(), Quantity: 1}}})
+	_, err = validatetest.Wrap(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{ReservationId: "o_1", Items: []*productsv1.StockItem{{ProductId: p.GetId(), Quantity: 1}}})
 	wantCode(t, err, codes.NotFound)
 	// The SKU is free again.
 	e.create(t, "SKU-1", "Again", "Cat", 1, 1)
@@ -372,7 +357,7 @@ func TestAdjustStockNeverNegative(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := validated(e.svc.AdjustStock)(admin, &productsv1.AdjustStockRequest{Id: tc.id, Delta: tc.delta})
+			resp, err := validatetest.Wrap(e.svc.AdjustStock)(admin, &productsv1.AdjustStockRequest{Id: tc.id, Delta: tc.delta})
 			wantCode(t, err, tc.want)
 			if err == nil && resp.GetProduct().GetStock() != tc.stock {
 				t.Fatalf("response stock = %d, want %d", resp.GetProduct().GetStock(), tc.stock)
@@ -387,7 +372,7 @@ func TestAdjustStockNeverNegative(t *testing.T) {
 	var okCount atomic.Int64
 	for range 20 {
 		wg.Go(func() {
-			_, err := validated(e.svc.AdjustStock)(admin, &productsv1.AdjustStockRequest{Id: p.GetId(), Delta: -1})
+			_, err := validatetest.Wrap(e.svc.AdjustStock)(admin, &productsv1.AdjustStockRequest{Id: p.GetId(), Delta: -1})
 			if err == nil {
 				okCount.Add(1)
 			} else if status.Code(err) != codes.FailedPrecondition {
@@ -409,7 +394,7 @@ func TestReserveStock(t *testing.T) {
 		return &productsv1.StockItem{ProductId: id, Quantity: q}
 	}
 	reserve := func(id string, items ...*productsv1.StockItem) (*productsv1.ReserveStockResponse, error) {
-		return validated(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{ReservationId: id, Items: items})
+		return validatetest.Wrap(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{ReservationId: id, Items: items})
 	}
 
 	invalid := []struct {
@@ -482,7 +467,7 @@ func TestReserveStock(t *testing.T) {
 	// Repeats return the first result, even after a price change, and take
 	// nothing.
 	price := int64(1)
-	if _, err := validated(e.svc.UpdateProduct)(admin, &productsv1.UpdateProductRequest{Id: a.GetId(), PriceCents: &price}); err != nil {
+	if _, err := validatetest.Wrap(e.svc.UpdateProduct)(admin, &productsv1.UpdateProductRequest{Id: a.GetId(), PriceCents: &price}); err != nil {
 		t.Fatal(err)
 	}
 	again, err := reserve("o_1", item(b.GetId(), 2), item(a.GetId(), 2))
@@ -516,7 +501,7 @@ func TestReleaseStockExactlyOnce(t *testing.T) {
 	a := e.create(t, "A", "Alpha", "", 150, 5)
 	reserve := func(id string, q int32) {
 		t.Helper()
-		if _, err := validated(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{ReservationId: id, Items: []*productsv1.StockItem{{ProductId: a.GetId(), Quantity: q}}}); err != nil {
+		if _, err := validatetest.Wrap(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{ReservationId: id, Items: []*productsv1.StockItem{{ProductId: a.GetId(), Quantity: q}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -538,7 +523,7 @@ func TestReleaseStockExactlyOnce(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := validated(e.svc.ReleaseStock)(service, &productsv1.ReleaseStockRequest{ReservationId: tc.id})
+			resp, err := validatetest.Wrap(e.svc.ReleaseStock)(service, &productsv1.ReleaseStockRequest{ReservationId: tc.id})
 			if err != nil || resp.GetReleased() != tc.released {
 				t.Fatalf("ReleaseStock = %v, %v; want released=%v", resp, err, tc.released)
 			}
@@ -547,7 +532,7 @@ func TestReleaseStockExactlyOnce(t *testing.T) {
 			}
 		})
 	}
-	_, err := validated(e.svc.ReleaseStock)(service, &productsv1.ReleaseStockRequest{})
+	_, err := validatetest.Wrap(e.svc.ReleaseStock)(service, &productsv1.ReleaseStockRequest{})
 	wantCode(t, err, codes.InvalidArgument)
 
 	// A reservation arriving after its own release is refused, and so is a
@@ -559,7 +544,7 @@ func TestReleaseStockExactlyOnce(t *testing.T) {
 		q   int32
 		why string
 	}{{"o_never", 1, "released"}, {"o_1", 2, "released"}, {"o_2", 1, "other items"}} {
-		_, err = validated(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{ReservationId: tc.id, Items: []*productsv1.StockItem{{ProductId: a.GetId(), Quantity: tc.q}}})
+		_, err = validatetest.Wrap(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{ReservationId: tc.id, Items: []*productsv1.StockItem{{ProductId: a.GetId(), Quantity: tc.q}}})
 		wantCode(t, err, codes.FailedPrecondition)
 		var v *errdetails.PreconditionFailure_Violation
 		for _, d := range status.Convert(err).Details() {
@@ -629,7 +614,7 @@ func testReserveStockConcurrency(t *testing.T, e testEnv) {
 	)
 	for i := range callers {
 		wg.Go(func() {
-			_, err := validated(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{
+			_, err := validatetest.Wrap(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{
 				ReservationId: fmt.Sprintf("o_%d", i),
 				Items:         []*productsv1.StockItem{{ProductId: p.GetId(), Quantity: 1}},
 			})
@@ -646,7 +631,7 @@ func testReserveStockConcurrency(t *testing.T, e testEnv) {
 	q := e.create(t, "DUP", "Dup item", "", 100, 10)
 	for range 20 {
 		wg.Go(func() {
-			if _, err := validated(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{
+			if _, err := validatetest.Wrap(e.svc.ReserveStock)(service, &productsv1.ReserveStockRequest{
 				ReservationId: "o_same",
 				Items:         []*productsv1.StockItem{{ProductId: q.GetId(), Quantity: 3}},
 			}); err != nil {
@@ -709,7 +694,7 @@ func TestSeedDemoCatalog(t *testing.T) {
 			t.Fatalf("SeedDemoCatalog #%d = %v, %v; want %v", i, got, err, want)
 		}
 	}
-	resp, err := validated(e.svc.ListProducts)(anonymous, &productsv1.ListProductsRequest{PageSize: 100})
+	resp, err := validatetest.Wrap(e.svc.ListProducts)(anonymous, &productsv1.ListProductsRequest{PageSize: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -723,7 +708,7 @@ func TestSeedDemoCatalog(t *testing.T) {
 	// Every demo entry passes CreateProduct's validation.
 	for _, d := range demoCatalog {
 		req := &productsv1.CreateProductRequest{Sku: d.sku, Name: d.name, Description: d.description, Category: d.category, PriceCents: d.priceCents, Stock: d.stock}
-		if err := validate.Check(testRules, req); err != nil {
+		if err := validate.Check(validatetest.Rules(), req); err != nil {
 			t.Errorf("%s: %v", d.sku, err)
 		}
 	}
@@ -733,7 +718,7 @@ func TestStorageFailureIsInternal(t *testing.T) {
 	e := newEnv(t)
 	p := e.create(t, "A", "Alpha", "", 1, 1)
 	e.repo.Close()
-	_, err := validated(e.svc.GetProduct)(anonymous, &productsv1.GetProductRequest{Id: p.GetId()})
+	_, err := validatetest.Wrap(e.svc.GetProduct)(anonymous, &productsv1.GetProductRequest{Id: p.GetId()})
 	wantCode(t, err, codes.Internal)
 	if msg := status.Convert(err).Message(); msg != "internal error" {
 		t.Fatalf("message %q leaks details", msg)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"buf.build/go/protovalidate"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,24 +18,9 @@ import (
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/internal/sqlstore"
+	"github.com/kgrpc/platform/internal/validatetest"
 	"github.com/kgrpc/platform/kafkatransport/trust"
-	"github.com/kgrpc/platform/kafkatransport/validate"
 )
-
-// validated returns handler h behind the requests' buf.validate rules, as
-// a server's validation interceptor runs it.
-func validated[Req, Resp any](h func(context.Context, Req) (Resp, error)) func(context.Context, Req) (Resp, error) {
-	return validate.Wrap(testRules, h)
-}
-
-// testRules checks requests as the servers do.
-var testRules = func() protovalidate.Validator {
-	v, err := protovalidate.New()
-	if err != nil {
-		panic(err)
-	}
-	return v
-}()
 
 type testEnv struct {
 	svc     *Service
@@ -97,7 +81,7 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 
 func (e testEnv) mustCreate(t *testing.T, email, password, name string) *usersv1.User {
 	t.Helper()
-	resp, err := validated(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: email, Password: password, DisplayName: name})
+	resp, err := validatetest.Wrap(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: email, Password: password, DisplayName: name})
 	if err != nil {
 		t.Fatalf("CreateUser(%s): %v", email, err)
 	}
@@ -191,7 +175,7 @@ func TestCreateUser(t *testing.T) {
 	t.Run("duplicate email", func(t *testing.T) {
 		for _, email := range []string{"Ann@Example.com", "ann@example.com", "ANN@EXAMPLE.COM"} {
 			t.Run(email, func(t *testing.T) {
-				_, err := validated(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: email, Password: "password1", DisplayName: "Other"})
+				_, err := validatetest.Wrap(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: email, Password: "password1", DisplayName: "Other"})
 				wantCode(t, err, codes.AlreadyExists)
 			})
 		}
@@ -227,7 +211,7 @@ func TestCreateUserValidation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := validated(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: tc.email, Password: tc.password, DisplayName: tc.displayName})
+			_, err := validatetest.Wrap(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: tc.email, Password: tc.password, DisplayName: tc.displayName})
 			wantCode(t, err, codes.InvalidArgument)
 		})
 	}
@@ -258,7 +242,7 @@ func TestLogin(t *testing.T) {
 	var messages []string
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: tc.email, Password: tc.password})
+			resp, err := validatetest.Wrap(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: tc.email, Password: tc.password})
 			wantCode(t, err, tc.want)
 			if tc.want == codes.Unauthenticated {
 				messages = append(messages, status.Convert(err).Message())
@@ -315,7 +299,7 @@ func TestGetUser(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := validated(e.svc.GetUser)(tc.ctx, &usersv1.GetUserRequest{Id: tc.id})
+			resp, err := validatetest.Wrap(e.svc.GetUser)(tc.ctx, &usersv1.GetUserRequest{Id: tc.id})
 			wantCode(t, err, tc.want)
 			if tc.want == codes.OK && resp.GetUser().GetId() != tc.wantID {
 				t.Fatalf("got user %v, want %s", resp.GetUser(), tc.wantID)
@@ -350,19 +334,19 @@ func TestUpdateUser(t *testing.T) {
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				_, err := validated(e.svc.UpdateUser)(tc.ctx, tc.req)
+				_, err := validatetest.Wrap(e.svc.UpdateUser)(tc.ctx, tc.req)
 				wantCode(t, err, tc.want)
 			})
 		}
 		// Nothing changed.
-		got, err := validated(e.svc.GetUser)(annCtx, &usersv1.GetUserRequest{Id: "me"})
+		got, err := validatetest.Wrap(e.svc.GetUser)(annCtx, &usersv1.GetUserRequest{Id: "me"})
 		if err != nil || !proto.Equal(got.GetUser(), ann) {
 			t.Fatalf("after failed updates: %v, %v; want %v", got.GetUser(), err, ann)
 		}
 	})
 
 	t.Run("display name only keeps password", func(t *testing.T) {
-		resp, err := validated(e.svc.UpdateUser)(annCtx, &usersv1.UpdateUserRequest{Id: "me", DisplayName: str("  Annie ")})
+		resp, err := validatetest.Wrap(e.svc.UpdateUser)(annCtx, &usersv1.UpdateUserRequest{Id: "me", DisplayName: str("  Annie ")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -373,35 +357,35 @@ func TestUpdateUser(t *testing.T) {
 		if !u.GetUpdateTime().AsTime().After(ann.GetUpdateTime().AsTime()) {
 			t.Fatalf("update_time %v not after %v", u.GetUpdateTime().AsTime(), ann.GetUpdateTime().AsTime())
 		}
-		if _, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"}); err != nil {
+		if _, err := validatetest.Wrap(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"}); err != nil {
 			t.Fatalf("login with unchanged password: %v", err)
 		}
 	})
 
 	t.Run("password change", func(t *testing.T) {
-		resp, err := validated(e.svc.UpdateUser)(annCtx, &usersv1.UpdateUserRequest{Id: ann.GetId(), Password: str("new password")})
+		resp, err := validatetest.Wrap(e.svc.UpdateUser)(annCtx, &usersv1.UpdateUserRequest{Id: ann.GetId(), Password: str("new password")})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if resp.GetUser().GetDisplayName() != "Annie" {
 			t.Fatalf("display name changed to %q", resp.GetUser().GetDisplayName())
 		}
-		_, err = validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"})
+		_, err = validatetest.Wrap(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"})
 		wantCode(t, err, codes.Unauthenticated)
-		if _, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "new password"}); err != nil {
+		if _, err := validatetest.Wrap(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "new password"}); err != nil {
 			t.Fatalf("login with new password: %v", err)
 		}
 	})
 
 	t.Run("admin updates other", func(t *testing.T) {
-		resp, err := validated(e.svc.UpdateUser)(adminCtx, &usersv1.UpdateUserRequest{Id: bob.GetId(), DisplayName: str("Robert"), Password: str("bobs new pw")})
+		resp, err := validatetest.Wrap(e.svc.UpdateUser)(adminCtx, &usersv1.UpdateUserRequest{Id: bob.GetId(), DisplayName: str("Robert"), Password: str("bobs new pw")})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if resp.GetUser().GetDisplayName() != "Robert" || resp.GetUser().GetRole() != usersv1.Role_ROLE_CUSTOMER {
 			t.Fatalf("user = %v", resp.GetUser())
 		}
-		if _, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "bob@example.com", Password: "bobs new pw"}); err != nil {
+		if _, err := validatetest.Wrap(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "bob@example.com", Password: "bobs new pw"}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -447,7 +431,7 @@ func TestListUsers(t *testing.T) {
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				_, err := validated(e.svc.ListUsers)(tc.ctx, tc.req)
+				_, err := validatetest.Wrap(e.svc.ListUsers)(tc.ctx, tc.req)
 				wantCode(t, err, tc.want)
 			})
 		}
@@ -469,7 +453,7 @@ func TestListUsers(t *testing.T) {
 			var pages []int
 			token := ""
 			for range 50 {
-				resp, err := validated(e.svc.ListUsers)(admin, &usersv1.ListUsersRequest{PageSize: tc.pageSize, PageToken: token})
+				resp, err := validatetest.Wrap(e.svc.ListUsers)(admin, &usersv1.ListUsersRequest{PageSize: tc.pageSize, PageToken: token})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -528,7 +512,7 @@ func TestEnsureAdmin(t *testing.T) {
 			t.Fatalf("outbox rows = %d, want 1 (one UserCreated)", n)
 		}
 		// The first password stays; later calls do not change it.
-		resp, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "root@example.com", Password: "admin password"})
+		resp, err := validatetest.Wrap(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "root@example.com", Password: "admin password"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -538,7 +522,7 @@ func TestEnsureAdmin(t *testing.T) {
 		if c, _ := e.signer.Verify(resp.GetAccessToken()); c.Role != auth.RoleAdmin {
 			t.Fatalf("token role = %q, want admin", c.Role)
 		}
-		_, err = validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "root@example.com", Password: "another password"})
+		_, err = validatetest.Wrap(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "root@example.com", Password: "another password"})
 		wantCode(t, err, codes.Unauthenticated)
 	})
 
@@ -547,7 +531,7 @@ func TestEnsureAdmin(t *testing.T) {
 		if err := e.svc.EnsureAdmin(ctx, "CAROL@example.com", "ignored password", "Boss"); err != nil {
 			t.Fatal(err)
 		}
-		resp, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "carol@example.com", Password: "carols password"})
+		resp, err := validatetest.Wrap(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "carol@example.com", Password: "carols password"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -556,7 +540,7 @@ func TestEnsureAdmin(t *testing.T) {
 			t.Fatalf("promoted user = %v", got)
 		}
 		// As an admin, Carol may now list users.
-		if _, err := validated(e.svc.ListUsers)(as(got.GetId(), auth.RoleAdmin), &usersv1.ListUsersRequest{}); err != nil {
+		if _, err := validatetest.Wrap(e.svc.ListUsers)(as(got.GetId(), auth.RoleAdmin), &usersv1.ListUsersRequest{}); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -574,23 +558,26 @@ func TestStorageFailureIsInternalWithoutDetails(t *testing.T) {
 		call func() error
 	}{
 		{"CreateUser", func() error {
-			_, err := validated(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: "bob@example.com", Password: "password1", DisplayName: "Bob"})
+			_, err := validatetest.Wrap(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: "bob@example.com", Password: "password1", DisplayName: "Bob"})
 			return err
 		}},
 		{"Login", func() error {
-			_, err := validated(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"})
+			_, err := validatetest.Wrap(e.svc.Login)(anonymous, &usersv1.LoginRequest{Email: "ann@example.com", Password: "password1"})
 			return err
 		}},
 		{"GetUser", func() error {
-			_, err := validated(e.svc.GetUser)(admin, &usersv1.GetUserRequest{Id: u.GetId()})
+			_, err := validatetest.Wrap(e.svc.GetUser)(admin, &usersv1.GetUserRequest{Id: u.GetId()})
 			return err
 		}},
 		{"UpdateUser", func() error {
 			name := "X"
-			_, err := validated(e.svc.UpdateUser)(admin, &usersv1.UpdateUserRequest{Id: u.GetId(), DisplayName: &name})
+			_, err := validatetest.Wrap(e.svc.UpdateUser)(admin, &usersv1.UpdateUserRequest{Id: u.GetId(), DisplayName: &name})
 			return err
 		}},
-		{"ListUsers", func() error { _, err := validated(e.svc.ListUsers)(admin, &usersv1.ListUsersRequest{}); return err }},
+		{"ListUsers", func() error {
+			_, err := validatetest.Wrap(e.svc.ListUsers)(admin, &usersv1.ListUsersRequest{})
+			return err
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -608,7 +595,7 @@ func TestStorageFailureIsInternalWithoutDetails(t *testing.T) {
 	t.Run("canceled context", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(admin)
 		cancel()
-		_, err := validated(e.svc.GetUser)(ctx, &usersv1.GetUserRequest{Id: u.GetId()})
+		_, err := validatetest.Wrap(e.svc.GetUser)(ctx, &usersv1.GetUserRequest{Id: u.GetId()})
 		wantCode(t, err, codes.Canceled)
 	})
 }
@@ -623,7 +610,7 @@ func TestCreateUserConcurrentSameEmail(t *testing.T) {
 			if i%2 == 1 {
 				email = "race@example.COM"
 			}
-			_, err := validated(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: email, Password: "password1", DisplayName: "Racer"})
+			_, err := validatetest.Wrap(e.svc.CreateUser)(anonymous, &usersv1.CreateUserRequest{Email: email, Password: "password1", DisplayName: "Racer"})
 			codesCh <- status.Code(err)
 		}()
 	}

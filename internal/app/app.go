@@ -173,16 +173,12 @@ func newBreaker(u unitEnv, maxInFlight int) (*breaker.Breaker, error) {
 // for methods with side effects, with outcomes kept in idem, keys scoped
 // to the caller and fingerprints keyed with a secret of the unit (a
 // CreateUser's fingerprint then tells nothing about its password).
-func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocations) (*kafkatransport.Server, error) {
+func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocations, rules protovalidate.Validator) (*kafkatransport.Server, error) {
 	opts := []kafkatransport.ServerOption{u.kafka, c.topicOptions()}
 	if u.tel != nil {
 		opts = append(opts, u.tel.Server()...) // outermost: every request counted
 	}
 	authCfg := auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked, Public: publicMethod}
-	rules, err := protovalidate.New()
-	if err != nil {
-		return nil, fmt.Errorf("validation rules: %w", err)
-	}
 	opts = append(opts, kafkatransport.WithUnaryServerInterceptors(requestID, logCalls(u.log),
 		auth.UnaryServerInterceptor(authCfg),
 		validate.UnaryServerInterceptor(rules),

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"buf.build/go/protovalidate"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -63,7 +64,7 @@ func RunUsers(ctx context.Context, c Common, cfg UsersConfig) error {
 		if err != nil {
 			return err
 		}
-		svc, err := usersvc.New(usersvc.Config{Repo: repo, Issuer: issuer, Logger: u.log, Notify: u.relay.Notify})
+		svc, err := usersvc.New(usersvc.Config{Repo: repo, Issuer: issuer, Logger: u.log, Notify: u.relay.Notify, Rules: u.rules})
 		if err != nil {
 			return err
 		}
@@ -89,7 +90,7 @@ type ProductsConfig struct {
 // cancelled orders from their OrderStatusChanged events, until ctx ends.
 func RunProducts(ctx context.Context, c Common, cfg ProductsConfig) error {
 	return runService(ctx, c, UnitProducts, cfg.ServiceConfig, productsv1.File_shop_products_v1_events_proto, productsvc.Open, func(ctx context.Context, u *serviceUnit, repo *productsvc.SQLRepository) error {
-		svc, err := productsvc.New(productsvc.Config{Repo: repo, Logger: u.log, Notify: u.relay.Notify})
+		svc, err := productsvc.New(productsvc.Config{Repo: repo, Logger: u.log, Notify: u.relay.Notify, Rules: u.rules})
 		if err != nil {
 			return err
 		}
@@ -172,6 +173,8 @@ type serviceUnit struct {
 	unitEnv
 	relay *outbox.Relay
 	srv   *kafkatransport.Server
+	// rules are the buf.validate rules the server checks requests with.
+	rules protovalidate.Validator
 	// loops run next to the server and the relay until ctx ends.
 	loops []func(context.Context) error
 	// health are the Health methods of the subscribers build adds; with
@@ -234,7 +237,12 @@ func runService[R store](ctx context.Context, c Common, name string, cfg Service
 	}
 	idem := sqlstore.NewIdempotency(repo.SQL(), u.relay.Notify)
 	rev := auth.NewRevocations()
-	if u.srv, err = c.newServer(u.unitEnv, idem, rev); err != nil {
+	// One validator per unit: its server's interceptor and the service
+	// (which checks what the interceptor passes unchecked) share it.
+	if u.rules, err = protovalidate.New(); err != nil {
+		return fmt.Errorf("validation rules: %w", err)
+	}
+	if u.srv, err = c.newServer(u.unitEnv, idem, rev, u.rules); err != nil {
 		return err
 	}
 	u.loops = append(u.loops, func(ctx context.Context) error { return rev.Watch(ctx, c.Brokers, u.kafka, c.topicOptions()) })
