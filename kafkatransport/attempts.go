@@ -228,7 +228,9 @@ func (a *attempts) fail() {
 // note counts the attempt about to be sent again for reason, and records
 // it on the call's span.
 func (a *attempts) note(reason string) {
-	a.c.cfg.metrics.CallRetried(serviceOf(a.method), reason)
+	if m, ok := a.c.cfg.metrics.(RetryMetrics); ok {
+		m.CallRetried(serviceOf(a.method), reason)
+	}
 	if a.span != nil && a.span.IsRecording() {
 		a.span.AddEvent("kgrpc.retry", trace.WithAttributes(keyRetryReason.String(reason), keyAttempts.Int(a.n+1)))
 	}

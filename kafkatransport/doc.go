@@ -181,7 +181,7 @@
 // hedged ends without a reply; each call that got a reply gives back 0.1.
 // With 5 tokens or fewer nothing is retried or hedged, so a service that
 // is down gets no more than its callers' own calls. Streams are never
-// retried. Metrics.CallRetried counts every attempt sent again, by reason
+// retried. RetryMetrics.CallRetried counts every attempt sent again, by reason
 // ("unsent", "unavailable", "hedge"), and the call's span (WithStatsHandler)
 // gets a "kgrpc.retry" event for each and the kgrpc.attempts attribute.
 //

@@ -33,11 +33,6 @@ type Metrics interface {
 	// cancellation or a transport failure).
 	CallStarted(service string)
 	CallEnded(service string, wait time.Duration, replied bool)
-	// CallRetried counts a request a ClientConn sends again for a call it
-	// brackets (see RetryPolicy): reason is RetryUnsent (the request never
-	// reached the broker), RetryUnavailable (the server answered
-	// Unavailable) or RetryHedge (no reply within the hedge delay).
-	CallRetried(service, reason string)
 	// DeadLettered counts a record a Server or Subscriber copied to its
 	// dead-letter topic; topic is the record's own topic.
 	DeadLettered(topic string)
@@ -56,6 +51,18 @@ type Metrics interface {
 	KafkaStatistics(group, json string)
 }
 
+// RetryMetrics is implemented by a Metrics that also counts retries.
+// It is a separate interface so that a Metrics written before retries
+// existed still compiles; a ClientConn calls it when its Metrics has it.
+// kafkaprom.Metrics does.
+type RetryMetrics interface {
+	// CallRetried counts a request a ClientConn sends again for a call it
+	// brackets (see RetryPolicy): reason is RetryUnsent (the request never
+	// reached the broker), RetryUnavailable (the server answered
+	// Unavailable) or RetryHedge (no reply within the hedge delay).
+	CallRetried(service, reason string)
+}
+
 // DefaultStatisticsInterval is how often each Kafka client of a role
 // given WithMetrics reports librdkafka's statistics, unless WithKafkaConfig
 // sets statistics.interval.ms.
@@ -69,7 +76,6 @@ func (nopMetrics) RequestEnded(string)                   {}
 func (nopMetrics) RequestExpired(string)                 {}
 func (nopMetrics) CallStarted(string)                    {}
 func (nopMetrics) CallEnded(string, time.Duration, bool) {}
-func (nopMetrics) CallRetried(string, string)            {}
 func (nopMetrics) DeadLettered(string)                   {}
 func (nopMetrics) PartitionsAssigned(string, int)        {}
 func (nopMetrics) KafkaStatistics(string, string)        {}

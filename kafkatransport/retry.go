@@ -88,7 +88,7 @@ func (p *RetryPolicy) backoff(n int) time.Duration {
 	return d - d/5 + rand.N(d/5*2+1)
 }
 
-// Reasons of Metrics.CallRetried.
+// Reasons of RetryMetrics.CallRetried.
 const (
 	RetryUnsent      = "unsent"      // the request never reached the broker
 	RetryUnavailable = "unavailable" // the server answered Unavailable

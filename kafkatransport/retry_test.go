@@ -52,6 +52,9 @@ func (e *echo) Put(ctx context.Context, req *testingv1.PutRequest) (*testingv1.P
 }
 
 // retryCounts is a kafkatransport.Metrics that counts retries by reason.
+// kafkaprom counts retries: the ClientConn finds CallRetried on it.
+var _ kafkatransport.RetryMetrics = (*kafkaprom.Metrics)(nil)
+
 type retryCounts struct {
 	*kafkaprom.Metrics
 	mu sync.Mutex

@@ -50,7 +50,8 @@ import (
 // they stop coming.
 const staleAfter = time.Minute
 
-// Metrics implements kafkatransport.Metrics and prometheus.Collector.
+// Metrics implements kafkatransport.Metrics, kafkatransport.RetryMetrics
+// and prometheus.Collector.
 type Metrics struct {
 	inFlight  *prometheus.GaugeVec
 	expired   *prometheus.CounterVec
@@ -129,7 +130,7 @@ func (m *Metrics) CallEnded(service string, wait time.Duration, _ bool) {
 	m.replyWait.WithLabelValues(service).Observe(wait.Seconds())
 }
 
-// CallRetried implements kafkatransport.Metrics.
+// CallRetried implements kafkatransport.RetryMetrics.
 func (m *Metrics) CallRetried(service, reason string) {
 	m.retries.WithLabelValues(service, reason).Inc()
 }
