@@ -1,7 +1,6 @@
 package breakertest
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -98,24 +96,14 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 }
 
 // metric returns the value of the first series of p's /metrics that starts
-// with prefix.
+// with prefix, failing the test when there is none.
 func metric(t *testing.T, p *proctest.Proc, prefix string) float64 {
 	t.Helper()
-	resp, err := http.Get(p.URL + "/metrics")
-	if err != nil {
-		t.Fatalf("GET %s/metrics: %v", p.Name, err)
+	v, ok := proctest.Metric(t, p, prefix)
+	if !ok {
+		t.Fatalf("%s /metrics: no %s", p.Name, prefix)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, prefix) {
-			v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-			return v
-		}
-	}
-	t.Fatalf("%s /metrics: no %s", p.Name, prefix)
-	return 0
+	return v
 }
 
 func TestFailFast(t *testing.T) {

@@ -1,6 +1,7 @@
 package proctest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -112,6 +114,9 @@ func NewCluster(t testing.TB, bin, brokers, prefix string) *Cluster {
 	})
 	return c
 }
+
+// Prefix returns the cluster's topic prefix.
+func (c *Cluster) Prefix() string { return c.prefix }
 
 // Build builds the main packages pkgs (module paths relative to the module
 // root, such as "./cmd/gateway") into a new temporary directory and returns
@@ -249,6 +254,70 @@ func WaitOK(t testing.TB, p *Proc, path string, timeout time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s%s not 200 after %v:\n%s", p.Name, path, timeout, p.Log)
+}
+
+// Metric returns the value of the first series in p's /metrics whose line
+// starts with series (a name, or a name and the start of its labels), and
+// whether there is one.
+func Metric(t testing.TB, p *Proc, series string) (float64, bool) {
+	t.Helper()
+	resp, err := http.Get(p.URL + "/metrics")
+	if err != nil {
+		t.Fatalf("GET %s/metrics: %v", p.Name, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, series) {
+			v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			if err != nil {
+				t.Fatalf("%s /metrics: %q: %v", p.Name, line, err)
+			}
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// metricLines returns the lines of p's /metrics that start with prefix.
+func metricLines(t testing.TB, p *Proc, prefix string) string {
+	resp, err := http.Get(p.URL + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out []string
+	for line := range strings.Lines(string(b)) {
+		if strings.HasPrefix(line, prefix) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
+}
+
+// WaitServing waits, at most timeout, until every server process of procs
+// holds at least one partition of the request topic of service (a full
+// protobuf service name), as its kgrpc_server_partitions_assigned says.
+// Readiness does not wait for the consumer group to settle: until it has,
+// the first instance may hold every partition, and requests sent then all
+// reach it.
+func (c *Cluster) WaitServing(service string, timeout time.Duration, procs ...*Proc) {
+	c.t.Helper()
+	series := `kgrpc_server_partitions_assigned{topic="` + c.prefix + service + `",`
+	end := time.Now().Add(timeout)
+	for _, p := range procs {
+		for {
+			if n, _ := Metric(c.t, p, series); n > 0 {
+				break
+			}
+			if time.Now().After(end) {
+				c.t.Fatalf("%s holds no partition of %s%s after %v; its series:\n%s", p.Name, c.prefix, service, timeout, metricLines(c.t, p, "kgrpc_server_partitions_assigned"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
 
 // API calls the REST API at base with a JSON body (none when body is nil),

@@ -50,6 +50,9 @@ func TestWatchAcrossInstancesAndKill(t *testing.T) {
 	for _, p := range []*proctest.Proc{users, products, orders[0], orders[1], gw} {
 		waitOK(t, p)
 	}
+	// Both instances must hold request partitions before the watches open,
+	// or the first to join may hold them all and take every watch.
+	c.WaitServing("shop.orders.v1.OrderService", 30*time.Second, orders...)
 	ctx := context.Background()
 	must := func(code int, body map[string]any, err error) map[string]any {
 		t.Helper()
