@@ -103,6 +103,10 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	gwCfg, err := o.Gateway() // so do bad gateway settings
+	if err != nil {
+		return err
+	}
 	if common.Telemetry, err = telemetry.New(true, logger); err != nil { // so do bad OTEL_* settings
 		return cli.UsageError{Err: err}
 	}
@@ -183,7 +187,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 		return app.RunOrders(gctx, common, app.OrdersConfig{ServiceConfig: app.ServiceConfig{DB: ordersDB, IdempotencyTTL: o.IdempotencyTTL}})
 	})
 	g.Go(func() error {
-		return app.RunGateway(gctx, common, app.GatewayConfig{HTTPAddr: o.HTTPAddr, RequestTimeout: o.RequestTimeout, MaxStreamDuration: o.MaxStreamDuration, MaxStreamsPerUser: o.MaxStreamsPerUser, MaxInFlightPerService: o.MaxInFlightPerService, CORSOrigins: o.Origins(), AuthRateLimit: o.AuthRateLimit, Listening: func(addr string) {
+		gwCfg.Listening = func(addr string) {
 			if fresh {
 				_ = os.WriteFile(marker, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 			}
@@ -191,7 +195,8 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 				o.listening(addr)
 			}
 			logger.Info("platform ready", "api", "http://"+addr, "openapi", "http://"+addr+"/openapi.json", "startup", time.Since(start).Round(time.Millisecond))
-		}})
+		}
+		return app.RunGateway(gctx, common, gwCfg)
 	})
 	err = g.Wait()
 	logger.Info("platform stopped")

@@ -187,3 +187,40 @@ func TestUnitKeys(t *testing.T) {
 		t.Fatalf("world-readable key: %v", err)
 	}
 }
+
+// The gateway's settings are checked before anything starts, and an error
+// names the flag and its variable.
+func TestGatewaySettings(t *testing.T) {
+	base := Settings{HTTPAddr: ":8080", RequestTimeout: 10 * time.Second, MaxStreamDuration: time.Hour,
+		MaxStreamsPerUser: 16, MaxInFlightPerService: 1024, AuthRateLimit: 30, CORSOrigins: "https://a.example, https://b.example"}
+	cfg, err := base.Gateway()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxInFlightPerService != 1024 || cfg.RequestTimeout != 10*time.Second || len(cfg.CORSOrigins) != 2 || cfg.AuthRateLimit != 30 {
+		t.Errorf("Gateway() = %+v", cfg)
+	}
+	for _, tc := range []struct {
+		edit func(*Settings)
+		want string
+	}{
+		{func(s *Settings) { s.MaxInFlightPerService = -1 }, "--max-inflight-per-service (KGRPC_MAX_INFLIGHT_PER_SERVICE) -1: want 1 or more"},
+		{func(s *Settings) { s.MaxInFlightPerService = 0 }, "--max-inflight-per-service (KGRPC_MAX_INFLIGHT_PER_SERVICE) 0"},
+		{func(s *Settings) { s.MaxStreamsPerUser = -1 }, "--max-streams-per-user (KGRPC_MAX_STREAMS_PER_USER) -1"},
+		{func(s *Settings) { s.AuthRateLimit = -1 }, "--auth-rate-limit (KGRPC_AUTH_RATE_LIMIT) -1"},
+		{func(s *Settings) { s.RequestTimeout = 0 }, "--request-timeout (KGRPC_REQUEST_TIMEOUT) 0s"},
+		{func(s *Settings) { s.MaxStreamDuration = -time.Second }, "--max-stream-duration (KGRPC_MAX_STREAM_DURATION) -1s"},
+	} {
+		s := base
+		tc.edit(&s)
+		if _, err := s.Gateway(); err == nil || !strings.Contains(err.Error(), tc.want) || !errors.As(err, new(cli.UsageError)) {
+			t.Errorf("Gateway() = %v, want a usage error containing %q", err, tc.want)
+		}
+	}
+	// AuthRateLimit 0 is no limit, not an error.
+	s := base
+	s.AuthRateLimit = 0
+	if _, err := s.Gateway(); err != nil {
+		t.Errorf("--auth-rate-limit 0: %v", err)
+	}
+}

@@ -84,7 +84,11 @@ func deployable(name string, flags []string, health bool, run func(ctx context.C
 var Gateway = deployable("gateway", []string{"http-addr=:8080", "request-timeout", "max-stream-duration", "max-streams-per-user", "max-inflight-per-service", "reply-partition", "cors-origins", "auth-rate-limit"}, false,
 	func(ctx context.Context, s Settings, c Common, _ *Ready) error {
 		c.PinReplyPartition(s.ReplyPartition)
-		return RunGateway(ctx, c, GatewayConfig{HTTPAddr: s.HTTPAddr, RequestTimeout: s.RequestTimeout, MaxStreamDuration: s.MaxStreamDuration, MaxStreamsPerUser: s.MaxStreamsPerUser, MaxInFlightPerService: s.MaxInFlightPerService, CORSOrigins: s.Origins(), AuthRateLimit: s.AuthRateLimit})
+		cfg, err := s.Gateway()
+		if err != nil {
+			return err
+		}
+		return RunGateway(ctx, c, cfg)
 	})
 
 // Users is cmd/usersvc: the users service.
