@@ -13,7 +13,9 @@
 #                                   differs from what gen makes (drift)
 #   scripts/python.sh mypy          mypy --strict on the kgrpc package
 #   scripts/python.sh test [ARGS]   venv, check-gen, mypy, build the Go shop
-#                                   (.bin/platform), then pytest ARGS, bounded
+#                                   (.bin/platform) and CLI (.bin/kgrpc, which
+#                                   reads the dead letters the Python
+#                                   subscriber writes), then pytest ARGS, bounded
 #                                   by PYTHON_TEST_TIMEOUT (300s)
 #
 # Without KAFKA_BROKERS the tests marked real_kafka are deselected, and the
@@ -102,8 +104,9 @@ run_tests() {
 	check_gen
 	run_mypy
 	mkdir -p .bin
-	say "building .bin/platform"
+	say "building .bin/platform and .bin/kgrpc"
 	go build -o .bin/platform ./cmd/platform
+	go build -o .bin/kgrpc ./cmd/kgrpc
 	local args=("$@") marked=false
 	for a in "${args[@]}"; do [[ "$a" == -m ]] && marked=true; done
 	if [[ "$marked" == false ]]; then
@@ -112,7 +115,7 @@ run_tests() {
 			args+=(-m "not real_kafka")
 		fi
 	fi
-	PLATFORM_BIN="$PWD/.bin/platform" REPO_ROOT="$PWD" \
+	PLATFORM_BIN="$PWD/.bin/platform" KGRPC_BIN="$PWD/.bin/kgrpc" REPO_ROOT="$PWD" \
 		timeout --kill-after=10 "${PYTHON_TEST_TIMEOUT:-300}" \
 		"$VENV/bin/python" -m pytest -c "$PY_DIR/pyproject.toml" --rootdir "$PY_DIR" -p no:cacheprovider -ra "${args[@]}" "$PY_DIR/tests"
 }

@@ -44,6 +44,16 @@ def _platform_bin() -> str:
     return str(out)
 
 
+def kgrpc_bin() -> str:
+    """cmd/kgrpc, the Go CLI (KGRPC_BIN, else built into .bin)."""
+    b = os.environ.get("KGRPC_BIN")
+    if b:
+        return b
+    out = REPO / ".bin" / "kgrpc"
+    subprocess.run(["go", "build", "-o", str(out), "./cmd/kgrpc"], cwd=REPO, check=True, timeout=600)
+    return str(out)
+
+
 def _start(brokers: str | None) -> Iterator[Shop]:
     data = Path(tempfile.mkdtemp(prefix="kgrpc-py-shop-"))
     prefix = "" if brokers is None else f"py{uuid.uuid4().hex[:8]}."

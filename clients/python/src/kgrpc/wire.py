@@ -23,10 +23,24 @@ HDR_TRACESTATE = "tracestate"
 HDR_EVENT_TYPE = "ev-type"
 HDR_EVENT_ID = "ev-id"
 
+# The headers of a dead letter (docs/wire.md, section 5), after the original ones.
+HDR_DLQ_ERROR = "dlq-error"
+HDR_DLQ_ATTEMPTS = "dlq-attempts"
+HDR_DLQ_TOPIC = "dlq-topic"
+HDR_DLQ_PARTITION = "dlq-partition"
+HDR_DLQ_OFFSET = "dlq-offset"
+HDR_DLQ_GROUP = "dlq-group"
+# A stub's, instead of what is too large to copy.
+HDR_DLQ_STUB = "dlq-stub"
+HDR_DLQ_SIZE = "dlq-size"
+HDR_DLQ_KEY_SIZE = "dlq-key-size"
+HDR_DLQ_HEADERS_SIZE = "dlq-headers-size"
+
 DEFAULT_REPLY_TOPIC = "kgrpc.replies"
 DEFAULT_REPLY_PARTITIONS = 16
 DEFAULT_PARTITIONS = 6
 DEFAULT_CALL_RETENTION_MS = 3_600_000
+DLQ_SUFFIX = ".dlq"  # a dead-letter topic is "<group>.dlq", the group's prefix included
 
 MetadataValue = Union[str, bytes, Sequence[Union[str, bytes]]]
 Metadata = Mapping[str, MetadataValue]
