@@ -42,6 +42,22 @@ func main() {
 
 var errUsage = errors.New("usage: kgrpc-keys init|rotate|retire|list --dir DIR [--units a,b] [--unit U] [--kid KID]")
 
+// help is what kgrpc-keys --help prints before its flags.
+const help = `kgrpc-keys makes and rotates the units' keys: one private key file per
+unit, <unit>.key (mode 0600), and the keyring of every unit's public keys,
+keyring.json, in one directory.
+
+  kgrpc-keys init   --dir keys [--units gateway,usersvc,productsvc,ordersvc]
+  kgrpc-keys rotate --dir keys --unit usersvc
+  kgrpc-keys retire --dir keys --unit usersvc --kid usersvc-20261130-0a1b2c3d
+  kgrpc-keys list   --dir keys
+
+After rotate or retire, give every unit the new keyring first, then the
+rotated unit its new key file.
+
+flags:
+`
+
 func run(args []string, out io.Writer, now time.Time) error {
 	if len(args) == 0 {
 		return errUsage
@@ -53,6 +69,12 @@ func run(args []string, out io.Writer, now time.Time) error {
 	units := fs.String("units", strings.Join(app.Units, ","), "init: the units to make keys for")
 	unit := fs.String("unit", "", "rotate, retire: the unit")
 	kid := fs.String("kid", "", "retire: the key id to remove")
+	if cmd == "help" || cmd == "-h" || cmd == "--help" || cmd == "-help" {
+		fmt.Fprint(out, help)
+		fs.SetOutput(out)
+		fs.PrintDefaults()
+		return nil
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}

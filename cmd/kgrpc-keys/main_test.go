@@ -71,3 +71,18 @@ func TestKeysLifecycle(t *testing.T) {
 		}
 	}
 }
+
+// --help prints the commands and the flags and is not an error.
+func TestHelp(t *testing.T) {
+	for _, arg := range []string{"--help", "-h", "help"} {
+		var out strings.Builder
+		if err := run([]string{arg}, &out, time.Now()); err != nil {
+			t.Fatalf("kgrpc-keys %s = %v", arg, err)
+		}
+		for _, want := range []string{"kgrpc-keys rotate --dir keys --unit usersvc", "-kid", "-units"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("kgrpc-keys %s printed no %q:\n%s", arg, want, out.String())
+			}
+		}
+	}
+}

@@ -12,10 +12,13 @@
 //	kgrpc [flags] dlq list TOPIC [--partition P]        the dead letters of TOPIC (TOPIC.dlq)
 //	kgrpc [flags] dlq replay TOPIC [--partition P [--offset N]]  send them back to their source topic
 //
-// Flags: --brokers (KAFKA_BROKERS, default 127.0.0.1:9092), --topic-prefix,
-// --unit-key and --keyring (a unit's key and the keyring, when the cluster's
-// records are sealed: kgrpc calls as that unit), --timeout, and --data-dir
-// DIR for a running cmd/platform: its broker, and the gateway's key.
+// Flags (kgrpc --help lists them): --brokers (KGRPC_BROKERS or
+// KAFKA_BROKERS, default 127.0.0.1:9092), --topic-prefix
+// (KGRPC_TOPIC_PREFIX), --unit-key and --keyring (KGRPC_UNIT_KEY,
+// KGRPC_KEYRING: a unit's key and the keyring, when the cluster's records
+// are sealed: kgrpc calls as that unit), --timeout, and --data-dir DIR
+// (KGRPC_DATA_DIR) for a running cmd/platform: its broker, and the
+// gateway's key.
 package main
 
 import (

@@ -5,6 +5,7 @@ package kgrpccli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -38,22 +39,35 @@ type options struct {
 	timeout                                    time.Duration
 }
 
+// envOr returns the first of the environment variables names that is
+// set and not empty, else def.
+func envOr(def string, names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
+	}
+	return def
+}
+
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("kgrpc", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var o options
-	brokers := os.Getenv("KAFKA_BROKERS")
-	if brokers == "" {
-		brokers = "127.0.0.1:9092"
-	}
-	fs.StringVar(&o.brokers, "brokers", brokers, "Kafka bootstrap servers (KAFKA_BROKERS)")
-	fs.StringVar(&o.prefix, "topic-prefix", "", "the topic prefix of the services (kafkatransport.WithTopicPrefix)")
-	fs.StringVar(&o.unitKey, "unit-key", "", "the key of the unit kgrpc calls as, when records are sealed (kgrpc-keys)")
-	fs.StringVar(&o.keyring, "keyring", "", "the keyring, with --unit-key")
-	fs.StringVar(&o.dataDir, "data-dir", "", "a running cmd/platform's data directory: its broker, and the gateway's key")
+	fs.StringVar(&o.brokers, "brokers", envOr("127.0.0.1:9092", "KGRPC_BROKERS", "KAFKA_BROKERS"), "Kafka bootstrap servers (KGRPC_BROKERS, or KAFKA_BROKERS)")
+	fs.StringVar(&o.prefix, "topic-prefix", envOr("", "KGRPC_TOPIC_PREFIX"), "the topic prefix of the services, as the units' --topic-prefix (KGRPC_TOPIC_PREFIX)")
+	fs.StringVar(&o.unitKey, "unit-key", envOr("", "KGRPC_UNIT_KEY"), "the key of the unit kgrpc calls as, when records are sealed (kgrpc-keys) (KGRPC_UNIT_KEY)")
+	fs.StringVar(&o.keyring, "keyring", envOr("", "KGRPC_KEYRING"), "the keyring, with --unit-key (KGRPC_KEYRING)")
+	fs.StringVar(&o.dataDir, "data-dir", envOr("", "KGRPC_DATA_DIR"), "a running cmd/platform's data directory: its broker, and the gateway's key (KGRPC_DATA_DIR)")
 	fs.DurationVar(&o.timeout, "timeout", 15*time.Second, "how long a list, describe or call may take")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return help(fs, out)
+		}
 		return usagef("%v\n%s", err, usage)
+	}
+	if fs.NArg() > 0 && fs.Arg(0) == "help" {
+		return help(fs, out)
 	}
 	if err := o.fromDataDir(fs); err != nil {
 		return err
@@ -81,6 +95,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return dlq(ctx, o, args[1:], out)
 	}
 	return usagef("unknown command %q\n%s", args[0], usage)
+}
+
+// help prints the usage and the global flags to out.
+func help(fs *flag.FlagSet, out io.Writer) error {
+	fmt.Fprintf(out, "%s\n\nflags:\n", usage)
+	fs.SetOutput(out)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+	fmt.Fprintln(out, "\nWith --data-dir of a running cmd/platform, kgrpc finds its broker and calls as its gateway.")
+	return nil
 }
 
 // fromDataDir fills the broker and the keys from a cmd/platform data
