@@ -174,17 +174,20 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 	usersDB, productsDB, ordersDB := app.DBPaths(o.DataDir)
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
+	// "platform ready" waits for the services to consume their requests,
+	// not only for the gateway to listen.
+	ready := []*app.Ready{new(app.Ready), new(app.Ready), new(app.Ready)}
 	stopLog := context.AfterFunc(gctx, func() { logger.Info("shutting down: draining in-flight work") })
 	defer stopLog()
 	g.Go(func() error {
-		return app.RunUsers(gctx, common, app.UsersConfig{ServiceConfig: app.ServiceConfig{DB: usersDB, IdempotencyTTL: o.IdempotencyTTL},
+		return app.RunUsers(gctx, common, app.UsersConfig{ServiceConfig: app.ServiceConfig{DB: usersDB, IdempotencyTTL: o.IdempotencyTTL, Ready: ready[0]},
 			Admin: app.AdminSeed{Email: o.AdminEmail, Password: o.AdminPassword}, TokenTTL: o.TokenTTL})
 	})
 	g.Go(func() error {
-		return app.RunProducts(gctx, common, app.ProductsConfig{ServiceConfig: app.ServiceConfig{DB: productsDB, IdempotencyTTL: o.IdempotencyTTL}, SeedDemo: fresh && !o.NoDemo})
+		return app.RunProducts(gctx, common, app.ProductsConfig{ServiceConfig: app.ServiceConfig{DB: productsDB, IdempotencyTTL: o.IdempotencyTTL, Ready: ready[1]}, SeedDemo: fresh && !o.NoDemo})
 	})
 	g.Go(func() error {
-		return app.RunOrders(gctx, common, app.OrdersConfig{ServiceConfig: app.ServiceConfig{DB: ordersDB, IdempotencyTTL: o.IdempotencyTTL}})
+		return app.RunOrders(gctx, common, app.OrdersConfig{ServiceConfig: app.ServiceConfig{DB: ordersDB, IdempotencyTTL: o.IdempotencyTTL, Ready: ready[2]}})
 	})
 	g.Go(func() error {
 		gwCfg.Listening = func(addr string) {
@@ -194,11 +197,30 @@ func run(ctx context.Context, o options, logger *slog.Logger) error {
 			if o.listening != nil {
 				o.listening(addr)
 			}
-			logger.Info("platform ready", "api", "http://"+addr, "openapi", "http://"+addr+"/openapi.json", "startup", time.Since(start).Round(time.Millisecond))
+			go func() {
+				for !allSet(ready) {
+					select {
+					case <-gctx.Done():
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+				logger.Info("platform ready", "api", "http://"+addr, "openapi", "http://"+addr+"/openapi.json", "startup", time.Since(start).Round(time.Millisecond))
+			}()
 		}
 		return app.RunGateway(gctx, common, gwCfg)
 	})
 	err = g.Wait()
 	logger.Info("platform stopped")
 	return err
+}
+
+// allSet reports whether every one of rs is set.
+func allSet(rs []*app.Ready) bool {
+	for _, r := range rs {
+		if !r.IsSet() {
+			return false
+		}
+	}
+	return true
 }

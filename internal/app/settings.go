@@ -243,9 +243,9 @@ func (s Settings) CommonWith(logger *slog.Logger) (Common, error) {
 // before it starts anything, so a bad value fails at once.
 func (s Settings) Gateway() (GatewayConfig, error) {
 	switch {
-	case s.RequestTimeout <= 0:
+	case s.RequestTimeout < 0: // 0: the default (cmd/platform has no flag)
 		return GatewayConfig{}, cli.Usagef("--request-timeout (KGRPC_REQUEST_TIMEOUT) %v: want a positive duration", s.RequestTimeout)
-	case s.MaxStreamDuration <= 0:
+	case s.MaxStreamDuration < 0:
 		return GatewayConfig{}, cli.Usagef("--max-stream-duration (KGRPC_MAX_STREAM_DURATION) %v: want a positive duration", s.MaxStreamDuration)
 	case s.MaxStreamsPerUser < 1:
 		return GatewayConfig{}, cli.Usagef("--max-streams-per-user (KGRPC_MAX_STREAMS_PER_USER) %d: want 1 or more", s.MaxStreamsPerUser)

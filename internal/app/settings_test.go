@@ -208,7 +208,7 @@ func TestGatewaySettings(t *testing.T) {
 		{func(s *Settings) { s.MaxInFlightPerService = 0 }, "--max-inflight-per-service (KGRPC_MAX_INFLIGHT_PER_SERVICE) 0"},
 		{func(s *Settings) { s.MaxStreamsPerUser = -1 }, "--max-streams-per-user (KGRPC_MAX_STREAMS_PER_USER) -1"},
 		{func(s *Settings) { s.AuthRateLimit = -1 }, "--auth-rate-limit (KGRPC_AUTH_RATE_LIMIT) -1"},
-		{func(s *Settings) { s.RequestTimeout = 0 }, "--request-timeout (KGRPC_REQUEST_TIMEOUT) 0s"},
+		{func(s *Settings) { s.RequestTimeout = -time.Second }, "--request-timeout (KGRPC_REQUEST_TIMEOUT) -1s"},
 		{func(s *Settings) { s.MaxStreamDuration = -time.Second }, "--max-stream-duration (KGRPC_MAX_STREAM_DURATION) -1s"},
 	} {
 		s := base
@@ -217,10 +217,11 @@ func TestGatewaySettings(t *testing.T) {
 			t.Errorf("Gateway() = %v, want a usage error containing %q", err, tc.want)
 		}
 	}
-	// AuthRateLimit 0 is no limit, not an error.
+	// AuthRateLimit 0 is no limit, and a zero duration the default (the
+	// platform has no --request-timeout): not errors.
 	s := base
-	s.AuthRateLimit = 0
+	s.AuthRateLimit, s.RequestTimeout = 0, 0
 	if _, err := s.Gateway(); err != nil {
-		t.Errorf("--auth-rate-limit 0: %v", err)
+		t.Errorf("--auth-rate-limit 0 and no --request-timeout: %v", err)
 	}
 }
