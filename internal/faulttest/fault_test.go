@@ -191,6 +191,15 @@ func TestFaults(t *testing.T) {
 	t.Logf("%v: broker answers again after %v down", time.Since(loadStart).Round(100*time.Millisecond), upAt.Sub(stopAt).Round(100*time.Millisecond))
 	recovery := probeRecovery(ctx, gw.URL, probe.token, probeProduct, upAt)
 	outageOver.Store(time.Now().UnixNano())
+	// What the circuit breakers did around the outage, which bounds how
+	// soon calls get through again: each transition, as logged.
+	for _, p := range []*proctest.Proc{gw, svc["ordersvc"]} {
+		for line := range strings.Lines(p.Log.String()) {
+			if strings.Contains(line, `msg="circuit `) {
+				t.Logf("%s: %s", p.Name, strings.TrimSpace(line))
+			}
+		}
+	}
 	time.Sleep(time.Until(upAt.Add(12 * time.Second)))
 	close(stop)
 	wg.Wait()
