@@ -125,6 +125,7 @@ func (b *Breaker) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 			return invoker(ctx, method, req, reply, cc, opts...)
 		}
 		s := b.service(name)
+		probe := s.cb.State() == gobreaker.StateHalfOpen
 		done, err := s.cb.Allow()
 		if err != nil {
 			return b.refuseCircuit(s, err)
@@ -140,7 +141,17 @@ func (b *Breaker) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 		}
 		start := time.Now()
 		err = invoker(ctx, method, req, reply, cc, opts...)
-		done(b.outcome(ctx, start, err))
+		out := b.outcome(ctx, start, err)
+		if probe && out != nil && time.Since(start) >= b.cfg.openFor {
+			// A probe that failed only after a whole open period: the next
+			// probe goes at once, not one more open period later. Probes
+			// go one at a time and at most once an open period, counted
+			// from when each began, so a service that comes back while a
+			// slow probe waits (as after a broker outage, while its group
+			// rejoins) is found at the next call.
+			out = errExcluded
+		}
+		done(out)
 		return err
 	}
 }

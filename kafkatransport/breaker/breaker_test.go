@@ -3,6 +3,7 @@ package breaker_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -164,31 +165,35 @@ func TestOpenCircuitFailsFast(t *testing.T) {
 }
 
 func TestHalfOpenProbes(t *testing.T) {
+	const openFor = 250 * time.Millisecond
 	for _, tc := range []struct {
 		name  string
 		probe error
+		slow  bool // the probe fails only after the open time
 		want  breaker.State
 	}{
-		{"probe answered", status.Error(codes.NotFound, "answered"), breaker.StateClosed},
-		{"probe failed", status.Error(codes.DeadlineExceeded, "no reply"), breaker.StateOpen},
+		{"probe answered", status.Error(codes.NotFound, "answered"), false, breaker.StateClosed},
+		{"probe failed", status.Error(codes.DeadlineExceeded, "no reply"), false, breaker.StateOpen},
+		{"probe failed after the open time", status.Error(codes.DeadlineExceeded, "no reply"), true, breaker.StateHalfOpen},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var changes []string
 			var mu sync.Mutex
-			b := newBreaker(t, breaker.WithFailures(1), breaker.WithOpenFor(50*time.Millisecond),
+			b := newBreaker(t, breaker.WithFailures(1), breaker.WithOpenFor(openFor),
 				breaker.WithStateChange(func(_ string, from, to breaker.State) {
 					mu.Lock()
 					changes = append(changes, from.String()+">"+to.String())
 					mu.Unlock()
 				}))
 			_ = call(b, context.Background(), invoker(status.Error(codes.Unavailable, "down")))
-			time.Sleep(60 * time.Millisecond)
+			time.Sleep(openFor + 20*time.Millisecond)
 			if s := state(b); s != breaker.StateHalfOpen {
 				t.Fatalf("after the open time: %v, want half-open", s)
 			}
 			// The probe runs; meanwhile other calls fail at once.
 			inProbe, release := make(chan struct{}), make(chan struct{})
 			probeDone := make(chan error)
+			began := time.Now()
 			go func() {
 				probeDone <- call(b, context.Background(), func(context.Context, string, any, any, *grpc.ClientConn, ...grpc.CallOption) error {
 					close(inProbe)
@@ -201,15 +206,34 @@ func TestHalfOpenProbes(t *testing.T) {
 			if info, _ := details(err); info.GetReason() != breaker.ReasonCircuitOpen || !strings.Contains(err.Error(), "half-open") {
 				t.Fatalf("call during the probe: %v, want a half-open refusal", err)
 			}
+			if tc.slow {
+				time.Sleep(time.Until(began.Add(openFor + 20*time.Millisecond)))
+			} else if time.Since(began) >= openFor {
+				t.Skipf("the probe took %v, not under the open time %v: the machine is too busy for this case", time.Since(began), openFor)
+			}
 			close(release)
 			<-probeDone
 			if s := state(b); s != tc.want {
 				t.Fatalf("after the probe: %v, want %v", s, tc.want)
 			}
+			if tc.slow {
+				// The next call is a probe at once, and its answer closes
+				// the circuit.
+				if err := call(b, context.Background(), invoker(nil)); err != nil {
+					t.Fatalf("call after a slow failed probe: %v, want it let through as the next probe", err)
+				}
+				if s := state(b); s != breaker.StateClosed {
+					t.Fatalf("after the next probe answered: %v, want closed", s)
+				}
+			}
 			mu.Lock()
 			defer mu.Unlock()
-			if changes[0] != "closed>open" || changes[1] != "open>half-open" || changes[2] != "half-open>"+tc.want.String() {
-				t.Errorf("state changes %v", changes)
+			want := []string{"closed>open", "open>half-open", "half-open>" + tc.want.String()}
+			if tc.slow {
+				want[2] = "half-open>closed"
+			}
+			if !slices.Equal(changes, want) {
+				t.Errorf("state changes %v, want %v", changes, want)
 			}
 		})
 	}

@@ -11,7 +11,13 @@
 //     DeadlineExceeded (no answer in time). While open, for WithOpenFor,
 //     calls fail at once. Then it is half-open: WithProbes calls go through
 //     as probes, and as many successes in a row close it, while one failure
-//     opens it again. Every answer of the service counts as a success,
+//     opens it again, unless the probe had waited WithOpenFor or longer
+//     before it failed: then the circuit stays half-open and the next call
+//     is a probe at once (probes go at most once an open period, counted
+//     from when each began, and a service that came back during a slow
+//     probe is found at the next call, not an open period later). While
+//     the service stays down with calls whose deadline exceeds WithOpenFor,
+//     the circuit therefore stays half-open, one probe at a time. Every answer of the service counts as a success,
 //     business errors included (NotFound, InvalidArgument,
 //     FailedPrecondition, Internal, ...): the service is there. Not counted
 //     at all: calls the caller cancelled, calls that fail DeadlineExceeded
