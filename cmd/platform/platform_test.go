@@ -424,6 +424,12 @@ func TestValidationListsEveryViolation(t *testing.T) {
 		}}, []string{"items[0].quantity", "items[1].product_id", "items[1].quantity"}},
 		{"list filters", "GET", "/v1/products?minPriceCents=-1&orderBy=color&pageSize=-5", "", nil,
 			[]string{"min_price_cents", "order_by", "page_size"}},
+		// An empty required string is one violation ("value is required"),
+		// not one per rule, and so is an empty name in a patch.
+		{"empty sku", "POST", "/v1/products", admin, map[string]any{"sku": "", "name": "N"}, []string{"sku"}},
+		{"empty name in a patch", "PATCH", "/v1/products/" + pid, admin, map[string]any{"name": ""}, []string{"name"}},
+		{"order id", "GET", "/v1/orders/bad%20id", admin, nil, []string{"id"}},
+		{"user id", "GET", "/v1/users/" + strings.Repeat("u", 129), admin, nil, []string{"id"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

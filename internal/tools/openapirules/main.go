@@ -171,6 +171,11 @@ func writeField(w *strings.Builder, f protoreflect.FieldDescriptor, r *validate.
 				words = append(words, fmt.Sprintf("at least %s bytes", thousands(int64(n))))
 			}
 		}
+		if max(s.GetMinLen(), s.GetMinBytes()) == 0 && isRequired(f, r) {
+			// A required string (buf.validate required) is not empty.
+			opt("minLength", 1)
+			words = append(words, "not empty")
+		}
 		if s.MaxLen != nil {
 			opt("maxLength", s.GetMaxLen())
 			words = append(words, fmt.Sprintf("at most %s characters", thousands(int64(s.GetMaxLen()))))
@@ -182,9 +187,6 @@ func writeField(w *strings.Builder, f protoreflect.FieldDescriptor, r *validate.
 				opt("maxLength", s.GetMaxBytes())
 			}
 			words = append(words, fmt.Sprintf("at most %s bytes of UTF-8", thousands(int64(s.GetMaxBytes()))))
-		}
-		if max(s.GetMinLen(), s.GetMinBytes()) == 0 && isRequired(f, r) {
-			opt("minLength", 1) // a required string is not empty
 		}
 		if s.GetEmail() {
 			opt("format", strconv.Quote("email"))
