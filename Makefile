@@ -34,7 +34,9 @@ bench:
 #
 # proto/openapi.yaml, the OpenAPI options protoc-gen-openapiv2 reads, is
 # proto/openapi.base.yaml plus the required fields and limits of the
-# buf.validate rules (internal/tools/openapirules).
+# buf.validate rules (internal/tools/openapirules), which then adds the
+# limits protoc-gen-openapiv2 leaves out of path and query parameters
+# (minLength, maxLength, minimum, maximum) to gateway/openapiv2/shop.swagger.json.
 #
 # examples/greeter generates with its own go tool plugins, as docs/guide.md
 # shows, from its copy of options.proto, rewritten first.
@@ -45,6 +47,7 @@ generate:
 	$(BUF) build -o .bin/shop.binpb
 	go run ./internal/tools/openapirules -image .bin/shop.binpb -base proto/openapi.base.yaml -out proto/openapi.yaml
 	$(BUF) generate
+	go run ./internal/tools/openapirules -image .bin/shop.binpb -swagger gateway/openapiv2/shop.swagger.json
 	.bin/protoc-gen-go-kafka --write-options examples/greeter/proto >/dev/null
 	cd examples/greeter && go tool -modfile=../../tools/go.mod buf generate
 

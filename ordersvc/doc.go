@@ -87,7 +87,9 @@
 //     PENDING or CONFIRMED -> CANCELLED. Anything else, including a change to
 //     the current status (so cancelling twice), is FailedPrecondition;
 //     UNSPECIFIED or unknown enum values are InvalidArgument.
-//     UpdateOrderStatus is for admins; CancelOrder for the owner and admins.
+//     UpdateOrderStatus is for admins (anyone else is PermissionDenied before
+//     the request's rules are checked: auth.InterceptorConfig.Admin);
+//     CancelOrder for the owner and admins.
 //   - Every status change is a conditional update (WHERE status = the status
 //     read) written with a shop.orders.v1.OrderStatusChanged event (items
 //     included) in one transaction, so concurrent changes cannot both win and

@@ -7,10 +7,13 @@
 //
 //   - Product ids are "p_" followed by 16 lower-case hex digits (64 random
 //     bits from crypto/rand).
-//   - CreateProduct, UpdateProduct, DeleteProduct and AdjustStock are for
-//     admins (Unauthenticated without a token, PermissionDenied otherwise;
-//     a request that breaks its rules is InvalidArgument first, since the
-//     rules are checked before the handler checks the role).
+//   - CreateProduct, UpdateProduct, DeleteProduct, AdjustStock and
+//     ImportProducts are for admins (Unauthenticated without a token,
+//     PermissionDenied "admin role required" otherwise). internal/app's
+//     auth interceptor checks the role before the request's rules
+//     (auth.InterceptorConfig.Admin), so a customer's invalid request is
+//     PermissionDenied, not InvalidArgument; the handlers check it again
+//     (auth.RequireAdmin) for a server run without that interceptor.
 //     ReserveStock and ReleaseStock are for the service and admin roles.
 //     GetProduct and ListProducts need no token.
 //   - The limits of every request field are its buf.validate rules in

@@ -19,7 +19,8 @@
 //     and admins reach any account. Anyone else gets PermissionDenied, whether
 //     or not the id exists, so ids cannot be probed; an admin asking for an
 //     unknown id gets NotFound. Service-role tokens are not admins.
-//   - ListUsers is for admins. It returns users oldest first, ordered by
+//   - ListUsers is for admins (anyone else is PermissionDenied before the
+//     request's rules are checked: auth.InterceptorConfig.Admin). It returns users oldest first, ordered by
 //     (create_time, id). page_size defaults to 20 and is capped at 100.
 //     page_token is opaque: unpadded base64url of "<create_time unix
 //     microseconds>:<id>" of the last user of the previous page.
@@ -32,7 +33,8 @@
 //   - The limits of every request field are its buf.validate rules in
 //     proto/shop/users/v1/users.proto (email an address of at most 254
 //     bytes, password 8 characters to 72 bytes, display name 1 to 100
-//     characters, not only spaces, no control characters), enforced
+//     characters, not only spaces, no control characters; user ids 1 to 128
+//     bytes of printable ASCII), enforced
 //     before a handler runs: InvalidArgument listing every violation.
 //     Login answers InvalidArgument to an empty email or password.
 //   - Storage failures are logged and answered with Internal and a generic

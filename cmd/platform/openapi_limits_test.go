@@ -188,3 +188,81 @@ func TestOpenAPILimitsHold(t *testing.T) {
 	}
 	t.Logf("checked %d required fields and limits against the API", checked)
 }
+
+// The limits /openapi.json states for path and query parameters are the
+// ones the API enforces: a value at the limit is accepted, one past it
+// answers 400 INVALID_ARGUMENT. 64-bit integers (minPriceCents) are JSON
+// strings: their limits are in words only.
+func TestOpenAPIParameterLimitsHold(t *testing.T) {
+	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true })
+	_, raw, _ := s.call("GET", "/openapi.json", "", nil, nil)
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct {
+				Name, In             string
+				MaxLength, MinLength *int
+				Minimum, Maximum     *float64
+			}
+		}
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	admin := s.adminToken()
+	type param = struct {
+		Name, In             string
+		MaxLength, MinLength *int
+		Minimum, Maximum     *float64
+	}
+	find := func(path, method, name string) param {
+		for _, p := range doc.Paths[path][method].Parameters {
+			if p.Name == name {
+				return p
+			}
+		}
+		t.Fatalf("%s %s: no parameter %s", method, path, name)
+		return param{}
+	}
+	status := func(path string) int {
+		code, _ := s.do("GET", path, admin, nil)
+		return code
+	}
+	for _, name := range []string{"query", "category"} {
+		p := find("/v1/products", "get", name)
+		if p.MaxLength == nil {
+			t.Fatalf("%s: no maxLength", name)
+		}
+		if code := status("/v1/products?" + name + "=" + strings.Repeat("a", *p.MaxLength)); code != 200 {
+			t.Errorf("%s at maxLength %d = %d, want 200", name, *p.MaxLength, code)
+		}
+		if code := status("/v1/products?" + name + "=" + strings.Repeat("a", *p.MaxLength+1)); code != 400 {
+			t.Errorf("%s past maxLength %d = %d, want 400", name, *p.MaxLength, code)
+		}
+	}
+	for _, route := range []struct{ path, method, url string }{
+		{"/v1/products", "get", "/v1/products?pageSize="},
+		{"/v1/users", "get", "/v1/users?pageSize="},
+		{"/v1/users/{userId}/orders", "get", "/v1/users/me/orders?pageSize="},
+	} {
+		p := find(route.path, route.method, "pageSize")
+		if p.Minimum == nil {
+			t.Fatalf("%s pageSize: no minimum", route.path)
+		}
+		if code := status(route.url + fmt.Sprint(*p.Minimum)); code != 200 {
+			t.Errorf("%s pageSize at its minimum = %d, want 200", route.path, code)
+		}
+		if code := status(route.url + fmt.Sprint(*p.Minimum-1)); code != 400 {
+			t.Errorf("%s pageSize below its minimum = %d, want 400", route.path, code)
+		}
+	}
+	p := find("/v1/orders/{id}", "get", "id")
+	if p.MaxLength == nil || p.MinLength == nil || *p.MinLength != 1 {
+		t.Fatalf("order id limits = %+v", p)
+	}
+	if code := status("/v1/orders/" + strings.Repeat("o", *p.MaxLength)); code != 404 {
+		t.Errorf("order id at maxLength = %d, want 404 (valid, unknown)", code)
+	}
+	if code := status("/v1/orders/" + strings.Repeat("o", *p.MaxLength+1)); code != 400 {
+		t.Errorf("order id past maxLength = %d, want 400", code)
+	}
+}

@@ -424,6 +424,12 @@ func TestValidationListsEveryViolation(t *testing.T) {
 		}}, []string{"items[0].quantity", "items[1].product_id", "items[1].quantity"}},
 		{"list filters", "GET", "/v1/products?minPriceCents=-1&orderBy=color&pageSize=-5", "", nil,
 			[]string{"min_price_cents", "order_by", "page_size"}},
+		// An empty required string is one violation ("value is required"),
+		// not one per rule, and so is an empty name in a patch.
+		{"empty sku", "POST", "/v1/products", admin, map[string]any{"sku": "", "name": "N"}, []string{"sku"}},
+		{"empty name in a patch", "PATCH", "/v1/products/" + pid, admin, map[string]any{"name": ""}, []string{"name"}},
+		{"order id", "GET", "/v1/orders/bad%20id", admin, nil, []string{"id"}},
+		{"user id", "GET", "/v1/users/" + strings.Repeat("u", 129), admin, nil, []string{"id"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -461,6 +467,51 @@ func TestValidationListsEveryViolation(t *testing.T) {
 	}
 	if users := s.must(200, "GET", "/v1/users?pageSize=100", admin, nil)["users"].([]any); len(users) != 1 {
 		t.Fatalf("%d users, want the admin alone", len(users))
+	}
+}
+
+// TestAdminRoutesRefuseBeforeValidation: a customer calling an admin-only
+// route is refused 403 "admin role required" whether or not the request is
+// valid: the role is checked before the request's buf.validate rules, so
+// an invalid body does not earn a 400 listing what is wrong with it.
+func TestAdminRoutesRefuseBeforeValidation(t *testing.T) {
+	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true })
+	admin := s.adminToken()
+	_, customer := s.register("eve@example.com")
+	pid := s.product(admin, "ADMIN-1", 100, 5)
+	oid := s.must(200, "POST", "/v1/orders", customer, map[string]any{"items": []any{map[string]any{"productId": pid, "quantity": 1}}})["id"].(string)
+	tests := []struct {
+		name, method, path string
+		body               any
+	}{
+		{"create product", "POST", "/v1/products", map[string]any{"sku": ""}},
+		{"update product", "PATCH", "/v1/products/" + pid, map[string]any{"name": " ", "priceCents": -1}},
+		{"delete product", "DELETE", "/v1/products/bad%20id", nil},
+		{"adjust stock", "POST", "/v1/products/" + pid + ":adjustStock", map[string]any{"delta": 0}},
+		{"list users", "GET", "/v1/users?pageSize=-1", nil},
+		{"update status", "POST", "/v1/orders/" + oid + ":updateStatus", map[string]any{"status": "ORDER_STATUS_UNSPECIFIED"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// The admin's same request is invalid: 400, so the 403 below
+			// is the role check's, not a route that takes anything.
+			if code, body := s.do(tc.method, tc.path, admin, tc.body); code != 400 || body["code"] != "INVALID_ARGUMENT" {
+				t.Fatalf("admin: %s %s = %d %v, want 400 INVALID_ARGUMENT", tc.method, tc.path, code, body)
+			}
+			code, body := s.do(tc.method, tc.path, customer, tc.body)
+			if code != 403 || body["code"] != "PERMISSION_DENIED" || body["message"] != "admin role required" {
+				t.Fatalf("customer: %s %s = %d %v, want 403 PERMISSION_DENIED admin role required", tc.method, tc.path, code, body)
+			}
+		})
+	}
+	t.Run("import", func(t *testing.T) {
+		if code, raw, _ := s.call("POST", "/v1/products:import", customer, nil, `{"sku": "", "priceCents": -1}`+"\n"); code != 403 || !strings.Contains(string(raw), "admin role required") {
+			t.Fatalf("customer's invalid import = %d %s, want 403 admin role required", code, raw)
+		}
+	})
+	// Nothing above changed anything.
+	if got := s.stock(pid); got != 4 {
+		t.Fatalf("stock = %d, want 4", got)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	ordersv1 "github.com/kgrpc/platform/gen/shop/orders/v1"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
 	usersv1 "github.com/kgrpc/platform/gen/shop/users/v1"
 	"github.com/kgrpc/platform/internal/auth"
@@ -178,7 +179,7 @@ func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocatio
 	if u.tel != nil {
 		opts = append(opts, u.tel.Server()...) // outermost: every request counted
 	}
-	authCfg := auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked, Public: publicMethod}
+	authCfg := auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked, Public: publicMethod, Admin: adminMethod}
 	opts = append(opts, kafkatransport.WithUnaryServerInterceptors(requestID, logCalls(u.log),
 		auth.UnaryServerInterceptor(authCfg),
 		validate.UnaryServerInterceptor(rules),
@@ -203,6 +204,25 @@ func publicMethod(method string) bool {
 		return true
 	}
 	return strings.HasPrefix(method, "/grpc.health.v1.Health/") || strings.HasPrefix(method, "/grpc.reflection.")
+}
+
+// adminMethod reports whether method is for admins only, whoever calls it:
+// any other caller gets the handler's own RequireAdmin error
+// (PermissionDenied "admin role required") before its request is validated,
+// so a customer is told it may not call the method, not what is wrong with
+// the request. Methods for "admins or the owner" (GetUser, CancelOrder...)
+// and for "the service or admin roles" (ReserveStock, ReleaseStock) are
+// left to their handlers.
+func adminMethod(method string) bool {
+	switch method {
+	case usersv1.UserService_ListUsers_FullMethodName,
+		productsv1.ProductService_CreateProduct_FullMethodName, productsv1.ProductService_UpdateProduct_FullMethodName,
+		productsv1.ProductService_DeleteProduct_FullMethodName, productsv1.ProductService_AdjustStock_FullMethodName,
+		productsv1.ProductService_ImportProducts_FullMethodName,
+		ordersv1.OrderService_UpdateOrderStatus_FullMethodName:
+		return true
+	}
+	return false
 }
 
 // requestIDStream is requestID for streams.

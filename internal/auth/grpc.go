@@ -93,6 +93,16 @@ type InterceptorConfig struct {
 	// method it may not call. Nil leaves every method to its handler
 	// (Require, RequireAdmin).
 	Public func(method string) bool
+	// Admin, when set, reports whether a method is for admins only, for
+	// every caller (not "admins or the owner", which only the handler can
+	// tell). A call of such a method by anyone but an admin fails as
+	// RequireAdmin fails (Unauthenticated without claims, PermissionDenied
+	// otherwise) before the interceptors after this one (request
+	// validation) run, so a customer sending an invalid request to an
+	// admin route learns it may not call it, not what is wrong with the
+	// request. The handlers keep their own RequireAdmin, the same rule and
+	// message, for a service run without this interceptor.
+	Admin func(method string) bool
 }
 
 // UnaryServerInterceptor puts the caller's claims in the context
@@ -109,7 +119,8 @@ type InterceptorConfig struct {
 // A call without an authenticated producer has no claims, whatever its
 // metadata says: with InterceptorConfig.Public, it fails Unauthenticated
 // unless its method is public; without, the handler decides (Require,
-// RequireAdmin). Bearer tokens in metadata are ignored: they
+// RequireAdmin). A call of an admin-only method (InterceptorConfig.Admin)
+// by anyone but an admin fails as RequireAdmin does. Bearer tokens in metadata are ignored: they
 // never go on the bus.
 func UnaryServerInterceptor(cfg InterceptorConfig) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -204,6 +215,11 @@ func (cfg InterceptorConfig) callerContext(ctx context.Context, method string) (
 	if _, ok := FromContext(ctx); !ok && cfg.Public != nil && !cfg.Public(method) {
 		_, err := Require(ctx)
 		return nil, err
+	}
+	if cfg.Admin != nil && cfg.Admin(method) {
+		if _, err := RequireAdmin(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return ctx, nil
 }

@@ -14,6 +14,10 @@
 // minItems, maxItems, enum) and a description: the field's comment
 // followed by the rules in words ("Not negative, at most 1000."). make
 // generate runs it; CI fails when its output is not committed.
+//
+// With -swagger instead of -base and -out, it adds to the document
+// protoc-gen-openapiv2 wrote the limits of path and query parameters,
+// which that generator leaves out (see runParams).
 package main
 
 import (
@@ -29,6 +33,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/descriptorpb"
 )
 
@@ -36,29 +41,45 @@ func main() {
 	image := flag.String("image", "", "a buf image (buf build -o) of the protos")
 	base := flag.String("base", "", "the hand-written OpenAPI options")
 	out := flag.String("out", "", "where to write the options with the rules")
+	swagger := flag.String("swagger", "", "instead of -base and -out: the OpenAPI document protoc-gen-openapiv2 wrote, to add the limits of its path and query parameters to")
 	flag.Parse()
-	if *image == "" || *base == "" || *out == "" {
-		log.Fatal("openapirules: -image, -base and -out are required")
+	var err error
+	switch {
+	case *image != "" && *swagger != "":
+		err = runParams(*image, *swagger)
+	case *image != "" && *base != "" && *out != "":
+		err = run(*image, *base, *out)
+	default:
+		log.Fatal("openapirules: -image and either -base and -out, or -swagger, are required")
 	}
-	if err := run(*image, *base, *out); err != nil {
+	if err != nil {
 		log.Fatalf("openapirules: %v", err)
 	}
 }
 
-func run(imagePath, basePath, outPath string) error {
+// readImage returns the files of a buf image.
+func readImage(imagePath string) (*protoregistry.Files, error) {
 	raw, err := os.ReadFile(imagePath)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// A buf image is a FileDescriptorSet on the wire; unmarshalling
 	// resolves the buf.validate extensions this program links.
 	var set descriptorpb.FileDescriptorSet
 	if err := proto.Unmarshal(raw, &set); err != nil {
-		return fmt.Errorf("read image: %w", err)
+		return nil, fmt.Errorf("read image: %w", err)
 	}
 	files, err := protodesc.NewFiles(&set)
 	if err != nil {
-		return fmt.Errorf("image: %w", err)
+		return nil, fmt.Errorf("image: %w", err)
+	}
+	return files, nil
+}
+
+func run(imagePath, basePath, outPath string) error {
+	files, err := readImage(imagePath)
+	if err != nil {
+		return err
 	}
 	baseText, err := os.ReadFile(basePath)
 	if err != nil {
@@ -171,6 +192,11 @@ func writeField(w *strings.Builder, f protoreflect.FieldDescriptor, r *validate.
 				words = append(words, fmt.Sprintf("at least %s bytes", thousands(int64(n))))
 			}
 		}
+		if max(s.GetMinLen(), s.GetMinBytes()) == 0 && isRequired(f, r) {
+			// A required string (buf.validate required) is not empty.
+			opt("minLength", 1)
+			words = append(words, "not empty")
+		}
 		if s.MaxLen != nil {
 			opt("maxLength", s.GetMaxLen())
 			words = append(words, fmt.Sprintf("at most %s characters", thousands(int64(s.GetMaxLen()))))
@@ -182,9 +208,6 @@ func writeField(w *strings.Builder, f protoreflect.FieldDescriptor, r *validate.
 				opt("maxLength", s.GetMaxBytes())
 			}
 			words = append(words, fmt.Sprintf("at most %s bytes of UTF-8", thousands(int64(s.GetMaxBytes()))))
-		}
-		if max(s.GetMinLen(), s.GetMinBytes()) == 0 && isRequired(f, r) {
-			opt("minLength", 1) // a required string is not empty
 		}
 		if s.GetEmail() {
 			opt("format", strconv.Quote("email"))

@@ -207,9 +207,9 @@ var File_shop_api_v1_api_proto protoreflect.FileDescriptor
 
 const file_shop_api_v1_api_proto_rawDesc = "" +
 	"\n" +
-	"\x15shop/api/v1/api.proto\x12\vshop.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1bshop/orders/v1/orders.proto\x1a\x19shop/users/v1/users.proto\"1\n" +
-	"\x17GetUserDashboardRequest\x12\x16\n" +
-	"\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x02id\"\xa0\x01\n" +
+	"\x15shop/api/v1/api.proto\x12\vshop.api.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1bshop/orders/v1/orders.proto\x1a\x19shop/users/v1/users.proto\"@\n" +
+	"\x17GetUserDashboardRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\"\xa0\x01\n" +
 	"\x18GetUserDashboardResponse\x12'\n" +
 	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\x12:\n" +
 	"\rrecent_orders\x18\x02 \x03(\v2\x15.shop.orders.v1.OrderR\frecentOrders\x12\x1f\n" +

@@ -944,22 +944,22 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"n\n" +
-	"\x0fCreateOrderItem\x123\n" +
+	"updateTime\"o\n" +
+	"\x0fCreateOrderItem\x124\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\tproductId\x12&\n" +
+	"product_id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\tproductId\x12&\n" +
 	"\bquantity\x18\x02 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x01R\bquantity\"U\n" +
 	"\x12CreateOrderRequest\x12?\n" +
 	"\x05items\x18\x01 \x03(\v2\x1f.shop.orders.v1.CreateOrderItemB\b\xbaH\x05\x92\x01\x02\b\x01R\x05items\"B\n" +
 	"\x13CreateOrderResponse\x12+\n" +
-	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\")\n" +
-	"\x0fGetOrderRequest\x12\x16\n" +
-	"\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x02id\"?\n" +
+	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\"8\n" +
+	"\x0fGetOrderRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\"?\n" +
 	"\x10GetOrderResponse\x12+\n" +
-	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\"}\n" +
-	"\x15ListUserOrdersRequest\x12\x1f\n" +
-	"\auser_id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x06userId\x12$\n" +
+	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\"\x8c\x01\n" +
+	"\x15ListUserOrdersRequest\x12.\n" +
+	"\auser_id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x06userId\x12$\n" +
 	"\tpage_size\x18\x02 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x8e\x01\n" +
@@ -967,19 +967,19 @@ const file_shop_orders_v1_orders_proto_rawDesc = "" +
 	"\x06orders\x18\x01 \x03(\v2\x15.shop.orders.v1.OrderR\x06orders\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1d\n" +
 	"\n" +
-	"total_size\x18\x03 \x01(\x05R\ttotalSize\",\n" +
-	"\x12CancelOrderRequest\x12\x16\n" +
-	"\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x02id\"B\n" +
+	"total_size\x18\x03 \x01(\x05R\ttotalSize\";\n" +
+	"\x12CancelOrderRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\"B\n" +
 	"\x13CancelOrderResponse\x12+\n" +
-	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\"s\n" +
-	"\x18UpdateOrderStatusRequest\x12\x16\n" +
-	"\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x02id\x12?\n" +
+	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\"\x82\x01\n" +
+	"\x18UpdateOrderStatusRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\x12?\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1b.shop.orders.v1.OrderStatusB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x06status\"H\n" +
 	"\x19UpdateOrderStatusResponse\x12+\n" +
-	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\"+\n" +
-	"\x11WatchOrderRequest\x12\x16\n" +
-	"\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x02id\"A\n" +
+	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order\":\n" +
+	"\x11WatchOrderRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\"A\n" +
 	"\x12WatchOrderResponse\x12+\n" +
 	"\x05order\x18\x01 \x01(\v2\x15.shop.orders.v1.OrderR\x05order*\xb3\x01\n" +
 	"\vOrderStatus\x12\x1c\n" +

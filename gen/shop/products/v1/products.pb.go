@@ -1427,11 +1427,11 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xb8\x03\n" +
-	"\x14CreateProductRequest\x129\n" +
-	"\x03sku\x18\x01 \x01(\tB'\xbaH$r\"\x10\x01\x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x03sku\x12z\n" +
-	"\x04name\x18\x02 \x01(\tBf\xbaHc\xba\x01>\n" +
-	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != ''\xc8\x01\x01r\x1d\x18\xc8\x012\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\x04name\x12U\n" +
+	"updateTime\"\xc8\x03\n" +
+	"\x14CreateProductRequest\x12:\n" +
+	"\x03sku\x18\x01 \x01(\tB(\xbaH%\xc8\x01\x01r \x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x03sku\x12\x88\x01\n" +
+	"\x04name\x18\x02 \x01(\tBt\xbaHq\xba\x01L\n" +
+	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x1fthis == '' || this.trim() != ''\xc8\x01\x01r\x1d\x18\xc8\x012\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\x04name\x12U\n" +
 	"\vdescription\x18\x03 \x01(\tB3\xbaH0r.\x18\x88'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$R\vdescription\x12=\n" +
 	"\bcategory\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18d2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\bcategory\x12.\n" +
 	"\vprice_cents\x18\x05 \x01(\x03B\r\xbaH\n" +
@@ -1440,9 +1440,9 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\x05stock\x18\x06 \x01(\x03B\r\xbaH\n" +
 	"\"\b\x18\x80\x94\xeb\xdc\x03(\x00R\x05stock\"L\n" +
 	"\x15CreateProductResponse\x123\n" +
-	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"9\n" +
-	"\x11GetProductRequest\x12$\n" +
-	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\x02id\"I\n" +
+	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\":\n" +
+	"\x11GetProductRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\"I\n" +
 	"\x12GetProductResponse\x123\n" +
 	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"\x9b\x05\n" +
 	"\x13ListProductsRequest\x128\n" +
@@ -1462,11 +1462,11 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\x10_max_price_cents\"u\n" +
 	"\x14ListProductsResponse\x125\n" +
 	"\bproducts\x18\x01 \x03(\v2\x19.shop.products.v1.ProductR\bproducts\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8c\x05\n" +
-	"\x14UpdateProductRequest\x12$\n" +
-	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\x02id\x12~\n" +
-	"\x04name\x18\x02 \x01(\tBe\xbaHb\xba\x01>\n" +
-	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != ''r\x1f\x10\x01\x18\xc8\x012\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$H\x00R\x04name\x88\x01\x01\x12Z\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9c\x05\n" +
+	"\x14UpdateProductRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\x12\x8c\x01\n" +
+	"\x04name\x18\x02 \x01(\tBs\xbaHp\xba\x01L\n" +
+	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x1fthis == '' || this.trim() != ''r\x1f\x10\x01\x18\xc8\x012\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$H\x00R\x04name\x88\x01\x01\x12Z\n" +
 	"\vdescription\x18\x03 \x01(\tB3\xbaH0r.\x18\x88'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$H\x01R\vdescription\x88\x01\x01\x12B\n" +
 	"\bcategory\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18d2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$H\x02R\bcategory\x88\x01\x01\x123\n" +
 	"\vprice_cents\x18\x05 \x01(\x03B\r\xbaH\n" +
@@ -1478,22 +1478,22 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\t_categoryB\x0e\n" +
 	"\f_price_cents\"L\n" +
 	"\x15UpdateProductResponse\x123\n" +
-	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"<\n" +
-	"\x14DeleteProductRequest\x12$\n" +
-	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\x02id\"\x17\n" +
-	"\x15DeleteProductResponse\"j\n" +
-	"\x12AdjustStockRequest\x12$\n" +
-	"\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\x02id\x12.\n" +
+	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"=\n" +
+	"\x14DeleteProductRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\"\x17\n" +
+	"\x15DeleteProductResponse\"k\n" +
+	"\x12AdjustStockRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\x12.\n" +
 	"\x05delta\x18\x02 \x01(\x03B\x18\xbaH\x15\"\x138\x00\x18\x80\x94\xeb\xdc\x03(\x80씣\xfc\xff\xff\xff\xff\x01R\x05delta\"J\n" +
 	"\x13AdjustStockResponse\x123\n" +
-	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"k\n" +
-	"\tStockItem\x123\n" +
+	"\aproduct\x18\x01 \x01(\v2\x19.shop.products.v1.ProductR\aproduct\"l\n" +
+	"\tStockItem\x124\n" +
 	"\n" +
-	"product_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\tproductId\x12)\n" +
+	"product_id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\tproductId\x12)\n" +
 	"\bquantity\x18\x02 \x01(\x05B\r\xbaH\n" +
-	"\x1a\b\x18\x80\x94\xeb\xdc\x03(\x01R\bquantity\"\x8f\x01\n" +
-	"\x13ReserveStockRequest\x12;\n" +
-	"\x0ereservation_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\rreservationId\x12;\n" +
+	"\x1a\b\x18\x80\x94\xeb\xdc\x03(\x01R\bquantity\"\x90\x01\n" +
+	"\x13ReserveStockRequest\x12<\n" +
+	"\x0ereservation_id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\rreservationId\x12;\n" +
 	"\x05items\x18\x02 \x03(\v2\x1b.shop.products.v1.StockItemB\b\xbaH\x05\x92\x01\x02\b\x01R\x05items\"\x96\x01\n" +
 	"\fReservedItem\x12\x1d\n" +
 	"\n" +
@@ -1502,15 +1502,15 @@ const file_shop_products_v1_products_proto_rawDesc = "" +
 	"\x10unit_price_cents\x18\x03 \x01(\x03R\x0eunitPriceCents\x12\x1a\n" +
 	"\bquantity\x18\x04 \x01(\x05R\bquantity\"L\n" +
 	"\x14ReserveStockResponse\x124\n" +
-	"\x05items\x18\x01 \x03(\v2\x1e.shop.products.v1.ReservedItemR\x05items\"R\n" +
-	"\x13ReleaseStockRequest\x12;\n" +
-	"\x0ereservation_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x012\b^[!-~]*$R\rreservationId\"2\n" +
+	"\x05items\x18\x01 \x03(\v2\x1e.shop.products.v1.ReservedItemR\x05items\"S\n" +
+	"\x13ReleaseStockRequest\x12<\n" +
+	"\x0ereservation_id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\rreservationId\"2\n" +
 	"\x14ReleaseStockResponse\x12\x1a\n" +
-	"\breleased\x18\x01 \x01(\bR\breleased\"\xb9\x03\n" +
-	"\x15ImportProductsRequest\x129\n" +
-	"\x03sku\x18\x01 \x01(\tB'\xbaH$r\"\x10\x01\x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x03sku\x12z\n" +
-	"\x04name\x18\x02 \x01(\tBf\xbaHc\xba\x01>\n" +
-	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != ''\xc8\x01\x01r\x1d\x18\xc8\x012\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\x04name\x12U\n" +
+	"\breleased\x18\x01 \x01(\bR\breleased\"\xc9\x03\n" +
+	"\x15ImportProductsRequest\x12:\n" +
+	"\x03sku\x18\x01 \x01(\tB(\xbaH%\xc8\x01\x01r \x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$R\x03sku\x12\x88\x01\n" +
+	"\x04name\x18\x02 \x01(\tBt\xbaHq\xba\x01L\n" +
+	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x1fthis == '' || this.trim() != ''\xc8\x01\x01r\x1d\x18\xc8\x012\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\x04name\x12U\n" +
 	"\vdescription\x18\x03 \x01(\tB3\xbaH0r.\x18\x88'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$R\vdescription\x12=\n" +
 	"\bcategory\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18d2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\bcategory\x12.\n" +
 	"\vprice_cents\x18\x05 \x01(\x03B\r\xbaH\n" +

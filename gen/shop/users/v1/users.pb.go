@@ -811,13 +811,13 @@ const file_shop_users_v1_users_proto_rawDesc = "" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xea\x01\n" +
+	"updateTime\"\xf8\x01\n" +
 	"\x11CreateUserRequest\x12#\n" +
 	"\x05email\x18\x01 \x01(\tB\r\xbaH\n" +
 	"\xc8\x01\x01r\x05(\xfe\x01`\x01R\x05email\x12%\n" +
-	"\bpassword\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\b(HR\bpassword\x12\x88\x01\n" +
-	"\fdisplay_name\x18\x03 \x01(\tBe\xbaHb\xba\x01>\n" +
-	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != ''\xc8\x01\x01r\x1c\x18d2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\vdisplayName\"=\n" +
+	"\bpassword\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\b(HR\bpassword\x12\x96\x01\n" +
+	"\fdisplay_name\x18\x03 \x01(\tBs\xbaHp\xba\x01L\n" +
+	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x1fthis == '' || this.trim() != ''\xc8\x01\x01r\x1c\x18d2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$R\vdisplayName\"=\n" +
 	"\x12CreateUserResponse\x12'\n" +
 	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"P\n" +
 	"\fLoginRequest\x12\x1c\n" +
@@ -827,23 +827,23 @@ const file_shop_users_v1_users_proto_rawDesc = "" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12'\n" +
-	"\x04user\x18\x03 \x01(\v2\x13.shop.users.v1.UserR\x04user\"(\n" +
-	"\x0eGetUserRequest\x12\x16\n" +
-	"\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x02id\":\n" +
+	"\x04user\x18\x03 \x01(\v2\x13.shop.users.v1.UserR\x04user\"7\n" +
+	"\x0eGetUserRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\":\n" +
 	"\x0fGetUserResponse\x12'\n" +
-	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"\xfc\x02\n" +
-	"\x11UpdateUserRequest\x12\x16\n" +
-	"\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x02id\x12\x8c\x01\n" +
-	"\fdisplay_name\x18\x02 \x01(\tBd\xbaHa\xba\x01>\n" +
-	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != ''r\x1e\x10\x01\x18d2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$H\x00R\vdisplayName\x88\x01\x01\x12*\n" +
+	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"\x99\x03\n" +
+	"\x11UpdateUserRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\x12\x9a\x01\n" +
+	"\fdisplay_name\x18\x02 \x01(\tBr\xbaHo\xba\x01L\n" +
+	"\x10string.not_blank\x12\x17must not be only spaces\x1a\x1fthis == '' || this.trim() != ''r\x1e\x10\x01\x18d2\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$H\x00R\vdisplayName\x88\x01\x01\x12*\n" +
 	"\bpassword\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\b(HH\x01R\bpassword\x88\x01\x01:v\xbaHs\x1aq\n" +
 	"\x10update.not_empty\x12/nothing to update: set display_name or password\x1a,has(this.display_name) || has(this.password)B\x0f\n" +
 	"\r_display_nameB\v\n" +
 	"\t_password\"=\n" +
 	"\x12UpdateUserResponse\x12'\n" +
-	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\"+\n" +
-	"\x11DeleteUserRequest\x12\x16\n" +
-	"\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01R\x02id\"\x14\n" +
+	"\x04user\x18\x01 \x01(\v2\x13.shop.users.v1.UserR\x04user\":\n" +
+	"\x11DeleteUserRequest\x12%\n" +
+	"\x02id\x18\x01 \x01(\tB\x15\xbaH\x12\xc8\x01\x01r\r(\x80\x012\b^[!-~]*$R\x02id\"\x14\n" +
 	"\x12DeleteUserResponse\"W\n" +
 	"\x10ListUsersRequest\x12$\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\a\xbaH\x04\x1a\x02(\x00R\bpageSize\x12\x1d\n" +

@@ -28,7 +28,7 @@ from shop.orders.v1 import orders_pb2 as shop_dot_orders_dot_v1_dot_orders__pb2
 from shop.users.v1 import users_pb2 as shop_dot_users_dot_v1_dot_users__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shop/api/v1/api.proto\x12\x0bshop.api.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1bshop/orders/v1/orders.proto\x1a\x19shop/users/v1/users.proto\"-\n\x17GetUserDashboardRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\"\x80\x01\n\x18GetUserDashboardResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.User\x12,\n\rrecent_orders\x18\x02 \x03(\x0b\x32\x15.shop.orders.v1.Order\x12\x13\n\x0border_count\x18\x03 \x01(\x05\"M\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any2q\n\x0eGatewayService\x12_\n\x10GetUserDashboard\x12$.shop.api.v1.GetUserDashboardRequest\x1a%.shop.api.v1.GetUserDashboardResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shop/api/v1/api.proto\x12\x0bshop.api.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x19google/protobuf/any.proto\x1a\x1bshop/orders/v1/orders.proto\x1a\x19shop/users/v1/users.proto\"<\n\x17GetUserDashboardRequest\x12!\n\x02id\x18\x01 \x01(\tB\x15\xbaH\x12r\r(\x80\x01\x32\x08^[!-~]*$\xc8\x01\x01\"\x80\x01\n\x18GetUserDashboardResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.User\x12,\n\rrecent_orders\x18\x02 \x03(\x0b\x32\x15.shop.orders.v1.Order\x12\x13\n\x0border_count\x18\x03 \x01(\x05\"M\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12%\n\x07\x64\x65tails\x18\x03 \x03(\x0b\x32\x14.google.protobuf.Any2q\n\x0eGatewayService\x12_\n\x10GetUserDashboard\x12$.shop.api.v1.GetUserDashboardRequest\x1a%.shop.api.v1.GetUserDashboardResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,13 +36,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.api.v1.api_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETUSERDASHBOARDREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_GETUSERDASHBOARDREQUEST'].fields_by_name['id']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_GETUSERDASHBOARDREQUEST'].fields_by_name['id']._serialized_options = b'\272H\022r\r(\200\0012\010^[!-~]*$\310\001\001'
   _globals['_GETUSERDASHBOARDREQUEST']._serialized_start=150
-  _globals['_GETUSERDASHBOARDREQUEST']._serialized_end=195
-  _globals['_GETUSERDASHBOARDRESPONSE']._serialized_start=198
-  _globals['_GETUSERDASHBOARDRESPONSE']._serialized_end=326
-  _globals['_ERROR']._serialized_start=328
-  _globals['_ERROR']._serialized_end=405
-  _globals['_GATEWAYSERVICE']._serialized_start=407
-  _globals['_GATEWAYSERVICE']._serialized_end=520
+  _globals['_GETUSERDASHBOARDREQUEST']._serialized_end=210
+  _globals['_GETUSERDASHBOARDRESPONSE']._serialized_start=213
+  _globals['_GETUSERDASHBOARDRESPONSE']._serialized_end=341
+  _globals['_ERROR']._serialized_start=343
+  _globals['_ERROR']._serialized_end=420
+  _globals['_GATEWAYSERVICE']._serialized_start=422
+  _globals['_GATEWAYSERVICE']._serialized_end=535
 # @@protoc_insertion_point(module_scope)

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kgrpc.kafka.v1 import options_pb2 as kgrpc_dot_kafka_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fshop/products/v1/products.proto\x12\x10shop.products.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckgrpc/kafka/v1/options.proto\"\xdd\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x13\n\x0bprice_cents\x18\x06 \x01(\x03\x12\r\n\x05stock\x18\x07 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x03\n\x14\x43reateProductRequest\x12\x34\n\x03sku\x18\x01 \x01(\tB\'\xbaH$r\"\x10\x01\x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$\x12t\n\x04name\x18\x02 \x01(\tBf\xbaHcr\x1d\x18\xc8\x01\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\xba\x01>\n\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != \'\'\xc8\x01\x01\x12H\n\x0b\x64\x65scription\x18\x03 \x01(\tB3\xbaH0r.\x18\x88\'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$\x12\x33\n\x08\x63\x61tegory\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\x12\"\n\x0bprice_cents\x18\x05 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12\x1c\n\x05stock\x18\x06 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\x94\xeb\xdc\x03(\x00\"C\n\x15\x43reateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.shop.products.v1.Product\"5\n\x11GetProductRequest\x12 \n\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x01\x32\x08^[!-~]*$\"@\n\x12GetProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.shop.products.v1.Product\"\xc5\x04\n\x13ListProductsRequest\x12\x31\n\x05query\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d\x18\xc8\x01\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\x12\x33\n\x08\x63\x61tegory\x18\x02 \x01(\tB!\xbaH\x1er\x1c\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\x12+\n\x0fmin_price_cents\x18\x03 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00H\x00\x88\x01\x01\x12+\n\x0fmax_price_cents\x18\x04 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00H\x01\x88\x01\x01\x12\x10\n\x08in_stock\x18\x05 \x01(\x08\x12P\n\x08order_by\x18\x06 \x01(\tB>\xbaH;r9R\x00R\x04nameR\x05-nameR\x05priceR\x06-priceR\x0b\x63reate_timeR\x0c-create_time\x12\x1a\n\tpage_size\x18\x07 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x08 \x01(\t:\xaf\x01\xbaH\xab\x01\x1a\xa8\x01\n\x0bprice_range\x12/min_price_cents must not exceed max_price_cents\x1ah!has(this.min_price_cents) || !has(this.max_price_cents) || this.min_price_cents <= this.max_price_centsB\x12\n\x10_min_price_centsB\x12\n\x10_max_price_cents\"\\\n\x14ListProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.shop.products.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xdf\x04\n\x14UpdateProductRequest\x12 \n\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x01\x32\x08^[!-~]*$\x12x\n\x04name\x18\x02 \x01(\tBe\xbaHbr\x1f\x10\x01\x18\xc8\x01\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\xba\x01>\n\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != \'\'H\x00\x88\x01\x01\x12M\n\x0b\x64\x65scription\x18\x03 \x01(\tB3\xbaH0r.\x18\x88\'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$H\x01\x88\x01\x01\x12\x38\n\x08\x63\x61tegory\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$H\x02\x88\x01\x01\x12\'\n\x0bprice_cents\x18\x05 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00H\x03\x88\x01\x01:\xc2\x01\xbaH\xbe\x01\x1a\xbb\x01\n\x10update.not_empty\x12Onothing to update: set at least one of name, description, category, price_cents\x1aVhas(this.name) || has(this.description) || has(this.category) || has(this.price_cents)B\x07\n\x05_nameB\x0e\n\x0c_descriptionB\x0b\n\t_categoryB\x0e\n\x0c_price_cents\"C\n\x15UpdateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.shop.products.v1.Product\"8\n\x14\x44\x65leteProductRequest\x12 \n\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x01\x32\x08^[!-~]*$\"\x17\n\x15\x44\x65leteProductResponse\"_\n\x12\x41\x64justStockRequest\x12 \n\x02id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x01\x32\x08^[!-~]*$\x12\'\n\x05\x64\x65lta\x18\x02 \x01(\x03\x42\x18\xbaH\x15\"\x13\x18\x80\x94\xeb\xdc\x03(\x80\xec\x94\xa3\xfc\xff\xff\xff\xff\x01\x38\x00\"A\n\x13\x41\x64justStockResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.shop.products.v1.Product\"V\n\tStockItem\x12(\n\nproduct_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x01\x32\x08^[!-~]*$\x12\x1f\n\x08quantity\x18\x02 \x01(\x05\x42\r\xbaH\n\x1a\x08\x18\x80\x94\xeb\xdc\x03(\x01\"y\n\x13ReserveStockRequest\x12,\n\x0ereservation_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x01\x32\x08^[!-~]*$\x12\x34\n\x05items\x18\x02 \x03(\x0b\x32\x1b.shop.products.v1.StockItemB\x08\xbaH\x05\x92\x01\x02\x08\x01\"d\n\x0cReservedItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x14\n\x0cproduct_name\x18\x02 \x01(\t\x12\x18\n\x10unit_price_cents\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"E\n\x14ReserveStockResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.shop.products.v1.ReservedItem\"C\n\x13ReleaseStockRequest\x12,\n\x0ereservation_id\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f\x10\x01(\x80\x01\x32\x08^[!-~]*$\"(\n\x14ReleaseStockResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"\x84\x03\n\x15ImportProductsRequest\x12\x34\n\x03sku\x18\x01 \x01(\tB\'\xbaH$r\"\x10\x01\x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$\x12t\n\x04name\x18\x02 \x01(\tBf\xbaHcr\x1d\x18\xc8\x01\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\xba\x01>\n\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != \'\'\xc8\x01\x01\x12H\n\x0b\x64\x65scription\x18\x03 \x01(\tB3\xbaH0r.\x18\x88\'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$\x12\x33\n\x08\x63\x61tegory\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\x12\"\n\x0bprice_cents\x18\x05 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12\x1c\n\x05stock\x18\x06 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\x94\xeb\xdc\x03(\x00\"\x83\x01\n\x16ImportProductsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05\x12\x10\n\x08rejected\x18\x03 \x01(\x05\x12\x35\n\nrejections\x18\x04 \x03(\x0b\x32!.shop.products.v1.ImportRejection\"@\n\x0fImportRejection\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xd4\x07\n\x0eProductService\x12k\n\rCreateProduct\x12&.shop.products.v1.CreateProductRequest\x1a\'.shop.products.v1.CreateProductResponse\"\t\xca\xf3\x18\x05\n\x03sku\x12\\\n\nGetProduct\x12#.shop.products.v1.GetProductRequest\x1a$.shop.products.v1.GetProductResponse\"\x03\x90\x02\x01\x12\x62\n\x0cListProducts\x12%.shop.products.v1.ListProductsRequest\x1a&.shop.products.v1.ListProductsResponse\"\x03\x90\x02\x01\x12j\n\rUpdateProduct\x12&.shop.products.v1.UpdateProductRequest\x1a\'.shop.products.v1.UpdateProductResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12j\n\rDeleteProduct\x12&.shop.products.v1.DeleteProductRequest\x1a\'.shop.products.v1.DeleteProductResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12\x64\n\x0b\x41\x64justStock\x12$.shop.products.v1.AdjustStockRequest\x1a%.shop.products.v1.AdjustStockResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12v\n\x0cReserveStock\x12%.shop.products.v1.ReserveStockRequest\x1a&.shop.products.v1.ReserveStockResponse\"\x17\x90\x02\x02\xca\xf3\x18\x10\n\x0ereservation_id\x12v\n\x0cReleaseStock\x12%.shop.products.v1.ReleaseStockRequest\x1a&.shop.products.v1.ReleaseStockResponse\"\x17\x90\x02\x02\xca\xf3\x18\x10\n\x0ereservation_id\x12\x65\n\x0eImportProducts\x12\'.shop.products.v1.ImportProductsRequest\x1a(.shop.products.v1.ImportProductsResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fshop/products/v1/products.proto\x12\x10shop.products.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckgrpc/kafka/v1/options.proto\"\xdd\x01\n\x07Product\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x13\n\x0bprice_cents\x18\x06 \x01(\x03\x12\r\n\x05stock\x18\x07 \x01(\x03\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x03\n\x14\x43reateProductRequest\x12\x35\n\x03sku\x18\x01 \x01(\tB(\xbaH%r \x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$\xc8\x01\x01\x12\x82\x01\n\x04name\x18\x02 \x01(\tBt\xbaHqr\x1d\x18\xc8\x01\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\xba\x01L\n\x10string.not_blank\x12\x17must not be only spaces\x1a\x1fthis == \'\' || this.trim() != \'\'\xc8\x01\x01\x12H\n\x0b\x64\x65scription\x18\x03 \x01(\tB3\xbaH0r.\x18\x88\'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$\x12\x33\n\x08\x63\x61tegory\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\x12\"\n\x0bprice_cents\x18\x05 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12\x1c\n\x05stock\x18\x06 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\x94\xeb\xdc\x03(\x00\"C\n\x15\x43reateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.shop.products.v1.Product\"6\n\x11GetProductRequest\x12!\n\x02id\x18\x01 \x01(\tB\x15\xbaH\x12r\r(\x80\x01\x32\x08^[!-~]*$\xc8\x01\x01\"@\n\x12GetProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.shop.products.v1.Product\"\xc5\x04\n\x13ListProductsRequest\x12\x31\n\x05query\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d\x18\xc8\x01\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\x12\x33\n\x08\x63\x61tegory\x18\x02 \x01(\tB!\xbaH\x1er\x1c\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\x12+\n\x0fmin_price_cents\x18\x03 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00H\x00\x88\x01\x01\x12+\n\x0fmax_price_cents\x18\x04 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00H\x01\x88\x01\x01\x12\x10\n\x08in_stock\x18\x05 \x01(\x08\x12P\n\x08order_by\x18\x06 \x01(\tB>\xbaH;r9R\x00R\x04nameR\x05-nameR\x05priceR\x06-priceR\x0b\x63reate_timeR\x0c-create_time\x12\x1a\n\tpage_size\x18\x07 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x08 \x01(\t:\xaf\x01\xbaH\xab\x01\x1a\xa8\x01\n\x0bprice_range\x12/min_price_cents must not exceed max_price_cents\x1ah!has(this.min_price_cents) || !has(this.max_price_cents) || this.min_price_cents <= this.max_price_centsB\x12\n\x10_min_price_centsB\x12\n\x10_max_price_cents\"\\\n\x14ListProductsResponse\x12+\n\x08products\x18\x01 \x03(\x0b\x32\x19.shop.products.v1.Product\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xef\x04\n\x14UpdateProductRequest\x12!\n\x02id\x18\x01 \x01(\tB\x15\xbaH\x12r\r(\x80\x01\x32\x08^[!-~]*$\xc8\x01\x01\x12\x86\x01\n\x04name\x18\x02 \x01(\tBs\xbaHpr\x1f\x10\x01\x18\xc8\x01\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\xba\x01L\n\x10string.not_blank\x12\x17must not be only spaces\x1a\x1fthis == \'\' || this.trim() != \'\'H\x00\x88\x01\x01\x12M\n\x0b\x64\x65scription\x18\x03 \x01(\tB3\xbaH0r.\x18\x88\'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$H\x01\x88\x01\x01\x12\x38\n\x08\x63\x61tegory\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$H\x02\x88\x01\x01\x12\'\n\x0bprice_cents\x18\x05 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00H\x03\x88\x01\x01:\xc2\x01\xbaH\xbe\x01\x1a\xbb\x01\n\x10update.not_empty\x12Onothing to update: set at least one of name, description, category, price_cents\x1aVhas(this.name) || has(this.description) || has(this.category) || has(this.price_cents)B\x07\n\x05_nameB\x0e\n\x0c_descriptionB\x0b\n\t_categoryB\x0e\n\x0c_price_cents\"C\n\x15UpdateProductResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.shop.products.v1.Product\"9\n\x14\x44\x65leteProductRequest\x12!\n\x02id\x18\x01 \x01(\tB\x15\xbaH\x12r\r(\x80\x01\x32\x08^[!-~]*$\xc8\x01\x01\"\x17\n\x15\x44\x65leteProductResponse\"`\n\x12\x41\x64justStockRequest\x12!\n\x02id\x18\x01 \x01(\tB\x15\xbaH\x12r\r(\x80\x01\x32\x08^[!-~]*$\xc8\x01\x01\x12\'\n\x05\x64\x65lta\x18\x02 \x01(\x03\x42\x18\xbaH\x15\"\x13\x18\x80\x94\xeb\xdc\x03(\x80\xec\x94\xa3\xfc\xff\xff\xff\xff\x01\x38\x00\"A\n\x13\x41\x64justStockResponse\x12*\n\x07product\x18\x01 \x01(\x0b\x32\x19.shop.products.v1.Product\"W\n\tStockItem\x12)\n\nproduct_id\x18\x01 \x01(\tB\x15\xbaH\x12r\r(\x80\x01\x32\x08^[!-~]*$\xc8\x01\x01\x12\x1f\n\x08quantity\x18\x02 \x01(\x05\x42\r\xbaH\n\x1a\x08\x18\x80\x94\xeb\xdc\x03(\x01\"z\n\x13ReserveStockRequest\x12-\n\x0ereservation_id\x18\x01 \x01(\tB\x15\xbaH\x12r\r(\x80\x01\x32\x08^[!-~]*$\xc8\x01\x01\x12\x34\n\x05items\x18\x02 \x03(\x0b\x32\x1b.shop.products.v1.StockItemB\x08\xbaH\x05\x92\x01\x02\x08\x01\"d\n\x0cReservedItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x14\n\x0cproduct_name\x18\x02 \x01(\t\x12\x18\n\x10unit_price_cents\x18\x03 \x01(\x03\x12\x10\n\x08quantity\x18\x04 \x01(\x05\"E\n\x14ReserveStockResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.shop.products.v1.ReservedItem\"D\n\x13ReleaseStockRequest\x12-\n\x0ereservation_id\x18\x01 \x01(\tB\x15\xbaH\x12r\r(\x80\x01\x32\x08^[!-~]*$\xc8\x01\x01\"(\n\x14ReleaseStockResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"\x94\x03\n\x15ImportProductsRequest\x12\x35\n\x03sku\x18\x01 \x01(\tB(\xbaH%r \x18@2\x1c^[A-Za-z0-9][A-Za-z0-9._-]*$\xc8\x01\x01\x12\x82\x01\n\x04name\x18\x02 \x01(\tBt\xbaHqr\x1d\x18\xc8\x01\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\xba\x01L\n\x10string.not_blank\x12\x17must not be only spaces\x1a\x1fthis == \'\' || this.trim() != \'\'\xc8\x01\x01\x12H\n\x0b\x64\x65scription\x18\x03 \x01(\tB3\xbaH0r.\x18\x88\'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$\x12\x33\n\x08\x63\x61tegory\x18\x04 \x01(\tB!\xbaH\x1er\x1c\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\x12\"\n\x0bprice_cents\x18\x05 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\xc8\xaf\xa0%(\x00\x12\x1c\n\x05stock\x18\x06 \x01(\x03\x42\r\xbaH\n\"\x08\x18\x80\x94\xeb\xdc\x03(\x00\"\x83\x01\n\x16ImportProductsResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05\x12\x10\n\x08rejected\x18\x03 \x01(\x05\x12\x35\n\nrejections\x18\x04 \x03(\x0b\x32!.shop.products.v1.ImportRejection\"@\n\x0fImportRejection\x12\x10\n\x08position\x18\x01 \x01(\x05\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xd4\x07\n\x0eProductService\x12k\n\rCreateProduct\x12&.shop.products.v1.CreateProductRequest\x1a\'.shop.products.v1.CreateProductResponse\"\t\xca\xf3\x18\x05\n\x03sku\x12\\\n\nGetProduct\x12#.shop.products.v1.GetProductRequest\x1a$.shop.products.v1.GetProductResponse\"\x03\x90\x02\x01\x12\x62\n\x0cListProducts\x12%.shop.products.v1.ListProductsRequest\x1a&.shop.products.v1.ListProductsResponse\"\x03\x90\x02\x01\x12j\n\rUpdateProduct\x12&.shop.products.v1.UpdateProductRequest\x1a\'.shop.products.v1.UpdateProductResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12j\n\rDeleteProduct\x12&.shop.products.v1.DeleteProductRequest\x1a\'.shop.products.v1.DeleteProductResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12\x64\n\x0b\x41\x64justStock\x12$.shop.products.v1.AdjustStockRequest\x1a%.shop.products.v1.AdjustStockResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12v\n\x0cReserveStock\x12%.shop.products.v1.ReserveStockRequest\x1a&.shop.products.v1.ReserveStockResponse\"\x17\x90\x02\x02\xca\xf3\x18\x10\n\x0ereservation_id\x12v\n\x0cReleaseStock\x12%.shop.products.v1.ReleaseStockRequest\x1a&.shop.products.v1.ReleaseStockResponse\"\x17\x90\x02\x02\xca\xf3\x18\x10\n\x0ereservation_id\x12\x65\n\x0eImportProducts\x12\'.shop.products.v1.ImportProductsRequest\x1a(.shop.products.v1.ImportProductsResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,9 +35,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.products.v1.products_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CREATEPRODUCTREQUEST'].fields_by_name['sku']._loaded_options = None
-  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['sku']._serialized_options = b'\272H$r\"\020\001\030@2\034^[A-Za-z0-9][A-Za-z0-9._-]*$'
+  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['sku']._serialized_options = b'\272H%r \030@2\034^[A-Za-z0-9][A-Za-z0-9._-]*$\310\001\001'
   _globals['_CREATEPRODUCTREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['name']._serialized_options = b'\272Hcr\035\030\310\0012\030^[^\\x00-\\x1F\\x7F-\\x9F]*$\272\001>\n\020string.not_blank\022\027must not be only spaces\032\021this.trim() != \'\'\310\001\001'
+  _globals['_CREATEPRODUCTREQUEST'].fields_by_name['name']._serialized_options = b'\272Hqr\035\030\310\0012\030^[^\\x00-\\x1F\\x7F-\\x9F]*$\272\001L\n\020string.not_blank\022\027must not be only spaces\032\037this == \'\' || this.trim() != \'\'\310\001\001'
   _globals['_CREATEPRODUCTREQUEST'].fields_by_name['description']._loaded_options = None
   _globals['_CREATEPRODUCTREQUEST'].fields_by_name['description']._serialized_options = b'\272H0r.\030\210\'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$'
   _globals['_CREATEPRODUCTREQUEST'].fields_by_name['category']._loaded_options = None
@@ -47,7 +47,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEPRODUCTREQUEST'].fields_by_name['stock']._loaded_options = None
   _globals['_CREATEPRODUCTREQUEST'].fields_by_name['stock']._serialized_options = b'\272H\n\"\010\030\200\224\353\334\003(\000'
   _globals['_GETPRODUCTREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_GETPRODUCTREQUEST'].fields_by_name['id']._serialized_options = b'\272H\021r\017\020\001(\200\0012\010^[!-~]*$'
+  _globals['_GETPRODUCTREQUEST'].fields_by_name['id']._serialized_options = b'\272H\022r\r(\200\0012\010^[!-~]*$\310\001\001'
   _globals['_LISTPRODUCTSREQUEST'].fields_by_name['query']._loaded_options = None
   _globals['_LISTPRODUCTSREQUEST'].fields_by_name['query']._serialized_options = b'\272H\037r\035\030\310\0012\030^[^\\x00-\\x1F\\x7F-\\x9F]*$'
   _globals['_LISTPRODUCTSREQUEST'].fields_by_name['category']._loaded_options = None
@@ -63,9 +63,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTPRODUCTSREQUEST']._loaded_options = None
   _globals['_LISTPRODUCTSREQUEST']._serialized_options = b'\272H\253\001\032\250\001\n\013price_range\022/min_price_cents must not exceed max_price_cents\032h!has(this.min_price_cents) || !has(this.max_price_cents) || this.min_price_cents <= this.max_price_cents'
   _globals['_UPDATEPRODUCTREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_UPDATEPRODUCTREQUEST'].fields_by_name['id']._serialized_options = b'\272H\021r\017\020\001(\200\0012\010^[!-~]*$'
+  _globals['_UPDATEPRODUCTREQUEST'].fields_by_name['id']._serialized_options = b'\272H\022r\r(\200\0012\010^[!-~]*$\310\001\001'
   _globals['_UPDATEPRODUCTREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_UPDATEPRODUCTREQUEST'].fields_by_name['name']._serialized_options = b'\272Hbr\037\020\001\030\310\0012\030^[^\\x00-\\x1F\\x7F-\\x9F]*$\272\001>\n\020string.not_blank\022\027must not be only spaces\032\021this.trim() != \'\''
+  _globals['_UPDATEPRODUCTREQUEST'].fields_by_name['name']._serialized_options = b'\272Hpr\037\020\001\030\310\0012\030^[^\\x00-\\x1F\\x7F-\\x9F]*$\272\001L\n\020string.not_blank\022\027must not be only spaces\032\037this == \'\' || this.trim() != \'\''
   _globals['_UPDATEPRODUCTREQUEST'].fields_by_name['description']._loaded_options = None
   _globals['_UPDATEPRODUCTREQUEST'].fields_by_name['description']._serialized_options = b'\272H0r.\030\210\'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$'
   _globals['_UPDATEPRODUCTREQUEST'].fields_by_name['category']._loaded_options = None
@@ -75,25 +75,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATEPRODUCTREQUEST']._loaded_options = None
   _globals['_UPDATEPRODUCTREQUEST']._serialized_options = b'\272H\276\001\032\273\001\n\020update.not_empty\022Onothing to update: set at least one of name, description, category, price_cents\032Vhas(this.name) || has(this.description) || has(this.category) || has(this.price_cents)'
   _globals['_DELETEPRODUCTREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_DELETEPRODUCTREQUEST'].fields_by_name['id']._serialized_options = b'\272H\021r\017\020\001(\200\0012\010^[!-~]*$'
+  _globals['_DELETEPRODUCTREQUEST'].fields_by_name['id']._serialized_options = b'\272H\022r\r(\200\0012\010^[!-~]*$\310\001\001'
   _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['id']._serialized_options = b'\272H\021r\017\020\001(\200\0012\010^[!-~]*$'
+  _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['id']._serialized_options = b'\272H\022r\r(\200\0012\010^[!-~]*$\310\001\001'
   _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['delta']._loaded_options = None
   _globals['_ADJUSTSTOCKREQUEST'].fields_by_name['delta']._serialized_options = b'\272H\025\"\023\030\200\224\353\334\003(\200\354\224\243\374\377\377\377\377\0018\000'
   _globals['_STOCKITEM'].fields_by_name['product_id']._loaded_options = None
-  _globals['_STOCKITEM'].fields_by_name['product_id']._serialized_options = b'\272H\021r\017\020\001(\200\0012\010^[!-~]*$'
+  _globals['_STOCKITEM'].fields_by_name['product_id']._serialized_options = b'\272H\022r\r(\200\0012\010^[!-~]*$\310\001\001'
   _globals['_STOCKITEM'].fields_by_name['quantity']._loaded_options = None
   _globals['_STOCKITEM'].fields_by_name['quantity']._serialized_options = b'\272H\n\032\010\030\200\224\353\334\003(\001'
   _globals['_RESERVESTOCKREQUEST'].fields_by_name['reservation_id']._loaded_options = None
-  _globals['_RESERVESTOCKREQUEST'].fields_by_name['reservation_id']._serialized_options = b'\272H\021r\017\020\001(\200\0012\010^[!-~]*$'
+  _globals['_RESERVESTOCKREQUEST'].fields_by_name['reservation_id']._serialized_options = b'\272H\022r\r(\200\0012\010^[!-~]*$\310\001\001'
   _globals['_RESERVESTOCKREQUEST'].fields_by_name['items']._loaded_options = None
   _globals['_RESERVESTOCKREQUEST'].fields_by_name['items']._serialized_options = b'\272H\005\222\001\002\010\001'
   _globals['_RELEASESTOCKREQUEST'].fields_by_name['reservation_id']._loaded_options = None
-  _globals['_RELEASESTOCKREQUEST'].fields_by_name['reservation_id']._serialized_options = b'\272H\021r\017\020\001(\200\0012\010^[!-~]*$'
+  _globals['_RELEASESTOCKREQUEST'].fields_by_name['reservation_id']._serialized_options = b'\272H\022r\r(\200\0012\010^[!-~]*$\310\001\001'
   _globals['_IMPORTPRODUCTSREQUEST'].fields_by_name['sku']._loaded_options = None
-  _globals['_IMPORTPRODUCTSREQUEST'].fields_by_name['sku']._serialized_options = b'\272H$r\"\020\001\030@2\034^[A-Za-z0-9][A-Za-z0-9._-]*$'
+  _globals['_IMPORTPRODUCTSREQUEST'].fields_by_name['sku']._serialized_options = b'\272H%r \030@2\034^[A-Za-z0-9][A-Za-z0-9._-]*$\310\001\001'
   _globals['_IMPORTPRODUCTSREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_IMPORTPRODUCTSREQUEST'].fields_by_name['name']._serialized_options = b'\272Hcr\035\030\310\0012\030^[^\\x00-\\x1F\\x7F-\\x9F]*$\272\001>\n\020string.not_blank\022\027must not be only spaces\032\021this.trim() != \'\'\310\001\001'
+  _globals['_IMPORTPRODUCTSREQUEST'].fields_by_name['name']._serialized_options = b'\272Hqr\035\030\310\0012\030^[^\\x00-\\x1F\\x7F-\\x9F]*$\272\001L\n\020string.not_blank\022\027must not be only spaces\032\037this == \'\' || this.trim() != \'\'\310\001\001'
   _globals['_IMPORTPRODUCTSREQUEST'].fields_by_name['description']._loaded_options = None
   _globals['_IMPORTPRODUCTSREQUEST'].fields_by_name['description']._serialized_options = b'\272H0r.\030\210\'2)^[^\\x00-\\x08\\x0B\\x0C\\x0E-\\x1F\\x7F-\\x9F]*$'
   _globals['_IMPORTPRODUCTSREQUEST'].fields_by_name['category']._loaded_options = None
@@ -121,47 +121,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRODUCT']._serialized_start=146
   _globals['_PRODUCT']._serialized_end=367
   _globals['_CREATEPRODUCTREQUEST']._serialized_start=370
-  _globals['_CREATEPRODUCTREQUEST']._serialized_end=757
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=759
-  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=826
-  _globals['_GETPRODUCTREQUEST']._serialized_start=828
-  _globals['_GETPRODUCTREQUEST']._serialized_end=881
-  _globals['_GETPRODUCTRESPONSE']._serialized_start=883
-  _globals['_GETPRODUCTRESPONSE']._serialized_end=947
-  _globals['_LISTPRODUCTSREQUEST']._serialized_start=950
-  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1531
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1533
-  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1625
-  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=1628
-  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=2235
-  _globals['_UPDATEPRODUCTRESPONSE']._serialized_start=2237
-  _globals['_UPDATEPRODUCTRESPONSE']._serialized_end=2304
-  _globals['_DELETEPRODUCTREQUEST']._serialized_start=2306
-  _globals['_DELETEPRODUCTREQUEST']._serialized_end=2362
-  _globals['_DELETEPRODUCTRESPONSE']._serialized_start=2364
-  _globals['_DELETEPRODUCTRESPONSE']._serialized_end=2387
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=2389
-  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=2484
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_start=2486
-  _globals['_ADJUSTSTOCKRESPONSE']._serialized_end=2551
-  _globals['_STOCKITEM']._serialized_start=2553
-  _globals['_STOCKITEM']._serialized_end=2639
-  _globals['_RESERVESTOCKREQUEST']._serialized_start=2641
-  _globals['_RESERVESTOCKREQUEST']._serialized_end=2762
-  _globals['_RESERVEDITEM']._serialized_start=2764
-  _globals['_RESERVEDITEM']._serialized_end=2864
-  _globals['_RESERVESTOCKRESPONSE']._serialized_start=2866
-  _globals['_RESERVESTOCKRESPONSE']._serialized_end=2935
-  _globals['_RELEASESTOCKREQUEST']._serialized_start=2937
-  _globals['_RELEASESTOCKREQUEST']._serialized_end=3004
-  _globals['_RELEASESTOCKRESPONSE']._serialized_start=3006
-  _globals['_RELEASESTOCKRESPONSE']._serialized_end=3046
-  _globals['_IMPORTPRODUCTSREQUEST']._serialized_start=3049
-  _globals['_IMPORTPRODUCTSREQUEST']._serialized_end=3437
-  _globals['_IMPORTPRODUCTSRESPONSE']._serialized_start=3440
-  _globals['_IMPORTPRODUCTSRESPONSE']._serialized_end=3571
-  _globals['_IMPORTREJECTION']._serialized_start=3573
-  _globals['_IMPORTREJECTION']._serialized_end=3637
-  _globals['_PRODUCTSERVICE']._serialized_start=3640
-  _globals['_PRODUCTSERVICE']._serialized_end=4620
+  _globals['_CREATEPRODUCTREQUEST']._serialized_end=773
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_start=775
+  _globals['_CREATEPRODUCTRESPONSE']._serialized_end=842
+  _globals['_GETPRODUCTREQUEST']._serialized_start=844
+  _globals['_GETPRODUCTREQUEST']._serialized_end=898
+  _globals['_GETPRODUCTRESPONSE']._serialized_start=900
+  _globals['_GETPRODUCTRESPONSE']._serialized_end=964
+  _globals['_LISTPRODUCTSREQUEST']._serialized_start=967
+  _globals['_LISTPRODUCTSREQUEST']._serialized_end=1548
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_start=1550
+  _globals['_LISTPRODUCTSRESPONSE']._serialized_end=1642
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_start=1645
+  _globals['_UPDATEPRODUCTREQUEST']._serialized_end=2268
+  _globals['_UPDATEPRODUCTRESPONSE']._serialized_start=2270
+  _globals['_UPDATEPRODUCTRESPONSE']._serialized_end=2337
+  _globals['_DELETEPRODUCTREQUEST']._serialized_start=2339
+  _globals['_DELETEPRODUCTREQUEST']._serialized_end=2396
+  _globals['_DELETEPRODUCTRESPONSE']._serialized_start=2398
+  _globals['_DELETEPRODUCTRESPONSE']._serialized_end=2421
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_start=2423
+  _globals['_ADJUSTSTOCKREQUEST']._serialized_end=2519
+  _globals['_ADJUSTSTOCKRESPONSE']._serialized_start=2521
+  _globals['_ADJUSTSTOCKRESPONSE']._serialized_end=2586
+  _globals['_STOCKITEM']._serialized_start=2588
+  _globals['_STOCKITEM']._serialized_end=2675
+  _globals['_RESERVESTOCKREQUEST']._serialized_start=2677
+  _globals['_RESERVESTOCKREQUEST']._serialized_end=2799
+  _globals['_RESERVEDITEM']._serialized_start=2801
+  _globals['_RESERVEDITEM']._serialized_end=2901
+  _globals['_RESERVESTOCKRESPONSE']._serialized_start=2903
+  _globals['_RESERVESTOCKRESPONSE']._serialized_end=2972
+  _globals['_RELEASESTOCKREQUEST']._serialized_start=2974
+  _globals['_RELEASESTOCKREQUEST']._serialized_end=3042
+  _globals['_RELEASESTOCKRESPONSE']._serialized_start=3044
+  _globals['_RELEASESTOCKRESPONSE']._serialized_end=3084
+  _globals['_IMPORTPRODUCTSREQUEST']._serialized_start=3087
+  _globals['_IMPORTPRODUCTSREQUEST']._serialized_end=3491
+  _globals['_IMPORTPRODUCTSRESPONSE']._serialized_start=3494
+  _globals['_IMPORTPRODUCTSRESPONSE']._serialized_end=3625
+  _globals['_IMPORTREJECTION']._serialized_start=3627
+  _globals['_IMPORTREJECTION']._serialized_end=3691
+  _globals['_PRODUCTSERVICE']._serialized_start=3694
+  _globals['_PRODUCTSERVICE']._serialized_end=4674
 # @@protoc_insertion_point(module_scope)

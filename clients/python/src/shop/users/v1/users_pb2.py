@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from kgrpc.kafka.v1 import options_pb2 as kgrpc_dot_kafka_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shop/users/v1/users.proto\x12\rshop.users.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckgrpc/kafka/v1/options.proto\"\xbc\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12!\n\x04role\x18\x04 \x01(\x0e\x32\x13.shop.users.v1.Role\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xcb\x01\n\x11\x43reateUserRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05(\xfe\x01`\x01\xc8\x01\x01\x12\x1b\n\x08password\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x08(H\x12{\n\x0c\x64isplay_name\x18\x03 \x01(\tBe\xbaHbr\x1c\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\xba\x01>\n\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != \'\'\xc8\x01\x01\"7\n\x12\x43reateUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.User\"?\n\x0cLoginRequest\x12\x15\n\x05\x65mail\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\x12\x18\n\x08password\x18\x02 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\"y\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04user\x18\x03 \x01(\x0b\x32\x13.shop.users.v1.User\"$\n\x0eGetUserRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\"4\n\x0fGetUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.User\"\xe0\x02\n\x11UpdateUserRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\x12\x7f\n\x0c\x64isplay_name\x18\x02 \x01(\tBd\xbaHar\x1e\x10\x01\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\xba\x01>\n\x10string.not_blank\x12\x17must not be only spaces\x1a\x11this.trim() != \'\'H\x00\x88\x01\x01\x12 \n\x08password\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x08(HH\x01\x88\x01\x01:v\xbaHs\x1aq\n\x10update.not_empty\x12/nothing to update: set display_name or password\x1a,has(this.display_name) || has(this.password)B\x0f\n\r_display_nameB\x0b\n\t_password\"7\n\x12UpdateUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.User\"\'\n\x11\x44\x65leteUserRequest\x12\x12\n\x02id\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\"\x14\n\x12\x44\x65leteUserResponse\"B\n\x10ListUsersRequest\x12\x1a\n\tpage_size\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\"P\n\x11ListUsersResponse\x12\"\n\x05users\x18\x01 \x03(\x0b\x32\x13.shop.users.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\x94\x04\n\x0bUserService\x12^\n\nCreateUser\x12 .shop.users.v1.CreateUserRequest\x1a!.shop.users.v1.CreateUserResponse\"\x0b\xca\xf3\x18\x07\n\x05\x65mail\x12G\n\x05Login\x12\x1b.shop.users.v1.LoginRequest\x1a\x1c.shop.users.v1.LoginResponse\"\x03\x90\x02\x01\x12M\n\x07GetUser\x12\x1d.shop.users.v1.GetUserRequest\x1a\x1e.shop.users.v1.GetUserResponse\"\x03\x90\x02\x01\x12[\n\nUpdateUser\x12 .shop.users.v1.UpdateUserRequest\x1a!.shop.users.v1.UpdateUserResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12S\n\tListUsers\x12\x1f.shop.users.v1.ListUsersRequest\x1a .shop.users.v1.ListUsersResponse\"\x03\x90\x02\x01\x12[\n\nDeleteUser\x12 .shop.users.v1.DeleteUserRequest\x1a!.shop.users.v1.DeleteUserResponse\"\x08\xca\xf3\x18\x04\n\x02idb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19shop/users/v1/users.proto\x12\rshop.users.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ckgrpc/kafka/v1/options.proto\"\xbc\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12!\n\x04role\x18\x04 \x01(\x0e\x32\x13.shop.users.v1.Role\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xda\x01\n\x11\x43reateUserRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05(\xfe\x01`\x01\xc8\x01\x01\x12\x1b\n\x08password\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x08(H\x12\x89\x01\n\x0c\x64isplay_name\x18\x03 \x01(\tBs\xbaHpr\x1c\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\xba\x01L\n\x10string.not_blank\x12\x17must not be only spaces\x1a\x1fthis == \'\' || this.trim() != \'\'\xc8\x01\x01\"7\n\x12\x43reateUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.User\"?\n\x0cLoginRequest\x12\x15\n\x05\x65mail\x18\x01 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\x12\x18\n\x08password\x18\x02 \x01(\tB\x06\xbaH\x03\xc8\x01\x01\"y\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x04user\x18\x03 \x01(\x0b\x32\x13.shop.users.v1.User\"3\n\x0eGetUserRequest\x12!\n\x02id\x18\x01 \x01(\tB\x15\xbaH\x12r\r(\x80\x01\x32\x08^[!-~]*$\xc8\x01\x01\"4\n\x0fGetUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.User\"\xfe\x02\n\x11UpdateUserRequest\x12!\n\x02id\x18\x01 \x01(\tB\x15\xbaH\x12r\r(\x80\x01\x32\x08^[!-~]*$\xc8\x01\x01\x12\x8d\x01\n\x0c\x64isplay_name\x18\x02 \x01(\tBr\xbaHor\x1e\x10\x01\x18\x64\x32\x18^[^\\x00-\\x1F\\x7F-\\x9F]*$\xba\x01L\n\x10string.not_blank\x12\x17must not be only spaces\x1a\x1fthis == \'\' || this.trim() != \'\'H\x00\x88\x01\x01\x12 \n\x08password\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x08(HH\x01\x88\x01\x01:v\xbaHs\x1aq\n\x10update.not_empty\x12/nothing to update: set display_name or password\x1a,has(this.display_name) || has(this.password)B\x0f\n\r_display_nameB\x0b\n\t_password\"7\n\x12UpdateUserResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.shop.users.v1.User\"6\n\x11\x44\x65leteUserRequest\x12!\n\x02id\x18\x01 \x01(\tB\x15\xbaH\x12r\r(\x80\x01\x32\x08^[!-~]*$\xc8\x01\x01\"\x14\n\x12\x44\x65leteUserResponse\"B\n\x10ListUsersRequest\x12\x1a\n\tpage_size\x18\x01 \x01(\x05\x42\x07\xbaH\x04\x1a\x02(\x00\x12\x12\n\npage_token\x18\x02 \x01(\t\"P\n\x11ListUsersResponse\x12\"\n\x05users\x18\x01 \x03(\x0b\x32\x13.shop.users.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x32\x94\x04\n\x0bUserService\x12^\n\nCreateUser\x12 .shop.users.v1.CreateUserRequest\x1a!.shop.users.v1.CreateUserResponse\"\x0b\xca\xf3\x18\x07\n\x05\x65mail\x12G\n\x05Login\x12\x1b.shop.users.v1.LoginRequest\x1a\x1c.shop.users.v1.LoginResponse\"\x03\x90\x02\x01\x12M\n\x07GetUser\x12\x1d.shop.users.v1.GetUserRequest\x1a\x1e.shop.users.v1.GetUserResponse\"\x03\x90\x02\x01\x12[\n\nUpdateUser\x12 .shop.users.v1.UpdateUserRequest\x1a!.shop.users.v1.UpdateUserResponse\"\x08\xca\xf3\x18\x04\n\x02id\x12S\n\tListUsers\x12\x1f.shop.users.v1.ListUsersRequest\x1a .shop.users.v1.ListUsersResponse\"\x03\x90\x02\x01\x12[\n\nDeleteUser\x12 .shop.users.v1.DeleteUserRequest\x1a!.shop.users.v1.DeleteUserResponse\"\x08\xca\xf3\x18\x04\n\x02idb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,23 +39,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEUSERREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_CREATEUSERREQUEST'].fields_by_name['password']._serialized_options = b'\272H\006r\004\020\010(H'
   _globals['_CREATEUSERREQUEST'].fields_by_name['display_name']._loaded_options = None
-  _globals['_CREATEUSERREQUEST'].fields_by_name['display_name']._serialized_options = b'\272Hbr\034\030d2\030^[^\\x00-\\x1F\\x7F-\\x9F]*$\272\001>\n\020string.not_blank\022\027must not be only spaces\032\021this.trim() != \'\'\310\001\001'
+  _globals['_CREATEUSERREQUEST'].fields_by_name['display_name']._serialized_options = b'\272Hpr\034\030d2\030^[^\\x00-\\x1F\\x7F-\\x9F]*$\272\001L\n\020string.not_blank\022\027must not be only spaces\032\037this == \'\' || this.trim() != \'\'\310\001\001'
   _globals['_LOGINREQUEST'].fields_by_name['email']._loaded_options = None
   _globals['_LOGINREQUEST'].fields_by_name['email']._serialized_options = b'\272H\003\310\001\001'
   _globals['_LOGINREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\272H\003\310\001\001'
   _globals['_GETUSERREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_GETUSERREQUEST'].fields_by_name['id']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_GETUSERREQUEST'].fields_by_name['id']._serialized_options = b'\272H\022r\r(\200\0012\010^[!-~]*$\310\001\001'
   _globals['_UPDATEUSERREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_UPDATEUSERREQUEST'].fields_by_name['id']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_UPDATEUSERREQUEST'].fields_by_name['id']._serialized_options = b'\272H\022r\r(\200\0012\010^[!-~]*$\310\001\001'
   _globals['_UPDATEUSERREQUEST'].fields_by_name['display_name']._loaded_options = None
-  _globals['_UPDATEUSERREQUEST'].fields_by_name['display_name']._serialized_options = b'\272Har\036\020\001\030d2\030^[^\\x00-\\x1F\\x7F-\\x9F]*$\272\001>\n\020string.not_blank\022\027must not be only spaces\032\021this.trim() != \'\''
+  _globals['_UPDATEUSERREQUEST'].fields_by_name['display_name']._serialized_options = b'\272Hor\036\020\001\030d2\030^[^\\x00-\\x1F\\x7F-\\x9F]*$\272\001L\n\020string.not_blank\022\027must not be only spaces\032\037this == \'\' || this.trim() != \'\''
   _globals['_UPDATEUSERREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_UPDATEUSERREQUEST'].fields_by_name['password']._serialized_options = b'\272H\006r\004\020\010(H'
   _globals['_UPDATEUSERREQUEST']._loaded_options = None
   _globals['_UPDATEUSERREQUEST']._serialized_options = b'\272Hs\032q\n\020update.not_empty\022/nothing to update: set display_name or password\032,has(this.display_name) || has(this.password)'
   _globals['_DELETEUSERREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_DELETEUSERREQUEST'].fields_by_name['id']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_DELETEUSERREQUEST'].fields_by_name['id']._serialized_options = b'\272H\022r\r(\200\0012\010^[!-~]*$\310\001\001'
   _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._loaded_options = None
   _globals['_LISTUSERSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\004\032\002(\000'
   _globals['_USERSERVICE'].methods_by_name['CreateUser']._loaded_options = None
@@ -70,34 +70,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['ListUsers']._serialized_options = b'\220\002\001'
   _globals['_USERSERVICE'].methods_by_name['DeleteUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['DeleteUser']._serialized_options = b'\312\363\030\004\n\002id'
-  _globals['_ROLE']._serialized_start=1495
-  _globals['_ROLE']._serialized_end=1558
+  _globals['_ROLE']._serialized_start=1570
+  _globals['_ROLE']._serialized_end=1633
   _globals['_USER']._serialized_start=137
   _globals['_USER']._serialized_end=325
   _globals['_CREATEUSERREQUEST']._serialized_start=328
-  _globals['_CREATEUSERREQUEST']._serialized_end=531
-  _globals['_CREATEUSERRESPONSE']._serialized_start=533
-  _globals['_CREATEUSERRESPONSE']._serialized_end=588
-  _globals['_LOGINREQUEST']._serialized_start=590
-  _globals['_LOGINREQUEST']._serialized_end=653
-  _globals['_LOGINRESPONSE']._serialized_start=655
-  _globals['_LOGINRESPONSE']._serialized_end=776
-  _globals['_GETUSERREQUEST']._serialized_start=778
-  _globals['_GETUSERREQUEST']._serialized_end=814
-  _globals['_GETUSERRESPONSE']._serialized_start=816
-  _globals['_GETUSERRESPONSE']._serialized_end=868
-  _globals['_UPDATEUSERREQUEST']._serialized_start=871
-  _globals['_UPDATEUSERREQUEST']._serialized_end=1223
-  _globals['_UPDATEUSERRESPONSE']._serialized_start=1225
-  _globals['_UPDATEUSERRESPONSE']._serialized_end=1280
-  _globals['_DELETEUSERREQUEST']._serialized_start=1282
-  _globals['_DELETEUSERREQUEST']._serialized_end=1321
-  _globals['_DELETEUSERRESPONSE']._serialized_start=1323
-  _globals['_DELETEUSERRESPONSE']._serialized_end=1343
-  _globals['_LISTUSERSREQUEST']._serialized_start=1345
-  _globals['_LISTUSERSREQUEST']._serialized_end=1411
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1413
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1493
-  _globals['_USERSERVICE']._serialized_start=1561
-  _globals['_USERSERVICE']._serialized_end=2093
+  _globals['_CREATEUSERREQUEST']._serialized_end=546
+  _globals['_CREATEUSERRESPONSE']._serialized_start=548
+  _globals['_CREATEUSERRESPONSE']._serialized_end=603
+  _globals['_LOGINREQUEST']._serialized_start=605
+  _globals['_LOGINREQUEST']._serialized_end=668
+  _globals['_LOGINRESPONSE']._serialized_start=670
+  _globals['_LOGINRESPONSE']._serialized_end=791
+  _globals['_GETUSERREQUEST']._serialized_start=793
+  _globals['_GETUSERREQUEST']._serialized_end=844
+  _globals['_GETUSERRESPONSE']._serialized_start=846
+  _globals['_GETUSERRESPONSE']._serialized_end=898
+  _globals['_UPDATEUSERREQUEST']._serialized_start=901
+  _globals['_UPDATEUSERREQUEST']._serialized_end=1283
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=1285
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=1340
+  _globals['_DELETEUSERREQUEST']._serialized_start=1342
+  _globals['_DELETEUSERREQUEST']._serialized_end=1396
+  _globals['_DELETEUSERRESPONSE']._serialized_start=1398
+  _globals['_DELETEUSERRESPONSE']._serialized_end=1418
+  _globals['_LISTUSERSREQUEST']._serialized_start=1420
+  _globals['_LISTUSERSREQUEST']._serialized_end=1486
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1488
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1568
+  _globals['_USERSERVICE']._serialized_start=1636
+  _globals['_USERSERVICE']._serialized_end=2168
 # @@protoc_insertion_point(module_scope)
