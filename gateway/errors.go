@@ -124,9 +124,13 @@ func tooLarge(st *status.Status) bool {
 	return false
 }
 
-// writeJSON writes v as JSON with the HTTP status code.
+// writeJSON writes v as JSON with the HTTP status code, without escaping
+// <, > and & (an error's `"Bearer <token>"` reads as written): the body is
+// application/json, never HTML.
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }

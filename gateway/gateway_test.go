@@ -17,6 +17,7 @@ import (
 
 	"github.com/kgrpc/platform/gateway"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	"github.com/kgrpc/platform/internal/app"
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/trust"
@@ -491,6 +492,10 @@ func TestRequestErrors(t *testing.T) {
 		{"wrong type in the body", "POST", "/v1/products", `{"priceCents":"abc"}`, 400, "INVALID_ARGUMENT", `request body: invalid value for int64 field priceCents: "abc"`},
 		{"bad query parameter", "GET", "/v1/users/u_1/orders?pageSize=many", "", 400, "INVALID_ARGUMENT",
 			`invalid value for query parameter "page_size"`},
+		{"data after the JSON object", "POST", "/v1/users", `{"email":"a@b.c"} {"x":1}`, 400, "INVALID_ARGUMENT",
+			"unexpected data after the JSON object in the request body"},
+		{"garbage after the JSON object", "POST", "/v1/users", "{\"email\":\"a@b.c\"}\n]", 400, "INVALID_ARGUMENT",
+			"unexpected data after the JSON object in the request body"},
 		{"invalid UTF-8 in a path", "GET", "/v1/products/%ff", "", 400, "INVALID_ARGUMENT", `path segment "%ff" is not valid UTF-8`},
 		{"invalid UTF-8 in a query", "GET", "/v1/products?query=%ff", "", 400, "INVALID_ARGUMENT", `query parameter "query" is not valid UTF-8`},
 	}
@@ -499,4 +504,66 @@ func TestRequestErrors(t *testing.T) {
 			wantError(t, do(t, base, tt.method, tt.path, tt.body), tt.status, tt.code, tt.msg)
 		})
 	}
+}
+
+// TestErrorBodiesAreNotHTMLEscaped checks that error messages keep <, > and
+// & as written: the body is JSON, not HTML.
+func TestErrorBodiesAreNotHTMLEscaped(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, nil)
+	r := do(t, base, "GET", "/v1/users/me", "", "Authorization", "Basic x")
+	wantError(t, r, 401, "UNAUTHENTICATED", `authorization header must be "Bearer <token>"`)
+	if !strings.Contains(string(r.raw), `Bearer <token>`) {
+		t.Errorf("body %s escapes the message", r.raw)
+	}
+}
+
+// TestAnonymousRefusedBeforeDecoding checks that a request without
+// credentials of a route that is not public is 401, with the services'
+// error, whatever its body or query, and reaches no service; public routes
+// still decode first, and a bad token is refused as before.
+func TestAnonymousRefusedBeforeDecoding(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, func(c *gateway.Config) { c.Public = app.PublicMethod })
+	const msg = "authentication required: send a bearer token"
+	tests := []struct {
+		name, method, path, body string
+	}{
+		{"truncated JSON", "POST", "/v1/orders", `{"items": `},
+		{"unknown field", "POST", "/v1/orders", `{"foo":1}`},
+		{"bad query parameter", "GET", "/v1/users/me/orders?pageSize=abc", ""},
+		{"malformed JSON", "POST", "/v1/products", `{`},
+		{"well-formed", "POST", "/v1/orders", `{}`},
+		{"bad path parameter type", "PATCH", "/v1/users/u_1", `{"displayName": 1}`},
+		{"watch", "GET", "/v1/orders/o_1:watch", ""},
+		{"import", "POST", "/v1/products:import", "{\"nme\":1}\n"},
+		{"dashboard", "GET", "/v1/users/u_1/dashboard", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, base, tt.method, tt.path, tt.body)
+			wantError(t, r, 401, "UNAUTHENTICATED", msg)
+			if got := r.header.Get("WWW-Authenticate"); got != `Bearer realm="shop"` {
+				t.Errorf("WWW-Authenticate %q", got)
+			}
+		})
+	}
+	for _, m := range []string{"CreateOrder", "ListUserOrders", "CreateProduct", "UpdateUser", "GetUser", "WatchOrder", "ImportProducts"} {
+		if n := b.rec.calls(m); n != 0 {
+			t.Errorf("%d calls of %s reached the service", n, m)
+		}
+	}
+	t.Run("public routes decode first", func(t *testing.T) {
+		wantError(t, do(t, base, "POST", "/v1/users", `{"nope":1}`), 400, "INVALID_ARGUMENT", `request body: unknown field "nope"`)
+		wantError(t, do(t, base, "POST", "/v1/auth:login", `{`), 400, "INVALID_ARGUMENT", "malformed JSON: the request body ends too early")
+		wantError(t, do(t, base, "GET", "/v1/products?pageSize=abc", ""), 400, "INVALID_ARGUMENT", `invalid value for query parameter "page_size"`)
+	})
+	t.Run("a bad token is refused as before", func(t *testing.T) {
+		r := do(t, base, "POST", "/v1/orders", `{"items": `, "Authorization", "Basic x")
+		wantError(t, r, 401, "UNAUTHENTICATED", `authorization header must be "Bearer <token>"`)
+	})
+	t.Run("with a token the body is decoded", func(t *testing.T) {
+		r := do(t, base, "POST", "/v1/orders", `{"foo":1}`, bearer(b.token(t, "u_1", auth.RoleCustomer))...)
+		wantError(t, r, 400, "INVALID_ARGUMENT", `request body: unknown field "foo"`)
+	})
 }
