@@ -174,6 +174,11 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		}
 	}
 	g := &gateway{cfg: cfg, mux: mux}
+	// Registered after grpc-gateway's handler of the route, so it is the
+	// one the mux picks: decode every line before sending any.
+	if err := mux.HandlePath(http.MethodPost, importPath, g.importProducts); err != nil {
+		return nil, fmt.Errorf("gateway: register import: %w", err)
+	}
 	if err := mux.HandlePath(http.MethodGet, "/v1/users/{id}/dashboard", g.dashboard); err != nil {
 		return nil, fmt.Errorf("gateway: register dashboard: %w", err)
 	}

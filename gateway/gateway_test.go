@@ -567,3 +567,68 @@ func TestAnonymousRefusedBeforeDecoding(t *testing.T) {
 		wantError(t, r, 400, "INVALID_ARGUMENT", `request body: unknown field "foo"`)
 	})
 }
+
+// TestImportLineErrors checks that an import's body is decoded line by
+// line before anything is sent: a line that does not decode answers 400
+// naming it, in the message and in a BadRequest field violation, and the
+// service sees no call.
+func TestImportLineErrors(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, func(c *gateway.Config) { c.Public = app.PublicMethod })
+	tok := bearer(b.token(t, "admin", auth.RoleAdmin))
+	ok := `{"sku":"UF-1","name":"n","priceCents":1}`
+	tests := []struct {
+		name, body, field, problem string
+	}{
+		{"unknown field", ok + "\n" + `{"sku":"x","nme":"y"}` + "\n", "line 2", `unknown field "nme"`},
+		{"two objects on a line", ok + " " + ok + "\n", "line 1", "unexpected data after the JSON object"},
+		{"empty line", ok + "\n\n" + ok + "\n", "line 2", "empty line: send one JSON object per line"},
+		{"truncated", ok + "\n" + ok + "\n" + `{"sku":`, "line 3", "malformed JSON: the line ends too early"},
+		{"not JSON", "sku=x\n", "line 1", "malformed JSON"},
+		{"wrong type", ok + "\r\n" + `{"priceCents":"abc"}`, "line 2", `invalid value for int64 field priceCents: "abc"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, base, "POST", "/v1/products:import", tt.body, tok...)
+			want := map[string]any{
+				"code":    "INVALID_ARGUMENT",
+				"message": tt.field + ": " + tt.problem,
+				"details": []any{map[string]any{
+					"@type":           "type.googleapis.com/google.rpc.BadRequest",
+					"fieldViolations": []any{map[string]any{"field": tt.field, "description": tt.problem}},
+				}},
+			}
+			if r.status != 400 || !jsonEqual(normalizeNBSP(r.json), want) {
+				t.Errorf("%d %s, want 400 %s", r.status, r.raw, mustJSON(t, want))
+			}
+		})
+	}
+	t.Run("a good body reaches the service", func(t *testing.T) {
+		r := do(t, base, "POST", "/v1/products:import", ok+"\n"+ok+"\n\n", tok...)
+		if r.status != 501 {
+			t.Errorf("%d %s, want the test service's 501", r.status, r.raw)
+		}
+	})
+}
+
+// normalizeNBSP replaces the no-break spaces protobuf-go's errors put in
+// their words (see wantError) in every string of v.
+func normalizeNBSP(v any) any {
+	switch v := v.(type) {
+	case string:
+		return strings.ReplaceAll(v, "\u00a0", " ")
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = normalizeNBSP(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = normalizeNBSP(e)
+		}
+		return out
+	}
+	return v
+}
