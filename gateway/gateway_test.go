@@ -491,7 +491,7 @@ func TestRequestErrors(t *testing.T) {
 		{"unknown field", "POST", "/v1/users", `{"nope":1}`, 400, "INVALID_ARGUMENT", `request body: unknown field "nope"`},
 		{"wrong type in the body", "POST", "/v1/products", `{"priceCents":"abc"}`, 400, "INVALID_ARGUMENT", `request body: invalid value for int64 field priceCents: "abc"`},
 		{"bad query parameter", "GET", "/v1/users/u_1/orders?pageSize=many", "", 400, "INVALID_ARGUMENT",
-			`invalid value for query parameter "page_size"`},
+			`invalid value for query parameter "pageSize"`},
 		{"data after the JSON object", "POST", "/v1/users", `{"email":"a@b.c"} {"x":1}`, 400, "INVALID_ARGUMENT",
 			"unexpected data after the JSON object in the request body"},
 		{"garbage after the JSON object", "POST", "/v1/users", "{\"email\":\"a@b.c\"}\n]", 400, "INVALID_ARGUMENT",
@@ -556,7 +556,7 @@ func TestAnonymousRefusedBeforeDecoding(t *testing.T) {
 	t.Run("public routes decode first", func(t *testing.T) {
 		wantError(t, do(t, base, "POST", "/v1/users", `{"nope":1}`), 400, "INVALID_ARGUMENT", `request body: unknown field "nope"`)
 		wantError(t, do(t, base, "POST", "/v1/auth:login", `{`), 400, "INVALID_ARGUMENT", "malformed JSON: the request body ends too early")
-		wantError(t, do(t, base, "GET", "/v1/products?pageSize=abc", ""), 400, "INVALID_ARGUMENT", `invalid value for query parameter "page_size"`)
+		wantError(t, do(t, base, "GET", "/v1/products?pageSize=abc", ""), 400, "INVALID_ARGUMENT", `invalid value for query parameter "pageSize"`)
 	})
 	t.Run("a bad token is refused as before", func(t *testing.T) {
 		r := do(t, base, "POST", "/v1/orders", `{"items": `, "Authorization", "Basic x")

@@ -96,7 +96,7 @@ func lineProblem(err error) string {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "malformed JSON: the line ends too early"
 	}
-	_, text, ok := decodeError(err.Error(), 0)
+	_, text, ok := decodeError(err.Error(), 0, nil)
 	switch {
 	case !ok:
 		return err.Error()

@@ -404,7 +404,8 @@ func TestErrorClasses(t *testing.T) {
 
 // TestValidationListsEveryViolation: a request that breaks three of its
 // buf.validate rules answers 400 with all three in a google.rpc.BadRequest
-// detail, each with its field path, and changes nothing.
+// detail, each with its field path in the API's JSON names (the gateway
+// translates the services' protobuf names), and changes nothing.
 func TestValidationListsEveryViolation(t *testing.T) {
 	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true })
 	admin := s.adminToken()
@@ -415,15 +416,15 @@ func TestValidationListsEveryViolation(t *testing.T) {
 		fields                    []string
 	}{
 		{"new user", "POST", "/v1/users", "", map[string]any{"email": "", "password": "tiny-pw", "displayName": ""},
-			[]string{"email", "password", "display_name"}},
+			[]string{"email", "password", "displayName"}},
 		{"new product", "POST", "/v1/products", admin, map[string]any{"sku": "-bad sku", "name": " ", "priceCents": -1, "stock": "2000000000"},
-			[]string{"sku", "name", "price_cents", "stock"}},
+			[]string{"sku", "name", "priceCents", "stock"}},
 		{"order lines", "POST", "/v1/orders", admin, map[string]any{"items": []any{
 			map[string]any{"productId": pid, "quantity": 0},
 			map[string]any{"productId": "", "quantity": 1001},
-		}}, []string{"items[0].quantity", "items[1].product_id", "items[1].quantity"}},
+		}}, []string{"items[0].quantity", "items[1].productId", "items[1].quantity"}},
 		{"list filters", "GET", "/v1/products?minPriceCents=-1&orderBy=color&pageSize=-5", "", nil,
-			[]string{"min_price_cents", "order_by", "page_size"}},
+			[]string{"minPriceCents", "orderBy", "pageSize"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -714,7 +715,7 @@ func readmeWalkthrough(t *testing.T, s *shop, script string) {
 	// protojson varies its spacing, so compare without whitespace.
 	compact := strings.Join(strings.Fields(text), "")
 	for _, want := range []string{`"email":"ada@example.com"`, `"status":"ORDER_STATUS_PENDING"`, `"status":"ORDER_STATUS_CANCELLED"`, `"orderCount":1`, `"code":"FAILED_PRECONDITION"`,
-		`"field":"email"`, `"field":"password"`, `"field":"display_name"`} {
+		`"field":"email"`, `"field":"password"`, `"field":"displayName"`} {
 		if !strings.Contains(compact, want) {
 			t.Errorf("walkthrough output lacks %s:\n%s", want, text)
 		}
