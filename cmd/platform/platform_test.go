@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/kgrpc/platform/internal/app"
+	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 )
@@ -655,15 +656,29 @@ func TestServiceNotAnsweringGives504(t *testing.T) {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	s := &shop{t: t, base: "http://" + <-addr}
-	for _, path := range []string{"/v1/products/p_1", "/v1/products", "/v1/users/me/dashboard"} {
+	// The dashboard is not public: a user's token (signed with the users
+	// unit's key, as Login would) takes it to the services; without one the
+	// gateway answers 401 itself.
+	issuer, err := auth.NewIssuer(keys.Keys[app.UnitUsers].Current(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := issuer.Issue("u_1", auth.RoleCustomer, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ path, token string }{{"/v1/products/p_1", ""}, {"/v1/products", ""}, {"/v1/users/me/dashboard", tok}} {
 		start := time.Now()
-		code, body := s.do("GET", path, "", nil)
+		code, body := s.do("GET", c.path, c.token, nil)
 		if el := time.Since(start); el > 5*time.Second {
-			t.Fatalf("GET %s took %v with a 1s deadline", path, el)
+			t.Fatalf("GET %s took %v with a 1s deadline", c.path, el)
 		}
 		if code != 503 && code != 504 {
-			t.Fatalf("GET %s = %d %v, want 503 or 504", path, code, body)
+			t.Fatalf("GET %s = %d %v, want 503 or 504", c.path, code, body)
 		}
+	}
+	if code, body := s.do("GET", "/v1/users/me/dashboard", "", nil); code != 401 {
+		t.Fatalf("anonymous GET /v1/users/me/dashboard = %d %v, want 401 from the gateway", code, body)
 	}
 	if code, _ := s.do("GET", "/readyz", "", nil); code != 503 {
 		t.Fatalf("/readyz = %d with no service running, want 503", code)
