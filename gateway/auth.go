@@ -23,7 +23,8 @@ type claimsKey struct{}
 // claims in its context, which callMetadata turns into the
 // auth.PrincipalKey metadata of its calls: the token itself never goes on
 // the bus. A request without the header goes on anonymous: public routes
-// need no token, and the services refuse the others.
+// need no token, and the others are refused 401 before their request is
+// decoded (refuseAnonymous).
 func verifyBearer(v *auth.Verifier, revoked func(id string, version int64) error) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -80,11 +81,8 @@ func revocationError(err error) error {
 	return status.Errorf(codes.Unauthenticated, "token revoked: %v", err)
 }
 
-// callMetadata is the ServeMux's metadata annotator: the request's id
-// (RequestIDHeader), for the services' log lines, and the user
-// verifyBearer verified, as auth.PrincipalKey metadata. One annotator
-// rather than two: grpc-gateway joins every annotator's MD into a new one.
-func callMetadata(_ context.Context, r *http.Request) metadata.MD {
+// requestMetadata is the metadata of a request's calls (see callMetadata).
+func requestMetadata(r *http.Request) metadata.MD {
 	md := make(metadata.MD, 2)
 	if id, ok := telemetry.RequestID(r.Context()); ok {
 		md[telemetry.RequestIDMetadata] = []string{id}

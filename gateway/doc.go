@@ -44,8 +44,11 @@
 //     not forwarded. A verified request goes on without its Authorization
 //     header: the user goes to the services as auth.PrincipalKey metadata,
 //     never the token. One without the header goes on anonymous, since
-//     some routes are public, and the services refuse the others (401, or
-//     403 PERMISSION_DENIED for a non-admin on an admin route);
+//     some routes are public (Config.Public); of any other route it gets
+//     401 UNAUTHENTICATED "authentication required: send a bearer token"
+//     before its body or query is decoded (refuseAnonymous, anonymous.go),
+//     and the services refuse a non-admin on an admin route (403
+//     PERMISSION_DENIED);
 //   - addIdempotencyKey (idempotency.go): see below;
 //   - withTimeout (middleware.go): Config.RequestTimeout (10s) bounds each
 //     request and its calls over Kafka; past it, 504 DEADLINE_EXCEEDED;
@@ -72,9 +75,21 @@
 // GET /.well-known/jwks.json serves the public keys that verify user
 // tokens (a JSON Web Key Set, Content-Type application/jwk-set+json). Errors of decoding a request are said without Go internals
 // (decodeError: "malformed JSON in the request body", "request body:
-// unknown field ...", "invalid value for query parameter ..."), and a
-// request within MaxBodyBytes that is too large for the message bus is 413
-// RESOURCE_EXHAUSTED "request too large to send to the service".
+// unknown field ...", "invalid value for query parameter \"pageSize\"",
+// "unexpected data after the JSON object in the request body": a body is
+// one JSON value), and a request within MaxBodyBytes that is too large for
+// the message bus is 413 RESOURCE_EXHAUSTED "request too large to send to
+// the service". POST /v1/products:import decodes every line of its body
+// before it sends any (import.go): a line that does not decode is 400
+// "line N: ..." with a google.rpc.BadRequest field violation "line N", and
+// nothing is imported.
+//
+// Field paths in errors are in the API's JSON names, as its bodies are:
+// the services name fields by their protobuf names (a BadRequest field
+// violation "items[0].product_id", the validation message listing them),
+// and the error handler translates them along the request message of the
+// route's RPC method ("items[0].productId"; fieldnames.go). Bodies of
+// errors are not HTML-escaped ("Bearer <token>").
 //
 // Errors are always JSON of the form
 //

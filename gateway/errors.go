@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/idempotency"
@@ -29,13 +30,20 @@ type errorBody struct {
 // errorHandler is the ServeMux's error handler: every error of a call, or
 // of decoding its request, in the API's format. A replayed error answer
 // (see ReplayedHeader) says so, as a replayed success does.
+//
+// Field paths are in the API's JSON names (jsonFieldNames), found from the
+// request message of the call's RPC method (runtime.RPCMethod).
 func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if md, ok := runtime.ServerMetadataFromContext(ctx); ok {
 		if v := md.HeaderMD.Get(idempotency.ReplayedHeader); len(v) > 0 {
 			w.Header().Set(ReplayedHeader, v[0])
 		}
 	}
-	writeError(w, r, err)
+	var req protoreflect.MessageDescriptor
+	if m, ok := runtime.RPCMethod(ctx); ok {
+		req = requestDescriptor(m)
+	}
+	writeErrorOf(w, r, err, req)
 }
 
 // routingErrorHandler is the ServeMux's handler of requests no route takes:
@@ -64,15 +72,22 @@ func routingErrorHandler(_ context.Context, _ *runtime.ServeMux, _ runtime.Marsh
 // own statuses (decodeError: 408 for a slow body, 413 for a large one), and
 // a request too large for the message bus is 413, not the 429 of other
 // ResourceExhausted errors.
-func writeError(w http.ResponseWriter, r *http.Request, err error) {
+func writeError(w http.ResponseWriter, r *http.Request, err error) { writeErrorOf(w, r, err, nil) }
+
+// writeErrorOf is writeError for an error of a call whose request message
+// is req (nil when unknown): the field paths it names, in its
+// google.rpc.BadRequest details, its message or a parameter that did not
+// decode, are in JSON names (jsonFieldNames, jsonFieldPath).
+func writeErrorOf(w http.ResponseWriter, r *http.Request, err error, req protoreflect.MessageDescriptor) {
 	st := status.Convert(err)
 	if ctxErr := r.Context().Err(); ctxErr != nil && st.Code() == codes.Unknown {
 		st = status.FromContextError(ctxErr)
 	}
+	st = jsonFieldNames(st, req)
 	httpStatus, msg := runtime.HTTPStatusFromCode(st.Code()), st.Message()
 	switch {
 	case st.Code() == codes.InvalidArgument:
-		if code, text, ok := decodeError(msg, exchangeOf(r).maxBody); ok {
+		if code, text, ok := decodeError(msg, exchangeOf(r).maxBody, func(path string) string { return jsonFieldPath(req, path) }); ok {
 			httpStatus, msg = code, text
 		}
 	case st.Code() == codes.ResourceExhausted && tooLarge(st):
@@ -124,9 +139,13 @@ func tooLarge(st *status.Status) bool {
 	return false
 }
 
-// writeJSON writes v as JSON with the HTTP status code.
+// writeJSON writes v as JSON with the HTTP status code, without escaping
+// <, > and & (an error's `"Bearer <token>"` reads as written): the body is
+// application/json, never HTML.
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -34,6 +35,13 @@ type Config struct {
 	// (grpc.health.v1) of the units serving Users, Products and Orders:
 	// /readyz asks each whether its service is SERVING (see readyz).
 	UsersHealth, ProductsHealth, OrdersHealth grpc_health_v1.HealthClient
+	// Public reports whether anyone may call an RPC method (its full name,
+	// "/shop.users.v1.UserService/Login") without a token; the gateway
+	// refuses an anonymous request of any other 401 UNAUTHENTICATED before
+	// decoding it (see refuseAnonymous). Normally internal/app's
+	// PublicMethod, the services' own rule. Nil: anonymous requests go on
+	// and the services decide.
+	Public func(method string) bool
 	// Verifier verifies bearer tokens before a request is forwarded, and
 	// its keys are served at /.well-known/jwks.json.
 	Verifier *auth.Verifier
@@ -139,8 +147,8 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		// callMetadata adds the request id and the verified user
 		// (auth.PrincipalKey).
 		runtime.WithIncomingHeaderMatcher(idempotencyHeaderMatcher),
-		runtime.WithMetadata(callMetadata),
-		runtime.WithMiddlewares(recordRoute),
+		runtime.WithMetadata(callMetadata(cfg.Public)),
+		runtime.WithMiddlewares(recordRoute, refuseAnonymous),
 		runtime.WithOutgoingHeaderMatcher(responseHeaderMatcher),
 		// No POST form of GET routes (grpc-gateway's path-length
 		// fallback): a POST .../{id}:watch would not be a stream to the
@@ -166,6 +174,11 @@ func New(ctx context.Context, cfg Config) (http.Handler, error) {
 		}
 	}
 	g := &gateway{cfg: cfg, mux: mux}
+	// Registered after grpc-gateway's handler of the route, so it is the
+	// one the mux picks: decode every line before sending any.
+	if err := mux.HandlePath(http.MethodPost, importPath, g.importProducts); err != nil {
+		return nil, fmt.Errorf("gateway: register import: %w", err)
+	}
 	if err := mux.HandlePath(http.MethodGet, "/v1/users/{id}/dashboard", g.dashboard); err != nil {
 		return nil, fmt.Errorf("gateway: register dashboard: %w", err)
 	}
@@ -223,3 +236,43 @@ func (m newlineJSON) Marshal(v any) ([]byte, error) {
 // Delimiter implements runtime.Delimited: Marshal ends each message of a
 // stream already.
 func (newlineJSON) Delimiter() []byte { return nil }
+
+// errTrailingData is the error of a request body with more than one JSON
+// value.
+var errTrailingData = errors.New("unexpected data after the JSON object in the request body")
+
+// NewDecoder implements runtime.Marshaler: a request body is one JSON value,
+// and anything but white space after it is an error (errTrailingData)
+// rather than ignored, as grpc-gateway's decoder would.
+func (m newlineJSON) NewDecoder(r io.Reader) runtime.Decoder {
+	dw, ok := m.JSONPb.NewDecoder(r).(runtime.DecoderWrapper)
+	if !ok {
+		return m.JSONPb.NewDecoder(r)
+	}
+	return runtime.DecoderFunc(func(v any) error {
+		if err := dw.Decode(v); err != nil {
+			return err
+		}
+		return onlySpace(io.MultiReader(dw.Buffered(), r))
+	})
+}
+
+// onlySpace reads r to its end and fails with errTrailingData at its first
+// byte that is not JSON white space, or with r's error.
+func onlySpace(r io.Reader) error {
+	var buf [512]byte
+	for {
+		n, err := r.Read(buf[:])
+		for _, c := range buf[:n] {
+			if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+				return errTrailingData
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kgrpc/platform/gateway"
 	productsv1 "github.com/kgrpc/platform/gen/shop/products/v1"
+	"github.com/kgrpc/platform/internal/app"
 	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/trust"
@@ -490,7 +491,11 @@ func TestRequestErrors(t *testing.T) {
 		{"unknown field", "POST", "/v1/users", `{"nope":1}`, 400, "INVALID_ARGUMENT", `request body: unknown field "nope"`},
 		{"wrong type in the body", "POST", "/v1/products", `{"priceCents":"abc"}`, 400, "INVALID_ARGUMENT", `request body: invalid value for int64 field priceCents: "abc"`},
 		{"bad query parameter", "GET", "/v1/users/u_1/orders?pageSize=many", "", 400, "INVALID_ARGUMENT",
-			`invalid value for query parameter "page_size"`},
+			`invalid value for query parameter "pageSize"`},
+		{"data after the JSON object", "POST", "/v1/users", `{"email":"a@b.c"} {"x":1}`, 400, "INVALID_ARGUMENT",
+			"unexpected data after the JSON object in the request body"},
+		{"garbage after the JSON object", "POST", "/v1/users", "{\"email\":\"a@b.c\"}\n]", 400, "INVALID_ARGUMENT",
+			"unexpected data after the JSON object in the request body"},
 		{"invalid UTF-8 in a path", "GET", "/v1/products/%ff", "", 400, "INVALID_ARGUMENT", `path segment "%ff" is not valid UTF-8`},
 		{"invalid UTF-8 in a query", "GET", "/v1/products?query=%ff", "", 400, "INVALID_ARGUMENT", `query parameter "query" is not valid UTF-8`},
 	}
@@ -499,4 +504,131 @@ func TestRequestErrors(t *testing.T) {
 			wantError(t, do(t, base, tt.method, tt.path, tt.body), tt.status, tt.code, tt.msg)
 		})
 	}
+}
+
+// TestErrorBodiesAreNotHTMLEscaped checks that error messages keep <, > and
+// & as written: the body is JSON, not HTML.
+func TestErrorBodiesAreNotHTMLEscaped(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, nil)
+	r := do(t, base, "GET", "/v1/users/me", "", "Authorization", "Basic x")
+	wantError(t, r, 401, "UNAUTHENTICATED", `authorization header must be "Bearer <token>"`)
+	if !strings.Contains(string(r.raw), `Bearer <token>`) {
+		t.Errorf("body %s escapes the message", r.raw)
+	}
+}
+
+// TestAnonymousRefusedBeforeDecoding checks that a request without
+// credentials of a route that is not public is 401, with the services'
+// error, whatever its body or query, and reaches no service; public routes
+// still decode first, and a bad token is refused as before.
+func TestAnonymousRefusedBeforeDecoding(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, func(c *gateway.Config) { c.Public = app.PublicMethod })
+	const msg = "authentication required: send a bearer token"
+	tests := []struct {
+		name, method, path, body string
+	}{
+		{"truncated JSON", "POST", "/v1/orders", `{"items": `},
+		{"unknown field", "POST", "/v1/orders", `{"foo":1}`},
+		{"bad query parameter", "GET", "/v1/users/me/orders?pageSize=abc", ""},
+		{"malformed JSON", "POST", "/v1/products", `{`},
+		{"well-formed", "POST", "/v1/orders", `{}`},
+		{"bad path parameter type", "PATCH", "/v1/users/u_1", `{"displayName": 1}`},
+		{"watch", "GET", "/v1/orders/o_1:watch", ""},
+		{"import", "POST", "/v1/products:import", "{\"nme\":1}\n"},
+		{"dashboard", "GET", "/v1/users/u_1/dashboard", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, base, tt.method, tt.path, tt.body)
+			wantError(t, r, 401, "UNAUTHENTICATED", msg)
+			if got := r.header.Get("WWW-Authenticate"); got != `Bearer realm="shop"` {
+				t.Errorf("WWW-Authenticate %q", got)
+			}
+		})
+	}
+	for _, m := range []string{"CreateOrder", "ListUserOrders", "CreateProduct", "UpdateUser", "GetUser", "WatchOrder", "ImportProducts"} {
+		if n := b.rec.calls(m); n != 0 {
+			t.Errorf("%d calls of %s reached the service", n, m)
+		}
+	}
+	t.Run("public routes decode first", func(t *testing.T) {
+		wantError(t, do(t, base, "POST", "/v1/users", `{"nope":1}`), 400, "INVALID_ARGUMENT", `request body: unknown field "nope"`)
+		wantError(t, do(t, base, "POST", "/v1/auth:login", `{`), 400, "INVALID_ARGUMENT", "malformed JSON: the request body ends too early")
+		wantError(t, do(t, base, "GET", "/v1/products?pageSize=abc", ""), 400, "INVALID_ARGUMENT", `invalid value for query parameter "pageSize"`)
+	})
+	t.Run("a bad token is refused as before", func(t *testing.T) {
+		r := do(t, base, "POST", "/v1/orders", `{"items": `, "Authorization", "Basic x")
+		wantError(t, r, 401, "UNAUTHENTICATED", `authorization header must be "Bearer <token>"`)
+	})
+	t.Run("with a token the body is decoded", func(t *testing.T) {
+		r := do(t, base, "POST", "/v1/orders", `{"foo":1}`, bearer(b.token(t, "u_1", auth.RoleCustomer))...)
+		wantError(t, r, 400, "INVALID_ARGUMENT", `request body: unknown field "foo"`)
+	})
+}
+
+// TestImportLineErrors checks that an import's body is decoded line by
+// line before anything is sent: a line that does not decode answers 400
+// naming it, in the message and in a BadRequest field violation, and the
+// service sees no call.
+func TestImportLineErrors(t *testing.T) {
+	b := newBackend(t)
+	base := b.serve(t, func(c *gateway.Config) { c.Public = app.PublicMethod })
+	tok := bearer(b.token(t, "admin", auth.RoleAdmin))
+	ok := `{"sku":"UF-1","name":"n","priceCents":1}`
+	tests := []struct {
+		name, body, field, problem string
+	}{
+		{"unknown field", ok + "\n" + `{"sku":"x","nme":"y"}` + "\n", "line 2", `unknown field "nme"`},
+		{"two objects on a line", ok + " " + ok + "\n", "line 1", "unexpected data after the JSON object"},
+		{"empty line", ok + "\n\n" + ok + "\n", "line 2", "empty line: send one JSON object per line"},
+		{"truncated", ok + "\n" + ok + "\n" + `{"sku":`, "line 3", "malformed JSON: the line ends too early"},
+		{"not JSON", "sku=x\n", "line 1", "malformed JSON"},
+		{"wrong type", ok + "\r\n" + `{"priceCents":"abc"}`, "line 2", `invalid value for int64 field priceCents: "abc"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, base, "POST", "/v1/products:import", tt.body, tok...)
+			want := map[string]any{
+				"code":    "INVALID_ARGUMENT",
+				"message": tt.field + ": " + tt.problem,
+				"details": []any{map[string]any{
+					"@type":           "type.googleapis.com/google.rpc.BadRequest",
+					"fieldViolations": []any{map[string]any{"field": tt.field, "description": tt.problem}},
+				}},
+			}
+			if r.status != 400 || !jsonEqual(normalizeNBSP(r.json), want) {
+				t.Errorf("%d %s, want 400 %s", r.status, r.raw, mustJSON(t, want))
+			}
+		})
+	}
+	t.Run("a good body reaches the service", func(t *testing.T) {
+		r := do(t, base, "POST", "/v1/products:import", ok+"\n"+ok+"\n\n", tok...)
+		if r.status != 501 {
+			t.Errorf("%d %s, want the test service's 501", r.status, r.raw)
+		}
+	})
+}
+
+// normalizeNBSP replaces the no-break spaces protobuf-go's errors put in
+// their words (see wantError) in every string of v.
+func normalizeNBSP(v any) any {
+	switch v := v.(type) {
+	case string:
+		return strings.ReplaceAll(v, "\u00a0", " ")
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = normalizeNBSP(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = normalizeNBSP(e)
+		}
+		return out
+	}
+	return v
 }

@@ -96,8 +96,13 @@ var (
 // decodeError returns the HTTP status and message of an InvalidArgument
 // that grpc-gateway made while decoding a request (body, path, query), in
 // words without Go internals; ok is false for other errors, which the
-// services wrote and which go out as they are.
-func decodeError(msg string, maxBody int64) (code int, text string, ok bool) {
+// services wrote and which go out as they are. A parameter's field path,
+// in protobuf names in grpc-gateway's message, is named as jsonName
+// (when not nil) returns it: its JSON name.
+func decodeError(msg string, maxBody int64, jsonName func(path string) string) (code int, text string, ok bool) {
+	if jsonName == nil {
+		jsonName = func(path string) string { return path }
+	}
 	switch {
 	case strings.Contains(msg, "http: request body too large"):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxBody), true
@@ -107,10 +112,10 @@ func decodeError(msg string, maxBody int64) (code int, text string, ok bool) {
 		return http.StatusBadRequest, "malformed JSON: the request body ends too early", true
 	}
 	if m := typeMismatch.FindStringSubmatch(msg); m != nil {
-		return http.StatusBadRequest, fmt.Sprintf("invalid value for path parameter %q", m[1]), true
+		return http.StatusBadRequest, fmt.Sprintf("invalid value for path parameter %q", jsonName(m[1])), true
 	}
 	if m := queryField.FindStringSubmatch(msg); m != nil {
-		return http.StatusBadRequest, fmt.Sprintf("invalid value for query parameter %q", m[1]), true
+		return http.StatusBadRequest, fmt.Sprintf("invalid value for query parameter %q", jsonName(m[1])), true
 	}
 	if loc := protoPrefix.FindStringIndex(msg); loc != nil {
 		rest := strings.ReplaceAll(msg[loc[1]:], "\u00a0", " ")

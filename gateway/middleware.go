@@ -60,7 +60,7 @@ const DefaultMaxStreamsPerUser = 16
 
 // limitStreams answers 429 RESOURCE_EXHAUSTED to a streaming request
 // (isStream) of a user who has n open already. Anonymous streams are not
-// counted: the services refuse them at once.
+// counted: they are refused at once (refuseAnonymous, or the services).
 func limitStreams(n int) func(http.Handler) http.Handler {
 	var (
 		mu   sync.Mutex

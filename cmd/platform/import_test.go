@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // An admin imports products as NDJSON: new SKUs are created, a known one
@@ -53,5 +55,44 @@ func TestImportProductsOverREST(t *testing.T) {
 
 	if code, raw, _ := s.call("POST", "/v1/products:import", customer, nil, `{"sku": "X-1", "name": "x", "priceCents": 1}`+"\n"); code != http.StatusForbidden {
 		t.Fatalf("a customer's import = %d %s, want 403", code, raw)
+	}
+}
+
+// An import with a line that does not decode answers 400 naming the line
+// and changes nothing: every line is decoded before any is sent, so the
+// valid lines before the bad one are not applied either. (They were, at
+// random, when each line went to the service as soon as it decoded.)
+func TestImportWithUndecodableLineChangesNothing(t *testing.T) {
+	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true })
+	admin := s.adminToken()
+	const reps = 8
+	for i := range reps {
+		body := fmt.Sprintf(`{"sku": "UF-%d", "name": "n", "priceCents": 1}`+"\n"+`{"sku": "x", "nme": "y"}`+"\n", i)
+		code, raw, _ := s.call("POST", "/v1/products:import", admin, nil, body)
+		var out struct {
+			Code, Message string
+			Details       []struct {
+				Type            string `json:"@type"`
+				FieldViolations []struct{ Field, Description string }
+			}
+		}
+		if err := json.Unmarshal(raw, &out); err != nil || code != http.StatusBadRequest || out.Code != "INVALID_ARGUMENT" ||
+			out.Message != `line 2: unknown field "nme"` || len(out.Details) != 1 ||
+			out.Details[0].Type != "type.googleapis.com/google.rpc.BadRequest" || len(out.Details[0].FieldViolations) != 1 ||
+			out.Details[0].FieldViolations[0].Field != "line 2" || out.Details[0].FieldViolations[0].Description != `unknown field "nme"` {
+			t.Fatalf("import with a bad line 2 = %d %s (%v), want 400 naming line 2", code, raw, err)
+		}
+	}
+	// A later import goes through: once it is in, the bad ones would have
+	// been too, had they sent anything.
+	s.must(200, "POST", "/v1/products:import", admin, `{"sku": "UF-OK", "name": "ok", "priceCents": 1}`+"\n")
+	eventually(t, "UF-OK listed", func() bool {
+		return len(s.must(200, "GET", "/v1/products?query=ok", "", nil)["products"].([]any)) == 1
+	})
+	time.Sleep(500 * time.Millisecond)
+	for _, p := range s.must(200, "GET", "/v1/products?pageSize=100", "", nil)["products"].([]any) {
+		if sku := p.(map[string]any)["sku"].(string); strings.HasPrefix(sku, "UF-") && sku != "UF-OK" {
+			t.Errorf("product %s of a refused import exists", sku)
+		}
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/kgrpc/platform/internal/app"
+	"github.com/kgrpc/platform/internal/auth"
 	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/kafkatest"
 )
@@ -404,7 +405,8 @@ func TestErrorClasses(t *testing.T) {
 
 // TestValidationListsEveryViolation: a request that breaks three of its
 // buf.validate rules answers 400 with all three in a google.rpc.BadRequest
-// detail, each with its field path, and changes nothing.
+// detail, each with its field path in the API's JSON names (the gateway
+// translates the services' protobuf names), and changes nothing.
 func TestValidationListsEveryViolation(t *testing.T) {
 	s := startShop(t, t.TempDir(), func(o *options) { o.NoDemo = true })
 	admin := s.adminToken()
@@ -415,15 +417,15 @@ func TestValidationListsEveryViolation(t *testing.T) {
 		fields                    []string
 	}{
 		{"new user", "POST", "/v1/users", "", map[string]any{"email": "", "password": "tiny-pw", "displayName": ""},
-			[]string{"email", "password", "display_name"}},
+			[]string{"email", "password", "displayName"}},
 		{"new product", "POST", "/v1/products", admin, map[string]any{"sku": "-bad sku", "name": " ", "priceCents": -1, "stock": "2000000000"},
-			[]string{"sku", "name", "price_cents", "stock"}},
+			[]string{"sku", "name", "priceCents", "stock"}},
 		{"order lines", "POST", "/v1/orders", admin, map[string]any{"items": []any{
 			map[string]any{"productId": pid, "quantity": 0},
 			map[string]any{"productId": "", "quantity": 1001},
-		}}, []string{"items[0].quantity", "items[1].product_id", "items[1].quantity"}},
+		}}, []string{"items[0].quantity", "items[1].productId", "items[1].quantity"}},
 		{"list filters", "GET", "/v1/products?minPriceCents=-1&orderBy=color&pageSize=-5", "", nil,
-			[]string{"min_price_cents", "order_by", "page_size"}},
+			[]string{"minPriceCents", "orderBy", "pageSize"}},
 		// An empty required string is one violation ("value is required"),
 		// not one per rule, and so is an empty name in a patch.
 		{"empty sku", "POST", "/v1/products", admin, map[string]any{"sku": "", "name": "N"}, []string{"sku"}},
@@ -705,15 +707,29 @@ func TestServiceNotAnsweringGives504(t *testing.T) {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	s := &shop{t: t, base: "http://" + <-addr}
-	for _, path := range []string{"/v1/products/p_1", "/v1/products", "/v1/users/me/dashboard"} {
+	// The dashboard is not public: a user's token (signed with the users
+	// unit's key, as Login would) takes it to the services; without one the
+	// gateway answers 401 itself.
+	issuer, err := auth.NewIssuer(keys.Keys[app.UnitUsers].Current(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := issuer.Issue("u_1", auth.RoleCustomer, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ path, token string }{{"/v1/products/p_1", ""}, {"/v1/products", ""}, {"/v1/users/me/dashboard", tok}} {
 		start := time.Now()
-		code, body := s.do("GET", path, "", nil)
+		code, body := s.do("GET", c.path, c.token, nil)
 		if el := time.Since(start); el > 5*time.Second {
-			t.Fatalf("GET %s took %v with a 1s deadline", path, el)
+			t.Fatalf("GET %s took %v with a 1s deadline", c.path, el)
 		}
 		if code != 503 && code != 504 {
-			t.Fatalf("GET %s = %d %v, want 503 or 504", path, code, body)
+			t.Fatalf("GET %s = %d %v, want 503 or 504", c.path, code, body)
 		}
+	}
+	if code, body := s.do("GET", "/v1/users/me/dashboard", "", nil); code != 401 {
+		t.Fatalf("anonymous GET /v1/users/me/dashboard = %d %v, want 401 from the gateway", code, body)
 	}
 	if code, _ := s.do("GET", "/readyz", "", nil); code != 503 {
 		t.Fatalf("/readyz = %d with no service running, want 503", code)
@@ -765,7 +781,7 @@ func readmeWalkthrough(t *testing.T, s *shop, script string) {
 	// protojson varies its spacing, so compare without whitespace.
 	compact := strings.Join(strings.Fields(text), "")
 	for _, want := range []string{`"email":"ada@example.com"`, `"status":"ORDER_STATUS_PENDING"`, `"status":"ORDER_STATUS_CANCELLED"`, `"orderCount":1`, `"code":"FAILED_PRECONDITION"`,
-		`"field":"email"`, `"field":"password"`, `"field":"display_name"`} {
+		`"field":"email"`, `"field":"password"`, `"field":"displayName"`} {
 		if !strings.Contains(compact, want) {
 			t.Errorf("walkthrough output lacks %s:\n%s", want, text)
 		}

@@ -179,7 +179,7 @@ func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocatio
 	if u.tel != nil {
 		opts = append(opts, u.tel.Server()...) // outermost: every request counted
 	}
-	authCfg := auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked, Public: publicMethod, Admin: adminMethod}
+	authCfg := auth.InterceptorConfig{Asserters: []string{UnitGateway}, Revoked: rev.Revoked, Public: PublicMethod, Admin: adminMethod}
 	opts = append(opts, kafkatransport.WithUnaryServerInterceptors(requestID, logCalls(u.log),
 		auth.UnaryServerInterceptor(authCfg),
 		validate.UnaryServerInterceptor(rules),
@@ -193,11 +193,11 @@ func (c Common) newServer(u unitEnv, idem idempotency.Store, rev *auth.Revocatio
 	return kafkatransport.NewServer(c.Brokers, opts...)
 }
 
-// publicMethod reports whether anyone may call method without a user or a
+// PublicMethod reports whether anyone may call method without a user or a
 // unit: registration, login, the catalogue, and every unit's health and
 // reflection services. Any other call without one is Unauthenticated
 // before its request is validated or its handler runs.
-func publicMethod(method string) bool {
+func PublicMethod(method string) bool {
 	switch method {
 	case usersv1.UserService_CreateUser_FullMethodName, usersv1.UserService_Login_FullMethodName,
 		productsv1.ProductService_GetProduct_FullMethodName, productsv1.ProductService_ListProducts_FullMethodName:

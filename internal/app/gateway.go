@@ -75,6 +75,7 @@ func RunGateway(ctx context.Context, c Common, cfg GatewayConfig) error {
 		ProductsHealth:    healthClient(conn, UnitProducts),
 		OrdersHealth:      healthClient(conn, UnitOrders),
 		Verifier:          verifier,
+		Public:            PublicMethod,
 		Revoked:           rev.Revoked,
 		Health:            map[string]func() error{"revocations": rev.Health},
 		Breaker:           b,

@@ -38,12 +38,17 @@ func FromContext(ctx context.Context) (Claims, bool) {
 	return c, ok
 }
 
-// Require returns the caller's claims, or an Unauthenticated error when the
-// call carried no valid token.
+// ErrAuthRequired is the Unauthenticated error of a call that needs a user
+// and carried no token (Require's). The gateway answers it too, to an
+// anonymous request of a route that is not public.
+var ErrAuthRequired = status.Error(codes.Unauthenticated, "authentication required: send a bearer token")
+
+// Require returns the caller's claims, or ErrAuthRequired when the call
+// carried no valid token.
 func Require(ctx context.Context) (Claims, error) {
 	c, ok := FromContext(ctx)
 	if !ok {
-		return Claims{}, status.Error(codes.Unauthenticated, "authentication required: send a bearer token")
+		return Claims{}, ErrAuthRequired
 	}
 	return c, nil
 }
