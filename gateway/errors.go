@@ -86,7 +86,10 @@ func writeErrorOf(w http.ResponseWriter, r *http.Request, err error, req protore
 	st = jsonFieldNames(st, req)
 	httpStatus, msg := runtime.HTTPStatusFromCode(st.Code()), st.Message()
 	switch {
-	case st.Code() == codes.InvalidArgument:
+	case st.Code() == codes.InvalidArgument && len(st.Proto().GetDetails()) == 0:
+		// grpc-gateway's own decoding errors, which carry no details, are
+		// reworded; a worded error (a service's, an import line's) is not,
+		// as its text may quote what the client sent.
 		if code, text, ok := decodeError(msg, exchangeOf(r).maxBody, func(path string) string { return jsonFieldPath(req, path) }); ok {
 			httpStatus, msg = code, text
 		}

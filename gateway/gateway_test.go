@@ -586,13 +586,19 @@ func TestImportLineErrors(t *testing.T) {
 		{"truncated", ok + "\n" + ok + "\n" + `{"sku":`, "line 3", "malformed JSON: the line ends too early"},
 		{"not JSON", "sku=x\n", "line 1", "malformed JSON"},
 		{"wrong type", ok + "\r\n" + `{"priceCents":"abc"}`, "line 2", `invalid value for int64 field priceCents: "abc"`},
+		// The line's words are not reworded again as a body's error: the
+		// value quoted here is what the client sent, not a JSON error.
+		{"value that reads like an error", ok + "\n" + `{"priceCents":"invalid character"}`, "line 2", `invalid value for int64 field priceCents: "invalid character"`},
+		// More lines than productsvc takes: refused before any is sent, so
+		// the service never applies the first 10,000 and fails the rest.
+		{"too many lines", strings.Repeat(ok+"\n", gateway.MaxImportLines+1), "line 10001", "beyond the 10000 lines an import may have"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := do(t, base, "POST", "/v1/products:import", tt.body, tok...)
 			want := map[string]any{
 				"code":    "INVALID_ARGUMENT",
-				"message": tt.field + ": " + tt.problem,
+				"message": importMessage(tt.field, tt.problem),
 				"details": []any{map[string]any{
 					"@type":           "type.googleapis.com/google.rpc.BadRequest",
 					"fieldViolations": []any{map[string]any{"field": tt.field, "description": tt.problem}},
@@ -609,6 +615,15 @@ func TestImportLineErrors(t *testing.T) {
 			t.Errorf("%d %s, want the test service's 501", r.status, r.raw)
 		}
 	})
+}
+
+// importMessage is the message of an import refused for problem at
+// field: "line N: problem", or the whole import's for one too long.
+func importMessage(field, problem string) string {
+	if strings.HasPrefix(problem, "beyond the") {
+		return fmt.Sprintf("an import carries at most %d products, one per line; this one has %d lines", gateway.MaxImportLines, gateway.MaxImportLines+1)
+	}
+	return field + ": " + problem
 }
 
 // normalizeNBSP replaces the no-break spaces protobuf-go's errors put in

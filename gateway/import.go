@@ -20,6 +20,12 @@ import (
 // importPath is the route of ProductService.ImportProducts.
 const importPath = "/v1/products:import"
 
+// MaxImportLines is the most lines an import's body may have: productsvc's
+// MaxImportItems (TestImportLimitsAgree holds them equal). A longer import
+// is refused before anything is decoded or sent, so that the service,
+// which fails the stream at its limit, never applies part of it.
+const MaxImportLines = 10_000
+
 // importProducts serves POST /v1/products:import in place of the handler
 // grpc-gateway generates, which sends each line as soon as it decodes it:
 // a line that did not decode then answered 400 with no position after the
@@ -65,6 +71,12 @@ func decodeImport(body []byte, m runtime.Marshaler) ([]*productsv1.ImportProduct
 	lines := bytes.Split(bytes.TrimRight(body, " \t\r\n"), []byte("\n"))
 	if len(lines) == 1 && len(bytes.TrimSpace(lines[0])) == 0 {
 		return nil, nil // an empty import
+	}
+	if len(lines) > MaxImportLines {
+		st, _ := status.New(codes.InvalidArgument, fmt.Sprintf("an import carries at most %d products, one per line; this one has %d lines", MaxImportLines, len(lines))).WithDetails(&errdetails.BadRequest{
+			FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: fmt.Sprintf("line %d", MaxImportLines+1), Description: fmt.Sprintf("beyond the %d lines an import may have", MaxImportLines)}},
+		})
+		return nil, st.Err()
 	}
 	items := make([]*productsv1.ImportProductsRequest, 0, len(lines))
 	for i, line := range lines {

@@ -10,6 +10,9 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/kgrpc/platform/gateway"
+	"github.com/kgrpc/platform/productsvc"
+
 	// The shop's protos, registered.
 	_ "github.com/kgrpc/platform/gen/shop/api/v1"
 	_ "github.com/kgrpc/platform/gen/shop/orders/v1"
@@ -77,4 +80,12 @@ func noUnknown(t *testing.T, where string, m protoreflect.Message) {
 		}
 		return true
 	})
+}
+
+// The gateway refuses an import longer than productsvc takes before
+// sending any of it, so the two limits must be one.
+func TestImportLimitsAgree(t *testing.T) {
+	if gateway.MaxImportLines != productsvc.MaxImportItems {
+		t.Errorf("gateway.MaxImportLines %d, productsvc.MaxImportItems %d: want them equal", gateway.MaxImportLines, productsvc.MaxImportItems)
+	}
 }

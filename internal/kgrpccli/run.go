@@ -115,6 +115,13 @@ func (o *options) fromDataDir(fs *flag.FlagSet) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// A KGRPC_ variable sets its flag as the command line does (KAFKA_BROKERS
+	// stays a default: a shell may export it for another cluster).
+	for name, env := range map[string]string{"brokers": "KGRPC_BROKERS", "unit-key": "KGRPC_UNIT_KEY", "keyring": "KGRPC_KEYRING"} {
+		if os.Getenv(env) != "" {
+			set[name] = true
+		}
+	}
 	if !set["brokers"] {
 		b, err := os.ReadFile(filepath.Join(o.dataDir, "broker-addr"))
 		if err != nil {

@@ -36,3 +36,14 @@ func TestDataDirFromEnvironment(t *testing.T) {
 		t.Fatalf("list with KGRPC_DATA_DIR of no platform = %v, want the data directory's error", err)
 	}
 }
+
+// KGRPC_BROKERS wins over the data directory's broker, as --brokers does.
+func TestBrokersFromEnvironmentWinOverDataDir(t *testing.T) {
+	dir := t.TempDir() // no broker-addr: only the data directory would fail
+	t.Setenv("KGRPC_DATA_DIR", dir)
+	t.Setenv("KGRPC_BROKERS", "127.0.0.1:1")
+	err := Run(context.Background(), []string{"--timeout", "1s", "list"}, new(bytes.Buffer))
+	if err == nil || strings.Contains(err.Error(), "--data-dir") {
+		t.Fatalf("list with KGRPC_BROKERS and a data directory without a broker = %v, want a failure to reach 127.0.0.1:1, not the data directory's error", err)
+	}
+}

@@ -157,13 +157,15 @@ func (b *Breaker) UnaryClientInterceptor() grpc.UnaryClientInterceptor {
 }
 
 // StreamClientInterceptor returns the interceptor that fails NewStream at
-// once while the service's circuit is open. Streams are not counted, take
+// once while the service's circuit is not closed (open, or half-open with
+// unary probes finding out whether the service is back: a stream would
+// wait on a dead service for its whole life). Streams are not counted, take
 // no probe and hold no in-flight slot (see the package doc).
 func (b *Breaker) StreamClientInterceptor() grpc.StreamClientInterceptor {
 	return func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 		name := serviceOf(method)
 		if !bypass(name) {
-			if s := b.service(name); s.cb.State() == gobreaker.StateOpen {
+			if s := b.service(name); s.cb.State() != gobreaker.StateClosed {
 				return nil, b.refuseCircuit(s, gobreaker.ErrOpenState)
 			}
 		}

@@ -275,7 +275,8 @@ func TestInFlightBound(t *testing.T) {
 }
 
 func TestStreams(t *testing.T) {
-	b := newBreaker(t, breaker.WithFailures(1), breaker.WithMaxInFlight(1))
+	const openFor = 100 * time.Millisecond
+	b := newBreaker(t, breaker.WithFailures(1), breaker.WithMaxInFlight(1), breaker.WithOpenFor(openFor))
 	ic := b.StreamClientInterceptor()
 	desc := &grpc.StreamDesc{ServerStreams: true}
 	opened := 0
@@ -293,6 +294,21 @@ func TestStreams(t *testing.T) {
 	_, err := ic(context.Background(), desc, nil, "/shop.products.v1.ProductService/Watch", streamer)
 	if info, _ := details(err); info.GetReason() != breaker.ReasonCircuitOpen || opened != 3 {
 		t.Fatalf("NewStream on an open circuit: %v (opened %d), want a refusal", err, opened)
+	}
+	// Half-open, streams are still refused: only unary probes find out
+	// whether the service is back.
+	time.Sleep(openFor + 20*time.Millisecond)
+	if s := state(b); s != breaker.StateHalfOpen {
+		t.Fatalf("after the open time: %v, want half-open", s)
+	}
+	if _, err := ic(context.Background(), desc, nil, "/shop.products.v1.ProductService/Watch", streamer); breaker.Reason(err) != breaker.ReasonCircuitOpen || opened != 3 {
+		t.Fatalf("NewStream on a half-open circuit: %v (opened %d), want a refusal", err, opened)
+	}
+	if err := call(b, context.Background(), invoker(nil)); err != nil {
+		t.Fatalf("unary probe: %v", err)
+	}
+	if _, err := ic(context.Background(), desc, nil, "/shop.products.v1.ProductService/Watch", streamer); err != nil || opened != 4 {
+		t.Fatalf("NewStream once the probe closed the circuit: %v (opened %d)", err, opened)
 	}
 }
 

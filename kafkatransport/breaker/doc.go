@@ -52,8 +52,9 @@
 // its retries, holds its in-flight slot while it retries, and an open
 // circuit fails it at once rather than after the retries' waits.
 //
-// Streams: NewStream fails at once while the circuit is open, and otherwise
-// opens the stream; a stream neither counts toward the circuit (a watch
+// Streams: NewStream fails at once while the circuit is open or half-open
+// (a stream to a dead service would wait for its whole life; unary probes
+// find the service back), and otherwise opens the stream; a stream neither counts toward the circuit (a watch
 // that lasts an hour and ends DeadlineExceeded says nothing of the
 // service's health), nor takes a half-open probe, nor holds an in-flight
 // slot (long streams would take the unary calls' slots; servers bound
