@@ -105,7 +105,7 @@ func (s *Settings) table() []cli.Flag {
 		{Name: "max-stream-duration", Value: &s.MaxStreamDuration, Default: "1h", Usage: "longest a streaming API request (GET /v1/orders/{id}:watch, POST /v1/products:import) may last"},
 		{Name: "max-streams-per-user", Value: &s.MaxStreamsPerUser, Default: "16", Usage: "streaming API requests one user may have open at once; more get 429"},
 		{Name: "max-inflight-per-service", Value: &s.MaxInFlightPerService, Default: "1024",
-			Usage: "calls the gateway may have in flight to one service at once (1 or more); more get 503 with Retry-After at once"},
+			Usage: "calls the gateway may have in flight to one service at once; more get 503 with Retry-After at once"},
 		{Name: "auth-rate-limit", Value: &s.AuthRateLimit, Default: "30",
 			Usage: "login and registration attempts a minute allowed per client address and per email (more get 429 with Retry-After); 0 for no limit"},
 		{Name: "cors-origins", Value: &s.CORSOrigins,
@@ -243,13 +243,13 @@ func (s Settings) CommonWith(logger *slog.Logger) (Common, error) {
 // before it starts anything, so a bad value fails at once.
 func (s Settings) Gateway() (GatewayConfig, error) {
 	switch {
-	case s.RequestTimeout < 0: // 0: the default (cmd/platform has no flag)
+	case s.RequestTimeout < 0: // 0: the default (cmd/platform has no flag; tests fill Settings in)
 		return GatewayConfig{}, cli.Usagef("--request-timeout (KGRPC_REQUEST_TIMEOUT) %v: want a positive duration", s.RequestTimeout)
 	case s.MaxStreamDuration < 0:
 		return GatewayConfig{}, cli.Usagef("--max-stream-duration (KGRPC_MAX_STREAM_DURATION) %v: want a positive duration", s.MaxStreamDuration)
-	case s.MaxStreamsPerUser < 1:
+	case s.MaxStreamsPerUser < 0: // 0: the default, as for the durations
 		return GatewayConfig{}, cli.Usagef("--max-streams-per-user (KGRPC_MAX_STREAMS_PER_USER) %d: want 1 or more", s.MaxStreamsPerUser)
-	case s.MaxInFlightPerService < 1:
+	case s.MaxInFlightPerService < 0:
 		return GatewayConfig{}, cli.Usagef("--max-inflight-per-service (KGRPC_MAX_INFLIGHT_PER_SERVICE) %d: want 1 or more", s.MaxInFlightPerService)
 	case s.AuthRateLimit < 0:
 		return GatewayConfig{}, cli.Usagef("--auth-rate-limit (KGRPC_AUTH_RATE_LIMIT) %d: want 0 (no limit) or more", s.AuthRateLimit)

@@ -205,7 +205,6 @@ func TestGatewaySettings(t *testing.T) {
 		want string
 	}{
 		{func(s *Settings) { s.MaxInFlightPerService = -1 }, "--max-inflight-per-service (KGRPC_MAX_INFLIGHT_PER_SERVICE) -1: want 1 or more"},
-		{func(s *Settings) { s.MaxInFlightPerService = 0 }, "--max-inflight-per-service (KGRPC_MAX_INFLIGHT_PER_SERVICE) 0"},
 		{func(s *Settings) { s.MaxStreamsPerUser = -1 }, "--max-streams-per-user (KGRPC_MAX_STREAMS_PER_USER) -1"},
 		{func(s *Settings) { s.AuthRateLimit = -1 }, "--auth-rate-limit (KGRPC_AUTH_RATE_LIMIT) -1"},
 		{func(s *Settings) { s.RequestTimeout = -time.Second }, "--request-timeout (KGRPC_REQUEST_TIMEOUT) -1s"},
@@ -217,10 +216,11 @@ func TestGatewaySettings(t *testing.T) {
 			t.Errorf("Gateway() = %v, want a usage error containing %q", err, tc.want)
 		}
 	}
-	// AuthRateLimit 0 is no limit, and a zero duration the default (the
-	// platform has no --request-timeout): not errors.
+	// AuthRateLimit 0 is no limit, and a zero duration or bound the default
+	// (the platform has no --request-timeout; tests fill Settings in): not
+	// errors.
 	s := base
-	s.AuthRateLimit, s.RequestTimeout = 0, 0
+	s.AuthRateLimit, s.RequestTimeout, s.MaxStreamsPerUser, s.MaxInFlightPerService = 0, 0, 0, 0
 	if _, err := s.Gateway(); err != nil {
 		t.Errorf("--auth-rate-limit 0 and no --request-timeout: %v", err)
 	}
