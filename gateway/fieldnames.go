@@ -6,9 +6,9 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/kgrpc/platform/kafkatransport"
 	"github.com/kgrpc/platform/kafkatransport/validate"
 )
 
@@ -22,19 +22,7 @@ import (
 // requestDescriptor returns the request message of the RPC method
 // ("/shop.users.v1.UserService/CreateUser"), or nil when it is not known.
 func requestDescriptor(method string) protoreflect.MessageDescriptor {
-	svc, name, ok := strings.Cut(strings.TrimPrefix(method, "/"), "/")
-	if !ok {
-		return nil
-	}
-	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
-	if err != nil {
-		return nil
-	}
-	sd, ok := d.(protoreflect.ServiceDescriptor)
-	if !ok {
-		return nil
-	}
-	if m := sd.Methods().ByName(protoreflect.Name(name)); m != nil {
+	if m := kafkatransport.MethodDescriptorOf(method); m != nil {
 		return m.Input()
 	}
 	return nil

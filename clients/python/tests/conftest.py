@@ -35,23 +35,23 @@ class Shop:
         return self.data_dir / "keys"
 
 
-def _platform_bin() -> str:
-    b = os.environ.get("PLATFORM_BIN")
+def _go_bin(name: str, env: str) -> str:
+    """The Go binary cmd/<name>: the path in environment variable env, else built into .bin."""
+    b = os.environ.get(env)
     if b:
         return b
-    out = REPO / ".bin" / "platform"
-    subprocess.run(["go", "build", "-o", str(out), "./cmd/platform"], cwd=REPO, check=True, timeout=600)
+    out = REPO / ".bin" / name
+    subprocess.run(["go", "build", "-o", str(out), f"./cmd/{name}"], cwd=REPO, check=True, timeout=600)
     return str(out)
+
+
+def _platform_bin() -> str:
+    return _go_bin("platform", "PLATFORM_BIN")
 
 
 def kgrpc_bin() -> str:
     """cmd/kgrpc, the Go CLI (KGRPC_BIN, else built into .bin)."""
-    b = os.environ.get("KGRPC_BIN")
-    if b:
-        return b
-    out = REPO / ".bin" / "kgrpc"
-    subprocess.run(["go", "build", "-o", str(out), "./cmd/kgrpc"], cwd=REPO, check=True, timeout=600)
-    return str(out)
+    return _go_bin("kgrpc", "KGRPC_BIN")
 
 
 def _start(brokers: str | None) -> Iterator[Shop]:
