@@ -279,14 +279,19 @@ func TestIdempotentRetriedOnUnavailable(t *testing.T) {
 
 	t.Run("backoff never past the deadline", func(t *testing.T) {
 		c := testingv1.NewEchoServiceKafkaClient(e.dial(
-			kafkatransport.WithRetry(kafkatransport.RetryPolicy{MaxAttempts: 10, InitialBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second})))
+			kafkatransport.WithRetry(kafkatransport.RetryPolicy{MaxAttempts: 10, InitialBackoff: 800 * time.Millisecond, MaxBackoff: 10 * time.Second})))
+		// The deadline leaves the two attempts' round trips a second
+		// beyond the first backoff: under -race on a loaded machine one
+		// round trip measured 250 ms, and a 500 ms deadline with a 200 ms
+		// backoff failed DeadlineExceeded on the second attempt's reply.
+		const deadline = 2 * time.Second
 		start := time.Now()
-		_, err := c.Put(ctxTimeout(t, 500*time.Millisecond), &testingv1.PutRequest{Key: "k2", FailTimes: 100})
+		_, err := c.Put(ctxTimeout(t, deadline), &testingv1.PutRequest{Key: "k2", FailTimes: 100})
 		took := time.Since(start)
-		if status.Code(err) != codes.Unavailable || took >= 500*time.Millisecond {
-			t.Fatalf("Put = %v after %v, want Unavailable before the 500ms deadline", err, took)
+		if status.Code(err) != codes.Unavailable || took >= deadline {
+			t.Fatalf("Put = %v after %v, want Unavailable before the %v deadline", err, took, deadline)
 		}
-		// 200ms ±20%, then 400ms ±20% does not fit: 2 attempts.
+		// 800ms ±20%, then 1.6s ±20% does not fit: 2 attempts.
 		if n := srv.startedCount("put:k2"); n != 2 {
 			t.Errorf("%d attempts, want 2", n)
 		}
